@@ -1,0 +1,185 @@
+"""Binance spot combined streams: URLs, subscribe messages and ``parse``.
+
+Prices and quantities arrive as JSON strings and become float64 here (market data, not money). A frame is
+either a ``{"stream": ..., "data": ...}`` envelope, a bare payload (raw ``/ws`` streams), a subscribe reply
+``{"result": null, "id": n}``, or a REST depth snapshot ``{"lastUpdateId": ...}`` (recorders put it inline).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from app.market.adapters import ParseError
+from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
+
+NAME = "binance"
+WS_BASE = "wss://stream.binance.com:9443"
+REST_BASE = "https://api.binance.com"
+KLINE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+
+
+def streams_for(symbol: str, kline_interval: str = "1m") -> list[str]:
+    s = symbol.lower()
+    return [f"{s}@trade", f"{s}@bookTicker", f"{s}@depth@100ms", f"{s}@kline_{kline_interval}"]
+
+
+def stream_url(base: str, streams: list[str]) -> str:
+    return f"{base.rstrip('/')}/stream?streams={'/'.join(streams)}"
+
+
+def subscribe_message(streams: list[str], request_id: int) -> bytes:
+    return orjson.dumps({"method": "SUBSCRIBE", "params": streams, "id": request_id})
+
+
+def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError("malformed_json", str(exc)) from None
+    if not isinstance(msg, dict):
+        raise ParseError("not_an_object", type(msg).__name__)
+    data = msg.get("data", msg) if "stream" in msg else msg
+    if not isinstance(data, dict):
+        raise ParseError("bad_envelope", "data is not an object")
+    try:
+        return _parse_payload(data, recv_ns)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParseError("bad_field", f"{type(exc).__name__}: {exc}") from None
+
+
+def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+    kind = d.get("e")
+    if kind == "trade":
+        return [_trade(d, d["t"], recv_ns)]
+    if kind == "aggTrade":
+        return [_trade(d, d["a"], recv_ns)]
+    if kind == "depthUpdate":
+        return [
+            BookUpdate(
+                symbol=_symbol(d["s"]),
+                bids=_levels(d["b"]),
+                asks=_levels(d["a"]),
+                first_id=int(d["U"]),
+                last_id=int(d["u"]),
+                is_snapshot=False,
+                exchange_ms=int(d["E"]),
+                recv_ns=recv_ns,
+            )
+        ]
+    if kind == "kline":
+        k = d["k"]
+        return [
+            Candle(
+                symbol=_symbol(k["s"]),
+                timeframe=str(k["i"]),
+                open_ms=int(k["t"]),
+                open=float(k["o"]),
+                high=float(k["h"]),
+                low=float(k["l"]),
+                close=float(k["c"]),
+                volume=float(k["v"]),
+                trades=int(k["n"]),
+                closed=bool(k["x"]),
+                exchange_ms=int(d["E"]),
+                recv_ns=recv_ns,
+            )
+        ]
+    if kind is None and "u" in d and "b" in d and "a" in d and "s" in d:  # spot bookTicker has no "e"
+        return [
+            Quote(
+                symbol=_symbol(d["s"]),
+                bid=_price(d["b"]),
+                bid_qty=_qty(d["B"]),
+                ask=_price(d["a"]),
+                ask_qty=_qty(d["A"]),
+                update_id=int(d["u"]),
+                exchange_ms=int(d.get("E", 0)),
+                recv_ns=recv_ns,
+            )
+        ]
+    if kind is None and "lastUpdateId" in d:
+        return [parse_depth_snapshot(d, d.get("s", ""), recv_ns)]
+    if kind is None and "id" in d and ("result" in d or "error" in d):
+        if d.get("error"):
+            raise ParseError("request_error", str(d["error"]))
+        return []  # reply to our SUBSCRIBE
+    raise ParseError("unknown_event", str(kind))
+
+
+def parse_depth_snapshot(d: dict[str, Any], symbol: str, recv_ns: int) -> BookUpdate:
+    """The REST ``/api/v3/depth`` answer (it names no symbol, so the caller does)."""
+    last = int(d["lastUpdateId"])
+    return BookUpdate(
+        symbol=symbol.upper(),
+        bids=_levels(d["bids"]),
+        asks=_levels(d["asks"]),
+        first_id=last,
+        last_id=last,
+        is_snapshot=True,
+        exchange_ms=int(d.get("E", 0)),
+        recv_ns=recv_ns,
+    )
+
+
+def parse_klines(rows: list[list[Any]], symbol: str, timeframe: str, recv_ns: int) -> list[Candle]:
+    """The REST ``/api/v3/klines`` answer: rows of [open_time, o, h, l, c, v, close_time, qv, n, ...]."""
+    out = []
+    for r in rows:
+        out.append(
+            Candle(
+                symbol=symbol.upper(),
+                timeframe=timeframe,
+                open_ms=int(r[0]),
+                open=float(r[1]),
+                high=float(r[2]),
+                low=float(r[3]),
+                close=float(r[4]),
+                volume=float(r[5]),
+                trades=int(r[8]),
+                closed=True,
+                exchange_ms=int(r[6]),
+                recv_ns=recv_ns,
+            )
+        )
+    return out
+
+
+def _trade(d: dict[str, Any], trade_id: Any, recv_ns: int) -> Trade:
+    m = d["m"]
+    if not isinstance(m, bool):
+        raise TypeError("'m' is not a boolean")
+    return Trade(
+        symbol=_symbol(d["s"]),
+        price=_price(d["p"]),
+        qty=_qty(d["q"]),
+        side=Side.SELL if m else Side.BUY,
+        trade_id=int(trade_id),
+        exchange_ms=int(d["T"]),
+        recv_ns=recv_ns,
+    )
+
+
+def _symbol(s: Any) -> str:
+    if not isinstance(s, str) or not s:
+        raise TypeError("symbol is not a string")
+    return s
+
+
+def _price(v: Any) -> float:
+    p = float(v)
+    if not p > 0.0 or p == float("inf"):
+        raise ValueError(f"price {v!r} is not positive and finite")
+    return p
+
+
+def _qty(v: Any) -> float:
+    q = float(v)
+    if not q >= 0.0 or q == float("inf"):
+        raise ValueError(f"quantity {v!r} is not non-negative and finite")
+    return q
+
+
+def _levels(rows: Any) -> tuple[tuple[float, float], ...]:
+    return tuple((_price(p), _qty(q)) for p, q in rows)
