@@ -37,7 +37,7 @@ def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ParseError("malformed_json", str(exc)) from None
+        raise ParseError(_undecodable_reason(raw), str(exc)) from None
     if not isinstance(msg, dict):
         raise ParseError("not_an_object", type(msg).__name__)
     data = msg.get("data", msg) if "stream" in msg else msg
@@ -45,8 +45,22 @@ def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
         raise ParseError("bad_envelope", "data is not an object")
     try:
         return _parse_payload(data, recv_ns)
-    except (KeyError, TypeError, ValueError) as exc:
+    except ParseError:
+        raise  # already precise (unknown_event, request_error); it is a ValueError, so keep it from below
+    except (KeyError, TypeError) as exc:  # a field is missing or has the wrong JSON type
         raise ParseError("bad_field", f"{type(exc).__name__}: {exc}") from None
+    except ValueError as exc:  # the right type, an unacceptable value: a negative or NaN price, "abc"
+        raise ParseError("bad_value", str(exc)) from None
+
+
+def _undecodable_reason(raw: bytes | str) -> str:
+    """Tell text that is not UTF-8 (a transport or recording fault) from text that is not JSON."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return "not_utf8"
+    return "malformed_json"
 
 
 def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
@@ -81,7 +95,7 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
                 close=float(k["c"]),
                 volume=float(k["v"]),
                 trades=int(k["n"]),
-                closed=bool(k["x"]),
+                closed=_bool(k["x"], "x"),
                 exchange_ms=int(d["E"]),
                 recv_ns=recv_ns,
             )
@@ -147,9 +161,7 @@ def parse_klines(rows: list[list[Any]], symbol: str, timeframe: str, recv_ns: in
 
 
 def _trade(d: dict[str, Any], trade_id: Any, recv_ns: int) -> Trade:
-    m = d["m"]
-    if not isinstance(m, bool):
-        raise TypeError("'m' is not a boolean")
+    m = _bool(d["m"], "m")
     return Trade(
         symbol=_symbol(d["s"]),
         price=_price(d["p"]),
@@ -159,6 +171,12 @@ def _trade(d: dict[str, Any], trade_id: Any, recv_ns: int) -> Trade:
         exchange_ms=int(d["T"]),
         recv_ns=recv_ns,
     )
+
+
+def _bool(v: Any, name: str) -> bool:
+    if not isinstance(v, bool):  # bool("false") would be True
+        raise TypeError(f"{name!r} is not a boolean")
+    return v
 
 
 def _symbol(s: Any) -> str:

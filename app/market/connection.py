@@ -1,0 +1,187 @@
+"""One WebSocket connection to an exchange: subscribe, keep alive, reconnect, detect a stale feed.
+
+Reconnection is websockets' own ``async for ws in connect(...)`` iterator (backoff with jitter on failed
+connects). A connection that drops soon after opening is retried after a backoff delay as well, so a server
+that accepts and immediately closes cannot make us spin. Frames are parsed by the exchange adapter (pure) and
+the events are handed to ``on_events`` synchronously; that callback must not block (the bus only enqueues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import process_exception as default_process_exception
+
+from app.market.adapters import ParseError
+from app.market.recording import Recorder
+from app.models import FeedState, MarketEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters read by the UI on its timer; written only by the connection."""
+
+    state: FeedState = FeedState.CONNECTING
+    frames: int = 0  # every frame received, good or bad
+    events: int = 0  # domain events parsed from them
+    rejected: Counter[str] = field(default_factory=Counter)  # by ParseError reason
+    reconnects: int = 0
+    stale_events: int = 0
+    connected_since_ns: int = 0
+    last_frame_ns: int = 0
+    last_error: str = ""
+    transitions: deque[tuple[int, FeedState]] = field(default_factory=lambda: deque(maxlen=256))
+
+    def set_state(self, state: FeedState) -> None:
+        """Change state and remember the transition, so a short-lived state (stale) is never lost."""
+        if state is not self.state:
+            self.state = state
+            self.transitions.append((time.perf_counter_ns(), state))
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+def backoff(initial: float = 0.5, maximum: float = 30.0, factor: float = 1.8) -> Generator[float]:
+    """Exponential backoff with full jitter on the first step (RFC 6455 7.2.3)."""
+    yield random.uniform(0.0, initial)
+    delay = initial
+    while True:
+        delay = min(maximum, delay * factor)
+        yield delay * random.uniform(0.8, 1.2)
+
+
+class FeedConnection:
+    def __init__(
+        self,
+        url: str,
+        adapter: ModuleType,
+        on_events: Callable[[list[MarketEvent]], None],
+        *,
+        subscribe: Sequence[bytes] = (),
+        stale_after_s: float = 10.0,
+        ping_interval_s: float = 20.0,
+        ping_timeout_s: float = 20.0,
+        open_timeout_s: float = 10.0,
+        recorder: Recorder | None = None,
+        reconnect_delays: Callable[[], Generator[float]] = backoff,
+    ) -> None:
+        self.url = url
+        self.stats = FeedStats()
+        self._adapter = adapter
+        self._on_events = on_events
+        self._subscribe = list(subscribe)
+        self._stale_after_ns = int(stale_after_s * 1e9)
+        self._ping_interval = ping_interval_s
+        self._ping_timeout = ping_timeout_s
+        self._open_timeout = open_timeout_s
+        self._recorder = recorder
+        self._reconnect_delays = reconnect_delays
+        self._ws: ClientConnection | None = None
+
+    async def run(self) -> None:
+        """Connect and deliver until cancelled. Never returns on its own."""
+        connector = websockets.connect(
+            self.url,
+            open_timeout=self._open_timeout,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            max_size=1 << 23,  # depth snapshots can be large; anything bigger is hostile
+            max_queue=1024,
+            process_exception=self._on_connect_error,
+            reconnect_delays=self._reconnect_delays,
+            compression=None,
+        )
+        quick_drops: Generator[float] | None = None
+        watchdog = asyncio.create_task(self._watch_staleness(), name="feed-stale-watchdog")
+        try:
+            async for ws in connector:
+                opened_ns = time.perf_counter_ns()
+                await self._serve(ws)
+                # The connection ended; reconnect at once unless it keeps dying young.
+                self.stats.reconnects += 1
+                if self.stats.state is not FeedState.STALE:  # keep saying why until we are back
+                    self.stats.set_state(FeedState.RECONNECTING)
+                if time.perf_counter_ns() - opened_ns < 5_000_000_000:
+                    quick_drops = quick_drops or self._reconnect_delays()
+                    await asyncio.sleep(next(quick_drops))
+                else:
+                    quick_drops = None
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            self.stats.set_state(FeedState.STOPPED)
+            self._ws = None
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        stats = self.stats
+        stats.connected_since_ns = stats.last_frame_ns = time.perf_counter_ns()
+        try:
+            for msg in self._subscribe:
+                await ws.send(msg.decode())
+            stats.set_state(FeedState.LIVE)
+            log.info("feed connected: %s", self.url)
+            async for raw in ws:
+                self._on_frame(raw, time.perf_counter_ns())
+        except websockets.ConnectionClosed as exc:
+            stats.last_error = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            log.warning("feed disconnected from %s: %s", self.url, stats.last_error)
+        finally:
+            self._ws = None
+
+    def _on_frame(self, raw: bytes | str, recv_ns: int) -> None:
+        stats = self.stats
+        stats.frames += 1
+        stats.last_frame_ns = recv_ns
+        if self._recorder is not None:
+            self._recorder.write(recv_ns, raw)
+        try:
+            events = self._adapter.parse(raw, recv_ns)
+        except ParseError as exc:
+            stats.rejected[exc.reason] += 1
+            _log_rejection(exc, stats.rejected_total)
+            return
+        if events:
+            stats.events += len(events)
+            self._on_events(events)
+
+    def _on_connect_error(self, exc: Exception) -> Exception | None:
+        self.stats.set_state(FeedState.RECONNECTING)
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("cannot connect to %s: %s", self.url, self.stats.last_error)
+        return default_process_exception(exc)
+
+    async def _watch_staleness(self) -> None:
+        """No frame for ``stale_after``: mark the feed stale and drop the socket so the iterator reconnects."""
+        period = max(0.05, self._stale_after_ns / 4e9)
+        while True:
+            await asyncio.sleep(period)
+            ws = self._ws
+            if ws is None or time.perf_counter_ns() - self.stats.last_frame_ns < self._stale_after_ns:
+                continue
+            self.stats.set_state(FeedState.STALE)
+            self.stats.stale_events += 1
+            self.stats.last_error = f"no data for {self._stale_after_ns / 1e9:g} s"
+            log.warning("feed stale (%s); reconnecting", self.stats.last_error)
+            ws.transport.abort()  # a silent peer may never answer a close handshake
+
+
+def _log_rejection(exc: ParseError, total: int) -> None:
+    # Rate-limited by count: the first few, then every 1000th, so a hostile feed cannot flood the log.
+    if total <= 5 or total % 1000 == 0:
+        log.warning("rejected frame #%d: %s", total, exc)

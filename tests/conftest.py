@@ -1,0 +1,37 @@
+"""Shared test helpers: where the recorded exchange data lives, and an async wait-until."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BINANCE_CAPTURE = SHARED_DATA / "binance-spot-btcusdt-capture"
+
+
+def require_data(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"recorded exchange data not found at {path} (../shared/data beside the project)")
+    return path
+
+
+@pytest.fixture
+def binance_capture() -> Path:
+    return require_data(BINANCE_CAPTURE / "btcusdt_20240808.gz")
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """The async form of qtbot.waitUntil: yields to the loop between checks, fails with a message on timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.01)
