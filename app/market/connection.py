@@ -107,19 +107,21 @@ class FeedConnection:
         )
         quick_drops: Generator[float] | None = None
         watchdog = asyncio.create_task(self._watch_staleness(), name="feed-stale-watchdog")
+        # aclosing: on cancellation the iterator must be closed here, awaited, not later by the garbage collector.
         try:
-            async for ws in connector:
-                opened_ns = time.perf_counter_ns()
-                await self._serve(ws)
-                # The connection ended; reconnect at once unless it keeps dying young.
-                self.stats.reconnects += 1
-                if self.stats.state is not FeedState.STALE:  # keep saying why until we are back
-                    self.stats.set_state(FeedState.RECONNECTING)
-                if time.perf_counter_ns() - opened_ns < 5_000_000_000:
-                    quick_drops = quick_drops or self._reconnect_delays()
-                    await asyncio.sleep(next(quick_drops))
-                else:
-                    quick_drops = None
+            async with contextlib.aclosing(aiter(connector)) as connections:
+                async for ws in connections:
+                    opened_ns = time.perf_counter_ns()
+                    await self._serve(ws)
+                    # The connection ended; reconnect at once unless it keeps dying young.
+                    self.stats.reconnects += 1
+                    if self.stats.state is not FeedState.STALE:  # keep saying why until we are back
+                        self.stats.set_state(FeedState.RECONNECTING)
+                    if time.perf_counter_ns() - opened_ns < 5_000_000_000:
+                        quick_drops = quick_drops or self._reconnect_delays()
+                        await asyncio.sleep(next(quick_drops))
+                    else:
+                        quick_drops = None
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,46 @@
+"""Settings: one pydantic model for everything configurable.
+
+This first version holds what the feed and chart need; it is built from defaults and command-line flags.
+The TOML file in the platformdirs config directory, secrets and the settings dialog come later (see
+docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.market.candles import TIMEFRAMES
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    exchange: Literal["sim", "binance"] = "sim"
+    symbol: str = "BTCUSDT"
+    timeframe: str = "1m"
+    replay: Path | None = None
+    replay_speed: float = Field(default=1.0, ge=0.0)
+    sim_port: int = Field(default=0, ge=0, le=65535)
+    sim_trades_per_s: float = Field(default=20.0, gt=0.0)
+    history_bars: int = Field(default=600, ge=0, le=1000)
+    candle_capacity: int = Field(default=100_000, ge=1000)
+    stale_after_s: float = Field(default=10.0, gt=0.0)
+    ui_refresh_hz: float = Field(default=30.0, ge=1.0, le=120.0)
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper_symbol(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not v.isalnum():
+            raise ValueError(f"symbol {v!r} must be letters and digits, like BTCUSDT")
+        return v
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, v: str) -> str:
+        if v not in TIMEFRAMES:
+            raise ValueError(f"timeframe {v!r} is not one of {', '.join(TIMEFRAMES)}")
+        return v

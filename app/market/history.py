@@ -1,0 +1,24 @@
+"""Recent candle history over the exchange's REST API, so the chart opens full instead of empty."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from app.market.adapters import binance
+from app.models import Candle
+
+
+async def fetch_binance_klines(
+    client: httpx.AsyncClient, rest_base: str, symbol: str, timeframe: str, limit: int
+) -> list[Candle]:
+    resp = await client.get(
+        f"{rest_base.rstrip('/')}/api/v3/klines",
+        params={"symbol": symbol.upper(), "interval": timeframe, "limit": limit},
+    )
+    resp.raise_for_status()
+    rows = resp.json()
+    if not isinstance(rows, list):
+        raise ValueError("klines answer is not a list")
+    return binance.parse_klines(rows, symbol, timeframe, time.perf_counter_ns())

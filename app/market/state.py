@@ -1,0 +1,72 @@
+"""The latest market picture per symbol: candles for every timeframe, best bid/offer, last trade.
+
+Written by the session's market task from bus batches; read by the UI on its timer (``version`` tells it
+whether anything changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.market.candles import TIMEFRAMES, CandleAggregator
+from app.models import Candle, MarketEvent, Quote, Trade
+
+
+@dataclass(slots=True)
+class SymbolMarket:
+    symbol: str
+    candles: CandleAggregator
+    quote: Quote | None = None
+    last_trade: Trade | None = None
+    trades: int = 0
+    version: int = 0
+
+
+@dataclass
+class MarketData:
+    symbols: list[str]
+    capacity: int = 100_000
+    by_symbol: dict[str, SymbolMarket] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_symbol = {
+            s: SymbolMarket(s, CandleAggregator(s, tuple(TIMEFRAMES), capacity=self.capacity)) for s in self.symbols
+        }
+
+    def __getitem__(self, symbol: str) -> SymbolMarket:
+        return self.by_symbol[symbol]
+
+    def apply(self, batch: list[MarketEvent]) -> None:
+        trades: dict[str, list[Trade]] = {}
+        for ev in batch:
+            m = self.by_symbol.get(ev.symbol)
+            if m is None:
+                continue
+            if isinstance(ev, Trade):
+                trades.setdefault(ev.symbol, []).append(ev)
+            elif isinstance(ev, Quote):
+                m.quote = ev
+                m.version += 1
+        for symbol, ts in trades.items():
+            m = self.by_symbol[symbol]
+            m.candles.on_trades(ts)
+            m.last_trade = ts[-1]
+            m.trades += len(ts)
+            m.version += 1
+
+    def load_history(self, symbol: str, timeframe: str, candles: list[Candle]) -> None:
+        m = self.by_symbol.get(symbol)
+        if m is None or not candles:
+            return
+        m.candles.series(timeframe).load_history(
+            np.array([c.open_ms for c in candles], dtype=np.int64),
+            np.array([c.open for c in candles]),
+            np.array([c.high for c in candles]),
+            np.array([c.low for c in candles]),
+            np.array([c.close for c in candles]),
+            np.array([c.volume for c in candles]),
+            np.array([c.trades for c in candles], dtype=np.int64),
+        )
+        m.version += 1

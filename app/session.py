@@ -1,0 +1,123 @@
+"""Composition root: wires market -> (later) decisions -> trading, and owns every task's lifetime.
+
+The session knows nothing of Qt. The UI reads ``market``, ``feed`` and ``bus`` on its own timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+from app.market import history
+from app.market.adapters import binance
+from app.market.bus import EventBus
+from app.market.candles import TIMEFRAMES
+from app.market.connection import FeedConnection, FeedStats
+from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
+from app.market.state import MarketData
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+
+
+class Session:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.symbols = [settings.symbol]
+        self.bus = EventBus()
+        self.market = MarketData(self.symbols, capacity=settings.candle_capacity)
+        self.simulator: ExchangeSimulator | None = None
+        self.connection: FeedConnection | None = None
+        self.started_ns = time.perf_counter_ns()
+        self.history_loaded: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._market_sub = self.bus.subscribe("market", maxlen=200_000)
+
+    @property
+    def source_label(self) -> str:
+        s = self.settings
+        if s.exchange == "sim":
+            if s.replay is not None:
+                return f"BUILT-IN EXCHANGE · replay {s.replay.name} ×{s.replay_speed:g}"
+            return "BUILT-IN EXCHANGE · synthetic market"
+        return f"{s.exchange.upper()} · live"
+
+    @property
+    def feed(self) -> FeedStats:
+        return self.connection.stats if self.connection else FeedStats()
+
+    async def start(self) -> None:
+        """Start the built-in exchange if chosen, connect the feed, load history. Raises on a bad replay file
+        (RecordingError) or a taken simulator port (SimulatorPortInUse) before anything runs."""
+        s = self.settings
+        if s.exchange == "sim":
+            source = (
+                ReplaySource(s.replay, speed=s.replay_speed)
+                if s.replay is not None
+                else SyntheticMarket(symbol=s.symbol, trades_per_s=s.sim_trades_per_s)
+            )
+            self.simulator = ExchangeSimulator(source, port=s.sim_port)
+            await self.simulator.start()
+            ws_base, rest_base = self.simulator.ws_url, self.simulator.rest_url
+        else:
+            ws_base, rest_base = binance.WS_BASE, binance.REST_BASE
+        streams = [st for sym in self.symbols for st in binance.streams_for(sym)]
+        self.connection = FeedConnection(
+            binance.stream_url(ws_base, streams), binance, self.bus.publish, stale_after_s=s.stale_after_s
+        )
+        self.spawn(self.connection.run(), "feed")
+        self.spawn(self._run_market(rest_base), "market")
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            for t in stuck:
+                log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
+        if self.simulator is not None:
+            await self.simulator.stop()
+        log.info("session stopped")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _run_market(self, rest_base: str) -> None:
+        # The feed is already connected and the bus buffers it, so history can load first without losing
+        # live trades; applying history before live trades keeps the forming bar continuous.
+        if not (self.settings.exchange == "sim" and self.settings.replay is not None):
+            await self._load_history(rest_base)
+        sub = self._market_sub
+        while True:
+            batch = await sub.next_batch()
+            self.market.apply(batch)
+
+    async def _load_history(self, rest_base: str) -> None:
+        limit = self.settings.history_bars
+        if limit == 0:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                for symbol in self.symbols:
+                    for tf in TIMEFRAMES:
+                        candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
+                        self.market.load_history(symbol, tf, candles)
+                        self.history_loaded[f"{symbol} {tf}"] = len(candles)
+        except (httpx.HTTPError, ValueError, TypeError, IndexError, KeyError) as exc:
+            log.warning("no candle history from %s: %s", rest_base, exc)

@@ -1,0 +1,275 @@
+"""The chart: price pane with candles over a volume pane, linked x axes, a timeframe selector, auto-follow of the
+live edge and a crosshair read-out. ``refresh`` is called by the UI timer and redraws only what changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.market.candles import TIMEFRAMES, CandleSeries
+from app.ui import theme
+from app.ui.chart.items import CandlestickItem, LiveCandleItem, VolumeItem
+
+
+class ChartWidget(QtWidgets.QWidget):
+    timeframe_changed = QtCore.Signal(str)
+
+    DEFAULT_VISIBLE_BARS = 150
+
+    def __init__(self, timeframe: str = "1m", parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chart")
+        self.timeframe = timeframe
+        self.follow = True
+        self._series: CandleSeries | None = None
+        self._closed_key: tuple = ()
+        self._live_version = -1
+        self._x = np.empty(0)
+        self._last_xrange: tuple[float, float] = (0.0, 0.0)
+        self._applying_range = False
+        self._view_ready = False  # the first data for a series sets the default zoom
+        self._build_toolbar()
+        self._build_plots()
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._toolbar)
+        layout.addWidget(self.glw, 1)
+
+    # ----- construction -------------------------------------------------------------------------------------
+    def _build_toolbar(self) -> None:
+        bar = QtWidgets.QWidget(self)
+        bar.setObjectName("chartToolbar")
+        row = QtWidgets.QHBoxLayout(bar)
+        row.setContentsMargins(8, 3, 8, 3)
+        row.setSpacing(6)
+        self.symbol_label = QtWidgets.QLabel("—", bar)
+        self.symbol_label.setObjectName("chartSymbol")
+        row.addWidget(self.symbol_label)
+        self._tf_buttons: dict[str, QtWidgets.QToolButton] = {}
+        group = QtWidgets.QButtonGroup(bar)
+        group.setExclusive(True)
+        for tf in TIMEFRAMES:
+            b = QtWidgets.QToolButton(bar)
+            b.setText(tf)
+            b.setCheckable(True)
+            b.setChecked(tf == self.timeframe)
+            b.setToolTip(f"Show {tf} candles")
+            b.clicked.connect(lambda _=False, tf=tf: self.set_timeframe(tf))
+            group.addButton(b)
+            row.addWidget(b)
+            self._tf_buttons[tf] = b
+        self.readout = QtWidgets.QLabel("", bar)
+        self.readout.setObjectName("chartReadout")
+        self.readout.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        row.addSpacing(12)
+        row.addWidget(self.readout, 1)
+        self.follow_button = QtWidgets.QToolButton(bar)
+        self.follow_button.setText("Live ⇥")
+        self.follow_button.setCheckable(True)
+        self.follow_button.setChecked(True)
+        self.follow_button.setToolTip("Follow the live edge (End)")
+        self.follow_button.clicked.connect(self.set_follow)
+        row.addWidget(self.follow_button)
+        QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_End), self, activated=lambda: self.set_follow(True))
+        self._toolbar = bar
+
+    def _build_plots(self) -> None:
+        t = theme.current()
+        pg.setConfigOptions(antialias=False)
+        self.glw = pg.GraphicsLayoutWidget(self)
+        self.glw.setBackground(t.background)
+        self.glw.ci.layout.setSpacing(0)
+        self.glw.ci.setContentsMargins(0, 0, 0, 0)
+        self.price_plot = self.glw.addPlot(row=0, col=0)
+        self.volume_plot = self.glw.addPlot(
+            row=1, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
+        )
+        self.glw.ci.layout.setRowStretchFactor(0, 4)
+        self.glw.ci.layout.setRowStretchFactor(1, 1)
+        for plot in (self.price_plot, self.volume_plot):
+            plot.hideAxis("left")
+            plot.showAxis("right")
+            plot.showGrid(x=True, y=True, alpha=0.12)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.getAxis("right").setWidth(72)
+            for name in ("right", "bottom"):
+                ax = plot.getAxis(name)
+                ax.setPen(pg.mkPen(t.grid))
+                ax.setTextPen(pg.mkPen(t.muted))
+            plot.vb.setMouseEnabled(x=True, y=False)
+        self.price_plot.hideAxis("bottom")
+        self.volume_plot.setXLink(self.price_plot)
+        self.volume_plot.getAxis("right").setStyle(showValues=False)
+        self.candles = CandlestickItem()
+        self.live_candle = LiveCandleItem()
+        self.volume = VolumeItem()
+        self.live_volume = LiveCandleItem(volume=True)
+        self.price_plot.addItem(self.candles)
+        self.price_plot.addItem(self.live_candle)
+        self.volume_plot.addItem(self.volume)
+        self.volume_plot.addItem(self.live_volume)
+        self.last_line = pg.InfiniteLine(
+            angle=0,
+            movable=False,
+            pen=pg.mkPen(t.muted, style=QtCore.Qt.PenStyle.DashLine),
+            label="{value:.2f}",
+            labelOpts={"position": 0.98, "color": t.text, "fill": pg.mkBrush(t.panel), "anchors": [(1, 1), (1, 1)]},
+        )
+        self.last_line.setZValue(5)
+        self.price_plot.addItem(self.last_line, ignoreBounds=True)
+        self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.grid))
+        self.cross_h = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.grid))
+        for line in (self.cross_v, self.cross_h):
+            line.setVisible(False)
+            self.price_plot.addItem(line, ignoreBounds=True)
+        self.price_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    # ----- public -------------------------------------------------------------------------------------------
+    @property
+    def bar_s(self) -> float:
+        return TIMEFRAMES[self.timeframe] / 1000.0
+
+    @property
+    def drawn_candles(self) -> int:
+        return self.candles.drawn_bars + (1 if self.live_candle.bar is not None else 0)
+
+    def set_symbol(self, symbol: str) -> None:
+        self.symbol_label.setText(symbol)
+
+    def set_timeframe(self, tf: str) -> None:
+        if tf not in TIMEFRAMES:
+            return
+        self._tf_buttons[tf].setChecked(True)
+        if tf == self.timeframe:
+            return
+        self.timeframe = tf
+        self._closed_key = ()
+        self._live_version = -1
+        self._view_ready = False
+        self.follow = True
+        self.follow_button.setChecked(True)
+        self.timeframe_changed.emit(tf)
+
+    def set_follow(self, on: bool = True) -> None:
+        self.follow = bool(on)
+        self.follow_button.setChecked(self.follow)
+        if self.follow:
+            self._apply_follow(force=True)
+
+    def refresh(self, series: CandleSeries) -> bool:
+        """Pull the series; redraw only what changed. Returns True if anything was redrawn."""
+        if series is not self._series:
+            self._series = series
+            self._closed_key = ()
+            self._live_version = -1
+            self._view_ready = False
+        if series.version == self._live_version:
+            return self._update_y_if_panned()
+        self._live_version = series.version
+        a = series.arrays()
+        n = len(a.open_ms)
+        if n == 0:
+            return False
+        key = (n, int(a.open_ms[0]), float(a.close[n - 2]) if n > 1 else 0.0, float(a.high[n - 2]) if n > 1 else 0.0)
+        if key != self._closed_key:
+            self._closed_key = key
+            self._x = a.open_ms.astype(np.float64) / 1000.0  # float64: float32 x makes clipping crawl
+            m = n - 1
+            self.candles.set_data(
+                self._x[:m], a.open[:m], a.high[:m], a.low[:m], a.close[:m], a.volume[:m], self.bar_s, series.version
+            )
+            self.volume.set_data(
+                self._x[:m], a.open[:m], a.high[:m], a.low[:m], a.close[:m], a.volume[:m], self.bar_s, series.version
+            )
+        bar = (float(self._x[-1]), float(a.open[-1]), float(a.high[-1]), float(a.low[-1]), float(a.close[-1]),
+               float(a.volume[-1]))
+        self.live_candle.set_bar(bar, self.bar_s)
+        self.live_volume.set_bar(bar, self.bar_s)
+        t = theme.current()
+        self.last_line.setPos(bar[4])
+        self.last_line.label.setColor(t.up if bar[4] >= bar[1] else t.down)
+        if self.follow:
+            self._apply_follow(force=not self._view_ready)
+            self._view_ready = True
+        self._fit_y()
+        return True
+
+    # ----- view range ---------------------------------------------------------------------------------------
+    def _apply_follow(self, force: bool = False) -> None:
+        if len(self._x) == 0:
+            return
+        vb = self.price_plot.vb
+        (x0, x1), _ = vb.viewRange()
+        width = x1 - x0
+        if force or width <= 0 or width > self.bar_s * 20_000:
+            width = self.bar_s * self.DEFAULT_VISIBLE_BARS
+        right = float(self._x[-1]) + self.bar_s * 4
+        self._applying_range = True
+        try:
+            vb.setXRange(right - width, right, padding=0)
+        finally:
+            self._applying_range = False
+        self._fit_y()
+
+    def _fit_y(self) -> None:
+        a = self._series.arrays() if self._series is not None else None
+        if a is None or len(self._x) == 0:
+            return
+        (x0, x1), _ = self.price_plot.vb.viewRange()
+        self._last_xrange = (x0, x1)
+        i0 = int(np.searchsorted(self._x, x0 - self.bar_s, side="left"))
+        i1 = int(np.searchsorted(self._x, x1, side="right"))
+        if i1 <= i0:
+            return
+        lo, hi = float(a.low[i0:i1].min()), float(a.high[i0:i1].max())
+        pad = max((hi - lo) * 0.06, abs(hi) * 1e-5)
+        self.price_plot.vb.setYRange(lo - pad, hi + pad, padding=0)
+        self.volume_plot.vb.setYRange(0.0, float(a.volume[i0:i1].max()) * 1.1 or 1.0, padding=0)
+
+    def _update_y_if_panned(self) -> bool:
+        (x0, x1), _ = self.price_plot.vb.viewRange()
+        if (x0, x1) != self._last_xrange:
+            self._fit_y()
+            return True
+        return False
+
+    def _on_manual_range(self, *_args) -> None:
+        if self._applying_range or len(self._x) == 0:
+            return
+        (_x0, x1), _ = self.price_plot.vb.viewRange()
+        # Zooming with the live edge in view keeps following; dragging it out of view stops.
+        still_at_edge = x1 >= float(self._x[-1]) + self.bar_s
+        if self.follow != still_at_edge:
+            self.follow = still_at_edge
+            self.follow_button.setChecked(still_at_edge)
+        if self.follow:
+            self._apply_follow()
+
+    # ----- crosshair ----------------------------------------------------------------------------------------
+    def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
+        vb = self.price_plot.vb
+        inside = self.price_plot.sceneBoundingRect().contains(pos) and self._series is not None
+        self.cross_v.setVisible(inside)
+        self.cross_h.setVisible(inside)
+        if not inside or len(self._x) == 0:
+            self.readout.setText("")
+            return
+        p = vb.mapSceneToView(pos)
+        self.cross_v.setPos(p.x())
+        self.cross_h.setPos(p.y())
+        i = int(np.searchsorted(self._x, p.x(), side="right")) - 1
+        a = self._series.arrays()
+        if not 0 <= i < len(a.open_ms):
+            self.readout.setText(f"{p.y():.2f}")
+            return
+        when = dt.datetime.fromtimestamp(self._x[i]).strftime("%Y-%m-%d %H:%M:%S")
+        self.readout.setText(
+            f"{when}   O {a.open[i]:.2f}  H {a.high[i]:.2f}  L {a.low[i]:.2f}  C {a.close[i]:.2f}"
+            f"  V {a.volume[i]:.4f}  N {int(a.trades[i])}"
+        )

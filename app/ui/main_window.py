@@ -1,0 +1,165 @@
+"""Main window: the chart in the centre; decisions, orders/positions, performance and log as docks; a status bar
+with the data source, feed state and message rate."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.models import FeedState
+from app.session import Session
+from app.ui import theme
+from app.ui.bridge import UiBridge
+from app.ui.chart.chart_widget import ChartWidget
+from app.ui.feed_panel import FeedPanel
+from app.ui.log_dock import BufferingHandler, LogView
+
+STATE_STYLE = {
+    FeedState.LIVE: ("LIVE", "ok"),
+    FeedState.CONNECTING: ("CONNECTING", "warn"),
+    FeedState.RECONNECTING: ("RECONNECTING", "warn"),
+    FeedState.STALE: ("STALE", "bad"),
+    FeedState.STOPPED: ("STOPPED", "bad"),
+}
+
+
+def _placeholder(text: str) -> QtWidgets.QWidget:
+    label = QtWidgets.QLabel(text)
+    label.setObjectName("placeholder")
+    label.setWordWrap(True)
+    label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+    label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+    return label
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    close_requested = QtCore.Signal()
+
+    def __init__(self, session: Session, log_handler: BufferingHandler) -> None:
+        super().__init__()
+        self.session = session
+        s = session.settings
+        self.setWindowTitle(f"AI Trading Terminal — {s.symbol} — {session.source_label}")
+        self.resize(1440, 900)
+        self.setDockOptions(
+            QtWidgets.QMainWindow.DockOption.AnimatedDocks | QtWidgets.QMainWindow.DockOption.AllowTabbedDocks
+        )
+        self.chart = ChartWidget(timeframe=s.timeframe)
+        self.chart.set_symbol(s.symbol)
+        self.setCentralWidget(self.chart)
+
+        self.decisions_dock = self._dock(
+            "Decisions",
+            _placeholder("Model proposals appear here as cards with HIT / SIMILAR / MISS badges.\n\n"
+                         "The decision engine is not enabled in this build."),
+            QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
+        )
+        self.orders_dock = self._dock(
+            "Orders · Positions",
+            _placeholder("Paper orders, fills and positions appear here.\nTrading is not enabled in this build."),
+            QtCore.Qt.DockWidgetArea.BottomDockWidgetArea,
+        )
+        self.feed_panel = FeedPanel()
+        self.perf_dock = self._dock("Performance", self.feed_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.log_view = LogView(log_handler)
+        self.log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.orders_dock, self.log_dock)
+        self.orders_dock.raise_()
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [360, 360], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.orders_dock], [190], QtCore.Qt.Orientation.Vertical)
+
+        self._build_status_bar()
+        self._build_menus()
+        self._started = time.monotonic()
+        self.bridge = UiBridge(session, self, self)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title.lower().replace(" · ", "_").replace(" ", "_"))
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.source_label = QtWidgets.QLabel(self.session.source_label)
+        self.source_label.setObjectName("sourceLabel")
+        self.source_label.setToolTip("Where market data comes from")
+        self.feed_label = QtWidgets.QLabel("● CONNECTING")
+        self.feed_label.setObjectName("feedState")
+        self.feed_label.setProperty("level", "warn")
+        self.rate_label = QtWidgets.QLabel("0 msg/s")
+        self.price_label = QtWidgets.QLabel("")
+        self.price_label.setObjectName("priceLabel")
+        sb.addWidget(self.source_label)
+        sb.addPermanentWidget(self.price_label)
+        sb.addPermanentWidget(self.rate_label)
+        sb.addPermanentWidget(self.feed_label)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        quit_action = file_menu.addAction("&Quit")
+        quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        view = self.menuBar().addMenu("&View")
+        for dock in (self.decisions_dock, self.orders_dock, self.perf_dock, self.log_dock):
+            view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        follow = view.addAction("Follow live edge")
+        follow.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_End))
+        follow.triggered.connect(lambda: self.chart.set_follow(True))
+        tf_menu = view.addMenu("Timeframe")
+        for tf in self.chart._tf_buttons:
+            tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
+
+    # ----- refreshed by the bridge --------------------------------------------------------------------------
+    def feed_state_text(self) -> str:
+        f = self.session.feed
+        text, _ = STATE_STYLE[f.state]
+        if f.state is FeedState.RECONNECTING and f.reconnects:
+            text = f"{text} ({f.reconnects})"
+        return text
+
+    def refresh_slow(self, rate: float) -> None:
+        f = self.session.feed
+        text = f"● {self.feed_state_text()}"
+        if self.feed_label.text() != text:
+            self.feed_label.setText(text)
+            self.feed_label.setProperty("level", STATE_STYLE[f.state][1])
+            self.feed_label.style().unpolish(self.feed_label)
+            self.feed_label.style().polish(self.feed_label)
+            self.feed_label.setToolTip(f.last_error or "")
+        self.rate_label.setText(f"{rate:,.0f} msg/s")
+        m = self.session.market[self.session.settings.symbol]
+        if m.last_trade is not None:
+            q = m.quote
+            book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
+            self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
+        self.feed_panel.update_from(self.session, rate, self.chart.timeframe, time.monotonic() - self._started)
+        self.log_view.flush()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.bridge.stop()
+        self.close_requested.emit()
+        event.accept()
+
+
+def apply_theme(app: QtWidgets.QApplication, name: str = "dark") -> None:
+    t = theme.set_current(name)
+    app.setStyle("Fusion")
+    palette = QtGui.QPalette()
+    for role, colour in (
+        (QtGui.QPalette.ColorRole.Window, t.panel),
+        (QtGui.QPalette.ColorRole.Base, t.background),
+        (QtGui.QPalette.ColorRole.AlternateBase, t.panel),
+        (QtGui.QPalette.ColorRole.Text, t.text),
+        (QtGui.QPalette.ColorRole.WindowText, t.text),
+        (QtGui.QPalette.ColorRole.Button, t.panel),
+        (QtGui.QPalette.ColorRole.ButtonText, t.text),
+        (QtGui.QPalette.ColorRole.Highlight, t.accent),
+        (QtGui.QPalette.ColorRole.HighlightedText, t.background),
+    ):
+        palette.setColor(role, QtGui.QColor(colour))
+    app.setPalette(palette)
+    app.setStyleSheet(theme.stylesheet(t))

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Start-up time to the first window shown, warm and cold, beside a bare PySide6 + pyqtgraph window.
+
+Each run is a fresh process, offscreen; the time is from the process's creation (as the OS records it) to the
+window being shown and its first events processed. "Cold" drops the OS page cache before each run (needs root;
+otherwise reported as unavailable) so libraries are read from disk again. Medians over --runs.
+
+    .venv/bin/python scripts/bench_startup.py [--runs 7] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASELINE = r"""
+import time, psutil
+from PySide6 import QtWidgets
+import pyqtgraph as pg
+app = QtWidgets.QApplication([])
+w = QtWidgets.QMainWindow()
+w.setCentralWidget(pg.PlotWidget())
+w.resize(1440, 900)
+w.show()
+QtWidgets.QApplication.processEvents()
+print(f"first_window_s={time.time() - psutil.Process().create_time():.4f}", flush=True)
+"""
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_once(cmd: list[str]) -> float:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    for line in proc.stdout.splitlines():
+        if line.startswith("first_window_s="):
+            return float(line.split("=", 1)[1])
+    raise RuntimeError(f"{cmd} printed no start-up time (exit {proc.returncode}): {proc.stderr[-500:]}")
+
+
+def measure(cmd: list[str], runs: int, cold: bool) -> list[float]:
+    out = []
+    run_once(cmd)  # warm-up: compiles bytecode, fills caches
+    for _ in range(runs):
+        if cold and not drop_caches():
+            return []
+        out.append(run_once(cmd))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = ap.parse_args()
+    py = sys.executable
+    targets = {
+        "baseline": [py, "-c", BASELINE],
+        "terminal": [py, "-m", "app", "--exit-after-first-window"],
+    }
+    results: dict[str, float | None] = {}
+    for mode in ("warm", "cold"):
+        for name, cmd in targets.items():
+            samples = measure(cmd, args.runs, cold=mode == "cold")
+            results[f"{name}_{mode}_s"] = statistics.median(samples) if samples else None
+    for mode in ("warm", "cold"):
+        t, b = results[f"terminal_{mode}_s"], results[f"baseline_{mode}_s"]
+        results[f"ratio_{mode}"] = round(t / b, 2) if t and b else None
+    results["runs"] = args.runs
+    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    results["python"] = platform.python_version()
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"start-up to first window, median of {args.runs} runs ({results['machine']}, Python {results['python']})")
+    print(f"{'':10}{'baseline':>12}{'terminal':>12}{'ratio':>8}")
+    for mode in ("warm", "cold"):
+        b, t, r = results[f"baseline_{mode}_s"], results[f"terminal_{mode}_s"], results[f"ratio_{mode}"]
+        fmt = lambda v: f"{v * 1000:10.0f}ms" if v else "       n/a"  # noqa: E731
+        print(f"{mode:10}{fmt(b):>12}{fmt(t):>12}{(f'{r:.2f}x' if r else 'n/a'):>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

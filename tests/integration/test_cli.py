@@ -1,0 +1,70 @@
+"""The command line as a user runs it: a real process, offscreen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtGui
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_terminal(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def has_colour(img: QtGui.QImage, rgb: str, tolerance: int = 12, min_pixels: int = 20) -> bool:
+    img = img.convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    raw = np.frombuffer(img.constBits(), dtype=np.uint8).reshape(img.height(), img.bytesPerLine())
+    bgr = raw[:, : img.width() * 4].reshape(img.height(), img.width(), 4)[..., :3].astype(np.int16)
+    c = QtGui.QColor(rgb)
+    target = np.array([c.blue(), c.green(), c.red()], dtype=np.int16)
+    close = np.all(np.abs(bgr - target) <= tolerance, axis=2)
+    return int(close.sum()) >= min_pixels
+
+
+def test_smoke_test_exits_zero_and_screenshot_shows_both_candle_colours(tmp_path):
+    shot = tmp_path / "shot.png"
+    proc = run_terminal("--smoke-test", "4", "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "smoke test passed" in proc.stdout
+    img = QtGui.QImage(str(shot))
+    assert not img.isNull() and img.width() >= 800
+    from app.ui.theme import DARK
+
+    assert has_colour(img, DARK.up) and has_colour(img, DARK.down), "expected rising and falling candles"
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_replay_file_is_one_line_error_and_exit_2(tmp_path):
+    proc = run_terminal("--replay", str(tmp_path / "nope.gz"), "--smoke-test", "1")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read recording"), proc.stderr
+
+
+def test_busy_simulator_port_is_reported_not_a_traceback():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = run_terminal("--sim-port", str(port), "--smoke-test", "1")
+    assert proc.returncode == 2
+    assert f"port {port}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.realdata
+def test_replay_of_real_capture_draws_candles(binance_capture, tmp_path):
+    proc = run_terminal("--replay", str(binance_capture), "--speed", "0", "--timeframe", "1s", "--smoke-test", "4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "smoke test passed" in proc.stdout
