@@ -115,9 +115,8 @@ def _setup_logging(verbose: bool):
 
 def _run_gui(args: argparse.Namespace, settings, handler) -> int:
     os.environ.setdefault("QT_API", "pyside6")  # qasync picks its binding from this
-    from PySide6 import QtWidgets
-
     import qasync
+    from PySide6 import QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("AI Trading Terminal")

@@ -103,6 +103,7 @@ class FeedConnection:
             max_queue=1024,
             process_exception=self._on_connect_error,
             reconnect_delays=self._reconnect_delays,
+            close_timeout=2.0,
             compression=None,
         )
         quick_drops: Generator[float] | None = None

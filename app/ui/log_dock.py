@@ -19,7 +19,7 @@ class BufferingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.pending.append(self.format(record))
-        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+        except Exception:
             self.handleError(record)
 
 

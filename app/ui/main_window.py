@@ -139,7 +139,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feed_panel.update_from(self.session, rate, self.chart.timeframe, time.monotonic() - self._started)
         self.log_view.flush()
 
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.bridge.stop()
         self.close_requested.emit()
         event.accept()

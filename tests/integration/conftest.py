@@ -1,18 +1,3 @@
-"""Tests here run on a qasync loop inside a real QApplication (offscreen), as the terminal does."""
+"""Async tests in this folder run on a qasync loop (see tests/qt_loop.py)."""
 
-from __future__ import annotations
-
-import pytest
-from PySide6 import QtWidgets
-
-import qasync
-
-
-def _qasync_loop():
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    return qasync.QEventLoop(app)
-
-
-@pytest.hookimpl
-def pytest_asyncio_loop_factories(config, item):
-    return {"qasync": _qasync_loop}
+from tests.qt_loop import pytest_asyncio_loop_factories  # noqa: F401 - a pytest hook
