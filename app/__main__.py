@@ -158,13 +158,6 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(log_loop_exception)
     session = Session(settings)
-    try:
-        await session.start()
-    except (SimulatorPortInUse, RecordingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        await session.stop()
-        return 2
-
     window = MainWindow(session, handler)
     done: asyncio.Future[str] = loop.create_future()
 
@@ -175,11 +168,19 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
     window.close_requested.connect(lambda: finish("closed"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: loop.call_soon_threadsafe(finish, "signal"))
+    # The window first, then the network: the trader sees the terminal (status "connecting") at once.
     window.show()
-    window.bridge.start()
     await _next_qt_turn()  # the show and first paint happen there; never processEvents() inside a task
     startup_s = _seconds_since_process_start()
     log.info("first window shown %.0f ms after process start", startup_s * 1000)
+    try:
+        await session.start()
+    except (SimulatorPortInUse, RecordingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await session.stop()
+        window.hide()
+        return 2
+    window.bridge.start()
     if exit_after_first_window:
         print(f"first_window_s={startup_s:.4f}", flush=True)
         finish("startup measured")

@@ -11,8 +11,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx
-
 from app.config import Settings
 from app.market import history
 from app.market.adapters import binance
@@ -112,6 +110,8 @@ class Session:
         limit = self.settings.history_bars
         if limit == 0:
             return
+        import httpx  # lazily: ~70 ms of imports that the first window should not wait for
+
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 for symbol in self.symbols:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.market.adapters import binance
 from app.models import Candle
+
+if TYPE_CHECKING:
+    import httpx
 
 
 async def fetch_binance_klines(
