@@ -157,6 +157,8 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(log_loop_exception)
+    if loop.get_debug():  # PYTHONASYNCIODEBUG=1: report anything that holds the loop (and so the window) > 20 ms
+        loop.slow_callback_duration = 0.02
     session = Session(settings)
     window = MainWindow(session, handler)
     done: asyncio.Future[str] = loop.create_future()

@@ -110,10 +110,13 @@ class Session:
         limit = self.settings.history_bars
         if limit == 0:
             return
-        import httpx  # lazily: ~70 ms of imports that the first window should not wait for
+        # httpx's import and its TLS context (certificate loading) take ~100 ms: done in a worker thread so the
+        # window keeps painting; the requests themselves are async on this loop.
+        client = await asyncio.to_thread(history.make_client)
+        import httpx
 
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with client:
                 for symbol in self.symbols:
                     for tf in TIMEFRAMES:
                         candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)

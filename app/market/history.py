@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     import httpx
 
 
+def make_client(timeout_s: float = 5.0) -> httpx.AsyncClient:
+    """Imports httpx and builds its client: blocking work (certificates), meant for a worker thread."""
+    import httpx
+
+    return httpx.AsyncClient(timeout=timeout_s)
+
+
 async def fetch_binance_klines(
     client: httpx.AsyncClient, rest_base: str, symbol: str, timeframe: str, limit: int
 ) -> list[Candle]:
