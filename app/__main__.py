@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
     p.add_argument("--sim-port", type=int, default=0, metavar="PORT",
                    help="port of the built-in exchange on 127.0.0.1 (default: a free one)")
+    p.add_argument("--llm-url", metavar="URL",
+                   help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1; "
+                   "API key from OPENAI_API_KEY. Without it the offline rules propose (labelled OFFLINE)")
+    p.add_argument("--model", default="gpt-4o-mini", help="model name at that endpoint (default gpt-4o-mini)")
+    p.add_argument("--decision-timeframe", default="1m", metavar="TF",
+                   help="ask for a decision at every close of this timeframe (default 1m)")
     p.add_argument("--theme", choices=["dark", "light"], default="dark")
     p.add_argument("--smoke-test", type=float, metavar="SECONDS",
                    help="run that long, then exit 0 if data arrived and candles were drawn, 1 otherwise")
@@ -79,6 +85,9 @@ def _settings_from(args: argparse.Namespace):
             replay=args.replay,
             replay_speed=args.speed,
             sim_port=args.sim_port,
+            llm_url=args.llm_url,
+            llm_model=args.model,
+            decision_timeframe=args.decision_timeframe,
         )
     except ValidationError as exc:
         for err in exc.errors():

@@ -29,6 +29,21 @@ class Settings(BaseModel):
     candle_capacity: int = Field(default=100_000, ge=1000)
     stale_after_s: float = Field(default=10.0, gt=0.0)
     ui_refresh_hz: float = Field(default=30.0, ge=1.0, le=120.0)
+    # Decisions. No URL: the offline rules (labelled OFFLINE). The API key is never a setting: it comes from the
+    # environment (OPENAI_API_KEY) and stays in the provider.
+    llm_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=20.0, gt=0.0, le=300.0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    decision_timeframe: str = "1m"
+    decision_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+
+    @field_validator("llm_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"model endpoint {v!r} must start with http:// or https://")
+        return v
 
     @field_validator("symbol")
     @classmethod
@@ -38,7 +53,7 @@ class Settings(BaseModel):
             raise ValueError(f"symbol {v!r} must be letters and digits, like BTCUSDT")
         return v
 
-    @field_validator("timeframe")
+    @field_validator("timeframe", "decision_timeframe")
     @classmethod
     def _known_timeframe(cls, v: str) -> str:
         if v not in TIMEFRAMES:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from typing import Any
 
 from app.config import Settings
+from app.llm.cache import DecisionCache
+from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
+from app.llm.service import DecisionService
 from app.market import history
 from app.market.adapters import binance
 from app.market.bus import EventBus
@@ -37,6 +41,28 @@ class Session:
         self.history_loaded: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
+        self.provider = self._make_provider()
+        # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
+        cache = DecisionCache() if self.provider.name != "offline" else None
+        self.decisions = DecisionService(
+            self.provider,
+            self.market,
+            cache=cache,
+            timeframe=settings.decision_timeframe,
+            timeout_s=settings.decision_timeout_s,
+        )
+
+    def _make_provider(self) -> DecisionProvider:
+        s = self.settings
+        if s.llm_url is None:
+            return OfflineProvider()
+        return OpenAIProvider(
+            base_url=s.llm_url,
+            model=s.llm_model,
+            api_key=os.environ.get("OPENAI_API_KEY"),
+            timeout_s=s.llm_timeout_s,
+            max_retries=s.llm_max_retries,
+        )
 
     @property
     def source_label(self) -> str:
@@ -72,6 +98,7 @@ class Session:
         )
         self.spawn(self.connection.run(), "feed")
         self.spawn(self._run_market(rest_base), "market")
+        self.spawn(self.decisions.run(), "decisions")
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
@@ -81,6 +108,7 @@ class Session:
             _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             for t in stuck:
                 log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
+        await self.provider.aclose()
         if self.simulator is not None:
             await self.simulator.stop()
         log.info("session stopped")
@@ -101,6 +129,10 @@ class Session:
         # live trades; applying history before live trades keeps the forming bar continuous.
         if not (self.settings.exchange == "sim" and self.settings.replay is not None):
             await self._load_history(rest_base)
+            # A first proposal as soon as there is history, not only after the next bar closes.
+            self.market.apply(self._market_sub.drain())
+            for symbol in self.symbols:
+                self.decisions.ask_now(symbol)
         sub = self._market_sub
         while True:
             batch = await sub.next_batch()

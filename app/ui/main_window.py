@@ -12,6 +12,7 @@ from app.session import Session
 from app.ui import theme
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
+from app.ui.decisions import DecisionsPanel
 from app.ui.feed_panel import FeedPanel
 from app.ui.log_dock import BufferingHandler, LogView
 
@@ -49,11 +50,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.set_symbol(s.symbol)
         self.setCentralWidget(self.chart)
 
+        self.decisions_panel = DecisionsPanel(session.decisions, s.symbol)
         self.decisions_dock = self._dock(
-            "Decisions",
-            _placeholder("Model proposals appear here as cards with HIT / SIMILAR / MISS badges.\n\n"
-                         "The decision engine is not enabled in this build."),
-            QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
+            "Decisions", self.decisions_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.orders_dock = self._dock(
             "Orders · Positions",
@@ -66,7 +65,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
         self.orders_dock.raise_()
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [360, 360], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [380, 380], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [560, 240], QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([self.orders_dock], [190], QtCore.Qt.Orientation.Vertical)
 
         self._build_status_bar()
@@ -92,7 +92,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.rate_label = QtWidgets.QLabel("0 msg/s")
         self.price_label = QtWidgets.QLabel("")
         self.price_label.setObjectName("priceLabel")
+        p = self.session.provider
+        self.model_status = QtWidgets.QLabel("OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}")
+        self.model_status.setObjectName("sourceLabel")
+        self.model_status.setToolTip(
+            "Decisions come from the built-in offline rules, not a language model (no endpoint configured)"
+            if p.name == "offline" else "Decisions come from this model at the configured endpoint"
+        )
         sb.addWidget(self.source_label)
+        sb.addWidget(self.model_status)
         sb.addPermanentWidget(self.price_label)
         sb.addPermanentWidget(self.rate_label)
         sb.addPermanentWidget(self.feed_label)
@@ -109,6 +117,10 @@ class MainWindow(QtWidgets.QMainWindow):
         follow = view.addAction("Follow live edge")
         follow.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_End))
         follow.triggered.connect(lambda: self.chart.set_follow(True))
+        decide = self.menuBar().addMenu("&Decisions")
+        ask = decide.addAction("Ask now")
+        ask.setShortcut(QtGui.QKeySequence("Ctrl+Return"))
+        ask.triggered.connect(self.decisions_panel.ask_now)
         tf_menu = view.addMenu("Timeframe")
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
@@ -137,6 +149,7 @@ class MainWindow(QtWidgets.QMainWindow):
             book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
         self.feed_panel.update_from(self.session, rate, self.chart.timeframe, time.monotonic() - self._started)
+        self.decisions_panel.refresh()
         self.log_view.flush()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:

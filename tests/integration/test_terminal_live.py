@@ -32,13 +32,16 @@ async def test_main_window_draws_live_candles_and_says_live(qtbot):
         assert session.history_loaded["BTCUSDT 1s"] == 120
         series = market.candles.series("1s")
         assert len(series) >= 120
-        # The forming candle on screen is the series' last bar and moves with new trades.
+        # The forming candle on screen is the series' last bar and moves with new trades (tick() is the
+        # refresh timer's slot, called here so no trade can arrive between the redraw and the comparison).
+        window.bridge.tick()
         first_bar = window.chart.live_candle.bar
         a = series.arrays()
         assert first_bar is not None and first_bar[4] == pytest.approx(a.close[-1])
         version = series.version
         await wait_until(lambda: series.version > version, timeout=10, what="a new trade")
         await wait_until(lambda: window.chart.live_candle.bar != first_bar, timeout=5, what="live candle redraw")
+        window.bridge.tick()
         assert window.chart.live_candle.bar[4] == series.arrays().close[-1]
         # Status bar shows the data source and a positive message rate.
         assert "BUILT-IN EXCHANGE" in window.source_label.text()

@@ -1,0 +1,635 @@
+"""DecisionCache: reuse a model's answer while the market still looks the same.
+
+A stored answer is served again when
+- it was made for the same symbol, timeframe, model, prompt version and position (state and PnL sign): these
+  form the *partition* key and are compared exactly; and either
+- the prompt digest is the same (``HIT``: the model would see the very same prompt), or
+- every feature of ``FEATURE_NAMES`` is within its tolerance of the stored answer's **raw** value and the
+  *sign features* (ret_1 by default) have the same sign (``SIMILAR``; the distance reported is
+  ``max_i |Δ_i| / tol_i``, so it is at most 1).
+
+Index. Each feature is scaled by its tolerance (``u_i = x_i / tol_i``), so "within tolerance" is
+``|u_i - v_i| <= 1`` in every dimension. Entries are filed in a grid of cells of width 2 (that is ``2 * tol``)
+over a few *index features* only (plus the signs of the sign features). A query probes the cells its window
+``[u - 1, u + 1]`` overlaps — exactly two per index feature (three only when the window ends on a cell edge up to
+rounding), so ``2^k`` probes for ``k`` index features instead of ``3^10`` — and then checks the raw distance of
+every candidate on all features. A value on a cell edge is therefore never a forced miss, and no value collapses
+with its neighbours of another magnitude (the seed design bucketed ``value / (abs(value) * tol)``, which is a
+constant for every positive value). Among the answers within tolerance the nearest wins (newest on a tie).
+
+Lifetime. Each entry gets its own TTL when stored (see ``DecisionCache.ttl_for``), dies early when
+``on_position_change`` announces a different position for its symbol, and the least recently served entry is
+evicted on insert beyond ``max_entries``. Every death is counted. Errors are never stored.
+
+Single flight. ``get_or_compute`` runs at most one model call per prompt: a concurrent request for the same
+digest waits for it, and a concurrent request within tolerance of a call in flight waits for it too (it is
+served as ``SIMILAR`` with age 0), so a 1 Hz stream of states does not start a new call every second while a
+5 s call is running. The call runs in its own task, so a waiter that is cancelled (superseded, timed out)
+does not cancel it for the others, and its answer is still stored.
+
+Fidelity audit. A sampled share of ``SIMILAR`` answers served by ``get_or_compute`` (``audit_rate``, at most
+``audit_per_min`` per minute of the injected clock) is asked fresh in the background; the share of audits whose
+fresh action equals the served one is ``CacheStats.agreement_rate``. ``aclose()`` cancels audits and calls in flight.
+
+Everything runs on the event loop; nothing here blocks or uses threads. Time comes from the injected ``clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import random
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from itertools import count, product
+from operator import attrgetter, mul, sub
+
+from app.llm.schema import CacheStatus, Decision
+from app.market.features import FEATURE_NAMES, MarketState, PositionState
+
+log = logging.getLogger(__name__)
+
+# Tolerances for the 1-second timeframe, in each feature's own unit (FEATURE_NAMES documents the units), chosen
+# with `scripts/bench_cache.py --sweep` on the real Binance BTCUSDT capture (../shared/data, both files, 649
+# requests at 1 Hz of market time, offline_rules standing in for the model, every served answer judged against
+# the fresh answer of the same second).
+#
+# Shape: each tolerance is the feature's mean |change| between two consecutive 1 s requests on that capture,
+# rounded to one significant digit ("as different as two neighbouring seconds usually are"), so no feature is
+# strict or loose by accident of its unit. One scale then moves them all; the sweep over it (sign of ret_1
+# required, see DEFAULT_SIGN_FEATURES):
+#
+#     scale            0.5    0.75   1      1.25   1.5    2      3      4      8      16
+#     calls saved      0.008  0.026  0.059  0.100  0.128  0.214  0.367  0.492  0.747  0.900
+#     agreement        1.000  1.000  1.000  1.000  0.976  0.906  0.828  0.768  0.748  0.717
+#     non-HOLD (n)     1 (3)  1 (4)  1 (12) 1 (21) 1 (26) .850   .683   .541   .279   .265 (147)
+#
+# The targets (calls saved >= 0.8 with agreement >= 0.98, >= 0.95 on non-HOLD) cannot be met together here: on
+# 1 s bars the rules change their action from one second to the next in 21 % of requests (and flip on one-tick
+# moves of ret_1), so every tolerance wide enough to save most calls serves answers a fresh call would not give
+# (scale 8: 75 % saved, but 0.75 agreement and 0.28 on non-HOLD). A served answer the model would not give is
+# a wrong proposal in front of the trader, while a call not saved costs only money and seconds, so agreement is
+# the binding constraint: scale 1 is the largest that keeps both agreement targets on each half of the session
+# on its own (1.000 / 1.000 on either file; at 1.25 the second file drops to 0.95). It saves ~6 % of calls at
+# 1 Hz, more where requests repeat (Ask now, several views, a calmer market or timeframe).
+# The rules ignore ret_5, ret_60 and volume_ratio, so the benchmark cannot judge those three: they follow the
+# same shape rule, untested. Other timeframes: see tolerances_for (an assumption, not measured: the capture is
+# 11 minutes long, too short for 1 m features).
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "ret_1": 0.009,
+    "ret_5": 0.01,
+    "ret_15": 0.01,
+    "ret_60": 0.01,
+    "ema_spread_pct": 0.001,
+    "rsi": 3.0,
+    "atr_pct": 0.0005,
+    "vwap_dist_pct": 0.006,
+    "volume_ratio": 2.0,
+    "spread_bps": 0.007,
+}
+TOLERANCE_TIMEFRAME = "1s"  # the timeframe DEFAULT_TOLERANCES were measured on
+
+# Features that are moves of the price in %: their typical size grows like the square root of the bar length
+# (random walk), so ``tolerances_for`` scales them by sqrt(bar / 1 s). RSI, volume ratio and spread are scale-free.
+PRICE_MOVE_FEATURES = frozenset(
+    {"ret_1", "ret_5", "ret_15", "ret_60", "ema_spread_pct", "atr_pct", "vwap_dist_pct"}
+)
+
+# The features the grid is built on: the three most selective on the capture with DEFAULT_TOLERANCES, i.e. the
+# smallest share of the entries alive together (last 75 s) that a lookup's two probe cells return ("probe
+# share" of `bench_cache.py --sweep`: ema_spread_pct 0.16, rsi 0.21, vwap_dist_pct 0.24; ret_1 0.79 and
+# volume_ratio 0.89 would be nearly useless). Three give 8 probes per lookup.
+DEFAULT_INDEX_FEATURES: tuple[str, ...] = ("ema_spread_pct", "rsi", "vwap_dist_pct")
+
+# Features whose sign must also agree (-, 0, +): ret_1 is the direction of the last bar ("turning up or down").
+# On 1 s bars it sits within a tick of zero most of the time (median 0, one tick = 0.000016 %), so no tolerance
+# separates up from down, and the rules' mean-reversion entries turn on exactly that sign. Without the sign, scale
+# 1 of the sweep serves 0.145 of the calls at agreement 0.766 (0.600 non-HOLD); with it, 0.059 at 1.000 (1.000).
+# The signs are part of the grid cell, so the check costs nothing at lookup.
+DEFAULT_SIGN_FEATURES: tuple[str, ...] = ("ret_1",)
+
+_EPS = 1e-9  # slack for rounding: |Δ| = tol exactly counts as within tolerance
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_features_of = attrgetter(*FEATURE_NAMES)
+
+
+def timeframe_seconds(timeframe: str) -> float | None:
+    """Length of a bar in seconds for strings like ``1s``, ``5m``, ``1h``, ``1d``; None if not understood."""
+    m = re.fullmatch(r"(\d+)([smhdw])", timeframe.strip())
+    return int(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def tolerances_for(timeframe: str, base: Mapping[str, float] = DEFAULT_TOLERANCES) -> dict[str, float]:
+    """``base`` (measured on ``TOLERANCE_TIMEFRAME``) scaled to ``timeframe``: price moves by sqrt(bar ratio)."""
+    bar = timeframe_seconds(timeframe)
+    ref = timeframe_seconds(TOLERANCE_TIMEFRAME)
+    k = math.sqrt(bar / ref) if bar and ref else 1.0
+    return {name: tol * k if name in PRICE_MOVE_FEATURES else tol for name, tol in base.items()}
+
+
+class CacheLookup:
+    """A stored answer found for a state. ``decision`` is the stored Decision with ``meta.cache_status``,
+    ``cache_age_s`` and ``cache_distance`` set; it is built on first access (copying a pydantic model costs
+    a few µs, as much as the search), so a caller that only needs the status or the action does not pay for it."""
+
+    __slots__ = ("_decision", "age_s", "distance", "status", "stored")
+
+    def __init__(self, stored: Decision, status: CacheStatus, age_s: float, distance: float) -> None:
+        self.stored = stored  # the answer as it was stored (its meta says MISS or OFFLINE)
+        self.status = status  # HIT or SIMILAR
+        self.age_s = age_s  # seconds since the answer was stored (injected clock)
+        self.distance = distance  # max over features of |Δ| / tol; 0.0 for HIT
+        self._decision: Decision | None = None
+
+    @property
+    def decision(self) -> Decision:
+        if self._decision is None:
+            hit = self.status is CacheStatus.HIT
+            self._decision = _with_status(self.stored, self.status, self.age_s, None if hit else self.distance)
+        return self._decision
+
+    def __repr__(self) -> str:
+        return f"CacheLookup({self.status}, age_s={self.age_s:.3f}, distance={self.distance:.3f})"
+
+
+@dataclass(slots=True)
+class CacheStats:
+    requests: int = 0
+    hits: int = 0  # same prompt digest as a stored answer
+    similar: int = 0  # every feature within tolerance of a stored answer
+    misses: int = 0  # no usable answer: get_or_compute made a fresh call
+    coalesced: int = 0  # waited for an identical or similar call already in flight instead of making one
+    errors: int = 0  # fresh calls that raised or answered ERROR (never stored)
+    expired: int = 0  # entries that reached their TTL
+    evicted: int = 0  # entries dropped by the size bound (least recently served first)
+    purged: int = 0  # entries dropped because the position changed
+    entries: int = 0  # entries stored now
+    latency_saved_ms: float = 0.0  # sum of the served stored answers' model latency (HIT and SIMILAR)
+    tokens_saved: int = 0  # prompt + completion tokens of the calls not made (HIT, SIMILAR, coalesced)
+    cost_saved_usd: float = 0.0
+    audits: int = 0  # completed fidelity audits of SIMILAR answers
+    audits_agreed: int = 0  # ... whose fresh action equals the served one
+    audit_errors: int = 0
+    audits_skipped: int = 0  # sampled, but over the per-minute budget
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of requests answered without a model call of their own."""
+        saved = self.hits + self.similar + self.coalesced
+        return saved / self.requests if self.requests else 0.0
+
+    @property
+    def agreement_rate(self) -> float | None:
+        """Share of audited SIMILAR answers whose action a fresh call confirmed; None before the first audit."""
+        return self.audits_agreed / self.audits if self.audits else None
+
+
+PartitionKey = tuple[str, str, str, str, PositionState, int]
+
+
+class _Entry:
+    __slots__ = ("alive", "cell", "decision", "digest", "expires_at", "part", "scaled", "stored_at")
+
+    def __init__(self, part: _Partition, digest: str, scaled: tuple[float, ...], cell: tuple[int, ...] | None,
+                 decision: Decision, stored_at: float, expires_at: float) -> None:
+        self.part = part
+        self.digest = digest
+        self.scaled = scaled  # features divided by their tolerances
+        self.cell = cell  # grid cell, None when a feature is not finite (then only a HIT can serve it)
+        self.decision = decision
+        self.stored_at = stored_at
+        self.expires_at = expires_at
+        self.alive = True
+
+
+class _Flight:
+    __slots__ = ("scaled", "task")
+
+    def __init__(self, task: asyncio.Task[Decision], scaled: tuple[float, ...] | None) -> None:
+        self.task = task
+        self.scaled = scaled
+
+
+class _Partition:
+    """The entries of one (symbol, timeframe, model, prompt version, position, PnL sign)."""
+
+    __slots__ = ("by_digest", "flights", "grid", "index_pos", "inv_tol", "key", "sign_pos")
+
+    def __init__(self, key: PartitionKey, inv_tol: tuple[float, ...], index_pos: tuple[int, ...],
+                 sign_pos: tuple[int, ...]) -> None:
+        self.key = key
+        self.inv_tol = inv_tol
+        self.index_pos = index_pos
+        self.sign_pos = sign_pos
+        self.by_digest: dict[str, _Entry] = {}  # every entry of the partition, by prompt digest
+        self.grid: dict[tuple[int, ...], list[_Entry]] = {}  # entries with finite features, by cell
+        self.flights: dict[str, _Flight] = {}  # model calls in flight, by prompt digest
+
+    def scale(self, state: MarketState) -> tuple[tuple[float, ...], bool]:
+        scaled = tuple(map(mul, _features_of(state), self.inv_tol))
+        return scaled, math.isfinite(sum(scaled))
+
+    def signs(self, scaled: tuple[float, ...]) -> tuple[int, ...]:
+        return tuple((scaled[i] > 0.0) - (scaled[i] < 0.0) for i in self.sign_pos)
+
+    def cell(self, scaled: tuple[float, ...]) -> tuple[int, ...]:
+        # The signs of the sign features, then the cell (width 2) of each index feature.
+        return self.signs(scaled) + tuple(math.floor(scaled[i] * 0.5) for i in self.index_pos)
+
+    def probes(self, scaled: tuple[float, ...]) -> Iterable[tuple[int, ...]]:
+        # The query's own signs, and the cells that [u - 1, u + 1] overlaps in each index dimension: two, or
+        # three when the window ends on a cell edge up to rounding.
+        dims: list[tuple[int, ...]] = [(sign,) for sign in self.signs(scaled)]
+        floor = math.floor
+        for i in self.index_pos:
+            u = scaled[i]
+            lo = floor((u - 1.0 - _EPS) * 0.5)
+            hi = floor((u + 1.0 + _EPS) * 0.5)
+            dims.append((lo, hi) if hi == lo + 1 else tuple(range(lo, hi + 1)))
+        return product(*dims)
+
+
+def _with_status(decision: Decision, status: CacheStatus, age_s: float | None, distance: float | None) -> Decision:
+    meta = decision.meta.model_copy(update={"cache_status": status, "cache_age_s": age_s, "cache_distance": distance})
+    return decision.model_copy(update={"meta": meta})
+
+
+class DecisionCache:
+    """Answers by market similarity; see the module docstring. One instance may serve many symbols and timeframes."""
+
+    def __init__(
+        self,
+        tolerances: Mapping[str, float] | None = None,
+        *,
+        index_features: tuple[str, ...] = DEFAULT_INDEX_FEATURES,
+        sign_features: tuple[str, ...] = DEFAULT_SIGN_FEATURES,
+        max_entries: int = 5000,
+        ttl_s: float = 75.0,
+        min_ttl_s: float | None = None,
+        max_ttl_s: float | None = None,
+        vol_ref_pct_per_min: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        audit_rate: float = 0.05,
+        audit_per_min: int = 6,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``tolerances=None`` uses ``DEFAULT_TOLERANCES`` scaled to each timeframe (``tolerances_for``); a mapping
+        is used as given for every timeframe. Every name of FEATURE_NAMES needs a tolerance > 0 (``math.inf``
+        ignores a feature, except an index feature)."""
+        if tolerances is not None:
+            self._check_tolerances(tolerances, index_features)
+        else:
+            self._check_tolerances(DEFAULT_TOLERANCES, index_features)
+        if any(n not in FEATURE_NAMES for n in sign_features):
+            raise ValueError(f"unknown sign features: {sign_features}")
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.tolerances = dict(tolerances) if tolerances is not None else None
+        self.index_features = index_features
+        self.sign_features = sign_features
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self.min_ttl_s = 0.4 * ttl_s if min_ttl_s is None else min_ttl_s
+        self.max_ttl_s = 1.2 * ttl_s if max_ttl_s is None else max_ttl_s
+        self.vol_ref_pct_per_min = vol_ref_pct_per_min
+        self.audit_rate = audit_rate
+        self.audit_per_min = audit_per_min
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._index_pos = tuple(FEATURE_NAMES.index(n) for n in index_features)
+        self._sign_pos = tuple(FEATURE_NAMES.index(n) for n in sign_features)
+        self._parts: dict[PartitionKey, _Partition] = {}
+        self._lru: OrderedDict[_Entry, None] = OrderedDict()  # least recently served first
+        self._expiry: list[tuple[float, int, _Entry]] = []  # heap; entries already dead are skipped when popped
+        self._seq = count()
+        self._positions: dict[str, PositionState] = {}  # last position announced per symbol
+        self._audit_times: deque[float] = deque()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._stats = CacheStats()
+
+    @staticmethod
+    def _check_tolerances(tolerances: Mapping[str, float], index_features: tuple[str, ...]) -> None:
+        missing = [n for n in FEATURE_NAMES if n not in tolerances]
+        if missing:
+            raise ValueError(f"tolerances missing for {', '.join(missing)}")
+        bad = [n for n in FEATURE_NAMES if not tolerances[n] > 0]
+        if bad:
+            raise ValueError(f"tolerances must be > 0: {', '.join(bad)}")
+        unknown = [n for n in index_features if n not in FEATURE_NAMES or not math.isfinite(tolerances[n])]
+        if unknown or not index_features:
+            raise ValueError(f"index features must be features with a finite tolerance: {unknown or '(none)'}")
+
+    # ----- public API ----------------------------------------------------------------------------------------
+    @property
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters."""
+        return replace(self._stats, entries=len(self._lru))
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def lookup(self, state: MarketState, *, model: str, prompt_version: str, prompt_digest: str) -> CacheLookup | None:
+        """The stored answer for this state (HIT or SIMILAR), or None (counted as a miss)."""
+        now = self._clock()
+        self._sweep(now)
+        self._stats.requests += 1
+        part = self._parts.get(self._key(state, model, prompt_version))
+        found = self._find(part, state, prompt_digest) if part is not None else None
+        if found is None:
+            self._stats.misses += 1
+            return None
+        return self._serve(*found, now)
+
+    def store(self, state: MarketState, *, model: str, prompt_version: str, prompt_digest: str,
+              decision: Decision) -> bool:
+        """Keep ``decision`` as the answer for ``state``. Errors, and states of a position that has since changed,
+        are not stored (returns False)."""
+        if decision.is_error or decision.body is None:
+            return False
+        announced = self._positions.get(state.symbol)
+        if announced is not None and announced is not state.position:
+            return False
+        now = self._clock()
+        self._sweep(now)
+        part = self._partition(self._key(state, model, prompt_version))
+        scaled, finite = part.scale(state)
+        old = part.by_digest.get(prompt_digest)
+        if old is not None:
+            self._drop(old)
+        cell = part.cell(scaled) if finite else None
+        entry = _Entry(part, prompt_digest, scaled, cell, decision, now, now + self.ttl_for(decision, state))
+        part.by_digest[prompt_digest] = entry
+        if cell is not None:
+            part.grid.setdefault(cell, []).append(entry)
+        self._lru[entry] = None
+        heapq.heappush(self._expiry, (entry.expires_at, next(self._seq), entry))
+        if len(self._expiry) > 4 * self.max_entries + 64:  # dead entries (evicted, replaced) wait there to expire
+            self._expiry = [item for item in self._expiry if item[2].alive]
+            heapq.heapify(self._expiry)
+        while len(self._lru) > self.max_entries:
+            victim = next(iter(self._lru))
+            self._drop(victim)
+            self._stats.evicted += 1
+        return True
+
+    async def get_or_compute(
+        self,
+        state: MarketState,
+        *,
+        model: str,
+        prompt_version: str,
+        prompt_digest: str,
+        compute: Callable[[], Awaitable[Decision]],
+    ) -> Decision:
+        """The cached answer, or the answer of a call in flight for the same or a similar state, or a fresh call.
+
+        The returned Decision's ``meta.cache_status`` is HIT or SIMILAR (with ``cache_age_s`` and
+        ``cache_distance``) when served from the cache; a fresh answer keeps its provider's status (MISS, or
+        OFFLINE for the rules, or ERROR). An exception from ``compute`` reaches every request waiting for it.
+        """
+        now = self._clock()
+        self._sweep(now)
+        self._stats.requests += 1
+        key = self._key(state, model, prompt_version)
+        part = self._partition(key)
+        found = self._find(part, state, prompt_digest)
+        if found is not None:
+            result = self._serve(*found, now)
+            if result.status is CacheStatus.SIMILAR:
+                self._maybe_audit(part, state, prompt_digest, result.decision, compute)
+            return result.decision
+
+        scaled, finite = part.scale(state)
+        flight = part.flights.get(prompt_digest)
+        distance: float | None = None
+        if flight is None and finite:
+            flight, distance = self._similar_flight(part, scaled)
+        if flight is not None:
+            self._stats.coalesced += 1
+            decision = await asyncio.shield(flight.task)
+            if not decision.is_error and decision.body is not None:
+                self._count_saved(decision, latency=False)
+                if distance is not None:
+                    return _with_status(decision, CacheStatus.SIMILAR, 0.0, distance)
+            return decision
+
+        self._stats.misses += 1
+        task = asyncio.get_running_loop().create_task(
+            self._compute(part, state, prompt_digest, scaled if finite else None, model, prompt_version, compute),
+            name=f"decision-cache call {state.symbol} {state.timeframe}",
+        )
+        part.flights[prompt_digest] = _Flight(task, scaled if finite else None)
+        task.add_done_callback(lambda t: self._landed(part, prompt_digest, t))
+        self._track(task)
+        return await asyncio.shield(task)
+
+    def on_position_change(self, symbol: str, position: PositionState) -> int:
+        """Drop ``symbol``'s entries made for any other position; later answers for another position are not
+        stored. Returns how many entries were dropped."""
+        self._positions[symbol] = position
+        dropped = 0
+        for key, part in list(self._parts.items()):
+            if key[0] == symbol and key[4] is not position:
+                for entry in list(part.by_digest.values()):
+                    self._drop(entry)
+                    dropped += 1
+        self._stats.purged += dropped
+        return dropped
+
+    def ttl_for(self, decision: Decision, state: MarketState) -> float:
+        """Seconds an answer lives: ``ttl_s * c * v``, clamped to [min_ttl_s, max_ttl_s] (default 0.4..1.2 x ttl_s).
+
+        ``c = 0.8 + 0.4 * confidence`` (0.8..1.2: with ttl_s = 75 s a calm market gives 60 s at confidence 0,
+        75 s at 0.5 and 90 s at 1). ``v = clamp(vol_ref / vol, 0.5, 1)`` where ``vol`` is the state's ATR in %
+        per minute (``atr_pct * sqrt(60 s / bar)``, random-walk scaling so all timeframes compare): in a market
+        twice as volatile as ``vol_ref_pct_per_min`` or more, answers live half as long.
+        """
+        confidence = decision.body.confidence if decision.body is not None else 0.5
+        c = 0.8 + 0.4 * confidence
+        v = 1.0
+        bar = timeframe_seconds(state.timeframe)
+        if bar and math.isfinite(state.atr_pct) and state.atr_pct > 0:
+            vol = state.atr_pct * math.sqrt(60.0 / bar)
+            v = min(1.0, max(0.5, self.vol_ref_pct_per_min / vol))
+        return min(self.max_ttl_s, max(self.min_ttl_s, self.ttl_s * c * v))
+
+    async def aclose(self) -> None:
+        """Cancel audits and calls in flight, and wait for them to finish."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    # ----- internals -----------------------------------------------------------------------------------------
+    def _key(self, state: MarketState, model: str, prompt_version: str) -> PartitionKey:
+        return (state.symbol, state.timeframe, model, prompt_version, state.position, state.position_pnl_sign)
+
+    def _partition(self, key: PartitionKey) -> _Partition:
+        part = self._parts.get(key)
+        if part is None:
+            tol = self.tolerances if self.tolerances is not None else tolerances_for(key[1])
+            inv_tol = tuple(1.0 / tol[n] for n in FEATURE_NAMES)
+            part = self._parts[key] = _Partition(key, inv_tol, self._index_pos, self._sign_pos)
+        return part
+
+    def _find(self, part: _Partition, state: MarketState, digest: str) -> tuple[_Entry, CacheStatus, float] | None:
+        # Expired entries are gone already (_sweep runs first), so every entry found is alive and fresh.
+        entry = part.by_digest.get(digest)
+        if entry is not None:
+            return entry, CacheStatus.HIT, 0.0
+        if not part.grid:
+            return None
+        scaled, finite = part.scale(state)
+        if not finite:
+            return None
+        best: _Entry | None = None
+        best_d = 1.0 + _EPS
+        grid = part.grid
+        for cell in part.probes(scaled):
+            bucket = grid.get(cell)
+            if bucket is None:
+                continue
+            for e in bucket:
+                d = max(map(abs, map(sub, scaled, e.scaled)))
+                if d < best_d or (d == best_d and (best is None or e.stored_at > best.stored_at)):
+                    best, best_d = e, d
+        if best is None:
+            return None
+        return best, CacheStatus.SIMILAR, min(best_d, 1.0)
+
+    def _similar_flight(self, part: _Partition, scaled: tuple[float, ...]) -> tuple[_Flight | None, float | None]:
+        best: _Flight | None = None
+        best_d = 1.0 + _EPS
+        signs = part.signs(scaled)
+        for flight in part.flights.values():
+            if flight.scaled is not None and part.signs(flight.scaled) == signs:
+                d = max(map(abs, map(sub, scaled, flight.scaled)))
+                if d <= best_d:
+                    best, best_d = flight, d
+        return (best, min(best_d, 1.0)) if best is not None else (None, None)
+
+    def _serve(self, entry: _Entry, status: CacheStatus, distance: float, now: float) -> CacheLookup:
+        self._lru.move_to_end(entry)
+        if status is CacheStatus.HIT:
+            self._stats.hits += 1
+        else:
+            self._stats.similar += 1
+        self._count_saved(entry.decision, latency=True)
+        return CacheLookup(entry.decision, status, now - entry.stored_at, distance)
+
+    def _count_saved(self, decision: Decision, *, latency: bool) -> None:
+        meta = decision.meta
+        if latency:
+            self._stats.latency_saved_ms += meta.latency_ms
+        self._stats.tokens_saved += meta.prompt_tokens + meta.completion_tokens
+        self._stats.cost_saved_usd += meta.cost_usd
+
+    def _drop(self, entry: _Entry) -> None:
+        if not entry.alive:
+            return
+        entry.alive = False
+        part = entry.part
+        if part.by_digest.get(entry.digest) is entry:
+            del part.by_digest[entry.digest]
+        if entry.cell is not None:
+            bucket = part.grid[entry.cell]
+            bucket.remove(entry)
+            if not bucket:
+                del part.grid[entry.cell]
+        self._lru.pop(entry, None)
+        self._forget_if_empty(part)
+
+    def _forget_if_empty(self, part: _Partition) -> None:
+        if not part.by_digest and not part.flights and self._parts.get(part.key) is part:
+            del self._parts[part.key]
+
+    def _sweep(self, now: float) -> None:
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            if entry.alive:
+                self._drop(entry)
+                self._stats.expired += 1
+
+    async def _compute(self, part: _Partition, state: MarketState, digest: str, scaled: tuple[float, ...] | None,
+                       model: str, prompt_version: str, compute: Callable[[], Awaitable[Decision]]) -> Decision:
+        try:
+            decision = await compute()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._stats.errors += 1
+            raise
+        if decision.is_error or decision.body is None:
+            self._stats.errors += 1
+            return decision
+        status = decision.meta.cache_status
+        if status is not CacheStatus.OFFLINE:
+            status = CacheStatus.MISS
+        decision = _with_status(decision, status, None, None)
+        self.store(state, model=model, prompt_version=prompt_version, prompt_digest=digest, decision=decision)
+        return decision
+
+    def _landed(self, part: _Partition, digest: str, task: asyncio.Task[Decision]) -> None:
+        # A done callback rather than a `finally`, so a call cancelled before it started is forgotten too.
+        flight = part.flights.get(digest)
+        if flight is not None and flight.task is task:
+            del part.flights[digest]
+        self._forget_if_empty(part)
+
+    def _maybe_audit(self, part: _Partition, state: MarketState, digest: str, served: Decision,
+                     compute: Callable[[], Awaitable[Decision]]) -> None:
+        if self.audit_rate <= 0 or self._rng.random() >= self.audit_rate:
+            return
+        now = self._clock()
+        times = self._audit_times
+        while times and times[0] <= now - 60.0:
+            times.popleft()
+        if len(times) >= self.audit_per_min:
+            self._stats.audits_skipped += 1
+            return
+        times.append(now)
+        task = asyncio.get_running_loop().create_task(
+            self._audit(part.key, state, digest, served, compute), name=f"decision-cache audit {state.symbol}"
+        )
+        self._track(task)
+
+    async def _audit(self, key: PartitionKey, state: MarketState, digest: str, served: Decision,
+                     compute: Callable[[], Awaitable[Decision]]) -> None:
+        try:
+            fresh = await compute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an audit failing must not disturb anything else
+            self._stats.audit_errors += 1
+            log.info("cache audit call failed: %s", exc)
+            return
+        if fresh.is_error or fresh.body is None or served.body is None:
+            self._stats.audit_errors += 1
+            return
+        self._stats.audits += 1
+        if fresh.body.action is served.body.action:
+            self._stats.audits_agreed += 1
+        else:
+            log.info("cache audit: served %s (distance %.2f) but a fresh call says %s for %s",
+                     served.body.action, served.meta.cache_distance or 0.0, fresh.body.action, state.symbol)
+        status = CacheStatus.OFFLINE if fresh.meta.cache_status is CacheStatus.OFFLINE else CacheStatus.MISS
+        self.store(state, model=key[2], prompt_version=key[3], prompt_digest=digest,
+                   decision=_with_status(fresh, status, None, None))
+
+    def _track(self, task: asyncio.Task[object]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a failure nobody waited for is not reported as "never retrieved"

@@ -1,0 +1,175 @@
+"""The decision panel: proposal cards, newest first, each with its cache badge; "Ask now"; cache savings on top.
+
+Model text is shown as plain text, never rich text: a rationale that contains markup or instructions is displayed
+inertly, character for character.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6 import QtCore, QtWidgets
+
+from app.llm.schema import Action, CacheStatus, Decision
+from app.llm.service import DecisionService, ModelState
+
+MAX_CARDS = 60
+
+ACTION_LEVEL = {Action.BUY: "buy", Action.SELL: "sell", Action.HOLD: "hold", Action.CLOSE: "close"}
+BADGE_TIPS = {
+    CacheStatus.HIT: "Served from the cache: the very same prompt was answered before",
+    CacheStatus.SIMILAR: "Served from the cache: every feature within tolerance of a stored answer",
+    CacheStatus.MISS: "A fresh answer from the model",
+    CacheStatus.OFFLINE: "The built-in offline rules, not a language model",
+    CacheStatus.ERROR: "The request failed; this is not a proposal",
+}
+
+
+def _label(text: str, name: str | None = None, wrap: bool = False) -> QtWidgets.QLabel:
+    lab = QtWidgets.QLabel(text)
+    lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+    lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setWordWrap(wrap)
+    if name:
+        lab.setObjectName(name)
+    return lab
+
+
+def _badge_text(d: Decision) -> str:
+    m = d.meta
+    text = m.cache_status.value
+    if m.cache_status in (CacheStatus.HIT, CacheStatus.SIMILAR) and m.cache_age_s is not None:
+        text += f" · {m.cache_age_s:.0f}s old"
+    if m.cache_status is CacheStatus.SIMILAR and m.cache_distance is not None:
+        text += f" · d={m.cache_distance:.2f}"
+    return text
+
+
+class DecisionCard(QtWidgets.QFrame):
+    def __init__(self, d: Decision, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.decision = d
+        self.setObjectName("decisionCard")
+        self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
+        grid = QtWidgets.QGridLayout(self)
+        grid.setContentsMargins(8, 6, 8, 6)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(2)
+        when = dt.datetime.fromtimestamp(d.state_ms / 1000).strftime("%H:%M:%S") if d.state_ms else "—"
+        b = d.body
+        if b is None:
+            self.action_label = _label("ERROR", "cardAction")
+            self.action_label.setProperty("level", "error")
+        else:
+            self.action_label = _label(b.action.value, "cardAction")
+            self.action_label.setProperty("level", ACTION_LEVEL[b.action])
+        head = _label(f"{d.symbol} · {d.timeframe} · {when}", "cardMuted")
+        self.badge = _label(_badge_text(d), "cardBadge")
+        self.badge.setProperty("status", d.meta.cache_status.value)
+        self.badge.setToolTip(BADGE_TIPS[d.meta.cache_status])
+        grid.addWidget(self.action_label, 0, 0)
+        grid.addWidget(head, 0, 1)
+        grid.addWidget(self.badge, 0, 2, QtCore.Qt.AlignmentFlag.AlignRight)
+        grid.setColumnStretch(1, 1)
+        if b is not None:
+            parts = [f"size {b.size_pct:g}%", f"conf {b.confidence:.2f}"]
+            if b.limit_price is not None:
+                parts.insert(1, f"limit {b.limit_price:,.2f}")
+            if b.stop_loss_pct is not None:
+                parts.append(f"SL {b.stop_loss_pct:g}%")
+            if b.take_profit_pct is not None:
+                parts.append(f"TP {b.take_profit_pct:g}%")
+            grid.addWidget(_label("   ".join(parts), "cardNumbers"), 1, 0, 1, 3)
+            self.rationale = _label(b.rationale, "cardRationale", wrap=True)
+        else:
+            self.rationale = _label(d.meta.error or "unknown error", "cardRationale", wrap=True)
+        grid.addWidget(self.rationale, 2, 0, 1, 3)
+        m = d.meta
+        tokens = f" · {m.prompt_tokens + m.completion_tokens} tok" if m.prompt_tokens or m.completion_tokens else ""
+        cost = f" · ${m.cost_usd:.4f}" if m.cost_usd else ""
+        grid.addWidget(_label(f"{m.model} · {m.prompt_version} · {m.latency_ms:,.0f} ms{tokens}{cost}", "cardMuted"),
+                       3, 0, 1, 3)
+
+
+class DecisionsPanel(QtWidgets.QWidget):
+    def __init__(self, service: DecisionService, symbol: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.symbol = symbol
+        self._seen = 0  # decisions already turned into cards
+        self._version = -1
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.setSpacing(6)
+        top = QtWidgets.QHBoxLayout()
+        self.model_label = _label("", "modelLabel")
+        self.state_label = _label("", "modelState")
+        self.ask_button = QtWidgets.QPushButton("Ask now")
+        self.ask_button.setObjectName("askNow")
+        self.ask_button.setToolTip("Ask for a decision on the current market now")
+        self.ask_button.clicked.connect(self.ask_now)
+        top.addWidget(self.model_label, 1)
+        top.addWidget(self.state_label)
+        top.addWidget(self.ask_button)
+        outer.addLayout(top)
+        self.cache_label = _label("", "cacheStats", wrap=True)
+        outer.addWidget(self.cache_label)
+        self._cards = QtWidgets.QVBoxLayout()
+        self._cards.setSpacing(6)
+        self._cards.addStretch(1)
+        holder = QtWidgets.QWidget()
+        holder.setObjectName("cardHolder")
+        holder.setLayout(self._cards)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setWidget(holder)
+        outer.addWidget(scroll, 1)
+        self.refresh()
+
+    @property
+    def cards(self) -> list[DecisionCard]:
+        out = []
+        for i in range(self._cards.count()):
+            w = self._cards.itemAt(i).widget()
+            if isinstance(w, DecisionCard):
+                out.append(w)
+        return out
+
+    def ask_now(self) -> None:
+        self.service.ask_now(self.symbol)
+
+    def refresh(self) -> None:
+        svc = self.service
+        if svc.version == self._version:
+            return
+        self._version = svc.version
+        p = svc.provider
+        kind = "OFFLINE RULES" if p.name == "offline" else "MODEL"
+        self.model_label.setText(f"{kind}: {p.model}")
+        state = svc.model_state
+        self.state_label.setText(state.value)
+        self.state_label.setProperty("level", "bad" if state is ModelState.UNAVAILABLE else "ok")
+        self.state_label.style().unpolish(self.state_label)
+        self.state_label.style().polish(self.state_label)
+        self.cache_label.setText(self._cache_text())
+        fresh = min(svc.recorded - self._seen, len(svc.decisions))
+        if fresh > 0:
+            for d in list(svc.decisions)[len(svc.decisions) - fresh:]:
+                self._cards.insertWidget(0, DecisionCard(d))
+        self._seen = svc.recorded
+        while len(self.cards) > MAX_CARDS:
+            last = self.cards[-1]
+            self._cards.removeWidget(last)
+            last.deleteLater()
+
+    def _cache_text(self) -> str:
+        c = self.service.cache
+        if c is None:
+            return "Cache: not used for the offline rules (they answer in microseconds)."
+        s = c.stats
+        served = s.hits + s.similar
+        rate = served / s.requests if s.requests else 0.0
+        return (f"Cache: {rate:.0%} served ({s.hits} hit, {s.similar} similar, {s.misses} miss) · "
+                f"saved {s.latency_saved_ms / 1000:,.1f} s of model time, {s.tokens_saved:,} tokens, "
+                f"${s.cost_saved_usd:.4f}")

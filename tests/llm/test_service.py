@@ -1,0 +1,169 @@
+"""DecisionService on real parts: candles fed with trades, the offline rules, and the OpenAI-style dev server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.llm.cache import DecisionCache
+from app.llm.providers import OfflineProvider, OpenAIProvider
+from app.llm.schema import CacheStatus
+from app.llm.service import DecisionService, ModelState
+from app.market.state import MarketData
+from app.models import Side, Trade
+from tests.conftest import wait_until
+from tests.llm.dev_server import load as load_dev_server
+
+SYMBOL = "BTCUSDT"
+T0 = 1_700_000_000_000
+
+
+def market_with_bars(seconds: int = 90) -> MarketData:
+    """A market with ``seconds`` 1-second bars of a gently rising price (two trades per bar)."""
+    market = MarketData([SYMBOL], capacity=10_000)
+    trades = []
+    for i in range(seconds):
+        for j, bump in enumerate((0.0, 3.0)):
+            price = 60_000.0 + i * 2.0 + bump - (5.0 if i % 7 == 0 else 0.0)
+            trades.append(Trade(SYMBOL, price, 0.01 + j * 0.02, Side.BUY, len(trades), T0 + i * 1000 + j * 400, 0))
+    market.apply(trades)
+    return market
+
+
+def add_bar(market: MarketData, second: int) -> None:
+    market.apply([Trade(SYMBOL, 60_500.0, 0.01, Side.SELL, 10_000 + second, T0 + second * 1000, 0)])
+
+
+@pytest.fixture
+def dev_server_factory():
+    servers = []
+
+    def start(**options):
+        server = load_dev_server().start_server(**options)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.mark.asyncio
+async def test_offline_ask_now_gives_an_offline_decision_with_no_cache():
+    svc = DecisionService(OfflineProvider(), market_with_bars(), timeframe="1s")
+    task = svc.ask_now(SYMBOL)
+    await task
+    assert svc.recorded == 1
+    d = svc.decisions[-1]
+    assert d.meta.cache_status is CacheStatus.OFFLINE and d.body is not None
+    assert d.symbol == SYMBOL and d.timeframe == "1s"
+    assert svc.model_state is ModelState.READY
+
+
+@pytest.mark.asyncio
+async def test_a_bar_close_triggers_a_request():
+    market = market_with_bars()
+    svc = DecisionService(OfflineProvider(), market, timeframe="1s", poll_s=0.005)
+    runner = asyncio.create_task(svc.run())
+    try:
+        await asyncio.sleep(0.02)  # the first look records the forming bar
+        assert svc.recorded == 0
+        add_bar(market, 95)
+        await wait_until(lambda: svc.recorded == 1, timeout=2, what="a decision after the bar closed")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_no_bars_means_no_request():
+    svc = DecisionService(OfflineProvider(), MarketData([SYMBOL]), timeframe="1s")
+    assert svc.ask_now(SYMBOL) is None
+    assert svc.stats.skipped_no_data == 1 and svc.recorded == 0
+
+
+@pytest.mark.asyncio
+async def test_a_newer_request_supersedes_the_one_in_flight(dev_server_factory):
+    server = dev_server_factory(latency_ms=(400.0, 400.0))
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s")
+    try:
+        first = svc.ask_now(SYMBOL)
+        await asyncio.sleep(0.05)
+        second = svc.ask_now(SYMBOL)
+        await second
+        assert first.cancelled()
+        assert svc.stats.superseded == 1
+        assert svc.recorded == 1 and svc.decisions[-1].meta.cache_status is CacheStatus.MISS
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_repeated_failures_open_the_breaker_and_no_failure_becomes_a_proposal(dev_server_factory):
+    server = dev_server_factory(fault="500", fault_rate=1.0)
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s", breaker_threshold=2, breaker_cooldown_s=60)
+    try:
+        for _ in range(2):
+            await svc.ask_now(SYMBOL)
+        assert svc.model_state is ModelState.UNAVAILABLE
+        calls = server.stats.completions
+        await svc.ask_now(SYMBOL)
+        assert server.stats.completions == calls, "an open breaker must not call the model"
+        assert [d.meta.cache_status for d in svc.decisions] == [CacheStatus.ERROR] * 3
+        assert all(d.body is None for d in svc.decisions)
+        assert "circuit_open" in svc.decisions[-1].meta.error
+        assert svc.stats.breaker_trips == 1
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_breaker_closes_after_cooldown_when_the_model_answers_again(dev_server_factory):
+    now = [0.0]
+    server = dev_server_factory(fault="500", fault_count=2)
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s", breaker_threshold=2, breaker_cooldown_s=30,
+                          clock=lambda: now[0])
+    try:
+        await svc.ask_now(SYMBOL)
+        await svc.ask_now(SYMBOL)
+        assert svc.model_state is ModelState.UNAVAILABLE
+        now[0] += 31
+        await svc.ask_now(SYMBOL)
+        assert svc.decisions[-1].meta.cache_status is CacheStatus.MISS
+        assert svc.model_state is ModelState.READY
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_service_timeout_is_an_error_card(dev_server_factory):
+    server = dev_server_factory(latency_ms=(2000.0, 2000.0))
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=10, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s", timeout_s=0.2)
+    try:
+        await svc.ask_now(SYMBOL)
+        d = svc.decisions[-1]
+        assert d.meta.cache_status is CacheStatus.ERROR and d.body is None and "timeout" in d.meta.error
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_same_market_twice_is_served_from_the_cache(dev_server_factory):
+    server = dev_server_factory()
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s", cache=DecisionCache())
+    try:
+        await svc.ask_now(SYMBOL)
+        await svc.ask_now(SYMBOL)
+        statuses = [d.meta.cache_status for d in svc.decisions]
+        assert statuses == [CacheStatus.MISS, CacheStatus.HIT]
+        assert server.stats.completions == 1
+        assert svc.decisions[1].body == svc.decisions[0].body
+    finally:
+        await svc.aclose()
+        await provider.aclose()
