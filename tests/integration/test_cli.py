@@ -14,8 +14,8 @@ from PySide6 import QtGui
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_terminal(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+def run_terminal(*args: str, timeout: float = 90.0, extra_env: dict[str, str] | None = None):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **(extra_env or {}))
     return subprocess.run(
         [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -68,3 +68,21 @@ def test_replay_of_real_capture_draws_candles(binance_capture, tmp_path):
     proc = run_terminal("--replay", str(binance_capture), "--speed", "0", "--timeframe", "1s", "--smoke-test", "4")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "smoke test passed" in proc.stdout
+
+
+def test_terminal_against_the_dev_model_server_shows_model_answers_and_never_prints_the_key(tmp_path):
+    from tests.llm.dev_server import load as load_dev_server
+
+    secret = "sk-test-SECRET-7f3a9c"
+    server = load_dev_server().start_server(api_key=secret, fault="500", fault_count=1)
+    try:
+        env_key = {"OPENAI_API_KEY": secret}
+        proc = run_terminal("--llm-url", server.url, "--model", "dev-model", "--decision-timeframe", "1s",
+                            "--smoke-test", "5", extra_env=env_key)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert server.stats.answered >= 1, "the terminal never got an answer from the model server"
+    assert server.stats.faults["500"] == 1  # the first request failed: an error card, then the service went on
+    assert secret not in proc.stdout and secret not in proc.stderr
+    assert "Traceback" not in proc.stderr
