@@ -71,7 +71,11 @@ class DecisionCard(QtWidgets.QFrame):
         grid.addWidget(head, 0, 1)
         grid.addWidget(self.badge, 0, 2, QtCore.Qt.AlignmentFlag.AlignRight)
         grid.setColumnStretch(1, 1)
-        if b is not None:
+        if b is not None and b.action is Action.HOLD:
+            # HOLD carries no order: one line of reasoning keeps the panel dense.
+            head.setText(f"{head.text()} · conf {b.confidence:.2f}")
+            self.rationale = _label(b.rationale, "cardRationale", wrap=True)
+        elif b is not None:
             parts = [f"size {b.size_pct:g}%", f"conf {b.confidence:.2f}"]
             if b.limit_price is not None:
                 parts.insert(1, f"limit {b.limit_price:,.2f}")
@@ -168,8 +172,8 @@ class DecisionsPanel(QtWidgets.QWidget):
         if c is None:
             return "Cache: not used for the offline rules (they answer in microseconds)."
         s = c.stats
-        served = s.hits + s.similar
-        rate = served / s.requests if s.requests else 0.0
-        return (f"Cache: {rate:.0%} served ({s.hits} hit, {s.similar} similar, {s.misses} miss) · "
-                f"saved {s.latency_saved_ms / 1000:,.1f} s of model time, {s.tokens_saved:,} tokens, "
-                f"${s.cost_saved_usd:.4f}")
+        audit = (f" · audit agreement {s.agreement_rate:.0%} of {s.audits}" if s.audits
+                 else " · audit: no samples yet")
+        return (f"Cache: {s.hit_rate:.0%} served ({s.hits} hit, {s.similar} similar, {s.coalesced} shared, "
+                f"{s.misses} miss) · saved {s.latency_saved_ms / 1000:,.1f} s of model time, "
+                f"{s.tokens_saved:,} tokens, ${s.cost_saved_usd:.4f}{audit}")
