@@ -8,6 +8,7 @@ Decimal. Every market event carries two clocks: the exchange's time in UTC milli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -85,3 +86,97 @@ class FeedState(StrEnum):
     RECONNECTING = "reconnecting"
     STALE = "stale"
     STOPPED = "stopped"
+
+
+# ----- trading: money is Decimal (DESIGN rule 5) ---------------------------------------------------------------
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP_MARKET = "STOP_MARKET"  # stop-loss legs of a bracket: a market order once the price trades through
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"  # accepted, working (limit/stop) or about to fill (market, during the submit latency)
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class OrderOrigin(StrEnum):
+    MODEL = "MODEL"  # from an approved (or modified) proposal
+    MANUAL = "MANUAL"  # the order ticket
+    BRACKET = "BRACKET"  # stop-loss / take-profit child of another order
+    FLATTEN = "FLATTEN"  # "flatten position" or the kill switch
+
+
+class Liquidity(StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+@dataclass(slots=True, frozen=True)
+class OrderRequest:
+    """What someone asks the broker to do; RiskManager checks it before anything is sent."""
+
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    origin: OrderOrigin = OrderOrigin.MANUAL
+    proposal_id: str | None = None
+    parent_id: str | None = None
+    reduce_only: bool = False
+    stop_loss_pct: Decimal | None = None  # bracket legs to attach once the entry fills, % from the fill price
+    take_profit_pct: Decimal | None = None
+
+
+@dataclass(slots=True)
+class Order:
+    id: str
+    request: OrderRequest
+    status: OrderStatus
+    created_ms: int
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    fees: Decimal = Decimal(0)
+    reject_reason: str | None = None
+    updated_ms: int = 0
+
+    @property
+    def symbol(self) -> str:
+        return self.request.symbol
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.request.qty - self.filled_qty
+
+
+@dataclass(slots=True, frozen=True)
+class Fill:
+    id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal  # in the quote currency
+    liquidity: Liquidity
+    exchange_ms: int
+
+
+@dataclass(slots=True)
+class Position:
+    symbol: str
+    qty: Decimal = Decimal(0)  # signed: > 0 long, < 0 short
+    avg_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)  # after fees
+    fees: Decimal = Decimal(0)
