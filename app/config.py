@@ -7,6 +7,7 @@ docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,19 @@ class Settings(BaseModel):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     decision_timeframe: str = "1m"
     decision_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    # Trading (paper). The journal defaults to the platformdirs user data dir.
+    journal_path: Path | None = None
+    starting_cash: Decimal = Field(default=Decimal("10000"), gt=0)
+    proposal_expiry_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    max_drift_pct: float = Field(default=0.5, gt=0.0, le=50.0)
+    auto_approve: bool = False
+    maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
+    taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
+    max_order_notional: Decimal = Field(default=Decimal("5000"), gt=0)
+    max_position_qty: Decimal = Field(default=Decimal("0.5"), gt=0)
+    max_open_orders: int = Field(default=10, ge=1)
+    price_band_pct: Decimal = Field(default=Decimal("5"), gt=0)
+    daily_loss_limit: Decimal = Field(default=Decimal("500"), ge=0)
 
     @field_validator("llm_url")
     @classmethod

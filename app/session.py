@@ -23,6 +23,12 @@ from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
 from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
 from app.market.state import MarketData
+from app.trading.broker import PaperBroker
+from app.trading.desk import TradingDesk
+from app.trading.journal import Journal
+from app.trading.portfolio import Portfolio
+from app.trading.proposals import ProposalBook
+from app.trading.risk import RiskLimits, RiskManager
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +46,51 @@ class Session:
         self.started_ns = time.perf_counter_ns()
         self.history_loaded: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._http = None  # httpx.AsyncClient, made on first use
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache() if self.provider.name != "offline" else None
+        self.journal = Journal(settings.journal_path)
+        self.desk = self._make_desk(cache)
         self.decisions = DecisionService(
             self.provider,
             self.market,
             cache=cache,
             timeframe=settings.decision_timeframe,
             timeout_s=settings.decision_timeout_s,
+            position_of=self.desk.position_state,
+        )
+        self.decisions.listeners.append(self.desk.on_decision)
+
+    def _make_desk(self, cache: DecisionCache | None) -> TradingDesk:
+        s = self.settings
+        restored = self.journal.restore()
+        # Replaying every fill through the same Portfolio arithmetic gives positions, cash and realised PnL exactly
+        # as they were (the journal's snapshots are for reports; the fills are the truth).
+        portfolio = Portfolio(starting_cash=s.starting_cash)
+        for fill in self.journal.all_fills():
+            portfolio.apply_fill(fill)
+        # Order ids carry the session start so they never collide with a previous session's in the journal.
+        broker = PaperBroker(maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-")
+        for pos in portfolio.positions:
+            broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
+        broker.restore_open_orders(restored.open_orders)
+        risk = RiskManager(RiskLimits(
+            max_order_notional=s.max_order_notional,
+            max_position_qty=s.max_position_qty,
+            max_open_orders=s.max_open_orders,
+            price_band_pct=s.price_band_pct,
+            daily_loss_limit=s.daily_loss_limit,
+        ))
+        proposals = ProposalBook(expiry_s=s.proposal_expiry_s, max_drift_pct=s.max_drift_pct,
+                                 auto_approve=s.auto_approve)
+        if restored.fills_replayed or restored.open_orders:
+            log.info("journal restored: %d fills, %d open orders, cash %s", restored.fills_replayed,
+                     len(restored.open_orders), portfolio.cash)
+        return TradingDesk(
+            broker=broker, risk=risk, portfolio=portfolio, journal=self.journal, proposals=proposals,
+            symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
         )
 
     def _make_provider(self) -> DecisionProvider:
@@ -99,6 +140,7 @@ class Session:
         self.spawn(self.connection.run(), "feed")
         self.spawn(self._run_market(rest_base), "market")
         self.spawn(self.decisions.run(), "decisions")
+        self.spawn(self._run_desk(rest_base), "desk")
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
@@ -109,6 +151,10 @@ class Session:
             for t in stuck:
                 log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
         await self.provider.aclose()
+        await self.desk.broker.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        self.journal.close()
         if self.simulator is not None:
             await self.simulator.stop()
         log.info("session stopped")
@@ -130,29 +176,58 @@ class Session:
         if not (self.settings.exchange == "sim" and self.settings.replay is not None):
             await self._load_history(rest_base)
             # A first proposal as soon as there is history, not only after the next bar closes.
-            self.market.apply(self._market_sub.drain())
+            self._apply(self._market_sub.drain())
             for symbol in self.symbols:
                 self.decisions.ask_now(symbol)
         sub = self._market_sub
         while True:
-            batch = await sub.next_batch()
-            self.market.apply(batch)
+            self._apply(await sub.next_batch())
+
+    def _apply(self, batch: list) -> None:
+        self.market.apply(batch)
+        self.desk.on_market(batch)
+
+    async def _run_desk(self, rest_base: str) -> None:
+        """Once a second: proposals expire, equity is sampled; an order book without a snapshot gets one."""
+        while True:
+            self.desk.tick()
+            for symbol, book in self.desk.books.items():
+                if not book.has_snapshot or book.needs_resync:
+                    await self._load_depth(rest_base, symbol)
+            await asyncio.sleep(1.0)
+
+    async def _load_depth(self, rest_base: str, symbol: str) -> None:
+        import httpx
+
+        try:
+            client = await self._http_client()
+            resp = await client.get(f"{rest_base}/api/v3/depth", params={"symbol": symbol, "limit": 1000})
+            resp.raise_for_status()
+            snap = binance.parse_depth_snapshot(resp.json(), symbol, time.perf_counter_ns())
+        except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+            log.warning("no depth snapshot for %s: %s", symbol, exc)
+            return
+        self.desk.books[symbol].apply(snap)
+
+    async def _http_client(self):
+        """One REST client for the session. httpx's import and TLS context (certificate loading) take ~100 ms:
+        built in a worker thread so the window keeps painting; requests are async on this loop."""
+        if self._http is None:
+            self._http = await asyncio.to_thread(history.make_client)
+        return self._http
 
     async def _load_history(self, rest_base: str) -> None:
         limit = self.settings.history_bars
         if limit == 0:
             return
-        # httpx's import and its TLS context (certificate loading) take ~100 ms: done in a worker thread so the
-        # window keeps painting; the requests themselves are async on this loop.
-        client = await asyncio.to_thread(history.make_client)
         import httpx
 
         try:
-            async with client:
-                for symbol in self.symbols:
-                    for tf in TIMEFRAMES:
-                        candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
-                        self.market.load_history(symbol, tf, candles)
-                        self.history_loaded[f"{symbol} {tf}"] = len(candles)
+            client = await self._http_client()
+            for symbol in self.symbols:
+                for tf in TIMEFRAMES:
+                    candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
+                    self.market.load_history(symbol, tf, candles)
+                    self.history_loaded[f"{symbol} {tf}"] = len(candles)
         except (httpx.HTTPError, ValueError, TypeError, IndexError, KeyError) as exc:
             log.warning("no candle history from %s: %s", rest_base, exc)

@@ -79,6 +79,8 @@ class DecisionService:
         self._failures = 0
         self._open_until = 0.0
         self._last_bar: dict[str, int] = {}
+        # Called with every successful decision and the state it was made from (the trading desk listens).
+        self.listeners: list[Callable[[Decision, MarketState], None]] = []
 
     # ----- state for the UI ---------------------------------------------------------------------------------
     @property
@@ -183,6 +185,8 @@ class DecisionService:
             self._open_until = 0.0
             self.stats.decisions += 1
             self._record(decision)
+            for listener in self.listeners:
+                listener(decision, state)
             log.debug("decision for %s in %.0f ms", state.symbol, (time.perf_counter() - started) * 1000)
 
     async def _decide(self, state: MarketState) -> Decision:

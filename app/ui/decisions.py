@@ -46,9 +46,10 @@ def _badge_text(d: Decision) -> str:
 
 
 class DecisionCard(QtWidgets.QFrame):
-    def __init__(self, d: Decision, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, d: Decision, proposal=None, actions=None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.decision = d
+        self.proposal = proposal
         self.setObjectName("decisionCard")
         self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
         grid = QtWidgets.QGridLayout(self)
@@ -93,12 +94,44 @@ class DecisionCard(QtWidgets.QFrame):
         cost = f" · ${m.cost_usd:.4f}" if m.cost_usd else ""
         grid.addWidget(_label(f"{m.model} · {m.prompt_version} · {m.latency_ms:,.0f} ms{tokens}{cost}", "cardMuted"),
                        3, 0, 1, 3)
+        self.status_label: QtWidgets.QLabel | None = None
+        self.buttons: dict[str, QtWidgets.QPushButton] = {}
+        if proposal is not None and actions is not None:
+            row = QtWidgets.QHBoxLayout()
+            for name, slot, tip in (("Approve", actions.approve, "A"), ("Reject", actions.reject, "R"),
+                                    ("Modify", actions.modify, "M")):
+                b = QtWidgets.QPushButton(name)
+                b.setObjectName(f"card{name}")
+                b.setToolTip(f"{name} this proposal (key {tip} acts on the newest pending one)")
+                b.clicked.connect(lambda _=False, slot=slot: slot(proposal))
+                row.addWidget(b)
+                self.buttons[name] = b
+            self.status_label = _label("", "cardCountdown")
+            row.addWidget(self.status_label, 1, QtCore.Qt.AlignmentFlag.AlignRight)
+            grid.addLayout(row, 4, 0, 1, 3)
+
+    def update_status(self, now: float) -> None:
+        """Countdown while pending; the outcome once reviewed (buttons then disabled)."""
+        p = self.proposal
+        if p is None or self.status_label is None:
+            return
+        pending = p.status.value == "PENDING"
+        text = f"expires in {p.remaining_s(now):.0f}s" if pending else p.status.value
+        if not pending and p.reason:
+            text += f" · {p.reason}"
+        if self.status_label.text() != text:
+            self.status_label.setText(text)
+            for b in self.buttons.values():
+                b.setEnabled(pending)
 
 
 class DecisionsPanel(QtWidgets.QWidget):
-    def __init__(self, service: DecisionService, symbol: str, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, service: DecisionService, symbol: str, desk=None, actions=None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.service = service
+        self.desk = desk
+        self.actions = actions
         self.symbol = symbol
         self._seen = 0  # decisions already turned into cards
         self._version = -1
@@ -144,6 +177,11 @@ class DecisionsPanel(QtWidgets.QWidget):
         self.service.ask_now(self.symbol)
 
     def refresh(self) -> None:
+        if self.desk is not None:
+            now = self.desk.proposals.clock()
+            for card in self.cards:
+                if card.proposal is not None:
+                    card.update_status(now)
         svc = self.service
         if svc.version == self._version:
             return
@@ -160,7 +198,11 @@ class DecisionsPanel(QtWidgets.QWidget):
         fresh = min(svc.recorded - self._seen, len(svc.decisions))
         if fresh > 0:
             for d in list(svc.decisions)[len(svc.decisions) - fresh:]:
-                self._cards.insertWidget(0, DecisionCard(d))
+                proposal = self.desk.proposals.for_decision(d) if self.desk is not None else None
+                card = DecisionCard(d, proposal, self.actions)
+                if proposal is not None:
+                    card.update_status(self.desk.proposals.clock())
+                self._cards.insertWidget(0, card)
         self._seen = svc.recorded
         while len(self.cards) > MAX_CARDS:
             last = self.cards[-1]

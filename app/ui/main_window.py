@@ -10,11 +10,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.models import FeedState
 from app.session import Session
 from app.ui import theme
+from app.ui.blotter import Blotter
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.decisions import DecisionsPanel
 from app.ui.feed_panel import FeedPanel
 from app.ui.log_dock import BufferingHandler, LogView
+from app.ui.proposal_actions import ProposalActions
+from app.ui.trading_panel import TradingPanel
 
 STATE_STYLE = {
     FeedState.LIVE: ("LIVE", "ok"),
@@ -50,24 +53,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.set_symbol(s.symbol)
         self.setCentralWidget(self.chart)
 
-        self.decisions_panel = DecisionsPanel(session.decisions, s.symbol)
+        self.blotter = Blotter(session.desk)
+        self.trading_panel = TradingPanel(session.desk, s.symbol, self.blotter)
+        self.proposal_actions = ProposalActions(session.desk, self.trading_panel.show_result, self)
+        self.decisions_panel = DecisionsPanel(session.decisions, s.symbol, session.desk, self.proposal_actions)
         self.decisions_dock = self._dock(
             "Decisions", self.decisions_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         )
-        self.orders_dock = self._dock(
-            "Orders · Positions",
-            _placeholder("Paper orders, fills and positions appear here.\nTrading is not enabled in this build."),
-            QtCore.Qt.DockWidgetArea.BottomDockWidgetArea,
-        )
+        self.orders_dock = self._dock("Orders · Positions", self.blotter, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.trading_dock = self._dock("Account · Ticket", self.trading_panel,
+                                       QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.feed_panel = FeedPanel()
         self.perf_dock = self._dock("Performance", self.feed_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.log_view = LogView(log_handler)
         self.log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
         self.orders_dock.raise_()
+        self.resizeDocks([self.orders_dock, self.trading_dock], [900, 340], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.decisions_dock, self.perf_dock], [380, 380], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.decisions_dock, self.perf_dock], [560, 240], QtCore.Qt.Orientation.Vertical)
-        self.resizeDocks([self.orders_dock], [190], QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([self.orders_dock], [230], QtCore.Qt.Orientation.Vertical)
 
         self._build_status_bar()
         self._build_menus()
@@ -101,6 +107,12 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         sb.addWidget(self.source_label)
         sb.addWidget(self.model_status)
+        self.risk_label = QtWidgets.QLabel("")
+        self.risk_label.setObjectName("riskState")
+        self.equity_label = QtWidgets.QLabel("")
+        self.equity_label.setObjectName("priceLabel")
+        sb.addPermanentWidget(self.equity_label)
+        sb.addPermanentWidget(self.risk_label)
         sb.addPermanentWidget(self.price_label)
         sb.addPermanentWidget(self.rate_label)
         sb.addPermanentWidget(self.feed_label)
@@ -111,7 +123,7 @@ class MainWindow(QtWidgets.QMainWindow):
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         view = self.menuBar().addMenu("&View")
-        for dock in (self.decisions_dock, self.orders_dock, self.perf_dock, self.log_dock):
+        for dock in (self.decisions_dock, self.orders_dock, self.trading_dock, self.perf_dock, self.log_dock):
             view.addAction(dock.toggleViewAction())
         view.addSeparator()
         follow = view.addAction("Follow live edge")
@@ -121,6 +133,20 @@ class MainWindow(QtWidgets.QMainWindow):
         ask = decide.addAction("Ask now")
         ask.setShortcut(QtGui.QKeySequence("Ctrl+Return"))
         ask.triggered.connect(self.decisions_panel.ask_now)
+        decide.addSeparator()
+        # Single keys act on the newest pending proposal; text fields keep their letters (Qt gives them priority).
+        for text, key, slot in (("Approve newest proposal", "A", lambda: self.proposal_actions.approve()),
+                                ("Reject newest proposal", "R", lambda: self.proposal_actions.reject()),
+                                ("Modify newest proposal…", "M", lambda: self.proposal_actions.modify())):
+            action = decide.addAction(text)
+            action.setShortcut(QtGui.QKeySequence(key))
+            action.triggered.connect(slot)
+        trade = self.menuBar().addMenu("&Trading")
+        kill = trade.addAction("Kill switch: cancel all, flatten, halt")
+        kill.setShortcut(QtGui.QKeySequence("Ctrl+Shift+K"))
+        kill.triggered.connect(lambda: self.trading_panel.kill_button.click())
+        flatten = trade.addAction("Flatten position")
+        flatten.triggered.connect(lambda: self.trading_panel.flatten_button.click())
         tf_menu = view.addMenu("Timeframe")
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
@@ -150,6 +176,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
         self.feed_panel.update_from(self.session, rate, self.chart.timeframe, time.monotonic() - self._started)
         self.decisions_panel.refresh()
+        self.blotter.refresh()
+        self.trading_panel.refresh()
+        desk = self.session.desk
+        risk = desk.risk.state.value
+        if self.risk_label.text() != f"RISK {risk}":
+            self.risk_label.setText(f"RISK {risk}")
+            self.risk_label.setProperty("level", {"ACTIVE": "ok", "REDUCING": "warn"}.get(risk, "bad"))
+            self.risk_label.style().unpolish(self.risk_label)
+            self.risk_label.style().polish(self.risk_label)
+        pf = desk.portfolio
+        self.equity_label.setText(f"equity {pf.equity():,.2f}  day {pf.day_pnl(desk.now_ms()):+,.2f}")
+        self.chart.show_position(pf.position(self.session.settings.symbol), desk.bracket_levels(
+            self.session.settings.symbol), desk.fills)
         self.log_view.flush()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:

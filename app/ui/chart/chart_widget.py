@@ -127,6 +127,21 @@ class ChartWidget(QtWidgets.QWidget):
         for line in (self.cross_v, self.cross_h):
             line.setVisible(False)
             self.price_plot.addItem(line, ignoreBounds=True)
+        self.position_lines = {}
+        for name, colour, style in (("entry", t.accent, QtCore.Qt.PenStyle.SolidLine),
+                                    ("sl", t.down, QtCore.Qt.PenStyle.DashLine),
+                                    ("tp", t.up, QtCore.Qt.PenStyle.DashLine)):
+            line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(colour, style=style),
+                                   label=f"{name.upper()} {{value:.2f}}",
+                                   labelOpts={"position": 0.05, "color": colour, "anchors": [(0, 1), (0, 1)]})
+            line.setVisible(False)
+            line.setZValue(4)
+            self.price_plot.addItem(line, ignoreBounds=True)
+            self.position_lines[name] = line
+        self.fill_markers = pg.ScatterPlotItem(size=9, pen=pg.mkPen(t.text, width=1))
+        self.fill_markers.setZValue(6)
+        self.price_plot.addItem(self.fill_markers)
+        self._fills_shown = -1
         self.price_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
@@ -152,6 +167,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._closed_key = ()
         self._live_version = -1
         self._view_ready = False
+        self._fills_shown = -1
         self.follow = True
         self.follow_button.setChecked(True)
         self.timeframe_changed.emit(tf)
@@ -199,6 +215,29 @@ class ChartWidget(QtWidgets.QWidget):
             self._view_ready = True
         self._fit_y()
         return True
+
+    def show_position(self, position, bracket, fills) -> None:
+        """Entry, stop-loss and take-profit lines for an open position; a marker per fill (▲ buy, ▼ sell)."""
+        sl, tp = bracket
+        has_pos = position is not None and position.qty != 0
+        for name, value in (("entry", position.avg_price if has_pos else None), ("sl", sl if has_pos else None),
+                            ("tp", tp if has_pos else None)):
+            line = self.position_lines[name]
+            line.setVisible(value is not None)
+            if value is not None:
+                line.setPos(float(value))
+        if len(fills) == self._fills_shown:
+            return
+        self._fills_shown = len(fills)
+        t = theme.current()
+        mine = [f for f in fills if f.symbol == self.symbol_label.text()]
+        bar_ms = TIMEFRAMES[self.timeframe]
+        self.fill_markers.setData(
+            x=[(f.exchange_ms - f.exchange_ms % bar_ms) / 1000.0 + self.bar_s / 2 for f in mine],
+            y=[float(f.price) for f in mine],
+            symbol=["t1" if f.side.value == "BUY" else "t" for f in mine],
+            brush=[pg.mkBrush(t.up if f.side.value == "BUY" else t.down) for f in mine],
+        )
 
     # ----- view range ---------------------------------------------------------------------------------------
     def _apply_follow(self, force: bool = False) -> None:

@@ -1,0 +1,603 @@
+"""The Broker protocol and PaperBroker, a simulated exchange that fills orders against live market data.
+
+PaperBroker's fill model (every quantity, price, fee and balance is Decimal; market data floats are converted with
+``Decimal(str(x))`` and put on the tick (prices, half-even) or the lot (quantities, rounded down)):
+
+- **Latency.** ``submit`` registers the order (NEW, listeners told), then after ``submit_latency_s``
+  (``asyncio.sleep``) the order "arrives at the exchange" and is processed against the market as it is then.
+  Once sent, an order arrives even if the awaiting caller is cancelled (it runs in its own task); ``aclose`` cancels
+  orders still in flight. Cancelling during the latency cancels the order before it arrives.
+- **Market orders** walk the local ``OrderBook`` (given with ``on_book``) level by level, one fill per level, taker
+  fee. If the book runs out, the remainder is **canceled** (the order ends CANCELED with its filled part and the
+  reason in ``reject_reason``): a paper fill never invents liquidity that was not on the book. Without a usable book
+  (none, no snapshot yet, or a gap awaiting resync) the last ``Quote`` is used: up to the top-of-book quantity fills
+  at the touch; the excess fills at the touch moved by ``slippage_bps_per_unit × excess / top_qty`` basis points
+  (rounded to the tick against the taker). With neither, the order is rejected.
+- **Limit orders** that are marketable on arrival take liquidity as taker up to the limit price (book levels, or
+  the quote's touch and size); the rest rests as maker. A resting limit fills only when the market **trades
+  through** it: a trade strictly below a buy limit (strictly above a sell limit) fills at the limit price, up to the
+  traded quantity, shared among resting orders by price then time priority. A trade *at* the limit price does not
+  fill: our place in the queue is unknown, so the conservative assumption is that the queue ahead absorbed it.
+  Quotes crossing a resting limit do not fill it either; only trades do. Maker fee.
+- **STOP_MARKET** triggers when a trade reaches the stop price (sell stop: trade <= stop; buy stop: trade >= stop),
+  then fills like a market order, at once. A stop that has already been reached when it arrives triggers at once.
+- **Brackets.** An entry with ``stop_loss_pct`` and/or ``take_profit_pct`` gets its legs when it is done: FILLED,
+  or CANCELED after a partial fill (then for the filled quantity). Legs are reduce-only, origin BRACKET,
+  ``parent_id`` = the entry's id, for the entry's filled quantity: a STOP_MARKET at avg × (1 ∓ sl%) and a LIMIT at
+  avg × (1 ± tp%), on the tick (half-even). They are placed at once, without latency (exchange-side OCO), and are
+  linked: a fill of one leg shrinks the other to what is left of the first, so both always cover the same
+  quantity; when one leg is fully filled the other is canceled.
+- **Reduce-only** orders never increase the position this broker holds: their fills are capped at the position
+  and, when there is nothing to reduce, they are canceled. When a symbol's position returns to zero, its open
+  reduce-only orders are canceled.
+- **Fees** are quantity × price × rate per fill, kept to 1e-8 (half-even); the order's average price likewise.
+- Ids are deterministic: orders ``{prefix}{n}``, fills ``{prefix}F{n}``, counted from 1 per broker; after a restart
+  call ``restore_ids`` (or give each session its own prefix) so that a journal never sees an id twice. Every change
+  is reported synchronously to the listeners (a fill before the order update it causes); a failing listener is
+  logged and counted.
+- Fill times come from ``clock_ms`` (wall clock by default; in a replay, pass the market's clock).
+- The broker does not consume the book it walks (market data is shared); two market orders in quick succession see
+  the same liquidity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Protocol, runtime_checkable
+
+from app.market.book import OrderBook
+from app.models import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderOrigin,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Quote,
+    Side,
+    Trade,
+)
+
+log = logging.getLogger(__name__)
+
+Q8 = Decimal("1e-8")
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+HUNDRED = Decimal(100)
+
+OrderListener = Callable[[Order], None]
+FillListener = Callable[[Fill], None]
+
+
+@runtime_checkable
+class Broker(Protocol):
+    async def submit(self, req: OrderRequest) -> Order: ...
+
+    async def cancel(self, order_id: str) -> bool: ...
+
+    async def cancel_all(self, symbol: str | None = None) -> int: ...
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+    @property
+    def orders(self) -> list[Order]: ...
+
+    def add_listener(self, on_order: OrderListener, on_fill: FillListener) -> None: ...
+
+
+def _fmt(x: Decimal) -> str:
+    return f"{x.normalize():f}"
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PaperBroker:
+    def __init__(
+        self,
+        maker_fee: Decimal = Decimal("0.001"),
+        taker_fee: Decimal = Decimal("0.001"),
+        submit_latency_s: float = 0.05,
+        clock_ms: Callable[[], int] = _wall_ms,
+        slippage_bps_per_unit: Decimal = Decimal("10"),
+        id_prefix: str = "P",
+        tick_size: Decimal = Decimal("0.01"),
+        lot_size: Decimal = Decimal("0.00001"),
+        max_history: int = 10_000,
+    ) -> None:
+        self.maker_fee = Decimal(maker_fee)
+        self.taker_fee = Decimal(taker_fee)
+        self.submit_latency_s = submit_latency_s
+        self.clock_ms = clock_ms
+        self.slippage_bps_per_unit = Decimal(slippage_bps_per_unit)
+        self.id_prefix = id_prefix
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self.max_history = max_history
+        self._next_order = 1
+        self._next_fill = 1
+        self._arrivals = itertools.count(1)
+        self._orders: dict[str, Order] = {}  # history, oldest first (bounded; open orders are never evicted)
+        self._open: dict[str, Order] = {}  # NEW or PARTIALLY_FILLED, in flight or at the exchange
+        self._working: dict[str, int] = {}  # at the exchange: order id -> arrival sequence (time priority)
+        self._notional: dict[str, Decimal] = {}  # per order: Σ qty × price of its fills (exact)
+        self._oco: dict[str, str] = {}  # bracket leg -> its sibling
+        self._bracketed: set[str] = set()  # entries whose legs were placed
+        self._net: dict[str, Decimal] = {}  # position per symbol from this broker's fills
+        self._books: dict[str, OrderBook] = {}
+        self._quotes: dict[str, Quote] = {}
+        self._last_price: dict[str, Decimal] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._order_listeners: list[OrderListener] = []
+        self._fill_listeners: list[FillListener] = []
+        self.fills: deque[Fill] = deque(maxlen=max_history)
+        self.listener_errors = 0
+        self.rejected = 0
+        self.version = 0
+
+    # ------------------------------------------------------------------------------------------------ market data
+
+    def on_quote(self, quote: Quote) -> None:
+        self._quotes[quote.symbol] = quote
+
+    def on_book(self, book: OrderBook) -> None:
+        """Walk this book for the symbol's market orders (a reference: later updates are seen)."""
+        self._books[book.symbol] = book
+
+    def on_trade(self, trade: Trade) -> None:
+        sym = trade.symbol
+        price = self._px(trade.price)
+        self._last_price[sym] = price
+        working = [self._open[i] for i in self._working if i in self._open and self._open[i].symbol == sym]
+        if not working:
+            return
+        for o in working:  # stops first: a stop-loss must not wait behind a take-profit
+            if o.request.type is OrderType.STOP_MARKET and o.status.is_open and self._stop_reached(o, price):
+                self._fill_market(o)
+        traded = self._lot(trade.qty)
+        buys = [o for o in working if self._rests_through(o, Side.BUY, price)]
+        sells = [o for o in working if self._rests_through(o, Side.SELL, price)]
+        buys.sort(key=lambda o: (-self._limit(o), self._working.get(o.id, 0)))
+        sells.sort(key=lambda o: (self._limit(o), self._working.get(o.id, 0)))
+        for queue in (buys, sells):
+            left = traded
+            for o in queue:
+                if left <= 0:
+                    break
+                if not o.status.is_open:  # an OCO sibling may have been canceled meanwhile
+                    continue
+                take = min(self._fillable(o), left)
+                if take <= 0:
+                    self._cancel_unreducible(o)
+                    continue
+                self._fill(o, take, self._limit(o), Liquidity.MAKER)
+                left -= take
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        return self._last_price.get(symbol)
+
+    def position_qty(self, symbol: str) -> Decimal:
+        """Signed position from this broker's fills."""
+        return self._net.get(symbol, ZERO)
+
+    # ------------------------------------------------------------------------------------------------ Broker API
+
+    def add_listener(self, on_order: OrderListener, on_fill: FillListener) -> None:
+        self._order_listeners.append(on_order)
+        self._fill_listeners.append(on_fill)
+
+    @property
+    def orders(self) -> list[Order]:
+        return list(self._orders.values())
+
+    def get(self, order_id: str) -> Order | None:
+        return self._orders.get(order_id) or self._open.get(order_id)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self._open.values() if symbol is None or o.symbol == symbol]
+
+    async def submit(self, req: OrderRequest) -> Order:
+        order = self._register(req)
+        if not order.status.is_open:
+            return order
+        task = asyncio.get_running_loop().create_task(self._deliver(order), name=f"paper-submit-{order.id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        await asyncio.shield(task)
+        return order
+
+    async def cancel(self, order_id: str) -> bool:
+        order = self._open.get(order_id)
+        if order is None:
+            return False
+        self._close(order, OrderStatus.CANCELED, "canceled by request")
+        return True
+
+    async def cancel_all(self, symbol: str | None = None) -> int:
+        n = 0
+        for order in self.open_orders(symbol):
+            if order.status.is_open:  # canceling an entry can place (and an OCO leg cancel) other orders
+                self._close(order, OrderStatus.CANCELED, "canceled by request (cancel all)")
+                n += 1
+        return n
+
+    async def aclose(self) -> None:
+        """Cancel orders still in flight (their submit raises CancelledError)."""
+        tasks = list(self._pending)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    # ------------------------------------------------------------------------------------------------ restart
+
+    def restore_ids(self, order_ids: Iterable[str] = (), fill_ids: Iterable[str] = ()) -> None:
+        """Continue numbering after ids already used (e.g. every id in the journal), so that a restarted broker
+        with the same prefix never reuses one."""
+        self._next_order = max(self._next_order, 1 + max(map(self._number_of_order, order_ids), default=0))
+        self._next_fill = max(self._next_fill, 1 + max(map(self._number_of_fill, fill_ids), default=0))
+
+    def set_position(self, symbol: str, qty: Decimal) -> None:
+        """The signed position this broker holds (after a restart), which caps reduce-only orders."""
+        self._net[symbol] = Decimal(qty)
+
+    def restore_open_orders(self, orders: Iterable[Order]) -> None:
+        """Take back the orders that were open when the terminal stopped: limits and stops work again at once
+        (they were at the exchange), bracket legs sharing a parent are linked as OCO again, and a market order
+        that never filled is canceled (the market it was sent into is gone). Numbering continues after their ids.
+        Call ``set_position`` for each restored position too, or reduce-only legs find nothing to reduce."""
+        orders = [o for o in orders if o.status.is_open]
+        self.restore_ids(o.id for o in orders)
+        legs: dict[str, list[Order]] = {}
+        for o in orders:
+            self._orders[o.id] = o
+            self._open[o.id] = o
+            if o.request.type is OrderType.MARKET:
+                self._close(o, OrderStatus.CANCELED, "a market order not filled before the restart")
+                continue
+            self._working[o.id] = next(self._arrivals)
+            if o.filled_qty > 0 and o.avg_price is not None:
+                self._notional[o.id] = o.filled_qty * o.avg_price
+            if o.request.origin is OrderOrigin.BRACKET and o.request.parent_id is not None:
+                legs.setdefault(o.request.parent_id, []).append(o)
+                self._bracketed.add(o.request.parent_id)
+        for pair in legs.values():
+            if len(pair) == 2:
+                self._oco[pair[0].id], self._oco[pair[1].id] = pair[1].id, pair[0].id
+        self._trim_history()
+        self.version += 1
+
+    def _new_id(self, kind: str) -> str:
+        if kind == "order":
+            n, self._next_order = self._next_order, self._next_order + 1
+            return f"{self.id_prefix}{n}"
+        n, self._next_fill = self._next_fill, self._next_fill + 1
+        return f"{self.id_prefix}F{n}"
+
+    def _number_of_order(self, oid: str) -> int:
+        rest = oid[len(self.id_prefix) :] if oid.startswith(self.id_prefix) else ""
+        return int(rest) if rest.isdigit() else 0
+
+    def _number_of_fill(self, fid: str) -> int:
+        head = f"{self.id_prefix}F"
+        rest = fid[len(head) :] if fid.startswith(head) else ""
+        return int(rest) if rest.isdigit() else 0
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    def _register(self, req: OrderRequest) -> Order:
+        now = self.clock_ms()
+        order = Order(
+            id=self._new_id("order"),
+            request=req,
+            status=OrderStatus.NEW,
+            created_ms=now,
+            updated_ms=now,
+        )
+        self._orders[order.id] = order
+        self._trim_history()
+        reason = self._invalid(req)
+        if reason is not None:
+            order.status = OrderStatus.REJECTED
+            order.reject_reason = reason
+            self.rejected += 1
+        else:
+            self._open[order.id] = order
+        self._emit_order(order)
+        return order
+
+    def _invalid(self, req: OrderRequest) -> str | None:
+        if req.qty <= 0 or req.qty % self.lot_size:
+            return f"quantity {_fmt(req.qty)} is not a positive multiple of the lot size {_fmt(self.lot_size)}"
+        if req.type is OrderType.LIMIT and (req.limit_price is None or req.limit_price <= 0):
+            return "a limit order needs a positive limit price"
+        if req.type is OrderType.STOP_MARKET and (req.stop_price is None or req.stop_price <= 0):
+            return "a stop order needs a positive stop price"
+        for p in (req.limit_price, req.stop_price):
+            if p is not None and p % self.tick_size:
+                return f"price {_fmt(p)} is not on the tick size {_fmt(self.tick_size)}"
+        return None
+
+    async def _deliver(self, order: Order) -> None:
+        try:
+            await asyncio.sleep(self.submit_latency_s)
+        except asyncio.CancelledError:
+            if order.status.is_open:
+                self._close(order, OrderStatus.CANCELED, "not sent: the broker was closed")
+            raise
+        if order.status.is_open:  # it may have been canceled during the latency
+            self._arrive(order)
+
+    def _arrive(self, order: Order) -> None:
+        self._working[order.id] = next(self._arrivals)
+        req = order.request
+        if req.type is OrderType.MARKET:
+            self._fill_market(order)
+        elif req.type is OrderType.LIMIT:
+            self._take_marketable(order)
+        else:
+            last = self._last_price.get(order.symbol)
+            if last is not None and self._stop_reached(order, last):
+                self._fill_market(order)
+
+    def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
+        order.status = status
+        if reason is not None:
+            order.reject_reason = reason
+        if status is OrderStatus.REJECTED:
+            self.rejected += 1
+        order.updated_ms = self.clock_ms()
+        self._open.pop(order.id, None)
+        self._working.pop(order.id, None)
+        self._notional.pop(order.id, None)
+        sibling_id = self._oco.pop(order.id, None)
+        if sibling_id is not None:
+            self._oco.pop(sibling_id, None)
+        self._emit_order(order)
+        self._on_done(order)
+
+    def _on_done(self, order: Order) -> None:
+        """An order reached a final state: place its bracket legs if it was an entry that filled (in part)."""
+        req = order.request
+        if order.filled_qty <= 0 or order.id in self._bracketed:
+            return
+        if req.stop_loss_pct is None and req.take_profit_pct is None:
+            return
+        self._bracketed.add(order.id)
+        assert order.avg_price is not None
+        avg, long = order.avg_price, req.side is Side.BUY
+        exit_side = Side.SELL if long else Side.BUY
+        legs: list[Order] = []
+        base = OrderRequest(
+            symbol=req.symbol,
+            side=exit_side,
+            type=OrderType.MARKET,
+            qty=order.filled_qty,
+            origin=OrderOrigin.BRACKET,
+            proposal_id=req.proposal_id,
+            parent_id=order.id,
+            reduce_only=True,
+        )
+        if req.stop_loss_pct is not None:
+            k = 1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED
+            stop = self._tick(avg * k)
+            legs.append(self._register(dataclasses.replace(base, type=OrderType.STOP_MARKET, stop_price=stop)))
+        if req.take_profit_pct is not None:
+            k = 1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED
+            limit = self._tick(avg * k)
+            legs.append(self._register(dataclasses.replace(base, type=OrderType.LIMIT, limit_price=limit)))
+        legs = [leg for leg in legs if leg.status.is_open]
+        if len(legs) == 2:
+            self._oco[legs[0].id], self._oco[legs[1].id] = legs[1].id, legs[0].id
+        for leg in legs:
+            if leg.status.is_open:
+                self._arrive(leg)
+
+    # ------------------------------------------------------------------------------------------------ matching
+
+    def _fill_market(self, order: Order) -> None:
+        """Fill what can be filled now as taker; the order ends FILLED, CANCELED (book too thin, nothing to
+        reduce) or REJECTED (no market data)."""
+        side = order.request.side
+        want = self._fillable(order)
+        if want <= 0:
+            self._cancel_unreducible(order)
+            return
+        book = self._books.get(order.symbol)
+        if book is not None and book.is_valid and (levels := book.taker_levels(side, book.max_levels)):
+            for p, q in levels:
+                if want <= 0:
+                    break
+                take = min(want, self._lot(q))
+                if take > 0:
+                    self._fill(order, take, self._px(p), Liquidity.TAKER)
+                    want -= take
+        else:
+            quote = self._quotes.get(order.symbol)
+            if quote is None:
+                self._close(order, OrderStatus.REJECTED, f"no order book or bid/ask for {order.symbol} yet")
+                return
+            self._fill_from_quote(order, quote, want)
+            want = ZERO
+        if order.status.is_open:
+            if order.remaining > 0 and self._fillable(order) <= 0:
+                self._cancel_unreducible(order)
+            elif order.remaining > 0:
+                self._close(
+                    order,
+                    OrderStatus.CANCELED,
+                    f"the book was too thin: {_fmt(order.filled_qty)} of {_fmt(order.request.qty)} filled, "
+                    "the rest canceled",
+                )
+
+    def _fill_from_quote(self, order: Order, quote: Quote, want: Decimal) -> None:
+        buy = order.request.side is Side.BUY
+        touch = self._px(quote.ask if buy else quote.bid)
+        top = self._lot(quote.ask_qty if buy else quote.bid_qty)
+        within = min(want, top)
+        if within > 0:
+            self._fill(order, within, touch, Liquidity.TAKER)
+        excess = want - within
+        if excess > 0 and order.status.is_open:
+            ratio = excess / top if top > 0 else Decimal(1)
+            move = touch * self.slippage_bps_per_unit * ratio / BPS
+            price = self._tick(touch + move if buy else touch - move, ROUND_CEILING if buy else ROUND_FLOOR)
+            if price > 0:
+                self._fill(order, excess, price, Liquidity.TAKER)
+
+    def _take_marketable(self, order: Order) -> None:
+        """A limit on arrival: take what is available up to the limit price as taker; the rest rests."""
+        req = order.request
+        limit = self._limit(order)
+        buy = req.side is Side.BUY
+        want = self._fillable(order)
+        if want <= 0:
+            self._cancel_unreducible(order)
+            return
+        book = self._books.get(order.symbol)
+        levels: list[tuple[float, float]] = []
+        if book is not None and book.is_valid:
+            levels = book.taker_levels(req.side, book.max_levels)
+        elif (quote := self._quotes.get(order.symbol)) is not None:
+            levels = [(quote.ask, quote.ask_qty) if buy else (quote.bid, quote.bid_qty)]
+        for p, q in levels:
+            price = self._px(p)
+            if want <= 0 or (price > limit if buy else price < limit):
+                break
+            take = min(want, self._lot(q))
+            if take > 0:
+                self._fill(order, take, price, Liquidity.TAKER)
+                want -= take
+
+    def _fill(self, order: Order, qty: Decimal, price: Decimal, liquidity: Liquidity) -> None:
+        req = order.request
+        rate = self.maker_fee if liquidity is Liquidity.MAKER else self.taker_fee
+        fee = (qty * price * rate).quantize(Q8, rounding=ROUND_HALF_EVEN)
+        now = self.clock_ms()
+        fill = Fill(
+            id=self._new_id("fill"),
+            order_id=order.id,
+            symbol=req.symbol,
+            side=req.side,
+            qty=qty,
+            price=price,
+            fee=fee,
+            liquidity=liquidity,
+            exchange_ms=now,
+        )
+        notional = self._notional.get(order.id, ZERO) + qty * price
+        self._notional[order.id] = notional
+        order.filled_qty += qty
+        order.avg_price = (notional / order.filled_qty).quantize(Q8, rounding=ROUND_HALF_EVEN)
+        order.fees += fee
+        order.updated_ms = now
+        signed = qty if req.side is Side.BUY else -qty
+        self._net[req.symbol] = self._net.get(req.symbol, ZERO) + signed
+        self.fills.append(fill)
+        self._emit_fill(fill)
+        sibling_id = self._oco.get(order.id)
+        if order.remaining <= 0:
+            self._close(order, OrderStatus.FILLED, None)  # may place bracket legs, which may fill at once
+        else:
+            order.status = OrderStatus.PARTIALLY_FILLED
+            self._emit_order(order)
+        if sibling_id is not None:
+            self._sync_oco(order, sibling_id)
+        if self._net[req.symbol] == 0:
+            for other in self.open_orders(req.symbol):
+                if other.request.reduce_only and other.status.is_open:
+                    self._close(other, OrderStatus.CANCELED, "the position is closed; nothing left to reduce")
+
+    def _sync_oco(self, leg: Order, sibling_id: str) -> None:
+        sibling = self._open.get(sibling_id)
+        if sibling is None:
+            return
+        if leg.remaining <= 0:
+            self._close(sibling, OrderStatus.CANCELED, f"OCO: the other bracket leg {leg.id} filled")
+            return
+        new_qty = sibling.filled_qty + leg.remaining
+        if new_qty < sibling.request.qty:
+            sibling.request = dataclasses.replace(sibling.request, qty=new_qty)
+            sibling.updated_ms = self.clock_ms()
+            self._emit_order(sibling)
+
+    def _fillable(self, order: Order) -> Decimal:
+        rem = order.remaining
+        if not order.request.reduce_only:
+            return rem
+        net = self._net.get(order.symbol, ZERO)
+        room = net if order.request.side is Side.SELL else -net
+        return min(rem, max(room, ZERO))
+
+    def _cancel_unreducible(self, order: Order) -> None:
+        if order.status.is_open:
+            self._close(order, OrderStatus.CANCELED, "reduce-only: no position left to reduce")
+
+    def _stop_reached(self, order: Order, price: Decimal) -> bool:
+        stop = order.request.stop_price
+        assert stop is not None
+        return price <= stop if order.request.side is Side.SELL else price >= stop
+
+    def _rests_through(self, o: Order, side: Side, price: Decimal) -> bool:
+        req = o.request
+        if req.type is not OrderType.LIMIT or req.side is not side or not o.status.is_open:
+            return False
+        limit = self._limit(o)
+        return price < limit if side is Side.BUY else price > limit
+
+    @staticmethod
+    def _limit(o: Order) -> Decimal:
+        assert o.request.limit_price is not None
+        return o.request.limit_price
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _px(self, x: float) -> Decimal:
+        """A market-data price on the tick."""
+        return self._tick(Decimal(str(x)))
+
+    def _lot(self, x: float) -> Decimal:
+        """A market-data quantity in whole lots, rounded down."""
+        step = self.lot_size
+        return ((Decimal(str(x)) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
+
+    def _tick(self, x: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        """On the tick (any tick, not only powers of ten), written with the tick's decimals."""
+        step = self.tick_size
+        return ((x / step).to_integral_value(rounding=rounding) * step).quantize(step)
+
+    def _trim_history(self) -> None:
+        if len(self._orders) <= self.max_history + self.max_history // 10:
+            return  # trim in batches so the scan is amortised
+        excess = len(self._orders) - self.max_history
+        for oid in [oid for oid, o in self._orders.items() if not o.status.is_open][:excess]:
+            del self._orders[oid]
+
+    def _emit_order(self, order: Order) -> None:
+        self.version += 1
+        for cb in list(self._order_listeners):
+            try:
+                cb(order)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("order listener failed on %s", order.id)
+
+    def _emit_fill(self, fill: Fill) -> None:
+        self.version += 1
+        for cb in list(self._fill_listeners):
+            try:
+                cb(fill)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("fill listener failed on %s", fill.id)

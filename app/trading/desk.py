@@ -1,0 +1,323 @@
+"""TradingDesk: the one place where proposals, the trader's actions, risk, the broker, the portfolio and the journal
+meet. Every order, whatever its origin (approved proposal, modified proposal, order ticket, flatten, kill switch),
+goes through ``_send``: RiskManager first, then the broker. Every step is journaled before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.llm.schema import Decision
+from app.market.book import OrderBook
+from app.market.features import MarketState, PositionState
+from app.models import (
+    BookUpdate,
+    Fill,
+    MarketEvent,
+    Order,
+    OrderOrigin,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Quote,
+    Side,
+    Trade,
+)
+from app.trading.broker import PaperBroker
+from app.trading.journal import Journal
+from app.trading.portfolio import Portfolio
+from app.trading.proposals import OrderEdits, Proposal, ProposalBook, ProposalStatus
+from app.trading.risk import RiskManager
+
+log = logging.getLogger(__name__)
+
+BALANCE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    ok: bool
+    message: str
+    needs_confirmation: bool = False
+    order_id: str | None = None
+
+
+class TradingDesk:
+    def __init__(
+        self,
+        *,
+        broker: PaperBroker,
+        risk: RiskManager,
+        portfolio: Portfolio,
+        journal: Journal,
+        proposals: ProposalBook,
+        symbols: Iterable[str],
+        on_position_change: Callable[[str, PositionState], None] | None = None,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.broker = broker
+        self.risk = risk
+        self.portfolio = portfolio
+        self.journal = journal
+        self.proposals = proposals
+        self.books = {s: OrderBook(s) for s in symbols}
+        self.last_prices: dict[str, Decimal] = {}
+        self.messages: deque[tuple[int, str, str]] = deque(maxlen=200)  # (ms, level, text) shown to the trader
+        self.fills: list[Fill] = []  # this session's fills, newest last (the journal keeps them all)
+        self.version = 0
+        self._on_position_change = on_position_change
+        self._wall_ms = wall_ms
+        self._last_balance = 0.0
+        broker.add_listener(self._on_order, self._on_fill)
+
+    # ----- inputs -------------------------------------------------------------------------------------------
+    def on_decision(self, decision: Decision, state: MarketState | None) -> Proposal | None:
+        p = self.proposals.add(decision, state)
+        if p is None:
+            return None
+        expires_ms = p.created_ms + int(self.proposals.expiry_s * 1000)
+        self.journal.record_proposal(p.id, decision, state, p.created_ms, expires_ms)
+        self.version += 1
+        if self.proposals.auto_approve:
+            asyncio.get_running_loop().create_task(self._auto_approve(p), name=f"auto-approve {p.id}")
+        return p
+
+    async def _auto_approve(self, p: Proposal) -> None:
+        edits = self.implied_edits(p)
+        price = self.last_price(p.decision.symbol)
+        if edits is None or price is None or not self.proposals.auto_approvable(p, edits.qty * price):
+            return  # outside auto-approve's own limits: the trader decides
+        result = await self._execute(p, edits, ProposalStatus.APPROVED, confirm_drift=False, kind="AUTO_APPROVED")
+        self._say("info" if result.ok else "warn", f"auto-approve: {result.message}")
+
+    def on_market(self, batch: list[MarketEvent]) -> None:
+        for ev in batch:
+            if isinstance(ev, Trade):
+                price = Decimal(str(ev.price))
+                self.last_prices[ev.symbol] = price
+                self.portfolio.mark(ev.symbol, price)
+                self.broker.on_trade(ev)
+            elif isinstance(ev, Quote):
+                self.broker.on_quote(ev)
+            elif isinstance(ev, BookUpdate):
+                book = self.books.get(ev.symbol)
+                if book is not None:
+                    book.apply(ev)
+                    self.broker.on_book(book)
+
+    def tick(self) -> None:
+        """Called about once a second: expire proposals, keep the equity curve and balances current."""
+        for p in self.proposals.expire_due():
+            self.journal.record_review(p.id, "EXPIRED", self._wall_ms(), reason=p.reason)
+            self._say("info", f"proposal {p.action.value} {p.decision.symbol} expired")
+        now_ms = self._wall_ms()
+        self.portfolio.sample(now_ms)
+        before = self.risk.state
+        after = self.risk.observe_day_pnl(self.portfolio.day_pnl(now_ms))
+        if after is not before:
+            self.journal.record_risk_event(now_ms, "STATE", after.value, f"risk state {before.value} -> {after.value}")
+            self._say("warn", f"risk state {after.value}: daily loss limit reached, only reducing orders pass")
+        if time.monotonic() - self._last_balance >= BALANCE_EVERY_S:
+            self._record_balance(now_ms)
+
+    def now_ms(self) -> int:
+        return self._wall_ms()
+
+    def bracket_levels(self, symbol: str) -> tuple[Decimal | None, Decimal | None]:
+        """Working stop-loss and take-profit prices of the position's bracket, for the chart."""
+        sl = tp = None
+        for o in self.broker.open_orders(symbol):
+            if o.request.origin is OrderOrigin.BRACKET:
+                if o.request.type is OrderType.STOP_MARKET:
+                    sl = o.request.stop_price
+                elif o.request.type is OrderType.LIMIT:
+                    tp = o.request.limit_price
+        return sl, tp
+
+    # ----- the trader's actions -----------------------------------------------------------------------------
+    def last_price(self, symbol: str) -> Decimal | None:
+        return self.last_prices.get(symbol)
+
+    def implied_edits(self, p: Proposal) -> OrderEdits | None:
+        price = self.last_price(p.decision.symbol) or p.price
+        if price is None:
+            return None
+        pos = self.portfolio.position(p.decision.symbol)
+        return self.proposals.implied_edits(p, equity=self.portfolio.equity(), price=price, position_qty=pos.qty)
+
+    async def approve(self, proposal_id: str, *, confirm_drift: bool = False) -> ActionResult:
+        p = self.proposals.proposals.get(proposal_id)
+        if p is None:
+            return self._refuse(f"no proposal {proposal_id}")
+        edits = self.implied_edits(p)
+        if edits is None:
+            return self._refuse("no market price yet")
+        return await self._execute(p, edits, ProposalStatus.APPROVED, confirm_drift)
+
+    async def modify(self, proposal_id: str, edits: OrderEdits, *, confirm_drift: bool = False) -> ActionResult:
+        p = self.proposals.proposals.get(proposal_id)
+        if p is None:
+            return self._refuse(f"no proposal {proposal_id}")
+        return await self._execute(p, edits, ProposalStatus.MODIFIED, confirm_drift)
+
+    def reject(self, proposal_id: str, reason: str = "rejected by the trader") -> ActionResult:
+        p = self.proposals.proposals.get(proposal_id)
+        if p is None or p.status is not ProposalStatus.PENDING:
+            return self._refuse("only a pending proposal can be rejected")
+        self.proposals.mark(p, ProposalStatus.REJECTED, reason=reason)
+        self.journal.record_review(p.id, "REJECTED", self._wall_ms(), reason=reason,
+                                   decision_time_ms=self._decision_time_ms(p))
+        self.version += 1
+        return ActionResult(True, f"rejected {p.action.value} {p.decision.symbol}")
+
+    async def submit_manual(self, req: OrderRequest) -> ActionResult:
+        return await self._send(req)
+
+    async def cancel(self, order_id: str) -> ActionResult:
+        if await self.broker.cancel(order_id):
+            return ActionResult(True, f"cancel sent for {order_id}")
+        return self._refuse(f"order {order_id} is not open")
+
+    async def flatten(self, symbol: str) -> ActionResult:
+        pos = self.portfolio.position(symbol)
+        if pos.qty == 0:
+            return self._refuse(f"no {symbol} position to flatten")
+        await self.broker.cancel_all(symbol)
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        req = OrderRequest(symbol, side, OrderType.MARKET, abs(pos.qty), origin=OrderOrigin.FLATTEN, reduce_only=True)
+        return await self._send(req)
+
+    async def kill_switch(self) -> ActionResult:
+        """Halt first (nothing new passes), then cancel every open order and flatten every position."""
+        self.risk.kill()
+        self.journal.record_risk_event(self._wall_ms(), "KILL", "kill_switch", "kill switch: cancel all, flatten, halt")
+        canceled = await self.broker.cancel_all()
+        results = [await self.flatten(s) for s in self.books if self.portfolio.position(s).qty != 0]
+        failed = [r.message for r in results if not r.ok]
+        msg = f"KILL SWITCH: halted, {canceled} orders canceled, {len(results)} positions flattened"
+        if failed:
+            msg += f" (failed: {'; '.join(failed)})"
+        self._say("error", msg)
+        self.version += 1
+        return ActionResult(not failed, msg)
+
+    def resume(self) -> ActionResult:
+        self.risk.resume(self.portfolio.day_pnl(self._wall_ms()))
+        self.journal.record_risk_event(self._wall_ms(), "RESUME", "resume", f"trading resumed: {self.risk.state.value}")
+        self._say("info", f"trading resumed ({self.risk.state.value})")
+        self.version += 1
+        return ActionResult(True, f"risk state {self.risk.state.value}")
+
+    # ----- internals ----------------------------------------------------------------------------------------
+    async def _execute(self, p: Proposal, edits: OrderEdits, status: ProposalStatus,
+                       confirm_drift: bool, kind: str | None = None) -> ActionResult:
+        check = self.proposals.check_approvable(p, self.last_price(p.decision.symbol), confirm_drift)
+        if not check.ok:
+            return self._refuse(check.message, needs_confirmation=check.needs_confirmation)
+        req = self.proposals.to_request(p, edits)
+        veto = self._veto(req)
+        if veto is not None:
+            return veto
+        original = self.implied_edits(p)
+        self.proposals.mark(p, status, edits=edits)
+        self.journal.record_review(
+            p.id,
+            kind or status.value,
+            self._wall_ms(),
+            original=original.as_dict() if original else None,
+            edited=edits.as_dict() if status is ProposalStatus.MODIFIED else None,
+            decision_time_ms=self._decision_time_ms(p),
+        )
+        result = await self._submit(req)
+        p.order_id = result.order_id
+        return result
+
+    async def _send(self, req: OrderRequest) -> ActionResult:
+        veto = self._veto(req)
+        if veto is not None:
+            return veto
+        return await self._submit(req)
+
+    def _veto(self, req: OrderRequest) -> ActionResult | None:
+        veto = self.risk.check(
+            req,
+            last_price=self.last_price(req.symbol),
+            position=self.portfolio.position(req.symbol),
+            open_orders=self.broker.open_orders(req.symbol),
+            day_pnl=self.portfolio.day_pnl(self._wall_ms()),
+        )
+        if veto is None:
+            return None
+        self.journal.record_risk_event(self._wall_ms(), "VETO", veto.code, veto.message, _request_dict(req))
+        return self._refuse(f"risk: {veto.message}")
+
+    async def _submit(self, req: OrderRequest) -> ActionResult:
+        order = await self.broker.submit(req)
+        self.version += 1
+        if order.status is OrderStatus.REJECTED:
+            return self._refuse(f"broker rejected the order: {order.reject_reason}")
+        qty = f"{req.qty.normalize():f}"
+        price = f" @ {req.limit_price:,.2f}" if req.limit_price is not None else ""
+        self._say("info", f"sent {req.side.value} {qty} {req.symbol} {req.type.value.lower()}{price}")
+        return ActionResult(True, f"order {order.id} sent", order_id=order.id)
+
+    def _on_order(self, order: Order) -> None:
+        self.journal.record_order(order)
+        self.version += 1
+
+    def _on_fill(self, fill: Fill) -> None:
+        before = self._position_state(fill.symbol)
+        self.portfolio.apply_fill(fill)
+        self.journal.record_fill(fill)
+        self.fills.append(fill)
+        del self.fills[:-1000]
+        self._record_balance(self._wall_ms())
+        after = self._position_state(fill.symbol)
+        if after is not before and self._on_position_change is not None:
+            self._on_position_change(fill.symbol, after)
+        self._say("info", f"filled {fill.side.value} {fill.qty.normalize():f} {fill.symbol} @ {fill.price:,.2f}")
+        self.version += 1
+
+    def position_state(self, symbol: str) -> tuple[PositionState, int]:
+        """For the decision service: the position and the sign of its unrealised PnL."""
+        state = self._position_state(symbol)
+        pnl = self.portfolio.unrealized_pnl(symbol)
+        return state, (pnl > 0) - (pnl < 0)
+
+    def _position_state(self, symbol: str) -> PositionState:
+        q = self.portfolio.position(symbol).qty
+        return PositionState.LONG if q > 0 else PositionState.SHORT if q < 0 else PositionState.FLAT
+
+    def _record_balance(self, now_ms: int) -> None:
+        self._last_balance = time.monotonic()
+        positions = {s: (p.qty, p.avg_price) for s in self.books if (p := self.portfolio.position(s)).qty != 0}
+        self.journal.record_balance(now_ms, self.portfolio.cash, self.portfolio.equity(), positions)
+
+    def _decision_time_ms(self, p: Proposal) -> float:
+        return (self.proposals.clock() - p.shown_at) * 1000.0
+
+    def _refuse(self, message: str, *, needs_confirmation: bool = False) -> ActionResult:
+        self._say("warn", message)
+        return ActionResult(False, message, needs_confirmation=needs_confirmation)
+
+    def _say(self, level: str, text: str) -> None:
+        self.messages.append((self._wall_ms(), level, text))
+        getattr(log, "warning" if level == "warn" else level)(text)
+        self.version += 1
+
+
+def _request_dict(req: OrderRequest) -> dict[str, str | None]:
+    return {
+        "symbol": req.symbol,
+        "side": req.side.value,
+        "type": req.type.value,
+        "qty": str(req.qty),
+        "limit_price": None if req.limit_price is None else str(req.limit_price),
+        "origin": req.origin.value,
+    }

@@ -1,0 +1,225 @@
+"""Positions, cash, realised and unrealised PnL, equity and its curve: all in exact Decimal (DESIGN rule 5).
+
+Accounting (average cost, one currency):
+
+- a fill that opens or adds to a position moves the average price to the quantity-weighted mean of the old
+  average and the fill price; a fill that reduces it realises ``closed_qty * (price - avg)`` (sign-adjusted for
+  shorts) and leaves the average unchanged; a fill that flips it realises the closed part and opens the rest at
+  the fill price;
+- fees are charged to cash and deducted from the position's ``realized_pnl`` (which is "after fees", as
+  ``Position`` documents), and totalled in ``Position.fees`` and ``Portfolio.fees``;
+- cash: a buy pays ``qty * price + fee``, a sell receives ``qty * price - fee``;
+- equity = cash + Σ qty × mark, where the mark is the last price given to ``mark()`` (the average price until one
+  is known). Computed from cash, equity is exact; unrealised PnL uses the average price, which is kept to 1e-8,
+  so ``starting_cash + realised + unrealised`` can differ from equity by less than ``qty × 1e-8``.
+
+Quantization: prices and average prices to 1e-8, cash, PnL and fees to 1e-8, half-even.
+
+Day PnL: at the first event of each UTC day (a fill, ``sample`` or ``day_pnl`` call carrying a time) the equity
+*before* that event becomes the day's starting equity. The session should call ``sample(now_ms)`` on a timer so
+the snapshot is taken close to midnight; ``snapshot()`` keeps the day start so a restart does not reset the day
+(the daily loss limit depends on it).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from app.models import Fill, Position, Side
+
+PRICE_Q = Decimal("1e-8")
+MONEY_Q = Decimal("1e-8")
+DAY_MS = 86_400_000
+ZERO = Decimal(0)
+
+
+def q_price(x: Decimal) -> Decimal:
+    return x.quantize(PRICE_Q, rounding=ROUND_HALF_EVEN)
+
+
+def q_money(x: Decimal) -> Decimal:
+    return x.quantize(MONEY_Q, rounding=ROUND_HALF_EVEN)
+
+
+def utc_day_start(ms: int) -> int:
+    return ms - ms % DAY_MS
+
+
+class Portfolio:
+    def __init__(
+        self,
+        quote_currency: str = "USDT",
+        starting_cash: Decimal = Decimal("10000"),
+        curve_max: int = 10_000,
+    ) -> None:
+        self.quote_currency = quote_currency
+        self.starting_cash = q_money(Decimal(starting_cash))
+        self.cash = self.starting_cash
+        self.fees = ZERO
+        self.fills_applied = 0
+        self._positions: dict[str, Position] = {}
+        self._marks: dict[str, Decimal] = {}
+        self.equity_curve: deque[tuple[int, Decimal]] = deque(maxlen=curve_max)
+        self.day_start_ms: int | None = None
+        self.day_start_equity: Decimal = self.starting_cash
+        self.version = 0
+
+    # ------------------------------------------------------------------------------------------------ fills
+
+    def apply_fill(self, fill: Fill) -> None:
+        self._roll_day(fill.exchange_ms)
+        qty, price, fee = fill.qty, fill.price, fill.fee
+        if qty <= 0:
+            raise ValueError(f"fill {fill.id} has a non-positive quantity {qty}")
+        pos = self.position(fill.symbol)
+        signed = qty if fill.side is Side.BUY else -qty
+        old = pos.qty
+        if old == 0 or (old > 0) == (signed > 0):  # open or add
+            new_qty = old + signed
+            pos.avg_price = q_price((abs(old) * pos.avg_price + qty * price) / abs(new_qty))
+            pos.qty = new_qty
+        else:  # reduce, close or flip
+            closed = min(qty, abs(old))
+            direction = 1 if old > 0 else -1
+            pos.realized_pnl = q_money(pos.realized_pnl + closed * (price - pos.avg_price) * direction)
+            pos.qty = old + signed
+            if pos.qty == 0:
+                pos.avg_price = ZERO
+            elif (pos.qty > 0) != (old > 0):  # flipped: the rest opens at the fill price
+                pos.avg_price = q_price(price)
+        pos.fees = q_money(pos.fees + fee)
+        pos.realized_pnl = q_money(pos.realized_pnl - fee)
+        notional = qty * price
+        self.cash = q_money(self.cash - notional - fee if fill.side is Side.BUY else self.cash + notional - fee)
+        self.fees = q_money(self.fees + fee)
+        self._marks.setdefault(fill.symbol, q_price(price))
+        self.fills_applied += 1
+        self.version += 1
+        self._append_curve(fill.exchange_ms)
+
+    # ------------------------------------------------------------------------------------------------ marks
+
+    def mark(self, symbol: str, price: Decimal) -> None:
+        self._marks[symbol] = q_price(Decimal(price))
+        self.version += 1
+
+    def mark_price(self, symbol: str) -> Decimal | None:
+        return self._marks.get(symbol)
+
+    # ------------------------------------------------------------------------------------------------ reads
+
+    def position(self, symbol: str) -> Position:
+        pos = self._positions.get(symbol)
+        if pos is None:
+            pos = self._positions[symbol] = Position(symbol)
+        return pos
+
+    @property
+    def positions(self) -> list[Position]:
+        return list(self._positions.values())
+
+    def unrealized_pnl(self, symbol: str) -> Decimal:
+        pos = self._positions.get(symbol)
+        if pos is None or pos.qty == 0:
+            return ZERO
+        mark = self._marks.get(symbol, pos.avg_price)
+        return q_money(pos.qty * (mark - pos.avg_price))
+
+    def realized_pnl(self, symbol: str | None = None) -> Decimal:
+        """After fees; of one symbol or of all."""
+        if symbol is not None:
+            pos = self._positions.get(symbol)
+            return pos.realized_pnl if pos is not None else ZERO
+        return sum((p.realized_pnl for p in self._positions.values()), ZERO)
+
+    def equity(self) -> Decimal:
+        value = self.cash
+        for sym, pos in self._positions.items():
+            if pos.qty:
+                value += pos.qty * self._marks.get(sym, pos.avg_price)
+        return q_money(value)
+
+    def sample(self, now_ms: int) -> Decimal:
+        """Record (now_ms, equity) on the curve (call it on a timer); returns the equity."""
+        self._roll_day(now_ms)
+        return self._append_curve(now_ms)
+
+    def day_pnl(self, now_ms: int) -> Decimal:
+        self._roll_day(now_ms)
+        return q_money(self.equity() - self.day_start_equity)
+
+    def _append_curve(self, ms: int) -> Decimal:
+        eq = self.equity()
+        if self.equity_curve and self.equity_curve[-1][0] == ms:
+            self.equity_curve[-1] = (ms, eq)
+        else:
+            self.equity_curve.append((ms, eq))
+        return eq
+
+    def _roll_day(self, now_ms: int) -> None:
+        day = utc_day_start(now_ms)
+        if self.day_start_ms is None or day > self.day_start_ms:
+            self.day_start_ms = day
+            self.day_start_equity = self.equity()
+
+    # ------------------------------------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every Decimal as str (the journal stores text); ``restore`` reads it back exactly."""
+        return {
+            "quote_currency": self.quote_currency,
+            "starting_cash": str(self.starting_cash),
+            "cash": str(self.cash),
+            "fees": str(self.fees),
+            "fills_applied": str(self.fills_applied),
+            "day_start_ms": None if self.day_start_ms is None else str(self.day_start_ms),
+            "day_start_equity": str(self.day_start_equity),
+            "positions": {
+                s: {
+                    "qty": str(p.qty),
+                    "avg_price": str(p.avg_price),
+                    "realized_pnl": str(p.realized_pnl),
+                    "fees": str(p.fees),
+                }
+                for s, p in self._positions.items()
+            },
+            "marks": {s: str(m) for s, m in self._marks.items()},
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Replace the state with a ``snapshot()``; the equity curve starts afresh."""
+        self.quote_currency = str(snap.get("quote_currency", self.quote_currency))
+        self.starting_cash = Decimal(snap["starting_cash"])
+        self.cash = Decimal(snap["cash"])
+        self.fees = Decimal(snap.get("fees", "0"))
+        self.fills_applied = int(snap.get("fills_applied", 0))
+        day = snap.get("day_start_ms")
+        self.day_start_ms = None if day is None else int(day)
+        self.day_start_equity = Decimal(snap.get("day_start_equity", snap["cash"]))
+        self._positions = {
+            s: Position(
+                s,
+                qty=Decimal(p["qty"]),
+                avg_price=Decimal(p["avg_price"]),
+                realized_pnl=Decimal(p["realized_pnl"]),
+                fees=Decimal(p["fees"]),
+            )
+            for s, p in snap.get("positions", {}).items()
+        }
+        self._marks = {s: Decimal(m) for s, m in snap.get("marks", {}).items()}
+        self.equity_curve.clear()
+        self.version += 1
+
+    def restore_position(self, pos: Position) -> None:
+        """Take a position rebuilt elsewhere (e.g. replayed from the journal's fills); a copy is kept."""
+        self._positions[pos.symbol] = Position(pos.symbol, pos.qty, pos.avg_price, pos.realized_pnl, pos.fees)
+        self.version += 1
+
+    @classmethod
+    def from_snapshot(cls, snap: Mapping[str, Any], curve_max: int = 10_000) -> Portfolio:
+        p = cls(curve_max=curve_max)
+        p.restore(snap)
+        return p

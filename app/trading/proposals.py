@@ -1,0 +1,233 @@
+"""Proposal lifecycle: pending -> approved | modified | rejected | expired.
+
+A model decision that asks for an order (BUY, SELL, CLOSE) becomes a pending proposal with a deadline. Only the
+trader moves it on (or, when the trader turned it on, auto-approve within its own stricter limits). At approval
+the price is compared with the proposal's: beyond ``max_drift_pct`` the trader must confirm again, because the
+market the model saw is gone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from enum import StrEnum
+
+from app.llm.schema import Action, Decision
+from app.market.features import MarketState
+from app.models import OrderOrigin, OrderRequest, OrderType, Side
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    MODIFIED = "MODIFIED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEdits:
+    """What the trader may change before sending (Modify)."""
+
+    side: Side
+    qty: Decimal
+    type: OrderType  # MARKET or LIMIT
+    limit_price: Decimal | None = None
+    stop_loss_pct: Decimal | None = None
+    take_profit_pct: Decimal | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "side": self.side.value,
+            "qty": str(self.qty),
+            "type": self.type.value,
+            "limit_price": None if self.limit_price is None else str(self.limit_price),
+            "stop_loss_pct": None if self.stop_loss_pct is None else str(self.stop_loss_pct),
+            "take_profit_pct": None if self.take_profit_pct is None else str(self.take_profit_pct),
+        }
+
+
+@dataclass(slots=True)
+class Proposal:
+    id: str
+    decision: Decision
+    state: MarketState | None
+    created_ms: int  # wall clock, for the journal and the card
+    shown_at: float  # monotonic: the human decision time and the countdown start here
+    expires_at: float  # monotonic
+    status: ProposalStatus = ProposalStatus.PENDING
+    reviewed_at: float | None = None
+    edits: OrderEdits | None = None  # what was sent (after Modify) or what the proposal implied
+    reason: str | None = None
+    order_id: str | None = None
+
+    @property
+    def action(self) -> Action:
+        assert self.decision.body is not None
+        return self.decision.body.action
+
+    @property
+    def price(self) -> Decimal | None:
+        """The price the model saw."""
+        return None if self.state is None else Decimal(str(self.state.last_price))
+
+    def remaining_s(self, now: float) -> float:
+        return max(0.0, self.expires_at - now)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoApproveLimits:
+    """Auto-approve acts only inside these, stricter than the risk limits; it is off unless the trader enables it."""
+
+    min_confidence: float = 0.75
+    max_size_pct: float = 2.0
+    max_notional: Decimal = Decimal("1000")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalCheck:
+    ok: bool
+    message: str = ""
+    needs_confirmation: bool = False  # the price drifted: ask the trader again
+
+
+@dataclass
+class ProposalBook:
+    expiry_s: float = 30.0
+    max_drift_pct: float = 0.5
+    lot_size: Decimal = Decimal("0.00001")
+    tick_size: Decimal = Decimal("0.01")
+    auto_approve: bool = False
+    auto_limits: AutoApproveLimits = field(default_factory=AutoApproveLimits)
+    clock: Callable[[], float] = time.monotonic
+    wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    proposals: dict[str, Proposal] = field(default_factory=dict)
+    version: int = 0
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def add(self, decision: Decision, state: MarketState | None) -> Proposal | None:
+        """A decision that asks for an order becomes a pending proposal; HOLD and errors do not."""
+        if decision.body is None or decision.body.action is Action.HOLD:
+            return None
+        now = self.clock()
+        p = Proposal(
+            id=f"{self.wall_ms():d}-{next(self._ids)}",
+            decision=decision,
+            state=state,
+            created_ms=self.wall_ms(),
+            shown_at=now,
+            expires_at=now + self.expiry_s,
+        )
+        self.proposals[p.id] = p
+        self._trim()
+        self.version += 1
+        return p
+
+    def for_decision(self, decision: Decision) -> Proposal | None:
+        """The proposal made from this decision object, if it became one."""
+        for p in reversed(self.proposals.values()):
+            if p.decision is decision:
+                return p
+        return None
+
+    def pending(self) -> list[Proposal]:
+        return [p for p in self.proposals.values() if p.status is ProposalStatus.PENDING]
+
+    def newest_pending(self) -> Proposal | None:
+        pending = self.pending()
+        return pending[-1] if pending else None
+
+    def expire_due(self) -> list[Proposal]:
+        now = self.clock()
+        expired = []
+        for p in self.pending():
+            if now >= p.expires_at:
+                p.status = ProposalStatus.EXPIRED
+                p.reviewed_at = now
+                p.reason = f"no decision within {self.expiry_s:g} s"
+                expired.append(p)
+        if expired:
+            self.version += 1
+        return expired
+
+    def check_approvable(self, p: Proposal, current_price: Decimal | None, confirm_drift: bool) -> ApprovalCheck:
+        if p.status is not ProposalStatus.PENDING:
+            return ApprovalCheck(False, f"proposal is {p.status.value.lower()}, not pending")
+        if self.clock() >= p.expires_at:
+            return ApprovalCheck(False, "proposal expired")
+        if current_price is not None and p.price is not None and p.price > 0:
+            drift = abs(current_price - p.price) / p.price * 100
+            if drift > Decimal(str(self.max_drift_pct)) and not confirm_drift:
+                return ApprovalCheck(
+                    False,
+                    f"price moved {drift:.2f}% since the proposal ({p.price:,.2f} -> {current_price:,.2f}); "
+                    f"the bound is {self.max_drift_pct:g}%: confirm to send anyway",
+                    needs_confirmation=True,
+                )
+        return ApprovalCheck(True)
+
+    def implied_edits(self, p: Proposal, *, equity: Decimal, price: Decimal, position_qty: Decimal) -> OrderEdits:
+        """The order a proposal means: size % of equity at the current price, on the lot grid."""
+        b = p.decision.body
+        assert b is not None
+        if b.action is Action.CLOSE:
+            side = Side.SELL if position_qty > 0 else Side.BUY
+            qty = abs(position_qty)
+        else:
+            side = Side.BUY if b.action is Action.BUY else Side.SELL
+            ref = Decimal(str(b.limit_price)) if b.limit_price else price
+            qty = (equity * Decimal(str(b.size_pct)) / 100 / ref) if ref > 0 else Decimal(0)
+        qty = qty.quantize(self.lot_size, rounding=ROUND_DOWN)
+        limit = None
+        if b.limit_price is not None and b.action is not Action.CLOSE:
+            limit = Decimal(str(b.limit_price)).quantize(self.tick_size)
+        return OrderEdits(
+            side=side,
+            qty=qty,
+            type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
+            limit_price=limit,
+            stop_loss_pct=_pct(b.stop_loss_pct) if b.action is not Action.CLOSE else None,
+            take_profit_pct=_pct(b.take_profit_pct) if b.action is not Action.CLOSE else None,
+        )
+
+    def to_request(self, p: Proposal, edits: OrderEdits) -> OrderRequest:
+        return OrderRequest(
+            symbol=p.decision.symbol,
+            side=edits.side,
+            type=edits.type,
+            qty=edits.qty,
+            limit_price=edits.limit_price,
+            origin=OrderOrigin.MODEL,
+            proposal_id=p.id,
+            reduce_only=p.action is Action.CLOSE,
+            stop_loss_pct=edits.stop_loss_pct,
+            take_profit_pct=edits.take_profit_pct,
+        )
+
+    def mark(self, p: Proposal, status: ProposalStatus, *, edits: OrderEdits | None = None,
+             reason: str | None = None) -> None:
+        p.status = status
+        p.reviewed_at = self.clock()
+        p.edits = edits
+        p.reason = reason
+        self.version += 1
+
+    def auto_approvable(self, p: Proposal, notional: Decimal) -> bool:
+        b = p.decision.body
+        if not self.auto_approve or b is None or b.action is Action.CLOSE:
+            return False
+        lim = self.auto_limits
+        return b.confidence >= lim.min_confidence and b.size_pct <= lim.max_size_pct and notional <= lim.max_notional
+
+    def _trim(self, keep: int = 500) -> None:
+        if len(self.proposals) > keep:
+            for pid in list(self.proposals)[: len(self.proposals) - keep]:
+                if self.proposals[pid].status is not ProposalStatus.PENDING:
+                    del self.proposals[pid]
+
+
+def _pct(v: float | None) -> Decimal | None:
+    return None if v is None else Decimal(str(v)).quantize(Decimal("0.01"))
