@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="gpt-4o-mini", help="model name at that endpoint (default gpt-4o-mini)")
     p.add_argument("--decision-timeframe", default="1m", metavar="TF",
                    help="ask for a decision at every close of this timeframe (default 1m)")
+    p.add_argument("--journal", type=Path, metavar="FILE",
+                   help="SQLite journal of proposals, orders and fills (default: in the user data directory)")
+    p.add_argument("--auto-approve", action="store_true",
+                   help="approve proposals within auto-approve's own strict limits (off by default)")
     p.add_argument("--theme", choices=["dark", "light"], default="dark")
     p.add_argument("--smoke-test", type=float, metavar="SECONDS",
                    help="run that long, then exit 0 if data arrived and candles were drawn, 1 otherwise")
@@ -88,6 +92,8 @@ def _settings_from(args: argparse.Namespace):
             llm_url=args.llm_url,
             llm_model=args.model,
             decision_timeframe=args.decision_timeframe,
+            journal_path=args.journal,
+            auto_approve=args.auto_approve,
         )
     except ValidationError as exc:
         for err in exc.errors():
@@ -162,13 +168,18 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
     from app.market.recording import RecordingError
     from app.market.simulator import SimulatorPortInUse
     from app.session import Session
+    from app.trading.journal import JournalError
     from app.ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(log_loop_exception)
     if loop.get_debug():  # PYTHONASYNCIODEBUG=1: report anything that holds the loop (and so the window) > 20 ms
         loop.slow_callback_duration = 0.02
-    session = Session(settings)
+    try:
+        session = Session(settings)
+    except JournalError as exc:  # a journal we must not touch (newer version, not ours, unreadable)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     window = MainWindow(session, handler)
     done: asyncio.Future[str] = loop.create_future()
 

@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.models import FeedState
 from app.session import Session
+from app.trading.desk import ActionResult
 from app.ui import theme
 from app.ui.blotter import Blotter
 from app.ui.bridge import UiBridge
@@ -17,6 +18,7 @@ from app.ui.decisions import DecisionsPanel
 from app.ui.feed_panel import FeedPanel
 from app.ui.log_dock import BufferingHandler, LogView
 from app.ui.proposal_actions import ProposalActions
+from app.ui.reports import show_report
 from app.ui.trading_panel import TradingPanel
 
 STATE_STYLE = {
@@ -147,9 +149,35 @@ class MainWindow(QtWidgets.QMainWindow):
         kill.triggered.connect(lambda: self.trading_panel.kill_button.click())
         flatten = trade.addAction("Flatten position")
         flatten.triggered.connect(lambda: self.trading_panel.flatten_button.click())
+        trade.addSeparator()
+        auto = trade.addAction("Auto-approve within its strict limits")
+        auto.setCheckable(True)
+        auto.setChecked(self.session.desk.proposals.auto_approve)
+        auto.toggled.connect(self._set_auto_approve)
+        trade.addSeparator()
+        trade.addAction("Counterfactual report…").triggered.connect(
+            lambda: show_report(self, self.session.journal, self.session.market, self.session.desk.portfolio.equity())
+        )
+        trade.addAction("Export journal to CSV").triggered.connect(self._export_csv)
         tf_menu = view.addMenu("Timeframe")
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
+
+    def _set_auto_approve(self, on: bool) -> None:
+        self.session.desk.proposals.auto_approve = on
+        lim = self.session.desk.proposals.auto_limits
+        self.trading_panel.show_result(ActionResult(True, (
+            f"auto-approve ON: confidence >= {lim.min_confidence:g}, size <= {lim.max_size_pct:g}%, "
+            f"notional <= {lim.max_notional:,}; risk limits still apply") if on else "auto-approve OFF"))
+
+    def _export_csv(self) -> None:
+        folder = self.session.journal.path.parent / "export"
+        try:
+            paths = self.session.journal.export_csv(folder)
+        except OSError as exc:
+            self.trading_panel.show_result(ActionResult(False, f"export failed: {exc}"))
+            return
+        self.trading_panel.show_result(ActionResult(True, f"{len(paths)} CSV files written to {folder}"))
 
     # ----- refreshed by the bridge --------------------------------------------------------------------------
     def feed_state_text(self) -> str:

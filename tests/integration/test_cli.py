@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_terminal(*args: str, timeout: float = 90.0, extra_env: dict[str, str] | None = None):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **(extra_env or {}))
+    # A private data dir: the terminal's journal and exports must not land in the tester's home.
+    data_home = ROOT / ".pytest_cache" / "xdg-data"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(data_home), **(extra_env or {}))
     return subprocess.run(
         [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -9,7 +9,7 @@ import sqlite3
 from decimal import Decimal
 
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from app.config import Settings
 from app.llm import prompt
@@ -19,6 +19,7 @@ from app.session import Session
 from app.trading.proposals import ProposalStatus
 from app.ui.log_dock import BufferingHandler
 from app.ui.main_window import MainWindow
+from app.ui.reports import show_report
 from tests.conftest import wait_until
 
 
@@ -174,3 +175,18 @@ async def test_refusals_say_why_and_send_nothing(qtbot, tmp_path):
         result = await desk.approve(p2.id)
         assert not result.ok and "halt" in result.message.lower()
         assert len(desk.broker.orders) == sent
+
+
+
+@pytest.mark.asyncio
+async def test_rejected_proposal_is_in_the_counterfactual_report_and_the_csv_export(qtbot, tmp_path):
+    async with open_terminal(tmp_path) as (session, window, _journal):
+        rejected = await new_proposal(session, window)
+        window.proposal_actions.reject(rejected)
+        report = show_report(window, session.journal, session.market, session.desk.portfolio.equity())
+        text = report.findChild(QtWidgets.QPlainTextEdit).toPlainText()
+        assert rejected.id in text and "REJECTED" in text and "value of your overrides" in text
+        report.close()
+        paths = session.journal.export_csv(tmp_path / "csv")
+        assert {p.name for p in paths} >= {"proposals.csv", "reviews.csv", "orders.csv", "fills.csv"}
+        assert rejected.id in (tmp_path / "csv" / "reviews.csv").read_text()
