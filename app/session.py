@@ -88,10 +88,12 @@ class Session:
         if restored.fills_replayed or restored.open_orders:
             log.info("journal restored: %d fills, %d open orders, cash %s", restored.fills_replayed,
                      len(restored.open_orders), portfolio.cash)
-        return TradingDesk(
+        desk = TradingDesk(
             broker=broker, risk=risk, portfolio=portfolio, journal=self.journal, proposals=proposals,
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
         )
+        desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
+        return desk
 
     def _make_provider(self) -> DecisionProvider:
         s = self.settings

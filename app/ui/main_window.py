@@ -197,6 +197,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.feed_label.style().polish(self.feed_label)
             self.feed_label.setToolTip(f.last_error or "")
         self.rate_label.setText(f"{rate:,.0f} msg/s")
+        p = self.session.decisions.provider
+        model_text = "OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}"
+        if self.model_status.text() != model_text:
+            self.model_status.setText(model_text)
         m = self.session.market[self.session.settings.symbol]
         if m.last_trade is not None:
             q = m.quote

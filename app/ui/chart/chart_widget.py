@@ -267,6 +267,10 @@ class ChartWidget(QtWidgets.QWidget):
         if i1 <= i0:
             return
         lo, hi = float(a.low[i0:i1].min()), float(a.high[i0:i1].max())
+        # Keep an open position's entry, stop and target in view: a trader must see where they are.
+        for line in self.position_lines.values():
+            if line.isVisible():
+                lo, hi = min(lo, line.value()), max(hi, line.value())
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-5)
         self.price_plot.vb.setYRange(lo - pad, hi + pad, padding=0)
         self.volume_plot.vb.setYRange(0.0, float(a.volume[i0:i1].max()) * 1.1 or 1.0, padding=0)
