@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "through the built-in exchange")
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="append every received frame to FILE as '<receive_ns> <raw>' lines (replay with --replay)")
     p.add_argument("--sim-port", type=int, default=0, metavar="PORT",
                    help="port of the built-in exchange on 127.0.0.1 (default: a free one)")
     p.add_argument("--llm-url", metavar="URL",
@@ -88,6 +90,7 @@ def _settings_from(args: argparse.Namespace):
             timeframe=args.timeframe,
             replay=args.replay,
             replay_speed=args.speed,
+            record_path=args.record,
             sim_port=args.sim_port,
             llm_url=args.llm_url,
             llm_model=args.model,

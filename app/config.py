@@ -24,6 +24,7 @@ class Settings(BaseModel):
     timeframe: str = "1m"
     replay: Path | None = None
     replay_speed: float = Field(default=1.0, ge=0.0)
+    record_path: Path | None = None  # --record: every received frame as "<receive_ns> <raw>" lines
     sim_port: int = Field(default=0, ge=0, le=65535)
     sim_trades_per_s: float = Field(default=20.0, gt=0.0)
     history_bars: int = Field(default=600, ge=0, le=1000)

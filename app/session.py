@@ -21,6 +21,7 @@ from app.market.adapters import binance
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
+from app.market.recording import Recorder
 from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
 from app.market.state import MarketData
 from app.trading.broker import PaperBroker
@@ -43,6 +44,7 @@ class Session:
         self.market = MarketData(self.symbols, capacity=settings.candle_capacity)
         self.simulator: ExchangeSimulator | None = None
         self.connection: FeedConnection | None = None
+        self.recorder: Recorder | None = None
         self.started_ns = time.perf_counter_ns()
         self.history_loaded: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -136,8 +138,10 @@ class Session:
         else:
             ws_base, rest_base = binance.WS_BASE, binance.REST_BASE
         streams = [st for sym in self.symbols for st in binance.streams_for(sym)]
+        self.recorder = Recorder(s.record_path) if s.record_path is not None else None
         self.connection = FeedConnection(
-            binance.stream_url(ws_base, streams), binance, self.bus.publish, stale_after_s=s.stale_after_s
+            binance.stream_url(ws_base, streams), binance, self.bus.publish, stale_after_s=s.stale_after_s,
+            recorder=self.recorder,
         )
         self.spawn(self.connection.run(), "feed")
         self.spawn(self._run_market(rest_base), "market")
@@ -157,6 +161,8 @@ class Session:
         if self._http is not None:
             await self._http.aclose()
         self.journal.close()
+        if self.recorder is not None:
+            self.recorder.close()
         if self.simulator is not None:
             await self.simulator.stop()
         log.info("session stopped")

@@ -1,8 +1,10 @@
 """Fan-out of market events to subscribers through bounded queues.
 
 The socket reader publishes synchronously and never waits: each subscriber has its own buffer, so a slow
-consumer delays only itself. Trades and depth diffs are kept in order (a full queue drops the oldest and counts
-it); quotes and exchange candles are conflated to the latest per symbol, since only the newest matters.
+consumer delays only itself and never the reader. Trades and depth diffs are kept in order (a full queue drops
+the oldest and counts it); quotes and exchange candles are conflated to the latest per symbol, since only the
+newest matters. Memory per subscriber is therefore bounded by ``maxlen`` ordered events plus one conflated event
+per (kind, symbol).
 """
 
 from __future__ import annotations
@@ -18,28 +20,37 @@ CONFLATED = (Quote, Candle)
 
 class Subscription:
     def __init__(self, name: str, maxlen: int, kinds: tuple[type, ...]) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be positive")
         self.name = name
         self.kinds = kinds
         self.maxlen = maxlen
+        self.received = 0  # events offered to this subscriber
         self.delivered = 0
-        self.dropped = 0
-        self.conflated = 0
+        self.dropped = 0  # ordered events lost to a full queue (oldest first)
+        self.conflated = 0  # quotes/candles replaced by a newer one before being read
+        self.high_water = 0  # the longest the ordered queue has been
         self._fifo: deque[MarketEvent] = deque()
         self._latest: dict[tuple[type, str], MarketEvent] = {}
         self._ready = asyncio.Event()
 
     def put(self, event: MarketEvent) -> None:
+        self.received += 1
         if isinstance(event, CONFLATED):
             key = (type(event), event.symbol)
             if key in self._latest:
                 self.conflated += 1
             self._latest[key] = event
         else:
-            if len(self._fifo) >= self.maxlen:
-                self._fifo.popleft()
+            fifo = self._fifo
+            if len(fifo) >= self.maxlen:
+                fifo.popleft()
                 self.dropped += 1
-            self._fifo.append(event)
-        self._ready.set()
+            fifo.append(event)
+            if len(fifo) > self.high_water:
+                self.high_water = len(fifo)
+        if not self._ready.is_set():
+            self._ready.set()
 
     def drain(self) -> list[MarketEvent]:
         """Everything queued: ordered events first, then the latest of each conflated kind."""
@@ -62,9 +73,12 @@ class Subscription:
 
 
 class EventBus:
+    """``publish`` is synchronous and O(subscribers) per event; routing by event class is cached."""
+
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
-        self.published: Counter[str] = Counter()
+        self._routes: dict[type, list[Subscription]] = {}
+        self._counts: dict[type, int] = {}
 
     def subscribe(
         self,
@@ -74,18 +88,41 @@ class EventBus:
     ) -> Subscription:
         sub = Subscription(name, maxlen, kinds)
         self._subs.append(sub)
+        self._routes.clear()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.remove(sub)
+        self._routes.clear()
 
     def publish(self, events: Iterable[MarketEvent]) -> None:
-        subs = self._subs
+        routes, counts = self._routes, self._counts
         for ev in events:
-            self.published[type(ev).__name__] += 1
+            cls = ev.__class__
+            subs = routes.get(cls)
+            if subs is None:
+                subs = routes[cls] = [s for s in self._subs if issubclass(cls, s.kinds)]
+                counts.setdefault(cls, 0)
+            counts[cls] += 1
             for sub in subs:
-                if isinstance(ev, sub.kinds):
-                    sub.put(ev)
+                sub.put(ev)
+
+    @property
+    def published(self) -> Counter[str]:
+        """Events published, by kind name."""
+        return Counter({cls.__name__: n for cls, n in self._counts.items()})
+
+    @property
+    def published_total(self) -> int:
+        return sum(self._counts.values())
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(s.dropped for s in self._subs)
+
+    @property
+    def conflated_total(self) -> int:
+        return sum(s.conflated for s in self._subs)
 
     @property
     def subscriptions(self) -> list[Subscription]:

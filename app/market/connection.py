@@ -4,6 +4,12 @@ Reconnection is websockets' own ``async for ws in connect(...)`` iterator (backo
 connects). A connection that drops soon after opening is retried after a backoff delay as well, so a server
 that accepts and immediately closes cannot make us spin. Frames are parsed by the exchange adapter (pure) and
 the events are handed to ``on_events`` synchronously; that callback must not block (the bus only enqueues).
+
+Trade ids are checked per symbol (Binance's trade and aggTrade ids are contiguous): a jump is a gap, counted
+and kept in ``FeedStats.gaps`` with the missing ids; a trade id not above the last one delivered for its symbol
+(a server that repeats recent trades after a reconnect) is dropped and counted in ``duplicates``, so nothing is
+delivered twice. The last ids survive reconnects: the first trade of a new connection tells what was missed.
+There is no trade resync (Binance has no keyless backfill over the stream), so a gap is reported, not filled.
 """
 
 from __future__ import annotations
@@ -24,9 +30,28 @@ from websockets.asyncio.client import process_exception as default_process_excep
 
 from app.market.adapters import ParseError
 from app.market.recording import Recorder
-from app.models import FeedState, MarketEvent
+from app.models import FeedState, MarketEvent, Trade
 
 log = logging.getLogger(__name__)
+
+# A trade id this far below the last one, first seen on a new connection, is a restarted id sequence (a new
+# simulator, an exchange reset), not a repeat: it is accepted and counted as a reset instead of dropping forever.
+ID_RESET_WINDOW = 1_000_000
+GAP_LOG_INTERVAL_NS = 5_000_000_000
+
+
+@dataclass(slots=True, frozen=True)
+class TradeGap:
+    """Trades ``first_missing`` .. ``last_missing`` of ``symbol`` never arrived (seen at ``recv_ns``)."""
+
+    symbol: str
+    first_missing: int
+    last_missing: int
+    recv_ns: int
+
+    @property
+    def missing(self) -> int:
+        return self.last_missing - self.first_missing + 1
 
 
 @dataclass(slots=True)
@@ -35,8 +60,14 @@ class FeedStats:
 
     state: FeedState = FeedState.CONNECTING
     frames: int = 0  # every frame received, good or bad
-    events: int = 0  # domain events parsed from them
+    parsed: int = 0  # frames the adapter accepted
+    events: int = 0  # domain events delivered from them (duplicates not included)
     rejected: Counter[str] = field(default_factory=Counter)  # by ParseError reason
+    duplicates: int = 0  # trades already delivered (id <= the last one for the symbol), dropped
+    gap_count: int = 0  # jumps in a symbol's trade ids
+    missing_trades: int = 0  # trade ids skipped over by those jumps
+    id_resets: int = 0  # trade id sequences that restarted far below the last id
+    gaps: deque[TradeGap] = field(default_factory=lambda: deque(maxlen=1000))  # the latest gaps
     reconnects: int = 0
     stale_events: int = 0
     connected_since_ns: int = 0
@@ -51,8 +82,19 @@ class FeedStats:
             self.transitions.append((time.perf_counter_ns(), state))
 
     @property
+    def received(self) -> int:
+        return self.frames
+
+    @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+    @property
+    def status(self) -> str:
+        """What the status bar says: ``live``, ``stale``, ``reconnecting 3`` ..."""
+        if self.state is FeedState.RECONNECTING and self.reconnects:
+            return f"reconnecting {self.reconnects}"
+        return self.state.value
 
 
 def backoff(initial: float = 0.5, maximum: float = 30.0, factor: float = 1.8) -> Generator[float]:
@@ -91,6 +133,10 @@ class FeedConnection:
         self._recorder = recorder
         self._reconnect_delays = reconnect_delays
         self._ws: ClientConnection | None = None
+        self._last_trade_id: dict[str, int] = {}
+        self._seen_since_connect: set[str] = set()  # symbols with a trade on the current connection
+        self._gap_logged_ns = 0
+        self._gaps_unlogged = 0
 
     async def run(self) -> None:
         """Connect and deliver until cancelled. Never returns on its own."""
@@ -129,9 +175,12 @@ class FeedConnection:
                 await watchdog
             self.stats.set_state(FeedState.STOPPED)
             self._ws = None
+            if self._recorder is not None:
+                self._recorder.flush()
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._seen_since_connect.clear()
         stats = self.stats
         stats.connected_since_ns = stats.last_frame_ns = time.perf_counter_ns()
         try:
@@ -139,8 +188,9 @@ class FeedConnection:
                 await ws.send(msg.decode())
             stats.set_state(FeedState.LIVE)
             log.info("feed connected: %s", self.url)
+            on_frame, clock = self._on_frame, time.perf_counter_ns
             async for raw in ws:
-                self._on_frame(raw, time.perf_counter_ns())
+                on_frame(raw, clock())
         except websockets.ConnectionClosed as exc:
             stats.last_error = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
             log.warning("feed disconnected from %s: %s", self.url, stats.last_error)
@@ -159,9 +209,57 @@ class FeedConnection:
             stats.rejected[exc.reason] += 1
             _log_rejection(exc, stats.rejected_total)
             return
-        if events:
-            stats.events += len(events)
-            self._on_events(events)
+        stats.parsed += 1
+        if not events:
+            return
+        for ev in events:
+            if ev.__class__ is Trade:
+                events = self._sequence(events)
+                if not events:
+                    return
+                break
+        stats.events += len(events)
+        self._on_events(events)
+
+    def _sequence(self, events: list[MarketEvent]) -> list[MarketEvent]:
+        """Drops trades already delivered and records gaps in the trade ids, per symbol."""
+        last = self._last_trade_id
+        out: list[MarketEvent] = []
+        for ev in events:
+            if ev.__class__ is not Trade:
+                out.append(ev)
+                continue
+            symbol, tid = ev.symbol, ev.trade_id  # type: ignore[union-attr]
+            prev = last.get(symbol)
+            if prev is not None and tid != prev + 1:
+                if tid <= prev:
+                    if symbol in self._seen_since_connect or tid > prev - ID_RESET_WINDOW:
+                        self.stats.duplicates += 1
+                        continue
+                    self.stats.id_resets += 1
+                    log.warning("%s trade ids restarted at %d (last was %d)", symbol, tid, prev)
+                else:
+                    self._on_gap(TradeGap(symbol, prev + 1, tid - 1, ev.recv_ns))
+            last[symbol] = tid
+            self._seen_since_connect.add(symbol)
+            out.append(ev)
+        return out
+
+    def _on_gap(self, gap: TradeGap) -> None:
+        stats = self.stats
+        stats.gap_count += 1
+        stats.missing_trades += gap.missing
+        stats.gaps.append(gap)
+        # Rate-limited by time: a flood of gaps is one line per interval with how many were not logged.
+        self._gaps_unlogged += 1
+        if gap.recv_ns - self._gap_logged_ns >= GAP_LOG_INTERVAL_NS:
+            more = self._gaps_unlogged - 1
+            log.warning("%s trades %d..%d missing (%d)%s; %d gaps, %d trades missing so far", gap.symbol,
+                        gap.first_missing, gap.last_missing, gap.missing,
+                        f" and {more} more gaps since the last report" if more else "", stats.gap_count,
+                        stats.missing_trades)
+            self._gap_logged_ns = gap.recv_ns
+            self._gaps_unlogged = 0
 
     def _on_connect_error(self, exc: Exception) -> Exception | None:
         self.stats.set_state(FeedState.RECONNECTING)

@@ -1,17 +1,28 @@
 """Reading and writing recorded feeds, one frame per line.
 
 Formats read (gzip or plain, detected by magic bytes):
-- ``<receive_ns> <raw frame>``: what ``--record`` writes and the Binance capture in ../shared/data uses;
+- ``<receive_ns> <raw frame>``: what ``--record`` writes and the Binance capture in ../shared/data uses; a frame
+  that would not survive a text line (not UTF-8, holding a line break, or starting with the marker) is written
+  as ``<receive_ns> base64:<base64 of the frame>`` and read back byte for byte;
 - ``<unix_seconds>: <raw frame>``: cryptofeed's captures (a first line holding the URL is skipped);
 - JSON lines: one raw frame per line, no receive time (``None``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import gzip
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
+
+B64_MARK = b"base64:"
 
 
 class RecordingError(OSError):
@@ -55,6 +66,11 @@ def _split(line: bytes) -> tuple[int | None, bytes] | None:
         return None, line
     head, sep, rest = line.partition(b" ")
     if sep and head.isdigit():
+        if rest.startswith(B64_MARK):
+            try:
+                return int(head), base64.b64decode(rest[len(B64_MARK) :], validate=True)
+            except binascii.Error:
+                return None
         return int(head), rest
     if sep and head.endswith(b":"):
         try:
@@ -65,14 +81,80 @@ def _split(line: bytes) -> tuple[int | None, bytes] | None:
 
 
 class Recorder:
-    """Appends ``<receive_ns> <raw>`` lines; text frames are written as UTF-8."""
+    """Appends ``<receive_ns> <raw>`` lines, exactly what ``iter_frames`` reads back.
 
-    def __init__(self, path: str | Path) -> None:
-        self._fh = open(path, "ab", buffering=1 << 16)  # noqa: SIM115 - closed by close()
+    Text frames are written as UTF-8; a frame a text line cannot hold as is (binary that is not UTF-8, a line
+    break inside, or one starting with the base64 marker) is written base64-encoded so it replays byte for byte.
+    Writes are buffered and flushed at least every ``flush_every_s`` and on ``close``. A write error (disk full,
+    file removed) is logged once, kept in ``error`` and stops the recording; it never reaches the feed.
+    """
 
-    def write(self, recv_ns: int, raw: bytes | str) -> None:
-        data = raw.encode() if isinstance(raw, str) else raw
-        self._fh.write(b"%d %s\n" % (recv_ns, data.replace(b"\n", b" ")))
+    def __init__(self, path: str | Path, flush_every_s: float = 1.0) -> None:
+        self.path = Path(path)
+        try:
+            self._fh: IO[bytes] | None = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115 - close()
+        except OSError as exc:
+            raise RecordingError(f"cannot record to {self.path}: {exc.strerror or exc}") from None
+        self.frames = 0
+        self.bytes = 0
+        self.error = ""
+        self._flush_every_ns = int(flush_every_s * 1e9)
+        self._flushed_ns = time.perf_counter_ns()
+
+    @property
+    def recording(self) -> bool:
+        return self._fh is not None
+
+    def write(self, recv_ns: int, raw: bytes | bytearray | memoryview | str) -> None:
+        fh = self._fh
+        if fh is None:
+            return
+        data = raw.encode() if isinstance(raw, str) else bytes(raw)
+        if b"\n" in data or b"\r" in data or data.startswith(B64_MARK) or not _is_text(raw, data):
+            data = B64_MARK + base64.b64encode(data)
+        line = b"%d %s\n" % (recv_ns, data)
+        try:
+            fh.write(line)
+            if recv_ns - self._flushed_ns > self._flush_every_ns:
+                self._flushed_ns = recv_ns
+                fh.flush()
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+            return
+        self.frames += 1
+        self.bytes += len(line)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
 
     def close(self) -> None:
-        self._fh.close()
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            fh.close()  # flushes
+        except OSError as exc:
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            log.error("recording to %s failed on close: %s", self.path, self.error)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.error("recording to %s stopped after %d frames: %s", self.path, self.frames, self.error)
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                fh.close()
+
+
+def _is_text(raw: bytes | bytearray | memoryview | str, data: bytes) -> bool:
+    if isinstance(raw, str):
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

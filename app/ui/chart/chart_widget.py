@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.market.candles import TIMEFRAMES, CandleSeries
 from app.ui import theme
 from app.ui.chart.items import CandlestickItem, LiveCandleItem, VolumeItem
+from app.ui.chart.overlays import IndicatorOverlays
 
 
 class ChartWidget(QtWidgets.QWidget):
@@ -62,6 +63,22 @@ class ChartWidget(QtWidgets.QWidget):
             group.addButton(b)
             row.addWidget(b)
             self._tf_buttons[tf] = b
+        row.addSpacing(10)
+        self._overlay_buttons = {}
+        for key, label, tip in (("ema", "EMA", "EMA 20 and 50"), ("vwap", "VWAP", "Session VWAP (UTC day)"),
+                                ("bollinger", "BB", "Bollinger bands 20, 2σ")):
+            b = QtWidgets.QToolButton(bar)
+            b.setText(label)
+            b.setCheckable(True)
+            b.setToolTip(tip)
+            b.toggled.connect(lambda on, key=key: self.set_overlay(key, on))
+            row.addWidget(b)
+            self._overlay_buttons[key] = b
+        self.osc_choice = QtWidgets.QComboBox(bar)
+        self.osc_choice.addItems(["RSI", "MACD", "OFF"])
+        self.osc_choice.setToolTip("Oscillator pane")
+        self.osc_choice.currentTextChanged.connect(self.set_oscillator)
+        row.addWidget(self.osc_choice)
         self.readout = QtWidgets.QLabel("", bar)
         self.readout.setObjectName("chartReadout")
         self.readout.setTextFormat(QtCore.Qt.TextFormat.PlainText)
@@ -85,12 +102,12 @@ class ChartWidget(QtWidgets.QWidget):
         self.glw.ci.layout.setSpacing(0)
         self.glw.ci.setContentsMargins(0, 0, 0, 0)
         self.price_plot = self.glw.addPlot(row=0, col=0)
-        self.volume_plot = self.glw.addPlot(
-            row=1, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
-        )
-        self.glw.ci.layout.setRowStretchFactor(0, 4)
+        self.volume_plot = self.glw.addPlot(row=1, col=0)
+        self.osc_plot = self.glw.addPlot(row=2, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.glw.ci.layout.setRowStretchFactor(0, 6)
         self.glw.ci.layout.setRowStretchFactor(1, 1)
-        for plot in (self.price_plot, self.volume_plot):
+        self.glw.ci.layout.setRowStretchFactor(2, 2)
+        for plot in (self.price_plot, self.volume_plot, self.osc_plot):
             plot.hideAxis("left")
             plot.showAxis("right")
             plot.showGrid(x=True, y=True, alpha=0.12)
@@ -103,7 +120,9 @@ class ChartWidget(QtWidgets.QWidget):
                 ax.setTextPen(pg.mkPen(t.muted))
             plot.vb.setMouseEnabled(x=True, y=False)
         self.price_plot.hideAxis("bottom")
+        self.volume_plot.hideAxis("bottom")
         self.volume_plot.setXLink(self.price_plot)
+        self.osc_plot.setXLink(self.price_plot)
         self.volume_plot.getAxis("right").setStyle(showValues=False)
         self.candles = CandlestickItem()
         self.live_candle = LiveCandleItem()
@@ -142,10 +161,34 @@ class ChartWidget(QtWidgets.QWidget):
         self.fill_markers.setZValue(6)
         self.price_plot.addItem(self.fill_markers)
         self._fills_shown = -1
+        self.overlays = IndicatorOverlays(self.price_plot, self.osc_plot)
+        self._overlay_buttons["ema"].setChecked(self.overlays.show_ema)
+        self._overlay_buttons["vwap"].setChecked(self.overlays.show_vwap)
+        self.osc_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.volume_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.price_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ----- public -------------------------------------------------------------------------------------------
+    def set_overlay(self, key: str, on: bool) -> None:
+        setattr(self.overlays, f"show_{key}", on)
+        self._overlay_buttons[key].setChecked(on)
+        self._update_overlays()
+
+    def set_oscillator(self, name: str) -> None:
+        self.overlays.oscillator = name
+        if self.osc_choice.currentText() != name:
+            self.osc_choice.setCurrentText(name)
+        self._update_overlays()
+
+    def _update_overlays(self) -> None:
+        if self._series is None or len(self._x) == 0:
+            return
+        (x0, x1), _ = self.price_plot.vb.viewRange()
+        i0 = int(np.searchsorted(self._x, x0 - self.bar_s, side="left"))
+        i1 = int(np.searchsorted(self._x, x1, side="right"))
+        self.overlays.update(self._x, self._series.arrays(), i0, i1, self.bar_s)
+
     @property
     def bar_s(self) -> float:
         return TIMEFRAMES[self.timeframe] / 1000.0
@@ -214,6 +257,7 @@ class ChartWidget(QtWidgets.QWidget):
             self._apply_follow(force=not self._view_ready)
             self._view_ready = True
         self._fit_y()
+        self._update_overlays()
         return True
 
     def show_position(self, position, bracket, fills) -> None:
@@ -279,6 +323,7 @@ class ChartWidget(QtWidgets.QWidget):
         (x0, x1), _ = self.price_plot.vb.viewRange()
         if (x0, x1) != self._last_xrange:
             self._fit_y()
+            self._update_overlays()
             return True
         return False
 
@@ -293,6 +338,11 @@ class ChartWidget(QtWidgets.QWidget):
             self.follow_button.setChecked(still_at_edge)
         if self.follow:
             self._apply_follow()
+
+    def _indicator_text(self) -> str:
+        v = self.overlays.values
+        names = (("ema_fast", "EMA20"), ("ema_slow", "EMA50"), ("vwap", "VWAP"), ("rsi", "RSI"), ("macd", "MACD"))
+        return "".join(f"  {label} {v[k]:,.2f}" for k, label in names if k in v)
 
     # ----- crosshair ----------------------------------------------------------------------------------------
     def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
@@ -314,5 +364,5 @@ class ChartWidget(QtWidgets.QWidget):
         when = dt.datetime.fromtimestamp(self._x[i]).strftime("%Y-%m-%d %H:%M:%S")
         self.readout.setText(
             f"{when}   O {a.open[i]:.2f}  H {a.high[i]:.2f}  L {a.low[i]:.2f}  C {a.close[i]:.2f}"
-            f"  V {a.volume[i]:.4f}  N {int(a.trades[i])}"
+            f"  V {a.volume[i]:.4f}  N {int(a.trades[i])}" + self._indicator_text()
         )

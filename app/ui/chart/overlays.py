@@ -1,0 +1,113 @@
+"""Indicator overlays (EMA fast/slow, session VWAP, Bollinger bands) on the price pane and an oscillator pane (RSI
+or MACD), all from app/market/indicators.py.
+
+Only the visible slice is drawn. Values are computed over the slice plus a warm-up tail long enough for the
+smoothing to forget its seed (the EMA weights of bars older than WARMUP are below 1e-6 for span 50), and VWAP from
+the start of the UTC day of the first visible bar, so what is drawn equals the value over the whole history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore
+
+from app.market import indicators as ind
+from app.ui import theme
+
+WARMUP = 700
+DAY_MS = 86_400_000
+EMA_FAST, EMA_SLOW = 20, 50
+
+
+class IndicatorOverlays:
+    def __init__(self, price_plot: pg.PlotItem, osc_plot: pg.PlotItem) -> None:
+        t = theme.current()
+        self.price_plot = price_plot
+        self.osc_plot = osc_plot
+        self.show_ema = True
+        self.show_vwap = True
+        self.show_bollinger = False
+        self.oscillator = "RSI"  # "RSI" | "MACD" | "OFF"
+        self.ema_fast = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1), name=f"EMA {EMA_FAST}")
+        self.ema_slow = pg.PlotDataItem(pen=pg.mkPen("#bc8cff", width=1), name=f"EMA {EMA_SLOW}")
+        self.vwap = pg.PlotDataItem(pen=pg.mkPen(t.accent, width=1, style=QtCore.Qt.PenStyle.DashLine), name="VWAP")
+        band_pen = pg.mkPen(t.muted, width=1)
+        self.bb_upper = pg.PlotDataItem(pen=band_pen)
+        self.bb_lower = pg.PlotDataItem(pen=band_pen)
+        self.bb_mid = pg.PlotDataItem(pen=pg.mkPen(t.muted, width=1, style=QtCore.Qt.PenStyle.DotLine))
+        for item in (self.ema_fast, self.ema_slow, self.vwap, self.bb_upper, self.bb_lower, self.bb_mid):
+            item.setZValue(3)
+            price_plot.addItem(item, ignoreBounds=True)
+        self.rsi = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1))
+        self.rsi_levels = [pg.InfiniteLine(angle=0, pos=v, pen=pg.mkPen(t.grid, style=QtCore.Qt.PenStyle.DashLine))
+                           for v in (30.0, 70.0)]
+        self.macd_line = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1))
+        self.macd_signal = pg.PlotDataItem(pen=pg.mkPen(t.accent, width=1))
+        self.macd_hist = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(t.grid))
+        for item in (self.rsi, *self.rsi_levels, self.macd_hist, self.macd_line, self.macd_signal):
+            osc_plot.addItem(item)
+        self.values: dict[str, float] = {}  # the latest value of each shown indicator, for the read-out
+
+    def update(self, x: np.ndarray, a, i0: int, i1: int, bar_s: float) -> None:
+        """``x`` bar starts in seconds; ``a`` the CandleArrays; [i0, i1) the visible slice."""
+        n = len(x)
+        i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
+        if i1 - i0 < 2:
+            return
+        w0 = max(0, i0 - WARMUP)
+        close = a.close[w0:i1]
+        xs = x[i0:i1] + bar_s / 2
+        k = i0 - w0
+        self.values = {}
+        self._set(self.ema_fast, self.show_ema, xs, lambda: ind.ema(close, EMA_FAST)[k:], "ema_fast")
+        self._set(self.ema_slow, self.show_ema, xs, lambda: ind.ema(close, EMA_SLOW)[k:], "ema_slow")
+        self._set(self.vwap, self.show_vwap, xs, lambda: self._vwap(a, i0, i1), "vwap")
+        bands = ind.bollinger(close) if self.show_bollinger else None
+        for item, part in ((self.bb_upper, "upper"), (self.bb_lower, "lower"), (self.bb_mid, "middle")):
+            self._set(item, bands is not None, xs, lambda part=part: getattr(bands, part)[k:], None)
+        self._oscillator(close, xs, k, bar_s)
+
+    def _vwap(self, a, i0: int, i1: int) -> np.ndarray:
+        day0 = int(a.open_ms[i0]) // DAY_MS * DAY_MS
+        d0 = int(np.searchsorted(a.open_ms, day0, side="left"))
+        s = slice(d0, i1)
+        v = ind.session_vwap(a.open_ms[s], a.high[s], a.low[s], a.close[s], a.volume[s])
+        return v[i0 - d0:]
+
+    def _set(self, item: pg.PlotDataItem, show: bool, xs: np.ndarray, values, key: str | None) -> None:
+        item.setVisible(show)
+        if not show:
+            return
+        y = values()
+        item.setData(xs, y)
+        if key is not None and len(y) and np.isfinite(y[-1]):
+            self.values[key] = float(y[-1])
+
+    def _oscillator(self, close: np.ndarray, xs: np.ndarray, k: int, bar_s: float) -> None:
+        rsi_on, macd_on = self.oscillator == "RSI", self.oscillator == "MACD"
+        self.osc_plot.setVisible(rsi_on or macd_on)
+        for item in (self.rsi, *self.rsi_levels):
+            item.setVisible(rsi_on)
+        for item in (self.macd_line, self.macd_signal, self.macd_hist):
+            item.setVisible(macd_on)
+        if rsi_on:
+            y = ind.rsi(close)[k:]
+            self.rsi.setData(xs, y)
+            self.osc_plot.setYRange(0, 100, padding=0.02)
+            if len(y) and np.isfinite(y[-1]):
+                self.values["rsi"] = float(y[-1])
+        elif macd_on:
+            m = ind.macd(close)
+            line, sig, hist = m.line[k:], m.signal[k:], m.histogram[k:]
+            self.macd_line.setData(xs, line)
+            self.macd_signal.setData(xs, sig)
+            t = theme.current()
+            self.macd_hist.setOpts(x=xs, height=np.nan_to_num(hist), width=bar_s * 0.8,
+                                   brushes=[pg.mkBrush(t.up_volume if h >= 0 else t.down_volume) for h in hist])
+            finite = np.concatenate([line[np.isfinite(line)], sig[np.isfinite(sig)], hist[np.isfinite(hist)]])
+            if finite.size:
+                lo, hi = float(finite.min()), float(finite.max())
+                self.osc_plot.setYRange(lo, hi, padding=0.1)
+            if len(line) and np.isfinite(line[-1]):
+                self.values["macd"] = float(line[-1])
