@@ -15,6 +15,10 @@ from app.ui.chart.items import CandlestickItem, LiveCandleItem, VolumeItem
 from app.ui.chart.overlays import IndicatorOverlays
 
 
+# Proposal arrows take their cache badge's colour (as in the decision cards).
+BADGE_COLOURS = {"HIT": "#3fb950", "SIMILAR": "#58a6ff", "MISS": "#d29922", "OFFLINE": "#7d8590"}
+
+
 class ChartWidget(QtWidgets.QWidget):
     timeframe_changed = QtCore.Signal(str)
 
@@ -282,6 +286,27 @@ class ChartWidget(QtWidgets.QWidget):
             symbol=["t1" if f.side.value == "BUY" else "t" for f in mine],
             brush=[pg.mkBrush(t.up if f.side.value == "BUY" else t.down) for f in mine],
         )
+
+    def show_proposals(self, decisions, version: int) -> None:
+        """An arrow per BUY/SELL decision at the price the model saw, coloured by its cache badge."""
+        if version == self._proposals_shown:
+            return
+        self._proposals_shown = version
+        pts = [d for d in decisions if d.body is not None and d.body.action.value in ("BUY", "SELL")
+               and d.symbol == self.symbol_label.text()]
+        bar_ms = TIMEFRAMES[self.timeframe]
+        xs, ys, symbols, brushes = [], [], [], []
+        for d in pts:
+            i = int(np.searchsorted(self._x, (d.state_ms - 1) / 1000.0, side="right")) - 1 if len(self._x) else -1
+            if i < 0:
+                continue
+            a = self._series.arrays()
+            buy = d.body.action.value == "BUY"
+            xs.append((d.state_ms - 1) // bar_ms * bar_ms / 1000.0 + self.bar_s / 2)
+            ys.append(float(a.low[i]) if buy else float(a.high[i]))
+            symbols.append("t1" if buy else "t")
+            brushes.append(pg.mkBrush(BADGE_COLOURS.get(d.meta.cache_status.value, "#7d8590")))
+        self.proposal_markers.setData(x=xs, y=ys, symbol=symbols, brush=brushes)
 
     # ----- view range ---------------------------------------------------------------------------------------
     def _apply_follow(self, force: bool = False) -> None:

@@ -1,0 +1,110 @@
+"""The chart as a trader relies on it: the right candles, a live last candle, auto-follow, timeframes, colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from app.market.candles import CandleAggregator
+from app.models import Side, Trade
+from app.ui.chart.chart_widget import ChartWidget
+from app.ui.theme import DARK
+from tests.integration.test_cli import has_colour
+
+T0 = 1_700_000_000_000  # a minute boundary
+
+
+def aggregator_with_trades(minutes: int = 300, seed: int = 7) -> CandleAggregator:
+    rng = np.random.default_rng(seed)
+    agg = CandleAggregator("BTCUSDT")
+    price = 60_000.0
+    trades = []
+    for i in range(minutes * 6):  # a trade every 10 s
+        price += float(rng.normal(0, 15))
+        trades.append(Trade("BTCUSDT", round(price, 2), 0.01 + float(rng.random()), Side.BUY, i, T0 + i * 10_000, 0))
+    agg.on_trades(trades)
+    return agg
+
+
+@pytest.fixture
+def chart(qtbot):
+    w = ChartWidget(timeframe="1m")
+    w.resize(1200, 700)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def paint(widget) -> QtGui.QImage:
+    return widget.grab().toImage()
+
+
+def test_drawn_candles_are_the_series_visible_slice(chart):
+    agg = aggregator_with_trades()
+    series = agg.series("1m")
+    chart.refresh(series)
+    paint(chart)
+    a = series.arrays()
+    i0, i1 = chart.candles.visible_slice()
+    assert 0 < i1 - i0 <= len(a.open_ms) and i1 == len(a.open_ms) - 1  # closed bars up to the live one
+    assert chart.candles.drawn_bars == i1 - i0  # one candle per bar: none merged at this zoom
+    # Spot-check: the cached paths were built from exactly these bars (bounds = lowest low / highest high).
+    up_body, up_wick, down_body, down_wick = chart.candles._paths
+    wick_rect = up_wick.boundingRect().united(down_wick.boundingRect())
+    assert wick_rect.top() == pytest.approx(a.low[i0:i1].min())
+    assert wick_rect.bottom() == pytest.approx(a.high[i0:i1].max())
+    # The live candle is the series' last bar.
+    x, o, h, lo, c, v = chart.live_candle.bar
+    assert (o, h, lo, c) == (a.open[-1], a.high[-1], a.low[-1], a.close[-1])
+
+
+def test_live_candle_moves_on_a_new_trade(chart):
+    agg = aggregator_with_trades()
+    series = agg.series("1m")
+    chart.refresh(series)
+    before = chart.live_candle.bar
+    last_ms = int(series.arrays().open_ms[-1])
+    agg.on_trade(Trade("BTCUSDT", before[2] + 50.0, 0.5, Side.BUY, 10**6, last_ms + 30_000, 0))
+    assert chart.refresh(series)
+    after = chart.live_candle.bar
+    assert after[2] == before[2] + 50.0 and after[4] == before[2] + 50.0  # new high and close
+    assert chart.last_line.value() == after[4]
+
+
+def test_panning_stops_auto_follow_and_end_brings_it_back(chart, qtbot):
+    series = aggregator_with_trades().series("1m")
+    chart.refresh(series)
+    assert chart.follow
+    vb = chart.price_plot.vb
+    (x0, x1), _ = vb.viewRange()
+    vb.translateBy(x=-(x1 - x0) * 0.8)  # what a drag to the left does
+    vb.sigRangeChangedManually.emit(vb.state["mouseEnabled"])
+    assert not chart.follow and not chart.follow_button.isChecked()
+    qtbot.keyClick(chart, QtCore.Qt.Key.Key_End)
+    assert chart.follow and chart.follow_button.isChecked()
+    (_, right), _ = vb.viewRange()
+    assert right >= series.arrays().open_ms[-1] / 1000.0
+
+
+def test_switching_timeframe_shows_correctly_aggregated_bars(chart):
+    agg = aggregator_with_trades()
+    chart.refresh(agg.series("1m"))
+    chart.set_timeframe("5m")
+    five = agg.series("5m")
+    chart.refresh(five)
+    one = agg.series("1m").arrays()
+    a = five.arrays()
+    # The first complete 5m bar equals its five 1m bars.
+    k = int(np.searchsorted(one.open_ms, a.open_ms[1]))
+    assert a.open[1] == one.open[k] and a.close[1] == one.close[k + 4]
+    assert a.high[1] == one.high[k:k + 5].max() and a.low[1] == one.low[k:k + 5].min()
+    assert chart.live_candle.bar[4] == a.close[-1]
+    assert chart.bar_s == 300.0
+
+
+def test_rendered_chart_has_rising_and_falling_candles(chart):
+    chart.refresh(aggregator_with_trades().series("1m"))
+    img = paint(chart)
+    assert has_colour(img, DARK.up) and has_colour(img, DARK.down)
