@@ -51,12 +51,12 @@ def test_drawn_candles_are_the_series_visible_slice(chart):
     assert 0 < i1 - i0 <= len(a.open_ms) and i1 == len(a.open_ms) - 1  # closed bars up to the live one
     assert chart.candles.drawn_bars == i1 - i0  # one candle per bar: none merged at this zoom
     # Spot-check: the cached paths were built from exactly these bars (bounds = lowest low / highest high).
-    up_body, up_wick, down_body, down_wick = chart.candles._paths
+    _up_body, up_wick, _down_body, down_wick = chart.candles._paths
     wick_rect = up_wick.boundingRect().united(down_wick.boundingRect())
     assert wick_rect.top() == pytest.approx(a.low[i0:i1].min())
     assert wick_rect.bottom() == pytest.approx(a.high[i0:i1].max())
     # The live candle is the series' last bar.
-    x, o, h, lo, c, v = chart.live_candle.bar
+    _x, o, h, lo, c, _v = chart.live_candle.bar
     assert (o, h, lo, c) == (a.open[-1], a.high[-1], a.low[-1], a.close[-1])
 
 

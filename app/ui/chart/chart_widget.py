@@ -14,7 +14,6 @@ from app.ui import theme
 from app.ui.chart.items import CandlestickItem, LiveCandleItem, VolumeItem
 from app.ui.chart.overlays import IndicatorOverlays
 
-
 # Proposal arrows take their cache badge's colour (as in the decision cards).
 BADGE_COLOURS = {"HIT": "#3fb950", "SIMILAR": "#58a6ff", "MISS": "#d29922", "OFFLINE": "#7d8590"}
 
