@@ -231,7 +231,7 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
 
 def smoke_verdict(session, window) -> int:
     feed = session.feed
-    m = session.market[session.settings.symbol]
+    m = session.market[window.symbol]
     drawn = window.chart.drawn_candles
     summary = (f"{feed.frames} frames, {m.trades} trades, {drawn} candles drawn, "
                f"feed {feed.state.value}, {feed.rejected_total} rejected")

@@ -45,7 +45,7 @@ class UiBridge(QtCore.QObject):
 
     def tick(self) -> None:
         w = self.window
-        m = self.session.market[self.session.settings.symbol]
+        m = self.session.market[w.symbol]
         if w.chart.refresh(m.candles.series(w.chart.timeframe)):
             self.frames_drawn += 1
         now = time.monotonic()

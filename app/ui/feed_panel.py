@@ -45,9 +45,9 @@ class FeedPanel(QtWidgets.QTableWidget):
             self._rows[key] = value
         self.resizeColumnToContents(0)
 
-    def update_from(self, session: Session, rate: float, timeframe: str, uptime_s: float) -> None:
+    def update_from(self, session: Session, symbol: str, rate: float, timeframe: str, uptime_s: float) -> None:
         f = session.feed
-        m = session.market[session.settings.symbol]
+        m = session.market[symbol]
         rejected = ", ".join(f"{k} {v}" for k, v in f.rejected.most_common(3))
         values = {
             "state": f.state.value,

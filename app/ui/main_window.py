@@ -51,8 +51,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setDockOptions(
             QtWidgets.QMainWindow.DockOption.AnimatedDocks | QtWidgets.QMainWindow.DockOption.AllowTabbedDocks
         )
-        self.chart = ChartWidget(timeframe=s.timeframe)
+        self.symbol = s.symbol  # the symbol on screen: chart, ticket, decisions
+        self.chart = ChartWidget(timeframe=s.timeframe, symbols=session.symbols)
         self.chart.set_symbol(s.symbol)
+        self.chart.symbol_changed.connect(self.set_symbol)
         self.setCentralWidget(self.chart)
 
         self.blotter = Blotter(session.desk)
@@ -163,6 +165,16 @@ class MainWindow(QtWidgets.QMainWindow):
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
 
+    def set_symbol(self, symbol: str) -> None:
+        if symbol not in self.session.symbols or symbol == self.symbol:
+            return
+        self.symbol = symbol
+        self.chart.set_symbol(symbol)
+        self.trading_panel.symbol = symbol
+        self.decisions_panel.symbol = symbol
+        self.setWindowTitle(f"AI Trading Terminal — {symbol} — {self.session.source_label}")
+        self.bridge.tick()
+
     def _set_auto_approve(self, on: bool) -> None:
         self.session.desk.proposals.auto_approve = on
         lim = self.session.desk.proposals.auto_limits
@@ -201,12 +213,13 @@ class MainWindow(QtWidgets.QMainWindow):
         model_text = "OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}"
         if self.model_status.text() != model_text:
             self.model_status.setText(model_text)
-        m = self.session.market[self.session.settings.symbol]
+        m = self.session.market[self.symbol]
         if m.last_trade is not None:
             q = m.quote
             book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
-        self.feed_panel.update_from(self.session, rate, self.chart.timeframe, time.monotonic() - self._started)
+        uptime = time.monotonic() - self._started
+        self.feed_panel.update_from(self.session, self.symbol, rate, self.chart.timeframe, uptime)
         self.decisions_panel.refresh()
         self.blotter.refresh()
         self.trading_panel.refresh()
@@ -220,8 +233,7 @@ class MainWindow(QtWidgets.QMainWindow):
         pf = desk.portfolio
         self.equity_label.setText(f"equity {pf.equity():,.2f}  day {pf.day_pnl(desk.now_ms()):+,.2f}")
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
-        self.chart.show_position(pf.position(self.session.settings.symbol), desk.bracket_levels(
-            self.session.settings.symbol), desk.fills)
+        self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:

@@ -108,3 +108,27 @@ def test_rendered_chart_has_rising_and_falling_candles(chart):
     chart.refresh(aggregator_with_trades().series("1m"))
     img = paint(chart)
     assert has_colour(img, DARK.up) and has_colour(img, DARK.down)
+
+
+def test_proposals_are_arrows_in_their_badge_colour_and_holds_are_not_drawn(chart):
+    from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
+    from app.ui.chart.chart_widget import BADGE_COLOURS
+
+    series = aggregator_with_trades().series("1m")
+    chart.set_symbol("BTCUSDT")
+    chart.refresh(series)
+    a = series.arrays()
+
+    def decision(action: Action, status: CacheStatus, bar: int) -> Decision:
+        body = DecisionBody(action=action, size_pct=1.0 if action is not Action.HOLD else 0.0, confidence=0.7,
+                            rationale="test")
+        meta = DecisionMeta(provider="t", model="m", prompt_version="v1", cache_status=status)
+        return Decision(symbol="BTCUSDT", timeframe="1m", state_ms=int(a.open_ms[bar]) + 60_000, body=body, meta=meta)
+
+    chart.show_proposals([decision(Action.BUY, CacheStatus.HIT, -5), decision(Action.SELL, CacheStatus.MISS, -3),
+                          decision(Action.HOLD, CacheStatus.MISS, -2)], version=1)
+    xs, ys = chart.proposal_markers.getData()
+    assert len(xs) == 2
+    assert ys[0] == a.low[-5] and ys[1] == a.high[-3]  # a buy arrow under its bar, a sell arrow above
+    brushes = [QtGui.QColor(b.color()).name() for b in chart.proposal_markers.data["brush"]]
+    assert brushes == [BADGE_COLOURS["HIT"], BADGE_COLOURS["MISS"]]

@@ -20,11 +20,14 @@ BADGE_COLOURS = {"HIT": "#3fb950", "SIMILAR": "#58a6ff", "MISS": "#d29922", "OFF
 
 class ChartWidget(QtWidgets.QWidget):
     timeframe_changed = QtCore.Signal(str)
+    symbol_changed = QtCore.Signal(str)
 
     DEFAULT_VISIBLE_BARS = 150
 
-    def __init__(self, timeframe: str = "1m", parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, timeframe: str = "1m", symbols: list[str] | None = None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
+        self.symbols = list(symbols or [])
         self.setObjectName("chart")
         self.timeframe = timeframe
         self.follow = True
@@ -53,6 +56,14 @@ class ChartWidget(QtWidgets.QWidget):
         self.symbol_label = QtWidgets.QLabel("—", bar)
         self.symbol_label.setObjectName("chartSymbol")
         row.addWidget(self.symbol_label)
+        self.symbol_choice = QtWidgets.QComboBox(bar)
+        self.symbol_choice.setObjectName("symbolChoice")
+        self.symbol_choice.addItems(self.symbols)
+        self.symbol_choice.setToolTip("Symbol on the chart, the ticket and the decisions panel")
+        self.symbol_choice.setVisible(len(self.symbols) > 1)
+        self.symbol_label.setVisible(len(self.symbols) <= 1)
+        self.symbol_choice.currentTextChanged.connect(self.symbol_changed)
+        row.addWidget(self.symbol_choice)
         self._tf_buttons: dict[str, QtWidgets.QToolButton] = {}
         group = QtWidgets.QButtonGroup(bar)
         group.setExclusive(True)
@@ -164,6 +175,10 @@ class ChartWidget(QtWidgets.QWidget):
         self.fill_markers.setZValue(6)
         self.price_plot.addItem(self.fill_markers)
         self._fills_shown = -1
+        self.proposal_markers = pg.ScatterPlotItem(size=13, pen=pg.mkPen(t.background, width=1))
+        self.proposal_markers.setZValue(6)
+        self.price_plot.addItem(self.proposal_markers)
+        self._proposals_shown = -1
         self.overlays = IndicatorOverlays(self.price_plot, self.osc_plot)
         self._overlay_buttons["ema"].setChecked(self.overlays.show_ema)
         self._overlay_buttons["vwap"].setChecked(self.overlays.show_vwap)
@@ -202,6 +217,12 @@ class ChartWidget(QtWidgets.QWidget):
 
     def set_symbol(self, symbol: str) -> None:
         self.symbol_label.setText(symbol)
+        if self.symbol_choice.currentText() != symbol:
+            self.symbol_choice.setCurrentText(symbol)
+        self._fills_shown = self._proposals_shown = -1
+        self._view_ready = False
+        self.follow = True
+        self.follow_button.setChecked(True)
 
     def set_timeframe(self, tf: str) -> None:
         if tf not in TIMEFRAMES:

@@ -1,0 +1,76 @@
+"""Several synthetic markets behind one built-in exchange, so the terminal can watch many symbols on one connection.
+
+Each symbol is its own deterministic SyntheticMarket; this source advances them together on one clock and routes
+REST requests (depth, klines) to the market of the symbol asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Container, Sequence
+from typing import Any
+
+from app.market.simulator import SyntheticMarket
+
+TICK_S = 0.025
+# Starting prices and price decimals of the symbols the built-in exchange knows by name; others start at 100.
+KNOWN = {
+    "BTCUSDT": (60_000.0, 2),
+    "ETHUSDT": (3_000.0, 2),
+    "SOLUSDT": (150.0, 2),
+    "BNBUSDT": (550.0, 2),
+    "XRPUSDT": (0.6, 4),
+    "ADAUSDT": (0.45, 4),
+    "DOGEUSDT": (0.12, 5),
+}
+
+
+def market_for(symbol: str, trades_per_s: float, seed: int | None = None) -> SyntheticMarket:
+    price, decimals = KNOWN.get(symbol.upper(), (100.0, 2))
+    return SyntheticMarket(symbol=symbol, start_price=price, trades_per_s=trades_per_s, seed=seed,
+                           price_decimals=decimals)
+
+
+class MultiMarket:
+    """A MarketSource (see app/market/simulator.py) made of one SyntheticMarket per symbol."""
+
+    paced = True
+    wait_for_subscriber = False
+
+    def __init__(self, markets: Sequence[SyntheticMarket]) -> None:
+        if not markets:
+            raise ValueError("at least one market")
+        self.markets = {m.symbol: m for m in markets}
+        self.label = "synthetic " + ", ".join(self.markets)
+        self.finished = asyncio.Event()  # generated markets never end
+
+    @classmethod
+    def for_symbols(cls, symbols: Sequence[str], trades_per_s: float) -> MultiMarket:
+        return cls([market_for(s, trades_per_s) for s in symbols])
+
+    def serves(self, stream: str) -> bool:
+        return any(m.serves(stream) for m in self.markets.values())
+
+    async def batches(self, wanted: Container[str]) -> AsyncIterator[list[Any]]:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now_ms = time.time_ns() // 1_000_000
+            frames: list[Any] = []
+            for m in self.markets.values():
+                frames.extend(m.advance(now_ms, wanted))
+            if frames:
+                yield frames
+
+    async def depth_snapshot(self, symbol: str, limit: int) -> dict[str, Any]:
+        return await self._market(symbol).depth_snapshot(symbol, limit)
+
+    async def klines(
+        self, symbol: str, interval: str, limit: int, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[list[Any]]:
+        return await self._market(symbol).klines(symbol, interval, limit, start_ms, end_ms)
+
+    def _market(self, symbol: str) -> SyntheticMarket:
+        m = self.markets.get(symbol.upper())
+        # An unknown symbol is answered by any market, which raises the exchange's own "invalid symbol" error.
+        return m if m is not None else next(iter(self.markets.values()))
