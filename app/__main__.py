@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", choices=["sim", "binance"], default="sim",
                    help="market data source: the built-in exchange (default) or Binance spot")
     p.add_argument("--symbol", default="BTCUSDT", help="symbol to trade and chart (default BTCUSDT)")
+    p.add_argument("--symbols", metavar="A,B,...",
+                   help="every symbol to stream on one connection (default on the built-in exchange: "
+                   "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT)")
     p.add_argument("--timeframe", default="1m", help="chart timeframe: 1s, 1m, 5m, 15m, 1h (default 1m)")
     p.add_argument("--replay", type=Path, metavar="FILE",
                    help="replay a recorded feed (<receive_ns> <json> lines, gzip or plain, or JSON lines) "
@@ -87,6 +90,7 @@ def _settings_from(args: argparse.Namespace):
         return Settings(
             exchange=args.exchange,
             symbol=args.symbol,
+            symbols=[x for x in (args.symbols or "").split(",") if x.strip()],
             timeframe=args.timeframe,
             replay=args.replay,
             replay_speed=args.speed,

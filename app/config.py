@@ -15,12 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.market.candles import TIMEFRAMES
 
+DEFAULT_SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+
+
+def _symbol(v: str) -> str:
+    v = v.strip().upper()
+    if not v.isalnum():
+        raise ValueError(f"symbol {v!r} must be letters and digits, like BTCUSDT")
+    return v
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     exchange: Literal["sim", "binance"] = "sim"
-    symbol: str = "BTCUSDT"
+    symbol: str = "BTCUSDT"  # the one on screen at start
+    # Every symbol the feed carries (one connection). Empty: five on the built-in exchange, the chosen one elsewhere.
+    symbols: list[str] = Field(default_factory=list)
     timeframe: str = "1m"
     replay: Path | None = None
     replay_speed: float = Field(default=1.0, ge=0.0)
@@ -63,10 +74,17 @@ class Settings(BaseModel):
     @field_validator("symbol")
     @classmethod
     def _upper_symbol(cls, v: str) -> str:
-        v = v.strip().upper()
-        if not v.isalnum():
-            raise ValueError(f"symbol {v!r} must be letters and digits, like BTCUSDT")
-        return v
+        return _symbol(v)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper_symbols(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(_symbol(s) for s in v))
+
+    def feed_symbols(self) -> list[str]:
+        """The symbols to subscribe to, the one on screen first."""
+        chosen = self.symbols or (list(DEFAULT_SIM_SYMBOLS) if self.exchange == "sim" and self.replay is None else [])
+        return list(dict.fromkeys([self.symbol, *chosen]))
 
     @field_validator("timeframe", "decision_timeframe")
     @classmethod

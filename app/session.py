@@ -22,7 +22,8 @@ from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
 from app.market.recording import Recorder
-from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
+from app.market.sim_markets import MultiMarket
+from app.market.simulator import ExchangeSimulator, ReplaySource
 from app.market.state import MarketData
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
@@ -39,7 +40,7 @@ STOP_TIMEOUT_S = 5.0
 class Session:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.symbols = [settings.symbol]
+        self.symbols = settings.feed_symbols()
         self.bus = EventBus()
         self.market = MarketData(self.symbols, capacity=settings.candle_capacity)
         self.simulator: ExchangeSimulator | None = None
@@ -130,7 +131,7 @@ class Session:
             source = (
                 ReplaySource(s.replay, speed=s.replay_speed)
                 if s.replay is not None
-                else SyntheticMarket(symbol=s.symbol, trades_per_s=s.sim_trades_per_s)
+                else MultiMarket.for_symbols(self.symbols, s.sim_trades_per_s)
             )
             self.simulator = ExchangeSimulator(source, port=s.sim_port)
             await self.simulator.start()

@@ -159,6 +159,7 @@ class DecisionsPanel(QtWidgets.QWidget):
         holder.setLayout(self._cards)
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # cards wrap instead
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
         outer.addWidget(scroll, 1)
