@@ -26,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Subcommand: 'trading-terminal candles --input FILE --timeframe 1m --output out.csv' aggregates a "
         "recorded feed into candles without opening a window.",
     )
-    p.add_argument("--exchange", choices=["sim", "binance"], default="sim",
-                   help="market data source: the built-in exchange (default) or Binance spot")
+    p.add_argument("--exchange", choices=["sim", "binance", "coinbase", "kraken"], default="sim",
+                   help="market data source: the built-in exchange (default), or Binance spot, Coinbase Advanced "
+                   "Trade, Kraken v2 (live; needs network)")
+    p.add_argument("--sim-protocol", choices=["binance", "coinbase", "kraken"], default="binance",
+                   help="the protocol the built-in exchange speaks (default binance)")
     p.add_argument("--symbol", default="BTCUSDT", help="symbol to trade and chart (default BTCUSDT)")
     p.add_argument("--symbols", metavar="A,B,...",
                    help="every symbol to stream on one connection (default on the built-in exchange: "
@@ -96,6 +99,7 @@ def _settings_from(args: argparse.Namespace):
             replay_speed=args.speed,
             record_path=args.record,
             sim_port=args.sim_port,
+            sim_protocol=args.sim_protocol,
             llm_url=args.llm_url,
             llm_model=args.model,
             decision_timeframe=args.decision_timeframe,

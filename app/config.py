@@ -28,7 +28,9 @@ def _symbol(v: str) -> str:
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    exchange: Literal["sim", "binance"] = "sim"
+    exchange: Literal["sim", "binance", "coinbase", "kraken"] = "sim"
+    # The built-in exchange speaks Binance's protocol unless told otherwise (to exercise the other adapters).
+    sim_protocol: Literal["binance", "coinbase", "kraken"] = "binance"
     symbol: str = "BTCUSDT"  # the one on screen at start
     # Every symbol the feed carries (one connection). Empty: five on the built-in exchange, the chosen one elsewhere.
     symbols: list[str] = Field(default_factory=list)

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.llm.cache import DecisionCache
 from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
 from app.llm.service import DecisionService
-from app.market import history
+from app.market import exchanges, history
 from app.market.adapters import binance
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
@@ -114,9 +114,10 @@ class Session:
     def source_label(self) -> str:
         s = self.settings
         if s.exchange == "sim":
+            dialect = "" if s.sim_protocol == "binance" else f" ({s.sim_protocol} protocol)"
             if s.replay is not None:
-                return f"BUILT-IN EXCHANGE · replay {s.replay.name} ×{s.replay_speed:g}"
-            return "BUILT-IN EXCHANGE · synthetic market"
+                return f"BUILT-IN EXCHANGE · replay {s.replay.name} ×{s.replay_speed:g}{dialect}"
+            return f"BUILT-IN EXCHANGE · synthetic market{dialect}"
         return f"{s.exchange.upper()} · live"
 
     @property
@@ -133,17 +134,19 @@ class Session:
                 if s.replay is not None
                 else MultiMarket.for_symbols(self.symbols, s.sim_trades_per_s)
             )
-            self.simulator = ExchangeSimulator(source, port=s.sim_port)
+            self.simulator = ExchangeSimulator(source, port=s.sim_port, protocol=s.sim_protocol)
             await self.simulator.start()
-            ws_base, rest_base = self.simulator.ws_url, self.simulator.rest_url
+            feed = exchanges.plan(s.sim_protocol, self.symbols, self.simulator.ws_url, simulated=True)
+            rest_base = self.simulator.rest_url
         else:
-            ws_base, rest_base = binance.WS_BASE, binance.REST_BASE
-        streams = [st for sym in self.symbols for st in binance.streams_for(sym)]
-        self.recorder = Recorder(s.record_path) if s.record_path is not None else None
+            feed = exchanges.plan(s.exchange, self.symbols)
+            rest_base = binance.REST_BASE if s.exchange == "binance" else None
         self.connection = FeedConnection(
-            binance.stream_url(ws_base, streams), binance, self.bus.publish, stale_after_s=s.stale_after_s,
+            feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
             recorder=self.recorder,
         )
+        if not feed.rest_history:
+            rest_base = None
         self.spawn(self.connection.run(), "feed")
         self.spawn(self._run_market(rest_base), "market")
         self.spawn(self.decisions.run(), "decisions")
@@ -179,10 +182,10 @@ class Session:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _run_market(self, rest_base: str) -> None:
+    async def _run_market(self, rest_base: str | None) -> None:
         # The feed is already connected and the bus buffers it, so history can load first without losing
         # live trades; applying history before live trades keeps the forming bar continuous.
-        if not (self.settings.exchange == "sim" and self.settings.replay is not None):
+        if rest_base is not None and not (self.settings.exchange == "sim" and self.settings.replay is not None):
             await self._load_history(rest_base)
             # A first proposal as soon as there is history, not only after the next bar closes.
             self._apply(self._market_sub.drain())
@@ -196,12 +199,12 @@ class Session:
         self.market.apply(batch)
         self.desk.on_market(batch)
 
-    async def _run_desk(self, rest_base: str) -> None:
+    async def _run_desk(self, rest_base: str | None) -> None:
         """Once a second: proposals expire, equity is sampled; an order book without a snapshot gets one."""
         while True:
             self.desk.tick()
             for symbol, book in self.desk.books.items():
-                if not book.has_snapshot or book.needs_resync:
+                if rest_base is not None and (not book.has_snapshot or book.needs_resync):
                     await self._load_depth(rest_base, symbol)
             await asyncio.sleep(1.0)
 

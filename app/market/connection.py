@@ -119,6 +119,7 @@ class FeedConnection:
         ping_timeout_s: float = 20.0,
         open_timeout_s: float = 10.0,
         recorder: Recorder | None = None,
+        max_size: int = 1 << 23,  # depth snapshots can be large; anything bigger is hostile (closed with 1009)
         reconnect_delays: Callable[[], Generator[float]] = backoff,
     ) -> None:
         self.url = url
@@ -131,6 +132,7 @@ class FeedConnection:
         self._ping_timeout = ping_timeout_s
         self._open_timeout = open_timeout_s
         self._recorder = recorder
+        self._max_size = max_size
         self._reconnect_delays = reconnect_delays
         self._ws: ClientConnection | None = None
         self._last_trade_id: dict[str, int] = {}
@@ -145,7 +147,7 @@ class FeedConnection:
             open_timeout=self._open_timeout,
             ping_interval=self._ping_interval,
             ping_timeout=self._ping_timeout,
-            max_size=1 << 23,  # depth snapshots can be large; anything bigger is hostile
+            max_size=self._max_size,
             max_queue=1024,
             process_exception=self._on_connect_error,
             reconnect_delays=self._reconnect_delays,
@@ -192,7 +194,7 @@ class FeedConnection:
             async for raw in ws:
                 on_frame(raw, clock())
         except websockets.ConnectionClosed as exc:
-            stats.last_error = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            stats.last_error = f"connection closed: {exc}"  # e.g. "received 1011 (internal error) ..."
             log.warning("feed disconnected from %s: %s", self.url, stats.last_error)
         finally:
             self._ws = None

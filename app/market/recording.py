@@ -115,8 +115,9 @@ class Recorder:
         line = b"%d %s\n" % (recv_ns, data)
         try:
             fh.write(line)
-            if recv_ns - self._flushed_ns > self._flush_every_ns:
-                self._flushed_ns = recv_ns
+            now = time.perf_counter_ns()
+            if now - self._flushed_ns >= self._flush_every_ns:
+                self._flushed_ns = now
                 fh.flush()
         except (OSError, ValueError) as exc:
             self._fail(exc)

@@ -48,6 +48,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from app.market.recording import RecordingError, iter_frames
+from app.market.sim_protocols import PROTOCOLS, ProtocolSession, make_session
 
 __all__ = [
     "INTERVAL_MS",
@@ -1176,6 +1177,7 @@ class _Client:
         self.drained.set()
         self._outbox: deque[bytes] = deque()
         self._ready = asyncio.Event()
+        self.proto: ProtocolSession | None = None  # set when the server speaks Coinbase or Kraken (sim_protocols)
 
     @property
     def backlog(self) -> int:
@@ -1268,8 +1270,17 @@ class ExchangeSimulator:
     """Serves a ``MarketSource`` as Binance spot does, on ``ws_url`` and ``rest_url`` (the same port)."""
 
     def __init__(
-        self, source: MarketSource, host: str = "127.0.0.1", port: int = 0, *, max_backlog: int = _OUTBOX_MAX
+        self,
+        source: MarketSource,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_backlog: int = _OUTBOX_MAX,
+        protocol: str = "binance",
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+        self.protocol = protocol  # the WebSocket dialect: "binance", or "coinbase"/"kraken" via sim_protocols
         self.source = source
         self.max_backlog = max_backlog  # messages a client may be behind before a live source drops it
         self.host = host
@@ -1385,6 +1396,10 @@ class ExchangeSimulator:
                 continue
             envelope = b'{"stream":"%s","data":%s}' % (stream.encode(), payload)
             for client in clients:
+                if client.proto is not None:  # another exchange's dialect (sim_protocols)
+                    for message in client.proto.translate(stream, payload):
+                        client.push(message)
+                    continue
                 client.push(envelope if client.combined else payload)
 
     async def _throttle(self) -> None:
@@ -1416,10 +1431,22 @@ class ExchangeSimulator:
         self._clients.add(client)
         self.stats.clients = len(self._clients)
         self._subscribe(client, streams)
+        if self.protocol != "binance":  # Coinbase / Kraken dialect: its session answers and translates
+            client.proto = make_session(
+                self.protocol,
+                self.source,
+                client.push,
+                lambda s: self._subscribe(client, s),
+                lambda s: self._unsubscribe(client, s),
+            )
+            client.proto.start()
         writer = asyncio.create_task(client.write_loop(self.stats))
         self._track(writer)
         try:
             async for message in ws:
+                if client.proto is not None:
+                    await client.proto.on_message(message)
+                    continue
                 reply = self._answer(client, message)
                 if reply is not None:
                     client.push(orjson.dumps(reply))
@@ -1499,6 +1526,8 @@ class ExchangeSimulator:
     # -- HTTP ---------------------------------------------------------------------------------------------
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.protocol != "binance" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return None  # Coinbase ("/") and Kraken ("/v2") connect first and subscribe on the socket
         target = _ws_target(request.path)
         if target is not None:
             streams = target[1]

@@ -338,8 +338,10 @@ class KrakenBook:
         if not isinstance(data, list):
             raise ParseError("bad_field", "data is not a list")
         for entry in data:
-            if isinstance(entry, dict) and isinstance(entry.get("symbol"), str) and to_symbol(entry["symbol"]) == (
-                self.symbol
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("symbol"), str)
+                and to_symbol(entry["symbol"]) == (self.symbol)
             ):
                 self.apply(entry, snapshot)
                 applied = True
