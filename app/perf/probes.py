@@ -26,10 +26,12 @@ class LoopLagProbe:
     """Measures how late the event loop runs a timer: ``interval_s`` sleeps, lag = wake time - due time.
 
     Works on any asyncio loop (plain or qasync). ``recorder`` receives each lag in ns; ``last_ns`` and ``worst_ns``
-    are the newest and the worst since start.
+    are the newest and the worst since start. A block of B seconds that starts while the probe still has r seconds
+    to sleep shows as a lag of B - r, so a block is seen in full only up to ``interval_s``: the default 20 ms keeps
+    that error small at a cost of 50 wake-ups a second (a few µs each).
     """
 
-    def __init__(self, recorder: Recorder | None = None, interval_s: float = 0.1) -> None:
+    def __init__(self, recorder: Recorder | None = None, interval_s: float = 0.02) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.recorder = recorder if recorder is not None else Recorder(LOOP_LAG)
