@@ -25,6 +25,7 @@ from app.market.recording import Recorder
 from app.market.sim_markets import MultiMarket
 from app.market.simulator import ExchangeSimulator, ReplaySource
 from app.market.state import MarketData
+from app.models import BookUpdate
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
@@ -50,6 +51,7 @@ class Session:
         self.history_loaded: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http = None  # httpx.AsyncClient, made on first use
+        self._sequenced_book = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
@@ -147,6 +149,7 @@ class Session:
         )
         if not feed.rest_history:
             rest_base = None
+        self._sequenced_book = feed.sequenced_book
         self.spawn(self.connection.run(), "feed")
         self.spawn(self._run_market(rest_base), "market")
         self.spawn(self.decisions.run(), "decisions")
@@ -197,6 +200,8 @@ class Session:
 
     def _apply(self, batch: list) -> None:
         self.market.apply(batch)
+        if not self._sequenced_book:
+            batch = [ev for ev in batch if not isinstance(ev, BookUpdate)]
         self.desk.on_market(batch)
 
     async def _run_desk(self, rest_base: str | None) -> None:

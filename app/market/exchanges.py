@@ -21,6 +21,10 @@ class FeedPlan:
     url: str
     subscribe: list[bytes]
     rest_history: bool  # the REST base serves Binance-style klines and depth
+    # Book diffs carry sequence ids the local OrderBook can check. Kraken's carry none (a CRC32 checksum
+    # instead, see adapters/kraken.KrakenBook), so the paper broker fills from quotes there rather than from a
+    # book whose diffs it cannot verify.
+    sequenced_book: bool = True
 
 
 def plan(exchange: str, symbols: list[str], ws_base: str | None = None, *, simulated: bool = False) -> FeedPlan:
@@ -32,5 +36,5 @@ def plan(exchange: str, symbols: list[str], ws_base: str | None = None, *, simul
         return FeedPlan(coinbase, ws_base or coinbase.WS_URL, coinbase.subscribe_messages(symbols), simulated)
     if exchange == "kraken":
         url = f"{ws_base}/v2" if ws_base else kraken.WS_URL
-        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), simulated)
+        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), simulated, sequenced_book=False)
     raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")

@@ -431,7 +431,7 @@ def measure_record_cost(n: int = 500_000) -> dict[str, float]:
     record = rec.record
     values = [1_000 + (i * 7919) % 5_000_000 for i in range(n)]
     t0 = time.perf_counter_ns()
-    for v in values:
+    for _v in values:
         pass
     loop = time.perf_counter_ns() - t0
     t0 = time.perf_counter_ns()
