@@ -22,7 +22,9 @@ Values above ``highest`` (60 s) are recorded as ``highest`` and counted in ``Rec
 Windows: ``"1m"`` is the last minute, kept as 6 sub-histograms of 10 s that rotate (so it spans 50–60 s: the
 current, partial slot plus the 5 before it); ``"all"`` is everything since the recorder was made. Values buffered
 between two reads are attributed to the slot that is current when they are folded, i.e. at most one read interval
-(or ``buffer_size`` values) late.
+(or ``buffer_size`` values) late. So a reader must snapshot at least once per 10 s slot (the panel does at
+1–4 Hz, ``scripts/soak.py`` at each sample); without reads, buffered values all land in the slot current at the
+next read.
 """
 
 from __future__ import annotations
