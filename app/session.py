@@ -25,7 +25,9 @@ from app.market.recording import Recorder
 from app.market.sim_markets import MultiMarket
 from app.market.simulator import ExchangeSimulator, ReplaySource
 from app.market.state import MarketData
-from app.models import BookUpdate
+from app.models import BookUpdate, Trade
+from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
+from app.perf.probes import LoopLagProbe, ProcessProbe
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
@@ -34,6 +36,8 @@ from app.trading.proposals import ProposalBook
 from app.trading.risk import RiskLimits, RiskManager
 
 log = logging.getLogger(__name__)
+
+LOOP_LAG = "loop_lag"  # how late a 20 ms timer fires: what the window feels
 
 STOP_TIMEOUT_S = 5.0
 
@@ -53,6 +57,13 @@ class Session:
         self._http = None  # httpx.AsyncClient, made on first use
         self._sequenced_book = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
+        self.metrics = Metrics()
+        self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
+        self.process = ProcessProbe()
+        self._receive_to_bus = self.metrics.recorder(RECEIVE_TO_BUS)
+        self._candle_update = self.metrics.recorder(CANDLE_UPDATE)
+        self._exchange_to_receive = self.metrics.recorder(EXCHANGE_TO_RECEIVE)
+        self.feed_rate = self.metrics.rate("messages_per_s", source=lambda: self.feed.frames)
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache() if self.provider.name != "offline" else None
@@ -65,6 +76,7 @@ class Session:
             timeframe=settings.decision_timeframe,
             timeout_s=settings.decision_timeout_s,
             position_of=self.desk.position_state,
+            metrics=self.metrics,
         )
         self.decisions.listeners.append(self.desk.on_decision)
 
@@ -95,6 +107,7 @@ class Session:
                      len(restored.open_orders), portfolio.cash)
         desk = TradingDesk(
             broker=broker, risk=risk, portfolio=portfolio, journal=self.journal, proposals=proposals,
+            metrics=self.metrics,
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
         )
         desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
@@ -151,6 +164,7 @@ class Session:
             rest_base = None
         self._sequenced_book = feed.sequenced_book
         self.spawn(self.connection.run(), "feed")
+        self.spawn(self.loop_lag.run(), "loop-lag probe")
         self.spawn(self._run_market(rest_base), "market")
         self.spawn(self.decisions.run(), "decisions")
         self.spawn(self._run_desk(rest_base), "desk")
@@ -199,10 +213,25 @@ class Session:
             self._apply(await sub.next_batch())
 
     def _apply(self, batch: list) -> None:
+        if not batch:
+            return
+        t0 = time.perf_counter_ns()
+        self._record_arrival(batch, t0)
         self.market.apply(batch)
+        self._candle_update.record(time.perf_counter_ns() - t0)
         if not self._sequenced_book:
             batch = [ev for ev in batch if not isinstance(ev, BookUpdate)]
         self.desk.on_market(batch)
+
+    def _record_arrival(self, batch: list, now_ns: int) -> None:
+        """Receipt -> subscriber for every event; exchange -> receipt for trades (it includes the clock offset)."""
+        to_bus = self._receive_to_bus
+        wall_now_ns = time.time_ns()
+        for ev in batch:
+            waited = now_ns - ev.recv_ns
+            to_bus.record(waited)
+            if isinstance(ev, Trade):  # wall time at receipt minus the exchange's stamp
+                self._exchange_to_receive.record(wall_now_ns - waited - ev.exchange_ms * 1_000_000)
 
     async def _run_desk(self, rest_base: str | None) -> None:
         """Once a second: proposals expire, equity is sampled; an order book without a snapshot gets one."""

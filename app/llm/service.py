@@ -25,6 +25,7 @@ from app.llm.providers import DecisionProvider, ProviderError
 from app.llm.schema import CacheStatus, Decision, DecisionMeta
 from app.market.features import MarketState, PositionState, compute_state
 from app.market.state import MarketData
+from app.perf.metrics import MODEL_HIT, MODEL_MISS, MODEL_SIMILAR, TICK_TO_PROPOSAL, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class DecisionService:
         history: int = 200,
         position_of: Callable[[str], tuple[PositionState, int]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.provider = provider
         self.market = market
         self.cache = cache
@@ -184,6 +187,11 @@ class DecisionService:
             self._failures = 0
             self._open_until = 0.0
             self.stats.decisions += 1
+            elapsed_ns = int((time.perf_counter() - started) * 1e9)
+            stage = {CacheStatus.HIT: MODEL_HIT, CacheStatus.SIMILAR: MODEL_SIMILAR}.get(
+                decision.meta.cache_status, MODEL_MISS)
+            self.metrics.recorder(stage).record(elapsed_ns)
+            self.metrics.recorder(TICK_TO_PROPOSAL).record(elapsed_ns)
             self._record(decision)
             for listener in self.listeners:
                 listener(decision, state)

@@ -29,6 +29,7 @@ from app.models import (
     Side,
     Trade,
 )
+from app.perf.metrics import APPROVE_TO_FILL, HUMAN_DECISION, PROPOSAL_TO_FILL, Metrics
 from app.trading.broker import PaperBroker
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
@@ -60,7 +61,10 @@ class TradingDesk:
         symbols: Iterable[str],
         on_position_change: Callable[[str, PositionState], None] | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self._sent_at: dict[str, tuple[float, float | None]] = {}  # order id -> (approved at, proposal shown at)
         self.broker = broker
         self.risk = risk
         self.portfolio = portfolio
@@ -234,8 +238,13 @@ class TradingDesk:
             edited=edits.as_dict() if status is ProposalStatus.MODIFIED else None,
             decision_time_ms=self._decision_time_ms(p),
         )
+        approved_at = time.perf_counter()
         result = await self._submit(req)
         p.order_id = result.order_id
+        if result.order_id is not None:
+            # The proposal's shown_at is on the proposal book's clock; convert its age to perf_counter time.
+            shown_at = approved_at - (self.proposals.clock() - p.shown_at)
+            self._sent_at[result.order_id] = (approved_at, shown_at)
         return result
 
     async def _send(self, req: OrderRequest) -> ActionResult:
@@ -272,6 +281,12 @@ class TradingDesk:
         self.version += 1
 
     def _on_fill(self, fill: Fill) -> None:
+        sent = self._sent_at.pop(fill.order_id, None)
+        if sent is not None:  # the first fill of an approved proposal's order
+            now = time.perf_counter()
+            self.metrics.recorder(APPROVE_TO_FILL).record(int((now - sent[0]) * 1e9))
+            if sent[1] is not None:
+                self.metrics.recorder(PROPOSAL_TO_FILL).record(int((now - sent[1]) * 1e9))
         before = self._position_state(fill.symbol)
         self.portfolio.apply_fill(fill)
         self.journal.record_fill(fill)
@@ -300,7 +315,9 @@ class TradingDesk:
         self.journal.record_balance(now_ms, self.portfolio.cash, self.portfolio.equity(), positions)
 
     def _decision_time_ms(self, p: Proposal) -> float:
-        return (self.proposals.clock() - p.shown_at) * 1000.0
+        ms = (self.proposals.clock() - p.shown_at) * 1000.0
+        self.metrics.recorder(HUMAN_DECISION).record(int(ms * 1e6))
+        return ms
 
     def _refuse(self, message: str, *, needs_confirmation: bool = False) -> ActionResult:
         self._say("warn", message)

@@ -11,6 +11,7 @@ from collections import deque
 
 from PySide6 import QtCore
 
+from app.perf.metrics import UI_FRAME
 from app.session import Session
 
 SLOW_EVERY_S = 0.25
@@ -29,6 +30,7 @@ class UiBridge(QtCore.QObject):
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(max(1, int(1000 / session.settings.ui_refresh_hz)))
         self._timer.timeout.connect(self.tick)
+        self._frame = session.metrics.recorder(UI_FRAME)
 
     def start(self) -> None:
         self._timer.start()
@@ -44,6 +46,13 @@ class UiBridge(QtCore.QObject):
         return (h[-1][1] - h[0][1]) / (h[-1][0] - h[0][0])
 
     def tick(self) -> None:
+        t0 = time.perf_counter_ns()
+        try:
+            self._tick()
+        finally:
+            self._frame.record(time.perf_counter_ns() - t0)
+
+    def _tick(self) -> None:
         w = self.window
         m = self.session.market[w.symbol]
         if w.chart.refresh(m.candles.series(w.chart.timeframe)):

@@ -15,8 +15,8 @@ from app.ui.blotter import Blotter
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.decisions import DecisionsPanel
-from app.ui.feed_panel import FeedPanel
 from app.ui.log_dock import BufferingHandler, LogView
+from app.ui.perf_panel import PerfPanel
 from app.ui.proposal_actions import ProposalActions
 from app.ui.reports import show_report
 from app.ui.trading_panel import TradingPanel
@@ -67,8 +67,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.orders_dock = self._dock("Orders · Positions", self.blotter, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.trading_dock = self._dock("Account · Ticket", self.trading_panel,
                                        QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.feed_panel = FeedPanel()
-        self.perf_dock = self._dock("Performance", self.feed_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.perf_panel = PerfPanel(session)
+        self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
+        self.perf_dock = self._dock("Performance", self.perf_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.log_view = LogView(log_handler)
         self.log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
@@ -76,12 +77,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.orders_dock.raise_()
         self.resizeDocks([self.orders_dock, self.trading_dock], [900, 340], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.decisions_dock, self.perf_dock], [380, 380], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [560, 240], QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [330, 420], QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([self.orders_dock], [230], QtCore.Qt.Orientation.Vertical)
 
         self._build_status_bar()
         self._build_menus()
         self._started = time.monotonic()
+        self._perf_refreshed = 0.0
         self.bridge = UiBridge(session, self, self)
 
     def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
@@ -115,6 +117,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.risk_label.setObjectName("riskState")
         self.equity_label = QtWidgets.QLabel("")
         self.equity_label.setObjectName("priceLabel")
+        self.perf_badge = QtWidgets.QLabel("")
+        self.perf_badge.setObjectName("perfBadge")
+        self.perf_badge.setVisible(False)
+        sb.addPermanentWidget(self.perf_badge)
         sb.addPermanentWidget(self.equity_label)
         sb.addPermanentWidget(self.risk_label)
         sb.addPermanentWidget(self.price_label)
@@ -164,6 +170,11 @@ class MainWindow(QtWidgets.QMainWindow):
         tf_menu = view.addMenu("Timeframe")
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
+
+    def _show_perf_badge(self, text: str) -> None:
+        self.perf_badge.setVisible(bool(text))
+        self.perf_badge.setText(f"⚠ SLOW: {text.split(';')[0]}" if text else "")
+        self.perf_badge.setToolTip(text)
 
     def set_symbol(self, symbol: str) -> None:
         if symbol not in self.session.symbols or symbol == self.symbol:
@@ -218,8 +229,10 @@ class MainWindow(QtWidgets.QMainWindow):
             q = m.quote
             book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
-        uptime = time.monotonic() - self._started
-        self.feed_panel.update_from(self.session, self.symbol, rate, self.chart.timeframe, uptime)
+        now = time.monotonic()
+        if now - self._perf_refreshed >= 1.0:  # percentiles at 1 Hz: cheap, and as fast as they change
+            self._perf_refreshed = now
+            self.perf_panel.refresh(self.symbol, self.chart.timeframe, now - self._started)
         self.decisions_panel.refresh()
         self.blotter.refresh()
         self.trading_panel.refresh()

@@ -1,0 +1,212 @@
+"""The performance panel: p50 / p95 / p99 / max per stage (last minute or since start), coloured against thresholds;
+sparklines of messages/s, loop lag and RSS; feed counters; export of a snapshot; the Python heap's top allocations
+on demand. Refreshed at 1 Hz by the bridge: percentiles are computed here, never per event."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.perf import probes
+from app.perf.metrics import STAGES, format_ns
+from app.session import LOOP_LAG, Session
+from app.ui import theme
+from app.ui.feed_panel import FeedPanel
+
+log = logging.getLogger(__name__)
+
+ROWS = (LOOP_LAG, *STAGES)
+# p99 thresholds (ns) that colour a row and raise the status-bar badge; stages without one are informational.
+THRESHOLDS_NS = {
+    LOOP_LAG: 5_000_000,
+    "ui_frame": 16_000_000,
+    "receive_to_bus": 2_000_000,
+    "candle_update": 2_000_000,
+    "model_miss": 10_000_000_000,
+    "approve_to_fill": 1_000_000_000,
+}
+SHORT_NAMES = {
+    "exchange_to_receive": "exch→recv",
+    "receive_to_bus": "recv→bus",
+    "candle_update": "candles",
+    "ui_frame": "UI frame",
+    "model_hit": "model HIT",
+    "model_similar": "model SIMILAR",
+    "model_miss": "model MISS",
+    "human_decision": "human decision",
+    "approve_to_fill": "approve→fill",
+    "tick_to_proposal": "tick→proposal",
+    "proposal_to_fill": "proposal→fill",
+}
+WARN_EVERY_S = 30.0
+SPARK_POINTS = 120
+
+
+def _spark(title: str, colour: str) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
+    w = pg.PlotWidget()
+    w.setBackground(theme.current().background)
+    w.setFixedHeight(54)
+    w.hideAxis("bottom")
+    w.getAxis("left").setWidth(44)
+    w.setMenuEnabled(False)
+    w.setMouseEnabled(False, False)
+    w.hideButtons()
+    w.setTitle(f"<span style='font-size:8pt;color:{theme.current().muted}'>{title}</span>")
+    curve = w.plot(pen=pg.mkPen(colour, width=1))
+    return w, curve
+
+
+class PerfPanel(QtWidgets.QWidget):
+    threshold_crossed = QtCore.Signal(str)  # a short text for the status bar ("" when all is well)
+
+    def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.window_name = "1m"
+        self._last_warn: dict[str, float] = {}
+        self._rates: deque[float] = deque(maxlen=SPARK_POINTS)
+        self._lags: deque[float] = deque(maxlen=SPARK_POINTS)
+        self.breaches: list[str] = []
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.setSpacing(4)
+        self.tabs = QtWidgets.QTabWidget()
+        outer.addWidget(self.tabs)
+
+        latency = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(latency)
+        lay.setContentsMargins(0, 0, 0, 0)
+        top = QtWidgets.QHBoxLayout()
+        self.window_choice = QtWidgets.QComboBox()
+        self.window_choice.addItems(["last 1 min", "since start"])
+        self.window_choice.currentIndexChanged.connect(
+            lambda i: setattr(self, "window_name", "1m" if i == 0 else "all"))
+        self.export_button = QtWidgets.QPushButton("Export snapshot")
+        self.export_button.clicked.connect(self.export_snapshot)
+        top.addWidget(self.window_choice)
+        top.addStretch(1)
+        top.addWidget(self.export_button)
+        lay.addLayout(top)
+        self.table = QtWidgets.QTableWidget(len(ROWS), 6)
+        self.table.setHorizontalHeaderLabels(["Stage", "p50", "p95", "p99", "max", "n"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(19)
+        self.table.setShowGrid(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
+        self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for i, name in enumerate(ROWS):
+            label = QtWidgets.QTableWidgetItem(SHORT_NAMES.get(name, name.replace("_", " ")))
+            label.setToolTip(name)
+            self.table.setItem(i, 0, label)
+            for j in range(1, 6):
+                item = QtWidgets.QTableWidgetItem("—")
+                item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(i, j, item)
+        lay.addWidget(self.table, 1)
+        self.status = QtWidgets.QLabel("")
+        self.status.setObjectName("cardMuted")
+        lay.addWidget(self.status)
+        self.tabs.addTab(latency, "Latency")
+
+        system = QtWidgets.QWidget()
+        sl = QtWidgets.QVBoxLayout(system)
+        sl.setContentsMargins(0, 0, 0, 0)
+        t = theme.current()
+        self.rate_plot, self.rate_curve = _spark("messages / s", t.accent)
+        self.lag_plot, self.lag_curve = _spark("loop lag p99, ms", "#58a6ff")
+        self.rss_plot, self.rss_curve = _spark("RSS, MB", t.up)
+        for w in (self.rate_plot, self.lag_plot, self.rss_plot):
+            sl.addWidget(w)
+        self.memory_label = QtWidgets.QLabel("")
+        self.memory_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        sl.addWidget(self.memory_label)
+        self.heap_button = QtWidgets.QPushButton("Show Python heap top allocations")
+        self.heap_button.clicked.connect(self.show_heap)
+        sl.addWidget(self.heap_button)
+        self.heap_text = QtWidgets.QPlainTextEdit()
+        self.heap_text.setReadOnly(True)
+        self.heap_text.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        self.heap_text.setVisible(False)
+        sl.addWidget(self.heap_text, 1)
+        sl.addStretch(0)
+        self.tabs.addTab(system, "System")
+
+        self.feed_panel = FeedPanel()
+        self.tabs.addTab(self.feed_panel, "Feed")
+
+    # ----- refresh ------------------------------------------------------------------------------------------
+    def refresh(self, symbol: str, timeframe: str, uptime_s: float) -> None:
+        s = self.session
+        rate = s.feed_rate.per_second()
+        self.feed_panel.update_from(s, symbol, rate, timeframe, uptime_s)
+        snaps = {name: s.metrics.recorder(name).snapshot(self.window_name) for name in ROWS}
+        self.breaches = []
+        t = theme.current()
+        for i, name in enumerate(ROWS):
+            snap = snaps[name]
+            limit = THRESHOLDS_NS.get(name)
+            over = limit is not None and snap.count > 0 and snap.p99 > limit
+            if over:
+                self.breaches.append(f"{name.replace('_', ' ')} p99 {format_ns(snap.p99)}")
+                self._warn(name, snap.p99, limit)
+            cells = ((format_ns(snap.p50), format_ns(snap.p95), format_ns(snap.p99), format_ns(snap.max),
+                      f"{snap.count:,}") if snap.count else ("—", "—", "—", "—", "0"))
+            for j, text in enumerate(cells, start=1):
+                item = self.table.item(i, j)
+                if item.text() != text:
+                    item.setText(text)
+                item.setForeground(QtGui.QBrush(QtGui.QColor(t.bad if over and j == 3 else t.text)))
+        proc = s.process.sample()
+        self._rates.append(rate)
+        self._lags.append(snaps[LOOP_LAG].p99 / 1e6)
+        self.rate_curve.setData(list(self._rates))
+        self.lag_curve.setData(list(self._lags))
+        self.rss_curve.setData(s.process.rss_series_mb())
+        self.memory_label.setText(
+            f"RSS {proc.rss_bytes / 2**20:,.1f} MB · CPU {proc.cpu_percent:.0f}% · threads {proc.num_threads} · "
+            f"sockets {probes.open_sockets()} · tasks {probes.task_count()}")
+        cache = s.decisions.cache
+        hit = f" · cache hit rate {cache.stats.hit_rate:.0%}" if cache is not None else ""
+        self.status.setText(f"{rate:,.0f} msg/s · {s.feed.rejected_total:,} rejected · "
+                            f"{sum(x.dropped for x in s.bus.subscriptions):,} dropped · "
+                            f"{s.feed.reconnects} reconnects{hit}")
+        self.threshold_crossed.emit("; ".join(self.breaches))
+
+    def _warn(self, name: str, p99: float, limit: float) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(name, -1e9) >= WARN_EVERY_S:  # rate-limited: once per stage per 30 s
+            self._last_warn[name] = now
+            log.warning("performance: %s p99 %s is over its threshold %s", name, format_ns(p99), format_ns(limit))
+
+    # ----- actions ------------------------------------------------------------------------------------------
+    def export_snapshot(self) -> list[Path]:
+        folder = self.session.journal.path.parent / "perf"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        snap = self.session.metrics.snapshot_all()
+        paths = [folder / f"perf-{stamp}.json", folder / f"perf-{stamp}.csv"]
+        self.session.metrics.export_json(paths[0], snap)
+        self.session.metrics.export_csv(paths[1], snap)
+        self.status.setText(f"snapshot written: {paths[0]} and .csv")
+        log.info("performance snapshot written to %s", paths[0])
+        return paths
+
+    def show_heap(self) -> None:
+        if not probes.tracemalloc_running():
+            probes.start_tracemalloc()
+            self.heap_text.setVisible(True)
+            self.heap_text.setPlainText("tracemalloc started: allocations from now on are traced. Click again.")
+            self.heap_button.setText("Refresh heap top allocations")
+            return
+        rows = probes.top_allocations(15)
+        self.heap_text.setPlainText("\n".join(f"{kb:10.1f} KB {count:8d}  {where}" for where, kb, count in rows))
