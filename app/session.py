@@ -17,7 +17,8 @@ from app.llm.cache import DecisionCache
 from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
 from app.llm.service import DecisionService
 from app.market import exchanges, history
-from app.market.adapters import binance
+from app.market.adapters import binance, kraken
+from app.market.book_guard import KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
@@ -56,6 +57,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http = None  # httpx.AsyncClient, made on first use
         self._sequenced_book = True
+        self.kraken_books: KrakenBookGuard | None = None
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.metrics = Metrics()
         self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
@@ -156,9 +158,13 @@ class Session:
         else:
             feed = exchanges.plan(s.exchange, self.symbols)
             rest_base = binance.REST_BASE if s.exchange == "binance" else None
+        taps = []
+        if feed.adapter is kraken:
+            self.kraken_books = KrakenBookGuard(self.symbols, lambda msgs: self.connection.send_soon(msgs))
+            taps.append(self.kraken_books.on_raw)
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
-            recorder=self.recorder,
+            recorder=self.recorder, taps=taps,
         )
         if not feed.rest_history:
             rest_base = None

@@ -34,6 +34,8 @@ from app.models import FeedState, MarketEvent, Trade
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 32  # frames handled before the reader lets other tasks run
+
 # A trade id this far below the last one, first seen on a new connection, is a restarted id sequence (a new
 # simulator, an exchange reset), not a repeat: it is accepted and counted as a reset instead of dropping forever.
 ID_RESET_WINDOW = 1_000_000
@@ -121,6 +123,7 @@ class FeedConnection:
         recorder: Recorder | None = None,
         max_size: int = 1 << 23,  # depth snapshots can be large; anything bigger is hostile (closed with 1009)
         reconnect_delays: Callable[[], Generator[float]] = backoff,
+        taps: Sequence[Callable[[bytes | str, int], None]] = (),
     ) -> None:
         self.url = url
         self.stats = FeedStats()
@@ -135,6 +138,8 @@ class FeedConnection:
         self._max_size = max_size
         self._reconnect_delays = reconnect_delays
         self._ws: ClientConnection | None = None
+        self._taps = list(taps)  # see raw frames before parsing (integrity checks that need the exact text)
+        self._sending: set[asyncio.Task[None]] = set()
         self._last_trade_id: dict[str, int] = {}
         self._seen_since_connect: set[str] = set()  # symbols with a trade on the current connection
         self._gap_logged_ns = 0
@@ -191,8 +196,15 @@ class FeedConnection:
             stats.set_state(FeedState.LIVE)
             log.info("feed connected: %s", self.url)
             on_frame, clock = self._on_frame, time.perf_counter_ns
+            since_yield = 0
             async for raw in ws:
                 on_frame(raw, clock())
+                since_yield += 1
+                if since_yield >= YIELD_EVERY:
+                    # Frames already buffered are returned without suspending, so a burst could hold the loop
+                    # (and the consumers, the window) for hundreds of frames: give them a turn.
+                    since_yield = 0
+                    await asyncio.sleep(0)
         except websockets.ConnectionClosed as exc:
             stats.last_error = f"connection closed: {exc}"  # e.g. "received 1011 (internal error) ..."
             log.warning("feed disconnected from %s: %s", self.url, stats.last_error)
@@ -203,6 +215,8 @@ class FeedConnection:
         stats = self.stats
         stats.frames += 1
         stats.last_frame_ns = recv_ns
+        for tap in self._taps:
+            tap(raw, recv_ns)
         if self._recorder is not None:
             self._recorder.write(recv_ns, raw)
         try:
@@ -262,6 +276,24 @@ class FeedConnection:
                         stats.missing_trades)
             self._gap_logged_ns = gap.recv_ns
             self._gaps_unlogged = 0
+
+    def send_soon(self, messages: Sequence[bytes]) -> None:
+        """Send requests on the live connection (a resubscription); dropped if there is none: the next
+        connection subscribes afresh anyway."""
+        ws = self._ws
+        if ws is None:
+            return
+
+        async def send() -> None:
+            try:
+                for m in messages:
+                    await ws.send(m.decode())
+            except websockets.ConnectionClosed:
+                pass
+
+        task = asyncio.get_running_loop().create_task(send(), name="feed-resubscribe")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     def _on_connect_error(self, exc: Exception) -> Exception | None:
         self.stats.set_state(FeedState.RECONNECTING)
