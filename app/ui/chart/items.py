@@ -18,6 +18,15 @@ from app.ui import theme
 _RECT_CONNECT_CACHE: dict[int, np.ndarray] = {}
 
 
+def set_y_range(vb: pg.ViewBox, lo: float, hi: float, tolerance: float = 0.002) -> None:
+    """Change the y range only when it moved noticeably: every change re-lays out and repaints the axis (its tick
+    labels are replayed from a QPicture, ~3 ms each), which at 30 Hz was most of a frame."""
+    (_, _), (y0, y1) = vb.viewRange()
+    span = max(hi - lo, 1e-12)
+    if abs(y0 - lo) > span * tolerance or abs(y1 - hi) > span * tolerance:
+        vb.setYRange(lo, hi, padding=0)
+
+
 def rects_path(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> QtGui.QPainterPath:
     """One path of closed rectangles, built without a Python loop."""
     n = len(x0)

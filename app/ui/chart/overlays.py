@@ -14,6 +14,7 @@ from PySide6 import QtCore
 
 from app.market import indicators as ind
 from app.ui import theme
+from app.ui.chart.items import set_y_range
 
 WARMUP = 700
 DAY_MS = 86_400_000
@@ -94,7 +95,7 @@ class IndicatorOverlays:
         if rsi_on:
             y = ind.rsi(close)[k:]
             self.rsi.setData(xs, y)
-            self.osc_plot.setYRange(0, 100, padding=0.02)
+            set_y_range(self.osc_plot.vb, -2.0, 102.0)
             if len(y) and np.isfinite(y[-1]):
                 self.values["rsi"] = float(y[-1])
         elif macd_on:
@@ -108,6 +109,7 @@ class IndicatorOverlays:
             finite = np.concatenate([line[np.isfinite(line)], sig[np.isfinite(sig)], hist[np.isfinite(hist)]])
             if finite.size:
                 lo, hi = float(finite.min()), float(finite.max())
-                self.osc_plot.setYRange(lo, hi, padding=0.1)
+                pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+                set_y_range(self.osc_plot.vb, lo - pad, hi + pad)
             if len(line) and np.isfinite(line[-1]):
                 self.values["macd"] = float(line[-1])
