@@ -65,6 +65,19 @@ class Settings(BaseModel):
     max_open_orders: int = Field(default=10, ge=1)
     price_band_pct: Decimal = Field(default=Decimal("5"), gt=0)
     daily_loss_limit: Decimal = Field(default=Decimal("500"), ge=0)
+    # p99 thresholds (ms) per performance stage: over one, the panel colours it and the status bar warns.
+    perf_thresholds_ms: dict[str, float] = Field(default_factory=lambda: {
+        "loop_lag": 5.0, "ui_frame": 16.0, "receive_to_bus": 2.0, "candle_update": 2.0,
+        "model_miss": 10_000.0, "approve_to_fill": 1_000.0,
+    })
+
+    @field_validator("perf_thresholds_ms")
+    @classmethod
+    def _positive_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, ms in v.items() if not ms > 0]
+        if bad:
+            raise ValueError(f"performance thresholds must be positive: {', '.join(bad)}")
+        return v
 
     @field_validator("llm_url")
     @classmethod

@@ -21,15 +21,6 @@ from app.ui.feed_panel import FeedPanel
 log = logging.getLogger(__name__)
 
 ROWS = (LOOP_LAG, *STAGES)
-# p99 thresholds (ns) that colour a row and raise the status-bar badge; stages without one are informational.
-THRESHOLDS_NS = {
-    LOOP_LAG: 5_000_000,
-    "ui_frame": 16_000_000,
-    "receive_to_bus": 2_000_000,
-    "candle_update": 2_000_000,
-    "model_miss": 10_000_000_000,
-    "approve_to_fill": 1_000_000_000,
-}
 SHORT_NAMES = {
     "exchange_to_receive": "exch→recv",
     "receive_to_bus": "recv→bus",
@@ -67,6 +58,8 @@ class PerfPanel(QtWidgets.QWidget):
     def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        # p99 thresholds from the settings (ms -> ns); stages without one are informational.
+        self.thresholds_ns = {k: ms * 1e6 for k, ms in session.settings.perf_thresholds_ms.items()}
         self.window_name = "1m"
         self._last_warn: dict[str, float] = {}
         self._rates: deque[float] = deque(maxlen=SPARK_POINTS)
@@ -154,7 +147,7 @@ class PerfPanel(QtWidgets.QWidget):
         t = theme.current()
         for i, name in enumerate(ROWS):
             snap = snaps[name]
-            limit = THRESHOLDS_NS.get(name)
+            limit = self.thresholds_ns.get(name)
             over = limit is not None and snap.count > 0 and snap.p99 > limit
             if over:
                 self.breaches.append(f"{name.replace('_', ' ')} p99 {format_ns(snap.p99)}")
