@@ -171,7 +171,7 @@ async def bare(url: str, n: int) -> float:
 class Consumer:
     """What the session's market task does with a batch: candles for every timeframe, and the order book."""
 
-    def __init__(self, sub, record_latency: bool) -> None:
+    def __init__(self, sub, record_latency: bool, metrics=None) -> None:
         from app.market.book import OrderBook
         from app.market.state import MarketData
 
@@ -184,6 +184,13 @@ class Consumer:
         self.record = record_latency
         self.to_subscriber: list[np.ndarray] = []
         self.to_applied: list[np.ndarray] = []
+        # With metrics: the same per-event recording the session does (receipt -> bus, and candle update time).
+        self.metrics = metrics
+        if metrics is not None:
+            from app.perf.metrics import CANDLE_UPDATE, RECEIVE_TO_BUS
+
+            self.to_bus_rec = metrics.recorder(RECEIVE_TO_BUS)
+            self.candle_rec = metrics.recorder(CANDLE_UPDATE)
 
     async def run(self) -> None:
         from app.models import BookUpdate
@@ -193,7 +200,13 @@ class Consumer:
             batch = await sub.next_batch()
             got_ns = time.perf_counter_ns()
             self.busy = True
+            if self.metrics is not None:
+                rec = self.to_bus_rec.record
+                for ev in batch:
+                    rec(got_ns - ev.recv_ns)
             self.market.apply(batch)
+            if self.metrics is not None:
+                self.candle_rec.record(time.perf_counter_ns() - got_ns)
             for ev in batch:
                 if ev.__class__ is BookUpdate:
                     book.apply(ev)
@@ -207,14 +220,14 @@ class Consumer:
             self.busy = False
 
 
-async def pipeline(url: str, n: int, record_latency: bool = False, timeout: float = 600.0):
+async def pipeline(url: str, n: int, record_latency: bool = False, timeout: float = 600.0, metrics=None):
     from app.market.adapters import binance
     from app.market.bus import EventBus
     from app.market.connection import FeedConnection
 
     bus = EventBus()
     sub = bus.subscribe("market", maxlen=200_000)
-    consumer = Consumer(sub, record_latency)
+    consumer = Consumer(sub, record_latency, metrics)
     conn = FeedConnection(url, binance, bus.publish, stale_after_s=30.0)
     tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(conn.run())]
     deadline = time.monotonic() + timeout
@@ -270,6 +283,20 @@ async def run(args: argparse.Namespace) -> dict:
             pipe_rates.append(n / ((consumer.last_done_ns - conn.stats.connected_since_ns) / 1e9))
         out["pipeline_msgs_per_s"] = float(np.median(pipe_rates))
         out["ratio"] = out["pipeline_msgs_per_s"] / out["bare_msgs_per_s"]
+        # The same pipeline with the performance recorders on, interleaved with plain runs so drift hits both.
+        from app.perf.metrics import Metrics
+
+        plain, instrumented = [], []
+        for _ in range(args.runs):
+            c, _b, _s, cons = await pipeline(f"{base}/blast", n)
+            plain.append(n / ((cons.last_done_ns - c.stats.connected_since_ns) / 1e9))
+            metrics = Metrics()
+            c, _b, _s, cons = await pipeline(f"{base}/blast", n, metrics=metrics)
+            instrumented.append(n / ((cons.last_done_ns - c.stats.connected_since_ns) / 1e9))
+        out["plain_msgs_per_s"] = float(np.median(plain))
+        out["metrics_msgs_per_s"] = float(np.median(instrumented))
+        out["metrics_overhead_pct"] = 100.0 * (1.0 - out["metrics_msgs_per_s"] / out["plain_msgs_per_s"])
+        out["metrics_recorded"] = metrics.recorder("receive_to_bus").snapshot("all").count
         s = conn.stats
         out["pipeline_counts"] = {
             "received": s.received, "parsed": s.parsed, "rejected": s.rejected_total, "events": s.events,
@@ -317,6 +344,8 @@ def print_table(r: dict) -> None:
     print(f"{'(b) full pipeline (parse, bus, candles, book)':<44}{r['pipeline_msgs_per_s']:>12,.0f}")
     ok = "met" if r["ratio"] >= 0.6 else "MISSED"
     print(f"{'ratio b/a (target >= 0.6)':<44}{r['ratio']:>12.2f}  {ok}")
+    print(f"{'pipeline, recorders off / on':<44}{r['plain_msgs_per_s']:>12,.0f} / {r['metrics_msgs_per_s']:,.0f}"
+          f"  overhead {r['metrics_overhead_pct']:.1f}% (target < 3%)")
     print()
     print(f"{'offered':>8} {'achieved':>9} | {'to subscriber p50':>17} {'p99':>7} {'max':>7} | "
           f"{'applied p50':>11} {'p99':>7} {'max':>7}  (ms)")
