@@ -134,7 +134,7 @@ class Session:
             dialect = "" if s.sim_protocol == "binance" else f" ({s.sim_protocol} protocol)"
             if s.replay is not None:
                 return f"BUILT-IN EXCHANGE · replay {s.replay.name} ×{s.replay_speed:g}{dialect}"
-            return f"BUILT-IN EXCHANGE · synthetic market{dialect}"
+            return f"BUILT-IN EXCHANGE · synthetic{dialect}"
         return f"{s.exchange.upper()} · live"
 
     @property

@@ -35,6 +35,7 @@ SHORT_NAMES = {
     "proposal_to_fill": "proposal→fill",
 }
 WARN_EVERY_S = 30.0
+WARMUP_S = 20.0  # start-up (imports, history, first paints) is not the steady state the thresholds are about
 SPARK_POINTS = 120
 
 
@@ -148,7 +149,7 @@ class PerfPanel(QtWidgets.QWidget):
         for i, name in enumerate(ROWS):
             snap = snaps[name]
             limit = self.thresholds_ns.get(name)
-            over = limit is not None and snap.count > 0 and snap.p99 > limit
+            over = limit is not None and snap.count > 0 and snap.p99 > limit and uptime_s >= WARMUP_S
             if over:
                 self.breaches.append(f"{name.replace('_', ' ')} p99 {format_ns(snap.p99)}")
                 self._warn(name, snap.p99, limit)
