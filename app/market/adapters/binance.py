@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError
+from app.market.adapters import ParseError, decode_object, reasoned
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "binance"
@@ -34,33 +34,11 @@ def subscribe_message(streams: list[str], request_id: int) -> bytes:
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(_undecodable_reason(raw), str(exc)) from None
-    if not isinstance(msg, dict):
-        raise ParseError("not_an_object", type(msg).__name__)
+    msg = decode_object(raw)
     data = msg.get("data", msg) if "stream" in msg else msg
     if not isinstance(data, dict):
         raise ParseError("bad_envelope", "data is not an object")
-    try:
-        return _parse_payload(data, recv_ns)
-    except ParseError:
-        raise  # already precise (unknown_event, request_error); it is a ValueError, so keep it from below
-    except (KeyError, TypeError) as exc:  # a field is missing or has the wrong JSON type
-        raise ParseError("bad_field", f"{type(exc).__name__}: {exc}") from None
-    except ValueError as exc:  # the right type, an unacceptable value: a negative or NaN price, "abc"
-        raise ParseError("bad_value", str(exc)) from None
-
-
-def _undecodable_reason(raw: bytes | str) -> str:
-    """Tell text that is not UTF-8 (a transport or recording fault) from text that is not JSON."""
-    if isinstance(raw, bytes | bytearray | memoryview):
-        try:
-            bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            return "not_utf8"
-    return "malformed_json"
+    return reasoned(_parse_payload, data, recv_ns)
 
 
 def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError
+from app.market.adapters import ParseError, decode_object, reasoned
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "coinbase"
@@ -138,29 +138,7 @@ def sequence_num(raw: bytes | str) -> int | None:
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(_undecodable_reason(raw), str(exc)) from None
-    if not isinstance(msg, dict):
-        raise ParseError("not_an_object", type(msg).__name__)
-    try:
-        return _parse_message(msg, recv_ns)
-    except ParseError:
-        raise
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ParseError("bad_field", f"{type(exc).__name__}: {exc}") from None
-    except ValueError as exc:
-        raise ParseError("bad_value", str(exc)) from None
-
-
-def _undecodable_reason(raw: bytes | str) -> str:
-    if isinstance(raw, bytes | bytearray | memoryview):
-        try:
-            bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            return "not_utf8"
-    return "malformed_json"
+    return reasoned(_parse_message, decode_object(raw), recv_ns)
 
 
 def _parse_message(msg: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
