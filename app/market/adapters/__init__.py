@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 T = TypeVar("T")
+_INF = float("inf")
 
 
 class ParseError(ValueError):
@@ -54,3 +55,16 @@ def _undecodable_reason(raw: bytes | str) -> str:
         except UnicodeDecodeError:
             return "not_utf8"
     return "malformed_json"
+
+
+def checked_price(p: float, raw: Any) -> float:
+    """A price must be positive and finite (NaN fails the comparison too)."""
+    if not 0.0 < p < _INF:
+        raise ValueError(f"price {raw!r} is not positive and finite")
+    return p
+
+
+def checked_qty(q: float, raw: Any) -> float:
+    if not 0.0 <= q < _INF:
+        raise ValueError(f"quantity {raw!r} is not non-negative and finite")
+    return q

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError, decode_object, reasoned
+from app.market.adapters import ParseError, checked_price, checked_qty, decode_object, reasoned
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "binance"
@@ -167,17 +167,11 @@ _INF = float("inf")
 
 
 def _price(v: Any) -> float:
-    p = float(v)
-    if not 0.0 < p < _INF:
-        raise ValueError(f"price {v!r} is not positive and finite")
-    return p
+    return checked_price(float(v), v)
 
 
 def _qty(v: Any) -> float:
-    q = float(v)
-    if not 0.0 <= q < _INF:
-        raise ValueError(f"quantity {v!r} is not non-negative and finite")
-    return q
+    return checked_qty(float(v), v)
 
 
 def _levels(rows: Any) -> tuple[tuple[float, float], ...]:

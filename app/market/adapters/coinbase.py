@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError, decode_object, reasoned
+from app.market.adapters import ParseError, checked_price, checked_qty, decode_object, reasoned
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "coinbase"
@@ -281,14 +281,8 @@ def _num(v: Any) -> float:
 
 
 def _price(v: Any) -> float:
-    p = _num(v)
-    if not p > 0.0 or p == float("inf"):
-        raise ValueError(f"price {v!r} is not positive and finite")
-    return p
+    return checked_price(_num(v), v)
 
 
 def _qty(v: Any) -> float:
-    q = _num(v)
-    if not q >= 0.0 or q == float("inf"):
-        raise ValueError(f"quantity {v!r} is not non-negative and finite")
-    return q
+    return checked_qty(_num(v), v)
