@@ -274,12 +274,16 @@ class Session:
             return
         import httpx
 
-        try:
-            client = await self._http_client()
-            for symbol in self.symbols:
-                for tf in TIMEFRAMES:
-                    candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
-                    self.market.load_history(symbol, tf, candles)
-                    self.history_loaded[f"{symbol} {tf}"] = len(candles)
-        except (httpx.HTTPError, ValueError, TypeError, IndexError, KeyError) as exc:
-            log.warning("no candle history from %s: %s", rest_base, exc)
+        client = await self._http_client()
+
+        async def one(symbol: str, tf: str) -> None:
+            try:
+                candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
+            except (httpx.HTTPError, ValueError, TypeError, IndexError, KeyError) as exc:
+                log.warning("no %s %s history from %s: %s", symbol, tf, rest_base, exc)
+                return
+            self.market.load_history(symbol, tf, candles)
+            self.history_loaded[f"{symbol} {tf}"] = len(candles)
+
+        # All at once: live events wait in the bus until history is in, so every round trip saved shows.
+        await asyncio.gather(*(one(symbol, tf) for symbol in self.symbols for tf in TIMEFRAMES))

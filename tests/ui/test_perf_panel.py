@@ -24,6 +24,8 @@ async def test_panel_shows_stage_percentiles_flags_a_stall_and_exports(qtbot, tm
     window.bridge.start()
     try:
         await wait_until(lambda: session.feed.frames > 200, timeout=15, what="a couple of hundred frames")
+        # Live events wait in the bus until history has loaded: wait until the market task has applied some.
+        await wait_until(lambda: session.market["BTCUSDT"].trades > 0, timeout=15, what="trades applied")
         time.sleep(0.08)  # a deliberate stall of the loop: the lag probe must see it
         await wait_until(lambda: session.metrics.recorder(LOOP_LAG).snapshot("1m").max >= 60_000_000,
                          timeout=5, what="the stall measured as loop lag")
