@@ -102,7 +102,7 @@ class PerfPanel(QtWidgets.QWidget):
         # panel's refresh).
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        for col, width in enumerate((0, 62, 62, 62, 62, 52)):
+        for col, width in enumerate((0, 56, 56, 56, 56, 46)):
             if width:
                 self.table.setColumnWidth(col, width)
         self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -117,6 +117,7 @@ class PerfPanel(QtWidgets.QWidget):
         lay.addWidget(self.table, 1)
         self.status = QtWidgets.QLabel("")
         self.status.setObjectName("cardMuted")
+        self.status.setWordWrap(True)
         lay.addWidget(self.status)
         self.tabs.addTab(latency, "Latency")
 
@@ -131,6 +132,7 @@ class PerfPanel(QtWidgets.QWidget):
             sl.addWidget(w)
         self.memory_label = QtWidgets.QLabel("")
         self.memory_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.memory_label.setWordWrap(True)  # a long line would widen the whole dock
         sl.addWidget(self.memory_label)
         self.heap_button = QtWidgets.QPushButton("Show Python heap top allocations")
         self.heap_button.clicked.connect(self.show_heap)
