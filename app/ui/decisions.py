@@ -213,7 +213,9 @@ class DecisionsPanel(QtWidgets.QWidget):
     def _cache_text(self) -> str:
         c = self.service.cache
         if c is None:
-            return "Cache: not used for the offline rules (they answer in microseconds)."
+            if self.service.provider.name == "offline":
+                return "Cache: not used for the offline rules (they answer in microseconds)."
+            return "Cache: off."
         s = c.stats
         audit = (f" · audit agreement {s.agreement_rate:.0%} of {s.audits}" if s.audits
                  else " · audit: no samples yet")
