@@ -40,8 +40,7 @@ class DemoModel:
                             confidence=0.72, rationale="Trend up: EMA spread +1.4 ATR, price above VWAP, RSI 61.")
         meta = DecisionMeta(provider="demo", model=self.model, prompt_version=self.prompt_version, latency_ms=3120.0,
                             prompt_tokens=612, completion_tokens=74, cache_status=CacheStatus.MISS)
-        return Decision(symbol=state.symbol, timeframe=state.timeframe, state_ms=state.exchange_ms, body=body,
-                        meta=meta)
+        return Decision.about(state, body, meta)
 
     async def aclose(self):
         pass

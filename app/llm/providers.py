@@ -369,12 +369,10 @@ class OpenAIProvider:
         usage = getattr(completion, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        return Decision(
-            symbol=state.symbol,
-            timeframe=state.timeframe,
-            state_ms=state.exchange_ms,
-            body=body,
-            meta=DecisionMeta(
+        return Decision.about(
+            state,
+            body,
+            DecisionMeta(
                 provider=self.name,
                 model=self.model,
                 prompt_version=self.prompt_version,
@@ -582,12 +580,10 @@ class OfflineProvider:
     async def decide(self, state: MarketState) -> Decision:
         t0 = time.perf_counter()
         body = offline_rules(state)
-        return Decision(
-            symbol=state.symbol,
-            timeframe=state.timeframe,
-            state_ms=state.exchange_ms,
-            body=body,
-            meta=DecisionMeta(
+        return Decision.about(
+            state,
+            body,
+            DecisionMeta(
                 provider=self.name,
                 model=self.model,
                 prompt_version=self.prompt_version,

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import unicodedata
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RATIONALE_MAX = 600
 SCHEMA_NAME = "decision"  # the json_schema "name" sent with structured outputs
+
+
+if TYPE_CHECKING:
+    from app.market.features import MarketState
 
 
 class Action(StrEnum):
@@ -96,6 +100,11 @@ class Decision(BaseModel):
     state_ms: int  # exchange time of the MarketState it was made from
     body: DecisionBody | None  # None only for ERROR
     meta: DecisionMeta
+
+    @classmethod
+    def about(cls, state: MarketState, body: DecisionBody | None, meta: DecisionMeta) -> Decision:
+        """A decision made from ``state`` (its symbol, timeframe and exchange time)."""
+        return cls(symbol=state.symbol, timeframe=state.timeframe, state_ms=state.exchange_ms, body=body, meta=meta)
 
     @property
     def is_error(self) -> bool:

@@ -221,12 +221,10 @@ class DecisionService:
 
     def _error(self, state: MarketState, reason: str, message: str) -> Decision:
         self.stats.errors += 1
-        return Decision(
-            symbol=state.symbol,
-            timeframe=state.timeframe,
-            state_ms=state.exchange_ms,
-            body=None,
-            meta=DecisionMeta(
+        return Decision.about(
+            state,
+            None,
+            DecisionMeta(
                 provider=self.provider.name,
                 model=self.provider.model,
                 prompt_version=self.provider.prompt_version,

@@ -34,9 +34,9 @@ class ScriptedProvider:
         self.body = body
 
     async def decide(self, state: MarketState) -> Decision:
-        return Decision(symbol=state.symbol, timeframe=state.timeframe, state_ms=state.exchange_ms, body=self.body,
-                        meta=DecisionMeta(provider=self.name, model=self.model, prompt_version=self.prompt_version,
-                                          latency_ms=1.0, cache_status=CacheStatus.MISS))
+        meta = DecisionMeta(provider=self.name, model=self.model, prompt_version=self.prompt_version,
+                            latency_ms=1.0, cache_status=CacheStatus.MISS)
+        return Decision.about(state, self.body, meta)
 
     async def aclose(self) -> None:
         pass
