@@ -1,21 +1,36 @@
 """Settings: one pydantic model for everything configurable.
 
-This first version holds what the feed and chart need; it is built from defaults and command-line flags.
-The TOML file in the platformdirs config directory, secrets and the settings dialog come later (see
-docs/ARCHITECTURE.md).
+The file (TOML in the platformdirs config directory) is read and written by ``app.settings_store``; command-line
+flags override it for one run (``app.__main__``); ``app.ui.settings_dialog`` edits it. ``PER_RUN_FIELDS`` are
+never stored in the file. Secrets (API keys) are never settings: they live in the OS keyring or the environment.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES, tolerances_for
 from app.market.candles import TIMEFRAMES
 
 DEFAULT_SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+
+# Options of one run (command-line flags), never read from or written to the settings file.
+PER_RUN_FIELDS = frozenset({"replay", "replay_speed", "record_path"})
+
+
+def _positive_finite(v: float) -> float:
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError("must be a positive number")
+    return v
+
+
+PositiveFinite = Annotated[float, AfterValidator(_positive_finite)]
 
 
 def _symbol(v: str) -> str:
@@ -45,13 +60,19 @@ class Settings(BaseModel):
     stale_after_s: float = Field(default=10.0, gt=0.0)
     ui_refresh_hz: float = Field(default=30.0, ge=1.0, le=120.0)
     # Decisions. No URL: the offline rules (labelled OFFLINE). The API key is never a setting: it comes from the
-    # environment (OPENAI_API_KEY) and stays in the provider.
+    # environment (OPENAI_API_KEY) or the OS keyring and stays in the provider.
     llm_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(default=20.0, gt=0.0, le=300.0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     decision_timeframe: str = "1m"
     decision_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    # Decision cache (models only; see app/llm/cache.py). cache_tolerances overrides single features, in the units
+    # of DEFAULT_TOLERANCES (measured on 1 s bars); see decision_cache_tolerances for how they merge.
+    cache_enabled: bool = True
+    cache_ttl_s: float = Field(default=75.0, gt=0.0, le=3600.0)
+    cache_max_entries: int = Field(default=5000, ge=1, le=1_000_000)
+    cache_tolerances: dict[str, PositiveFinite] = Field(default_factory=dict)
     # Trading (paper). The journal defaults to the platformdirs user data dir.
     journal_path: Path | None = None
     starting_cash: Decimal = Field(default=Decimal("10000"), gt=0)
@@ -66,25 +87,52 @@ class Settings(BaseModel):
     price_band_pct: Decimal = Field(default=Decimal("5"), gt=0)
     daily_loss_limit: Decimal = Field(default=Decimal("500"), ge=0)
     # p99 thresholds (ms) per performance stage: over one, the panel colours it and the status bar warns.
-    perf_thresholds_ms: dict[str, float] = Field(default_factory=lambda: {
+    perf_thresholds_ms: dict[str, PositiveFinite] = Field(default_factory=lambda: {
         "loop_lag": 5.0, "ui_frame": 16.0, "receive_to_bus": 2.0, "candle_update": 2.0,
         "model_miss": 10_000.0, "approve_to_fill": 1_000.0,
     })
+    theme: Literal["dark", "light"] = "dark"
 
-    @field_validator("perf_thresholds_ms")
+    @field_validator("cache_tolerances")
     @classmethod
-    def _positive_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, ms in v.items() if not ms > 0]
-        if bad:
-            raise ValueError(f"performance thresholds must be positive: {', '.join(bad)}")
+    def _known_features(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = [k for k in v if k not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown cache feature {', '.join(map(repr, unknown))}: known are "
+                             f"{', '.join(FEATURE_NAMES)}")
         return v
 
     @field_validator("llm_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"model endpoint {v!r} must start with http:// or https://")
+        # Only the form is checked: whether the endpoint answers is learnt at decision time (no network here).
+        # Empty means none (TOML has no null).
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"model endpoint {v!r} must be an http:// or https:// URL with a host, "
+                             "like http://127.0.0.1:11434/v1")
         return v
+
+    @field_validator("journal_path")
+    @classmethod
+    def _expand_home(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else v
+
+    def decision_cache_tolerances(self) -> dict[str, float] | None:
+        """Tolerances for DecisionCache. No override: None (DEFAULT_TOLERANCES scaled to each timeframe). With
+        overrides: DEFAULT_TOLERANCES with the overridden features replaced, then scaled to the decision timeframe
+        exactly as the defaults are (price-move features by sqrt(bar / 1 s)); the decision service asks on that
+        timeframe only, so the cache sees no other."""
+        if not self.cache_tolerances:
+            return None
+        return tolerances_for(self.decision_timeframe, {**DEFAULT_TOLERANCES, **self.cache_tolerances})
 
     @field_validator("symbol")
     @classmethod

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.llm.cache import DecisionCache
@@ -23,8 +22,6 @@ from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
 from app.market.recording import Recorder
-from app.market.sim_markets import MultiMarket
-from app.market.simulator import ExchangeSimulator, ReplaySource
 from app.market.state import MarketData
 from app.models import BookUpdate, Trade
 from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
@@ -35,6 +32,9 @@ from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import ProposalBook
 from app.trading.risk import RiskLimits, RiskManager
+
+if TYPE_CHECKING:
+    from app.market.simulator import ExchangeSimulator
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ class Session:
         self.feed_rate = self.metrics.rate("messages_per_s", source=lambda: self.feed.frames)
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
-        cache = DecisionCache() if self.provider.name != "offline" else None
+        cache = DecisionCache(
+            settings.decision_cache_tolerances(), ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
+        ) if self.provider.name != "offline" and settings.cache_enabled else None
         self.journal = Journal(settings.journal_path)
         self.desk = self._make_desk(cache)
         self.decisions = DecisionService(
@@ -119,10 +121,12 @@ class Session:
         s = self.settings
         if s.llm_url is None:
             return OfflineProvider()
+        from app.secrets import Secrets  # OPENAI_API_KEY wins, then the OS keyring (or this session's memory)
+
         return OpenAIProvider(
             base_url=s.llm_url,
             model=s.llm_model,
-            api_key=os.environ.get("OPENAI_API_KEY"),
+            api_key=Secrets().get("llm_api_key"),
             timeout_s=s.llm_timeout_s,
             max_retries=s.llm_max_retries,
         )
@@ -146,6 +150,11 @@ class Session:
         (RecordingError) or a taken simulator port (SimulatorPortInUse) before anything runs."""
         s = self.settings
         if s.exchange == "sim":
+            # The built-in exchange (a websockets server and the synthetic market) is imported here, once the
+            # window is up, not at start-up: the window does not need it to appear.
+            from app.market.sim_markets import MultiMarket
+            from app.market.simulator import ExchangeSimulator, ReplaySource
+
             source = (
                 ReplaySource(s.replay, speed=s.replay_speed)
                 if s.replay is not None
