@@ -5,7 +5,11 @@ Each run is a fresh process, offscreen; the time is from the process's creation 
 window being shown and its first events processed. "Cold" drops the OS page cache before each run (needs root;
 otherwise reported as unavailable) so libraries are read from disk again. Medians over --runs.
 
-    .venv/bin/python scripts/bench_startup.py [--runs 7] [--json]
+The terminal is measured from source (``python -m app``) and, when it has been built (./scripts/build), as the
+packaged executable (``--exe``, default dist/trading-terminal/trading-terminal), in the same run. Every run's
+settings, journal and logs go to one temporary directory (XDG_* point there), not to the home directory.
+
+    .venv/bin/python scripts/bench_startup.py [--runs 7] [--exe PATH | --no-exe] [--json]
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EXE = ROOT / "dist" / "trading-terminal" / "trading-terminal"
+XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+_home = tempfile.TemporaryDirectory(prefix="bench-startup-")
 
 BASELINE = r"""
 import time, psutil
@@ -46,6 +54,7 @@ def drop_caches() -> bool:
 
 def run_once(cmd: list[str]) -> float:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.update({name: str(Path(_home.name) / name.lower()) for name in XDG_DIRS})
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     for line in proc.stdout.splitlines():
         if line.startswith("first_window_s="):
@@ -67,12 +76,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--exe", type=Path, metavar="PATH",
+                    help=f"packaged executable to measure too (default {DEFAULT_EXE.relative_to(ROOT)} if built)")
+    ap.add_argument("--no-exe", action="store_true", help="do not measure the packaged executable")
     args = ap.parse_args()
+    exe = None if args.no_exe else args.exe or (DEFAULT_EXE if DEFAULT_EXE.is_file() else None)
+    if exe is not None and not os.access(exe, os.X_OK):
+        print(f"error: {exe} is not an executable (build it with ./scripts/build)", file=sys.stderr)
+        return 2
     py = sys.executable
     targets = {
         "baseline": [py, "-c", BASELINE],
         "terminal": [py, "-m", "app", "--exit-after-first-window"],
     }
+    if exe is not None:
+        targets["packaged"] = [str(Path(exe).resolve()), "--exit-after-first-window"]
     results: dict[str, float | None] = {}
     for mode in ("warm", "cold"):
         for name, cmd in targets.items():
@@ -81,6 +99,14 @@ def main() -> int:
     for mode in ("warm", "cold"):
         t, b = results[f"terminal_{mode}_s"], results[f"baseline_{mode}_s"]
         results[f"ratio_{mode}"] = round(t / b, 2) if t and b else None
+        if exe is not None:
+            p = results[f"packaged_{mode}_s"]
+            results[f"packaged_ratio_{mode}"] = round(p / b, 2) if p and b else None
+    if exe is not None:
+        bundle = Path(exe).resolve().parent
+        results["packaged_exe"] = str(exe)
+        results["packaged_bundle_mb"] = round(sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()
+                                                  and not f.is_symlink()) / 1e6, 1)
     results["runs"] = args.runs
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     results["python"] = platform.python_version()
@@ -88,11 +114,17 @@ def main() -> int:
         print(json.dumps(results))
         return 0
     print(f"start-up to first window, median of {args.runs} runs ({results['machine']}, Python {results['python']})")
-    print(f"{'':10}{'baseline':>12}{'terminal':>12}{'ratio':>8}")
-    for mode in ("warm", "cold"):
-        b, t, r = results[f"baseline_{mode}_s"], results[f"terminal_{mode}_s"], results[f"ratio_{mode}"]
+    print(f"{'':18}{'baseline':>12}{'terminal':>12}{'ratio':>8}")
+    rows = [(mode, "terminal", "ratio") for mode in ("warm", "cold")]
+    if exe is not None:
+        rows += [(mode, "packaged", "packaged_ratio") for mode in ("warm", "cold")]
+    for mode, name, ratio in rows:
+        b, t, r = results[f"baseline_{mode}_s"], results[f"{name}_{mode}_s"], results[f"{ratio}_{mode}"]
         fmt = lambda v: f"{v * 1000:10.0f}ms" if v else "       n/a"  # noqa: E731
-        print(f"{mode:10}{fmt(b):>12}{fmt(t):>12}{(f'{r:.2f}x' if r else 'n/a'):>8}")
+        label = mode if name == "terminal" else f"{mode}, packaged"
+        print(f"{label:18}{fmt(b):>12}{fmt(t):>12}{(f'{r:.2f}x' if r else 'n/a'):>8}")
+    if exe is not None:
+        print(f"packaged: {results['packaged_exe']} ({results['packaged_bundle_mb']:.0f} MB on disk)")
     return 0
 
 

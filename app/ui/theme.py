@@ -68,7 +68,13 @@ def set_current(name: str) -> Theme:
 
 
 def resources_dir() -> Path:
-    """resources/ beside the package in a source checkout; PyInstaller bundles it at the same relative place."""
+    """resources/ at the repository root in a source checkout; in a PyInstaller bundle build.spec puts it in the
+    bundle's data directory, ``sys._MEIPASS`` (``_internal/`` beside the executable in onedir)."""
+    import sys
+
+    bundle = getattr(sys, "_MEIPASS", None)
+    if getattr(sys, "frozen", False) and bundle:
+        return Path(bundle) / "resources"
     return Path(__file__).resolve().parents[2] / "resources"
 
 
