@@ -20,42 +20,50 @@ log = logging.getLogger("app")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.settings_store import default_config_path
+
+    # Defaults are None: a flag not given leaves the settings file's value (or the built-in default) alone.
     p = argparse.ArgumentParser(
         prog="trading-terminal",
-        description="AI-assisted trading terminal. Without options it runs on the built-in exchange.",
+        description="AI-assisted trading terminal. Without options it runs on the built-in exchange. Options "
+        "override the settings file for this run only; the defaults shown apply when the file does not set them.",
         epilog="Subcommand: 'trading-terminal candles --input FILE --timeframe 1m --output out.csv' aggregates a "
         "recorded feed into candles without opening a window.",
     )
-    p.add_argument("--exchange", choices=["sim", "binance", "coinbase", "kraken"], default="sim",
+    p.add_argument("--config", type=Path, metavar="FILE", default=default_config_path(),
+                   help="settings file (TOML; default %(default)s). Missing: built-in defaults. A bad file is "
+                   "reported, kept as a .bak copy, and its bad keys take their defaults")
+    p.add_argument("--exchange", choices=["sim", "binance", "coinbase", "kraken"],
                    help="market data source: the built-in exchange (default), or Binance spot, Coinbase Advanced "
                    "Trade, Kraken v2 (live; needs network)")
-    p.add_argument("--sim-protocol", choices=["binance", "coinbase", "kraken"], default="binance",
+    p.add_argument("--sim-protocol", choices=["binance", "coinbase", "kraken"],
                    help="the protocol the built-in exchange speaks (default binance)")
-    p.add_argument("--symbol", default="BTCUSDT", help="symbol to trade and chart (default BTCUSDT)")
+    p.add_argument("--symbol", help="symbol to trade and chart (default BTCUSDT)")
     p.add_argument("--symbols", metavar="A,B,...",
                    help="every symbol to stream on one connection (default on the built-in exchange: "
                    "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT)")
-    p.add_argument("--timeframe", default="1m", help="chart timeframe: 1s, 1m, 5m, 15m, 1h (default 1m)")
+    p.add_argument("--timeframe", help="chart timeframe: 1s, 1m, 5m, 15m, 1h (default 1m)")
     p.add_argument("--replay", type=Path, metavar="FILE",
                    help="replay a recorded feed (<receive_ns> <json> lines, gzip or plain, or JSON lines) "
                    "through the built-in exchange")
-    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+    p.add_argument("--speed", type=float, metavar="X",
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
     p.add_argument("--record", type=Path, metavar="FILE",
                    help="append every received frame to FILE as '<receive_ns> <raw>' lines (replay with --replay)")
-    p.add_argument("--sim-port", type=int, default=0, metavar="PORT",
+    p.add_argument("--sim-port", type=int, metavar="PORT",
                    help="port of the built-in exchange on 127.0.0.1 (default: a free one)")
     p.add_argument("--llm-url", metavar="URL",
                    help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1; "
-                   "API key from OPENAI_API_KEY. Without it the offline rules propose (labelled OFFLINE)")
-    p.add_argument("--model", default="gpt-4o-mini", help="model name at that endpoint (default gpt-4o-mini)")
-    p.add_argument("--decision-timeframe", default="1m", metavar="TF",
+                   "API key from OPENAI_API_KEY or the OS keyring. Without it the offline rules propose "
+                   "(labelled OFFLINE)")
+    p.add_argument("--model", help="model name at that endpoint (default gpt-4o-mini)")
+    p.add_argument("--decision-timeframe", metavar="TF",
                    help="ask for a decision at every close of this timeframe (default 1m)")
     p.add_argument("--journal", type=Path, metavar="FILE",
                    help="SQLite journal of proposals, orders and fills (default: in the user data directory)")
-    p.add_argument("--auto-approve", action="store_true",
+    p.add_argument("--auto-approve", action="store_true", default=None,
                    help="approve proposals within auto-approve's own strict limits (off by default)")
-    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+    p.add_argument("--theme", choices=["dark", "light"], help="colour theme (default dark)")
     p.add_argument("--smoke-test", type=float, metavar="SECONDS",
                    help="run that long, then exit 0 if data arrived and candles were drawn, 1 otherwise")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
@@ -67,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # The terminal uses no pydantic plugins; looking for them scans every installed package's entry points
+    # (~10 ms of start-up).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if argv[:1] == ["candles"]:
         from app.market.candles import candles_main
 
@@ -75,42 +86,52 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot is not None and args.smoke_test is None:
         print("error: --screenshot needs --smoke-test SECONDS", file=sys.stderr)
         return 2
-    settings = _settings_from(args)
-    if settings is None:
+    loaded = _settings_from(args)
+    if loaded is None:
         return 2
+    settings, problems = loaded
+    handler = _setup_logging(args.verbose)
+    # A bad settings file never stops the terminal: each problem goes to the log (and so stderr), and the window
+    # lists them once it is up; defaults fill in for the bad keys only.
+    for problem in problems:
+        log.warning("settings: %s", problem)
+    args.settings_problems = problems
     if settings.replay is not None and not _replay_readable(settings.replay):
         return 2
-    handler = _setup_logging(args.verbose)
     return _run_gui(args, settings, handler)
 
 
+# Command-line option -> Settings field. Only the options given are applied, on top of the file's settings.
+_FLAG_FIELDS = {
+    "exchange": "exchange", "sim_protocol": "sim_protocol", "symbol": "symbol", "symbols": "symbols",
+    "timeframe": "timeframe", "replay": "replay", "speed": "replay_speed", "record": "record_path",
+    "sim_port": "sim_port", "llm_url": "llm_url", "model": "llm_model", "decision_timeframe": "decision_timeframe",
+    "journal": "journal_path", "auto_approve": "auto_approve", "theme": "theme",
+}
+
+
 def _settings_from(args: argparse.Namespace):
+    """``(settings, problems)``: the settings file (``args.config``) with the flags given on top, and the file's
+    problems as lines for the user; None (after printing why) when a flag is invalid."""
     from pydantic import ValidationError
 
     from app.config import Settings
+    from app.settings_store import load_settings
 
+    loaded = load_settings(args.config)
+    flags = {field: getattr(args, opt) for opt, field in _FLAG_FIELDS.items() if getattr(args, opt) is not None}
+    if "symbols" in flags:
+        flags["symbols"] = [x for x in flags["symbols"].split(",") if x.strip()]
     try:
-        return Settings(
-            exchange=args.exchange,
-            symbol=args.symbol,
-            symbols=[x for x in (args.symbols or "").split(",") if x.strip()],
-            timeframe=args.timeframe,
-            replay=args.replay,
-            replay_speed=args.speed,
-            record_path=args.record,
-            sim_port=args.sim_port,
-            sim_protocol=args.sim_protocol,
-            llm_url=args.llm_url,
-            llm_model=args.model,
-            decision_timeframe=args.decision_timeframe,
-            journal_path=args.journal,
-            auto_approve=args.auto_approve,
-        )
+        settings = Settings.model_validate({**loaded.settings.model_dump(), **flags})
     except ValidationError as exc:
+        option = {field: "--" + opt.replace("_", "-") for opt, field in _FLAG_FIELDS.items()}
         for err in exc.errors():
-            field = ".".join(str(x) for x in err["loc"]) or "value"
-            print(f"error: {field}: {err['msg']}", file=sys.stderr)
+            field = str(err["loc"][0]) if err["loc"] else "value"
+            msg = str(err["msg"]).removeprefix("Value error, ").replace("Input should be ", "must be ")
+            print(f"error: {option.get(field, field)}: {msg}", file=sys.stderr)
         return None
+    return settings, loaded.report()
 
 
 def _replay_readable(path: Path) -> bool:
@@ -125,17 +146,37 @@ def _replay_readable(path: Path) -> bool:
 
 
 def _setup_logging(verbose: bool):
+    """Console, rotating log file and the log dock's buffer, all scrubbed of secrets (app/logs.py); and the crash
+    handler, whose report path is shown in a dialog when the GUI is up, else printed to stderr."""
+    from app.crash import install_crash_handler
+    from app.logs import setup_logging
     from app.ui.log_dock import BufferingHandler
 
     handler = BufferingHandler()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    logging.getLogger().addHandler(handler)
-    for noisy in ("websockets", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)  # before setup_logging, which gives every root handler the scrubber
+    setup_logging(verbose)
+
+    def on_crash(path: Path) -> None:
+        import threading
+
+        from PySide6 import QtCore, QtWidgets
+
+        print(f"error: the terminal hit an unexpected error; a report was written to {path}", file=sys.stderr)
+        app = QtWidgets.QApplication.instance()
+        if app is None:
+            return
+
+        def show() -> None:
+            from app.ui.crash_dialog import show_crash_dialog
+
+            show_crash_dialog(path, QtWidgets.QApplication.activeWindow())
+
+        if threading.current_thread() is threading.main_thread():
+            show()
+        else:  # widgets only in the GUI thread: the context object runs it there
+            QtCore.QTimer.singleShot(0, app, show)
+
+    install_crash_handler(on_crash=on_crash)
     return handler
 
 
@@ -149,12 +190,13 @@ def _run_gui(args: argparse.Namespace, settings, handler) -> int:
     app.setOrganizationName("ai-trading-terminal")
     app.setQuitOnLastWindowClosed(False)  # the coroutine decides when to stop, after a clean shutdown
 
+    from app.ui.icon import app_icon
     from app.ui.main_window import apply_theme
 
-    apply_theme(app, args.theme)
+    apply_theme(app, settings.theme)
+    app.setWindowIcon(app_icon())
     try:
-        return qasync.run(run_terminal(settings, handler, args.smoke_test, args.screenshot,
-                                       args.exit_after_first_window))
+        return qasync.run(run_terminal(settings, handler, args))
     except KeyboardInterrupt:
         return 130
 
@@ -174,10 +216,16 @@ async def _next_qt_turn() -> None:
     await fut
 
 
-async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Path | None,
-                       exit_after_first_window: bool = False) -> int:
-    from app.market.recording import RecordingError
-    from app.market.simulator import SimulatorPortInUse
+def _ui_state():
+    """Window layout, geometry, symbol and timeframe between runs: an INI file beside the settings."""
+    import platformdirs
+    from PySide6 import QtCore
+
+    path = platformdirs.user_config_path("ai-trading-terminal") / "window.ini"
+    return QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat)
+
+
+async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     from app.session import Session
     from app.trading.journal import JournalError
     from app.ui.main_window import MainWindow
@@ -191,7 +239,14 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
     except JournalError as exc:  # a journal we must not touch (newer version, not ours, unreadable)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    window = MainWindow(session, handler)
+    smoke_s, screenshot = args.smoke_test, args.screenshot
+    # Automation runs (smoke test, start-up benchmark) neither read nor overwrite the trader's saved layout.
+    automated = smoke_s is not None or args.exit_after_first_window
+    window = MainWindow(
+        session, handler, build_panels=False, ui_state=None if automated else _ui_state(),
+        restore_view=args.symbol is None and args.timeframe is None,  # unless this run's flags chose them
+        config_path=args.config,
+    )
     done: asyncio.Future[str] = loop.create_future()
 
     def finish(reason: str) -> None:
@@ -205,7 +260,13 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
     window.show()
     await _next_qt_turn()  # the show and first paint happen there; never processEvents() inside a task
     startup_s = _seconds_since_process_start()
-    log.info("first window shown %.0f ms after process start", startup_s * 1000)
+    window.build_panels()  # after the first paint: the frame is on screen while the side panels are made
+    log.info("first window shown %.0f ms after process start, panels ready at %.0f ms", startup_s * 1000,
+             _seconds_since_process_start() * 1000)
+    window.show_settings_problems(args.settings_problems)
+    from app.market.recording import RecordingError
+    from app.market.simulator import SimulatorPortInUse
+
     try:
         await session.start()
     except (SimulatorPortInUse, RecordingError) as exc:
@@ -214,7 +275,7 @@ async def run_terminal(settings, handler, smoke_s: float | None, screenshot: Pat
         window.hide()
         return 2
     window.bridge.start()
-    if exit_after_first_window:
+    if args.exit_after_first_window:
         print(f"first_window_s={startup_s:.4f}", flush=True)
         finish("startup measured")
     if smoke_s is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +15,13 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
+# The suite never touches the tester's own settings, journal, logs or OS keyring: every platformdirs location
+# (and so every subprocess's) points into one temporary folder, and keyring has no backend unless a test sets one.
+_HOME = Path(tempfile.mkdtemp(prefix="tt-tests-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+    os.environ[_var] = str(_HOME / _var.lower())
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BINANCE_CAPTURE = SHARED_DATA / "binance-spot-btcusdt-capture"

@@ -4,6 +4,8 @@ with the data source, feed state and message rate."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -11,15 +13,19 @@ from app.models import FeedState
 from app.session import Session
 from app.trading.desk import ActionResult
 from app.ui import theme
-from app.ui.blotter import Blotter
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
-from app.ui.decisions import DecisionsPanel
-from app.ui.log_dock import BufferingHandler, LogView
-from app.ui.perf_panel import PerfPanel
-from app.ui.proposal_actions import ProposalActions
-from app.ui.reports import show_report
-from app.ui.trading_panel import TradingPanel
+from app.ui.log_dock import BufferingHandler
+
+if TYPE_CHECKING:
+    from app.ui.blotter import Blotter
+    from app.ui.decisions import DecisionsPanel
+    from app.ui.log_dock import LogView
+    from app.ui.perf_panel import PerfPanel
+    from app.ui.proposal_actions import ProposalActions
+    from app.ui.trading_panel import TradingPanel
+
+UI_STATE_VERSION = 1  # bump when the docks change so an old saved layout is ignored rather than misapplied
 
 STATE_STYLE = {
     FeedState.LIVE: ("LIVE", "ok"),
@@ -42,9 +48,20 @@ def _placeholder(text: str) -> QtWidgets.QWidget:
 class MainWindow(QtWidgets.QMainWindow):
     close_requested = QtCore.Signal()
 
-    def __init__(self, session: Session, log_handler: BufferingHandler) -> None:
+    def __init__(self, session: Session, log_handler: BufferingHandler, *, build_panels: bool = True,
+                 ui_state: QtCore.QSettings | None = None, restore_view: bool = True,
+                 config_path: Path | None = None) -> None:
+        """``build_panels=False`` shows the chart, menus, status bar and empty dock frames only; the caller runs
+        ``build_panels()`` after the first paint, so the window appears before its side panels are built.
+        ``ui_state`` keeps dock layout, geometry, symbol and timeframe between runs (None: nothing persisted);
+        ``restore_view=False`` keeps the symbol and timeframe the command line chose. ``config_path`` is the
+        settings file File > Settings edits (None: the menu item is disabled)."""
         super().__init__()
         self.session = session
+        self._log_handler = log_handler
+        self._ui_state = ui_state
+        self.config_path = config_path
+        self._dialogs: dict[str, QtWidgets.QDialog] = {}  # non-modal dialogs kept alive while open
         s = session.settings
         self.setWindowTitle(f"AI Trading Terminal — {s.symbol} — {session.source_label}")
         self.resize(1440, 900)
@@ -57,21 +74,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.symbol_changed.connect(self.set_symbol)
         self.setCentralWidget(self.chart)
 
-        self.blotter = Blotter(session.desk)
-        self.trading_panel = TradingPanel(session.desk, s.symbol, self.blotter)
-        self.proposal_actions = ProposalActions(session.desk, self.trading_panel.show_result, self)
-        self.decisions_panel = DecisionsPanel(session.decisions, s.symbol, session.desk, self.proposal_actions)
-        self.decisions_dock = self._dock(
-            "Decisions", self.decisions_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea
-        )
-        self.orders_dock = self._dock("Orders · Positions", self.blotter, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.trading_dock = self._dock("Account · Ticket", self.trading_panel,
-                                       QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.perf_panel = PerfPanel(session)
-        self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
-        self.perf_dock = self._dock("Performance", self.perf_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self.log_view = LogView(log_handler)
-        self.log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        right, bottom = QtCore.Qt.DockWidgetArea.RightDockWidgetArea, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea
+        self.decisions_dock = self._dock("Decisions", right)
+        self.orders_dock = self._dock("Orders · Positions", bottom)
+        self.trading_dock = self._dock("Account · Ticket", bottom)
+        self.perf_dock = self._dock("Performance", right)
+        self.log_dock = self._dock("Log", bottom)
         self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
         self.orders_dock.raise_()
@@ -84,14 +92,77 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_menus()
         self._started = time.monotonic()
         self._perf_refreshed = 0.0
+        self.panels_built = False
         self.bridge = UiBridge(session, self, self)
+        self._restore_ui_state(restore_view)
+        if build_panels:
+            self.build_panels()
 
-    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
+    def build_panels(self) -> None:
+        """The side panels, into the dock frames made by __init__ (about half of the window's construction)."""
+        if self.panels_built:
+            return
+        # Imported here, not at the top: defining the table models makes PySide6 build ~100 Qt enums (~15 ms),
+        # which need not delay the first paint.
+        from app.ui.blotter import Blotter
+        from app.ui.decisions import DecisionsPanel
+        from app.ui.log_dock import LogView
+        from app.ui.perf_panel import PerfPanel
+        from app.ui.proposal_actions import ProposalActions
+        from app.ui.trading_panel import TradingPanel
+
+        session = self.session
+        self.blotter: Blotter = Blotter(session.desk)
+        self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter)
+        self.proposal_actions: ProposalActions = ProposalActions(session.desk, self.trading_panel.show_result, self)
+        self.decisions_panel: DecisionsPanel = DecisionsPanel(session.decisions, self.symbol, session.desk,
+                                                              self.proposal_actions)
+        self.perf_panel: PerfPanel = PerfPanel(session)
+        self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
+        self.log_view: LogView = LogView(self._log_handler)
+        for dock, widget in ((self.decisions_dock, self.decisions_panel), (self.orders_dock, self.blotter),
+                             (self.trading_dock, self.trading_panel), (self.perf_dock, self.perf_panel),
+                             (self.log_dock, self.log_view)):
+            old = dock.widget()
+            dock.setWidget(widget)
+            if old is not None:
+                old.deleteLater()
+        self.panels_built = True
+
+    def _dock(self, title: str, area) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(title.lower().replace(" · ", "_").replace(" ", "_"))
-        dock.setWidget(widget)
+        dock.setWidget(_placeholder(""))
         self.addDockWidget(area, dock)
         return dock
+
+    # ----- window state between runs (QSettings) ------------------------------------------------------------
+    def _restore_ui_state(self, restore_view: bool) -> None:
+        st = self._ui_state
+        if st is None:
+            return
+        geometry, state = st.value("window/geometry"), st.value("window/state")
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QtCore.QByteArray):
+            self.restoreState(state, UI_STATE_VERSION)
+        if not restore_view:
+            return
+        symbol, timeframe = st.value("view/symbol"), st.value("view/timeframe")
+        if isinstance(symbol, str) and symbol in self.session.symbols:
+            self.set_symbol(symbol)
+        if isinstance(timeframe, str) and timeframe in self.chart._tf_buttons:
+            self.chart.set_timeframe(timeframe)
+
+    def save_ui_state(self) -> None:
+        st = self._ui_state
+        if st is None:
+            return
+        st.setValue("window/geometry", self.saveGeometry())
+        st.setValue("window/state", self.saveState(UI_STATE_VERSION))
+        st.setValue("view/symbol", self.symbol)
+        st.setValue("view/timeframe", self.chart.timeframe)
+        st.sync()
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -129,6 +200,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        settings_action = file_menu.addAction("&Settings…")
+        settings_action.setShortcut(QtGui.QKeySequence("Ctrl+,"))
+        settings_action.setEnabled(self.config_path is not None)
+        settings_action.triggered.connect(self.open_settings)
+        file_menu.addAction("Open &log folder").triggered.connect(self._open_log_folder)
+        file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -142,34 +219,90 @@ class MainWindow(QtWidgets.QMainWindow):
         decide = self.menuBar().addMenu("&Decisions")
         ask = decide.addAction("Ask now")
         ask.setShortcut(QtGui.QKeySequence("Ctrl+Return"))
-        ask.triggered.connect(self.decisions_panel.ask_now)
+        ask.triggered.connect(lambda: self.panels_built and self.decisions_panel.ask_now())
         decide.addSeparator()
         # Single keys act on the newest pending proposal; text fields keep their letters (Qt gives them priority).
-        for text, key, slot in (("Approve newest proposal", "A", lambda: self.proposal_actions.approve()),
-                                ("Reject newest proposal", "R", lambda: self.proposal_actions.reject()),
-                                ("Modify newest proposal…", "M", lambda: self.proposal_actions.modify())):
+        for text, key, act in (("Approve newest proposal", "A", "approve"), ("Reject newest proposal", "R", "reject"),
+                               ("Modify newest proposal…", "M", "modify")):
             action = decide.addAction(text)
             action.setShortcut(QtGui.QKeySequence(key))
-            action.triggered.connect(slot)
+            action.triggered.connect(lambda _=False, act=act: self._on_proposal_key(act))
         trade = self.menuBar().addMenu("&Trading")
         kill = trade.addAction("Kill switch: cancel all, flatten, halt")
         kill.setShortcut(QtGui.QKeySequence("Ctrl+Shift+K"))
-        kill.triggered.connect(lambda: self.trading_panel.kill_button.click())
+        kill.triggered.connect(lambda: self.panels_built and self.trading_panel.kill_button.click())
         flatten = trade.addAction("Flatten position")
-        flatten.triggered.connect(lambda: self.trading_panel.flatten_button.click())
+        flatten.triggered.connect(lambda: self.panels_built and self.trading_panel.flatten_button.click())
         trade.addSeparator()
         auto = trade.addAction("Auto-approve within its strict limits")
         auto.setCheckable(True)
         auto.setChecked(self.session.desk.proposals.auto_approve)
         auto.toggled.connect(self._set_auto_approve)
         trade.addSeparator()
-        trade.addAction("Counterfactual report…").triggered.connect(
-            lambda: show_report(self, self.session.journal, self.session.market, self.session.desk.portfolio.equity())
-        )
+        trade.addAction("Counterfactual report…").triggered.connect(self._show_report)
         trade.addAction("Export journal to CSV").triggered.connect(self._export_csv)
         tf_menu = view.addMenu("Timeframe")
         for tf in self.chart._tf_buttons:
             tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&About AI Trading Terminal").triggered.connect(self.open_about)
+
+    # ----- dialogs ------------------------------------------------------------------------------------------
+    def _keep(self, name: str, dialog: QtWidgets.QDialog) -> QtWidgets.QDialog:
+        self._dialogs[name] = dialog
+        dialog.finished.connect(lambda _=0: self._dialogs.pop(name, None))
+        dialog.open()  # window-modal, never exec(): the event loop (and the feed) keeps running
+        return dialog
+
+    def open_settings(self) -> QtWidgets.QDialog | None:
+        """The settings dialog on the file's settings (not this run's, which may include command-line flags)."""
+        if self.config_path is None:
+            return None
+        if "settings" in self._dialogs:
+            self._dialogs["settings"].raise_()
+            return self._dialogs["settings"]
+        from app.secrets import Secrets
+        from app.settings_store import load_settings
+        from app.ui.settings_dialog import SettingsDialog
+
+        loaded = load_settings(self.config_path)
+        return self._keep("settings", SettingsDialog(loaded.settings, self.config_path, Secrets(), self))
+
+    def open_about(self) -> QtWidgets.QDialog:
+        from app.ui.about import AboutDialog
+
+        return self._keep("about", AboutDialog(self, journal_path=self.session.journal.path))
+
+    def _open_log_folder(self) -> None:
+        from app.logs import log_dir
+
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(folder)))
+
+    def show_settings_problems(self, problems: list[str]) -> QtWidgets.QMessageBox | None:
+        """What was wrong with the settings file, once the window is up: which keys fell back to defaults."""
+        if not problems:
+            return None
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Settings file problems",
+                                    "The terminal started with defaults for these settings:",
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText("\n".join(problems))
+        box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setModal(False)
+        self._dialogs["settings problems"] = box
+        box.finished.connect(lambda _=0: self._dialogs.pop("settings problems", None))
+        box.show()
+        return box
+
+    def _show_report(self) -> None:
+        from app.ui.reports import show_report
+
+        show_report(self, self.session.journal, self.session.market, self.session.desk.portfolio.equity())
+
+    def _on_proposal_key(self, act: str) -> None:
+        if self.panels_built:
+            getattr(self.proposal_actions, act)()
 
     def _show_perf_badge(self, text: str) -> None:
         self.perf_badge.setVisible(bool(text))
@@ -181,10 +314,11 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.symbol = symbol
         self.chart.set_symbol(symbol)
-        self.trading_panel.symbol = symbol
-        self.decisions_panel.symbol = symbol
         self.setWindowTitle(f"AI Trading Terminal — {symbol} — {self.session.source_label}")
-        self.bridge.tick()
+        if self.panels_built:
+            self.trading_panel.symbol = symbol
+            self.decisions_panel.symbol = symbol
+            self.bridge.tick()
 
     def _set_auto_approve(self, on: bool) -> None:
         self.session.desk.proposals.auto_approve = on
@@ -234,6 +368,8 @@ class MainWindow(QtWidgets.QMainWindow):
             q = m.quote
             book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
+        if not self.panels_built:
+            return
         now = time.monotonic()
         if now - self._perf_refreshed >= 1.0:  # percentiles at 1 Hz: cheap, and as fast as they change
             self._perf_refreshed = now
@@ -256,6 +392,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.bridge.stop()
+        self.save_ui_state()
         self.close_requested.emit()
         event.accept()
 
