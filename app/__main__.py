@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trading-terminal",
         description="AI-assisted trading terminal. Without options it runs on the built-in exchange. Options "
         "override the settings file for this run only; the defaults shown apply when the file does not set them.",
-        epilog="Subcommand: 'trading-terminal candles --input FILE --timeframe 1m --output out.csv' aggregates a "
-        "recorded feed into candles without opening a window.",
+        epilog="Subcommands: 'trading-terminal candles --input FILE --timeframe 1m --output out.csv' aggregates a "
+        "recorded feed into candles without opening a window; 'trading-terminal exchange --help' runs the built-in "
+        "exchange on its own.",
     )
     p.add_argument("--config", type=Path, metavar="FILE", default=default_config_path(),
                    help="settings file (TOML; default %(default)s). Missing: built-in defaults. A bad file is "
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.market.candles import candles_main
 
         return candles_main(argv[1:])
+    if argv[:1] == ["exchange"]:  # the built-in exchange's own process (the terminal starts it; see --help there)
+        from app.market.simulator import main as exchange_main
+
+        return exchange_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.screenshot is not None and args.smoke_test is None:
         print("error: --screenshot needs --smoke-test SECONDS", file=sys.stderr)
@@ -264,12 +269,13 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     log.info("first window shown %.0f ms after process start, panels ready at %.0f ms", startup_s * 1000,
              _seconds_since_process_start() * 1000)
     window.show_settings_problems(args.settings_problems)
+    from app.market.exchange_process import ExchangeStartError
     from app.market.recording import RecordingError
     from app.market.simulator import SimulatorPortInUse
 
     try:
         await session.start()
-    except (SimulatorPortInUse, RecordingError) as exc:
+    except (ExchangeStartError, SimulatorPortInUse, RecordingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         await session.stop()
         window.hide()

@@ -55,6 +55,9 @@ class Settings(BaseModel):
     record_path: Path | None = None  # --record: every received frame as "<receive_ns> <raw>" lines
     sim_port: int = Field(default=0, ge=0, le=65535)
     sim_trades_per_s: float = Field(default=20.0, gt=0.0)
+    # Its own process keeps the exchange's work off the window's event loop; in-process is for tests and tools
+    # that inspect or steer the simulator directly.
+    sim_process: bool = True
     history_bars: int = Field(default=600, ge=0, le=1000)
     candle_capacity: int = Field(default=100_000, ge=1000)
     stale_after_s: float = Field(default=10.0, gt=0.0)

@@ -34,6 +34,7 @@ from app.trading.proposals import ProposalBook
 from app.trading.risk import RiskLimits, RiskManager
 
 if TYPE_CHECKING:
+    from app.market.exchange_process import ExchangeProcess
     from app.market.simulator import ExchangeSimulator
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Session:
         self.symbols = settings.feed_symbols()
         self.bus = EventBus()
         self.market = MarketData(self.symbols, capacity=settings.candle_capacity)
-        self.simulator: ExchangeSimulator | None = None
+        self.simulator: ExchangeSimulator | ExchangeProcess | None = None
         self.connection: FeedConnection | None = None
         self.recorder: Recorder | None = None
         self.started_ns = time.perf_counter_ns()
@@ -145,13 +146,18 @@ class Session:
     def feed(self) -> FeedStats:
         return self.connection.stats if self.connection else FeedStats()
 
-    async def start(self) -> None:
-        """Start the built-in exchange if chosen, connect the feed, load history. Raises on a bad replay file
-        (RecordingError) or a taken simulator port (SimulatorPortInUse) before anything runs."""
+    async def _start_exchange(self) -> ExchangeSimulator | ExchangeProcess:
+        """The built-in exchange, in its own process unless ``sim_process`` is off. Imported here, once the window
+        is up: the window does not need it to appear."""
         s = self.settings
-        if s.exchange == "sim":
-            # The built-in exchange (a websockets server and the synthetic market) is imported here, once the
-            # window is up, not at start-up: the window does not need it to appear.
+        if s.sim_process:
+            from app.market.exchange_process import ExchangeProcess
+
+            exchange: ExchangeSimulator | ExchangeProcess = ExchangeProcess(
+                symbols=self.symbols, trades_per_s=s.sim_trades_per_s, protocol=s.sim_protocol, port=s.sim_port,
+                replay=s.replay, replay_speed=s.replay_speed,
+            )
+        else:
             from app.market.sim_markets import MultiMarket
             from app.market.simulator import ExchangeSimulator, ReplaySource
 
@@ -160,8 +166,17 @@ class Session:
                 if s.replay is not None
                 else MultiMarket.for_symbols(self.symbols, s.sim_trades_per_s)
             )
-            self.simulator = ExchangeSimulator(source, port=s.sim_port, protocol=s.sim_protocol)
-            await self.simulator.start()
+            exchange = ExchangeSimulator(source, port=s.sim_port, protocol=s.sim_protocol)
+        await exchange.start()
+        return exchange
+
+    async def start(self) -> None:
+        """Start the built-in exchange if chosen, connect the feed, load history. Raises before anything runs when
+        the built-in exchange cannot start: ExchangeStartError from its process (port taken, bad replay file), or
+        in-process RecordingError / SimulatorPortInUse."""
+        s = self.settings
+        if s.exchange == "sim":
+            self.simulator = await self._start_exchange()
             feed = exchanges.plan(s.sim_protocol, self.symbols, self.simulator.ws_url, simulated=True)
             rest_base = self.simulator.rest_url
         else:

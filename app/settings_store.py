@@ -46,7 +46,7 @@ FILE_NAME = "settings.toml"
 # The groups of the file and of the dialog's tabs, in order. Every field of Settings but PER_RUN_FIELDS is in one.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Market data", ("exchange", "sim_protocol", "symbol", "symbols", "timeframe", "history_bars",
-                     "candle_capacity", "stale_after_s", "sim_port", "sim_trades_per_s")),
+                     "candle_capacity", "stale_after_s", "sim_port", "sim_trades_per_s", "sim_process")),
     ("Model", ("llm_url", "llm_model", "llm_timeout_s", "llm_max_retries", "decision_timeframe",
                "decision_timeout_s")),
     ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances")),
@@ -69,6 +69,7 @@ HELP: dict[str, str] = {
     "stale_after_s": "seconds without a frame before the feed is marked STALE and reconnected",
     "sim_port": "port of the built-in exchange on 127.0.0.1 (0: a free one)",
     "sim_trades_per_s": "trades per second the built-in exchange makes",
+    "sim_process": "run the built-in exchange in its own process, as a real exchange is (off: in the terminal's)",
     "llm_url": "OpenAI-compatible endpoint; empty: the offline rules propose (labelled OFFLINE)",
     "llm_model": "model name at that endpoint",
     "llm_timeout_s": "seconds one model request may take",

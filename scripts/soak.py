@@ -5,8 +5,11 @@ time and every feed drop.
 
     .venv/bin/python scripts/soak.py --minutes 2 --rate 2000 [--sample-s 5] [--json]
 
-In-process on purpose: the frame time is measured by wrapping the UI bridge's refresh (``bridge.tick``), and the
-loop lag by a probe task on the same loop as everything else. Messages per trade are not a constant on the built-in
+In-process on purpose: the frame time is what the UI bridge records for each of its refreshes (chart, panels,
+performance panel), and the loop lag is measured by a probe task on the same loop as everything else. The built-in
+exchange runs in its own process, as in the terminal; RSS is the terminal's.
+
+Messages per trade are not a constant on the built-in
 exchange: per symbol it sends depth diffs every 100 ms and a kline every second whatever the trade rate, plus a
 trade and (when the top of book moves) a bookTicker per trade. So the script calibrates first: it runs the
 synthetic market's own generator on a virtual clock at two trade rates (under a second of CPU), fits
@@ -98,23 +101,13 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
     settings = Settings(symbols=symbols, sim_trades_per_s=trades_per_s, journal_path=journal)
 
     metrics = Metrics()
-    frame_rec = metrics.recorder(UI_FRAME)
     lag = LoopLagProbe(metrics.recorder("loop_lag"), interval_s=0.02)
     proc = ProcessProbe(history=100_000)
 
     session = Session(settings)
     window = MainWindow(session, BufferingHandler())
     bridge = window.bridge
-    untimed_tick = bridge.tick
-
-    def timed_tick() -> None:
-        t0 = time.perf_counter_ns()
-        untimed_tick()
-        frame_rec.record(time.perf_counter_ns() - t0)
-
-    # The bridge's timer calls bridge.tick; route it through the timer wrapper (the timer is the bridge's own).
-    bridge._timer.timeout.disconnect(untimed_tick)
-    bridge._timer.timeout.connect(timed_tick)
+    frame_rec = session.metrics.recorder(UI_FRAME)  # the bridge times every UI refresh (chart, panels, perf)
 
     window.show()
     await session.start()

@@ -28,6 +28,7 @@ import errno
 import http
 import logging
 import math
+import os
 import re
 import secrets
 import signal
@@ -89,7 +90,7 @@ _STREAM_RE = re.compile(r"([a-z0-9]+)@([A-Za-z0-9_@]+)")
 _MAX_STREAMS = 1024  # Binance's limit per connection
 
 _TICK_S = 0.025  # synthetic step: a batch takes well under a millisecond to generate at normal rates
-_MAX_CATCHUP_MS = 1_000  # a longer silence (paused, starved loop) is skipped as quiet time, not burst out
+MAX_CATCHUP_MS = 1_000  # a longer silence (paused, starved loop) is skipped as quiet time, not burst out
 _FINE_HISTORY_S = 3600  # history at 1 s resolution: 1000 1s bars and more (an hour of 1m bars)
 _HISTORY_BLOCK_MIN = 10_000  # older history is made of 1 min rows, in fixed blocks (same result any order)
 _MAX_HISTORY_MIN = 6 * _HISTORY_BLOCK_MIN  # ~41.7 days: 1000 hourly bars; longer asks get fewer bars
@@ -101,6 +102,7 @@ _REPLAY_EARLY_S = 0.005  # frames due this soon go out with the current batch in
 _REPLAY_MAX_LATE_S = 1.0  # further behind (paused, starved), the replay resumes from here, not in a burst
 _REPLAY_SNAPSHOT_WAIT_S = 5.0  # REST depth waits this long for the tape to reach a depth snapshot
 
+_WRITE_YIELD_EVERY = 64  # frames a client's writer sends before it gives the loop a turn
 _OUTBOX_MAX = 10_000  # messages queued for one client before a live source gives up on it (default)
 _OUTBOX_HIGH = 1_000  # a full-speed replay waits for outboxes above this...
 _OUTBOX_LOW = 100  # ...until they are back under this
@@ -593,8 +595,8 @@ class SyntheticMarket:
         """Runs the market up to ``now_ms`` (exchange time) and returns the frames of the ``wanted``
         streams, oldest first. The server calls it every tick; tests may call it with their own clock."""
         out: list[Frame] = []
-        if now_ms - self._t_ms > _MAX_CATCHUP_MS:
-            self._go_quiet(now_ms - _MAX_CATCHUP_MS)
+        if now_ms - self._t_ms > MAX_CATCHUP_MS:
+            self._go_quiet(now_ms - MAX_CATCHUP_MS)
         while True:
             t = min(self._next_second_ms, self._next_depth_ms, self._next_trade_ms)
             if t > now_ms:
@@ -1194,6 +1196,7 @@ class _Client:
         self.drained.set()
 
     async def write_loop(self, stats: SimulatorStats) -> None:
+        sent = 0
         try:
             while True:
                 while not self._outbox:
@@ -1202,8 +1205,11 @@ class _Client:
                 msg = self._outbox.popleft()
                 if len(self._outbox) <= _OUTBOX_LOW:
                     self.drained.set()
-                await self.ws.send(msg, text=True)
+                await self.ws.send(msg, text=True)  # returns at once while the socket takes it: no turn of the loop
                 stats.frames_sent += 1
+                sent += 1
+                if sent % _WRITE_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the terminal (same loop) in between chunks of a large batch
         except ConnectionClosed:
             pass
 
@@ -1587,6 +1593,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--symbols", metavar="A,B,...",
+                        help="several synthetic markets at once (each at --rate), instead of --symbol")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="binance",
+                        help="the exchange dialect spoken on the WebSocket (default binance)")
+    parser.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="exit when this process is gone (the terminal that started this exchange)")
     parser.add_argument("--rate", type=float, default=25.0, help="synthetic trades per second")
     parser.add_argument("--price", type=float, default=60_000.0, help="synthetic start price")
     parser.add_argument("--seed", type=int, default=None)
@@ -1596,16 +1608,34 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _serve_until_stopped(source: MarketSource, host: str, port: int) -> None:
-    async with ExchangeSimulator(source, host, port) as sim:
-        print(
-            f"exchange simulator ({source.label}) on {sim.ws_url}  REST {sim.rest_url}  (Ctrl-C stops)",
-            flush=True,
-        )
+READY_PREFIX = "ready "  # the line a parent reads (ExchangeProcess): "ready <ws_url> <rest_url>"
+
+
+async def _serve_until_stopped(source: MarketSource, host: str, port: int, protocol: str = "binance",
+                               parent_pid: int | None = None) -> None:
+    async with ExchangeSimulator(source, host, port, protocol=protocol) as sim:
+        print(f"{READY_PREFIX}{sim.ws_url} {sim.rest_url}", flush=True)
+        print(f"exchange simulator ({source.label}) on {sim.ws_url}  REST {sim.rest_url}  (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        watch = asyncio.create_task(_exit_with_parent(parent_pid, stop)) if parent_pid else None
         await stop.wait()
+        if watch is not None:
+            watch.cancel()
+
+
+async def _exit_with_parent(pid: int, stop: asyncio.Event) -> None:
+    """A terminal killed outright (SIGKILL, a crash) cannot stop its exchange: the exchange notices instead."""
+    import psutil
+
+    while True:
+        await asyncio.sleep(0.5)
+        # Re-parented (POSIX) or gone (everywhere): either way the terminal is no more.
+        if os.getppid() != pid or not psutil.pid_exists(pid):
+            stop.set()
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1614,16 +1644,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
-        source: MarketSource = (
-            ReplaySource(args.replay, args.speed)
-            if args.replay
-            else SyntheticMarket(args.symbol, args.price, args.rate, args.seed)
-        )
+        source: MarketSource
+        if args.replay:
+            source = ReplaySource(args.replay, args.speed)
+        elif args.symbols:
+            from app.market.sim_markets import MultiMarket  # it builds on this module
+
+            source = MultiMarket.for_symbols([x for x in args.symbols.split(",") if x], args.rate)
+        else:
+            source = SyntheticMarket(args.symbol, args.price, args.rate, args.seed)
     except (RecordingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve_until_stopped(source, args.host, args.port))
+        asyncio.run(_serve_until_stopped(source, args.host, args.port, args.protocol, args.parent_pid))
     except SimulatorPortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

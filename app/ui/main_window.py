@@ -91,7 +91,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self._started = time.monotonic()
-        self._perf_refreshed = 0.0
         self.panels_built = False
         self.bridge = UiBridge(session, self, self)
         self._restore_ui_state(restore_view)
@@ -370,10 +369,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
         if not self.panels_built:
             return
-        now = time.monotonic()
-        if now - self._perf_refreshed >= 1.0:  # percentiles at 1 Hz: cheap, and as fast as they change
-            self._perf_refreshed = now
-            self.perf_panel.refresh(self.symbol, self.chart.timeframe, now - self._started)
         self.decisions_panel.refresh()
         self.blotter.refresh()
         self.trading_panel.refresh()
@@ -389,6 +384,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
+
+    def refresh_perf(self) -> None:
+        if self.panels_built:
+            self.perf_panel.refresh(self.symbol, self.chart.timeframe, time.monotonic() - self._started)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.bridge.stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import pytest
 
 from app.config import Settings
@@ -46,8 +49,10 @@ async def test_main_window_draws_live_candles_and_says_live(qtbot):
         # Status bar shows the data source and a positive message rate.
         assert "BUILT-IN EXCHANGE" in window.source_label.text()
         await wait_until(lambda: window.rate_label.text() != "0 msg/s", timeout=5, what="a message rate")
+        exchange_pid = session.simulator.pid  # the built-in exchange runs in its own process
+        assert exchange_pid is not None and exchange_pid != os.getpid()
     finally:
         window.close()
         await session.stop()
     assert session.feed.state is FeedState.STOPPED
-    assert session.simulator is not None and session.simulator.stats.clients == 0
+    assert not psutil.pid_exists(exchange_pid)  # stopped with the session, not left behind

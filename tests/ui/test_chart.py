@@ -71,6 +71,13 @@ def test_live_candle_moves_on_a_new_trade(chart):
     after = chart.live_candle.bar
     assert after[2] == before[2] + 50.0 and after[4] == before[2] + 50.0  # new high and close
     assert chart.last_line.value() == after[4]
+    assert chart.last_line.text == f"{after[4]:,.2f}"  # BTC-sized prices: two decimals
+
+
+def test_price_tag_shows_enough_decimals_for_cheap_coins():
+    from app.ui.chart.items import price_decimals
+
+    assert [price_decimals(p) for p in (61_234.5, 2_345.6, 143.2, 0.5123, 0.000012)] == [2, 2, 2, 5, 8]
 
 
 def test_panning_stops_auto_follow_and_end_brings_it_back(chart, qtbot):

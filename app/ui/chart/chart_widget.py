@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.candles import TIMEFRAMES, CandleSeries
 from app.ui import theme
-from app.ui.chart.items import CandlestickItem, LiveCandleItem, VolumeItem, set_y_range
+from app.ui.chart.items import CandlestickItem, LastPriceLine, LiveCandleItem, VolumeItem, set_y_range
 from app.ui.chart.overlays import IndicatorOverlays
 
 # Proposal arrows take their cache badge's colour (as in the decision cards).
@@ -154,13 +154,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.price_plot.addItem(self.live_candle)
         self.volume_plot.addItem(self.volume)
         self.volume_plot.addItem(self.live_volume)
-        self.last_line = pg.InfiniteLine(
-            angle=0,
-            movable=False,
-            pen=pg.mkPen(t.muted, style=QtCore.Qt.PenStyle.DashLine),
-            label="{value:.2f}",
-            labelOpts={"position": 0.98, "color": t.text, "fill": pg.mkBrush(t.panel), "anchors": [(1, 1), (1, 1)]},
-        )
+        self.last_line = LastPriceLine(t)
         self.last_line.setZValue(5)
         self.price_plot.addItem(self.last_line, ignoreBounds=True)
         self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.grid))
@@ -284,9 +278,7 @@ class ChartWidget(QtWidgets.QWidget):
                float(a.volume[-1]))
         self.live_candle.set_bar(bar, self.bar_s)
         self.live_volume.set_bar(bar, self.bar_s)
-        t = theme.current()
-        self.last_line.setPos(bar[4])
-        self.last_line.label.setColor(t.up if bar[4] >= bar[1] else t.down)
+        self.last_line.set_price(bar[4], up=bar[4] >= bar[1])
         if self.follow:
             self._apply_follow(force=not self._view_ready)
             self._view_ready = True

@@ -279,3 +279,87 @@ class LiveCandleItem(pg.GraphicsObject):
         mid = x + self._bar_s / 2
         p.drawLine(QtCore.QPointF(mid, lo), QtCore.QPointF(mid, h))
         p.drawRect(QtCore.QRectF(x0, min(o, c), w, abs(c - o)))
+
+
+def price_decimals(price: float) -> int:
+    """Decimals that show a price to about five significant digits: 2 for BTC at 60 000, 4 for XRP at 0.5."""
+    if not np.isfinite(price) or price <= 0:
+        return 2
+    return int(min(8, max(2, 4 - np.floor(np.log10(price)))))
+
+
+class LastPriceLine(pg.GraphicsObject):
+    """The last price: a dashed line across the view and a tag at its right edge, painted in one item.
+
+    pyqtgraph's InfiniteLine with a label did the same through signals, a QTextDocument and two geometry updates:
+    half of each chart frame at 30 Hz. Here a new price is one geometry change and one repaint."""
+
+    TAG_PAD_PX = 3.0
+
+    def __init__(self, t: theme.Theme) -> None:
+        super().__init__()
+        self._price = float("nan")
+        self._text = ""
+        self._up = True
+        self._bounds: QtCore.QRectF | None = None
+        self._font = QtGui.QFont()
+        self._metrics = QtGui.QFontMetricsF(self._font)
+        self.set_colors(t)
+
+    def set_colors(self, t: theme.Theme) -> None:
+        self._line_pen = pg.mkPen(t.muted, style=QtCore.Qt.PenStyle.DashLine)
+        self._up_colour, self._down_colour = QtGui.QColor(t.up), QtGui.QColor(t.down)
+        self._fill = QtGui.QColor(t.panel)
+        self.update()
+
+    def value(self) -> float:
+        return self._price
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def set_price(self, price: float, up: bool) -> None:
+        if price == self._price and up == self._up:
+            return
+        self.prepareGeometryChange()
+        self._price, self._up, self._bounds = price, up, None
+        self._text = f"{price:,.{price_decimals(price)}f}"
+        self.update()
+
+    def viewTransformChanged(self) -> None:  # pyqtgraph calls this when the view pans or zooms
+        self.prepareGeometryChange()
+        self._bounds = None
+        super().viewTransformChanged()
+
+    def boundingRect(self) -> QtCore.QRectF:
+        if self._bounds is None:
+            vr = self.viewRect()
+            if vr is None or not np.isfinite(self._price):
+                self._bounds = QtCore.QRectF()
+            else:
+                half = (self._metrics.height() / 2 + self.TAG_PAD_PX) * (self.pixelHeight() or 0.0)
+                self._bounds = QtCore.QRectF(vr.left(), self._price - half, vr.width(), 2 * half)
+        return self._bounds
+
+    def paint(self, p: QtGui.QPainter, *args) -> None:
+        vr = self.viewRect()
+        if vr is None or not np.isfinite(self._price):
+            return
+        y = self._price
+        p.setPen(self._line_pen)
+        p.drawLine(QtCore.QPointF(vr.left(), y), QtCore.QPointF(vr.right(), y))
+        # The tag in device pixels, so the text keeps its size whatever the zoom.
+        right = p.transform().map(QtCore.QPointF(vr.right(), y))
+        p.save()
+        p.resetTransform()
+        p.setFont(self._font)
+        w = self._metrics.horizontalAdvance(self._text) + 2 * self.TAG_PAD_PX
+        h = self._metrics.height() + self.TAG_PAD_PX
+        box = QtCore.QRectF(right.x() - w - 1, right.y() - h / 2, w, h)
+        colour = self._up_colour if self._up else self._down_colour
+        p.setPen(QtGui.QPen(colour))
+        p.setBrush(self._fill)
+        p.drawRect(box)
+        p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
+        p.restore()

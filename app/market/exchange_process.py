@@ -1,0 +1,112 @@
+"""The built-in exchange in a process of its own, as a real exchange is.
+
+In the terminal's process the exchange's work (making five busy markets, encoding and sending thousands of frames a
+second) ran on the same event loop as the window, and was the largest single cause of loop lag at 5k msgs/s. In
+its own process it runs on the other core and the terminal sees only a socket, exactly as with Binance.
+
+The child is ``python -m app.market.simulator`` (or, in the packaged executable, ``trading-terminal exchange``);
+it prints ``ready <ws_url> <rest_url>`` once listening, and exits by itself if the terminal dies without stopping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app.market.simulator import READY_PREFIX
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 20.0  # a cold start imports numpy and websockets: seconds on a slow disk
+STOP_TIMEOUT_S = 3.0
+
+
+class ExchangeStartError(RuntimeError):
+    """The built-in exchange did not start; ``str()`` is its own explanation (port taken, unreadable replay)."""
+
+
+def exchange_command(args: list[str]) -> list[str]:
+    """How to run the built-in exchange: this interpreter on the module, or the packaged executable itself."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "exchange", *args]
+    return [sys.executable, "-m", "app.market.simulator", *args]
+
+
+class ExchangeProcess:
+    """Start with ``await start()``; ``ws_url`` and ``rest_url`` are then the exchange's; ``await stop()``."""
+
+    def __init__(self, *, symbols: list[str], trades_per_s: float, protocol: str = "binance", port: int = 0,
+                 replay: Path | None = None, replay_speed: float = 1.0) -> None:
+        args = ["--port", str(port), "--protocol", protocol, "--parent-pid", str(os.getpid())]
+        if replay is not None:
+            args += ["--replay", str(replay), "--speed", repr(replay_speed)]
+        else:
+            args += ["--symbols", ",".join(symbols), "--rate", repr(trades_per_s)]
+        self.command = exchange_command(args)
+        self.ws_url = ""
+        self.rest_url = ""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        assert self._proc.stdout is not None
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                line = (await self._proc.stdout.readline()).decode(errors="replace").strip()
+        except TimeoutError:
+            await self.stop()
+            raise ExchangeStartError(f"the built-in exchange did not start within {START_TIMEOUT_S:g} s") from None
+        if not line.startswith(READY_PREFIX):
+            await self._proc.wait()
+            err = (await self._proc.stderr.read()).decode(errors="replace").strip() if self._proc.stderr else ""
+            reason = err.splitlines()[-1].removeprefix("error: ") if err else f"exit code {self._proc.returncode}"
+            self._proc = None
+            raise ExchangeStartError(reason)
+        self.ws_url, self.rest_url = line[len(READY_PREFIX):].split()
+        self._stderr_task = asyncio.create_task(self._relay_stderr(), name="exchange-stderr")
+        log.info("built-in exchange running as process %d on %s", self._proc.pid, self.ws_url)
+
+    async def _relay_stderr(self) -> None:
+        """The child's warnings into the terminal's log; the pipe is drained so the child never blocks on it."""
+        assert self._proc is not None and self._proc.stderr is not None
+        async for raw in self._proc.stderr:
+            text = raw.decode(errors="replace").rstrip()
+            if text and not text.startswith("exchange simulator ("):
+                log.warning("built-in exchange: %s", text)
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._stderr_task is not None:
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stderr_task
+            self._stderr_task = None
