@@ -136,6 +136,10 @@ def _settings_from(args: argparse.Namespace):
             msg = str(err["msg"]).removeprefix("Value error, ").replace("Input should be ", "must be ")
             print(f"error: {option.get(field, field)}: {msg}", file=sys.stderr)
         return None
+    if settings.replay is not None and settings.exchange != "sim":
+        print(f"error: --replay plays a recording through the built-in exchange; it cannot be combined with "
+              f"--exchange {settings.exchange}", file=sys.stderr)
+        return None
     return settings, loaded.report()
 
 
@@ -207,9 +211,15 @@ def _run_gui(args: argparse.Namespace, settings, handler) -> int:
 
 
 def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """Every task error reaches the log, with its traceback; none is swallowed."""
+    """Every task error reaches the log, with its traceback; none is swallowed. An exception is a bug: it also
+    gets a crash report (once per distinct error) and the dialog that says where it is."""
     exc = context.get("exception")
-    log.error("event loop error: %s", context.get("message", "unhandled"), exc_info=exc)
+    if exc is None:
+        log.error("event loop error: %s", context.get("message", "unhandled"))
+        return
+    from app.crash import report_exception
+
+    report_exception(exc, where=f"event loop: {context.get('message', 'unhandled')}")
 
 
 async def _next_qt_turn() -> None:

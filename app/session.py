@@ -6,6 +6,7 @@ The session knows nothing of Qt. The UI reads ``market``, ``feed`` and ``bus`` o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -32,6 +33,18 @@ from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import ProposalBook
 from app.trading.risk import RiskLimits, RiskManager
+
+
+def _model_key() -> str | None:
+    from app.secrets import Secrets  # OPENAI_API_KEY wins, then the OS keyring (or this session's memory)
+
+    return Secrets().get("llm_api_key")
+
+
+def _digest(key: str | None) -> str:
+    """Which key is in use, without keeping the key itself on the session."""
+    return hashlib.sha256((key or "").encode()).hexdigest()
+
 
 if TYPE_CHECKING:
     from app.market.exchange_process import ExchangeProcess
@@ -67,6 +80,7 @@ class Session:
         self._candle_update = self.metrics.recorder(CANDLE_UPDATE)
         self._exchange_to_receive = self.metrics.recorder(EXCHANGE_TO_RECEIVE)
         self.feed_rate = self.metrics.rate("messages_per_s", source=lambda: self.feed.frames)
+        self._model_key_digest = ""
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache(
@@ -122,15 +136,29 @@ class Session:
         s = self.settings
         if s.llm_url is None:
             return OfflineProvider()
-        from app.secrets import Secrets  # OPENAI_API_KEY wins, then the OS keyring (or this session's memory)
-
+        key = _model_key()
+        self._model_key_digest = _digest(key)
         return OpenAIProvider(
             base_url=s.llm_url,
             model=s.llm_model,
-            api_key=Secrets().get("llm_api_key"),
+            api_key=key,
             timeout_s=s.llm_timeout_s,
             max_retries=s.llm_max_retries,
         )
+
+    def apply_model_key(self) -> bool:
+        """Use the model key as it is now, if it changed (the settings dialog just stored one; a key kept in
+        memory only would otherwise never be used). New requests go to a new provider; requests in flight finish
+        on the old one, closed once they have had their time. True if the provider was replaced."""
+        if self.settings.llm_url is None or _digest(_model_key()) == self._model_key_digest:
+            return False
+        old = self.provider
+        self.provider = self.decisions.provider = self._make_provider()
+        log.info("model API key changed: new requests use it")
+        asyncio.get_running_loop().call_later(
+            self.settings.decision_timeout_s, lambda: self.spawn(old.aclose(), "close replaced provider")
+        )
+        return True
 
     @property
     def source_label(self) -> str:
@@ -227,7 +255,11 @@ class Session:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+            # A session task that dies is a part of the terminal that stopped (feed, market, desk): a bug, so a
+            # crash report (logged, scrubbed, shown) rather than a log line alone.
+            from app.crash import report_exception
+
+            report_exception(task.exception(), where=f"task {task.get_name()}")
 
     async def _run_market(self, rest_base: str | None) -> None:
         # The feed is already connected and the bus buffers it, so history can load first without losing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -175,3 +177,25 @@ def test_forced_crash_in_a_process_writes_a_report_and_prints_its_path(tmp_path)
     text = reports[0].read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in text and "RuntimeError: forced crash, key ***" in text
     assert "about to fail" in text and KEY not in text
+
+
+@pytest.mark.asyncio
+async def test_a_session_task_that_dies_gets_a_crash_report(tmp_path, root_logging, crash_hooks):
+    from app.config import Settings
+    from app.session import Session
+
+    seen: list[Path] = []
+    crash.install_crash_handler(report_dir=tmp_path / "crashes", on_crash=seen.append)
+    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0))
+
+    async def broken() -> None:
+        raise RuntimeError("the market task hit a bug")
+
+    task = session.spawn(broken(), "market")
+    with contextlib.suppress(RuntimeError):
+        await task
+    await asyncio.sleep(0)  # done callbacks run on the next turn
+    assert len(seen) == 1
+    text = seen[0].read_text(encoding="utf-8")
+    assert "task market" in text and "RuntimeError: the market task hit a bug" in text
+    session.journal.close()

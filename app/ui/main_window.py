@@ -212,8 +212,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for dock in (self.decisions_dock, self.orders_dock, self.trading_dock, self.perf_dock, self.log_dock):
             view.addAction(dock.toggleViewAction())
         view.addSeparator()
-        follow = view.addAction("Follow live edge")
-        follow.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_End))
+        # End itself belongs to the chart's own shortcut; a second binding here would make both ambiguous (and
+        # Qt then fires neither). The tab shows the key in the menu without binding it.
+        follow = view.addAction("Follow live edge\tEnd")
         follow.triggered.connect(lambda: self.chart.set_follow(True))
         decide = self.menuBar().addMenu("&Decisions")
         ask = decide.addAction("Ask now")
@@ -265,7 +266,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.ui.settings_dialog import SettingsDialog
 
         loaded = load_settings(self.config_path)
-        return self._keep("settings", SettingsDialog(loaded.settings, self.config_path, Secrets(), self))
+        dialog = SettingsDialog(loaded.settings, self.config_path, Secrets(), self)
+        dialog.saved.connect(lambda _settings: self.session.apply_model_key())  # a new key applies at once
+        return self._keep("settings", dialog)
 
     def open_about(self) -> QtWidgets.QDialog:
         from app.ui.about import AboutDialog

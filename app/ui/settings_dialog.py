@@ -310,9 +310,9 @@ class SettingsDialog(QtWidgets.QDialog):
                 notes.append(f"the API key could not be stored ({type(exc).__name__}: {exc})")
             else:
                 self.api_key.clear()
-                notes.append("API key stored in the OS keyring" if where == "keyring"
-                             else f"API key kept in memory only (no keyring backend): it is gone when the "
-                                  f"terminal exits; set {LLM_KEY_ENV} to keep a key across runs")
+                notes.append("API key stored in the OS keyring and used from now on" if where == "keyring"
+                             else f"API key used from now on but kept in memory only (no keyring backend): it is "
+                                  f"gone when the terminal exits; set {LLM_KEY_ENV} to keep a key across runs")
             self.api_key_source.setText(key_source_text(self.secrets))
         settings = self.candidate
         try:

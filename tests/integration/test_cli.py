@@ -53,6 +53,13 @@ def test_missing_replay_file_is_one_line_error_and_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: cannot read recording"), proc.stderr
 
 
+def test_replay_with_a_live_exchange_is_refused_not_ignored(binance_capture):
+    proc = run_terminal("--replay", str(binance_capture), "--exchange", "kraken", "--smoke-test", "1")
+    assert proc.returncode == 2
+    assert "--replay plays a recording through the built-in exchange" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_busy_simulator_port_is_reported_not_a_traceback():
     import socket
 

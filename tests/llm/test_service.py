@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from app.llm.cache import DecisionCache
-from app.llm.providers import OfflineProvider, OpenAIProvider
+from app.llm.providers import OfflineProvider, OpenAIProvider, ProviderError
 from app.llm.schema import CacheStatus
 from app.llm.service import DecisionService, ModelState
 from app.market.state import MarketData
@@ -167,3 +167,36 @@ async def test_same_market_twice_is_served_from_the_cache(dev_server_factory):
     finally:
         await svc.aclose()
         await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_key_entered_after_start_is_used_at_once_even_in_memory_only(tmp_path, monkeypatch):
+    """No keyring (the suite's default) and no OPENAI_API_KEY: the settings dialog keeps the key in memory, and
+    the running session must use it from then on, not only after a restart that would lose it."""
+    from app.config import Settings
+    from app.secrets import Secrets, forget_memory
+    from app.session import Session
+    from tests.llm.test_providers import state as market_state
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    forget_memory()
+    key = "tt-test-key-entered-in-the-dialog-7f3a"
+    with load_dev_server().start_server(api_key=key) as server:
+        session = Session(Settings(llm_url=server.url, llm_model="dev-model", journal_path=tmp_path / "j.sqlite3",
+                                   history_bars=0))
+        try:
+            assert not session.apply_model_key()  # nothing changed yet
+            with pytest.raises(ProviderError):  # the server answers 401 without its key
+                await session.provider.decide(market_state())
+            assert Secrets().set("llm_api_key", key) == "memory"
+            old = session.provider
+            assert session.apply_model_key()
+            assert session.decisions.provider is session.provider is not old
+            decision = await session.provider.decide(market_state())
+            assert decision.body.action in ("BUY", "SELL", "HOLD")
+            assert not session.apply_model_key()  # same key again: the provider stays
+            await old.aclose()
+        finally:
+            await session.provider.aclose()
+            session.journal.close()
+            forget_memory()

@@ -4,7 +4,7 @@ settings file is listed in a non-blocking box once the window is up."""
 from __future__ import annotations
 
 import pytest
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from app.config import Settings
 from app.session import Session
@@ -68,5 +68,20 @@ async def test_about_shows_the_version_and_settings_problems_are_listed(qtbot, t
     box = window.show_settings_problems(["settings.toml: max_order_notional: must be greater than 0; using 5000"])
     assert box.isVisible() and not box.isModal()
     assert "max_order_notional" in box.informativeText()
+    window.close()
+    session.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_end_key_in_the_window_brings_the_chart_back_to_the_live_edge(qtbot, tmp_path):
+    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0))
+    window = MainWindow(session, BufferingHandler())
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    window.chart.set_follow(False)
+    qtbot.keyClick(window.chart, QtCore.Qt.Key.Key_End)
+    assert window.chart.follow  # one binding only: an ambiguous End would fire nothing
     window.close()
     session.journal.close()
