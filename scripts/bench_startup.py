@@ -54,6 +54,9 @@ def drop_caches() -> bool:
 
 def run_once(cmd: list[str]) -> float:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # A trader's machine caches bytecode after the first run (pip did so for PySide6 and pyqtgraph at install);
+    # PYTHONDONTWRITEBYTECODE in the caller's environment would make every run compile the app's sources again.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({name: str(Path(_home.name) / name.lower()) for name in XDG_DIRS})
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     for line in proc.stdout.splitlines():

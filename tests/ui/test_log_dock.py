@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.crash_dialog import show_crash_dialog
@@ -18,11 +19,16 @@ def _logger(handler: BufferingHandler, name: str = "tt.logdock") -> logging.Logg
     return log
 
 
-def test_level_filter_applies_to_new_and_already_shown_lines(qtbot):
+@pytest.fixture
+def view_and_log(qtbot):
     handler = BufferingHandler()
     view = LogView(handler)
     qtbot.addWidget(view)
-    log = _logger(handler)
+    return view, _logger(handler)
+
+
+def test_level_filter_applies_to_new_and_already_shown_lines(view_and_log):
+    view, log = view_and_log
     log.debug("d-one")
     log.info("i-one")
     log.warning("w-one")
@@ -48,11 +54,8 @@ def test_level_filter_applies_to_new_and_already_shown_lines(qtbot):
     assert [line.split()[-1] for line in view.visible_text().splitlines()] == ["e-one", "e-two"]
 
 
-def test_text_filter_is_case_insensitive_and_clear_empties_the_view(qtbot):
-    handler = BufferingHandler()
-    view = LogView(handler)
-    qtbot.addWidget(view)
-    log = _logger(handler)
+def test_text_filter_is_case_insensitive_and_clear_empties_the_view(view_and_log):
+    view, log = view_and_log
     log.info("feed connected to Binance")
     log.info("decision HIT for BTCUSDT")
     view.flush()

@@ -23,14 +23,30 @@ def _menu_action(window: MainWindow, menu_title: str, text: str):
     raise AssertionError(f"no {menu_title} > {text} menu item")
 
 
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """A window on a session of its own (no network); qtbot closes it, and its journal is closed after the test."""
+    made: list[tuple[MainWindow, Session]] = []
+
+    def make(settings: Settings | None = None, **window_kw) -> MainWindow:
+        base = (settings or Settings()).model_copy(update={"journal_path": tmp_path / "j.sqlite3", "history_bars": 0})
+        session = Session(base)
+        window = MainWindow(session, BufferingHandler(), **window_kw)
+        qtbot.addWidget(window)
+        made.append((window, session))
+        return window
+
+    yield make
+    for _window, session in made:  # qtbot closes the windows
+        session.journal.close()
+
+
 @pytest.mark.asyncio
-async def test_settings_menu_opens_the_file_settings_not_this_runs_flags(qtbot, tmp_path):
+async def test_settings_menu_opens_the_file_settings_not_this_runs_flags(make_window, tmp_path):
     config = tmp_path / "settings.toml"
     save_settings(Settings(max_open_orders=7), config)
     # This run's settings differ from the file (as a command-line flag would make them).
-    session = Session(Settings(max_open_orders=3, journal_path=tmp_path / "j.sqlite3", history_bars=0))
-    window = MainWindow(session, BufferingHandler(), config_path=config)
-    qtbot.addWidget(window)
+    window = make_window(Settings(max_open_orders=3), config_path=config)
     _menu_action(window, "File", "Settings").trigger()
     dialog = window._dialogs["settings"]
     assert dialog.isVisible()
@@ -38,25 +54,16 @@ async def test_settings_menu_opens_the_file_settings_not_this_runs_flags(qtbot, 
     _menu_action(window, "File", "Settings").trigger()  # a second time raises the same dialog
     assert list(window._dialogs) == ["settings"]
     dialog.reject()
-    window.close()
-    session.journal.close()
 
 
 @pytest.mark.asyncio
-async def test_without_a_settings_file_the_menu_item_is_disabled(qtbot, tmp_path):
-    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0))
-    window = MainWindow(session, BufferingHandler())
-    qtbot.addWidget(window)
-    assert not _menu_action(window, "File", "Settings").isEnabled()
-    window.close()
-    session.journal.close()
+async def test_without_a_settings_file_the_menu_item_is_disabled(make_window):
+    assert not _menu_action(make_window(), "File", "Settings").isEnabled()
 
 
 @pytest.mark.asyncio
-async def test_about_shows_the_version_and_settings_problems_are_listed(qtbot, tmp_path):
-    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0))
-    window = MainWindow(session, BufferingHandler())
-    qtbot.addWidget(window)
+async def test_about_shows_the_version_and_settings_problems_are_listed(make_window):
+    window = make_window()
     window.show()
     _menu_action(window, "Help", "About").trigger()
     about = window._dialogs["about"]
@@ -68,20 +75,14 @@ async def test_about_shows_the_version_and_settings_problems_are_listed(qtbot, t
     box = window.show_settings_problems(["settings.toml: max_order_notional: must be greater than 0; using 5000"])
     assert box.isVisible() and not box.isModal()
     assert "max_order_notional" in box.informativeText()
-    window.close()
-    session.journal.close()
 
 
 @pytest.mark.asyncio
-async def test_end_key_in_the_window_brings_the_chart_back_to_the_live_edge(qtbot, tmp_path):
-    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0))
-    window = MainWindow(session, BufferingHandler())
-    qtbot.addWidget(window)
+async def test_end_key_in_the_window_brings_the_chart_back_to_the_live_edge(make_window, qtbot):
+    window = make_window()
     window.show()
     with qtbot.waitActive(window):
         window.activateWindow()
     window.chart.set_follow(False)
     qtbot.keyClick(window.chart, QtCore.Qt.Key.Key_End)
     assert window.chart.follow  # one binding only: an ambiguous End would fire nothing
-    window.close()
-    session.journal.close()
