@@ -39,6 +39,7 @@ LABELS: dict[str, str] = {
     "journal_path": "Journal file", "ui_refresh_hz": "Chart refresh (Hz)", "perf_thresholds_ms": "p99 thresholds (ms)",
     "theme": "Theme",
 }
+EDITOR_MIN_WIDTH = 260
 _PLACEHOLDERS = {"llm_url": "empty: offline rules", "journal_path": "empty: user data directory",
                  "symbols": "comma separated; empty: default set"}
 
@@ -56,15 +57,16 @@ def key_source_text(secrets: Any) -> str:
     if secrets is None:
         return "key storage is not available here"
     source = secrets.source(LLM_KEY)
-    no_backend = f"no keyring backend ({secrets.backend_problem or 'unknown reason'})"
+    # backend_problem is already a sentence for the trader (what failed, and that keys stay in memory).
+    problem = secrets.backend_problem or "No OS keyring is available: a key saved here is kept in memory only."
     if source == "env":
         return f"from {LLM_KEY_ENV} environment variable (it wins over a key saved here)"
     if source == "keyring":
         return "stored in the OS keyring"
     if source == "memory":
-        return f"in memory only for this run: {no_backend}" if not secrets.backend_ok else "in memory only for this run"
+        return f"in memory only for this run. {problem}" if not secrets.backend_ok else "in memory only for this run"
     if not secrets.backend_ok:
-        return f"not set; a key saved here is kept in memory only for this run: {no_backend}"
+        return f"not set. {problem}"
     return "not set; a key saved here goes to the OS keyring"
 
 
@@ -151,6 +153,8 @@ class SettingsDialog(QtWidgets.QDialog):
         editor.setToolTip(tip)
         editor.setObjectName(f"setting_{key.replace('.', '__')}")
         error = self._error_label()
+        if not isinstance(editor, QtWidgets.QCheckBox):
+            editor.setMinimumWidth(EDITOR_MIN_WIDTH)  # room for a URL, a path or a placeholder in full
         grid.addWidget(name, row, 0)
         grid.addWidget(editor, row, 1)
         grid.addWidget(error, row, 2)
@@ -222,7 +226,8 @@ class SettingsDialog(QtWidgets.QDialog):
         self.api_key = QtWidgets.QLineEdit()
         self.api_key.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
         self.api_key.setObjectName("apiKey")
-        self.api_key.setPlaceholderText("enter a new key to replace the current one")
+        self.api_key.setPlaceholderText("a new key replaces the current one")
+        self.api_key.setMinimumWidth(EDITOR_MIN_WIDTH)
         self.api_key.setEnabled(self.secrets is not None)
         self.api_key.textChanged.connect(self.validate)
         row = grid.rowCount()
