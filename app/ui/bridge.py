@@ -34,17 +34,17 @@ class UiBridge(QtCore.QObject):
         self._timers = [
             self._timer(1000 / session.settings.ui_refresh_hz, self.refresh_chart),
             self._timer(SLOW_EVERY_S * 1000, self.refresh_panels),
-            self._timer(PERF_EVERY_S * 1000, self.refresh_perf),
+            self._timer(PERF_EVERY_S * 1000, self.refresh_perf, timed=False),
         ]
 
-    def _timer(self, interval_ms: float, refresh) -> QtCore.QTimer:
+    def _timer(self, interval_ms: float, refresh, timed: bool = True) -> QtCore.QTimer:
         timer = QtCore.QTimer(self)
         timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         timer.setInterval(max(1, int(interval_ms)))
-        timer.timeout.connect(lambda: self._timed(refresh))
+        timer.timeout.connect((lambda: self.timed(refresh)) if timed else refresh)
         return timer
 
-    def _timed(self, refresh) -> None:
+    def timed(self, refresh) -> None:
         """Every UI refresh is a UI frame for the performance panel: each holds the loop for its duration."""
         t0 = time.perf_counter_ns()
         try:
@@ -69,9 +69,9 @@ class UiBridge(QtCore.QObject):
 
     def tick(self) -> None:
         """Everything at once, now: for a caller that needs the window current (a test, the smoke test's end)."""
-        self._timed(self.refresh_chart)
-        self._timed(self.refresh_panels)
-        self._timed(self.refresh_perf)
+        self.timed(self.refresh_chart)
+        self.timed(self.refresh_panels)
+        self.window.refresh_perf(spread=False)  # times its own steps
 
     def refresh_chart(self) -> None:
         w = self.window
@@ -88,4 +88,4 @@ class UiBridge(QtCore.QObject):
         self.window.refresh_slow(self.message_rate())
 
     def refresh_perf(self) -> None:
-        self.window.refresh_perf()
+        self.window.refresh_perf()  # its steps run (and are timed) each in a turn of its own

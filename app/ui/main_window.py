@@ -388,9 +388,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
 
-    def refresh_perf(self) -> None:
+    def refresh_perf(self, spread: bool = True) -> None:
+        """``spread``: the panel's steps in separate turns of the loop (the timer); False: all now."""
         if self.panels_built:
-            self.perf_panel.refresh(self.symbol, self.chart.timeframe, time.monotonic() - self._started)
+            self.perf_panel.refresh(self.symbol, self.chart.timeframe, time.monotonic() - self._started,
+                                    spread=spread, timed=self.bridge.timed)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.bridge.stop()
