@@ -155,7 +155,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.volume_plot.addItem(self.volume)
         self.volume_plot.addItem(self.live_volume)
         self.last_line = LastPriceLine(t)
-        self.last_line.setZValue(5)
+        self.last_line.setZValue(7)  # its price tag stays readable over markers at the live edge
         self.price_plot.addItem(self.last_line, ignoreBounds=True)
         self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.grid))
         self.cross_h = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.grid))
