@@ -231,12 +231,11 @@ async def _next_qt_turn() -> None:
     await fut
 
 
-def _ui_state():
-    """Window layout, geometry, symbol and timeframe between runs: an INI file beside the settings."""
-    import platformdirs
+def _ui_state(config_path: Path):
+    """Window layout, geometry, symbol and timeframe between runs: an INI file beside the settings file."""
     from PySide6 import QtCore
 
-    path = platformdirs.user_config_path("ai-trading-terminal") / "window.ini"
+    path = config_path.parent / "window.ini"
     return QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat)
 
 
@@ -258,7 +257,7 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     # Automation runs (smoke test, start-up benchmark) neither read nor overwrite the trader's saved layout.
     automated = smoke_s is not None or args.exit_after_first_window
     window = MainWindow(
-        session, handler, build_panels=False, ui_state=None if automated else _ui_state(),
+        session, handler, build_panels=False, ui_state=None if automated else _ui_state(args.config),
         restore_view=args.symbol is None and args.timeframe is None,  # unless this run's flags chose them
         config_path=args.config,
     )
@@ -308,6 +307,8 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
                 rc = 1
         rc = max(rc, smoke_verdict(session, window))
     window.bridge.stop()
+    if reason == "signal":  # Ctrl+C, SIGTERM at logout: no closeEvent, so the layout is saved here
+        window.save_ui_state()
     await session.stop()
     window.hide()
     window.deleteLater()

@@ -81,6 +81,7 @@ class Session:
         self._exchange_to_receive = self.metrics.recorder(EXCHANGE_TO_RECEIVE)
         self.feed_rate = self.metrics.rate("messages_per_s", source=lambda: self.feed.frames)
         self._model_key_digest = ""
+        self._replaced_providers: list[DecisionProvider] = []  # closed once their requests have had their time
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache(
@@ -155,9 +156,14 @@ class Session:
         old = self.provider
         self.provider = self.decisions.provider = self._make_provider()
         log.info("model API key changed: new requests use it")
-        asyncio.get_running_loop().call_later(
-            self.settings.decision_timeout_s, lambda: self.spawn(old.aclose(), "close replaced provider")
-        )
+        self._replaced_providers.append(old)
+
+        def close_old() -> None:
+            if old in self._replaced_providers:  # else stop() has closed it already
+                self._replaced_providers.remove(old)
+                self.spawn(old.aclose(), "close replaced provider")
+
+        asyncio.get_running_loop().call_later(self.settings.decision_timeout_s, close_old)
         return True
 
     @property
@@ -235,16 +241,27 @@ class Session:
             _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             for t in stuck:
                 log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
-        await self.provider.aclose()
-        await self.desk.broker.aclose()
-        if self._http is not None:
-            await self._http.aclose()
-        self.journal.close()
-        if self.recorder is not None:
-            self.recorder.close()
-        if self.simulator is not None:
-            await self.simulator.stop()
+        # Each resource is released even if another fails (a disk full while the recording flushes must not
+        # leave the exchange process or the journal open).
+        closers: list[tuple[str, Any]] = [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
+        closers += [("broker", self.desk.broker.aclose), ("http", self._http.aclose if self._http else None),
+                    ("journal", self.journal.close), ("recorder", self.recorder.close if self.recorder else None),
+                    ("exchange", self.simulator.stop if self.simulator else None)]
+        self._replaced_providers.clear()
+        for what, close in closers:
+            if close is None:
+                continue
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("closing the %s failed", what)
         log.info("session stopped")
+
+    def _providers(self) -> list[DecisionProvider]:
+        """The provider in use and any replaced by a new key whose delayed close has not run yet."""
+        return [self.provider, *self._replaced_providers]
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -136,9 +136,11 @@ class LoadResult:
         return lines
 
 
-def load_settings(path: Path) -> LoadResult:
-    """Settings from the file at ``path``; see the module docstring for what happens to a bad file."""
+def load_settings(path: Path, *, backup: bool = True) -> LoadResult:
+    """Settings from the file at ``path``; see the module docstring for what happens to a bad file.
+    ``backup=False`` reads without keeping a copy (the settings dialog: start-up has kept one already)."""
     path = Path(path)
+    _backup = _keep_backup if backup else (lambda _path, _raw, _problems: None)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -261,9 +263,11 @@ def keep_copy(path: Path, raw: bytes | None = None) -> Path:
     ``<name>.<YYYYmmdd-HHMMSS>.bak`` (``-2``, ``-3``... if that exists too). Raises OSError."""
     bak = path.with_name(path.name + ".bak")
     if bak.exists():
-        with contextlib.suppress(OSError):
-            if raw is not None and bak.read_bytes() == raw:
-                return bak
+        if raw is not None:  # the same bad bytes kept before (under any of the names below): reuse that copy
+            for old in [bak, *sorted(p for p in path.parent.glob(f"{path.name}.*.bak") if p != bak)]:
+                with contextlib.suppress(OSError):
+                    if old.read_bytes() == raw:
+                        return old
         stamp = time.strftime("%Y%m%d-%H%M%S")
         bak = path.with_name(f"{path.name}.{stamp}.bak")
         n = 2
@@ -279,7 +283,7 @@ def keep_copy(path: Path, raw: bytes | None = None) -> Path:
     return bak
 
 
-def _backup(path: Path, raw: bytes | None, problems: list[ConfigProblem]) -> Path | None:
+def _keep_backup(path: Path, raw: bytes | None, problems: list[ConfigProblem]) -> Path | None:
     try:
         return keep_copy(path, raw)
     except OSError as exc:
@@ -344,7 +348,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _assign(key: str, value: Any, *, commented: bool) -> str:
-    line = f"{key} = {_toml_value(value)}"
+    # The key as TOML wants it: bare when it can be, quoted otherwise ("ui frame", "a.b" in a table).
+    line = f"{tomli_w.dumps({key: 0}).partition(' = ')[0]} = {_toml_value(value)}"
     return f"# {line}" if commented else line
 
 

@@ -228,3 +228,23 @@ def test_cache_tolerance_overrides_merge_with_the_defaults_and_scale_like_them()
 def test_default_path_is_in_the_xdg_config_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert default_config_path() == tmp_path / "ai-trading-terminal" / "settings.toml"
+
+
+def test_table_keys_that_need_quotes_round_trip(tmp_path):
+    path = tmp_path / "settings.toml"
+    thresholds = {**Settings().perf_thresholds_ms, "ui frame": 20.0, "a.b": 5.0}
+    save_settings(Settings(perf_thresholds_ms=thresholds), path)
+    loaded = load_settings(path)
+    assert loaded.problems == []
+    assert loaded.settings.perf_thresholds_ms == thresholds
+
+
+def test_a_file_that_stays_bad_keeps_one_copy_and_the_dialog_keeps_none(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("max_open_orders = -1\n")
+    load_settings(path)
+    path.write_text("max_open_orders = -2\n")  # bad in another way: a second, stamped copy
+    load_settings(path)
+    load_settings(path)  # the same bad bytes again: no third copy
+    load_settings(path, backup=False)
+    assert len(list(tmp_path.glob("settings.toml*.bak"))) == 2

@@ -51,6 +51,8 @@ class ExchangeProcess:
         self.rest_url = ""
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.exit_code: int | None = None  # set if the exchange exited without being stopped
 
     @property
     def pid(self) -> int | None:
@@ -62,31 +64,57 @@ class ExchangeProcess:
 
     async def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env,
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=env,
+            )
+        except OSError as exc:
+            raise ExchangeStartError(f"cannot run the built-in exchange: {exc}") from exc
         assert self._proc.stdout is not None
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 line = (await self._proc.stdout.readline()).decode(errors="replace").strip()
+                if line.startswith(READY_PREFIX):
+                    self.ws_url, self.rest_url = line[len(READY_PREFIX):].split()
+                    self._watch = asyncio.create_task(self._watch_exit(), name="exchange-exit")
+                    self._stderr_task = asyncio.create_task(self._relay_stderr(), name="exchange-stderr")
+                    log.info("built-in exchange running as process %d on %s", self._proc.pid, self.ws_url)
+                    return
+                await self._proc.wait()
+                err = (await self._proc.stderr.read()).decode(errors="replace").strip() if self._proc.stderr else ""
         except TimeoutError:
             await self.stop()
             raise ExchangeStartError(f"the built-in exchange did not start within {START_TIMEOUT_S:g} s") from None
-        if not line.startswith(READY_PREFIX):
-            await self._proc.wait()
-            err = (await self._proc.stderr.read()).decode(errors="replace").strip() if self._proc.stderr else ""
-            reason = err.splitlines()[-1].removeprefix("error: ") if err else f"exit code {self._proc.returncode}"
-            self._proc = None
-            raise ExchangeStartError(reason)
-        self.ws_url, self.rest_url = line[len(READY_PREFIX):].split()
-        self._stderr_task = asyncio.create_task(self._relay_stderr(), name="exchange-stderr")
-        log.info("built-in exchange running as process %d on %s", self._proc.pid, self.ws_url)
+        except ValueError:  # a "ready" line that is not "ready <ws> <rest>"
+            await self.stop()
+            raise ExchangeStartError(f"the built-in exchange said {line!r}, not where it listens") from None
+        reason = err.splitlines()[-1].removeprefix("error: ") if err else f"exit code {self._proc.returncode}"
+        self._proc = None
+        raise ExchangeStartError(reason)
+
+    async def _watch_exit(self) -> None:
+        """An exchange that dies mid-session (killed, crashed) is said in the log at once, with its exit code: the
+        feed would otherwise retry a dead port with no reason given."""
+        proc = self._proc
+        assert proc is not None
+        code = await proc.wait()
+        if self._proc is proc:  # not stopped by us
+            self.exit_code = code
+            log.error("the built-in exchange (process %d) exited unexpectedly with code %d; restart the terminal "
+                      "to get it back", proc.pid, code)
 
     async def _relay_stderr(self) -> None:
         """The child's warnings into the terminal's log; the pipe is drained so the child never blocks on it."""
         assert self._proc is not None and self._proc.stderr is not None
-        async for raw in self._proc.stderr:
+        stderr = self._proc.stderr
+        while True:
+            try:
+                raw = await stderr.readline()
+            except ValueError:  # a line over the stream's limit: skip it, keep draining
+                continue
+            if not raw:
+                return
             text = raw.decode(errors="replace").rstrip()
             if text and not text.startswith("exchange simulator ("):
                 log.warning("built-in exchange: %s", text)
@@ -105,8 +133,12 @@ class ExchangeProcess:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        if self._stderr_task is not None:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stderr_task
-            self._stderr_task = None
+        if self._stderr_task is not None:  # the child's last lines (a shutdown traceback) still reach the log
+            await asyncio.wait({self._stderr_task}, timeout=0.5)
+        for task in (self._watch, self._stderr_task):
+            if task is None:
+                continue
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._watch = self._stderr_task = None

@@ -63,7 +63,10 @@ class MultiMarket:
         while True:
             await asyncio.sleep(TICK_S)
             now_ms = time.time_ns() // 1_000_000
-            start_ms = max(last_ms, now_ms - MAX_CATCHUP_MS)  # a longer silence is quiet time (see advance)
+            start_ms = max(last_ms, now_ms - MAX_CATCHUP_MS)
+            if start_ms > last_ms:  # a longer silence is quiet time, and the slices start after it
+                for m in self.markets.values():
+                    m.skip_silence(start_ms)
             last_ms = now_ms
             turn = time.perf_counter()
             for until_ms in range(start_ms + SLICE_MS, now_ms + SLICE_MS, SLICE_MS):

@@ -629,6 +629,11 @@ class SyntheticMarket:
             self._logp += math.sqrt(self._variance * dt_s) * self._rng.standard_normal()
             self._t_ms = t
 
+    def skip_silence(self, until_ms: float) -> None:
+        """Stand still until ``until_ms`` (a paused server, a starved loop), making no frames for that time."""
+        if until_ms > self._t_ms:
+            self._go_quiet(until_ms)
+
     def _go_quiet(self, until_ms: float) -> None:
         """Skips a silence (the server paused, the loop starved) rather than replaying it in a burst: the
         market stands still, seconds pass without trades, and no frames are made for them."""

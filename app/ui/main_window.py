@@ -265,9 +265,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.settings_store import load_settings
         from app.ui.settings_dialog import SettingsDialog
 
-        loaded = load_settings(self.config_path)
+        loaded = load_settings(self.config_path, backup=False)
         dialog = SettingsDialog(loaded.settings, self.config_path, Secrets(), self)
-        dialog.saved.connect(lambda _settings: self.session.apply_model_key())  # a new key applies at once
+        dialog.key_saved.connect(self.session.apply_model_key)  # a new key applies at once
         return self._keep("settings", dialog)
 
     def open_about(self) -> QtWidgets.QDialog:

@@ -75,6 +75,7 @@ class SettingsDialog(QtWidgets.QDialog):
     the run's, or this run's command-line flags would be saved into the file."""
 
     saved = QtCore.Signal(object)  # the Settings just written
+    key_saved = QtCore.Signal()  # a new API key was stored (even if writing the file then failed)
 
     def __init__(self, settings: Settings, path: Path, secrets: Any = None,
                  parent: QtWidgets.QWidget | None = None) -> None:
@@ -315,15 +316,21 @@ class SettingsDialog(QtWidgets.QDialog):
                 notes.append(f"the API key could not be stored ({type(exc).__name__}: {exc})")
             else:
                 self.api_key.clear()
-                notes.append("API key stored in the OS keyring and used from now on" if where == "keyring"
-                             else f"API key used from now on but kept in memory only (no keyring backend): it is "
-                                  f"gone when the terminal exits; set {LLM_KEY_ENV} to keep a key across runs")
+                if self.secrets.source(LLM_KEY) == "env":
+                    notes.append(f"API key stored, but {LLM_KEY_ENV} is set and is the one used")
+                elif where == "keyring":
+                    notes.append("API key stored in the OS keyring and used from now on")
+                else:
+                    notes.append(f"API key used from now on but kept in memory only (no keyring backend): it is "
+                                 f"gone when the terminal exits; set {LLM_KEY_ENV} to keep a key across runs")
+                self.key_saved.emit()
             self.api_key_source.setText(key_source_text(self.secrets))
         settings = self.candidate
         try:
             save_settings(settings, self.path)
         except OSError as exc:
-            self._show(f"could not write {self.path}: {exc.strerror or exc}", ok=False)
+            self._show(" ".join([f"Could not write {self.path}: {exc.strerror or exc}.",
+                                 *(n[:1].upper() + n[1:] + "." for n in notes)]), ok=False)
             return False
         self.original = settings
         what = f"Takes effect on the next start: {', '.join(changed)}." if changed else "No changes."

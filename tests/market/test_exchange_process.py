@@ -79,3 +79,18 @@ def test_exits_when_the_terminal_that_started_it_is_gone(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.asyncio
+async def test_an_exchange_that_dies_mid_session_is_reported(caplog):
+    exchange = ExchangeProcess(symbols=["BTCUSDT"], trades_per_s=10.0)
+    await exchange.start()
+    try:
+        psutil.Process(exchange.pid).kill()
+        deadline = time.monotonic() + 10
+        while exchange.exit_code is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert exchange.exit_code is not None and exchange.exit_code != 0
+        assert any("exited unexpectedly" in r.getMessage() for r in caplog.records)
+    finally:
+        await exchange.stop()

@@ -148,3 +148,20 @@ def test_the_dialog_shows_the_settings_it_was_given(make_dialog):
     assert dialog.candidate == s and dialog.summary.text() == "No changes."
     assert [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())] == [
         "Market data", "Model", "Cache", "Risk && fees", "Performance", "Appearance"]
+
+
+def test_a_key_is_applied_even_when_the_file_cannot_be_written(make_dialog, qtbot, tmp_path, monkeypatch):
+    secrets = FakeSecrets(backend_ok=False, problem="no keyring here")
+    dialog = make_dialog(secrets=secrets)
+    import app.ui.settings_dialog as module
+
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "save_settings", disk_full)
+    dialog.api_key.setText("tt-new-key-0001")
+    with qtbot.waitSignal(dialog.key_saved, timeout=1000):
+        assert not dialog.save()
+    assert secrets.values["llm_api_key"] == "tt-new-key-0001"
+    text = dialog.message.text()
+    assert "Could not write" in text and "kept in memory only" in text and "tt-new-key-0001" not in text
