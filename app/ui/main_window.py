@@ -248,10 +248,15 @@ class MainWindow(QtWidgets.QMainWindow):
         help_menu.addAction("&About AI Trading Terminal").triggered.connect(self.open_about)
 
     # ----- dialogs ------------------------------------------------------------------------------------------
-    def _keep(self, name: str, dialog: QtWidgets.QDialog) -> QtWidgets.QDialog:
+    def _keep(self, name: str, dialog: QtWidgets.QDialog, modal: bool = True) -> QtWidgets.QDialog:
+        """Keep a dialog alive while it is open. Never exec(): the event loop (and the feed) keeps running."""
         self._dialogs[name] = dialog
         dialog.finished.connect(lambda _=0: self._dialogs.pop(name, None))
-        dialog.open()  # window-modal, never exec(): the event loop (and the feed) keeps running
+        if modal:
+            dialog.open()  # window-modal
+        else:
+            dialog.setModal(False)
+            dialog.show()
         return dialog
 
     def open_settings(self) -> QtWidgets.QDialog | None:
@@ -291,11 +296,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                     QtWidgets.QMessageBox.StandardButton.Ok, self)
         box.setInformativeText("\n".join(problems))
         box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        box.setModal(False)
-        self._dialogs["settings problems"] = box
-        box.finished.connect(lambda _=0: self._dialogs.pop("settings problems", None))
-        box.show()
-        return box
+        return self._keep("settings problems", box, modal=False)
 
     def _show_report(self) -> None:
         from app.ui.reports import show_report
