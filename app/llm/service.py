@@ -1,7 +1,10 @@
 """DecisionService: when to ask, cache then provider, timeouts and a circuit breaker.
 
-It asks on every close of the decision timeframe and on "Ask now". Per symbol at most one request is in flight,
-and a newer request supersedes an older one (the older is cancelled: its market state is stale). A failure is
+It asks on every close of the decision timeframe and on "Ask now". Per symbol at most one request is in flight.
+A request is never cancelled by a newer one: cancelling it would hide its timeout or HTTP error (a short decision
+timeframe would then never show a failure, and the breaker would never see one) and pile new requests onto a failing
+endpoint. Instead, asks that arrive while one is in flight are coalesced into one follow-up request, made from the
+market state at the time it starts. A failure is
 recorded as an ERROR decision, which the UI shows as an error card and which never becomes a proposal. After
 ``breaker_threshold`` consecutive failures the breaker opens: the model is reported unavailable and not called
 until ``breaker_cooldown_s`` has passed; then one trial request decides whether it closes again.
@@ -41,7 +44,7 @@ class ServiceStats:
     requests: int = 0
     decisions: int = 0
     errors: int = 0
-    superseded: int = 0
+    coalesced: int = 0  # asks that arrived while a request was in flight, folded into one follow-up
     skipped_no_data: int = 0
     breaker_trips: int = 0
 
@@ -79,11 +82,14 @@ class DecisionService:
         self._position_of = position_of or (lambda _symbol: (PositionState.FLAT, 0))
         self._clock = clock
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._ask_again: set[str] = set()  # symbols with an ask coalesced while their request is in flight
         self._failures = 0
         self._open_until = 0.0
         self._last_bar: dict[str, int] = {}
         # Called with every successful decision and the state it was made from (the trading desk listens).
         self.listeners: list[Callable[[Decision, MarketState], None]] = []
+        # Told when a request task dies of an exception the service did not handle (e.g. a listener raised).
+        self.on_task_fault: Callable[[str, BaseException], None] | None = None
 
     # ----- state for the UI ---------------------------------------------------------------------------------
     @property
@@ -109,16 +115,19 @@ class DecisionService:
             await self.aclose()
 
     def ask_now(self, symbol: str) -> asyncio.Task[None] | None:
-        """Start a request for ``symbol`` now, superseding one in flight. Returns None if there is no data yet."""
+        """Ask for a decision on ``symbol``: now, or if a request is in flight, once it has finished (one follow-up
+        however many asks arrive meanwhile). Returns the symbol's request task (awaiting it covers the follow-up),
+        or None if there is no data yet."""
         state = self.current_state(symbol)
         if state is None:
             self.stats.skipped_no_data += 1
             return None
-        old = self._in_flight.pop(symbol, None)
-        if old is not None and not old.done():
-            old.cancel()
-            self.stats.superseded += 1
-        task = asyncio.get_running_loop().create_task(self._request(state), name=f"decision {symbol}")
+        current = self._in_flight.get(symbol)
+        if current is not None and not current.done():
+            self._ask_again.add(symbol)
+            self.stats.coalesced += 1
+            return current
+        task = asyncio.get_running_loop().create_task(self._serve(symbol, state), name=f"decision {symbol}")
         self._in_flight[symbol] = task
         task.add_done_callback(lambda t, s=symbol: self._forget(s, t))
         self.version += 1
@@ -161,7 +170,22 @@ class DecisionService:
     def _forget(self, symbol: str, task: asyncio.Task[None]) -> None:
         if self._in_flight.get(symbol) is task:
             del self._in_flight[symbol]
+            self._ask_again.discard(symbol)
         self.version += 1
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("decision task for %s died: %s", symbol, exc)
+            if self.on_task_fault is not None:
+                self.on_task_fault(task.get_name(), exc)
+
+    async def _serve(self, symbol: str, state: MarketState) -> None:
+        """The symbol's one request in flight, then one follow-up per batch of asks that arrived meanwhile."""
+        await self._request(state)
+        while symbol in self._ask_again:
+            self._ask_again.discard(symbol)
+            state = self.current_state(symbol)
+            if state is None:
+                return
+            await self._request(state)
 
     async def _request(self, state: MarketState) -> None:
         self.stats.requests += 1
@@ -240,4 +264,4 @@ class DecisionService:
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
-        return {"requests": s.requests, "decisions": s.decisions, "errors": s.errors, "superseded": s.superseded}
+        return {"requests": s.requests, "decisions": s.decisions, "errors": s.errors, "coalesced": s.coalesced}

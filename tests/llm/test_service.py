@@ -84,19 +84,49 @@ async def test_no_bars_means_no_request():
 
 
 @pytest.mark.asyncio
-async def test_a_newer_request_supersedes_the_one_in_flight(dev_server_factory):
-    server = dev_server_factory(latency_ms=(400.0, 400.0))
+async def test_asks_while_a_request_is_in_flight_wait_for_it_and_become_one_follow_up(dev_server_factory):
+    server = dev_server_factory(latency_ms=(300.0, 300.0))
     provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
     svc = DecisionService(provider, market_with_bars(), timeframe="1s")
     try:
         first = svc.ask_now(SYMBOL)
-        await asyncio.sleep(0.05)
-        second = svc.ask_now(SYMBOL)
-        await second
-        assert first.cancelled()
-        assert svc.stats.superseded == 1
-        assert svc.recorded == 1 and svc.decisions[-1].meta.cache_status is CacheStatus.MISS
+        await wait_until(lambda: server.stats.completions == 1, what="the first request at the server")
+        assert svc.ask_now(SYMBOL) is first and svc.ask_now(SYMBOL) is first  # coalesced, nothing cancelled
+        await first
+        assert not first.cancelled()
+        assert svc.stats.coalesced == 2
+        assert server.stats.completions == 2, "two asks in flight make one follow-up request, not two"
+        assert [d.meta.cache_status for d in svc.decisions] == [CacheStatus.MISS, CacheStatus.MISS]
     finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", ["timeout", "500"])
+async def test_a_failing_model_at_a_short_cadence_shows_errors_and_opens_the_breaker(dev_server_factory, fault):
+    """Bars close far faster than the model fails (timeout, or a slow HTTP 500): every failure must still finish
+    as an ERROR card and count toward the breaker, and the endpoint must not be flooded with requests."""
+    server = dev_server_factory(fault=fault, fault_rate=1.0, latency_ms=(200.0, 200.0), timeout_sleep_s=30.0)
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    market = market_with_bars()
+    svc = DecisionService(provider, market, timeframe="1s", timeout_s=0.5, poll_s=0.005, breaker_threshold=3,
+                          breaker_cooldown_s=60)
+    runner = asyncio.create_task(svc.run())
+    try:
+        second = 100
+        while svc.model_state is not ModelState.UNAVAILABLE and second < 400:
+            add_bar(market, second)  # a bar closes every ~20 ms: a new ask each time
+            second += 1
+            await asyncio.sleep(0.02)
+        assert svc.model_state is ModelState.UNAVAILABLE, "the breaker never opened"
+        errors = [d for d in svc.decisions if d.meta.cache_status is CacheStatus.ERROR]
+        reason = "timeout" if fault == "timeout" else "500"
+        assert sum(reason in d.meta.error for d in errors) == 3, [d.meta.error for d in errors]
+        assert svc.stats.breaker_trips == 1
+        assert server.stats.completions == 3, "at most one request in flight, none after the breaker opened"
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
         await provider.aclose()
 
 
