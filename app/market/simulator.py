@@ -793,6 +793,18 @@ class SyntheticMarket:
         if symbol != self.symbol:
             raise _invalid_symbol()
 
+    def symbol_info(self) -> dict[str, Any]:
+        """This market's entry in ``/api/v3/exchangeInfo``: its own tick and lot grids, as Binance writes them."""
+        from app.market.instruments import split_symbol
+
+        base, quote = split_symbol(self.symbol)
+        tick, lot = _units(1, self._pd), _units(1, self._qd)
+        return {"symbol": self.symbol, "status": "TRADING", "baseAsset": base, "quoteAsset": quote, "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "10000000.00000000", "tickSize": tick},
+            {"filterType": "LOT_SIZE", "minQty": lot, "maxQty": "90000000.00000000", "stepSize": lot},
+            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True},
+        ]}
+
     # -- history ------------------------------------------------------------------------------------------
 
     def _init_history(self, start_ms: int, price: float) -> None:
@@ -1564,6 +1576,8 @@ class ExchangeSimulator:
             limit = _int_param(params, "limit", 100, 1, 5000)
             assert limit is not None
             return await self.source.depth_snapshot(symbol, limit)
+        if path == "/api/v3/exchangeInfo":
+            return _exchange_info(self.source, params)
         if path == "/api/v3/klines":
             symbol, interval = _param(params, "symbol"), _param(params, "interval")
             limit = _int_param(params, "limit", 500, 1, 1000)
@@ -1572,6 +1586,26 @@ class ExchangeSimulator:
             end = _int_param(params, "endTime", None, 0, 2**63 - 1)
             return await self.source.klines(symbol, interval, limit, start, end)
         raise RestError(404, -1, f"no such endpoint: {path}")
+
+
+def _exchange_info(source: Any, params: dict[str, str]) -> dict[str, Any]:
+    """``/api/v3/exchangeInfo?symbols=["A","B"]`` (or ``symbol=A``, or all) for the synthetic markets; a replay
+    knows no filters and answers as Binance does for a symbol it does not list."""
+    markets = getattr(source, "markets", None)
+    if markets is None and isinstance(source, SyntheticMarket):
+        markets = {source.symbol: source}
+    if not markets:
+        raise _invalid_symbol()
+    try:
+        wanted = orjson.loads(params["symbols"]) if "symbols" in params else [params.get("symbol") or ""]
+    except orjson.JSONDecodeError:
+        raise RestError(400, -1100, "Illegal characters found in parameter 'symbols'.") from None
+    if wanted == [""]:
+        wanted = list(markets)
+    if not isinstance(wanted, list) or any(not isinstance(w, str) or w.upper() not in markets for w in wanted):
+        raise _invalid_symbol()
+    return {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+            "symbols": [markets[w.upper()].symbol_info() for w in wanted]}
 
 
 def _property(client: _Client, method: str, params: Any, request_id: Any) -> dict[str, Any]:
