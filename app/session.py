@@ -27,6 +27,7 @@ from app.market.state import MarketData
 from app.models import BookUpdate, Trade
 from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
 from app.perf.probes import LoopLagProbe, ProcessProbe
+from app.supervision import Supervisor
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
@@ -68,7 +69,7 @@ class Session:
         self.recorder: Recorder | None = None
         self.started_ns = time.perf_counter_ns()
         self.history_loaded: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.supervisor = Supervisor()  # every task's lifetime: faults counted, restarted or shown as FAULT
         self._http = None  # httpx.AsyncClient, made on first use
         self._sequenced_book = True
         self.kraken_books: KrakenBookGuard | None = None
@@ -227,20 +228,20 @@ class Session:
         if not feed.rest_history:
             rest_base = None
         self._sequenced_book = feed.sequenced_book
-        self.spawn(self.connection.run(), "feed")
-        self.spawn(self.loop_lag.run(), "loop-lag probe")
-        self.spawn(self._run_market(rest_base), "market")
-        self.spawn(self.decisions.run(), "decisions")
-        self.spawn(self._run_desk(rest_base), "desk")
+        # Each part restarts after a failure: the connection reconnects from scratch, the market consumer goes on
+        # with the next batch (history is loaded once only), the decision loop and the desk's ticks hold no state
+        # that a failure could leave half-updated.
+        sup = self.supervisor
+        sup.supervise("feed", self.connection.run)
+        sup.supervise("loop-lag probe", self.loop_lag.run)
+        sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
+        sup.supervise("decisions", self.decisions.run)
+        sup.supervise("desk", lambda: self._run_desk(rest_base))
+        self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
-            for t in stuck:
-                log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
+        for t in await self.supervisor.stop(STOP_TIMEOUT_S):
+            log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
         # Each resource is released even if another fails (a disk full while the recording flushes must not
         # leave the exchange process or the journal open).
         closers: list[tuple[str, Any]] = [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
@@ -264,19 +265,13 @@ class Session:
         return [self.provider, *self._replaced_providers]
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+        """A one-off task owned by the session: cancelled at stop; if it raises, a fault (crash report, FAULT)."""
+        return self.supervisor.spawn(coro, name)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A session task that dies is a part of the terminal that stopped (feed, market, desk): a bug, so a
-            # crash report (logged, scrubbed, shown) rather than a log line alone.
-            from app.crash import report_exception
-
-            report_exception(task.exception(), where=f"task {task.get_name()}")
+    @property
+    def task_faults(self) -> int:
+        """Session tasks that failed since start (restarted or not): the smoke test fails when this is not 0."""
+        return self.supervisor.fault_count
 
     async def _run_market(self, rest_base: str | None) -> None:
         # The feed is already connected and the bus buffers it, so history can load first without losing
@@ -287,6 +282,9 @@ class Session:
             self._apply(self._market_sub.drain())
             for symbol in self.symbols:
                 self.decisions.ask_now(symbol)
+        await self._consume_market()
+
+    async def _consume_market(self) -> None:
         sub = self._market_sub
         while True:
             self._apply(await sub.next_batch())

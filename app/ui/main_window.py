@@ -190,6 +190,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.perf_badge = QtWidgets.QLabel("")
         self.perf_badge.setObjectName("perfBadge")
         self.perf_badge.setVisible(False)
+        # Red, naming the part that failed: the terminal never runs half-dead without saying so.
+        self.fault_label = QtWidgets.QLabel("")
+        self.fault_label.setObjectName("feedState")
+        self.fault_label.setProperty("level", "bad")
+        self.fault_label.setVisible(False)
+        self._fault_version = 0
+        sb.addPermanentWidget(self.fault_label)
         sb.addPermanentWidget(self.perf_badge)
         sb.addPermanentWidget(self.equity_label)
         sb.addPermanentWidget(self.risk_label)
@@ -362,6 +369,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.feed_label.style().polish(self.feed_label)
             self.feed_label.setToolTip(f.last_error or "")
         self.rate_label.setText(f"{rate:,.0f} msg/s")
+        self._show_faults()
         p = self.session.decisions.provider
         model_text = "OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}"
         if self.model_status.text() != model_text:
@@ -388,6 +396,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
+
+    def _show_faults(self) -> None:
+        sup = self.session.supervisor
+        if sup.version == self._fault_version:
+            return
+        self._fault_version = sup.version
+        faults = list(sup.faults.values())
+        self.fault_label.setText("FAULT: " + ", ".join(f.text for f in faults))
+        self.fault_label.setToolTip("\n".join(f"{f.name}: {f.faults} failure(s), last: {f.last_error}"
+                                              for f in faults) + "\nCrash reports are in the log folder.")
+        self.fault_label.setVisible(bool(faults))
 
     def refresh_perf(self, spread: bool = True) -> None:
         """``spread``: the panel's steps in separate turns of the loop (the timer); False: all now."""
