@@ -263,7 +263,7 @@ def test_each_kind_of_fault_has_its_own_reason():
 
 
 def test_a_kline_closed_flag_that_is_not_a_boolean_is_refused():
-    k = {"t": 0, "s": "X", "i": "1m", "o": "1", "h": "1", "l": "1", "c": "1", "v": "1", "n": 1, "x": "false"}
+    k = {"t": 60_000, "s": "X", "i": "1m", "o": "1", "h": "1", "l": "1", "c": "1", "v": "1", "n": 1, "x": "false"}
     with pytest.raises(ParseError) as exc:
         binance.parse(orjson.dumps({"e": "kline", "E": 1, "k": k}), 0)
     assert exc.value.reason == "bad_field"

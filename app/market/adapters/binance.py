@@ -11,7 +11,19 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError, checked_price, checked_qty, decode_object, reasoned
+from app.market.adapters import (
+    PRICE_MAX,
+    PRICE_MIN,
+    QTY_MAX,
+    ParseError,
+    checked_id,
+    checked_price,
+    checked_qty,
+    checked_time_ms,
+    checked_trade_qty,
+    decode_object,
+    reasoned,
+)
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "binance"
@@ -53,10 +65,10 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
                 symbol=_symbol(d["s"]),
                 bids=_levels(d["b"]),
                 asks=_levels(d["a"]),
-                first_id=int(d["U"]),
-                last_id=int(d["u"]),
+                first_id=checked_id(d["U"]),
+                last_id=checked_id(d["u"]),
                 is_snapshot=False,
-                exchange_ms=int(d["E"]),
+                exchange_ms=checked_time_ms(d["E"]),
                 recv_ns=recv_ns,
             )
         ]
@@ -66,15 +78,15 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
             Candle(
                 symbol=_symbol(k["s"]),
                 timeframe=str(k["i"]),
-                open_ms=int(k["t"]),
-                open=float(k["o"]),
-                high=float(k["h"]),
-                low=float(k["l"]),
-                close=float(k["c"]),
-                volume=float(k["v"]),
-                trades=int(k["n"]),
+                open_ms=checked_time_ms(k["t"]),
+                open=_price(k["o"]),
+                high=_price(k["h"]),
+                low=_price(k["l"]),
+                close=_price(k["c"]),
+                volume=_qty(k["v"]),
+                trades=checked_id(k["n"]),
                 closed=_bool(k["x"], "x"),
-                exchange_ms=int(d["E"]),
+                exchange_ms=checked_time_ms(d["E"]),
                 recv_ns=recv_ns,
             )
         ]
@@ -86,8 +98,8 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
                 bid_qty=_qty(d["B"]),
                 ask=_price(d["a"]),
                 ask_qty=_qty(d["A"]),
-                update_id=int(d["u"]),
-                exchange_ms=int(d.get("E", 0)),
+                update_id=checked_id(d["u"]),
+                exchange_ms=_optional_time(d.get("E")),
                 recv_ns=recv_ns,
             )
         ]
@@ -102,7 +114,7 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
 
 def parse_depth_snapshot(d: dict[str, Any], symbol: str, recv_ns: int) -> BookUpdate:
     """The REST ``/api/v3/depth`` answer (it names no symbol, so the caller does)."""
-    last = int(d["lastUpdateId"])
+    last = checked_id(d["lastUpdateId"])
     return BookUpdate(
         symbol=symbol.upper(),
         bids=_levels(d["bids"]),
@@ -110,7 +122,7 @@ def parse_depth_snapshot(d: dict[str, Any], symbol: str, recv_ns: int) -> BookUp
         first_id=last,
         last_id=last,
         is_snapshot=True,
-        exchange_ms=int(d.get("E", 0)),
+        exchange_ms=_optional_time(d.get("E")),
         recv_ns=recv_ns,
     )
 
@@ -123,15 +135,15 @@ def parse_klines(rows: list[list[Any]], symbol: str, timeframe: str, recv_ns: in
             Candle(
                 symbol=symbol.upper(),
                 timeframe=timeframe,
-                open_ms=int(r[0]),
-                open=float(r[1]),
-                high=float(r[2]),
-                low=float(r[3]),
-                close=float(r[4]),
-                volume=float(r[5]),
-                trades=int(r[8]),
+                open_ms=checked_time_ms(r[0]),
+                open=_price(r[1]),
+                high=_price(r[2]),
+                low=_price(r[3]),
+                close=_price(r[4]),
+                volume=_qty(r[5]),
+                trades=checked_id(r[8]),
                 closed=True,
-                exchange_ms=int(r[6]),
+                exchange_ms=checked_time_ms(r[6]),
                 recv_ns=recv_ns,
             )
         )
@@ -143,10 +155,10 @@ def _trade(d: dict[str, Any], trade_id: Any, recv_ns: int) -> Trade:
     return Trade(
         symbol=_symbol(d["s"]),
         price=_price(d["p"]),
-        qty=_qty(d["q"]),
+        qty=checked_trade_qty(float(d["q"]), d["q"]),
         side=Side.SELL if m else Side.BUY,
-        trade_id=int(trade_id),
-        exchange_ms=int(d["T"]),
+        trade_id=checked_id(trade_id),
+        exchange_ms=checked_time_ms(d["T"]),
         recv_ns=recv_ns,
     )
 
@@ -163,7 +175,9 @@ def _symbol(s: Any) -> str:
     return s
 
 
-_INF = float("inf")
+def _optional_time(v: Any) -> int:
+    """Spot bookTicker and the REST depth snapshot carry no event time: 0 says "none sent"."""
+    return 0 if v is None else checked_time_ms(v)
 
 
 def _price(v: Any) -> float:
@@ -176,9 +190,10 @@ def _qty(v: Any) -> float:
 
 def _levels(rows: Any) -> tuple[tuple[float, float], ...]:
     # Depth diffs carry dozens of levels: convert in one comprehension, then check the results in one pass
-    # (twice as fast as a checked call per value; depth parsing is most of the adapter's time).
-    out = tuple([(float(p), float(q)) for p, q in rows])
+    # (twice as fast as a checked call per value; depth parsing is most of the adapter's time). Binance sends
+    # strings: float(str(v)) is the string itself for them and refuses JSON booleans ("True" is not a number).
+    out = tuple([(float(str(p)), float(str(q))) for p, q in rows])
     for p, q in out:
-        if not (0.0 < p < _INF and 0.0 <= q < _INF):  # NaN fails every comparison
-            raise ValueError(f"level {p!r} x {q!r} is not a positive price and a non-negative quantity")
+        if not (PRICE_MIN < p < PRICE_MAX and 0.0 <= q < QTY_MAX):  # NaN fails every comparison
+            raise ValueError(f"level {p!r} x {q!r} is not a sane price and quantity")
     return out

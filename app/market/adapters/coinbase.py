@@ -18,8 +18,10 @@ Choices, documented because the exchange leaves them open:
   :class:`~app.market.book.OrderBook` sees a gap when a number is skipped. That check is exact only when the
   connection carries ``level2`` alone (other channels take numbers too); with shared connections the caller checks
   continuity over all frames with :func:`sequence_num` instead. A snapshot resets the book either way.
-* **Trade ids** are strings of digits; they become ``int``. A non-numeric id (never seen) gets a stable 63-bit
-  hash of its text so it still identifies the trade.
+* **Trade ids** are strings of digits; they become ``int`` (:func:`~app.market.adapters.checked_id`). Anything
+  else is refused: an id that is not a number cannot be ordered, and ordering is how duplicates and gaps are found.
+* **Trade order.** A ``market_trades`` event lists its trades *newest first*. ``parse`` keeps the wire order; the
+  connection delivers a frame's trades in ascending id order (and drops those a reconnect's ``snapshot`` repeats).
 * **Candles** are 5-minute buckets (timeframe ``"5m"``), ``closed=False``: the channel keeps re-sending the open
   bucket; a later ``start`` means the earlier bar closed.
 """
@@ -27,12 +29,20 @@ Choices, documented because the exchange leaves them open:
 from __future__ import annotations
 
 import calendar
-import hashlib
 from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError, checked_price, checked_qty, decode_object, reasoned
+from app.market.adapters import (
+    ParseError,
+    checked_id,
+    checked_price,
+    checked_qty,
+    checked_time_ms,
+    checked_trade_qty,
+    decode_object,
+    reasoned,
+)
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 NAME = "coinbase"
@@ -86,7 +96,8 @@ def rfc3339_ms(s: Any) -> int:
     """``"2026-08-09T21:05:48.251397169Z"`` (or ``+00:00``, or no fraction) -> UTC ms, truncated.
 
     Fast path: the date part's epoch ms is cached per day, the rest is sliced by position. Offsets other than
-    UTC are honoured. Raises ValueError (TypeError for a non-string) on anything else."""
+    UTC are honoured. Raises ValueError (TypeError for a non-string) on anything else, and on times not after
+    1970 (an exchange time is positive)."""
     if not isinstance(s, str):
         raise TypeError("time is not a string")
     if len(s) < 20 or s[10] not in "Tt " or s[4] != "-" or s[7] != "-" or s[13] != ":" or s[16] != ":":
@@ -116,12 +127,15 @@ def rfc3339_ms(s: Any) -> int:
         ms += int((frac + "00")[:3])
         i = j
     tz = s[i:]
-    if tz in ("Z", "z", "+00:00", "-00:00"):
-        return ms
-    if len(tz) == 6 and tz[0] in "+-" and tz[3] == ":" and tz[1:3].isdigit() and tz[4:6].isdigit():
-        offset = (int(tz[1:3]) * 60 + int(tz[4:6])) * 60_000
-        return ms - offset if tz[0] == "+" else ms + offset
-    raise ValueError(f"bad zone in {s!r}")
+    if tz not in ("Z", "z", "+00:00", "-00:00"):
+        if len(tz) == 6 and tz[0] in "+-" and tz[3] == ":" and tz[1:3].isdigit() and tz[4:6].isdigit():
+            offset = (int(tz[1:3]) * 60 + int(tz[4:6])) * 60_000
+            ms = ms - offset if tz[0] == "+" else ms + offset
+        else:
+            raise ValueError(f"bad zone in {s!r}")
+    if ms <= 0:  # an exchange time before 1970 is not one (the connection judges later ones against a clock)
+        raise ValueError(f"time {s!r} is not after 1970")
+    return ms
 
 
 # ----- parse -----------------------------------------------------------------------------------------------
@@ -177,7 +191,7 @@ def _trade(t: dict[str, Any], recv_ns: int) -> Trade:
     return Trade(
         symbol=_symbol(t["product_id"]),
         price=_price(t["price"]),
-        qty=_qty(t["size"]),
+        qty=checked_trade_qty(_num(t["size"]), t["size"]),
         side=Side.BUY if buy else Side.SELL,
         trade_id=trade_id_int(t["trade_id"]),
         exchange_ms=rfc3339_ms(t["time"]),
@@ -186,14 +200,8 @@ def _trade(t: dict[str, Any], recv_ns: int) -> Trade:
 
 
 def trade_id_int(v: Any) -> int:
-    """A digit string -> its int; anything else textual -> a stable 63-bit hash (see the module docstring)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if not isinstance(v, str) or not v:
-        raise TypeError("trade_id is not a string")
-    if v.isdigit():
-        return int(v)
-    return int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "big") >> 1
+    """A digit string (or a JSON integer) -> its int; anything else is refused (see the module docstring)."""
+    return checked_id(v)
 
 
 def _quote(t: dict[str, Any], seq: int, ms: int, recv_ns: int) -> Quote:
@@ -237,13 +245,10 @@ def _book(ev: dict[str, Any], seq: int, ms: int, recv_ns: int) -> BookUpdate:
 
 
 def _candle(c: dict[str, Any], ms: int, recv_ns: int) -> Candle:
-    start = c["start"]
-    if not isinstance(start, str | int) or isinstance(start, bool):
-        raise TypeError("start is not a string")
     return Candle(
         symbol=_symbol(c["product_id"]),
         timeframe=CANDLE_TIMEFRAME,
-        open_ms=int(start) * 1000,
+        open_ms=checked_time_ms(checked_id(c["start"]) * 1000),  # UNIX seconds, as a string
         open=_price(c["open"]),
         high=_price(c["high"]),
         low=_price(c["low"]),
@@ -263,9 +268,11 @@ def _list(v: Any) -> list[Any]:
 
 
 def _int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise TypeError("expected an integer")
-    return v
+    return checked_id(v) if v.__class__ is int else _not_an_integer(v)
+
+
+def _not_an_integer(v: Any) -> int:
+    raise TypeError(f"{v!r} is not an integer")
 
 
 def _symbol(s: Any) -> str:

@@ -37,7 +37,15 @@ from typing import Any
 
 import orjson
 
-from app.market.adapters import ParseError, checked_price, checked_qty, decode_object, reasoned
+from app.market.adapters import (
+    ParseError,
+    checked_id,
+    checked_price,
+    checked_qty,
+    checked_trade_qty,
+    decode_object,
+    reasoned,
+)
 from app.market.adapters.coinbase import rfc3339_ms
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
@@ -143,7 +151,7 @@ def _trade(d: dict[str, Any], recv_ns: int) -> Trade:
     return Trade(
         symbol=_symbol(d["symbol"]),
         price=_price(d["price"]),
-        qty=_qty(d["qty"]),
+        qty=checked_trade_qty(_num(d["qty"]), d["qty"]),
         side=Side.BUY if side == "buy" else Side.SELL,
         trade_id=_int(d["trade_id"]),
         exchange_ms=rfc3339_ms(d["timestamp"]),
@@ -204,9 +212,10 @@ def _levels(rows: Any) -> tuple[tuple[float, float], ...]:
 
 
 def _int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
+    """Kraken sends ids and counts as JSON integers (never digit strings): 0 .. int64."""
+    if v.__class__ is not int:
         raise TypeError(f"{v!r} is not an integer")
-    return v
+    return checked_id(v)
 
 
 def _symbol(s: Any) -> str:
