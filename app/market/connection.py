@@ -9,6 +9,14 @@ Trade ids are checked per symbol (Binance's trade and aggTrade ids are contiguou
 and kept in ``FeedStats.gaps`` with the missing ids; a trade id not above the last one delivered for its symbol
 (a server that repeats recent trades after a reconnect) is dropped and counted in ``duplicates``, so nothing is
 delivered twice. The last ids survive reconnects: the first trade of a new connection tells what was missed.
+A frame's trades are sequenced oldest first, whatever order the frame lists them in (Coinbase lists a
+``market_trades`` event's trades newest first); a reconnect's snapshot that repeats delivered trades is then just
+duplicates, and the trades in it not yet delivered are delivered. Within one connection an id more than
+``ID_RESET_WINDOW`` away from the last is not believed on its own (one wild id would otherwise make every later
+trade a "duplicate"): it is rejected (``trade_id_jump``) unless the next trade of that symbol follows it.
+
+Exchange times are judged against a clock (:mod:`app.market.exchange_time`: the wall clock for a live feed, the
+stream's own times for a replay); a frame with an implausible one is rejected with a counted reason.
 There is no trade resync (Binance has no keyless backfill over the stream), so a gap is reported, not filled.
 """
 
@@ -29,6 +37,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import process_exception as default_process_exception
 
 from app.market.adapters import ParseError
+from app.market.exchange_time import ExchangeTimeWindow
 from app.market.recording import Recorder
 from app.models import FeedState, MarketEvent, Trade
 
@@ -124,6 +133,7 @@ class FeedConnection:
         max_size: int = 1 << 23,  # depth snapshots can be large; anything bigger is hostile (closed with 1009)
         reconnect_delays: Callable[[], Generator[float]] = backoff,
         taps: Sequence[Callable[[bytes | str, int], None]] = (),
+        exchange_time: ExchangeTimeWindow | None = None,  # default: judged on the stream's own times
     ) -> None:
         self.url = url
         self.stats = FeedStats()
@@ -139,9 +149,11 @@ class FeedConnection:
         self._reconnect_delays = reconnect_delays
         self._ws: ClientConnection | None = None
         self._taps = list(taps)  # see raw frames before parsing (integrity checks that need the exact text)
+        self.exchange_time = exchange_time or ExchangeTimeWindow("stream")
         self._sending: set[asyncio.Task[None]] = set()
         self._last_trade_id: dict[str, int] = {}
         self._seen_since_connect: set[str] = set()  # symbols with a trade on the current connection
+        self._id_jump_candidate: dict[str, int] = {}  # a far-off trade id rejected, believed if the next follows it
         self._gap_logged_ns = 0
         self._gaps_unlogged = 0
 
@@ -228,6 +240,13 @@ class FeedConnection:
         stats.parsed += 1
         if not events:
             return
+        bad_time = self.exchange_time.reject_reason(events)
+        if bad_time is not None:
+            stats.rejected[bad_time] += 1
+            ev = events[0]
+            _log_rejection(ParseError(bad_time, f"{ev.symbol} {type(ev).__name__} at {ev.exchange_ms} ms"),
+                           stats.rejected_total)
+            return
         for ev in events:
             if ev.__class__ is Trade:
                 events = self._sequence(events)
@@ -238,7 +257,9 @@ class FeedConnection:
         self._on_events(events)
 
     def _sequence(self, events: list[MarketEvent]) -> list[MarketEvent]:
-        """Drops trades already delivered and records gaps in the trade ids, per symbol."""
+        """Drops trades already delivered and records gaps in the trade ids, per symbol, oldest trade first."""
+        if len(events) > 1:
+            events = sorted(events, key=_trade_order)  # stable: other events keep their order, ahead of trades
         last = self._last_trade_id
         out: list[MarketEvent] = []
         for ev in events:
@@ -248,7 +269,13 @@ class FeedConnection:
             symbol, tid = ev.symbol, ev.trade_id  # type: ignore[union-attr]
             prev = last.get(symbol)
             if prev is not None and tid != prev + 1:
-                if tid <= prev:
+                if symbol in self._seen_since_connect and abs(tid - prev) > ID_RESET_WINDOW:
+                    if not self._follows_id_jump(symbol, tid):
+                        self.stats.rejected["trade_id_jump"] += 1
+                        continue
+                    self.stats.id_resets += 1  # two trades in a row agree: the ids really moved
+                    log.warning("%s trade ids moved to %d (last was %d)", symbol, tid, prev)
+                elif tid <= prev:
                     if symbol in self._seen_since_connect or tid > prev - ID_RESET_WINDOW:
                         self.stats.duplicates += 1
                         continue
@@ -258,8 +285,19 @@ class FeedConnection:
                     self._on_gap(TradeGap(symbol, prev + 1, tid - 1, ev.recv_ns))
             last[symbol] = tid
             self._seen_since_connect.add(symbol)
+            if self._id_jump_candidate:
+                self._id_jump_candidate.pop(symbol, None)
             out.append(ev)
         return out
+
+    def _follows_id_jump(self, symbol: str, tid: int) -> bool:
+        """True when ``tid`` comes just after the far-off id rejected last for ``symbol``; else remember it."""
+        candidate = self._id_jump_candidate.get(symbol)
+        if candidate is not None and candidate < tid <= candidate + ID_RESET_WINDOW:
+            del self._id_jump_candidate[symbol]
+            return True
+        self._id_jump_candidate[symbol] = tid
+        return False
 
     def _on_gap(self, gap: TradeGap) -> None:
         stats = self.stats
@@ -314,6 +352,10 @@ class FeedConnection:
             self.stats.last_error = f"no data for {self._stale_after_ns / 1e9:g} s"
             log.warning("feed stale (%s); reconnecting", self.stats.last_error)
             ws.transport.abort()  # a silent peer may never answer a close handshake
+
+
+def _trade_order(ev: MarketEvent) -> int:
+    return ev.trade_id if ev.__class__ is Trade else -1  # type: ignore[union-attr]
 
 
 def _log_rejection(exc: ParseError, total: int) -> None:
