@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run that long, then exit 0 if data arrived and candles were drawn, 1 otherwise")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
                    help="with --smoke-test: save the main window to this PNG just before exit")
+    p.add_argument("--json", action="store_true",
+                   help="with --smoke-test: at exit, print the run's counters (frames, trades per symbol, gaps, "
+                   "duplicates, rejected per reason, reconnects, task faults, model, decisions per badge, orders, "
+                   "visible docks) as one JSON object on a line of its own")
     p.add_argument("--exit-after-first-window", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -90,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.screenshot is not None and args.smoke_test is None:
         print("error: --screenshot needs --smoke-test SECONDS", file=sys.stderr)
+        return 2
+    if args.json and args.smoke_test is None:
+        print("error: --json needs --smoke-test SECONDS", file=sys.stderr)
         return 2
     loaded = _settings_from(args)
     if loaded is None:
@@ -298,6 +305,7 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
 
     reason = await done
     rc = 0
+    counters = None
     if smoke_s is not None and reason == "smoke test over":
         window.bridge.tick()  # one last refresh so the screenshot and the verdict see the newest data
         if screenshot is not None:
@@ -306,12 +314,19 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
                 print(f"error: cannot write screenshot {screenshot}", file=sys.stderr)
                 rc = 1
         rc = max(rc, smoke_verdict(session, window))
+        counters = smoke_counters(session, window)
     window.bridge.stop()
     if reason == "signal":  # Ctrl+C, SIGTERM at logout: no closeEvent, so the layout is saved here
         window.save_ui_state()
     await session.stop()
     window.hide()
     window.deleteLater()
+    if args.json and counters is not None:
+        import json
+
+        counters["reconnects"] = session.feed.reconnects  # final, after the feed closed
+        counters["ok"] = rc == 0
+        print(json.dumps(counters, sort_keys=True), flush=True)  # one line: scripts read the last line of stdout
     return rc
 
 
@@ -326,11 +341,42 @@ def smoke_verdict(session, window) -> int:
         problems.append(f"the feed delivered no trades ({feed.last_error or 'no error reported'})")
     if drawn == 0:
         problems.append("the chart drew no candles")
+    if session.task_faults:  # a part of the terminal failed, even if it was restarted since
+        parts = ", ".join(f.text for f in session.supervisor.faults.values())
+        problems.append(f"{session.task_faults} task fault(s): {parts}")
     if problems:
         print(f"smoke test FAILED: {'; '.join(problems)} [{summary}]", flush=True)
         return 1
     print(f"smoke test passed: {summary}", flush=True)
     return 0
+
+
+def smoke_counters(session, window) -> dict:
+    """What ``--smoke-test N --json`` prints: the run's counters, for scripts (chaos, soak) and CI."""
+    from PySide6 import QtWidgets
+
+    feed = session.feed
+    desk = session.desk
+    stats = session.decisions.stats
+    return {
+        "seconds": round(time.perf_counter_ns() / 1e9 - session.started_ns / 1e9, 3),
+        "frames": feed.frames,
+        "trades": {s: session.market[s].trades for s in session.symbols},
+        "gaps": feed.gap_count,
+        "missing_trades": feed.missing_trades,
+        "duplicates": feed.duplicates,
+        "rejected": dict(feed.rejected),
+        "reconnects": feed.reconnects,
+        "task_faults": session.task_faults,
+        "faults": session.supervisor.counts(),
+        "model": window.model_status.text(),
+        "decisions": dict(stats.by_badge),
+        "decision_requests": stats.requests,
+        "orders": len(desk.broker.orders),
+        "fills": len(desk.fills),
+        "risk": desk.risk.state.value,
+        "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
+    }
 
 
 def _seconds_since_process_start() -> float:

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +47,7 @@ class ServiceStats:
     coalesced: int = 0  # asks that arrived while a request was in flight, folded into one follow-up
     skipped_no_data: int = 0
     breaker_trips: int = 0
+    by_badge: Counter[str] = field(default_factory=Counter)  # every decision recorded, by its card's badge
 
 
 class DecisionService:
@@ -259,6 +260,7 @@ class DecisionService:
 
     def _record(self, decision: Decision) -> None:
         self.decisions.append(decision)
+        self.stats.by_badge[decision.meta.cache_status.value] += 1
         self.recorded += 1
         self.version += 1
 

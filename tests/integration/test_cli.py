@@ -95,3 +95,43 @@ def test_terminal_against_the_dev_model_server_shows_model_answers_and_never_pri
     assert server.stats.faults["500"] == 1  # the first request failed: an error card, then the service went on
     assert secret not in proc.stdout and secret not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def last_json_line(stdout: str) -> dict:
+    import json
+
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON line in the output:\n{stdout}"
+    return json.loads(lines[-1])
+
+
+def test_smoke_test_json_prints_the_runs_counters_on_one_line(tmp_path):
+    proc = run_terminal("--smoke-test", "4", "--json", "--journal", str(tmp_path / "j.sqlite3"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counters = last_json_line(proc.stdout)
+    assert counters["ok"] is True and counters["task_faults"] == 0 and counters["faults"] == {}
+    assert counters["frames"] > 0
+    assert set(counters["trades"]) >= {"BTCUSDT"} and sum(counters["trades"].values()) > 0
+    for key in ("gaps", "duplicates", "reconnects", "orders"):
+        assert isinstance(counters[key], int), key
+    assert isinstance(counters["rejected"], dict) and isinstance(counters["decisions"], dict)
+    assert set(counters["decisions"]) <= {"HIT", "SIMILAR", "MISS", "OFFLINE", "ERROR"}
+    assert counters["model"] == "OFFLINE RULES"
+    assert "Decisions" in counters["docks"] and "Performance" in counters["docks"]
+
+
+def test_a_task_fault_fails_the_smoke_test_and_writes_a_crash_report(tmp_path):
+    """A part of the terminal that died (here: a fault injected into the market task through the documented
+    test hook) fails the smoke test even though the task was restarted and the window stayed up."""
+    from app.supervision import INJECT_FAULT_ENV
+
+    state = tmp_path / "state"
+    proc = run_terminal("--smoke-test", "4", "--json", "--journal", str(tmp_path / "j.sqlite3"),
+                        extra_env={INJECT_FAULT_ENV: "market", "XDG_STATE_HOME": str(state)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "smoke test FAILED" in proc.stdout and "task fault" in proc.stdout
+    counters = last_json_line(proc.stdout)
+    assert counters["ok"] is False and counters["task_faults"] == 1 and counters["faults"] == {"market": 1}
+    assert sum(counters["trades"].values()) > 0, "the market task was restarted and went on"
+    reports = list(state.rglob("crash-*.txt"))
+    assert len(reports) == 1 and "task market" in reports[0].read_text(encoding="utf-8")
