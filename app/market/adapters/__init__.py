@@ -13,6 +13,8 @@ The shared value checks every adapter applies at this trust boundary (they raise
 * :func:`checked_id` (alias :func:`checked_trade_id`) -- trade and update ids: a JSON integer or a string of ASCII
   digits (as Coinbase sends them), in 0 .. :data:`ID_MAX` (int64, what numpy and SQLite hold). Never a float, a
   boolean or an exponent: ``1e300`` accepted as an int would make every later trade look like a duplicate.
+* :func:`checked_symbol` -- an instrument name: 1 .. :data:`SYMBOL_MAX_LEN` printable ASCII characters, no space
+  (a megabyte "symbol" would otherwise become a key in every per-symbol table).
 * :func:`checked_time_ms` -- an exchange time in UTC ms: a positive JSON integer. Whether it is *plausible* (not in
   2100) needs a clock, so that check lives in the connection (``app.market.exchange_time``), not here.
 
@@ -33,6 +35,7 @@ PRICE_MIN = 1e-12  # exclusive
 PRICE_MAX = 1e12  # exclusive
 QTY_MAX = 1e12  # exclusive
 ID_MAX = (1 << 63) - 1
+SYMBOL_MAX_LEN = 40
 _ID_DIGITS_MAX = len(str(ID_MAX))
 
 
@@ -116,6 +119,15 @@ def checked_id(v: Any) -> int:
 
 
 checked_trade_id = checked_id
+
+
+def checked_symbol(s: Any) -> str:
+    """An exchange's instrument name as sent (adapters map it to the terminal's form afterwards)."""
+    if s.__class__ is not str:
+        raise TypeError(f"symbol {s!r} is not a string")
+    if not 0 < len(s) <= SYMBOL_MAX_LEN or not s.isascii() or not s.isprintable() or " " in s:
+        raise ValueError(f"symbol {s[:SYMBOL_MAX_LEN]!r} is not 1..{SYMBOL_MAX_LEN} printable ASCII characters")
+    return s
 
 
 def checked_time_ms(v: Any) -> int:

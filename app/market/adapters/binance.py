@@ -19,6 +19,7 @@ from app.market.adapters import (
     checked_id,
     checked_price,
     checked_qty,
+    checked_symbol,
     checked_time_ms,
     checked_trade_qty,
     decode_object,
@@ -170,9 +171,7 @@ def _bool(v: Any, name: str) -> bool:
 
 
 def _symbol(s: Any) -> str:
-    if not isinstance(s, str) or not s:
-        raise TypeError("symbol is not a string")
-    return s
+    return checked_symbol(s)
 
 
 def _optional_time(v: Any) -> int:

@@ -38,6 +38,7 @@ from app.market.adapters import (
     checked_id,
     checked_price,
     checked_qty,
+    checked_symbol,
     checked_time_ms,
     checked_trade_qty,
     decode_object,
@@ -276,9 +277,7 @@ def _not_an_integer(v: Any) -> int:
 
 
 def _symbol(s: Any) -> str:
-    if not isinstance(s, str) or not s:
-        raise TypeError("product_id is not a string")
-    return to_symbol(s)
+    return to_symbol(checked_symbol(s))
 
 
 def _num(v: Any) -> float:

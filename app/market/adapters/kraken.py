@@ -42,6 +42,7 @@ from app.market.adapters import (
     checked_id,
     checked_price,
     checked_qty,
+    checked_symbol,
     checked_trade_qty,
     decode_object,
     reasoned,
@@ -219,9 +220,7 @@ def _int(v: Any) -> int:
 
 
 def _symbol(s: Any) -> str:
-    if not isinstance(s, str) or not s:
-        raise TypeError("symbol is not a string")
-    return to_symbol(s)
+    return to_symbol(checked_symbol(s))
 
 
 def _num(v: Any) -> float:
