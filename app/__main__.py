@@ -34,11 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE", default=default_config_path(),
                    help="settings file (TOML; default %(default)s). Missing: built-in defaults. A bad file is "
                    "reported, kept as a .bak copy, and its bad keys take their defaults")
-    p.add_argument("--exchange", choices=["sim", "binance", "coinbase", "kraken"],
-                   help="market data source: the built-in exchange (default), or Binance spot, Coinbase Advanced "
-                   "Trade, Kraken v2 (live; needs network)")
-    p.add_argument("--sim-protocol", choices=["binance", "coinbase", "kraken"],
+    p.add_argument("--exchange", choices=["sim", "binance", "binance-futures", "coinbase", "kraken"],
+                   help="market data source: the built-in exchange (default), or Binance spot, Binance USD-M "
+                   "futures, Coinbase Advanced Trade, Kraken v2 (live; needs network)")
+    p.add_argument("--sim-protocol", choices=["binance", "binance-futures", "coinbase", "kraken"],
                    help="the protocol the built-in exchange speaks (default binance)")
+    p.add_argument("--ws-url", metavar="URL",
+                   help="this run only: take the exchange's feed from this WebSocket endpoint (testnet, proxy, "
+                   "recorder, test server). Binance: the base, e.g. wss://stream.testnet.binance.vision; Coinbase, "
+                   "Kraken: the full URL")
+    p.add_argument("--rest-url", metavar="URL",
+                   help="this run only: REST base speaking Binance's API for history and book snapshots, e.g. "
+                   "https://testnet.binance.vision")
     p.add_argument("--symbol", help="symbol to trade and chart (default BTCUSDT)")
     p.add_argument("--symbols", metavar="A,B,...",
                    help="every symbol to stream on one connection (default on the built-in exchange: "
@@ -118,7 +125,8 @@ _FLAG_FIELDS = {
     "exchange": "exchange", "sim_protocol": "sim_protocol", "symbol": "symbol", "symbols": "symbols",
     "timeframe": "timeframe", "replay": "replay", "speed": "replay_speed", "record": "record_path",
     "sim_port": "sim_port", "llm_url": "llm_url", "model": "llm_model", "decision_timeframe": "decision_timeframe",
-    "journal": "journal_path", "auto_approve": "auto_approve", "theme": "theme",
+    "journal": "journal_path", "auto_approve": "auto_approve", "theme": "theme", "ws_url": "ws_url",
+    "rest_url": "rest_url",
 }
 
 
@@ -146,6 +154,10 @@ def _settings_from(args: argparse.Namespace):
     if settings.replay is not None and settings.exchange != "sim":
         print(f"error: --replay plays a recording through the built-in exchange; it cannot be combined with "
               f"--exchange {settings.exchange}", file=sys.stderr)
+        return None
+    if settings.exchange == "sim" and (settings.ws_url or settings.rest_url):
+        print("error: --ws-url and --rest-url point a live exchange's feed elsewhere; the built-in exchange has its "
+              "own (use them with --exchange binance, binance-futures, coinbase or kraken)", file=sys.stderr)
         return None
     return settings, loaded.report()
 

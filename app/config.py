@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES, tolerances_for
 from app.market.candles import TIMEFRAMES
@@ -21,7 +21,7 @@ from app.market.candles import TIMEFRAMES
 DEFAULT_SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
 
 # Options of one run (command-line flags), never read from or written to the settings file.
-PER_RUN_FIELDS = frozenset({"replay", "replay_speed", "record_path"})
+PER_RUN_FIELDS = frozenset({"replay", "replay_speed", "record_path", "ws_url", "rest_url"})
 
 
 def _positive_finite(v: float) -> float:
@@ -43,9 +43,13 @@ def _symbol(v: str) -> str:
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    exchange: Literal["sim", "binance", "coinbase", "kraken"] = "sim"
+    exchange: Literal["sim", "binance", "binance-futures", "coinbase", "kraken"] = "sim"
     # The built-in exchange speaks Binance's protocol unless told otherwise (to exercise the other adapters).
-    sim_protocol: Literal["binance", "coinbase", "kraken"] = "binance"
+    sim_protocol: Literal["binance", "binance-futures", "coinbase", "kraken"] = "binance"
+    # --ws-url / --rest-url: the exchange's feed from another endpoint (testnet, proxy, recorder, test server); see
+    # app.market.exchanges. Per run: a forgotten test port in the settings file would silently cut a later run off.
+    ws_url: str | None = None
+    rest_url: str | None = None
     symbol: str = "BTCUSDT"  # the one on screen at start
     # Every symbol the feed carries (one connection). Empty: five on the built-in exchange, the chosen one elsewhere.
     symbols: list[str] = Field(default_factory=list)
@@ -151,6 +155,16 @@ class Settings(BaseModel):
         """The symbols to subscribe to, the one on screen first."""
         chosen = self.symbols or (list(DEFAULT_SIM_SYMBOLS) if self.exchange == "sim" and self.replay is None else [])
         return list(dict.fromkeys([self.symbol, *chosen]))
+
+    @field_validator("ws_url", "rest_url")
+    @classmethod
+    def _endpoint_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        schemes = ("ws://", "wss://") if info.field_name == "ws_url" else ("http://", "https://")
+        if not v.startswith(schemes) or len(v) <= len(schemes[1]):
+            raise ValueError(f"{v!r} is not a {' or '.join(s.rstrip(':/') for s in schemes)} URL")
+        return v.rstrip("/")
 
     @field_validator("timeframe", "decision_timeframe")
     @classmethod

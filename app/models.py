@@ -46,7 +46,8 @@ class Quote:
 class BookUpdate:
     """A depth snapshot (``is_snapshot``) or a diff covering update ids ``first_id``..``last_id``.
 
-    A level with quantity 0 in a diff removes that price.
+    A level with quantity 0 in a diff removes that price. ``prev_id`` is the previous diff's ``last_id`` when the
+    exchange says it (Binance USD-M futures' ``pu``): the book then checks continuity by it instead of by ids.
     """
 
     symbol: str
@@ -57,6 +58,7 @@ class BookUpdate:
     is_snapshot: bool
     exchange_ms: int
     recv_ns: int
+    prev_id: int | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -72,6 +72,7 @@ class Session:
         self.supervisor = Supervisor()  # every task's lifetime: faults counted, restarted or shown as FAULT
         self._http = None  # httpx.AsyncClient, made on first use
         self._sequenced_book = True
+        self._depth_path, self._klines_path = exchanges.SPOT_DEPTH_PATH, exchanges.SPOT_KLINES_PATH
         self.kraken_books: KrakenBookGuard | None = None
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.metrics = Metrics()
@@ -175,7 +176,7 @@ class Session:
             if s.replay is not None:
                 return f"BUILT-IN EXCHANGE · replay {s.replay.name} ×{s.replay_speed:g}{dialect}"
             return f"BUILT-IN EXCHANGE · synthetic{dialect}"
-        return f"{s.exchange.upper()} · live"
+        return f"{s.exchange.upper()} · {'via ' + s.ws_url if s.ws_url else 'live'}"
 
     @property
     def feed(self) -> FeedStats:
@@ -212,21 +213,20 @@ class Session:
         s = self.settings
         if s.exchange == "sim":
             self.simulator = await self._start_exchange()
-            feed = exchanges.plan(s.sim_protocol, self.symbols, self.simulator.ws_url, simulated=True)
-            rest_base = self.simulator.rest_url
+            feed = exchanges.plan(s.sim_protocol, self.symbols, ws_url=self.simulator.ws_url,
+                                  rest_url=self.simulator.rest_url, simulated=True)
         else:
-            feed = exchanges.plan(s.exchange, self.symbols)
-            rest_base = binance.REST_BASE if s.exchange == "binance" else None
+            feed = exchanges.plan(s.exchange, self.symbols, ws_url=s.ws_url, rest_url=s.rest_url)
+        rest_base = feed.rest_base
+        self._depth_path, self._klines_path = feed.depth_path, feed.klines_path
         taps = []
         if feed.adapter is kraken:
             self.kraken_books = KrakenBookGuard(self.symbols, lambda msgs: self.connection.send_soon(msgs))
             taps.append(self.kraken_books.on_raw)
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
-            recorder=self.recorder, taps=taps,
+            recorder=self.recorder, taps=taps, on_boundary=[self._invalidate_books],
         )
-        if not feed.rest_history:
-            rest_base = None
         self._sequenced_book = feed.sequenced_book
         # Each part restarts after a failure: the connection reconnects from scratch, the market consumer goes on
         # with the next batch (history is loaded once only), the decision loop and the desk's ticks hold no state
@@ -319,12 +319,17 @@ class Session:
                     await self._load_depth(rest_base, symbol)
             await asyncio.sleep(1.0)
 
+    def _invalidate_books(self, since_ns: int) -> None:
+        """The feed connected or dropped: no book is trusted (nor filled from) until a fresh snapshot."""
+        for book in self.desk.books.values():
+            book.invalidate(since_ns)
+
     async def _load_depth(self, rest_base: str, symbol: str) -> None:
         import httpx
 
         try:
             client = await self._http_client()
-            resp = await client.get(f"{rest_base}/api/v3/depth", params={"symbol": symbol, "limit": 1000})
+            resp = await client.get(f"{rest_base}{self._depth_path}", params={"symbol": symbol, "limit": 1000})
             resp.raise_for_status()
             snap = binance.parse_depth_snapshot(resp.json(), symbol, time.perf_counter_ns())
         except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
@@ -349,7 +354,7 @@ class Session:
 
         async def one(symbol: str, tf: str) -> None:
             try:
-                candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit)
+                candles = await history.fetch_binance_klines(client, rest_base, symbol, tf, limit, self._klines_path)
             except (httpx.HTTPError, ValueError, TypeError, IndexError, KeyError) as exc:
                 log.warning("no %s %s history from %s: %s", symbol, tf, rest_base, exc)
                 return

@@ -59,8 +59,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # One line on each setting: the comment in the file and the tooltip in the dialog.
 HELP: dict[str, str] = {
-    "exchange": "market data source: sim (built-in exchange), binance, coinbase or kraken (live, needs network)",
-    "sim_protocol": "the protocol the built-in exchange speaks: binance, coinbase or kraken",
+    "exchange": "market data source: sim (built-in exchange), binance, binance-futures, coinbase or kraken (live, "
+                "needs network)",
+    "sim_protocol": "the protocol the built-in exchange speaks: binance, binance-futures, coinbase or kraken",
     "symbol": "the symbol on screen at start",
     "symbols": "every symbol the feed carries; empty: five on the built-in exchange, the chosen one elsewhere",
     "timeframe": "chart timeframe at start: 1s, 1m, 5m, 15m, 1h",

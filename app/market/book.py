@@ -13,6 +13,17 @@ The procedure, as ``OrderBook.apply`` implements it:
    snapshot. Diffs received meanwhile are buffered, because the new REST snapshot may be older than the newest of
    them, and are replayed after it exactly as in step 2.
 
+Binance USD-M futures diffs say which diff they follow (``prev_id``, the exchange's ``pu``) and their ids are not
+contiguous, so a diff with ``prev_id`` is checked by the futures rule instead: diffs with ``last_id <
+lastUpdateId`` are dropped, the first one applied must have ``first_id <= lastUpdateId <= last_id``, and after that
+``prev_id`` must equal the previous diff's ``last_id``; any other diff is a gap, handled as in step 4.
+
+A reconnect makes the book untrustworthy whatever its ids say: the exchange may have restarted with lower ids (every
+new diff would look stale) or diffs may have been lost while it was down. ``invalidate(since_ns)`` (the session
+calls it whenever the feed connection opens or ends) empties the book until a fresh snapshot; diffs and snapshots
+received before ``since_ns`` (still queued from the old connection, a REST answer requested before it) are
+dropped and counted in ``before_reconnect``, so the new book is built from the new connection alone.
+
 Quantities in a diff are absolute; quantity 0 removes the level. Prices and quantities stay float64 (market data;
 DESIGN rule 5): the same decimal string always parses to the same float, so a float is a safe dict key.
 
@@ -103,12 +114,18 @@ class OrderBook:
         self.ignored = 0  # diffs not applied while waiting for a (new) snapshot
         self.buffer_dropped = 0  # buffered diffs lost because the buffer was full
         self.wrong_symbol = 0
+        self.invalidations = 0  # reconnects that emptied the book until a fresh snapshot
+        self.before_reconnect = 0  # updates received before the latest invalidation, dropped
+        self._valid_from_ns = 0  # updates received earlier than this belong to a previous connection
 
     # ------------------------------------------------------------------------------------------------ updates
 
     def apply(self, update: BookUpdate) -> bool:
         if update.symbol and update.symbol.upper() != self.symbol:  # a REST snapshot names no symbol ("")
             self.wrong_symbol += 1
+            return False
+        if update.recv_ns < self._valid_from_ns:
+            self.before_reconnect += 1
             return False
         if update.is_snapshot:
             self._apply_snapshot(update)
@@ -144,11 +161,17 @@ class OrderBook:
     def _apply_diff(self, diff: BookUpdate) -> bool:
         last = self.last_update_id
         assert last is not None
-        if diff.last_id <= last:
+        if diff.prev_id is not None:  # Binance futures: continuity by pu, see the module docstring
+            if diff.last_id < last or (self._synced and diff.last_id == last):
+                self.stale += 1
+                return False
+            in_sequence = diff.prev_id == last if self._synced else diff.first_id <= last <= diff.last_id
+        elif diff.last_id <= last:
             self.stale += 1
             return False
-        # continue the previous diff exactly, or (first after a snapshot) straddle the snapshot's id
-        in_sequence = diff.first_id == last + 1 if self._synced else diff.first_id <= last + 1 <= diff.last_id
+        else:
+            # continue the previous diff exactly, or (first after a snapshot) straddle the snapshot's id
+            in_sequence = diff.first_id == last + 1 if self._synced else diff.first_id <= last + 1 <= diff.last_id
         if not in_sequence:
             self.needs_resync = True
             self.gaps += 1
@@ -166,8 +189,23 @@ class OrderBook:
             self._asks.prices(self.max_levels)
         return True
 
+    def invalidate(self, since_ns: int) -> None:
+        """A feed connection opened or ended at ``since_ns`` (perf_counter ns, the clock of ``recv_ns``): empty
+        the book until a snapshot received from then on, and ignore every update received before."""
+        self._valid_from_ns = max(self._valid_from_ns, since_ns)
+        self.invalidations += 1
+        self.clear()
+
+    @property
+    def status(self) -> str:
+        """What the trader is told: SYNCED, RESYNCING (a gap or a reconnect, waiting for a snapshot) or NO SNAPSHOT
+        (never synced)."""
+        if self.is_valid:
+            return "SYNCED"
+        return "RESYNCING" if self.snapshots or self.needs_resync or self.invalidations else "NO SNAPSHOT"
+
     def clear(self) -> None:
-        """Forget everything (e.g. on reconnect): the next snapshot starts the book afresh."""
+        """Forget everything: the next snapshot starts the book afresh."""
         self._bids.clear()
         self._asks.clear()
         self._buffer.clear()
@@ -226,4 +264,6 @@ class OrderBook:
             "ignored": self.ignored,
             "buffer_dropped": self.buffer_dropped,
             "wrong_symbol": self.wrong_symbol,
+            "invalidations": self.invalidations,
+            "before_reconnect": self.before_reconnect,
         }

@@ -134,6 +134,7 @@ class FeedConnection:
         reconnect_delays: Callable[[], Generator[float]] = backoff,
         taps: Sequence[Callable[[bytes | str, int], None]] = (),
         exchange_time: ExchangeTimeWindow | None = None,  # default: judged on the stream's own times
+        on_boundary: Sequence[Callable[[int], None]] = (),
     ) -> None:
         self.url = url
         self.stats = FeedStats()
@@ -150,6 +151,9 @@ class FeedConnection:
         self._ws: ClientConnection | None = None
         self._taps = list(taps)  # see raw frames before parsing (integrity checks that need the exact text)
         self.exchange_time = exchange_time or ExchangeTimeWindow("stream")
+        # Called with perf_counter_ns() whenever a connection opens or ends: state built from the stream (order
+        # books) cannot be trusted across that boundary.
+        self._on_boundary = list(on_boundary)
         self._sending: set[asyncio.Task[None]] = set()
         self._last_trade_id: dict[str, int] = {}
         self._seen_since_connect: set[str] = set()  # symbols with a trade on the current connection
@@ -202,6 +206,8 @@ class FeedConnection:
         self._seen_since_connect.clear()
         stats = self.stats
         stats.connected_since_ns = stats.last_frame_ns = time.perf_counter_ns()
+        for listener in self._on_boundary:
+            listener(stats.connected_since_ns)
         try:
             for msg in self._subscribe:
                 await ws.send(msg.decode())
@@ -222,6 +228,9 @@ class FeedConnection:
             log.warning("feed disconnected from %s: %s", self.url, stats.last_error)
         finally:
             self._ws = None
+            now = time.perf_counter_ns()
+            for listener in self._on_boundary:
+                listener(now)
 
     def _on_frame(self, raw: bytes | str, recv_ns: int) -> None:
         stats = self.stats

@@ -1,8 +1,14 @@
-"""Which adapter, URL and subscribe messages each exchange needs: the one table the session reads.
+"""Which adapter, URLs and subscribe messages each exchange needs: the one table the session reads.
 
-Binance subscribes through the URL (combined streams); Coinbase Advanced Trade and Kraken v2 take subscribe
-messages after connecting. Candle history over REST is Binance's klines endpoint (the built-in exchange serves it
-whatever dialect it speaks); for the real Coinbase and Kraken the chart starts from live trades.
+Binance (spot and USD-M futures) subscribes through the URL (combined streams); Coinbase Advanced Trade and Kraken
+v2 take subscribe messages after connecting. Candle history and book snapshots over REST are Binance's (spot
+``/api/v3``, futures ``/fapi/v1``); the built-in exchange serves them whatever dialect it speaks. For the real
+Coinbase and Kraken the chart starts from live trades and the book comes from the stream.
+
+``ws_url`` / ``rest_url`` (``--ws-url`` / ``--rest-url``) point the feed at another endpoint: a testnet, a proxy,
+a recorder, a test server. ``ws_url`` is what the exchange documents as its WebSocket address: for Binance the
+base (``/stream?streams=...`` is added), for Coinbase and Kraken the full URL. ``rest_url`` is a REST base that
+speaks Binance's API (for Coinbase and Kraken, e.g. a built-in exchange: history and depth then load from it).
 """
 
 from __future__ import annotations
@@ -10,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from app.market.adapters import binance, coinbase, kraken
+from app.market.adapters import binance, binance_futures, coinbase, kraken
 
-EXCHANGES = ("binance", "coinbase", "kraken")
+EXCHANGES = ("binance", "binance-futures", "coinbase", "kraken")
+
+SPOT_DEPTH_PATH = "/api/v3/depth"
+SPOT_KLINES_PATH = "/api/v3/klines"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +29,40 @@ class FeedPlan:
     adapter: ModuleType
     url: str
     subscribe: list[bytes]
-    rest_history: bool  # the REST base serves Binance-style klines and depth
+    rest_base: str | None  # a REST base serving Binance-style klines and depth, or None (no history, no snapshots)
+    depth_path: str = SPOT_DEPTH_PATH
+    klines_path: str = SPOT_KLINES_PATH
     # Book diffs carry sequence ids the local OrderBook can check. Kraken's carry none (a CRC32 checksum
     # instead, see adapters/kraken.KrakenBook), so the paper broker fills from quotes there rather than from a
     # book whose diffs it cannot verify.
     sequenced_book: bool = True
 
+    @property
+    def rest_history(self) -> bool:
+        return self.rest_base is not None
 
-def plan(exchange: str, symbols: list[str], ws_base: str | None = None, *, simulated: bool = False) -> FeedPlan:
-    """``ws_base``: the built-in exchange's URL when simulated, else the exchange's own."""
+
+def plan(
+    exchange: str,
+    symbols: list[str],
+    *,
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+    simulated: bool = False,
+) -> FeedPlan:
+    """``simulated``: ``ws_url`` and ``rest_url`` are the built-in exchange's (Kraken's path ``/v2`` is added)."""
     if exchange == "binance":
         streams = [st for s in symbols for st in binance.streams_for(s)]
-        return FeedPlan(binance, binance.stream_url(ws_base or binance.WS_BASE, streams), [], True)
+        url = binance.stream_url(ws_url or binance.WS_BASE, streams)
+        return FeedPlan(binance, url, [], rest_url or binance.REST_BASE)
+    if exchange == "binance-futures":
+        streams = [st for s in symbols for st in binance_futures.streams_for(s)]
+        url = binance_futures.stream_url(ws_url or binance_futures.WS_BASE, streams)
+        return FeedPlan(binance_futures, url, [], rest_url or binance_futures.REST_BASE,
+                        depth_path=binance_futures.DEPTH_PATH, klines_path=binance_futures.KLINES_PATH)
     if exchange == "coinbase":
-        return FeedPlan(coinbase, ws_base or coinbase.WS_URL, coinbase.subscribe_messages(symbols), simulated)
+        return FeedPlan(coinbase, ws_url or coinbase.WS_URL, coinbase.subscribe_messages(symbols), rest_url)
     if exchange == "kraken":
-        url = f"{ws_base}/v2" if ws_base else kraken.WS_URL
-        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), simulated, sequenced_book=False)
+        url = f"{ws_url}/v2" if simulated and ws_url else ws_url or kraken.WS_URL
+        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), rest_url, sequenced_book=False)
     raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")

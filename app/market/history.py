@@ -20,10 +20,11 @@ def make_client(timeout_s: float = 5.0) -> httpx.AsyncClient:
 
 
 async def fetch_binance_klines(
-    client: httpx.AsyncClient, rest_base: str, symbol: str, timeframe: str, limit: int
+    client: httpx.AsyncClient, rest_base: str, symbol: str, timeframe: str, limit: int,
+    path: str = "/api/v3/klines",  # futures: /fapi/v1/klines, same rows
 ) -> list[Candle]:
     resp = await client.get(
-        f"{rest_base.rstrip('/')}/api/v3/klines",
+        f"{rest_base.rstrip('/')}{path}",
         params={"symbol": symbol.upper(), "interval": timeframe, "limit": limit},
     )
     resp.raise_for_status()

@@ -1,4 +1,4 @@
-"""The built-in exchange's other dialects: Coinbase Advanced Trade and Kraken WebSocket v2.
+"""The built-in exchange's other dialects: Coinbase Advanced Trade, Kraken WebSocket v2, Binance USD-M futures.
 
 ``ExchangeSimulator(source, protocol="coinbase"|"kraken")`` serves the same market (synthetic or replayed, made as
 Binance frames) in another exchange's protocol, so each adapter is tested against a real loopback server. One
@@ -23,6 +23,10 @@ Not simulated: Coinbase's 5 s subscribe deadline and JWT, Kraken's rate limits a
 snapshot is sent empty: the server keeps no trade history). Heartbeats (Coinbase ``heartbeats``, Kraken
 ``heartbeat``) go out once a second of market time, with the market frames, so a silent market sends none.
 REST stays Binance's (the terminal only uses REST against Binance).
+
+Binance USD-M futures (:class:`FuturesDialect`) is Binance spot's protocol with other frames, so it needs no session
+of its own: the server rewrites each spot frame once for every listener (``pu`` is the stream's previous ``u``,
+whoever listens) and serves the REST paths under ``/fapi/v1`` too.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import orjson
 from app.market.adapters import ParseError, binance, coinbase, kraken
 from app.models import Quote, Side, Trade
 
-PROTOCOLS = ("binance", "coinbase", "kraken")
+PROTOCOLS = ("binance", "binance-futures", "coinbase", "kraken")
+BINANCE_LIKE = ("binance", "binance-futures")  # subscribe through the URL or SUBSCRIBE, no ProtocolSession
 
 Push = Callable[[bytes], None]
 Streams = Callable[[list[str]], None]
@@ -138,6 +143,53 @@ class _Base:
             return binance.parse(payload, 0)
         except ParseError:
             return []
+
+
+# ----- Binance USD-M futures -------------------------------------------------------------------------------
+
+# Update ids as futures sends them: not contiguous between diffs (they are global across symbols there), so a client
+# that applied spot's continuity rule (U == previous u + 1) would resync forever, as the real exchange would make
+# it. Spot id n becomes FUTURES_ID_SCALE * n; a diff's U is placed just after the previous diff's u with a hole
+# between, and a snapshot's lastUpdateId inside the diff holding the snapshot's next update, as futures documents.
+FUTURES_ID_SCALE = 10
+_FUTURES_ID_OFFSET = 5
+
+
+class FuturesDialect:
+    """Spot frames -> USD-M futures frames: ``depthUpdate`` gets ``pu`` (and ``T``) and futures' ids, ``bookTicker``
+    gets ``"e": "bookTicker"``, ``E`` and ``T``; trades, aggTrades and klines are the same frames."""
+
+    def __init__(self) -> None:
+        self._last_u: dict[str, int] = {}  # depth stream -> the previous diff's u (futures ids)
+
+    def translate(self, stream: str, payload: bytes) -> bytes:
+        _, kind = _stream_kind(stream)
+        if kind.startswith("depth"):
+            d = orjson.loads(payload)
+            first, last = _futures_first_id(d["U"]), d["u"] * FUTURES_ID_SCALE
+            prev = self._last_u.get(stream, first - 1)
+            self._last_u[stream] = last
+            return orjson.dumps({"e": "depthUpdate", "E": d["E"], "T": d["E"], "s": d["s"], "U": first, "u": last,
+                                 "pu": prev, "b": d["b"], "a": d["a"]})
+        if kind == "bookTicker":
+            d = orjson.loads(payload)
+            now = int(time.time() * 1000)
+            return orjson.dumps({"e": "bookTicker", "u": d["u"] * FUTURES_ID_SCALE, "s": d["s"], "b": d["b"],
+                                 "B": d["B"], "a": d["a"], "A": d["A"], "T": now, "E": now})
+        return payload
+
+    @staticmethod
+    def snapshot(snap: dict[str, Any]) -> dict[str, Any]:
+        """A ``/api/v3/depth`` answer as ``/fapi/v1/depth`` gives it."""
+        now = int(time.time() * 1000)
+        last = int(snap["lastUpdateId"]) * FUTURES_ID_SCALE + _FUTURES_ID_OFFSET
+        return {"lastUpdateId": last, "E": now, "T": now, "bids": snap["bids"], "asks": snap["asks"]}
+
+
+def _futures_first_id(spot_first: int) -> int:
+    # spot U = previous u + 1 -> previous u' + _FUTURES_ID_OFFSET: a hole after the previous diff, and a snapshot
+    # taken after spot update L (lastUpdateId' = L' + offset) falls in [U', u'] of the diff holding update L + 1.
+    return (spot_first - 1) * FUTURES_ID_SCALE + _FUTURES_ID_OFFSET
 
 
 # ----- Coinbase Advanced Trade -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from app.market.recording import RecordingError, iter_frames
-from app.market.sim_protocols import PROTOCOLS, ProtocolSession, make_session
+from app.market.sim_protocols import BINANCE_LIKE, PROTOCOLS, FuturesDialect, ProtocolSession, make_session
 
 __all__ = [
     "INTERVAL_MS",
@@ -520,6 +520,7 @@ class SyntheticMarket:
         start_ms: int | None = None,
         price_decimals: int = 2,
         qty_decimals: int = 5,
+        first_update_id: int | None = None,  # the book's first update id (default: drawn from the seed)
     ) -> None:
         if not (start_price > 0 and trades_per_s > 0 and volatility > 0):
             raise ValueError("start_price, trades_per_s and volatility must be positive")
@@ -550,6 +551,7 @@ class SyntheticMarket:
         self._s_klines = {interval: f"{s}@kline_{interval}" for interval in INTERVAL_MS}
         self._served = {self._s_trade, self._s_agg, self._s_book, self._s_depth, *self._s_klines.values()}
         self._rng = np.random.default_rng([self.seed, 0])
+        self._first_update_id = first_update_id
         self._mean_lots_cache: float | None = None
         start = int(time.time() * 1000) if start_ms is None else int(start_ms)
         self._init_history(start, start_price)
@@ -619,7 +621,8 @@ class SyntheticMarket:
         self._trade_id = self._first_trade_id
         self._agg_offset = 700_000_000 + int(self._rng.integers(10**8)) - self._first_trade_id
         self._spread = 1
-        self._book = _Book(first_update_id=40_000_000_000 + int(self._rng.integers(10**9)))
+        drawn = 40_000_000_000 + int(self._rng.integers(10**9))  # drawn either way: the same seed, the same market
+        self._book = _Book(first_update_id=drawn if self._first_update_id is None else self._first_update_id)
         self._last_top: tuple[int, int, int, int] | None = None
         self._requote()
 
@@ -1304,6 +1307,8 @@ class ExchangeSimulator:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
         self.protocol = protocol  # the WebSocket dialect: "binance", or "coinbase"/"kraken" via sim_protocols
+        # Binance USD-M futures: spot's protocol with its own frames and ids, rewritten once for all listeners
+        self._futures = FuturesDialect() if protocol == "binance-futures" else None
         self.source = source
         self.max_backlog = max_backlog  # messages a client may be behind before a live source drops it
         self.host = host
@@ -1417,6 +1422,8 @@ class ExchangeSimulator:
             clients = self._subs.get(stream)
             if not clients:
                 continue
+            if self._futures is not None:
+                payload = self._futures.translate(stream, payload)
             envelope = b'{"stream":"%s","data":%s}' % (stream.encode(), payload)
             for client in clients:
                 if client.proto is not None:  # another exchange's dialect (sim_protocols)
@@ -1454,7 +1461,7 @@ class ExchangeSimulator:
         self._clients.add(client)
         self.stats.clients = len(self._clients)
         self._subscribe(client, streams)
-        if self.protocol != "binance":  # Coinbase / Kraken dialect: its session answers and translates
+        if self.protocol not in BINANCE_LIKE:  # Coinbase / Kraken dialect: its session answers and translates
             client.proto = make_session(
                 self.protocol,
                 self.source,
@@ -1549,7 +1556,7 @@ class ExchangeSimulator:
     # -- HTTP ---------------------------------------------------------------------------------------------
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self.protocol != "binance" and request.headers.get("Upgrade", "").lower() == "websocket":
+        if self.protocol not in BINANCE_LIKE and request.headers.get("Upgrade", "").lower() == "websocket":
             return None  # Coinbase ("/") and Kraken ("/v2") connect first and subscribe on the socket
         target = _ws_target(request.path)
         if target is not None:
@@ -1567,6 +1574,8 @@ class ExchangeSimulator:
             return _json_response(exc.status, {"code": exc.code, "msg": exc.msg})
 
     async def _rest(self, path: str, params: dict[str, str]) -> Any:
+        if self._futures is not None and path.startswith("/fapi/v1/"):  # futures' paths, the same answers
+            path = "/api/v3/" + path.removeprefix("/fapi/v1/")
         if path == "/api/v3/ping":
             return {}
         if path == "/api/v3/time":
@@ -1575,7 +1584,8 @@ class ExchangeSimulator:
             symbol = _param(params, "symbol")
             limit = _int_param(params, "limit", 100, 1, 5000)
             assert limit is not None
-            return await self.source.depth_snapshot(symbol, limit)
+            snapshot = await self.source.depth_snapshot(symbol, limit)
+            return snapshot if self._futures is None else self._futures.snapshot(snapshot)
         if path == "/api/v3/exchangeInfo":
             return _exchange_info(self.source, params)
         if path == "/api/v3/klines":

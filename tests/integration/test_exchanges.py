@@ -11,7 +11,7 @@ from tests.conftest import wait_until
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("protocol", ["binance", "coinbase", "kraken"])
+@pytest.mark.parametrize("protocol", ["binance", "binance-futures", "coinbase", "kraken"])
 async def test_session_streams_five_symbols_over_each_protocol(protocol, tmp_path):
     settings = Settings(sim_protocol=protocol, sim_trades_per_s=60.0, history_bars=20,
                         journal_path=tmp_path / "j.sqlite3")

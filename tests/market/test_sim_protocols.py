@@ -114,3 +114,43 @@ async def test_coinbase_rejects_unknown_channel() -> None:
 def test_unknown_protocol_is_refused() -> None:
     with pytest.raises(ValueError):
         ExchangeSimulator(SyntheticMarket("BTCUSD", seed=1), protocol="ftx")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_binance_futures_loopback_book_syncs_by_pu_and_matches_book_ticker() -> None:
+    import httpx
+
+    from app.market.adapters import binance_futures
+    from app.market.book import OrderBook
+
+    market = SyntheticMarket("BTCUSDT", 60_000.0, 200.0, seed=5)
+    url = binance_futures.stream_url("", binance_futures.streams_for("BTCUSDT"))
+    async with ExchangeSimulator(market, protocol="binance-futures") as sim, \
+            websockets.connect(sim.ws_url + url) as ws, httpx.AsyncClient() as http:
+        book = OrderBook("BTCUSDT")
+        first = binance_futures.parse(await ws.recv(), 1)  # streaming has begun: the snapshot comes after it
+        for ev in first:
+            if isinstance(ev, BookUpdate):
+                book.apply(ev)
+        resp = await http.get(f"{sim.rest_url}{binance_futures.DEPTH_PATH}", params={"symbol": "BTCUSDT"})
+        book.apply(binance_futures.parse_depth_snapshot(resp.json(), "BTCUSDT", 2))
+        diffs: list[BookUpdate] = []
+        quote: Quote | None = None
+        trades = 0
+        while book.diffs_applied < 10 or trades < 5:
+            for ev in binance_futures.parse(await ws.recv(), 3):
+                if isinstance(ev, BookUpdate):
+                    diffs.append(ev)
+                    if book.apply(ev):  # every change of the top was sent as a bookTicker before the diff
+                        assert quote is not None and quote.update_id <= ev.last_id
+                        assert (book.best_bid(), book.best_ask()) == ((quote.bid, quote.bid_qty),
+                                                                      (quote.ask, quote.ask_qty))
+                elif isinstance(ev, Trade):
+                    trades += 1
+                elif isinstance(ev, Quote):
+                    quote = ev
+    assert book.is_valid and book.gaps == 0
+    assert all(b.prev_id == a.last_id for a, b in itertools.pairwise(diffs))
+    # Futures ids are not contiguous: spot's rule (U == previous u + 1) would call every diff a gap.
+    assert all(b.first_id != a.last_id + 1 for a, b in itertools.pairwise(diffs))
