@@ -1,17 +1,21 @@
 """Orders, fills and positions as table models with declared columns (as vnpy's monitors do): one column table per
-view instead of a class of hand-written code per table. Rows are pulled from the desk on the UI timer."""
+view instead of a class of hand-written code per table. Rows are pulled from the desk on the UI timer.
+
+Rows are keyed (order id, fill id, symbol; vnpy's ``data_key``) and updated in place: a refresh inserts new rows,
+removes gone ones and signals ``dataChanged`` for rows whose cells changed. Never a model reset, which would drop the
+trader's selection (and the working order the ticket is about to cancel) four times a second."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.models import Order, Position, Side
+from app.models import Fill, Order, Position, Side
 from app.ui import theme
 
 
@@ -82,16 +86,91 @@ def position_columns(unrealized: Callable[[str], Decimal], mark: Callable[[str],
     )
 
 
+def _id(row: Order | Fill) -> str:
+    return row.id
+
+
+def _symbol(row: Position) -> str:
+    return row.symbol
+
+
 class DeclaredTableModel(QtCore.QAbstractTableModel):
-    def __init__(self, columns: Sequence[Column], parent: QtCore.QObject | None = None) -> None:
+    def __init__(self, columns: Sequence[Column], key: Callable[[Any], Hashable] = id,
+                 parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.columns = tuple(columns)
+        self.key = key
         self._rows: list[Any] = []
+        self._keys: list[Hashable] = []
+        # What each row's cells showed last: text and colour per column. Rows are often the same object mutated in
+        # place (an order filling), so "changed" is judged by what the trader would see, not by identity.
+        self._cells: list[tuple[tuple[str, str | None], ...]] = []
+
+    def _render(self, item: Any) -> tuple[tuple[str, str | None], ...]:
+        return tuple((str(c.value(item)), c.colour(item) if c.colour is not None else None) for c in self.columns)
 
     def set_rows(self, rows: Sequence[Any]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
+        """Show ``rows`` (in this order) with the fewest changes: removes, inserts, then changed cells."""
+        rows = list(rows)
+        keys = [self.key(r) for r in rows]
+        wanted = set(keys)
+        if len(wanted) != len(keys):  # a key shown twice would be one row anyway: the first one wins
+            seen: set[Hashable] = set()
+            rows = [r for r, k in zip(rows, keys, strict=True) if not (k in seen or seen.add(k))]
+            keys = [self.key(r) for r in rows]
+        # 1. rows that are gone, bottom up so the indexes still to remove stay valid
+        i = len(self._keys) - 1
+        while i >= 0:
+            if self._keys[i] in wanted:
+                i -= 1
+                continue
+            last = i
+            while i >= 0 and self._keys[i] not in wanted:
+                i -= 1
+            self.beginRemoveRows(QtCore.QModelIndex(), i + 1, last)
+            del self._rows[i + 1:last + 1], self._keys[i + 1:last + 1], self._cells[i + 1:last + 1]
+            self.endRemoveRows()
+        # 2. the rows kept must be in the new order; if not (rare: a re-sort), move them as a layout change
+        present = set(self._keys)
+        kept = [k for k in keys if k in present]
+        if kept != self._keys:
+            self._reorder(kept)
+        # 3. new rows where they belong, then changed cells of the rows kept
+        changed: list[int] = []
+        i = 0
+        while i < len(rows):
+            if i < len(self._keys) and self._keys[i] == keys[i]:
+                self._rows[i] = rows[i]
+                cells = self._render(rows[i])
+                if cells != self._cells[i]:
+                    self._cells[i] = cells
+                    changed.append(i)
+                i += 1
+                continue
+            # keys[i] is new; the new rows run up to the next kept row (the kept rows are in order already)
+            end = keys.index(self._keys[i], i) if i < len(self._keys) else len(rows)
+            self.beginInsertRows(QtCore.QModelIndex(), i, end - 1)
+            self._rows[i:i] = rows[i:end]
+            self._keys[i:i] = keys[i:end]
+            self._cells[i:i] = [self._render(r) for r in rows[i:end]]
+            self.endInsertRows()
+            i = end
+        last_col = len(self.columns) - 1
+        for r in changed:
+            self.dataChanged.emit(self.index(r, 0), self.index(r, last_col))
+
+    def _reorder(self, order: list[Hashable]) -> None:
+        """Rows kept, put in ``order``; selections and other persistent indexes follow their rows."""
+        self.layoutAboutToBeChanged.emit()
+        where = {k: n for n, k in enumerate(self._keys)}
+        old_rows = [where[k] for k in order]
+        self._rows = [self._rows[n] for n in old_rows]
+        self._cells = [self._cells[n] for n in old_rows]
+        self._keys = list(order)
+        new_row = {old: new for new, old in enumerate(old_rows)}
+        for idx in self.persistentIndexList():
+            self.changePersistentIndex(idx, self.index(new_row[idx.row()], idx.column()))
+        self.layoutChanged.emit()
 
     def row(self, i: int) -> Any:
         return self._rows[i]
@@ -111,15 +190,14 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
         if not index.isValid():
             return None
         col = self.columns[index.column()]
-        item = self._rows[index.row()]
+        text, colour = self._cells[index.row()][index.column()]
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return str(col.value(item))
+            return text
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole:
             h = QtCore.Qt.AlignmentFlag.AlignRight if col.align_right else QtCore.Qt.AlignmentFlag.AlignLeft
             return h | QtCore.Qt.AlignmentFlag.AlignVCenter
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and col.colour is not None:
-            c = col.colour(item)
-            return QtGui.QBrush(QtGui.QColor(c)) if c else None
+        if role == QtCore.Qt.ItemDataRole.ForegroundRole and colour:
+            return QtGui.QBrush(QtGui.QColor(colour))
         return None
 
 
@@ -145,10 +223,10 @@ class Blotter(QtWidgets.QTabWidget):
         self.desk = desk
         self._version = -1
         pf = desk.portfolio
-        self.positions = DeclaredTableModel(position_columns(pf.unrealized_pnl, desk.last_price))
-        self.working = DeclaredTableModel(ORDER_COLUMNS)
-        self.orders = DeclaredTableModel(ORDER_COLUMNS)
-        self.fills = DeclaredTableModel(FILL_COLUMNS)
+        self.positions = DeclaredTableModel(position_columns(pf.unrealized_pnl, desk.last_price), key=_symbol)
+        self.working = DeclaredTableModel(ORDER_COLUMNS, key=_id)
+        self.orders = DeclaredTableModel(ORDER_COLUMNS, key=_id)
+        self.fills = DeclaredTableModel(FILL_COLUMNS, key=_id)
         self.positions_view = table_view(self.positions)
         self.working_view = table_view(self.working)
         self.addTab(self.positions_view, "Positions")
