@@ -40,6 +40,10 @@ def _symbol(v: str) -> str:
     return v
 
 
+SymbolKey = Annotated[str, AfterValidator(_symbol)]
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -86,10 +90,17 @@ class Settings(BaseModel):
     proposal_expiry_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_drift_pct: float = Field(default=0.5, gt=0.0, le=50.0)
     auto_approve: bool = False
+    # Auto-approve's own limits, stricter than risk's: a proposal above the order value is scaled down to it.
+    auto_approve_min_confidence: float = Field(default=0.75, ge=0.0, le=1.0)
+    auto_approve_max_order_value: Decimal = Field(default=Decimal("1000"), gt=0)
     maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
     taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
+    # Risk limits are money (quote currency), so one limit means the same for BTC and XRP; the tables override
+    # them per symbol ({"XRPUSDT" = 500}).
     max_order_notional: Decimal = Field(default=Decimal("5000"), gt=0)
-    max_position_qty: Decimal = Field(default=Decimal("0.5"), gt=0)
+    max_position_value: Decimal = Field(default=Decimal("25000"), gt=0)
+    max_order_value_by_symbol: dict[SymbolKey, PositiveDecimal] = Field(default_factory=dict)
+    max_position_value_by_symbol: dict[SymbolKey, PositiveDecimal] = Field(default_factory=dict)
     max_open_orders: int = Field(default=10, ge=1)
     price_band_pct: Decimal = Field(default=Decimal("5"), gt=0)
     daily_loss_limit: Decimal = Field(default=Decimal("500"), ge=0)

@@ -22,6 +22,7 @@ from app.market.book_guard import KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
+from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
 from app.models import BookUpdate, Trade
@@ -32,7 +33,7 @@ from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
-from app.trading.proposals import ProposalBook
+from app.trading.proposals import AutoApproveLimits, ProposalBook
 from app.trading.risk import RiskLimits, RiskManager
 
 
@@ -90,6 +91,7 @@ class Session:
             settings.decision_cache_tolerances(), ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
         ) if self.provider.name != "offline" and settings.cache_enabled else None
         self.journal = Journal(settings.journal_path)
+        self.instruments = Instruments()
         self.desk = self._make_desk(cache)
         self.decisions = DecisionService(
             self.provider,
@@ -111,19 +113,26 @@ class Session:
         for fill in self.journal.all_fills():
             portfolio.apply_fill(fill)
         # Order ids carry the session start so they never collide with a previous session's in the journal.
-        broker = PaperBroker(maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-")
+        # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
+        instruments = self.instruments
+        broker = PaperBroker(maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
+                             instruments=instruments)
         for pos in portfolio.positions:
             broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
         broker.restore_open_orders(restored.open_orders)
         risk = RiskManager(RiskLimits(
             max_order_notional=s.max_order_notional,
-            max_position_qty=s.max_position_qty,
+            max_position_value=s.max_position_value,
+            order_value_by_symbol=s.max_order_value_by_symbol,
+            position_value_by_symbol=s.max_position_value_by_symbol,
             max_open_orders=s.max_open_orders,
             price_band_pct=s.price_band_pct,
             daily_loss_limit=s.daily_loss_limit,
-        ))
+        ), instruments=instruments)
         proposals = ProposalBook(expiry_s=s.proposal_expiry_s, max_drift_pct=s.max_drift_pct,
-                                 auto_approve=s.auto_approve)
+                                 auto_approve=s.auto_approve, instruments=instruments,
+                                 auto_limits=AutoApproveLimits(s.auto_approve_min_confidence,
+                                                               s.auto_approve_max_order_value))
         if restored.fills_replayed or restored.open_orders:
             log.info("journal restored: %d fills, %d open orders, cash %s", restored.fills_replayed,
                      len(restored.open_orders), portfolio.cash)
@@ -232,6 +241,7 @@ class Session:
         # with the next batch (history is loaded once only), the decision loop and the desk's ticks hold no state
         # that a failure could leave half-updated.
         sup = self.supervisor
+        self.spawn(self._load_instruments(rest_base), "instruments")
         sup.supervise("feed", self.connection.run)
         sup.supervise("loop-lag probe", self.loop_lag.run)
         sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
@@ -318,6 +328,18 @@ class Session:
                 if rest_base is not None and (not book.has_snapshot or book.needs_resync):
                     await self._load_depth(rest_base, symbol)
             await asyncio.sleep(1.0)
+
+    async def _load_instruments(self, rest_base: str | None) -> None:
+        """Each symbol's tick, lot and minimums from the exchange (the built-in exchange serves Binance's
+        exchangeInfo whatever protocol it speaks); what cannot be loaded is said to the trader, on safe defaults."""
+        s = self.settings
+        exchange = "binance" if s.exchange == "sim" else s.exchange
+        base = rest_base if exchange.startswith("binance") else s.rest_url
+        loaded = await load_instruments(await self._http_client(), exchange, self.symbols, base)
+        self.instruments.add(loaded.loaded, {})
+        for symbol, text in loaded.problems.items():
+            self.instruments.problems[symbol] = text
+        self.desk.say_instrument_problems()
 
     def _invalidate_books(self, since_ns: int) -> None:
         """The feed connected or dropped: no book is trusted (nor filled from) until a fresh snapshot."""

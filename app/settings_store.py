@@ -50,9 +50,10 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("llm_url", "llm_model", "llm_timeout_s", "llm_max_retries", "decision_timeframe",
                "decision_timeout_s")),
     ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances")),
-    ("Risk & fees", ("starting_cash", "maker_fee", "taker_fee", "max_order_notional", "max_position_qty",
+    ("Risk & fees", ("starting_cash", "maker_fee", "taker_fee", "max_order_notional", "max_position_value",
+                     "max_order_value_by_symbol", "max_position_value_by_symbol",
                      "max_open_orders", "price_band_pct", "daily_loss_limit", "proposal_expiry_s", "max_drift_pct",
-                     "auto_approve", "journal_path")),
+                     "auto_approve", "auto_approve_min_confidence", "auto_approve_max_order_value", "journal_path")),
     ("Performance", ("ui_refresh_hz", "perf_thresholds_ms")),
     ("Appearance", ("theme",)),
 )
@@ -86,17 +87,31 @@ HELP: dict[str, str] = {
     "maker_fee": "maker fee as a fraction (0.001 = 0.1 %)",
     "taker_fee": "taker fee as a fraction (0.001 = 0.1 %)",
     "max_order_notional": "risk: largest order value in quote currency",
-    "max_position_qty": "risk: largest position, in base units",
+    "max_position_value": "risk: largest position value per symbol (|quantity| x price), in quote currency",
+    "max_order_value_by_symbol": "risk: largest order value for one symbol, overriding max_order_notional "
+                                 "(SYMBOL = value)",
+    "max_position_value_by_symbol": "risk: largest position value for one symbol, overriding max_position_value "
+                                    "(SYMBOL = value)",
     "max_open_orders": "risk: most working orders at once",
     "price_band_pct": "risk: a limit price may be at most this % from the market",
     "daily_loss_limit": "risk: past this day's loss only orders that reduce exposure pass",
     "proposal_expiry_s": "seconds a proposal waits for approval",
     "max_drift_pct": "a proposal is refused when the price moved more than this % since the model saw it",
     "auto_approve": "approve proposals within auto-approve's own strict limits",
+    "auto_approve_min_confidence": "auto-approve only proposals at least this confident (0-1)",
+    "auto_approve_max_order_value": "auto-approve sends at most this order value (quote currency); a larger "
+                                    "proposal is scaled down to it",
     "journal_path": "SQLite journal of proposals, orders and fills; empty: in the user data directory",
     "ui_refresh_hz": "chart refreshes per second (1-120)",
     "perf_thresholds_ms": "p99 thresholds in ms per performance stage; over one the panel and status bar warn",
     "theme": "dark or light",
+}
+
+# Settings of earlier releases that mean something else now: ignored with a message saying what replaced them.
+RETIRED: dict[str, str] = {
+    "max_position_qty": "is retired: a limit in base units meant 0.5 BTC and 0.5 XRP alike; risk limits are now "
+                        "in quote currency (max_position_value, and max_position_value_by_symbol per symbol); "
+                        "ignored",
 }
 
 # What a commented-out line shows for a setting that is not set (TOML has no null).
@@ -177,6 +192,10 @@ def validate_file_data(data: Mapping[str, Any], path: Path) -> tuple[Settings, l
         data.pop(key)
         problems.append(ConfigProblem(path, key, f"is a per-run option ({_FLAGS.get(key, 'a flag')}), "
                                                  "not read from the settings file; ignored"))
+    for old, new in RETIRED.items():
+        if old in data:
+            data.pop(old)
+            problems.append(ConfigProblem(path, old, new))
     tolerances = data.get("cache_tolerances")
     if isinstance(tolerances, dict):  # an unknown feature is one bad entry, not a bad table
         for key in [k for k in tolerances if k not in FEATURE_NAMES]:

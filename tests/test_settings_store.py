@@ -177,7 +177,8 @@ def test_saved_settings_load_back_equal_with_decimals_exact(tmp_path):
         llm_url="http://127.0.0.1:11434/v1", llm_model="llama3.1", cache_enabled=False, cache_ttl_s=42.5,
         cache_max_entries=99, cache_tolerances={"rsi": 4.0, "ret_1": 0.02},
         maker_fee=Decimal("0.00075"), taker_fee=Decimal("0.001"), starting_cash=Decimal("12345.67"),
-        max_position_qty=Decimal("1E-8"), max_order_notional=Decimal("5000.00"), daily_loss_limit=Decimal("0"),
+        max_position_value=Decimal("1E-8"), max_order_notional=Decimal("5000.00"), daily_loss_limit=Decimal("0"),
+        max_position_value_by_symbol={"XRPUSDT": Decimal("250.50")},
         auto_approve=True, journal_path=tmp_path / "j.sqlite3", perf_thresholds_ms={"loop_lag": 8.0},
         ui_refresh_hz=0.1 + 59.9, theme="light",
     )
@@ -187,7 +188,7 @@ def test_saved_settings_load_back_equal_with_decimals_exact(tmp_path):
     # perf thresholds left out of the saved table keep their defaults
     assert back.settings == s.model_copy(update={"perf_thresholds_ms": {**Settings().perf_thresholds_ms,
                                                                          "loop_lag": 8.0}})
-    for name in ("maker_fee", "taker_fee", "starting_cash", "max_position_qty", "max_order_notional",
+    for name in ("maker_fee", "taker_fee", "starting_cash", "max_position_value", "max_order_notional",
                  "daily_loss_limit"):
         assert str(getattr(back.settings, name)) == str(getattr(s, name)), name
     assert str(back.settings.taker_fee) == "0.001"
@@ -199,7 +200,8 @@ def test_file_shows_every_setting_and_leaves_out_per_run_options(tmp_path):
     save_settings(Settings(replay=tmp_path / "feed.gz", record_path=tmp_path / "rec.txt", replay_speed=5,
                            max_open_orders=3), path)
     text = path.read_text()
-    assert tomllib.loads(text) == {"max_open_orders": 3, "cache_tolerances": {}, "perf_thresholds_ms": {}}
+    assert tomllib.loads(text) == {"max_open_orders": 3, "cache_tolerances": {}, "perf_thresholds_ms": {},
+                                   "max_order_value_by_symbol": {}, "max_position_value_by_symbol": {}}
     assigned = {line.removeprefix("# ").partition(" = ")[0] for line in text.splitlines() if " = " in line}
     assigned |= {line.strip("[]") for line in text.splitlines() if line.startswith("[")}
     assert assigned >= set(Settings.model_fields) - PER_RUN_FIELDS
@@ -248,3 +250,19 @@ def test_a_file_that_stays_bad_keeps_one_copy_and_the_dialog_keeps_none(tmp_path
     load_settings(path)  # the same bad bytes again: no third copy
     load_settings(path, backup=False)
     assert len(list(tmp_path.glob("settings.toml*.bak"))) == 2
+
+
+def test_an_old_position_limit_in_base_units_is_ignored_with_a_reason_and_tables_per_symbol_are_checked(tmp_path):
+    """max_position_qty (0.5 meant 0.5 BTC and 0.5 XRP alike) is retired: an old file still loads, its other keys
+    kept, and the trader is told what replaced it. A bad entry of a per-symbol table falls back alone."""
+    path = tmp_path / "settings.toml"
+    path.write_text('max_position_qty = 0.5\nmax_order_notional = 2000\n[max_position_value_by_symbol]\n'
+                    'xrpusdt = 500\n"XRP-USDT" = 100\nSOLUSDT = -1\n', encoding="utf-8")
+    result = load_settings(path)
+    s = result.settings
+    assert s.max_order_notional == Decimal("2000") and s.max_position_value == Decimal("25000")
+    assert s.max_position_value_by_symbol == {"XRPUSDT": Decimal("500")}
+    problems = by_key(result.problems)
+    assert "max_position_value" in problems["max_position_qty"] and "ignored" in problems["max_position_qty"]
+    assert "must be letters and digits" in problems["max_position_value_by_symbol.XRP-USDT"]
+    assert "must be greater than 0" in problems["max_position_value_by_symbol.SOLUSDT"]

@@ -152,7 +152,8 @@ def _fmt(x: float | Decimal | None, places: int, sign: bool) -> str:
 
 def _on_grid(x: Decimal, step: Decimal, rounding: str) -> Decimal:
     # Written with the step's decimals (0.10 for a 0.01 tick); whole steps of 1 or more as integers, never 1E+1.
-    return ((x / step).to_integral_value(rounding=rounding) * step).quantize(Decimal(1) if step >= 1 else step.normalize())
+    exponent = Decimal(1) if step >= 1 else step.normalize()
+    return ((x / step).to_integral_value(rounding=rounding) * step).quantize(exponent)
 
 
 def defaults_for(symbol: str, price: float | Decimal | None = None) -> Instrument:
@@ -217,7 +218,8 @@ def _binance_entry(symbol: str, entry: Mapping[str, Any]) -> Instrument:
     tick = _dec(price_f.get("tickSize"), "tickSize")
     step = _dec(lot_f.get("stepSize"), "stepSize")
     min_qty = _dec(lot_f.get("minQty", "0"), "minQty")
-    min_notional = _dec(notional_f.get("minNotional", "0"), "minNotional")
+    # Spot says minNotional; USD-M futures' MIN_NOTIONAL says notional.
+    min_notional = _dec(notional_f.get("minNotional", notional_f.get("notional", "0")), "minNotional")
     base, quote = entry.get("baseAsset"), entry.get("quoteAsset")
     # Display decimals come from the grids, not from quotePrecision/baseAssetPrecision: those are the asset's
     # (8 for USDT), not the symbol's.
@@ -290,6 +292,8 @@ class Instruments:
 
     loaded: dict[str, Instrument] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    # (tick, lot) for a symbol neither loaded nor priced yet; None: fine 1e-8 grids (see ``defaults_for``).
+    fallback_steps: tuple[Decimal, Decimal] | None = None
     _defaults: dict[str, Instrument] = field(default_factory=dict)
 
     @classmethod
@@ -299,7 +303,11 @@ class Instruments:
     def get(self, symbol: str) -> Instrument:
         s = symbol.upper()
         inst = self.loaded.get(s) or self._defaults.get(s)
-        return inst if inst is not None else defaults_for(s)
+        if inst is not None:
+            return inst
+        if self.fallback_steps is not None:
+            return Instrument.from_steps(s, *self.fallback_steps, from_exchange=False)
+        return defaults_for(s)
 
     def __getitem__(self, symbol: str) -> Instrument:
         return self.get(symbol)
@@ -337,11 +345,14 @@ async def load_instruments(client: httpx.AsyncClient, exchange: str, symbols: li
 
     result = Instruments()
     try:
-        if exchange == "binance":
+        if exchange in ("binance", "binance-futures"):
             if rest_base is None:
                 raise InstrumentError("no REST endpoint")
-            resp = await client.get(f"{rest_base.rstrip('/')}/api/v3/exchangeInfo",
-                                    params={"symbols": json.dumps(symbols, separators=(",", ":"))})
+            if exchange == "binance":
+                resp = await client.get(f"{rest_base.rstrip('/')}/api/v3/exchangeInfo",
+                                        params={"symbols": json.dumps(symbols, separators=(",", ":"))})
+            else:  # USD-M futures list every contract (no symbols filter), in the same shape
+                resp = await client.get(f"{rest_base.rstrip('/')}/fapi/v1/exchangeInfo")
             resp.raise_for_status()
             result.add(*parse_binance(resp.json(), symbols))
         elif exchange == "coinbase":

@@ -54,6 +54,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Dec
 from typing import Protocol, runtime_checkable
 
 from app.market.book import OrderBook
+from app.market.instruments import Instruments
 from app.models import (
     Fill,
     Liquidity,
@@ -114,6 +115,7 @@ class PaperBroker:
         tick_size: Decimal = Decimal("0.01"),
         lot_size: Decimal = Decimal("0.00001"),
         max_history: int = 10_000,
+        instruments: Instruments | None = None,
     ) -> None:
         self.maker_fee = Decimal(maker_fee)
         self.taker_fee = Decimal(taker_fee)
@@ -121,8 +123,8 @@ class PaperBroker:
         self.clock_ms = clock_ms
         self.slippage_bps_per_unit = Decimal(slippage_bps_per_unit)
         self.id_prefix = id_prefix
-        self.tick_size = tick_size
-        self.lot_size = lot_size
+        # Each symbol's tick, lot and minimums; tick_size/lot_size are the grid of symbols it does not know.
+        self.instruments = instruments or Instruments(fallback_steps=(tick_size, lot_size))
         self.max_history = max_history
         self._next_order = 1
         self._next_fill = 1
@@ -156,7 +158,7 @@ class PaperBroker:
 
     def on_trade(self, trade: Trade) -> None:
         sym = trade.symbol
-        price = self._px(trade.price)
+        price = self._px(trade.price, trade.symbol)
         self._last_price[sym] = price
         working = [self._open[i] for i in self._working if i in self._open and self._open[i].symbol == sym]
         if not working:
@@ -164,7 +166,7 @@ class PaperBroker:
         for o in working:  # stops first: a stop-loss must not wait behind a take-profit
             if o.request.type is OrderType.STOP_MARKET and o.status.is_open and self._stop_reached(o, price):
                 self._fill_market(o)
-        traded = self._lot(trade.qty)
+        traded = self._lot(trade.qty, trade.symbol)
         buys = [o for o in working if self._rests_through(o, Side.BUY, price)]
         sells = [o for o in working if self._rests_through(o, Side.SELL, price)]
         buys.sort(key=lambda o: (-self._limit(o), self._working.get(o.id, 0)))
@@ -297,6 +299,7 @@ class PaperBroker:
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def _register(self, req: OrderRequest) -> Order:
+        req = self._on_grid(req)
         now = self.clock_ms()
         order = Order(
             id=self._new_id("order"),
@@ -317,17 +320,43 @@ class PaperBroker:
         self._emit_order(order)
         return order
 
+    def _on_grid(self, req: OrderRequest) -> OrderRequest:
+        """The request on its instrument's grids, as an exchange would take it: quantity rounded down to the lot,
+        a limit price to the tick on the trader's side (a buy never pays more, a sell never gets less than asked),
+        a stop price to the nearest tick."""
+        inst = self.instruments.get(req.symbol)
+        changes: dict[str, Decimal] = {}
+        if req.qty > 0 and not inst.on_lot(req.qty):
+            changes["qty"] = inst.round_qty(req.qty)
+        if req.limit_price is not None and req.limit_price > 0 and not inst.on_tick(req.limit_price):
+            changes["limit_price"] = inst.round_price(
+                req.limit_price, ROUND_FLOOR if req.side is Side.BUY else ROUND_CEILING)
+        if req.stop_price is not None and req.stop_price > 0 and not inst.on_tick(req.stop_price):
+            changes["stop_price"] = inst.round_price(req.stop_price)
+        return dataclasses.replace(req, **changes) if changes else req
+
     def _invalid(self, req: OrderRequest) -> str | None:
-        if req.qty <= 0 or req.qty % self.lot_size:
-            return f"quantity {_fmt(req.qty)} is not a positive multiple of the lot size {_fmt(self.lot_size)}"
+        inst = self.instruments.get(req.symbol)
+        if req.qty <= 0:
+            return f"quantity {_fmt(req.qty)} {inst.base} is not positive (after rounding down to the lot size " \
+                   f"{_fmt(inst.lot_size)})"
         if req.type is OrderType.LIMIT and (req.limit_price is None or req.limit_price <= 0):
             return "a limit order needs a positive limit price"
         if req.type is OrderType.STOP_MARKET and (req.stop_price is None or req.stop_price <= 0):
             return "a stop order needs a positive stop price"
-        for p in (req.limit_price, req.stop_price):
-            if p is not None and p % self.tick_size:
-                return f"price {_fmt(p)} is not on the tick size {_fmt(self.tick_size)}"
-        return None
+        if req.reduce_only or req.origin is OrderOrigin.FLATTEN:
+            return None  # closing is never refused for size (the exchanges' own reduce-only rule)
+        ref = req.limit_price or req.stop_price or self._reference_price(req)
+        return inst.size_problem(req.qty, ref)
+
+    def _reference_price(self, req: OrderRequest) -> Decimal | None:
+        """The price a market order's value is judged at: the touch it would take, else the last trade."""
+        quote = self._quotes.get(req.symbol)
+        if quote is not None:
+            touch = quote.ask if req.side is Side.BUY else quote.bid
+            if touch > 0:
+                return Decimal(str(touch))
+        return self._last_price.get(req.symbol)
 
     async def _deliver(self, order: Order) -> None:
         try:
@@ -391,11 +420,11 @@ class PaperBroker:
         )
         if req.stop_loss_pct is not None:
             k = 1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED
-            stop = self._tick(avg * k)
+            stop = self._tick(avg * k, order.symbol)
             legs.append(self._register(dataclasses.replace(base, type=OrderType.STOP_MARKET, stop_price=stop)))
         if req.take_profit_pct is not None:
             k = 1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED
-            limit = self._tick(avg * k)
+            limit = self._tick(avg * k, order.symbol)
             legs.append(self._register(dataclasses.replace(base, type=OrderType.LIMIT, limit_price=limit)))
         legs = [leg for leg in legs if leg.status.is_open]
         if len(legs) == 2:
@@ -419,9 +448,9 @@ class PaperBroker:
             for p, q in levels:
                 if want <= 0:
                     break
-                take = min(want, self._lot(q))
+                take = min(want, self._lot(q, order.symbol))
                 if take > 0:
-                    self._fill(order, take, self._px(p), Liquidity.TAKER)
+                    self._fill(order, take, self._px(p, order.symbol), Liquidity.TAKER)
                     want -= take
         else:
             quote = self._quotes.get(order.symbol)
@@ -443,8 +472,8 @@ class PaperBroker:
 
     def _fill_from_quote(self, order: Order, quote: Quote, want: Decimal) -> None:
         buy = order.request.side is Side.BUY
-        touch = self._px(quote.ask if buy else quote.bid)
-        top = self._lot(quote.ask_qty if buy else quote.bid_qty)
+        touch = self._px(quote.ask if buy else quote.bid, order.symbol)
+        top = self._lot(quote.ask_qty if buy else quote.bid_qty, order.symbol)
         within = min(want, top)
         if within > 0:
             self._fill(order, within, touch, Liquidity.TAKER)
@@ -452,7 +481,8 @@ class PaperBroker:
         if excess > 0 and order.status.is_open:
             ratio = excess / top if top > 0 else Decimal(1)
             move = touch * self.slippage_bps_per_unit * ratio / BPS
-            price = self._tick(touch + move if buy else touch - move, ROUND_CEILING if buy else ROUND_FLOOR)
+            price = self._tick(touch + move if buy else touch - move, order.symbol,
+                               ROUND_CEILING if buy else ROUND_FLOOR)
             if price > 0:
                 self._fill(order, excess, price, Liquidity.TAKER)
 
@@ -472,10 +502,10 @@ class PaperBroker:
         elif (quote := self._quotes.get(order.symbol)) is not None:
             levels = [(quote.ask, quote.ask_qty) if buy else (quote.bid, quote.bid_qty)]
         for p, q in levels:
-            price = self._px(p)
+            price = self._px(p, order.symbol)
             if want <= 0 or (price > limit if buy else price < limit):
                 break
-            take = min(want, self._lot(q))
+            take = min(want, self._lot(q, order.symbol))
             if take > 0:
                 self._fill(order, take, price, Liquidity.TAKER)
                 want -= take
@@ -563,19 +593,17 @@ class PaperBroker:
 
     # ------------------------------------------------------------------------------------------------ helpers
 
-    def _px(self, x: float) -> Decimal:
-        """A market-data price on the tick."""
-        return self._tick(Decimal(str(x)))
+    def _px(self, x: float, symbol: str) -> Decimal:
+        """A market-data price on the symbol's tick."""
+        return self._tick(Decimal(str(x)), symbol)
 
-    def _lot(self, x: float) -> Decimal:
-        """A market-data quantity in whole lots, rounded down."""
-        step = self.lot_size
-        return ((Decimal(str(x)) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
+    def _lot(self, x: float, symbol: str) -> Decimal:
+        """A market-data quantity in whole lots of the symbol, rounded down."""
+        return self.instruments.get(symbol).round_qty(Decimal(str(x)), ROUND_DOWN)
 
-    def _tick(self, x: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-        """On the tick (any tick, not only powers of ten), written with the tick's decimals."""
-        step = self.tick_size
-        return ((x / step).to_integral_value(rounding=rounding) * step).quantize(step)
+    def _tick(self, x: Decimal, symbol: str, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        """On the symbol's tick (any tick, not only powers of ten), written with the tick's decimals."""
+        return self.instruments.get(symbol).round_price(x, rounding)
 
     def _trim_history(self) -> None:
         if len(self._orders) <= self.max_history + self.max_history // 10:

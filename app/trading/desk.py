@@ -16,6 +16,7 @@ from decimal import Decimal
 from app.llm.schema import Decision
 from app.market.book import OrderBook
 from app.market.features import MarketState, PositionState
+from app.market.instruments import Instruments
 from app.models import (
     BookUpdate,
     Fill,
@@ -78,6 +79,8 @@ class TradingDesk:
         self._on_position_change = on_position_change
         self._wall_ms = wall_ms
         self._last_balance = 0.0
+        self.auto_approved = 0  # proposals auto-approve sent (and the broker took)
+        self.auto_refused = 0  # proposals it left to the trader
         broker.add_listener(self._on_order, self._on_fill)
 
     # ----- inputs -------------------------------------------------------------------------------------------
@@ -93,17 +96,26 @@ class TradingDesk:
         return p
 
     async def _auto_approve(self, p: Proposal) -> None:
-        edits = self.implied_edits(p)
-        price = self.last_price(p.decision.symbol)
-        if edits is None or price is None or not self.proposals.auto_approvable(p, edits.qty * price):
-            return  # outside auto-approve's own limits: the trader decides
-        result = await self._execute(p, edits, ProposalStatus.APPROVED, confirm_drift=False, kind="AUTO_APPROVED")
-        self._say("info" if result.ok else "warn", f"auto-approve: {result.message}")
+        symbol = p.decision.symbol
+        auto = self.proposals.auto_decide(p, self.implied_edits(p), self.last_price(symbol))
+        if auto.edits is None:  # outside auto-approve's own limits: the trader decides, and is told why
+            self.auto_refused += 1
+            self._say("info", f"auto-approve left {p.action.value} {symbol} to the trader: {auto.reason}")
+            return
+        result = await self._execute(p, auto.edits, ProposalStatus.APPROVED, confirm_drift=False,
+                                     kind="AUTO_APPROVED")
+        if result.ok:
+            self.auto_approved += 1
+        scaled = f" ({auto.reason})" if auto.reason else ""
+        self._say("info" if result.ok else "warn", f"auto-approve {p.action.value} {symbol}: {result.message}{scaled}")
+
 
     def on_market(self, batch: list[MarketEvent]) -> None:
         for ev in batch:
             if isinstance(ev, Trade):
                 price = Decimal(str(ev.price))
+                if ev.symbol not in self.last_prices:  # a symbol without exchange filters: defaults from its price
+                    self.instruments.observe_price(ev.symbol, price)
                 self.last_prices[ev.symbol] = price
                 self.portfolio.mark(ev.symbol, price)
                 self.broker.on_trade(ev)
@@ -147,6 +159,18 @@ class TradingDesk:
     # ----- the trader's actions -----------------------------------------------------------------------------
     def last_price(self, symbol: str) -> Decimal | None:
         return self.last_prices.get(symbol)
+
+    @property
+    def instruments(self) -> Instruments:
+        """Each symbol's tick, lot, minimums and display precision: the proposal book's (shared with risk and the
+        broker by the session)."""
+        return self.proposals.instruments
+
+    def say_instrument_problems(self) -> None:
+        """Tell the trader which symbols trade on safe defaults because their filters could not be loaded."""
+        for text in self.instruments.problems.values():
+            self._say("warn", text)
+
 
     def implied_edits(self, p: Proposal) -> OrderEdits | None:
         price = self.last_price(p.decision.symbol) or p.price
@@ -221,7 +245,7 @@ class TradingDesk:
     # ----- internals ----------------------------------------------------------------------------------------
     async def _execute(self, p: Proposal, edits: OrderEdits, status: ProposalStatus,
                        confirm_drift: bool, kind: str | None = None) -> ActionResult:
-        check = self.proposals.check_approvable(p, self.last_price(p.decision.symbol), confirm_drift)
+        check = self.proposals.check_approvable(p, self.last_price(p.decision.symbol), confirm_drift, edits)
         if not check.ok:
             return self._refuse(check.message, needs_confirmation=check.needs_confirmation)
         req = self.proposals.to_request(p, edits)
@@ -271,8 +295,9 @@ class TradingDesk:
         self.version += 1
         if order.status is OrderStatus.REJECTED:
             return self._refuse(f"broker rejected the order: {order.reject_reason}")
-        qty = f"{req.qty.normalize():f}"
-        price = f" @ {req.limit_price:,.2f}" if req.limit_price is not None else ""
+        inst = self.instruments.get(req.symbol)
+        qty = inst.fmt_qty(order.request.qty)  # as the broker took it, on the lot grid
+        price = f" @ {inst.fmt_price(order.request.limit_price)}" if order.request.limit_price is not None else ""
         self._say("info", f"sent {req.side.value} {qty} {req.symbol} {req.type.value.lower()}{price}")
         return ActionResult(True, f"order {order.id} sent", order_id=order.id)
 
@@ -296,7 +321,9 @@ class TradingDesk:
         after = self._position_state(fill.symbol)
         if after is not before and self._on_position_change is not None:
             self._on_position_change(fill.symbol, after)
-        self._say("info", f"filled {fill.side.value} {fill.qty.normalize():f} {fill.symbol} @ {fill.price:,.2f}")
+        inst = self.instruments.get(fill.symbol)
+        self._say("info", f"filled {fill.side.value} {inst.fmt_qty(fill.qty)} {fill.symbol} "
+                          f"@ {inst.fmt_price(fill.price)}")
         self.version += 1
 
     def position_state(self, symbol: str) -> tuple[PositionState, int]:

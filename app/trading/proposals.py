@@ -4,6 +4,16 @@ A model decision that asks for an order (BUY, SELL, CLOSE) becomes a pending pro
 trader moves it on (or, when the trader turned it on, auto-approve within its own stricter limits). At approval
 the price is compared with the proposal's: beyond ``max_drift_pct`` the trader must confirm again, because the
 market the model saw is gone.
+
+Sizes: a proposal asks for size % of equity; the order is that value at the current price, rounded down to the
+symbol's lot (``app.market.instruments``), a limit price on its tick.
+
+Auto-approve (off unless the trader turns it on) caps what it sends by order VALUE, in the quote currency, not by
+the model's size %: a proposal above ``AutoApproveLimits.max_order_value`` is scaled down to that value (on the lot
+grid) rather than refused, so an ordinary proposal (the offline rules ask 7.5 %-10 % of equity) can be sent at a
+size the trader chose in advance. It refuses (and leaves the proposal to the trader, saying why) a confidence below
+``min_confidence``, a CLOSE (closing is the trader's call), no price, and a size that scaled down falls below the
+instrument's minimum quantity or value. The risk manager still checks whatever it sends.
 """
 
 from __future__ import annotations
@@ -11,12 +21,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
 from app.llm.schema import Action, Decision
 from app.market.features import MarketState
+from app.market.instruments import Instruments
 from app.models import OrderOrigin, OrderRequest, OrderType, Side
 
 
@@ -80,11 +91,19 @@ class Proposal:
 
 @dataclass(frozen=True, slots=True)
 class AutoApproveLimits:
-    """Auto-approve acts only inside these, stricter than the risk limits; it is off unless the trader enables it."""
+    """Auto-approve acts only inside these, stricter than the risk limits; it is off unless the trader enables it.
+    ``max_order_value`` (quote currency) caps each order it sends: a larger proposal is scaled down to it."""
 
     min_confidence: float = 0.75
-    max_size_pct: float = 2.0
-    max_notional: Decimal = Decimal("1000")
+    max_order_value: Decimal = Decimal("1000")
+
+
+@dataclass(frozen=True, slots=True)
+class AutoDecision:
+    """What auto-approve makes of a proposal: the order to send (maybe scaled down), or why it left it alone."""
+
+    edits: OrderEdits | None
+    reason: str  # why it refused, or how it scaled; "" when sent as proposed
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +117,7 @@ class ApprovalCheck:
 class ProposalBook:
     expiry_s: float = 30.0
     max_drift_pct: float = 0.5
-    lot_size: Decimal = Decimal("0.00001")
-    tick_size: Decimal = Decimal("0.01")
+    instruments: Instruments = field(default_factory=Instruments)
     auto_approve: bool = False
     auto_limits: AutoApproveLimits = field(default_factory=AutoApproveLimits)
     clock: Callable[[], float] = time.monotonic
@@ -153,7 +171,10 @@ class ProposalBook:
             self.version += 1
         return expired
 
-    def check_approvable(self, p: Proposal, current_price: Decimal | None, confirm_drift: bool) -> ApprovalCheck:
+    def check_approvable(self, p: Proposal, current_price: Decimal | None, confirm_drift: bool,
+                         edits: OrderEdits | None = None) -> ApprovalCheck:
+        """``edits``: the order about to be sent, named in the drift question so the trader knows what he
+        confirms."""
         if p.status is not ProposalStatus.PENDING:
             return ApprovalCheck(False, f"proposal is {p.status.value.lower()}, not pending")
         if self.clock() >= p.expires_at:
@@ -161,10 +182,13 @@ class ProposalBook:
         if current_price is not None and p.price is not None and p.price > 0:
             drift = abs(current_price - p.price) / p.price * 100
             if drift > Decimal(str(self.max_drift_pct)) and not confirm_drift:
+                inst = self.instruments.get(p.decision.symbol)
+                what = (f"{edits.side.value} {inst.fmt_qty(edits.qty)} {p.decision.symbol}: " if edits is not None
+                        else f"{p.action.value} {p.decision.symbol}: ")
                 return ApprovalCheck(
                     False,
-                    f"price moved {drift:.2f}% since the proposal ({p.price:,.2f} -> {current_price:,.2f}); "
-                    f"the bound is {self.max_drift_pct:g}%: confirm to send anyway",
+                    f"{what}price moved {drift:.2f}% since the proposal ({inst.fmt_price(p.price)} -> "
+                    f"{inst.fmt_price(current_price)}); the bound is {self.max_drift_pct:g}%: confirm to send anyway",
                     needs_confirmation=True,
                 )
         return ApprovalCheck(True)
@@ -180,10 +204,11 @@ class ProposalBook:
             side = Side.BUY if b.action is Action.BUY else Side.SELL
             ref = Decimal(str(b.limit_price)) if b.limit_price else price
             qty = (equity * Decimal(str(b.size_pct)) / 100 / ref) if ref > 0 else Decimal(0)
-        qty = qty.quantize(self.lot_size, rounding=ROUND_DOWN)
+        inst = self.instruments.get(p.decision.symbol)
+        qty = inst.round_qty(qty, ROUND_DOWN)
         limit = None
         if b.limit_price is not None and b.action is not Action.CLOSE:
-            limit = Decimal(str(b.limit_price)).quantize(self.tick_size)
+            limit = inst.round_price(Decimal(str(b.limit_price)))
         return OrderEdits(
             side=side,
             qty=qty,
@@ -215,12 +240,35 @@ class ProposalBook:
         p.reason = reason
         self.version += 1
 
-    def auto_approvable(self, p: Proposal, notional: Decimal) -> bool:
+    def auto_decide(self, p: Proposal, edits: OrderEdits | None, price: Decimal | None) -> AutoDecision:
+        """The order auto-approve would send for ``p`` (``edits``: what the proposal implies at ``price``), scaled
+        down to ``max_order_value`` when above it; or why it leaves the proposal to the trader."""
         b = p.decision.body
-        if not self.auto_approve or b is None or b.action is Action.CLOSE:
-            return False
         lim = self.auto_limits
-        return b.confidence >= lim.min_confidence and b.size_pct <= lim.max_size_pct and notional <= lim.max_notional
+        if not self.auto_approve:
+            return AutoDecision(None, "auto-approve is off")
+        if b is None or b.action is Action.CLOSE:
+            return AutoDecision(None, "closing a position is left to the trader")
+        if b.confidence < lim.min_confidence:
+            return AutoDecision(None, f"confidence {b.confidence:.2f} is below auto-approve's "
+                                      f"{lim.min_confidence:.2f}")
+        if edits is None or price is None or price <= 0:
+            return AutoDecision(None, f"no price for {p.decision.symbol} yet")
+        inst = self.instruments.get(p.decision.symbol)
+        ref = edits.limit_price or price
+        value = edits.qty * ref
+        note = ""
+        if value > lim.max_order_value:
+            qty = inst.round_qty(lim.max_order_value / ref, ROUND_DOWN)
+            note = (f"scaled down from {inst.fmt_qty(edits.qty)} to {inst.fmt_qty(qty)} {inst.base} "
+                    f"(auto-approve's cap {inst.fmt_money(lim.max_order_value)} {inst.quote})").replace("  ", " ")
+            edits = replace(edits, qty=qty)
+        problem = inst.size_problem(edits.qty, ref) if edits.qty > 0 else (
+            f"one lot of {p.decision.symbol} is worth more than auto-approve's cap "
+            f"{inst.fmt_money(lim.max_order_value)} {inst.quote}")
+        if problem is not None:
+            return AutoDecision(None, problem)
+        return AutoDecision(edits, note)
 
     def _trim(self, keep: int = 500) -> None:
         if len(self.proposals) > keep:

@@ -7,15 +7,17 @@ first failure is reported):
 0. quantity > 0;
 1. state: HALTED lets through only FLATTEN-origin orders that reduce the position; REDUCING (daily loss limit
    reached, latched) only orders that reduce it;
-2. quantity a whole multiple of the lot size; limit/stop price present, positive and on the tick;
+2. quantity at least the instrument's minimum and a whole multiple of its lot size; limit/stop price present,
+   positive and on its tick (``app.market.instruments``: each symbol has its own);
 3. a last price exists (every order needs one: market orders to estimate the notional, limits for the band);
 4. a limit price within ±price_band_pct of the last price (stop prices are not banded: a stop is meant to be away
    from the market);
-5. notional (limit or stop price, or the last price for a market order) between min_notional and
-   max_order_notional;
+5. order value (limit or stop price, or the last price for a market order) between the instrument's minimum
+   value and max_order_notional (quote currency; per-symbol overrides in ``order_value_by_symbol``);
 6. a ``reduce_only`` request must reduce;
-7. position limit: |position + every open order on the same side that could increase it + this order| <=
-   max_position_qty (worst case: they all fill); orders that reduce are exempt;
+7. position limit, in money: |position + every open order on the same side that could increase it + this
+   order| x the order's price <= max_position_value (quote currency; per-symbol overrides in
+   ``position_value_by_symbol``; worst case: they all fill); orders that reduce are exempt;
 8. open orders on the symbol < max_open_orders.
 
 "Reduces" means: the order's side opposes the position and its quantity, plus the remaining quantity of open
@@ -34,11 +36,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from app.market.instruments import Instruments
 from app.models import Order, OrderOrigin, OrderRequest, OrderType, Position, Side
 
 log = logging.getLogger(__name__)
@@ -46,25 +49,37 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    max_order_notional: Decimal = Decimal("5000")
-    max_position_qty: Decimal = Decimal("0.5")  # absolute, per symbol
+    """Limits in the quote currency, the same for every symbol unless overridden: a position limit in base units
+    would be 0.5 BTC and 0.5 XRP alike (a $30,000 and a $0.30 position)."""
+
+    max_order_notional: Decimal = Decimal("5000")  # largest order value, per order
+    max_position_value: Decimal = Decimal("25000")  # largest |position| x price, per symbol
     max_open_orders: int = 10  # per symbol
     price_band_pct: Decimal = Decimal("5")
     daily_loss_limit: Decimal = Decimal("500")  # quote currency
-    lot_size: Decimal = Decimal("0.00001")
-    tick_size: Decimal = Decimal("0.01")
-    min_notional: Decimal = Decimal("5")
     quote_currency: str = "USDT"
+    order_value_by_symbol: Mapping[str, Decimal] = field(default_factory=dict)
+    position_value_by_symbol: Mapping[str, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("max_order_notional", "max_position_qty", "lot_size", "tick_size"):
+        for name in ("max_order_notional", "max_position_value"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("price_band_pct", "daily_loss_limit", "min_notional"):
+        for table in (self.order_value_by_symbol, self.position_value_by_symbol):
+            for symbol, v in table.items():
+                if not v > 0:
+                    raise ValueError(f"the limit for {symbol} must be positive")
+        for name in ("price_band_pct", "daily_loss_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.max_open_orders < 1:
             raise ValueError("max_open_orders must be at least 1")
+
+    def max_order_value(self, symbol: str) -> Decimal:
+        return self.order_value_by_symbol.get(symbol.upper(), self.max_order_notional)
+
+    def max_position_value_of(self, symbol: str) -> Decimal:
+        return self.position_value_by_symbol.get(symbol.upper(), self.max_position_value)
 
 
 class RiskState(StrEnum):
@@ -108,15 +123,6 @@ def fmt_decimals(x: Decimal, places: int) -> str:
     return f"{x:,.{places}f}"
 
 
-def _places(step: Decimal) -> int:
-    exp = step.normalize().as_tuple().exponent
-    return max(0, -exp) if isinstance(exp, int) else 0
-
-
-def is_multiple(x: Decimal, step: Decimal) -> bool:
-    return x % step == 0
-
-
 def reducing_open_qty(position: Position, side: Side, open_orders: Iterable[Order]) -> Decimal:
     """Remaining quantity of open orders of ``side`` on the position's symbol that work to close it (side opposes
     the position); OCO legs sharing a parent count once, at the larger."""
@@ -145,8 +151,10 @@ def is_reducing(req: OrderRequest, position: Position, open_orders: Iterable[Ord
 
 
 class RiskManager:
-    def __init__(self, limits: RiskLimits | None = None, max_transitions: int = 100) -> None:
+    def __init__(self, limits: RiskLimits | None = None, max_transitions: int = 100,
+                 instruments: Instruments | None = None) -> None:
         self.limits = limits or RiskLimits()
+        self.instruments = instruments or Instruments()
         self._state = RiskState.ACTIVE
         self.vetoes: Counter[str] = Counter()
         self.checked = 0
@@ -230,8 +238,8 @@ class RiskManager:
         self, req: OrderRequest, last_price: Decimal | None, position: Position, open_orders: list[Order]
     ) -> Veto | None:
         lim = self.limits
-        ccy = lim.quote_currency
-        dp = max(2, _places(lim.tick_size))
+        inst = self.instruments.get(req.symbol)
+        ccy = inst.quote or lim.quote_currency
         symbol_open = [o for o in open_orders if o.symbol == req.symbol and o.status.is_open]
         reducing = req.qty > 0 and is_reducing(req, position, symbol_open)
         flatten = req.origin is OrderOrigin.FLATTEN and reducing
@@ -239,6 +247,7 @@ class RiskManager:
 
         if req.qty <= 0:
             return Veto(VetoCode.QTY_NOT_POSITIVE, f"quantity {fmt_qty(req.qty)} must be greater than zero")
+        qty_words = f"{fmt_qty(req.qty)} {inst.base}".rstrip()
 
         # 1. state
         if self._state is RiskState.HALTED and not flatten:
@@ -249,13 +258,14 @@ class RiskManager:
         if self._state is RiskState.REDUCING and not reducing:
             return Veto(VetoCode.REDUCING, self._not_reducing_message(req, position, symbol_open, ccy))
 
-        # 2. quantity and prices
-        if req.qty < lim.lot_size:
-            return Veto(VetoCode.LOT_SIZE, f"quantity {fmt_qty(req.qty)} is below the lot size {fmt_qty(lim.lot_size)}")
-        if not is_multiple(req.qty, lim.lot_size):
+        # 2. quantity and prices, on the instrument's own grids
+        if req.qty < inst.min_qty:
+            return Veto(VetoCode.LOT_SIZE, f"quantity {qty_words} is below the minimum {fmt_qty(inst.min_qty)} "
+                                           f"for {req.symbol}")
+        if not inst.on_lot(req.qty):
             return Veto(
                 VetoCode.LOT_SIZE,
-                f"quantity {fmt_qty(req.qty)} is not a multiple of the lot size {fmt_qty(lim.lot_size)}",
+                f"quantity {qty_words} is not a multiple of the lot size {fmt_qty(inst.lot_size)} of {req.symbol}",
             )
         for name, price, needed in (
             ("limit", req.limit_price, req.type is OrderType.LIMIT),
@@ -267,10 +277,10 @@ class RiskManager:
                 continue
             if price <= 0:
                 return Veto(VetoCode.PRICE_MISSING, f"{name} price {fmt_qty(price)} must be greater than zero")
-            if not is_multiple(price, lim.tick_size):
+            if not inst.on_tick(price):
                 return Veto(
                     VetoCode.TICK_SIZE,
-                    f"{name} price {fmt_qty(price)} is not on the tick size {fmt_qty(lim.tick_size)}",
+                    f"{name} price {fmt_qty(price)} is not on the tick size {fmt_qty(inst.tick_size)} of {req.symbol}",
                 )
 
         # 3. reference price
@@ -287,26 +297,27 @@ class RiskManager:
             if abs(off) > lim.price_band_pct:
                 return Veto(
                     VetoCode.PRICE_BAND,
-                    f"limit {fmt_decimals(req.limit_price, dp)} is {abs(off):.1f}% from the last price "
-                    f"{fmt_decimals(last_price, dp)}; the band is ±{fmt_qty(lim.price_band_pct)}%",
+                    f"limit {inst.fmt_price(req.limit_price)} is {abs(off):.1f}% from the last price "
+                    f"{inst.fmt_price(last_price)}; the band is ±{fmt_qty(lim.price_band_pct)}%",
                 )
 
         # 5. notional
         ref = {OrderType.LIMIT: req.limit_price, OrderType.STOP_MARKET: req.stop_price}.get(req.type) or last_price
         notional = req.qty * ref
         if not flatten:
-            basis = "" if req.type is not OrderType.MARKET else f" at the last price {fmt_decimals(last_price, dp)}"
-            if notional > lim.max_order_notional:
+            basis = "" if req.type is not OrderType.MARKET else f" at the last price {inst.fmt_price(last_price)}"
+            max_value = lim.max_order_value(req.symbol)
+            if notional > max_value:
                 return Veto(
                     VetoCode.NOTIONAL_TOO_LARGE,
-                    f"order value {fmt_decimals(notional, 2)} {ccy}{basis} is above the maximum "
-                    f"{fmt_decimals(lim.max_order_notional, 2)} {ccy} per order",
+                    f"order value {inst.fmt_money(notional)} {ccy} ({side_word} {qty_words}){basis} is above the "
+                    f"maximum {inst.fmt_money(max_value)} {ccy} per order on {req.symbol}",
                 )
-            if notional < lim.min_notional:
+            if notional < inst.min_notional:
                 return Veto(
                     VetoCode.NOTIONAL_TOO_SMALL,
-                    f"order value {fmt_decimals(notional, 2)} {ccy}{basis} is below the minimum "
-                    f"{fmt_decimals(lim.min_notional, 2)} {ccy}",
+                    f"order value {inst.fmt_money(notional)} {ccy} ({side_word} {qty_words}){basis} is below the "
+                    f"minimum {inst.fmt_money(inst.min_notional)} {ccy} for {req.symbol}",
                 )
 
         # 6. reduce-only flag
@@ -325,12 +336,15 @@ class RiskManager:
                 Decimal(0),
             )
             resulting = position.qty + sign * (req.qty + working)
-            if abs(resulting) > lim.max_position_qty:
+            value = abs(resulting) * ref
+            max_value = lim.max_position_value_of(req.symbol)
+            if value > max_value:
                 extra = f" with {fmt_qty(working)} already working on that side" if working else ""
                 return Veto(
                     VetoCode.POSITION_LIMIT,
-                    f"{side_word} {fmt_qty(req.qty)} would take the position from {fmt_qty(position.qty)} to "
-                    f"{fmt_qty(resulting)} {req.symbol}{extra}; the limit is ±{fmt_qty(lim.max_position_qty)}",
+                    f"{side_word} {qty_words} would take the position from {fmt_qty(position.qty)} to "
+                    f"{fmt_qty(resulting)} {req.symbol}{extra}, worth {inst.fmt_money(value)} {ccy}; the limit is "
+                    f"{inst.fmt_money(max_value)} {ccy} per symbol",
                 )
 
         # 8. open orders

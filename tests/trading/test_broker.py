@@ -10,6 +10,7 @@ from decimal import Decimal as D
 import pytest
 
 from app.market.book import OrderBook
+from app.market.instruments import Instrument, Instruments
 from app.models import (
     BookUpdate,
     Fill,
@@ -165,8 +166,34 @@ async def test_market_order_without_any_market_data_is_rejected():
 @pytest.mark.asyncio
 async def test_invalid_request_is_rejected_at_once():
     broker, _, _ = make()
-    assert (await broker.submit(limit(Side.BUY, "0.1", "60000.001"))).status is OrderStatus.REJECTED
-    assert (await broker.submit(market(Side.BUY, "0.000001"))).status is OrderStatus.REJECTED
+    o = await broker.submit(market(Side.BUY, "0.000001"))  # below one lot: nothing left after rounding down
+    assert o.status is OrderStatus.REJECTED and "not positive" in o.reject_reason
+    assert (await broker.submit(limit(Side.BUY, "0.1", "0"))).status is OrderStatus.REJECTED
+
+
+XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_qty=D("1"), min_notional=D("5"))
+
+
+@pytest.mark.asyncio
+async def test_orders_are_put_on_the_instruments_grid_and_refused_below_its_minimums():
+    """Each symbol its own grid: an XRP order is rounded to XRP's lot (0.1) and tick (0.0001), not BTC's, and
+    refused below XRP's minimum quantity and order value in the trader's words."""
+    broker = PaperBroker(submit_latency_s=0.001, clock_ms=lambda: NOW, instruments=Instruments.of(XRP))
+    broker.on_quote(Quote("XRPUSDT", 0.6011, 5000.0, 0.6012, 5000.0, 1, NOW, 0))
+    buy = await broker.submit(OrderRequest("XRPUSDT", Side.BUY, OrderType.LIMIT, D("100.07"),
+                                           limit_price=D("0.60118")))
+    assert buy.request.qty == D("100.0") and buy.request.limit_price == D("0.6011")  # a buy never pays more
+    sell = await broker.submit(OrderRequest("XRPUSDT", Side.SELL, OrderType.LIMIT, D("50"),
+                                            limit_price=D("0.60131")))
+    assert sell.request.limit_price == D("0.6014")  # a sell never gets less than asked
+    small = await broker.submit(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("0.5")))
+    assert small.status is OrderStatus.REJECTED
+    assert small.reject_reason == "quantity 0.5 XRP is below the minimum 1.0 XRP for XRPUSDT"
+    cheap = await broker.submit(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("8")))  # 4.81 USDT
+    assert cheap.status is OrderStatus.REJECTED
+    assert cheap.reject_reason == "order value 4.81 USDT is below the minimum 5.00 USDT for XRPUSDT"
+    fine = await broker.submit(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("10")))
+    assert fine.status is OrderStatus.FILLED and fine.avg_price == D("0.6012")
 
 
 @pytest.mark.asyncio

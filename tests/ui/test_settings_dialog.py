@@ -137,11 +137,11 @@ def test_key_source_is_said_in_words(make_dialog):
 
 
 def test_the_dialog_shows_the_settings_it_was_given(make_dialog):
-    s = Settings(symbol="SOLUSDT", max_position_qty=Decimal("1.25"), llm_url="http://127.0.0.1:9/v1",
+    s = Settings(symbol="SOLUSDT", max_position_value=Decimal("1.25"), llm_url="http://127.0.0.1:9/v1",
                  cache_tolerances={"ret_1": 0.02})
     dialog = make_dialog(s)
     assert dialog.editors["symbol"].text() == "SOLUSDT"
-    assert dialog.editors["max_position_qty"].text() == "1.25"
+    assert dialog.editors["max_position_value"].text() == "1.25"
     assert dialog.editors["llm_url"].text() == "http://127.0.0.1:9/v1"
     assert dialog.editors["cache_tolerances.ret_1"].text() == "0.02"
     assert dialog.editors["cache_tolerances.rsi"].text() == ""
