@@ -22,6 +22,7 @@ from app.market.book_guard import KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
+from app.market.exchange_time import ExchangeTimeWindow
 from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
@@ -235,6 +236,8 @@ class Session:
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
             recorder=self.recorder, taps=taps, on_boundary=[self._invalidate_books],
+            # A replay's frames carry their recorded times: judged on the stream's own clock, not the wall's.
+            exchange_time=ExchangeTimeWindow("stream" if s.replay is not None else "wall"),
         )
         self._sequenced_book = feed.sequenced_book
         # Each part restarts after a failure: the connection reconnects from scratch, the market consumer goes on
