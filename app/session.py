@@ -22,7 +22,6 @@ from app.market.book_guard import KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
-from app.market.exchange_time import ExchangeTimeWindow
 from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
@@ -33,8 +32,8 @@ from app.supervision import Supervisor
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
-from app.trading.portfolio import Portfolio
 from app.trading.proposals import AutoApproveLimits, ProposalBook
+from app.trading.restore import restore
 from app.trading.risk import RiskLimits, RiskManager
 
 
@@ -107,20 +106,15 @@ class Session:
 
     def _make_desk(self, cache: DecisionCache | None) -> TradingDesk:
         s = self.settings
-        restored = self.journal.restore()
-        # Replaying every fill through the same Portfolio arithmetic gives positions, cash and realised PnL exactly
-        # as they were (the journal's snapshots are for reports; the fills are the truth).
-        portfolio = Portfolio(starting_cash=s.starting_cash)
-        for fill in self.journal.all_fills():
-            portfolio.apply_fill(fill)
+        # The one restore path (also what the crash tests check): fills replayed through Portfolio.apply_fill, the
+        # day's starting equity, the risk state, and which open orders resume.
+        restored = restore(self.journal, starting_cash=s.starting_cash, symbols=self.symbols,
+                           daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000))
         # Order ids carry the session start so they never collide with a previous session's in the journal.
         # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
         instruments = self.instruments
         broker = PaperBroker(maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
                              instruments=instruments)
-        for pos in portfolio.positions:
-            broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
-        broker.restore_open_orders(restored.open_orders)
         risk = RiskManager(RiskLimits(
             max_order_notional=s.max_order_notional,
             max_position_value=s.max_position_value,
@@ -134,14 +128,13 @@ class Session:
                                  auto_approve=s.auto_approve, instruments=instruments,
                                  auto_limits=AutoApproveLimits(s.auto_approve_min_confidence,
                                                                s.auto_approve_max_order_value))
-        if restored.fills_replayed or restored.open_orders:
-            log.info("journal restored: %d fills, %d open orders, cash %s", restored.fills_replayed,
-                     len(restored.open_orders), portfolio.cash)
         desk = TradingDesk(
-            broker=broker, risk=risk, portfolio=portfolio, journal=self.journal, proposals=proposals,
+            broker=broker, risk=risk, portfolio=restored.portfolio, journal=self.journal, proposals=proposals,
             metrics=self.metrics,
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
         )
+        # After the desk listens to the broker, so every order canceled or resumed at restart is journaled.
+        log.info("%s", desk.resume_from(restored))
         desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
         return desk
 
@@ -236,8 +229,6 @@ class Session:
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
             recorder=self.recorder, taps=taps, on_boundary=[self._invalidate_books],
-            # A replay's frames carry their recorded times: judged on the stream's own clock, not the wall's.
-            exchange_time=ExchangeTimeWindow("stream" if s.replay is not None else "wall"),
         )
         self._sequenced_book = feed.sequenced_book
         # Each part restarts after a failure: the connection reconnects from scratch, the market consumer goes on
@@ -258,6 +249,8 @@ class Session:
         # Each resource is released even if another fails (a disk full while the recording flushes must not
         # leave the exchange process or the journal open).
         closers: list[tuple[str, Any]] = [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
+        # The desk first: proposals nobody reviewed are journaled EXPIRED while the journal is still open.
+        closers += [("desk", self.desk.close)]
         closers += [("broker", self.desk.broker.aclose), ("http", self._http.aclose if self._http else None),
                     ("journal", self.journal.close), ("recorder", self.recorder.close if self.recorder else None),
                     ("exchange", self.simulator.stop if self.simulator else None)]

@@ -35,7 +35,8 @@ from app.trading.broker import PaperBroker
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import OrderEdits, Proposal, ProposalBook, ProposalStatus
-from app.trading.risk import RiskManager
+from app.trading.restore import PENDING_AT_QUIT, PENDING_AT_RESTART, Restored, summary
+from app.trading.risk import RiskManager, RiskState
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,41 @@ class TradingDesk:
         self.auto_approved = 0  # proposals auto-approve sent (and the broker took)
         self.auto_refused = 0  # proposals it left to the trader
         broker.add_listener(self._on_order, self._on_fill)
+
+    # ----- restart and quit ---------------------------------------------------------------------------------
+    def resume_from(self, restored: Restored) -> str:
+        """Carry on from a restart (``app.trading.restore``), with the journal listening: orders that cannot resume
+        end CANCELED with their reason, proposals left pending end EXPIRED, the rest works again, and the risk
+        state (kill switch included) is the one the terminal stopped in. Returns what the log should say."""
+        now_ms = self._wall_ms()
+        for order in restored.canceled_orders:
+            self.journal.record_order(order)
+        self.journal.expire_pending(now_ms, PENDING_AT_RESTART)
+        for pos in self.portfolio.positions:
+            self.broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
+        self.broker.restore_open_orders(restored.resumed_orders)
+        if restored.risk_state is not RiskState.ACTIVE:
+            self.risk.restore(restored.risk_state, restored.risk_reason,
+                              day_pnl=self.portfolio.day_pnl(now_ms) if restored.day_carried else None)
+            self._say("warn", f"risk state {restored.risk_state.value} restored: {restored.risk_reason}")
+        open_now = len(self.broker.open_orders())
+        text = (f"journal restored: {restored.fills_replayed} fills, {open_now} open orders, "
+                f"cash {self.portfolio.cash}, risk {self.risk.state.value}")
+        if restored.notes:
+            text += f" ({'; '.join(restored.notes)})"
+        self.version += 1
+        return text
+
+    def close(self) -> None:
+        """The terminal is closing: proposals nobody reviewed expire, in memory and in the journal."""
+        for p in self.proposals.pending():
+            self.proposals.mark(p, ProposalStatus.EXPIRED, reason=PENDING_AT_QUIT)
+        self.journal.expire_pending(self._wall_ms(), PENDING_AT_QUIT)
+        self.version += 1
+
+    def summary(self) -> dict[str, object]:
+        """Positions, cash, open orders and risk state as JSON values (``app.trading.restore.summary``)."""
+        return summary(self.portfolio, self.broker.open_orders(), self.risk.state)
 
     # ----- inputs -------------------------------------------------------------------------------------------
     def on_decision(self, decision: Decision, state: MarketState | None) -> Proposal | None:
@@ -338,8 +374,11 @@ class TradingDesk:
 
     def _record_balance(self, now_ms: int) -> None:
         self._last_balance = time.monotonic()
-        positions = {s: (p.qty, p.avg_price) for s in self.books if (p := self.portfolio.position(s)).qty != 0}
-        self.journal.record_balance(now_ms, self.portfolio.cash, self.portfolio.equity(), positions)
+        pf = self.portfolio
+        positions = {s: (p.qty, p.avg_price) for s in self.books if (p := pf.position(s)).qty != 0}
+        marks = {s: m for s in positions if (m := pf.mark_price(s)) is not None}
+        self.journal.record_balance(now_ms, pf.cash, pf.equity(), positions, day_start_ms=pf.day_start_ms,
+                                    day_start_equity=pf.day_start_equity, marks=marks)
 
     def _decision_time_ms(self, p: Proposal) -> float:
         ms = (self.proposals.clock() - p.shown_at) * 1000.0

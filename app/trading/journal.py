@@ -30,11 +30,13 @@ raises ``JournalVersionError`` before anything is written to it, and so does a S
 
 - v1: proposals, reviews (without ``edited``), orders, fills, risk_events.
 - v2: ``reviews.edited`` (the trader's edit beside the original, for MODIFIED) and the ``balances`` table.
+- v3: ``balances.day_start_ms``, ``day_start_equity`` and ``marks``: the UTC day's starting equity and the last
+  prices, so a restart within the day carries on the day's PnL (and the daily loss limit) from where it was.
 
-Restore. Positions are recomputed by replaying every fill in the order it was recorded with ``apply_fill`` (see
-there for the arithmetic); cash is the last balance snapshot plus the cash flow of the fills recorded after it, so
-a crash between a fill and its balance snapshot still gives the right cash. Open orders are those whose last
-recorded status is NEW or PARTIALLY_FILLED.
+Restart. ``restart_records()`` reads, in one snapshot, what ``app.trading.restore.restore`` rebuilds the terminal
+from: every fill in recording order (replayed through ``Portfolio.apply_fill``, the one rule), the orders whose last
+recorded status is NEW or PARTIALLY_FILLED, the proposals still PENDING, the last balance and the last kill
+switch / resume / risk-state event. The journal itself does no arithmetic on positions.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ import platformdirs
 from app.llm.schema import CacheStatus, Decision, DecisionBody, DecisionMeta
 from app.market.features import MarketState, PositionState
 from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Position, Side
+from app.trading.portfolio import apply_to_position
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +183,15 @@ def _to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _to_v3(conn: sqlite3.Connection) -> None:
+    for stmt in (
+        "ALTER TABLE balances ADD COLUMN day_start_ms INTEGER",
+        "ALTER TABLE balances ADD COLUMN day_start_equity TEXT",
+        "ALTER TABLE balances ADD COLUMN marks TEXT",
+    ):
+        conn.execute(stmt)
+
+
 def _to_v2(conn: sqlite3.Connection) -> None:
     for stmt in (
         "ALTER TABLE reviews ADD COLUMN edited TEXT",
@@ -198,7 +210,7 @@ def _to_v2(conn: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: released files depend on them.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -238,6 +250,9 @@ class BalanceRecord:
     cash: Decimal
     equity: Decimal
     positions: dict[str, tuple[Decimal, Decimal]]  # symbol -> (signed qty, avg price)
+    day_start_ms: int | None = None  # the UTC day the portfolio's day PnL counted from (None before v3)
+    day_start_equity: Decimal | None = None
+    marks: dict[str, Decimal] = field(default_factory=dict)  # symbol -> last price, for the positions held
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,19 +264,19 @@ class RiskEventRecord:
     order: dict[str, Any] | None
 
 
-@dataclass(slots=True)
-class JournalState:
-    """What a restarted terminal needs to carry on where it stopped."""
+# The risk events that set the risk state a restart must restore (a VETO changes nothing).
+RISK_CONTROL_KINDS = ("KILL", "RESUME", "STATE")
 
-    positions: dict[str, Position]  # replayed from every fill; symbols traded and now flat are kept (realized PnL)
-    open_orders: list[Order]  # NEW / PARTIALLY_FILLED, oldest first
-    proposals: list[ProposalRecord]  # the most recent, newest first, each with its last review
-    cash: Decimal | None  # last snapshot + cash flow of the fills after it; None before any snapshot
-    equity: Decimal | None  # as of the last snapshot (mark-to-market moves on with the next trade)
-    balance_ms: int | None
-    fills_replayed: int = 0
-    fills_after_balance: int = 0
-    balance_positions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+@dataclass(frozen=True, slots=True)
+class RestartRecords:
+    """What a restarted terminal is rebuilt from, read in one snapshot (``app.trading.restore`` does the rebuild)."""
+
+    fills: list[Fill]  # every fill, in recording order
+    open_orders: list[Order]  # last recorded status NEW / PARTIALLY_FILLED, oldest first
+    pending_proposals: list[str]  # ids of proposals never reviewed, oldest first
+    last_balance: BalanceRecord | None
+    risk_control: RiskEventRecord | None  # the last KILL / RESUME / STATE event
 
 
 # ----- counterfactual -----------------------------------------------------------------------------------------------
@@ -379,51 +394,6 @@ def _state(features: dict[str, Any] | None) -> MarketState | None:
         return None
 
 
-def apply_fill(pos: Position, fill: Fill) -> None:
-    """Apply one fill to a position, the arithmetic of a simple netting portfolio (all Decimal, exact but for the
-    division of the average price):
-
-    - the fee is added to ``fees`` and taken off ``realized_pnl`` (realized PnL is after fees);
-    - a fill on the side of the position (or on a flat one) adds to it at the size-weighted average price;
-    - a fill against it realizes ``closed * (price - avg)`` (times -1 for a short) on the closed quantity; a partial
-      close keeps the average, a close to zero resets it to 0, and the excess of a flip opens the other side at the
-      fill's price.
-    """
-    signed = fill.qty if fill.side is Side.BUY else -fill.qty
-    pos.fees += fill.fee
-    pos.realized_pnl -= fill.fee
-    q = pos.qty
-    if q == 0 or (q > 0) == (signed > 0):
-        total = abs(q) + abs(signed)
-        pos.avg_price = (abs(q) * pos.avg_price + abs(signed) * fill.price) / total if total else Decimal(0)
-        pos.qty = q + signed
-        return
-    closed = min(abs(q), abs(signed))
-    pos.realized_pnl += closed * (fill.price - pos.avg_price) * (1 if q > 0 else -1)
-    pos.qty = q + signed
-    if pos.qty == 0:
-        pos.avg_price = Decimal(0)
-    elif (pos.qty > 0) != (q > 0):  # flipped: the rest opens the other side at this price
-        pos.avg_price = fill.price
-
-
-def replay_fills(fills: Iterable[Fill]) -> dict[str, Position]:
-    """Positions from fills in the order they happened (``apply_fill``)."""
-    positions: dict[str, Position] = {}
-    for f in fills:
-        pos = positions.get(f.symbol)
-        if pos is None:
-            pos = positions[f.symbol] = Position(f.symbol)
-        apply_fill(pos, f)
-    return positions
-
-
-def _cash_flow(f: Fill) -> Decimal:
-    """The change of cash a fill makes: pay for a buy, receive for a sell, pay the fee (shorts alike)."""
-    notional = f.qty * f.price
-    return (-notional if f.side is Side.BUY else notional) - f.fee
-
-
 _FILL_COLUMNS = "id, order_id, symbol, side, qty, price, fee, liquidity, exchange_ms"
 _ORDER_COLUMNS = (
     "id, proposal_id, origin, symbol, side, type, qty, limit_price, stop_price, parent_id, reduce_only, "
@@ -536,6 +506,22 @@ def _positions_json(positions: dict[str, tuple[Decimal, Decimal]]) -> str:
 
 def _positions(text: str) -> dict[str, tuple[Decimal, Decimal]]:
     return {s: (Decimal(q), Decimal(p)) for s, (q, p) in json.loads(text).items()}
+
+
+_BALANCE_COLUMNS = "at_ms, cash, equity, positions, day_start_ms, day_start_equity, marks"
+
+
+def _balance(r: sqlite3.Row) -> BalanceRecord:
+    marks = json.loads(r["marks"]) if r["marks"] else {}
+    return BalanceRecord(
+        r["at_ms"], Decimal(r["cash"]), Decimal(r["equity"]), _positions(r["positions"]),
+        day_start_ms=r["day_start_ms"], day_start_equity=_dec(r["day_start_equity"]),
+        marks={s: Decimal(m) for s, m in marks.items()},
+    )
+
+
+def _risk_event(r: sqlite3.Row) -> RiskEventRecord:
+    return RiskEventRecord(r["at_ms"], r["kind"], r["code"], r["message"], _loads(r["order_json"]))
 
 
 # ----- the journal --------------------------------------------------------------------------------------------------
@@ -781,14 +767,26 @@ class Journal:
                 log.warning("journal: fill %s was already recorded; the duplicate was ignored", fill.id)
 
     def record_balance(
-        self, at_ms: int, cash: Decimal, equity: Decimal, positions: dict[str, tuple[Decimal, Decimal]]
+        self,
+        at_ms: int,
+        cash: Decimal,
+        equity: Decimal,
+        positions: dict[str, tuple[Decimal, Decimal]],
+        *,
+        day_start_ms: int | None = None,
+        day_start_equity: Decimal | None = None,
+        marks: dict[str, Decimal] | None = None,
     ) -> None:
-        """A snapshot of cash, equity and positions (symbol -> (signed qty, avg price))."""
+        """A snapshot of cash, equity and positions (symbol -> (signed qty, avg price)), with the portfolio's day
+        start and last prices (what a restart within the same UTC day needs to carry on the day's PnL)."""
+        marks_json = None if marks is None else json.dumps({s: _money(m) for s, m in marks.items()},
+                                                           separators=(",", ":"))
         with self._write() as c:
             c.execute(
-                "INSERT INTO balances (at_ms, cash, equity, positions, fill_seq) "
-                "VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) FROM fills))",
-                (at_ms, _money(cash), _money(equity), _positions_json(positions)),
+                "INSERT INTO balances (at_ms, cash, equity, positions, fill_seq, day_start_ms, day_start_equity, "
+                "marks) VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) FROM fills), ?, ?, ?)",
+                (at_ms, _money(cash), _money(equity), _positions_json(positions), day_start_ms,
+                 _money(day_start_equity), marks_json),
             )
 
     def record_risk_event(
@@ -826,19 +824,16 @@ class Journal:
     def balances(self, limit: int = 1000) -> list[BalanceRecord]:
         """Newest first: the equity curve across sessions."""
         rows = self._conn.execute(
-            "SELECT at_ms, cash, equity, positions FROM balances ORDER BY at_ms DESC, id DESC LIMIT ?", (limit,)
+            f"SELECT {_BALANCE_COLUMNS} FROM balances ORDER BY at_ms DESC, id DESC LIMIT ?", (limit,)
         )
-        return [
-            BalanceRecord(r["at_ms"], Decimal(r["cash"]), Decimal(r["equity"]), _positions(r["positions"]))
-            for r in rows
-        ]
+        return [_balance(r) for r in rows]
 
     def risk_events(self, limit: int = 200) -> list[RiskEventRecord]:
         """Newest first."""
         rows = self._conn.execute(
             "SELECT at_ms, kind, code, message, order_json FROM risk_events ORDER BY id DESC LIMIT ?", (limit,)
         )
-        return [RiskEventRecord(r["at_ms"], r["kind"], r["code"], r["message"], _loads(r["order_json"])) for r in rows]
+        return [_risk_event(r) for r in rows]
 
     def open_orders(self) -> list[Order]:
         """NEW and PARTIALLY_FILLED orders, oldest first."""
@@ -848,37 +843,52 @@ class Journal:
         )
         return [_order(r) for r in rows]
 
-    def restore(self, recent_proposals: int = 50) -> JournalState:
-        """The state to start from after a restart (or a crash). Reads in one snapshot; see the module docstring."""
+    def pending_proposals(self) -> list[str]:
+        """Ids of the proposals never reviewed, oldest first."""
+        rows = self._conn.execute("SELECT id FROM proposals WHERE status = ? ORDER BY created_ms, rowid", (PENDING,))
+        return [r["id"] for r in rows]
+
+    def expire_pending(self, at_ms: int, reason: str) -> list[str]:
+        """Give every proposal still PENDING its final review, EXPIRED with ``reason``, in one transaction (the
+        terminal closing, or a restart finding proposals a crash left pending). Returns their ids."""
+        with self._write() as c:
+            ids = [r[0] for r in c.execute("SELECT id FROM proposals WHERE status = ? ORDER BY created_ms, rowid",
+                                           (PENDING,))]
+            for pid in ids:
+                c.execute(
+                    "INSERT INTO reviews (proposal_id, at_ms, kind, original, reason) "
+                    "VALUES (?, ?, ?, (SELECT body FROM proposals WHERE id = ?), ?)",
+                    (pid, at_ms, ReviewKind.EXPIRED.value, pid, reason),
+                )
+            c.executemany("UPDATE proposals SET status = ? WHERE id = ?",
+                          [(ReviewKind.EXPIRED.value, pid) for pid in ids])
+        return ids
+
+    def restart_records(self) -> RestartRecords:
+        """What a restart rebuilds the terminal from, in one read snapshot (see ``app.trading.restore``)."""
         c = self._conn
         c.execute("BEGIN")  # a read transaction: every query below sees the same snapshot
         try:
-            fills = [(r["seq"], _fill(r)) for r in c.execute(f"SELECT seq, {_FILL_COLUMNS} FROM fills ORDER BY seq")]
-            positions = replay_fills(f for _, f in fills)
-            last = c.execute(
-                "SELECT at_ms, cash, equity, positions, fill_seq FROM balances ORDER BY at_ms DESC, id DESC LIMIT 1"
-            ).fetchone()
+            fills = self.all_fills()
             open_orders = self.open_orders()
-            proposals = self.proposals(recent_proposals)
+            pending = self.pending_proposals()
+            last = c.execute(
+                f"SELECT {_BALANCE_COLUMNS} FROM balances ORDER BY at_ms DESC, id DESC LIMIT 1"
+            ).fetchone()
+            control = c.execute(
+                "SELECT at_ms, kind, code, message, order_json FROM risk_events "
+                f"WHERE kind IN ({', '.join('?' * len(RISK_CONTROL_KINDS))}) ORDER BY id DESC LIMIT 1",
+                RISK_CONTROL_KINDS,
+            ).fetchone()
         finally:
             c.execute("COMMIT")
-        state = JournalState(
-            positions=positions,
+        return RestartRecords(
+            fills=fills,
             open_orders=open_orders,
-            proposals=proposals,
-            cash=None,
-            equity=None,
-            balance_ms=None,
-            fills_replayed=len(fills),
+            pending_proposals=pending,
+            last_balance=None if last is None else _balance(last),
+            risk_control=None if control is None else _risk_event(control),
         )
-        if last is not None:
-            later = [f for seq, f in fills if seq > last["fill_seq"]]
-            state.cash = Decimal(last["cash"]) + sum((_cash_flow(f) for f in later), Decimal(0))
-            state.equity = Decimal(last["equity"])
-            state.balance_ms = last["at_ms"]
-            state.fills_after_balance = len(later)
-            state.balance_positions = _positions(last["positions"])
-        return state
 
     # ----- export -----------------------------------------------------------------------------------------------
     def export_csv(self, directory: Path | str) -> list[Path]:
@@ -919,7 +929,8 @@ class Journal:
         Only prices strictly after the entry count. Notional is ``size_pct`` of ``equity`` (default: the last
         recorded equity); ``fee_rate`` is charged on both legs (pass the broker's taker fee to compare like with
         like: actual results are after real fees). Taken proposals also get their actual result from the fills
-        of their orders and bracket children (``apply_fill``); an open remainder is marked at the last path price.
+        of their orders and bracket children (``apply_to_position``, the portfolio's rule); an open remainder is
+        marked at the last path price.
         """
         if equity is None:
             row = self._conn.execute("SELECT equity FROM balances ORDER BY at_ms DESC, id DESC LIMIT 1").fetchone()
@@ -1032,7 +1043,7 @@ class Journal:
         entry_notional = Decimal(0)
         for r in rows:
             f = _fill(r)
-            apply_fill(pos, f)
+            apply_to_position(pos, f)
             if f.side.value == action:
                 entry_notional += f.qty * f.price
         pnl = pos.realized_pnl

@@ -17,16 +17,16 @@ Quantization: prices and average prices to 1e-8, cash, PnL and fees to 1e-8, hal
 
 Day PnL: at the first event of each UTC day (a fill, ``sample`` or ``day_pnl`` call carrying a time) the equity
 *before* that event becomes the day's starting equity. The session should call ``sample(now_ms)`` on a timer so
-the snapshot is taken close to midnight; ``snapshot()`` keeps the day start so a restart does not reset the day
-(the daily loss limit depends on it).
+the snapshot is taken close to midnight. The journal records the day start with every balance, and a restart
+within the same UTC day carries on from it (``resume_day``): the daily loss limit depends on it.
+
+Restart: ``app.trading.restore`` replays every journaled fill through ``apply_fill``, the very call used live.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
 from app.models import Fill, Position, Side
 
@@ -46,6 +46,31 @@ def q_money(x: Decimal) -> Decimal:
 
 def utc_day_start(ms: int) -> int:
     return ms - ms % DAY_MS
+
+
+def apply_to_position(pos: Position, fill: Fill) -> None:
+    """The one rule that applies a fill to a position (see the module docstring); ``Portfolio.apply_fill`` and the
+    journal's reports both use it, so a position is the same number wherever it is computed."""
+    qty, price, fee = fill.qty, fill.price, fill.fee
+    if qty <= 0:
+        raise ValueError(f"fill {fill.id} has a non-positive quantity {qty}")
+    signed = qty if fill.side is Side.BUY else -qty
+    old = pos.qty
+    if old == 0 or (old > 0) == (signed > 0):  # open or add
+        new_qty = old + signed
+        pos.avg_price = q_price((abs(old) * pos.avg_price + qty * price) / abs(new_qty))
+        pos.qty = new_qty
+    else:  # reduce, close or flip
+        closed = min(qty, abs(old))
+        direction = 1 if old > 0 else -1
+        pos.realized_pnl = q_money(pos.realized_pnl + closed * (price - pos.avg_price) * direction)
+        pos.qty = old + signed
+        if pos.qty == 0:
+            pos.avg_price = ZERO
+        elif (pos.qty > 0) != (old > 0):  # flipped: the rest opens at the fill price
+            pos.avg_price = q_price(price)
+    pos.fees = q_money(pos.fees + fee)
+    pos.realized_pnl = q_money(pos.realized_pnl - fee)
 
 
 class Portfolio:
@@ -70,32 +95,14 @@ class Portfolio:
     # ------------------------------------------------------------------------------------------------ fills
 
     def apply_fill(self, fill: Fill) -> None:
+        """Apply a fill, live or replayed from the journal on restart: the same call, the same arithmetic."""
         self._roll_day(fill.exchange_ms)
-        qty, price, fee = fill.qty, fill.price, fill.fee
-        if qty <= 0:
-            raise ValueError(f"fill {fill.id} has a non-positive quantity {qty}")
-        pos = self.position(fill.symbol)
-        signed = qty if fill.side is Side.BUY else -qty
-        old = pos.qty
-        if old == 0 or (old > 0) == (signed > 0):  # open or add
-            new_qty = old + signed
-            pos.avg_price = q_price((abs(old) * pos.avg_price + qty * price) / abs(new_qty))
-            pos.qty = new_qty
-        else:  # reduce, close or flip
-            closed = min(qty, abs(old))
-            direction = 1 if old > 0 else -1
-            pos.realized_pnl = q_money(pos.realized_pnl + closed * (price - pos.avg_price) * direction)
-            pos.qty = old + signed
-            if pos.qty == 0:
-                pos.avg_price = ZERO
-            elif (pos.qty > 0) != (old > 0):  # flipped: the rest opens at the fill price
-                pos.avg_price = q_price(price)
-        pos.fees = q_money(pos.fees + fee)
-        pos.realized_pnl = q_money(pos.realized_pnl - fee)
-        notional = qty * price
+        apply_to_position(self.position(fill.symbol), fill)
+        notional = fill.qty * fill.price
+        fee = fill.fee
         self.cash = q_money(self.cash - notional - fee if fill.side is Side.BUY else self.cash + notional - fee)
         self.fees = q_money(self.fees + fee)
-        self._marks.setdefault(fill.symbol, q_price(price))
+        self._marks.setdefault(fill.symbol, q_price(fill.price))
         self.fills_applied += 1
         self.version += 1
         self._append_curve(fill.exchange_ms)
@@ -165,61 +172,16 @@ class Portfolio:
             self.day_start_ms = day
             self.day_start_equity = self.equity()
 
-    # ------------------------------------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------------------------------------ restart
 
-    def snapshot(self) -> dict[str, Any]:
-        """Every Decimal as str (the journal stores text); ``restore`` reads it back exactly."""
-        return {
-            "quote_currency": self.quote_currency,
-            "starting_cash": str(self.starting_cash),
-            "cash": str(self.cash),
-            "fees": str(self.fees),
-            "fills_applied": str(self.fills_applied),
-            "day_start_ms": None if self.day_start_ms is None else str(self.day_start_ms),
-            "day_start_equity": str(self.day_start_equity),
-            "positions": {
-                s: {
-                    "qty": str(p.qty),
-                    "avg_price": str(p.avg_price),
-                    "realized_pnl": str(p.realized_pnl),
-                    "fees": str(p.fees),
-                }
-                for s, p in self._positions.items()
-            },
-            "marks": {s: str(m) for s, m in self._marks.items()},
-        }
+    def resume_day(self, day_start_ms: int | None, day_start_equity: Decimal) -> None:
+        """Carry on the UTC day the journal recorded (``app.trading.restore``): day PnL, and with it the daily loss
+        limit, continue across a restart. ``None`` lets the day start afresh at the next event."""
+        self.day_start_ms = day_start_ms
+        self.day_start_equity = day_start_equity
+        self.version += 1
 
-    def restore(self, snap: Mapping[str, Any]) -> None:
-        """Replace the state with a ``snapshot()``; the equity curve starts afresh."""
-        self.quote_currency = str(snap.get("quote_currency", self.quote_currency))
-        self.starting_cash = Decimal(snap["starting_cash"])
-        self.cash = Decimal(snap["cash"])
-        self.fees = Decimal(snap.get("fees", "0"))
-        self.fills_applied = int(snap.get("fills_applied", 0))
-        day = snap.get("day_start_ms")
-        self.day_start_ms = None if day is None else int(day)
-        self.day_start_equity = Decimal(snap.get("day_start_equity", snap["cash"]))
-        self._positions = {
-            s: Position(
-                s,
-                qty=Decimal(p["qty"]),
-                avg_price=Decimal(p["avg_price"]),
-                realized_pnl=Decimal(p["realized_pnl"]),
-                fees=Decimal(p["fees"]),
-            )
-            for s, p in snap.get("positions", {}).items()
-        }
-        self._marks = {s: Decimal(m) for s, m in snap.get("marks", {}).items()}
+    def reset_curve(self) -> None:
+        """Forget the curve (a replay of old fills has no marks to draw a true one)."""
         self.equity_curve.clear()
         self.version += 1
-
-    def restore_position(self, pos: Position) -> None:
-        """Take a position rebuilt elsewhere (e.g. replayed from the journal's fills); a copy is kept."""
-        self._positions[pos.symbol] = Position(pos.symbol, pos.qty, pos.avg_price, pos.realized_pnl, pos.fees)
-        self.version += 1
-
-    @classmethod
-    def from_snapshot(cls, snap: Mapping[str, Any], curve_max: int = 10_000) -> Portfolio:
-        p = cls(curve_max=curve_max)
-        p.restore(snap)
-        return p

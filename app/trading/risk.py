@@ -212,6 +212,13 @@ class RiskManager:
             self._set_state(RiskState.ACTIVE, "resumed")
         return self._state
 
+    def restore(self, state: RiskState, why: str, day_pnl: Decimal | None = None) -> None:
+        """Take back the state a restart found in the journal (the kill switch survives a crash); nothing else
+        about the limits changes. A listener hears it like any other transition."""
+        if day_pnl is not None:
+            self.last_day_pnl = day_pnl
+        self._set_state(state, why)
+
     # ------------------------------------------------------------------------------------------------ check
 
     def check(

@@ -27,6 +27,7 @@ from app.trading.journal import (
     JournalError,
     JournalVersionError,
 )
+from app.trading.restore import restore
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
@@ -229,16 +230,16 @@ def test_fills_balances_and_risk_events_round_trip(db: Path) -> None:
 # ----- restore ------------------------------------------------------------------------------------------------------
 
 
-def test_restore_after_reopen_gives_positions_cash_and_open_orders(db: Path) -> None:
+def test_restart_records_read_fills_open_orders_pending_balance_and_risk_control(db: Path) -> None:
     limit_buy = order("o4", Side.BUY, "0.2", type_=OrderType.LIMIT, limit="59000", created_ms=T0 + 40,
                       origin=OrderOrigin.MODEL, proposal_id="p1", stop_loss_pct=D("1"), take_profit_pct=D("2"))
     eth = order("o5", Side.BUY, "2", symbol="ETHUSDT", type_=OrderType.LIMIT, limit="2000", created_ms=T0 + 50)
     with Journal(db) as j:
         j.record_proposal("p1", make_decision(), make_state(), T0, T0 + 30_000)
         j.record_review("p1", "APPROVED", T0 + 1_000, decision_time_ms=1_000.0)
+        j.record_proposal("p2", make_decision(), make_state(), T0 + 5, T0 + 30_005)  # never reviewed
         for oid, side, qty, price, fee, ms in (
             ("o1", Side.BUY, "0.5", "60000", "3", T0 + 10),
-            ("o2", Side.BUY, "0.5", "61000", "3.05", T0 + 20),
             ("o3", Side.SELL, "0.4", "62000", "2.48", T0 + 30),
         ):
             o = order(oid, side, qty, created_ms=ms)
@@ -246,50 +247,48 @@ def test_restore_after_reopen_gives_positions_cash_and_open_orders(db: Path) -> 
             j.record_fill(fill("f" + oid, oid, side, qty, price, fee, ms=ms))
             o.status, o.filled_qty, o.avg_price, o.fees = OrderStatus.FILLED, D(qty), D(price), D(fee)
             j.record_order(o)
-            if oid == "o2":  # the last snapshot comes before the sell: a crash between a fill and its balance
-                j.record_balance(T0 + 21, D("39493.95"), D("100493.95"), {"BTCUSDT": (D("1.0"), D("60500"))})
+        j.record_balance(T0 + 31, D("39493.95"), D("100493.95"), {"BTCUSDT": (D("0.1"), D("60000"))},
+                         day_start_ms=T0 - T0 % 86_400_000, day_start_equity=D("100000.5"),
+                         marks={"BTCUSDT": D("62000.5")})
         j.record_order(limit_buy)
         j.record_order(eth)
-        j.record_fill(fill("f5", "o5", Side.BUY, "0.5", "2000", "0.1", symbol="ETHUSDT", ms=T0 + 60))
-        eth.status, eth.filled_qty, eth.avg_price, eth.fees, eth.updated_ms = (
-            OrderStatus.PARTIALLY_FILLED, D("0.5"), D("2000"), D("0.1"), T0 + 60)
+        eth.status, eth.filled_qty, eth.updated_ms = OrderStatus.PARTIALLY_FILLED, D("0.5"), T0 + 60
         j.record_order(eth)
         for oid, status in (("o6", OrderStatus.CANCELED), ("o7", OrderStatus.REJECTED)):
             j.record_order(order(oid, Side.SELL, "1", status=status, created_ms=T0 + 70))
+        j.record_risk_event(T0 + 80, "KILL", "kill_switch", "halt")
+        j.record_risk_event(T0 + 90, "VETO", "HALTED", "vetoed")  # not a change of state
 
     with Journal(db) as j:
-        s = j.restore()
-    btc = s.positions["BTCUSDT"]
-    assert btc.qty == D("0.6")
-    assert btc.avg_price == D("60500")
-    assert btc.fees == D("8.53")
-    assert btc.realized_pnl == D("600") - D("8.53")  # 0.4 * (62000 - 60500), after the three fees
-    eth_pos = s.positions["ETHUSDT"]
-    assert (eth_pos.qty, eth_pos.avg_price, eth_pos.realized_pnl) == (D("0.5"), D("2000"), D("-0.1"))
-    assert s.open_orders == [limit_buy, eth]
-    assert s.fills_replayed == 4 and s.fills_after_balance == 2
+        r = j.restart_records()
+    assert [f.id for f in r.fills] == ["fo1", "fo3"]
+    assert r.open_orders == [limit_buy, eth]
+    assert r.pending_proposals == ["p2"]
+    assert r.last_balance is not None
+    assert (r.last_balance.day_start_ms, r.last_balance.day_start_equity) == (T0 - T0 % 86_400_000, D("100000.5"))
+    assert r.last_balance.marks == {"BTCUSDT": D("62000.5")}
+    assert r.risk_control is not None and (r.risk_control.kind, r.risk_control.at_ms) == ("KILL", T0 + 80)
+
+
+def test_restart_records_of_an_empty_journal(db: Path) -> None:
     with Journal(db) as j:
-        assert [f.id for f in j.all_fills()] == ["fo1", "fo2", "fo3", "f5"]
-    # 39493.95 + 0.4 * 62000 - 2.48 (BTC sell) - 0.5 * 2000 - 0.1 (ETH buy)
-    assert s.cash == D("63291.37")
-    assert (s.equity, s.balance_ms) == (D("100493.95"), T0 + 21)
-    assert s.balance_positions == {"BTCUSDT": (D("1.0"), D("60500"))}
-    assert [p.id for p in s.proposals] == ["p1"] and s.proposals[0].review.kind == "APPROVED"  # type: ignore[union-attr]
+        r = j.restart_records()
+    assert (r.fills, r.open_orders, r.pending_proposals, r.last_balance, r.risk_control) == ([], [], [], None, None)
 
 
-def test_restore_of_an_empty_journal(db: Path) -> None:
+def test_expire_pending_gives_each_pending_proposal_a_final_review(db: Path) -> None:
     with Journal(db) as j:
-        s = j.restore()
-    assert (s.positions, s.open_orders, s.proposals, s.cash, s.equity) == ({}, [], [], None, None)
-
-
-def test_apply_fill_flips_and_closes() -> None:
-    pos = journal_mod.replay_fills([
-        fill("a", "o", Side.SELL, "1", "100", "0.1"),  # short 1 @ 100
-        fill("b", "o", Side.BUY, "3", "90", "0.2"),  # close 1 (+10), open long 2 @ 90
-        fill("c", "o", Side.SELL, "2", "95", "0"),  # close 2 (+10): flat
-    ])["BTCUSDT"]
-    assert (pos.qty, pos.avg_price, pos.realized_pnl, pos.fees) == (D(0), D(0), D("19.7"), D("0.3"))
+        for pid in ("p1", "p2", "p3"):
+            j.record_proposal(pid, make_decision(), make_state(), T0, T0 + 30_000)
+        j.record_review("p2", "REJECTED", T0 + 1, reason="no")
+        assert j.expire_pending(T0 + 5, "closing") == ["p1", "p3"]
+        assert j.expire_pending(T0 + 6, "again") == []
+        by_id = {p.id: p for p in j.proposals()}
+    assert {pid: (p.status, p.review.kind, p.review.reason) for pid, p in by_id.items()} == {  # type: ignore[union-attr]
+        "p1": ("EXPIRED", "EXPIRED", "closing"), "p2": ("REJECTED", "REJECTED", "no"),
+        "p3": ("EXPIRED", "EXPIRED", "closing"),
+    }
+    assert by_id["p1"].review.original == make_decision().body.model_dump(mode="json")  # type: ignore[union-attr]
 
 
 # ----- schema versions ----------------------------------------------------------------------------------------------
@@ -353,24 +352,25 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
 def test_migrates_a_hand_built_v1_database(db: Path) -> None:
     build_v1(db)
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 2
+        assert j.schema_version == SCHEMA_VERSION == 3
         c = j._conn
         assert columns(c, "reviews")[-1] == "edited"
+        assert columns(c, "balances")[-3:] == ["day_start_ms", "day_start_equity", "marks"]
         assert "balances" in {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         (p,) = j.proposals()
         assert (p.id, p.status, p.decision.body.action, p.decision.body.size_pct) == ("v1p", "REJECTED", "BUY", 5.0)  # type: ignore[union-attr]
         assert p.features == {"symbol": "BTCUSDT", "last_price": 60000.0} and p.state is None  # partial: kept raw
         assert p.review is not None
         assert (p.review.kind, p.review.reason, p.review.edited) == ("REJECTED", "too late", None)
-        (open_order,) = j.restore().open_orders
+        (open_order,) = j.open_orders()
         assert open_order.id == "v1o" and str(open_order.request.qty) == "0.250"
         assert open_order.request.limit_price == D("59999.99")
         assert j.recent_fills() == [fill("v1fill", "v1f", Side.BUY, "0.1", "60000.5", "0.006", ms=3600)]
         assert j.risk_events()[0].code == "max_qty"
-        # and the v2 parts work on it
-        j.record_balance(5000, D("1.5"), D("2.5"), {})
+        # and the v2 and v3 parts work on it
+        j.record_balance(5000, D("1.5"), D("2.5"), {}, day_start_ms=0, day_start_equity=D("3"), marks={})
         j.record_review("v1p", "EXPIRED", 6000, edited={"qty": "1"})
-        assert j.balances()[0].cash == D("1.5")
+        assert (j.balances()[0].cash, j.balances()[0].day_start_equity) == (D("1.5"), D("3"))
         assert j.proposals()[0].review.edited == {"qty": "1"}  # type: ignore[union-attr]
 
 
@@ -609,9 +609,9 @@ def test_acknowledged_events_survive_sigkill(db: Path) -> None:
         acks += [line.split() for line in rest.split("\n")[:-1] if line.startswith("ACK ")]
         check_acknowledged(db, acks)
     assert len(acks) >= 600
-    with Journal(db) as j:  # and the journal opens, restores and writes on after three kills
-        state = j.restore()
-        assert state.positions["BTCUSDT"].qty == D("0.001") * state.fills_replayed
+    with Journal(db) as j:  # and the journal opens, restores (the terminal's own path) and writes on after 3 kills
+        state = restore(j, starting_cash=D("100000"), symbols=["BTCUSDT"], daily_loss_limit=D("500"), now_ms=T0)
+        assert state.portfolio.position("BTCUSDT").qty == D("0.001") * state.fills_replayed
         j.record_risk_event(1, "RESUME", "after-crash", "still writable")
 
 

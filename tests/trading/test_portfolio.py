@@ -1,15 +1,14 @@
 """Portfolio arithmetic on hand-computed cases: average cost, realised PnL on reductions and flips, fees, cash,
-unrealised PnL, equity, day PnL across a UTC midnight, the bounded equity curve, and a lossless snapshot."""
+unrealised PnL, equity, day PnL across a UTC midnight and across a restart, the bounded equity curve."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal as D
 
 import pytest
 
 from app.models import Fill, Liquidity, Position, Side
-from app.trading.portfolio import Portfolio
+from app.trading.portfolio import Portfolio, apply_to_position
 
 S = "BTCUSDT"
 DAY1 = 1_723_075_200_000  # 2024-08-08 00:00 UTC
@@ -104,33 +103,24 @@ def test_equity_curve_sampled_on_fills_and_timer_and_bounded():
     assert list(pf.equity_curve) == [(DAY1 + 2, D("1009.9")), (DAY1 + 3, D("989.9")), (DAY1 + 4, D("989.9"))]
 
 
-def test_snapshot_is_text_and_restores_exactly_including_the_day_start():
-    pf = Portfolio(starting_cash=D("100000"))
-    pf.apply_fill(fill(Side.BUY, "0.1", "60000", "6"))
-    pf.apply_fill(fill(Side.BUY, "0.05", "60300.5", "3.015025", symbol="ETHUSDT"))
-    pf.mark(S, D("61000"))
-    pf.day_pnl(DAY1 + 40_000_000)
-    snap = pf.snapshot()
-    text = json.dumps(snap)  # the journal stores it as text
-    assert "Decimal" not in text
-    back = Portfolio.from_snapshot(json.loads(text))
-    assert back.snapshot() == snap
-    assert back.equity() == pf.equity() and back.cash == pf.cash
-    assert back.position("ETHUSDT").avg_price == D("60300.5")
-    expected = D("90.984975")  # -6 + 0.1 * 1000 - 3.015025
-    assert back.day_pnl(DAY1 + 50_000_000) == pf.day_pnl(DAY1 + 50_000_000) == expected
+def test_apply_to_position_flips_and_closes():
+    pos = Position(S)
+    for f in (
+        fill(Side.SELL, "1", "100", "0.1"),  # short 1 @ 100
+        fill(Side.BUY, "3", "90", "0.2"),  # close 1 (+10), open long 2 @ 90
+        fill(Side.SELL, "2", "95", "0"),  # close 2 (+10): flat
+    ):
+        apply_to_position(pos, f)
+    assert (pos.qty, pos.avg_price, pos.realized_pnl, pos.fees) == (D(0), D(0), D("19.7"), D("0.3"))
+
+
+def test_resume_day_carries_the_day_pnl_on():
+    pf = Portfolio(starting_cash=D("1000"))
+    pf.resume_day(DAY1, D("1100"))  # the day started at 1100: 100 already lost today
+    assert pf.day_pnl(DAY1 + 3_600_000) == D("-100")
+    assert pf.day_pnl(DAY2) == D("0")  # a new day starts afresh
 
 
 def test_non_positive_fill_is_refused():
     with pytest.raises(ValueError, match="non-positive"):
         Portfolio().apply_fill(fill(Side.BUY, "0", "1", "0"))
-
-
-def test_restore_position_takes_a_copy():
-    pf = Portfolio(starting_cash=D("1000"))
-    src = Position(S, D("0.5"), D("100"), D("-1"), D("1"))
-    pf.restore_position(src)
-    src.qty = D("0")
-    assert pf.position(S).qty == D("0.5")
-    pf.apply_fill(fill(Side.SELL, "0.5", "110", "0.055"))
-    assert pf.position(S).realized_pnl == D("3.945")  # -1 + 5 - 0.055

@@ -1,0 +1,178 @@
+"""Restart: the one way the terminal's trading state is rebuilt from the journal, after a quit or a crash.
+
+``restore(journal, ...)`` reads the journal (one snapshot, no writes) and decides:
+
+- positions, cash, fees and realised PnL: every fill replayed, in recording order, through ``Portfolio.apply_fill``,
+  the very call the live terminal makes (so the numbers are the same to the last digit);
+- the last prices and the UTC day's starting equity from the last balance: a restart within the same UTC day
+  carries on the day's PnL, and with it the daily loss limit; on a new day the day starts afresh;
+- the risk state: HALTED if the last kill switch was never followed by a resume; REDUCING if the daily loss limit
+  was reached today and not resumed since, or is breached by the restored day PnL; else ACTIVE;
+- which open orders resume (limit and stop orders on a symbol this session trades: they were working at the
+  exchange) and which are canceled, each with its reason (a market order in flight at the crash belongs to a
+  market that is gone; a symbol no longer traded would never be matched);
+- which proposals were left pending (they are expired: nobody can review a proposal made for a market that moved).
+
+The desk applies the decision (``TradingDesk.resume_from``), recording every cancellation and expiry in the journal
+so that every order and proposal ends in a final state. ``summarize_journal`` gives what a fault test or the chaos
+script compares: positions, cash, open orders and the risk state, as plain JSON values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from app.models import Order, OrderStatus, OrderType
+from app.trading.journal import Journal, RestartRecords
+from app.trading.portfolio import Portfolio, q_money, utc_day_start
+from app.trading.risk import RiskState
+
+MARKET_IN_FLIGHT = "a market order in flight when the terminal stopped: its market is gone, canceled at restart"
+SYMBOL_NOT_TRADED = "its symbol is not traded in this session: canceled at restart"
+PENDING_AT_RESTART = "still pending when the terminal restarted"
+PENDING_AT_QUIT = "still pending when the terminal was closed"
+
+
+@dataclass(slots=True)
+class Restored:
+    """The state a restarted terminal starts from, and what the restart must still write to the journal."""
+
+    portfolio: Portfolio
+    resumed_orders: list[Order]  # working again at once, oldest first
+    canceled_orders: list[Order]  # final state CANCELED, reason in reject_reason; to be journaled
+    pending_proposals: list[str]  # to be journaled as EXPIRED
+    risk_state: RiskState
+    risk_reason: str
+    fills_replayed: int = 0
+    day_carried: bool = False  # the day's starting equity came from the journal (same UTC day)
+    notes: list[str] = field(default_factory=list)  # what the log should say about this restart
+
+
+def restore(
+    journal: Journal,
+    *,
+    starting_cash: Decimal,
+    symbols: Iterable[str],
+    daily_loss_limit: Decimal,
+    now_ms: int,
+) -> Restored:
+    """Rebuild the trading state from ``journal`` (read only); see the module docstring."""
+    records = journal.restart_records()
+    portfolio = _portfolio(records, starting_cash, now_ms)
+    traded = set(symbols)
+    resumed: list[Order] = []
+    canceled: list[Order] = []
+    for order in records.open_orders:
+        reason = _why_not_resumed(order, traded)
+        if reason is None:
+            resumed.append(order)
+        else:
+            canceled.append(replace(order, status=OrderStatus.CANCELED, reject_reason=reason, updated_ms=now_ms))
+    state, why = _risk_state(records, portfolio, daily_loss_limit, now_ms)
+    restored = Restored(
+        portfolio=portfolio,
+        resumed_orders=resumed,
+        canceled_orders=canceled,
+        pending_proposals=records.pending_proposals,
+        risk_state=state,
+        risk_reason=why,
+        fills_replayed=len(records.fills),
+        day_carried=portfolio.day_start_ms is not None,
+    )
+    if canceled:
+        restored.notes.append(f"{len(canceled)} orders that cannot resume canceled")
+    if records.pending_proposals:
+        restored.notes.append(f"{len(records.pending_proposals)} pending proposals expired")
+    return restored
+
+
+def _portfolio(records: RestartRecords, starting_cash: Decimal, now_ms: int) -> Portfolio:
+    portfolio = Portfolio(starting_cash=starting_cash)
+    last_fill_price: dict[str, Decimal] = {}
+    for fill in records.fills:
+        portfolio.apply_fill(fill)
+        last_fill_price[fill.symbol] = fill.price
+    # The replay has no market prices between fills, so its curve and its day roll mean nothing: start both again.
+    portfolio.reset_curve()
+    balance = records.last_balance
+    marks = dict(last_fill_price)
+    if balance is not None:
+        marks.update(balance.marks)  # the prices seen last, more recent than any fill
+    for symbol, price in marks.items():
+        portfolio.mark(symbol, price)
+    today = utc_day_start(now_ms)
+    if (
+        balance is not None
+        and balance.day_start_ms == today
+        and balance.day_start_equity is not None
+    ):
+        portfolio.resume_day(today, balance.day_start_equity)
+    else:
+        portfolio.resume_day(None, portfolio.equity())  # a new day (or an old journal): it starts at the next event
+    return portfolio
+
+
+def _why_not_resumed(order: Order, traded: set[str]) -> str | None:
+    if order.request.type is OrderType.MARKET:
+        return MARKET_IN_FLIGHT
+    if order.symbol not in traded:
+        return SYMBOL_NOT_TRADED
+    return None
+
+
+def _risk_state(
+    records: RestartRecords, portfolio: Portfolio, daily_loss_limit: Decimal, now_ms: int
+) -> tuple[RiskState, str]:
+    control = records.risk_control
+    if control is not None and control.kind == "KILL":
+        return RiskState.HALTED, "the kill switch was on when the terminal stopped; resume to trade again"
+    if (
+        control is not None
+        and control.kind == "STATE"
+        and control.code == RiskState.REDUCING.value
+        and utc_day_start(control.at_ms) == utc_day_start(now_ms)
+    ):
+        return RiskState.REDUCING, "the daily loss limit was reached today before the restart"
+    if portfolio.day_start_ms is not None:
+        day_pnl = q_money(portfolio.equity() - portfolio.day_start_equity)
+        if day_pnl <= -daily_loss_limit:
+            return RiskState.REDUCING, f"the day's loss {-day_pnl} is at the daily limit {daily_loss_limit}"
+    return RiskState.ACTIVE, "restored"
+
+
+# ----- what a fault test compares -------------------------------------------------------------------------------
+
+
+def summary(portfolio: Portfolio, open_orders: Iterable[Order], risk_state: RiskState) -> dict[str, Any]:
+    """Positions (non-zero), cash, open order ids and the risk state as JSON values (Decimals as exact text):
+    equal summaries mean a terminal would trade on from the same state."""
+    return {
+        "positions": {
+            p.symbol: {"qty": str(p.qty), "avg_price": str(p.avg_price), "realized_pnl": str(p.realized_pnl)}
+            for p in sorted(portfolio.positions, key=lambda p: p.symbol)
+            if p.qty != 0
+        },
+        "cash": str(portfolio.cash),
+        "open_orders": sorted(o.id for o in open_orders),
+        "risk_state": risk_state.value,
+    }
+
+
+def summarize_journal(
+    path: Path,
+    *,
+    starting_cash: Decimal,
+    symbols: Iterable[str],
+    daily_loss_limit: Decimal,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The summary of the state a terminal restarted on the journal at ``path`` would start from; the file is only
+    read. Pass the settings the terminal runs with (starting cash, symbols, daily loss limit)."""
+    with Journal(path) as journal:
+        r = restore(journal, starting_cash=starting_cash, symbols=symbols, daily_loss_limit=daily_loss_limit,
+                    now_ms=now_ms)
+    return summary(r.portfolio, r.resumed_orders, r.risk_state)
