@@ -334,8 +334,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.desk.proposals.auto_approve = on
         lim = self.session.desk.proposals.auto_limits
         self.trading_panel.show_result(ActionResult(True, (
-            f"auto-approve ON: confidence >= {lim.min_confidence:g}, size <= {lim.max_size_pct:g}%, "
-            f"notional <= {lim.max_notional:,}; risk limits still apply") if on else "auto-approve OFF"))
+            f"auto-approve ON: confidence >= {lim.min_confidence:g}, order value <= {lim.max_order_value:,} "
+            "(larger proposals are scaled down to it); risk limits still apply") if on else "auto-approve OFF"))
 
     def _export_csv(self) -> None:
         folder = self.session.journal.path.parent / "export"
@@ -377,8 +377,9 @@ class MainWindow(QtWidgets.QMainWindow):
         m = self.session.market[self.symbol]
         if m.last_trade is not None:
             q = m.quote
-            book = f"   bid {q.bid:,.2f} / ask {q.ask:,.2f}" if q is not None else ""
-            self.price_label.setText(f"{m.symbol} {m.last_trade.price:,.2f}{book}")
+            inst = self.session.desk.instruments.get(m.symbol)  # XRP at 0.6012, not 0.60
+            book = f"   bid {inst.fmt_price(q.bid)} / ask {inst.fmt_price(q.ask)}" if q is not None else ""
+            self.price_label.setText(f"{m.symbol} {inst.fmt_price(m.last_trade.price)}{book}")
         if not self.panels_built:
             return
         self.decisions_panel.refresh()
