@@ -27,6 +27,7 @@ from app.trading.journal import (
     JournalError,
     JournalVersionError,
 )
+from app.trading.portfolio import Portfolio
 from app.trading.restore import restore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -545,6 +546,25 @@ def test_counterfactual_marks_an_open_remainder(db: Path) -> None:
     assert row.open_qty == D("0.02")
     assert row.actual_pnl == D("0.02") * (D("60900") - D("60000")) - D("1.2")  # marked at the horizon price
 
+
+
+def test_the_reports_arithmetic_is_the_portfolios_to_the_last_digit(db: Path) -> None:
+    """One rule applies a fill: a taken proposal's actual PnL in the report is what the portfolio realised, even
+    when the average price does not divide evenly (1 @ 100 + 2 @ 100.01 averages 100.00666...)."""
+    fills = [fill("F1", "O1", Side.BUY, "1", "100", "0.01"), fill("F2", "O1", Side.BUY, "2", "100.01", "0.02"),
+             fill("F3", "O2", Side.SELL, "3", "101", "0.03")]
+    with Journal(db) as j:
+        j.record_proposal("A", make_decision(ms=T1, sl=None, tp=None), make_state(ms=T1), T1, T1 + 30_000)
+        j.record_review("A", "APPROVED", T1 + 10)
+        j.record_order(order("O1", Side.BUY, "3", proposal_id="A", origin=OrderOrigin.MODEL))
+        j.record_order(order("O2", Side.SELL, "3", parent_id="O1", origin=OrderOrigin.BRACKET))
+        for f in fills:
+            j.record_fill(f)
+        (row,) = j.counterfactual_report(price_path, equity=D("10000")).rows
+    portfolio = Portfolio()
+    for f in fills:
+        portfolio.apply_fill(f)
+    assert row.actual_pnl == portfolio.realized_pnl("BTCUSDT") == D("2.91999999")
 
 # ----- crash safety -------------------------------------------------------------------------------------------------
 
