@@ -63,27 +63,39 @@ class ExchangeTimeWindow:
         self._newest_ms = 0  # stream: newest time accepted so far (0 before the first)
         self._candidate_ms = 0  # stream: the time of the last frame rejected as off the stream
         self.reanchors = 0  # stream: times the stream was found to have moved
+        self._ahead_limit_ms = 0  # wall clock + max_ahead, as last read
+        self._behind_limit_ms = 0  # wall clock - max_behind, as last read
 
     def reject_reason(self, events: Sequence[MarketEvent]) -> str | None:
-        now = self._now_ms()
-        newest = 0
-        oldest = 0
-        for ev in events:
-            ms = ev.exchange_ms
-            if ms:
-                if ms > newest:
-                    newest = ms
-                if not oldest or ms < oldest:
-                    oldest = ms
+        # Per frame on the hot path: one event is the common case, and the clock is read only when a time passes
+        # the last limit computed (the clock only moves forward, so an old limit is stricter, never looser; the
+        # lower bound of the wall window may lag by up to max_ahead, which is nothing against days).
+        if len(events) == 1:
+            newest = oldest = events[0].exchange_ms
+        else:
+            times = [ms for ev in events if (ms := ev.exchange_ms)]
+            if not times:
+                return None
+            newest, oldest = max(times), min(times)
         if not newest:
             return None
-        if newest > now + self.max_ahead_ms:  # both references: nothing comes from the local clock's future
-            return "time_ahead_of_clock"
+        if newest > self._ahead_limit_ms:
+            self._read_clock()
+            if newest > self._ahead_limit_ms:  # both references: nothing comes from the local clock's future
+                return "time_ahead_of_clock"
         if self.reference == "wall":
-            if oldest < now - self.max_behind_ms:
-                return "time_behind_clock"
+            return "time_behind_clock" if oldest < self._behind_limit_ms else None
+        anchor = self._newest_ms
+        if anchor - self.max_behind_ms <= oldest and newest <= anchor + self.max_ahead_ms and not self._candidate_ms:
+            if newest > anchor:  # the usual case, inline: inside the stream's window, nothing pending
+                self._newest_ms = newest
             return None
         return self._judge_on_stream(oldest, newest)
+
+    def _read_clock(self) -> None:
+        now = self._now_ms()
+        self._ahead_limit_ms = now + self.max_ahead_ms
+        self._behind_limit_ms = now - self.max_behind_ms
 
     def _judge_on_stream(self, oldest: int, newest: int) -> str | None:
         anchor = self._newest_ms
