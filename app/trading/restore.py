@@ -7,7 +7,8 @@
 - the last prices and the UTC day's starting equity from the last balance: a restart within the same UTC day
   carries on the day's PnL, and with it the daily loss limit; on a new day the day starts afresh;
 - the risk state: HALTED if the last kill switch was never followed by a resume; REDUCING if the daily loss limit
-  was reached today and not resumed since, or is breached by the restored day PnL; else ACTIVE;
+  was reached today and not resumed since, or is breached by the restored day PnL; else ACTIVE (a loss limit
+  reached on an earlier day is not carried into a new one: the new day has its own limit);
 - which open orders resume (limit and stop orders on a symbol this session trades: they were working at the
   exchange) and which are canceled, each with its reason (a market order in flight at the crash belongs to a
   market that is gone; a symbol no longer traded would never be matched);
@@ -170,8 +171,9 @@ def summarize_journal(
     daily_loss_limit: Decimal,
     now_ms: int,
 ) -> dict[str, Any]:
-    """The summary of the state a terminal restarted on the journal at ``path`` would start from; the file is only
-    read. Pass the settings the terminal runs with (starting cash, symbols, daily loss limit)."""
+    """The summary of the state a terminal restarted on the journal at ``path`` would start from. No record is written
+    (a file of an older schema is migrated, as the terminal would). Pass the settings the terminal runs with
+    (starting cash, symbols, daily loss limit): they are part of what it restores."""
     with Journal(path) as journal:
         r = restore(journal, starting_cash=starting_cash, symbols=symbols, daily_loss_limit=daily_loss_limit,
                     now_ms=now_ms)
