@@ -47,7 +47,7 @@ def test_summary_of_a_journal_is_plain_json_values(tmp_path: Path) -> None:
         j.record_fill(Fill("F", "L", "BTCUSDT", Side.BUY, D("0.25"), D("99.5"), D("0.02"), Liquidity.MAKER, NOW - 9))
         j.record_risk_event(NOW - 1, "KILL", "kill_switch", "halt")
     assert summarize_journal(path, **ARGS) == {  # type: ignore[arg-type]
-        "positions": {"BTCUSDT": {"qty": "0.25", "avg_price": "99.50000000", "realized_pnl": "-0.02"}},
+        "positions": {"BTCUSDT": {"qty": "0.25", "avg_price": "99.50000000", "realized_pnl": "-0.02000000"}},
         "cash": "975.10500000",  # 1000 - 0.25 * 99.5 - 0.02
         "open_orders": ["L"],
         "risk_state": "HALTED",
