@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.market.instruments import Instrument, defaults_for
 from app.models import Fill, Order, Position, Side
 from app.ui import theme
 
@@ -39,6 +40,23 @@ def _num(v: Decimal | None, places: int | None = None) -> str:
     return f"{v.normalize():f}"
 
 
+def _no_instrument(symbol: str) -> Instrument | None:
+    return None
+
+
+def _price(instrument_of: Callable[[str], Instrument | None], symbol: str, v: Decimal | None) -> str:
+    """A price in its symbol's precision (XRP's 0.6012, BTC's 61,400.00); unknown filters: five significant
+    digits from the price itself."""
+    if v is None:
+        return ""
+    return (instrument_of(symbol) or defaults_for(symbol, v)).fmt_price(v)
+
+
+def _qty(instrument_of: Callable[[str], Instrument | None], symbol: str, v: Decimal | None) -> str:
+    inst = instrument_of(symbol)
+    return _num(v) if inst is None or v is None else inst.fmt_qty(v)
+
+
 def _side_colour(side: Side) -> str:
     t = theme.current()
     return t.up if side is Side.BUY else t.down
@@ -49,36 +67,46 @@ def _pnl_colour(v: Decimal) -> str | None:
     return t.up if v > 0 else t.down if v < 0 else None
 
 
-ORDER_COLUMNS: tuple[Column, ...] = (
-    Column("Time", lambda o: _time(o.created_ms), align_right=False),
-    Column("Id", lambda o: o.id, align_right=False),
-    Column("Origin", lambda o: o.request.origin.value, align_right=False),
-    Column("Side", lambda o: o.request.side.value, align_right=False, colour=lambda o: _side_colour(o.request.side)),
-    Column("Type", lambda o: o.request.type.value, align_right=False),
-    Column("Qty", lambda o: _num(o.request.qty)),
-    Column("Price", lambda o: _num(o.request.limit_price or o.request.stop_price, 2)),
-    Column("Filled", lambda o: _num(o.filled_qty)),
-    Column("Avg", lambda o: _num(o.avg_price, 2)),
-    Column("Status", lambda o: o.status.value, align_right=False),
-    Column("Note", lambda o: o.reject_reason or "", align_right=False),
-)
-FILL_COLUMNS: tuple[Column, ...] = (
-    Column("Time", lambda f: _time(f.exchange_ms), align_right=False),
-    Column("Order", lambda f: f.order_id, align_right=False),
-    Column("Side", lambda f: f.side.value, align_right=False, colour=lambda f: _side_colour(f.side)),
-    Column("Qty", lambda f: _num(f.qty)),
-    Column("Price", lambda f: _num(f.price, 2)),
-    Column("Fee", lambda f: _num(f.fee, 4)),
-    Column("Liq.", lambda f: f.liquidity.value, align_right=False),
-)
+def order_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
+    return (
+        Column("Time", lambda o: _time(o.created_ms), align_right=False),
+        Column("Id", lambda o: o.id, align_right=False),
+        Column("Origin", lambda o: o.request.origin.value, align_right=False),
+        Column("Side", lambda o: o.request.side.value, align_right=False,
+               colour=lambda o: _side_colour(o.request.side)),
+        Column("Type", lambda o: o.request.type.value, align_right=False),
+        Column("Qty", lambda o: _qty(inst, o.symbol, o.request.qty)),
+        Column("Price", lambda o: _price(inst, o.symbol, o.request.limit_price or o.request.stop_price)),
+        Column("Filled", lambda o: _qty(inst, o.symbol, o.filled_qty)),
+        Column("Avg", lambda o: _price(inst, o.symbol, o.avg_price)),
+        Column("Status", lambda o: o.status.value, align_right=False),
+        Column("Note", lambda o: o.reject_reason or "", align_right=False),
+    )
 
 
-def position_columns(unrealized: Callable[[str], Decimal], mark: Callable[[str], Decimal | None]) -> tuple[Column, ...]:
+def fill_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
+    return (
+        Column("Time", lambda f: _time(f.exchange_ms), align_right=False),
+        Column("Order", lambda f: f.order_id, align_right=False),
+        Column("Side", lambda f: f.side.value, align_right=False, colour=lambda f: _side_colour(f.side)),
+        Column("Qty", lambda f: _qty(inst, f.symbol, f.qty)),
+        Column("Price", lambda f: _price(inst, f.symbol, f.price)),
+        Column("Fee", lambda f: _num(f.fee, 4)),
+        Column("Liq.", lambda f: f.liquidity.value, align_right=False),
+    )
+
+
+ORDER_COLUMNS = order_columns()  # without instruments: precision from each price
+FILL_COLUMNS = fill_columns()
+
+
+def position_columns(unrealized: Callable[[str], Decimal], mark: Callable[[str], Decimal | None],
+                     inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
     return (
         Column("Symbol", lambda p: p.symbol, align_right=False),
-        Column("Qty", lambda p: _num(p.qty), colour=lambda p: _pnl_colour(p.qty)),
-        Column("Avg price", lambda p: _num(p.avg_price, 2)),
-        Column("Mark", lambda p: _num(mark(p.symbol), 2)),
+        Column("Qty", lambda p: _qty(inst, p.symbol, p.qty), colour=lambda p: _pnl_colour(p.qty)),
+        Column("Avg price", lambda p: _price(inst, p.symbol, p.avg_price)),
+        Column("Mark", lambda p: _price(inst, p.symbol, mark(p.symbol))),
         Column("Unrealised", lambda p: _num(unrealized(p.symbol), 2),
                colour=lambda p: _pnl_colour(unrealized(p.symbol))),
         Column("Realised", lambda p: _num(p.realized_pnl, 2), colour=lambda p: _pnl_colour(p.realized_pnl)),
@@ -223,10 +251,11 @@ class Blotter(QtWidgets.QTabWidget):
         self.desk = desk
         self._version = -1
         pf = desk.portfolio
-        self.positions = DeclaredTableModel(position_columns(pf.unrealized_pnl, desk.last_price), key=_symbol)
-        self.working = DeclaredTableModel(ORDER_COLUMNS, key=_id)
-        self.orders = DeclaredTableModel(ORDER_COLUMNS, key=_id)
-        self.fills = DeclaredTableModel(FILL_COLUMNS, key=_id)
+        inst = desk.instruments.get  # every price and quantity in its symbol's precision
+        self.positions = DeclaredTableModel(position_columns(pf.unrealized_pnl, desk.last_price, inst), key=_symbol)
+        self.working = DeclaredTableModel(order_columns(inst), key=_id)
+        self.orders = DeclaredTableModel(order_columns(inst), key=_id)
+        self.fills = DeclaredTableModel(fill_columns(inst), key=_id)
         self.positions_view = table_view(self.positions)
         self.working_view = table_view(self.working)
         self.addTab(self.positions_view, "Positions")

@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.llm.schema import Action, CacheStatus, Decision
 from app.llm.service import DecisionService, ModelState
+from app.market.instruments import Instrument, defaults_for
 
 MAX_CARDS = 60
 
@@ -46,7 +47,8 @@ def _badge_text(d: Decision) -> str:
 
 
 class DecisionCard(QtWidgets.QFrame):
-    def __init__(self, d: Decision, proposal=None, actions=None, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, d: Decision, proposal=None, actions=None, parent: QtWidgets.QWidget | None = None,
+                 instrument: Instrument | None = None) -> None:
         super().__init__(parent)
         self.decision = d
         self.proposal = proposal
@@ -79,7 +81,9 @@ class DecisionCard(QtWidgets.QFrame):
         elif b is not None:
             parts = [f"size {b.size_pct:g}%", f"conf {b.confidence:.2f}"]
             if b.limit_price is not None:
-                parts.insert(1, f"limit {b.limit_price:,.2f}")
+                # In the symbol's precision (XRP's 0.6012, not 0.60); unknown filters: five significant digits.
+                inst = instrument or defaults_for(d.symbol, b.limit_price)
+                parts.insert(1, f"limit {inst.fmt_price(b.limit_price)}")
             if b.stop_loss_pct is not None:
                 parts.append(f"SL {b.stop_loss_pct:g}%")
             if b.take_profit_pct is not None:
@@ -200,7 +204,8 @@ class DecisionsPanel(QtWidgets.QWidget):
         if fresh > 0:
             for d in list(svc.decisions)[len(svc.decisions) - fresh:]:
                 proposal = self.desk.proposals.for_decision(d) if self.desk is not None else None
-                card = DecisionCard(d, proposal, self.actions)
+                instrument = self.desk.instruments.get(d.symbol) if self.desk is not None else None
+                card = DecisionCard(d, proposal, self.actions, instrument=instrument)
                 if proposal is not None:
                     card.update_status(self.desk.proposals.clock())
                 self._cards.insertWidget(0, card)

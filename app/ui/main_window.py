@@ -394,6 +394,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.risk_label.style().polish(self.risk_label)
         pf = desk.portfolio
         self.equity_label.setText(f"equity {pf.equity():,.2f}  day {pf.day_pnl(desk.now_ms()):+,.2f}")
+        self.chart.set_instrument(desk.instruments.get(self.symbol))
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()

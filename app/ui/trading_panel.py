@@ -154,7 +154,13 @@ class TradingPanel(QtWidgets.QWidget):
         self.cash.setText(f"{pf.cash:,.2f}")
         day = pf.day_pnl(now_ms)
         self.day_pnl.setText(f"{day:+,.2f}")
-        self.unrealized.setText(f"{pf.unrealized_pnl(self.symbol):+,.2f}")
+        inst = self.desk.instruments.get(self.symbol)
+        self.unrealized.setText(inst.fmt_money(pf.unrealized_pnl(self.symbol), sign=True))
+        # The ticket's hints in the symbol's own steps (0.1 XRP, 0.00001 BTC), so a valid order is typed first time.
+        hint = f"quantity, step {inst.fmt_qty(inst.lot_size)} {inst.base}".rstrip()
+        if self.qty.placeholderText() != hint:
+            self.qty.setPlaceholderText(hint)
+            self.price.setPlaceholderText(f"limit price, tick {inst.fmt_price(inst.tick_size)}")
         state = self.desk.risk.state
         self.risk_state.setText(state.value)
         self.risk_state.setProperty("level", {RiskState.ACTIVE: "ok", RiskState.REDUCING: "warn"}.get(state, "bad"))

@@ -11,8 +11,16 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.candles import TIMEFRAMES, CandleSeries
+from app.market.instruments import Instrument
 from app.ui import theme
-from app.ui.chart.items import CandlestickItem, LastPriceLine, LiveCandleItem, VolumeItem, set_y_range
+from app.ui.chart.items import (
+    CandlestickItem,
+    LastPriceLine,
+    LiveCandleItem,
+    VolumeItem,
+    price_decimals,
+    set_y_range,
+)
 from app.ui.chart.overlays import IndicatorOverlays
 
 # Proposal arrows take their cache badge's colour (as in the decision cards).
@@ -41,6 +49,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._last_xrange: tuple[float, float] = (0.0, 0.0)
         self._applying_range = False
         self._view_ready = False  # the first data for a series sets the default zoom
+        self.instrument: Instrument | None = None  # the symbol's precision; None: about five significant digits
         self._build_toolbar()
         self._build_plots()
         layout = QtWidgets.QVBoxLayout(self)
@@ -391,10 +400,29 @@ class ChartWidget(QtWidgets.QWidget):
         if self.follow:
             self._apply_follow()
 
+    def set_instrument(self, instrument: Instrument | None) -> None:
+        """Prices on this chart (read-out, last-price tag, position lines) in the instrument's precision."""
+        if instrument == self.instrument:
+            return
+        self.instrument = instrument
+        d = None if instrument is None else instrument.price_decimals
+        self.last_line.set_decimals(d)
+        for name, line in self.position_lines.items():
+            line.label.setFormat(f"{name.upper()} {{value:,.{2 if d is None else d}f}}")
+
+    def fmt_price(self, x: float) -> str:
+        if self.instrument is not None:
+            return self.instrument.fmt_price(x)
+        return f"{x:,.{price_decimals(x)}f}"
+
+    def _fmt_volume(self, v: float) -> str:
+        return self.instrument.fmt_qty(v) if self.instrument is not None else f"{v:.4f}"
+
     def _indicator_text(self) -> str:
         v = self.overlays.values
-        names = (("ema_fast", "EMA20"), ("ema_slow", "EMA50"), ("vwap", "VWAP"), ("rsi", "RSI"), ("macd", "MACD"))
-        return "".join(f"  {label} {v[k]:,.2f}" for k, label in names if k in v)
+        prices = (("ema_fast", "EMA20"), ("ema_slow", "EMA50"), ("vwap", "VWAP"))  # in price units
+        text = "".join(f"  {label} {self.fmt_price(v[k])}" for k, label in prices if k in v)
+        return text + "".join(f"  {label} {v[k]:,.2f}" for k, label in (("rsi", "RSI"), ("macd", "MACD")) if k in v)
 
     # ----- crosshair ----------------------------------------------------------------------------------------
     def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
@@ -411,10 +439,11 @@ class ChartWidget(QtWidgets.QWidget):
         i = int(np.searchsorted(self._x, p.x(), side="right")) - 1
         a = self._series.arrays()
         if not 0 <= i < len(a.open_ms):
-            self.readout.setText(f"{p.y():.2f}")
+            self.readout.setText(self.fmt_price(p.y()))
             return
         when = dt.datetime.fromtimestamp(self._x[i]).strftime("%Y-%m-%d %H:%M:%S")
         self.readout.setText(
-            f"{when}   O {a.open[i]:.2f}  H {a.high[i]:.2f}  L {a.low[i]:.2f}  C {a.close[i]:.2f}"
-            f"  V {a.volume[i]:.4f}  N {int(a.trades[i])}" + self._indicator_text()
+            f"{when}   O {self.fmt_price(a.open[i])}  H {self.fmt_price(a.high[i])}  L {self.fmt_price(a.low[i])}"
+            f"  C {self.fmt_price(a.close[i])}  V {self._fmt_volume(a.volume[i])}  N {int(a.trades[i])}"
+            + self._indicator_text()
         )

@@ -300,6 +300,7 @@ class LastPriceLine(pg.GraphicsObject):
         super().__init__()
         self._price = float("nan")
         self._text = ""
+        self.decimals: int | None = None  # the instrument's price decimals; None: from the price's magnitude
         self._up = True
         self._bounds: QtCore.QRectF | None = None
         self._font = QtGui.QFont()
@@ -319,12 +320,22 @@ class LastPriceLine(pg.GraphicsObject):
     def text(self) -> str:
         return self._text
 
+    def set_decimals(self, decimals: int | None) -> None:
+        """The instrument's price decimals (None: from the price's magnitude); the tag is rewritten at once."""
+        if decimals == self.decimals:
+            return
+        self.decimals = decimals
+        price, self._price = self._price, float("nan")
+        if np.isfinite(price):
+            self.set_price(price, self._up)
+
     def set_price(self, price: float, up: bool) -> None:
         if price == self._price and up == self._up:
             return
         self.prepareGeometryChange()
         self._price, self._up, self._bounds = price, up, None
-        self._text = f"{price:,.{price_decimals(price)}f}"
+        d = price_decimals(price) if self.decimals is None else self.decimals
+        self._text = f"{price:,.{d}f}"
         self.update()
 
     def viewTransformChanged(self) -> None:  # pyqtgraph calls this when the view pans or zooms

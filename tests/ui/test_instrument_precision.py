@@ -1,0 +1,58 @@
+"""Every number on screen in its instrument's precision: XRP at 0.6012 is never shown as 0.60 (blotter tables,
+decision cards, the chart's last-price tag, read-out and position lines)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
+from app.market.instruments import Instrument
+from app.models import Fill, Liquidity, Order, OrderRequest, OrderStatus, OrderType, Position, Side
+from app.ui.blotter import DeclaredTableModel, _id, _symbol, fill_columns, order_columns, position_columns
+from app.ui.chart.chart_widget import ChartWidget
+from app.ui.decisions import DecisionCard
+
+XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_notional=D("5"))
+
+
+def cell(model: DeclaredTableModel, row: int, title: str) -> str:
+    titles = [c.title for c in model.columns]
+    return model.data(model.index(row, titles.index(title)))
+
+
+def test_blotter_tables_show_xrp_prices_and_quantities_in_its_precision(qtbot):
+    inst = {"XRPUSDT": XRP}.get
+    req = OrderRequest("XRPUSDT", Side.BUY, OrderType.LIMIT, D("100"), limit_price=D("0.6011"))
+    orders = DeclaredTableModel(order_columns(inst), key=_id)
+    orders.set_rows([Order("O1", req, OrderStatus.FILLED, 0, filled_qty=D("100"), avg_price=D("0.6011"))])
+    assert (cell(orders, 0, "Price"), cell(orders, 0, "Qty"), cell(orders, 0, "Avg")) == ("0.6011", "100.0", "0.6011")
+    fills = DeclaredTableModel(fill_columns(inst), key=_id)
+    fills.set_rows([Fill("F1", "O1", "XRPUSDT", Side.BUY, D("100"), D("0.6011"), D("0.06"), Liquidity.TAKER, 0)])
+    assert cell(fills, 0, "Price") == "0.6011"
+    positions = DeclaredTableModel(position_columns(lambda s: D("0.1"), lambda s: D("0.6012"), inst), key=_symbol)
+    positions.set_rows([Position("XRPUSDT", D("100"), D("0.6011"))])
+    assert (cell(positions, 0, "Avg price"), cell(positions, 0, "Mark")) == ("0.6011", "0.6012")
+    # a symbol whose filters are unknown: about five significant digits from the price, never two decimals
+    unknown = DeclaredTableModel(order_columns(), key=_id)
+    unknown.set_rows([Order("O2", OrderRequest("DOGEUSDT", Side.SELL, OrderType.LIMIT, D("10"),
+                                               limit_price=D("0.12345")), OrderStatus.NEW, 0)])
+    assert cell(unknown, 0, "Price") == "0.12345"
+
+
+def test_decision_card_shows_the_limit_price_in_the_symbols_precision(qtbot):
+    body = DecisionBody(action=Action.BUY, size_pct=5, limit_price=0.6012, confidence=0.8, rationale="t")
+    meta = DecisionMeta(provider="p", model="m", prompt_version="v", latency_ms=1.0, cache_status=CacheStatus.MISS)
+    card = DecisionCard(Decision(symbol="XRPUSDT", timeframe="1m", state_ms=0, body=body, meta=meta), instrument=XRP)
+    qtbot.addWidget(card)
+    texts = [w.text() for w in card.findChildren(type(card.rationale))]
+    assert any("limit 0.6012" in t for t in texts), texts
+
+
+def test_chart_prices_follow_the_instrument(qtbot):
+    chart = ChartWidget(timeframe="1m")
+    qtbot.addWidget(chart)
+    chart.last_line.set_price(0.6012, up=True)
+    chart.set_instrument(XRP)
+    assert chart.last_line.text == "0.6012"  # rewritten at once, not at the next trade
+    assert chart.fmt_price(0.60123) == "0.6012"
+    assert chart.position_lines["entry"].label.format == "ENTRY {value:,.4f}"
