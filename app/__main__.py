@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="approve proposals within auto-approve's own strict limits (off by default)")
     p.add_argument("--theme", choices=["dark", "light"], help="colour theme (default dark)")
     p.add_argument("--smoke-test", type=float, metavar="SECONDS",
-                   help="run that long, then exit 0 if data arrived and candles were drawn, 1 otherwise")
+                   help="run that long (or until SIGTERM/Ctrl+C ends it early), then exit 0 if data arrived, "
+                   "candles were drawn and no task failed, 1 otherwise")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
                    help="with --smoke-test: save the main window to this PNG just before exit")
     p.add_argument("--json", action="store_true",
@@ -163,10 +164,11 @@ def _settings_from(args: argparse.Namespace):
 
 
 def _replay_readable(path: Path) -> bool:
-    from app.market.recording import RecordingError, iter_frames
+    """A file the replay cannot use is said in one sentence now, not found out as a feed with 0 frames."""
+    from app.market.recording import RecordingError, scan_recording
 
     try:
-        next(iter_frames(path), None)
+        scan_recording(path, max_frames=10_000)  # the built-in exchange reads it all; this is the quick look
     except RecordingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
@@ -272,6 +274,7 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     except JournalError as exc:  # a journal we must not touch (newer version, not ours, unreadable)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    restored_state = _state_summary(session)  # what the journal gave back, before anything trades
     smoke_s, screenshot = args.smoke_test, args.screenshot
     # Automation runs (smoke test, start-up benchmark) neither read nor overwrite the trader's saved layout.
     automated = smoke_s is not None or args.exit_after_first_window
@@ -318,7 +321,9 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     reason = await done
     rc = 0
     counters = None
-    if smoke_s is not None and reason == "smoke test over":
+    # A signal ends a smoke test early with its verdict: a script (scripts/chaos.py) stops it when it has what
+    # it needs, and still gets the counters.
+    if smoke_s is not None and reason in ("smoke test over", "signal"):
         window.bridge.tick()  # one last refresh so the screenshot and the verdict see the newest data
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +332,7 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
                 rc = 1
         rc = max(rc, smoke_verdict(session, window))
         counters = smoke_counters(session, window)
+        counters["restored_state"] = restored_state
     window.bridge.stop()
     if reason == "signal":  # Ctrl+C, SIGTERM at logout: no closeEvent, so the layout is saved here
         window.save_ui_state()
@@ -388,7 +394,14 @@ def smoke_counters(session, window) -> dict:
         "fills": len(desk.fills),
         "risk": desk.risk.state.value,
         "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
+        "state": _state_summary(session),
     }
+
+
+def _state_summary(session) -> dict | None:
+    """Positions, cash, open orders and risk state as JSON values (the desk's summary, where it has one)."""
+    summary = getattr(session.desk, "summary", None)
+    return summary() if summary is not None else None
 
 
 def _seconds_since_process_start() -> float:

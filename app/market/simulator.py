@@ -34,9 +34,9 @@ import secrets
 import signal
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -1186,6 +1186,18 @@ class SimulatorStats:
     frames_sent: int = 0  # every WebSocket message written (market frames and request replies)
     clients: int = 0  # connections open now
     slow_clients_dropped: int = 0  # closed because they could not keep up
+    # Binance-dialect trade frames written, per symbol: what a fault test compares with the trades the terminal
+    # delivered (scripts/chaos.py reads it from the ``stats`` line printed at exit).
+    trades_sent: Counter[str] = field(default_factory=Counter)
+
+
+_TRADE_MARK = b'"e":"trade"'
+_SYMBOL_FIELD = re.compile(rb'"s":"([^"]+)"')
+
+
+def _count_trade(stats: SimulatorStats, msg: bytes) -> None:
+    if _TRADE_MARK in msg[:96] and (m := _SYMBOL_FIELD.search(msg)) is not None:
+        stats.trades_sent[m.group(1).decode()] += 1
 
 
 class _Client:
@@ -1227,6 +1239,7 @@ class _Client:
                     self.drained.set()
                 await self.ws.send(msg, text=True)  # returns at once while the socket takes it: no turn of the loop
                 stats.frames_sent += 1
+                _count_trade(stats, msg)
                 sent += 1
                 if sent % _WRITE_YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the terminal (same loop) in between chunks of a large batch
@@ -1658,6 +1671,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 READY_PREFIX = "ready "  # the line a parent reads (ExchangeProcess): "ready <ws_url> <rest_url>"
+STATS_PREFIX = "stats "  # the line printed at exit: "stats <json>" (frames_sent, trades_sent per symbol)
 
 
 async def _serve_until_stopped(source: MarketSource, host: str, port: int, protocol: str = "binance",
@@ -1673,6 +1687,10 @@ async def _serve_until_stopped(source: MarketSource, host: str, port: int, proto
         await stop.wait()
         if watch is not None:
             watch.cancel()
+    # After the server closed: what was written to clients, for a parent that compares it with what arrived.
+    stats = {"frames_sent": sim.stats.frames_sent, "trades_sent": sim.stats.trades_sent}
+    with contextlib.suppress(OSError):  # a parent that no longer reads (the terminal has gone)
+        print(f"{STATS_PREFIX}{orjson.dumps(stats).decode()}", flush=True)
 
 
 async def _exit_with_parent(pid: int, stop: asyncio.Event) -> None:
