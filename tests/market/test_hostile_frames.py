@@ -23,7 +23,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import serve
 
-from app.market.adapters import binance, coinbase, kraken
+from app.market.adapters import binance, binance_futures, coinbase, kraken
 from app.market.connection import FeedConnection
 from app.market.exchange_time import ExchangeTimeWindow
 from app.market.features import compute_state
@@ -68,6 +68,16 @@ def binance_trade(**fields: Any) -> dict[str, Any]:
     return d
 
 
+def futures_trade(**fields: Any) -> dict[str, Any]:
+    """USD-M futures have no raw trade stream: an aggTrade, its id in ``a`` (``t`` in the fields means that)."""
+    d = {"e": "aggTrade", "E": NOW_MS, "s": "BTCUSDT", "a": 1, "p": "61837.6", "q": "0.020", "f": 1, "l": 1,
+         "T": NOW_MS, "m": False}
+    if "t" in fields:
+        fields["a"] = fields.pop("t")
+    d.update(fields)
+    return d
+
+
 def binance_frame(data: Any, stream: str = "btcusdt@trade") -> bytes:
     return orjson.dumps({"stream": stream, "data": data})
 
@@ -76,16 +86,22 @@ def binance_good(tid: int, ms: int) -> bytes:
     return binance_frame(binance_trade(t=tid, T=ms, E=ms, p=f"{61000 + tid % 97}.5"))
 
 
-def binance_bad() -> list[Bad]:
-    def trade(reason: str, name: str, **fields: Any) -> Bad:
-        return Bad(name, binance_frame(binance_trade(**{"t": 999_999_999, **fields})), reason)
+def futures_good(tid: int, ms: int) -> bytes:
+    return binance_frame(futures_trade(t=tid, T=ms, E=ms, p=f"{61000 + tid % 97}.5"), "btcusdt@aggTrade")
 
-    depth = {"e": "depthUpdate", "E": NOW_MS, "s": "BTCUSDT", "U": 10, "u": 12, "b": [["61000.1", "1.5"]],
+
+def binance_bad(futures: bool = False) -> list[Bad]:
+    make = futures_trade if futures else binance_trade
+
+    def trade(reason: str, name: str, **fields: Any) -> Bad:
+        return Bad(name, binance_frame(make(**{"t": 999_999_999, **fields})), reason)
+
+    depth = {"e": "depthUpdate", "E": NOW_MS, "s": "BTCUSDT", "U": 10, "u": 12, "pu": 9, "b": [["61000.1", "1.5"]],
              "a": [["61001.2", "0"]]}
     ticker = {"u": 400900217, "s": "BTCUSDT", "b": "61000.01", "B": "31.21", "a": "61000.02", "A": "40.66"}
     kline = {"t": NOW_MS - 60_000, "T": NOW_MS, "s": "BTCUSDT", "i": "1m", "o": "1", "h": "2", "l": "1", "c": "2",
              "v": "3", "n": 4, "x": False}
-    wrong_id = binance_trade(t=1)
+    wrong_id = make(t=1)
     return [
         # magnitudes and types of the price
         trade("bad_value", "price 1e308", p="1e308"),
@@ -114,7 +130,8 @@ def binance_bad() -> list[Bad]:
         trade("bad_value", "id in exponent text", t="1e300"),
         trade("bad_value", "id above int64", t=1 << 63),
         Bad("id of 30 digits (JSON reads it as a float)",
-            binance_frame(wrong_id).replace(b'"t":1,', b'"t":' + b"9" * 30 + b","), "bad_field"),
+            binance_frame(wrong_id).replace(b'"t":1,', b'"t":' + b"9" * 30 + b",")
+            .replace(b'"a":1,', b'"a":' + b"9" * 30 + b","), "bad_field"),
         # exchange times
         trade("time_ahead_of_clock", "time 2e13 ms (year 2603)", T=20_000_000_000_000, E=20_000_000_000_000),
         trade("time_ahead_of_clock", "time in 2100", T=YEAR_2100_MS, E=YEAR_2100_MS),
@@ -132,7 +149,7 @@ def binance_bad() -> list[Bad]:
         trade("bad_value", "symbol empty", s=""),
         trade("bad_value", "symbol of 100k characters", s="B" * 100_000),
         trade("unknown_event", "unknown event", e="liquidation"),
-        Bad("trade without a price", binance_frame({k: v for k, v in binance_trade().items() if k != "p"}),
+        Bad("trade without a price", binance_frame({k: v for k, v in make().items() if k != "p"}),
             "bad_field"),
         Bad("data not an object", binance_frame([1, 2, 3]), "bad_envelope"),
         # book, quote and candle frames
@@ -152,6 +169,24 @@ def binance_bad() -> list[Bad]:
         Bad("subscribe refused", orjson.dumps({"id": 1, "error": {"code": 2, "msg": "Invalid request"}}),
             "request_error"),
         *common_bad(b'{"stream":"btcusdt@trade","data":'),
+        *(futures_only() if futures else []),
+    ]
+
+
+def futures_only() -> list[Bad]:
+    ticker = {"e": "bookTicker", "u": 400900217, "E": NOW_MS, "T": NOW_MS, "s": "BTCUSDT", "b": "61000.1",
+              "B": "31.21", "a": "61000.2", "A": "40.66"}
+    depth = {"e": "depthUpdate", "E": NOW_MS, "T": NOW_MS, "s": "BTCUSDT", "U": 10, "u": 12, "pu": 9,
+             "b": [["61000.1", "1.5"]], "a": []}
+    mark = {"e": "markPriceUpdate", "E": NOW_MS, "s": "BTCUSDT", "p": "61000.1", "i": "61000.0", "r": "0.0001",
+            "T": NOW_MS}
+    return [
+        Bad("futures bookTicker ask 1e308", binance_frame({**ticker, "a": "1e308"}), "bad_value"),
+        Bad("futures bookTicker time in 2100", binance_frame({**ticker, "E": YEAR_2100_MS}), "time_ahead_of_clock"),
+        Bad("futures bookTicker update id a float", binance_frame({**ticker, "u": 4.0e8}), "bad_field"),
+        Bad("futures depth pu a float", binance_frame({**depth, "pu": 9.0}), "bad_field"),
+        Bad("futures depth without pu", binance_frame({k: v for k, v in depth.items() if k != "pu"}), "bad_field"),
+        Bad("futures mark price nan", binance_frame({**mark, "p": "nan"}), "bad_value"),
     ]
 
 
@@ -350,6 +385,7 @@ def common_bad(prefix: bytes) -> list[Bad]:
 
 PROTOCOLS = {
     "binance": Protocol(binance, "BTCUSDT", binance_good, binance_bad),
+    "binance-futures": Protocol(binance_futures, "BTCUSDT", futures_good, lambda: binance_bad(futures=True)),
     "coinbase": Protocol(coinbase, "BTCUSD", coinbase_good, coinbase_bad),
     "kraken": Protocol(kraken, "BTCUSD", kraken_good, kraken_bad),
 }
