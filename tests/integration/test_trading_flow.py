@@ -146,12 +146,13 @@ async def test_refusals_say_why_and_send_nothing(qtbot, tmp_path):
     async with open_terminal(tmp_path) as (session, window, _):
         desk = session.desk
         sent = len(desk.broker.orders)
-        # A quantity below the lot size from the order ticket.
+        # A quantity below the instrument's minimum (the built-in exchange's BTCUSDT filters) from the order ticket.
         panel = window.trading_panel
         panel.qty.setText("0.000001")
         qtbot.mouseClick(panel.submit, QtCore.Qt.MouseButton.LeftButton)
         await wait_until(lambda: panel.last_result is not None, what="a result")
-        assert not panel.last_result.ok and "lot" in panel.last_result.message
+        assert not panel.last_result.ok and panel.last_result.message == (
+            "risk: quantity 0.000001 BTC is below the minimum 0.00001 for BTCUSDT")
         # Not a number.
         panel.qty.setText("abc")
         qtbot.mouseClick(panel.submit, QtCore.Qt.MouseButton.LeftButton)
