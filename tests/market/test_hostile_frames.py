@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -401,7 +403,8 @@ def script(protocol: Protocol) -> tuple[list[bytes | str], list[int], Counter[st
 
     def good() -> None:
         nonlocal tid
-        frames.append(protocol.good(tid, NOW_MS - 60_000 + tid - FIRST_ID).decode())
+        # half a minute apart over the last hour: enough bars on every timeframe for the decision features
+        frames.append(protocol.good(tid, NOW_MS - HOUR_MS + (tid - FIRST_ID) * 30_000).decode())
         good_ids.append(tid)
         tid += 1
 
@@ -474,7 +477,11 @@ async def test_bad_frames_are_counted_and_good_trades_all_arrive(name: str):
     m = market[protocol.symbol]
     assert m.trades == len(good_ids)
     for timeframe in ("1m", "5m"):
-        compute_state(m.candles.series(timeframe), symbol=protocol.symbol, quote_bid=None, quote_ask=None)
+        state = compute_state(m.candles.series(timeframe), symbol=protocol.symbol, quote_bid=None, quote_ask=None)
+        assert state is not None
+        numbers = [v for v in dataclasses.asdict(state).values() if isinstance(v, float) and not math.isnan(v)]
+        assert numbers and all(math.isfinite(v) for v in numbers), f"{timeframe}: {state}"
+        assert state.last_price == trades[-1].price
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
