@@ -222,6 +222,8 @@ class Session:
             feed = exchanges.plan(s.exchange, self.symbols, ws_url=s.ws_url, rest_url=s.rest_url)
         rest_base = feed.rest_base
         self._depth_path, self._klines_path = feed.depth_path, feed.klines_path
+        # --record: every frame as received, to replay later (lost from here once; now built with the connection)
+        self.recorder = Recorder(s.record_path) if s.record_path is not None else None
         taps = []
         if feed.adapter is kraken:
             self.kraken_books = KrakenBookGuard(self.symbols, lambda msgs: self.connection.send_soon(msgs))
@@ -349,10 +351,13 @@ class Session:
             client = await self._http_client()
             resp = await client.get(f"{rest_base}{self._depth_path}", params={"symbol": symbol, "limit": 1000})
             resp.raise_for_status()
-            snap = binance.parse_depth_snapshot(resp.json(), symbol, time.perf_counter_ns())
+            answer = resp.json()
+            snap = binance.parse_depth_snapshot(answer, symbol, time.perf_counter_ns())
         except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
             log.warning("no depth snapshot for %s: %s", symbol, exc)
             return
+        if self.recorder is not None:
+            self.recorder.write_depth_snapshot(snap.recv_ns, symbol, answer)
         self.desk.books[symbol].apply(snap)
 
     async def _http_client(self):

@@ -15,8 +15,10 @@ import binascii
 import contextlib
 import gzip
 import logging
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -125,6 +127,13 @@ class Recorder:
         self.frames += 1
         self.bytes += len(line)
 
+    def write_depth_snapshot(self, recv_ns: int, symbol: str, answer: dict) -> None:
+        """A REST depth snapshot the terminal fetched, kept inline as recorders do, with its symbol (the REST
+        answer names none), so a replay can answer depth requests and its books sync."""
+        import orjson
+
+        self.write(recv_ns, orjson.dumps({**answer, "s": symbol}))
+
     def flush(self) -> None:
         if self._fh is not None:
             try:
@@ -159,3 +168,70 @@ def _is_text(raw: bytes | bytearray | memoryview | str, data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# ----- what a recording holds ------------------------------------------------------------------------------
+
+# Frames the built-in exchange can replay, told apart by a key only their feed has (cheap: no JSON parsing).
+_DIALECT_MARKS = (
+    (b'"stream"', "binance"),  # combined-stream envelope
+    (b'"lastUpdateId"', "binance"),  # REST depth snapshot kept inline
+    (b'"events"', "coinbase"),  # Advanced Trade: {"channel": ..., "events": [...]}
+    (b'"channel"', "kraken"),  # WebSocket v2: {"channel": ..., "type": ..., "data": [...]}
+)
+_SYMBOL_FIELDS = re.compile(rb'"(?:s|product_id|symbol)"\s*:\s*"([A-Za-z0-9/-]{2,30})"')
+
+
+@dataclass
+class RecordingSummary:
+    frames: int = 0
+    replayable: int = 0  # frames of a feed the built-in exchange replays
+    dialects: set[str] = field(default_factory=set)
+    symbols: set[str] = field(default_factory=set)  # as the terminal writes them: BTCUSDT, BTCUSD
+
+
+def scan_recording(path: str | Path, max_frames: int | None = None) -> RecordingSummary:
+    """What the recording holds (the first ``max_frames`` frames, or all), or RecordingError with one sentence a
+    user can act on: unreadable, empty, not a recording, or frames of no feed the built-in exchange replays."""
+    summary = RecordingSummary()
+    first: bytes | None = None
+    for _, raw in iter_frames(path):
+        summary.frames += 1
+        first = first if first is not None else raw
+        dialect = _dialect(raw)
+        if dialect is not None:
+            summary.replayable += 1
+            summary.dialects.add(dialect)
+            summary.symbols.update(m.decode().replace("-", "").replace("/", "").upper()
+                                   for m in _SYMBOL_FIELDS.findall(raw))
+        if max_frames is not None and summary.frames >= max_frames:
+            break
+    if summary.frames == 0:
+        if _blank(path):
+            raise RecordingError(f"cannot replay {path}: the file is empty")
+        raise RecordingError(f"cannot replay {path}: it is not a recording (no line is '<receive_ns> <frame>', "
+                             f"'<unix_time>: <frame>' or a JSON object)")
+    if summary.replayable == 0:
+        sample = (first or b"")[:60].decode("utf-8", "replace")
+        raise RecordingError(f"cannot replay {path}: none of its {summary.frames} frames comes from a Binance, "
+                             f"Coinbase Advanced Trade or Kraken v2 feed (the first is {sample!r})")
+    return summary
+
+
+def _dialect(raw: bytes) -> str | None:
+    if not raw.lstrip().startswith(b"{"):
+        return None
+    for mark, dialect in _DIALECT_MARKS:
+        if mark in raw:
+            return dialect
+    return None
+
+
+def _blank(path: str | Path) -> bool:
+    fh = open_recording(path)
+    try:
+        return not any(line.strip() for line in fh)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return False
+    finally:
+        fh.close()

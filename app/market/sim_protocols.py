@@ -67,6 +67,9 @@ class ProtocolSession(Protocol):
     def translate(self, stream: str, payload: bytes) -> list[bytes]:
         """One Binance frame of a subscribed stream -> this client's messages (maybe none)."""
 
+    def fail(self, message: str) -> None:
+        """A request could not be served (e.g. a replay has no book yet): this dialect's error answer."""
+
 
 def make_session(
     protocol: str, source: Source, push: Push, subscribe: Streams, unsubscribe: Streams
@@ -150,7 +153,8 @@ class _Base:
 # Update ids as futures sends them: not contiguous between diffs (they are global across symbols there), so a client
 # that applied spot's continuity rule (U == previous u + 1) would resync forever, as the real exchange would make
 # it. Spot id n becomes FUTURES_ID_SCALE * n; a diff's U is placed just after the previous diff's u with a hole
-# between, and a snapshot's lastUpdateId inside the diff holding the snapshot's next update, as futures documents.
+# between, and a snapshot's lastUpdateId (L' = L * scale + offset) inside the diff holding the snapshot's next
+# update, as futures documents: that diff has U' = previous u' + offset <= L' <= u'.
 FUTURES_ID_SCALE = 10
 _FUTURES_ID_OFFSET = 5
 
@@ -160,17 +164,18 @@ class FuturesDialect:
     gets ``"e": "bookTicker"``, ``E`` and ``T``; trades, aggTrades and klines are the same frames."""
 
     def __init__(self) -> None:
-        self._last_u: dict[str, int] = {}  # depth stream -> the previous diff's u (futures ids)
+        self._last_u: dict[str, int] = {}  # depth stream -> the previous diff's u (spot ids)
 
     def translate(self, stream: str, payload: bytes) -> bytes:
         _, kind = _stream_kind(stream)
         if kind.startswith("depth"):
             d = orjson.loads(payload)
-            first, last = _futures_first_id(d["U"]), d["u"] * FUTURES_ID_SCALE
-            prev = self._last_u.get(stream, first - 1)
-            self._last_u[stream] = last
+            # From the previous diff, not from U: a replayed futures tape has holes between its diffs already.
+            prev = self._last_u.get(stream, d["U"] - 1)
+            self._last_u[stream] = d["u"]
+            first, last = prev * FUTURES_ID_SCALE + _FUTURES_ID_OFFSET, d["u"] * FUTURES_ID_SCALE
             return orjson.dumps({"e": "depthUpdate", "E": d["E"], "T": d["E"], "s": d["s"], "U": first, "u": last,
-                                 "pu": prev, "b": d["b"], "a": d["a"]})
+                                 "pu": prev * FUTURES_ID_SCALE, "b": d["b"], "a": d["a"]})
         if kind == "bookTicker":
             d = orjson.loads(payload)
             now = int(time.time() * 1000)
@@ -184,12 +189,6 @@ class FuturesDialect:
         now = int(time.time() * 1000)
         last = int(snap["lastUpdateId"]) * FUTURES_ID_SCALE + _FUTURES_ID_OFFSET
         return {"lastUpdateId": last, "E": now, "T": now, "bids": snap["bids"], "asks": snap["asks"]}
-
-
-def _futures_first_id(spot_first: int) -> int:
-    # spot U = previous u + 1 -> previous u' + _FUTURES_ID_OFFSET: a hole after the previous diff, and a snapshot
-    # taken after spot update L (lastUpdateId' = L' + offset) falls in [U', u'] of the diff holding update L + 1.
-    return (spot_first - 1) * FUTURES_ID_SCALE + _FUTURES_ID_OFFSET
 
 
 # ----- Coinbase Advanced Trade -----------------------------------------------------------------------------
@@ -211,6 +210,8 @@ class CoinbaseSession(_Base):
 
     def _error(self, message: str) -> None:
         self.push(orjson.dumps({"type": "error", "message": message}))
+
+    fail = _error
 
     async def on_message(self, message: str | bytes) -> None:
         try:
@@ -422,6 +423,10 @@ class KrakenSession(_Base):
     def start(self) -> None:
         status = {"api_version": "v2", "connection_id": id(self), "system": "online", "version": "2.0.10"}
         self.push(orjson.dumps({"channel": "status", "type": "update", "data": [status]}))
+
+    def fail(self, message: str) -> None:
+        now = _now_rfc3339_ns()
+        self.push(orjson.dumps({"error": message, "success": False, "time_in": now, "time_out": now}))
 
     def _reply(self, method: str, req_id: Any, time_in: str, **fields: Any) -> None:
         msg: dict[str, Any] = {"method": method, **fields, "time_in": time_in, "time_out": _now_rfc3339_ns()}

@@ -48,7 +48,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from app.market.recording import RecordingError, iter_frames
+from app.market.recording import RecordingError, iter_frames, scan_recording
+from app.market.replay_dialects import ForeignFrames, dialect_of
 from app.market.sim_protocols import BINANCE_LIKE, PROTOCOLS, FuturesDialect, ProtocolSession, make_session
 
 __all__ = [
@@ -1004,10 +1005,14 @@ class ReplaySource:
         self._trade_event: str | None = None  # "trade", else "aggTrade": the one REST klines are built from
         self._last_depth_symbol: str | None = None
         self._pending_snapshot: dict[str, Any] | None = None
-        _check_recording(self.path)
+        # Read once through at construction: a file it cannot replay fails here with one sentence, and a
+        # subscription to a symbol the recording does not hold is refused in the protocol spoken.
+        self.symbols_held = frozenset(scan_recording(self.path).symbols)
+        self._foreign = ForeignFrames()  # Coinbase and Kraken recordings, as Binance frames
 
     def serves(self, stream: str) -> bool:
-        return _STREAM_RE.fullmatch(stream) is not None  # what exists is up to the recording
+        match = _STREAM_RE.fullmatch(stream)  # any stream of a symbol held; which ones carry data is up to the tape
+        return match is not None and match.group(1).upper() in self.symbols_held
 
     async def batches(self, wanted: Container[str]) -> AsyncIterator[list[Frame]]:
         pacer = _Pacer(self.speed) if self.paced else None
@@ -1026,9 +1031,7 @@ class ReplaySource:
                         yield batch
                         batch = []
                     await asyncio.sleep(max(0.0, pacer.delay(recorded_ns)))
-                frame = self._ingest(msg, wanted)
-                if frame is not None:
-                    batch.append(frame)
+                batch.extend(self._ingest(msg, raw, wanted))
                 if len(batch) >= _REPLAY_BATCH:
                     yield batch
                     batch = []
@@ -1050,7 +1053,7 @@ class ReplaySource:
                     await self._books_changed.wait()
         book = self._books.get(symbol)
         if book is None:
-            if symbol not in self._symbols:
+            if symbol not in self.symbols_held:
                 raise _invalid_symbol()
             raise RestError(503, -1, f"the recording holds no depth snapshot for {symbol} (yet)")
         return book.snapshot(limit)
@@ -1058,7 +1061,7 @@ class ReplaySource:
     async def klines(
         self, symbol: str, interval: str, limit: int, start_ms: int | None = None, end_ms: int | None = None
     ) -> list[list[Any]]:
-        if symbol not in self._symbols:
+        if symbol not in self.symbols_held:
             raise _invalid_symbol()
         ms = _interval_ms(interval)
         bars = self._bars.get(symbol)
@@ -1070,19 +1073,33 @@ class ReplaySource:
         first, last = window
         return _kline_rows(_aggregate([bars.window(first, last + ms)], ms), ms)
 
-    def _ingest(self, msg: dict[str, Any], wanted: Container[str]) -> Frame | None:
+    def _ingest(self, msg: dict[str, Any], raw: bytes, wanted: Container[str]) -> list[Frame]:
         stream, data = msg.get("stream"), msg.get("data")
         if isinstance(stream, str) and isinstance(data, dict):
             try:
                 self._observe(data)
             except (KeyError, TypeError, ValueError):
                 self.frames_skipped += 1  # still served: the terminal's parser must cope, as live
-            return (stream, orjson.dumps(data)) if stream in wanted else None
+            return [(stream, orjson.dumps(data))] if stream in wanted else []
         if "lastUpdateId" in msg:
             self._take_snapshot(msg)
-        else:
+            return []
+        adapter = dialect_of(msg)
+        if adapter is None:
             self.frames_skipped += 1  # e.g. a subscribe reply the recorder kept
-        return None
+            return []
+        out: list[Frame] = []
+        converted = self._foreign.convert(adapter, raw)
+        if not converted:
+            self.frames_skipped += 1  # acks, heartbeats, candles, frames the adapter refused
+        for stream, data in converted:
+            if stream is None:  # a book snapshot: what /api/v3/depth answers from now on
+                self._add_book(data.pop("s"), _ReplayBook(data))
+                continue
+            self._observe(data)
+            if stream in wanted:
+                out.append((stream, orjson.dumps(data)))
+        return out
 
     def _observe(self, data: dict[str, Any]) -> None:
         """Keeps the REST state (books, bars) in step with what has been replayed."""
@@ -1110,7 +1127,9 @@ class ReplaySource:
         except (KeyError, TypeError, ValueError):
             self.frames_skipped += 1
             return
-        if self._last_depth_symbol is None:
+        if isinstance(msg.get("s"), str):  # written by --record with its symbol
+            self._add_book(msg["s"], book)
+        elif self._last_depth_symbol is None:
             self._pending_snapshot = msg
         else:
             self._add_book(self._last_depth_symbol, book)
@@ -1150,16 +1169,6 @@ class _Pacer:
             self._anchor = (recorded_ns, now)
             return 0.0
         return delay
-
-
-def _check_recording(path: Path) -> None:
-    """Fail at construction, with one line, rather than when the replay starts."""
-    frames = iter_frames(path)
-    try:
-        if next(frames, None) is None:
-            raise RecordingError(f"cannot read recording {path}: it holds no frames")
-    finally:
-        frames.close()
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -1488,7 +1497,13 @@ class ExchangeSimulator:
         try:
             async for message in ws:
                 if client.proto is not None:
-                    await client.proto.on_message(message)
+                    # These dialects send a subscription's snapshot before subscribing its stream, and a replay's
+                    # snapshot comes from the tape: the tape must be rolling by then, so a request starts it.
+                    self._subscribed.set()
+                    try:
+                        await client.proto.on_message(message)
+                    except RestError as exc:  # a replay without a book yet: an error answer, the connection stays
+                        client.proto.fail(exc.msg)
                     continue
                 reply = self._answer(client, message)
                 if reply is not None:
