@@ -198,11 +198,11 @@ class OrderBook:
 
     @property
     def status(self) -> str:
-        """What the trader is told: SYNCED, RESYNCING (a gap or a reconnect, waiting for a snapshot) or NO SNAPSHOT
-        (never synced)."""
+        """What the trader is told: SYNCED, RESYNCING (it was synced; a gap or a reconnect, waiting for a fresh
+        snapshot) or NO SNAPSHOT (never synced, e.g. at start or on a feed whose books are kept elsewhere)."""
         if self.is_valid:
             return "SYNCED"
-        return "RESYNCING" if self.snapshots or self.needs_resync or self.invalidations else "NO SNAPSHOT"
+        return "RESYNCING" if self.snapshots or self.needs_resync else "NO SNAPSHOT"
 
     def clear(self) -> None:
         """Forget everything: the next snapshot starts the book afresh."""

@@ -352,7 +352,7 @@ class MainWindow(QtWidgets.QMainWindow):
         text, _ = STATE_STYLE[f.state]
         if f.state is FeedState.RECONNECTING and f.reconnects:
             text = f"{text} ({f.reconnects})"
-        resyncing = [s for s, b in self.session.desk.books.items() if b.has_snapshot and b.needs_resync]
+        resyncing = [s for s, b in self.session.desk.books.items() if b.status == "RESYNCING"]
         guard = self.session.kraken_books
         resyncing += sorted(guard.resyncing) if guard is not None else []
         if f.state is FeedState.LIVE and resyncing:
