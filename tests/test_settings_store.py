@@ -94,7 +94,7 @@ theme = "light"
         f"{path}: max_order_notional: must be greater than 0 (got -5); using the default 5000")
     assert problems["max_open_orders"].startswith(f"{path}: max_open_orders: must be a valid integer")
     assert '(got "ten"); using the default 10' in problems["max_open_orders"]
-    assert "must be 'sim', 'binance', 'coinbase' or 'kraken'" in problems["exchange"]
+    assert "must be 'sim', 'binance', 'binance-futures', 'coinbase' or 'kraken'" in problems["exchange"]
     assert problems["max_ordr_notional"] == (
         f"{path}: max_ordr_notional: is not a setting (did you mean max_order_notional?); ignored")
     assert set(problems) == {"max_order_notional", "max_open_orders", "exchange", "max_ordr_notional"}
