@@ -79,3 +79,21 @@ async def test_a_task_that_keeps_failing_is_stopped_and_shown_stopped(tmp_path, 
         assert sup.faults["desk"].text == "desk stopped"
     finally:
         await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_long_lived_task_that_returns_is_a_fault_too(tmp_path, crash_reports):
+    """A loop that ends without an error leaves its part of the terminal just as dead as one that raised."""
+    session = Session(Settings(history_bars=0, sim_process=False, journal_path=tmp_path / "j.sqlite3"))
+    sup = session.supervisor
+
+    async def quits() -> None:
+        return None
+
+    sup.supervise("desk", quits, restart=False)
+    try:
+        await wait_until(lambda: "desk" in sup.faults, what="the fault")
+        assert sup.faults["desk"].stopped and "ended on its own" in sup.faults["desk"].last_error
+        assert session.task_faults == 1
+    finally:
+        await session.stop()

@@ -230,3 +230,21 @@ async def test_a_key_entered_after_start_is_used_at_once_even_in_memory_only(tmp
             await session.provider.aclose()
             session.journal.close()
             forget_memory()
+
+
+@pytest.mark.asyncio
+async def test_a_listener_that_raises_is_reported_as_a_task_fault_not_lost():
+    svc = DecisionService(OfflineProvider(), market_with_bars(), timeframe="1s")
+    faults = []
+    svc.on_task_fault = lambda name, exc: faults.append((name, type(exc).__name__))
+
+    def broken_listener(decision, state):
+        raise ValueError("the desk could not take this decision")
+
+    svc.listeners.append(broken_listener)
+    task = svc.ask_now(SYMBOL)
+    with pytest.raises(ValueError):
+        await task
+    await wait_until(lambda: faults, what="the fault reported")  # done callbacks run on a later turn
+    assert faults == [(f"decision {SYMBOL}", "ValueError")]
+    assert svc.model_state is ModelState.READY  # the symbol is free for its next request
