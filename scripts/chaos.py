@@ -12,7 +12,8 @@
    ``--kills`` times. After each kill the journal must pass ``PRAGMA integrity_check``, and a restarted terminal must
    start from exactly the state the journal holds (positions, cash, open orders, risk state):
    ``app.trading.restore.summarize_journal`` read independently, compared with the ``restored_state`` the restarted
-   terminal prints.
+   terminal prints. The last round runs with a daily loss limit one fee exceeds, so the risk state it restores
+   is REDUCING once that round has a fill (``risk_states_restored`` lists what each restart started with).
 
 Prints a table, or with ``--json`` one JSON object. Exit status 0 when nothing was lost, duplicated or corrupted
 and every state was restored, else 1. Everything runs in a temporary folder; the trader's settings, journal and
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -42,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 from app.market.simulator import READY_PREFIX, STATS_PREFIX  # noqa: E402
 
 TERMINAL_START_S = 30.0  # a cold start on a busy machine: imports, window, first connection
+TIGHT_LOSS_LIMIT = "0.01"  # the last kill round's daily loss limit (see terminal_kills)
+RECOVERY_S = 45.0  # longest wait for the terminal to reconnect after a restart (its backoff tops out at 30 s)
 
 
 def free_port() -> int:
@@ -121,7 +125,8 @@ def exchange_restarts(n: int, up_s: float, port: int, symbols: list[str], rate: 
             sent += exchange.stop()
             exchange = Exchange(port, symbols, rate, env)
             restarts += 1
-            if wait_for(lambda: connected(term.pid, port), 15.0):
+            # The terminal backs off when connections keep dying young (< 5 s): give it that time.
+            if wait_for(lambda: connected(term.pid, port), RECOVERY_S):
                 recoveries += 1
         time.sleep(up_s)
     finally:
@@ -160,7 +165,7 @@ def integrity_ok(path: Path) -> bool:
         return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def expected_state(path: Path, symbols: list[str]) -> dict | None:
+def expected_state(path: Path, symbols: list[str], daily_loss_limit: Decimal | None = None) -> dict | None:
     """The state the journal holds, read without the terminal (None if this checkout cannot summarise it)."""
     try:
         from app.trading.restore import summarize_journal
@@ -169,22 +174,30 @@ def expected_state(path: Path, symbols: list[str]) -> dict | None:
     from app.config import Settings
 
     s = Settings()
+    limit = s.daily_loss_limit if daily_loss_limit is None else daily_loss_limit
     return summarize_journal(path, starting_cash=s.starting_cash, symbols=symbols,
-                             daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000))
+                             daily_loss_limit=limit, now_ms=int(time.time() * 1000))
 
 
 def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: float, env: dict[str, str],
                    work: Path) -> dict:
     journal = work / "kills.sqlite3"
+    # The last round runs with a daily loss limit a single fee exceeds: once it has a fill its risk state is
+    # REDUCING, and the restarted terminal must start REDUCING too, not ACTIVE.
+    tight = work / "tight-loss-limit.toml"
+    tight.write_text(f"daily_loss_limit = {TIGHT_LOSS_LIMIT}\n", encoding="utf-8")
     exchange = Exchange(port, symbols, rate, env)
     kills = intact = restored = 0
     orders_at_kill: list[int] = []
+    risk_states: list[str | None] = []
     mismatches: list[dict] = []
     try:
-        for _ in range(n):
+        for i in range(n):
+            last = i == n - 1
+            config = ("--config", str(tight)) if last else ()
             before = journal_orders(journal)
             term = subprocess.Popen(
-                terminal_cmd(port, symbols, journal, "--smoke-test", "600", "--auto-approve",
+                terminal_cmd(port, symbols, journal, *config, "--smoke-test", "600", "--auto-approve",
                              "--decision-timeframe", "1s"),
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if not wait_for(lambda t=term: connected(t.pid, port), TERMINAL_START_S):
@@ -199,10 +212,11 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
             if not integrity_ok(journal):
                 continue
             intact += 1
-            expected = expected_state(journal, symbols)
-            check = subprocess.run(terminal_cmd(port, symbols, journal, "--smoke-test", "2", "--json"), cwd=ROOT,
-                                   env=env, capture_output=True, text=True, timeout=120)
+            expected = expected_state(journal, symbols, Decimal(TIGHT_LOSS_LIMIT) if last else None)
+            check = subprocess.run(terminal_cmd(port, symbols, journal, *config, "--smoke-test", "2", "--json"),
+                                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             got = (last_json(check.stdout) or {}).get("restored_state")
+            risk_states.append((got or {}).get("risk_state"))
             if expected is not None and got == expected:
                 restored += 1
             else:
@@ -214,6 +228,7 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
         "integrity_ok": intact == kills and kills > 0,
         "state_restored": restored == kills and kills > 0,
         "orders_in_journal": orders_at_kill,
+        "risk_states_restored": risk_states,
         "state_mismatches": mismatches[:2],
     }
 
@@ -222,15 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--restarts", type=int, default=20, help="forced exchange restarts (default 20)")
     p.add_argument("--kills", type=int, default=5, help="SIGKILLs of the terminal while it trades (default 5)")
-    p.add_argument("--up-s", type=float, default=1.5, help="seconds the exchange runs between restarts")
-    p.add_argument("--trade-s", type=float, default=12.0, help="longest wait for an order before a kill")
+    p.add_argument("--up-s", type=float, default=5.5,
+                   help="seconds the exchange streams between restarts (default 5.5: over 5 s the terminal counts "
+                   "a connection as healthy and reconnects at once; shorter runs test its backoff)")
+    p.add_argument("--trade-s", type=float, default=20.0, help="longest wait for an order before a kill")
     p.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
-    p.add_argument("--quick", action="store_true", help="a smaller run: 5 restarts, 2 kills")
+    p.add_argument("--quick", action="store_true", help="a smaller run: 5 restarts, 2 kills, 2 s up")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
     if args.quick:
-        args.restarts, args.kills = min(args.restarts, 5), min(args.kills, 2)
+        args.restarts, args.kills, args.up_s = min(args.restarts, 5), min(args.kills, 2), min(args.up_s, 2.0)
     symbols = [s for s in args.symbols.split(",") if s]
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
