@@ -22,6 +22,7 @@ from app.market.book_guard import KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
+from app.market.exchange_time import ExchangeTimeWindow
 from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
@@ -231,6 +232,8 @@ class Session:
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
             recorder=self.recorder, taps=taps, on_boundary=[self._invalidate_books],
+            # A replay's frames carry their recorded times: judged on the stream's own clock, not the wall's.
+            exchange_time=ExchangeTimeWindow("stream" if s.replay is not None else "wall"),
         )
         self._sequenced_book = feed.sequenced_book
         # Each part restarts after a failure: the connection reconnects from scratch, the market consumer goes on
@@ -340,9 +343,11 @@ class Session:
         self.desk.say_instrument_problems()
 
     def _invalidate_books(self, since_ns: int) -> None:
-        """The feed connected or dropped: no book is trusted (nor filled from) until a fresh snapshot."""
+        """The feed connected or dropped: no book is trusted (nor filled from) until a fresh snapshot, and no bid/ask
+        until the new connection sends one."""
         for book in self.desk.books.values():
             book.invalidate(since_ns)
+        self.desk.broker.feed_reset(since_ns)
 
     async def _load_depth(self, rest_base: str, symbol: str) -> None:
         import httpx

@@ -138,6 +138,7 @@ class PaperBroker:
         self._net: dict[str, Decimal] = {}  # position per symbol from this broker's fills
         self._books: dict[str, OrderBook] = {}
         self._quotes: dict[str, Quote] = {}
+        self._quotes_since_ns = 0  # quotes received before this (an ended connection's) are ignored
         self._last_price: dict[str, Decimal] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._order_listeners: list[OrderListener] = []
@@ -150,7 +151,14 @@ class PaperBroker:
     # ------------------------------------------------------------------------------------------------ market data
 
     def on_quote(self, quote: Quote) -> None:
-        self._quotes[quote.symbol] = quote
+        if quote.recv_ns >= self._quotes_since_ns:  # else it came on a connection that has since ended
+            self._quotes[quote.symbol] = quote
+
+    def feed_reset(self, since_ns: int) -> None:
+        """The feed connected or dropped: the last bid/ask of the old connection is no price to fill at. Market
+        orders are refused until a quote arrives on the new connection (the books are invalidated alike)."""
+        self._quotes.clear()
+        self._quotes_since_ns = since_ns
 
     def on_book(self, book: OrderBook) -> None:
         """Walk this book for the symbol's market orders (a reference: later updates are seen)."""
@@ -455,7 +463,8 @@ class PaperBroker:
         else:
             quote = self._quotes.get(order.symbol)
             if quote is None:
-                self._close(order, OrderStatus.REJECTED, f"no order book or bid/ask for {order.symbol} yet")
+                self._close(order, OrderStatus.REJECTED,
+                            f"no live order book or bid/ask for {order.symbol} (the feed is connecting)")
                 return
             self._fill_from_quote(order, quote, want)
             want = ZERO

@@ -5,6 +5,8 @@ a stop-loss, a bracket whose legs act as OCO, cancels, and the listeners seeing 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections import deque
 from decimal import Decimal as D
 
 import pytest
@@ -159,8 +161,24 @@ async def test_a_book_waiting_for_resync_is_not_walked():
 async def test_market_order_without_any_market_data_is_rejected():
     broker = PaperBroker(submit_latency_s=0.001, clock_ms=lambda: NOW)
     o = await broker.submit(market(Side.BUY, "0.1"))
-    assert o.status is OrderStatus.REJECTED and "no order book or bid/ask" in o.reject_reason
+    assert o.status is OrderStatus.REJECTED and "no live order book or bid/ask" in o.reject_reason
     assert broker.rejected == 1 and not broker.open_orders()
+
+
+@pytest.mark.asyncio
+async def test_after_a_feed_reset_the_old_connections_bid_ask_is_no_price_to_fill_at():
+    broker = PaperBroker(submit_latency_s=0.001, clock_ms=lambda: NOW)
+    broker.on_quote(quote(59999.0, 0.3, 60000.5, 1.0))  # received at recv_ns 0, on the old connection
+    broker.feed_reset(since_ns=100)  # the feed dropped
+    broker.on_quote(quote(59999.0, 0.3, 60000.5, 1.0))  # still queued from the old connection: ignored
+    o = await broker.submit(market(Side.BUY, "0.1"))
+    assert o.status is OrderStatus.REJECTED and "the feed is connecting" in o.reject_reason
+    assert broker.fills == deque()
+
+    fresh = dataclasses.replace(quote(29999.0, 0.3, 30000.5, 1.0), recv_ns=200)  # the new connection's first
+    broker.on_quote(fresh)
+    o = await broker.submit(market(Side.BUY, "0.1"))
+    assert o.status is OrderStatus.FILLED and o.avg_price == D("30000.50")
 
 
 @pytest.mark.asyncio
