@@ -47,11 +47,17 @@ def subscribe_message(streams: list[str], request_id: int) -> bytes:
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
+    return reasoned(_parse_payload, payload(raw), recv_ns)
+
+
+def payload(raw: bytes | str) -> dict[str, Any]:
+    """The event object of a frame: a combined-stream envelope's ``data``, or the frame itself (raw ``/ws``
+    streams, replies, REST snapshots). Shared with the USD-M futures adapter, whose frames are enveloped alike."""
     msg = decode_object(raw)
     data = msg.get("data", msg) if "stream" in msg else msg
     if not isinstance(data, dict):
         raise ParseError("bad_envelope", "data is not an object")
-    return reasoned(_parse_payload, data, recv_ns)
+    return data
 
 
 def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.market.adapters import ParseError, checked_id, checked_time_ms, decode_object, reasoned
 from app.market.adapters import binance as spot
+from app.market.adapters import checked_id, checked_time_ms, reasoned
 from app.models import BookUpdate, MarketEvent, Quote
 
 NAME = "binance-futures"
@@ -42,11 +42,7 @@ def streams_for(symbol: str, kline_interval: str = "1m") -> list[str]:
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
-    msg = decode_object(raw)
-    data = msg.get("data", msg) if "stream" in msg else msg
-    if not isinstance(data, dict):
-        raise ParseError("bad_envelope", "data is not an object")
-    return reasoned(_parse_payload, data, recv_ns)
+    return reasoned(_parse_payload, spot.payload(raw), recv_ns)
 
 
 def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
