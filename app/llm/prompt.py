@@ -61,6 +61,31 @@ FEATURE_DOCS: dict[str, str] = {
     "spread_bps": "(ask - bid) / mid, in basis points",
 }
 
+# Sampling for the embedded local model (app/llm/local.py), in ONE place: the provider that talks to it sends
+# these with every request. temperature/top_p/seed/max_tokens are standard chat-completions parameters; top_k is
+# llama.cpp's own and goes in the request's extra body. Greedy decoding (temperature 0, top_k 1) with a fixed seed
+# so the same prompt gives the same answer (self-agreement, and a cache HIT means what a MISS would have said);
+# max_tokens bounds a decision's latency (the JSON answer with a short rationale fits well inside it).
+LOCAL_SAMPLING: dict[str, float | int] = {
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "top_k": 1,
+    "seed": 42,
+    "max_tokens": 192,
+}
+# Which of LOCAL_SAMPLING's keys are not OpenAI parameters and travel in ``extra_body``.
+LOCAL_SAMPLING_EXTRA_BODY: frozenset[str] = frozenset({"top_k"})
+
+
+def local_sampling_kwargs() -> dict[str, Any]:
+    """``chat.completions.create`` keyword arguments for LOCAL_SAMPLING (non-OpenAI keys under ``extra_body``)."""
+    kwargs: dict[str, Any] = {k: v for k, v in LOCAL_SAMPLING.items() if k not in LOCAL_SAMPLING_EXTRA_BODY}
+    extra = {k: v for k, v in LOCAL_SAMPLING.items() if k in LOCAL_SAMPLING_EXTRA_BODY}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
 _STATE_BLOCK = re.compile(r"```json\s*\n(\{.*?\})\s*\n```", re.DOTALL)
 
 
