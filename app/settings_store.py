@@ -116,7 +116,8 @@ RETIRED: dict[str, str] = {
 
 # What a commented-out line shows for a setting that is not set (TOML has no null).
 _EXAMPLES: dict[str, str] = {"llm_url": "http://127.0.0.1:11434/v1", "journal_path": "~/trading/journal.sqlite3"}
-_FLAGS = {"replay": "--replay", "replay_speed": "--speed", "record_path": "--record"}
+_FLAGS = {"replay": "--replay", "replay_speed": "--speed", "record_path": "--record", "ws_url": "--ws-url",
+          "rest_url": "--rest-url"}
 
 
 def default_config_path() -> Path:

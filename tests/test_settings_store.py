@@ -133,6 +133,16 @@ def test_per_run_options_in_the_file_are_ignored_with_a_reason(tmp_path):
     assert "per-run option (--replay)" in by_key(result.problems)["replay"]
 
 
+def test_endpoint_flags_in_the_file_are_named_as_flags(tmp_path):
+    path = tmp_path / "settings.toml"
+    write(path, 'ws_url = "ws://127.0.0.1:9"\nrest_url = "http://127.0.0.1:9"\n')
+    result = load_settings(path)
+    assert result.settings.ws_url is None and result.settings.rest_url is None
+    problems = by_key(result.problems)
+    assert "per-run option (--ws-url)" in problems["ws_url"]
+    assert "per-run option (--rest-url)" in problems["rest_url"]
+
+
 def test_existing_bak_is_never_clobbered(tmp_path):
     path = tmp_path / "settings.toml"
     older = write(tmp_path / "settings.toml.bak", b"an older copy the user may still want\n")
