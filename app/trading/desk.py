@@ -9,9 +9,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from app.llm.schema import Decision
 from app.market.book import OrderBook
@@ -42,6 +43,14 @@ log = logging.getLogger(__name__)
 
 BALANCE_EVERY_S = 60.0
 
+# Runs a one-off task and owns its lifetime: the session passes its supervisor's spawn (a task that raises is a FAULT,
+# every task is cancelled at stop); tests may leave the default, a plain loop task.
+Spawner = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+def _loop_task(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    return asyncio.get_running_loop().create_task(coro, name=name)
+
 
 @dataclass(frozen=True, slots=True)
 class ActionResult:
@@ -64,6 +73,7 @@ class TradingDesk:
         on_position_change: Callable[[str, PositionState], None] | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         metrics: Metrics | None = None,
+        spawn: Spawner = _loop_task,
     ) -> None:
         self.metrics = metrics or Metrics()
         self._sent_at: dict[str, tuple[float, float | None]] = {}  # order id -> (approved at, proposal shown at)
@@ -81,8 +91,13 @@ class TradingDesk:
         self._wall_ms = wall_ms
         self._last_balance = 0.0
         self.auto_approved = 0  # proposals auto-approve sent (and the broker took)
-        self.auto_refused = 0  # proposals it left to the trader
+        self.auto_refused = 0  # proposals it left to the trader (its own limits, drift, risk or broker refusals)
+        self._spawn = spawn
+        self._auto_tasks: set[asyncio.Task[Any]] = set()  # referenced until done; cancelled at close
         broker.add_listener(self._on_order, self._on_fill)
+        # Every change of risk state is journaled here, whatever caused it (an order check, the clock, kill,
+        # resume, restore), so a restart takes back the state the terminal was really in.
+        risk.add_listener(self._on_risk_state)
 
     # ----- restart and quit ---------------------------------------------------------------------------------
     def resume_from(self, restored: Restored) -> str:
@@ -96,10 +111,9 @@ class TradingDesk:
         for pos in self.portfolio.positions:
             self.broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
         self.broker.restore_open_orders(restored.resumed_orders)
-        if restored.risk_state is not RiskState.ACTIVE:
+        if restored.risk_state is not RiskState.ACTIVE:  # the risk listener journals it and tells the trader
             self.risk.restore(restored.risk_state, restored.risk_reason,
                               day_pnl=self.portfolio.day_pnl(now_ms) if restored.day_carried else None)
-            self._say("warn", f"risk state {restored.risk_state.value} restored: {restored.risk_reason}")
         open_now = len(self.broker.open_orders())
         text = (f"journal restored: {restored.fills_replayed} fills, {open_now} open orders, "
                 f"cash {self.portfolio.cash}, risk {self.risk.state.value}")
@@ -109,7 +123,10 @@ class TradingDesk:
         return text
 
     def close(self) -> None:
-        """The terminal is closing: proposals nobody reviewed expire, in memory and in the journal."""
+        """The terminal is closing: auto-approvals still running are cancelled (the journal closes next), proposals
+        nobody reviewed expire, in memory and in the journal."""
+        for task in self._auto_tasks:
+            task.cancel()
         for p in self.proposals.pending():
             self.proposals.mark(p, ProposalStatus.EXPIRED, reason=PENDING_AT_QUIT)
         self.journal.expire_pending(self._wall_ms(), PENDING_AT_QUIT)
@@ -128,7 +145,9 @@ class TradingDesk:
         self.journal.record_proposal(p.id, decision, state, p.created_ms, expires_ms)
         self.version += 1
         if self.proposals.auto_approve:
-            asyncio.get_running_loop().create_task(self._auto_approve(p), name=f"auto-approve {p.id}")
+            task = self._spawn(self._auto_approve(p), f"auto-approve {p.id}")
+            self._auto_tasks.add(task)
+            task.add_done_callback(self._auto_tasks.discard)
         return p
 
     async def _auto_approve(self, p: Proposal) -> None:
@@ -142,6 +161,8 @@ class TradingDesk:
                                      kind="AUTO_APPROVED")
         if result.ok:
             self.auto_approved += 1
+        else:  # drift, a risk veto, the broker: still the trader's to decide
+            self.auto_refused += 1
         scaled = f" ({auto.reason})" if auto.reason else ""
         self._say("info" if result.ok else "warn", f"auto-approve {p.action.value} {symbol}: {result.message}{scaled}")
 
@@ -170,11 +191,7 @@ class TradingDesk:
             self._say("info", f"proposal {p.action.value} {p.decision.symbol} expired")
         now_ms = self._wall_ms()
         self.portfolio.sample(now_ms)
-        before = self.risk.state
-        after = self.risk.observe_day_pnl(self.portfolio.day_pnl(now_ms))
-        if after is not before:
-            self.journal.record_risk_event(now_ms, "STATE", after.value, f"risk state {before.value} -> {after.value}")
-            self._say("warn", f"risk state {after.value}: daily loss limit reached, only reducing orders pass")
+        self.risk.observe_day_pnl(self.portfolio.day_pnl(now_ms))  # a change is journaled by _on_risk_state
         if time.monotonic() - self._last_balance >= BALANCE_EVERY_S:
             self._record_balance(now_ms)
 
@@ -259,8 +276,9 @@ class TradingDesk:
 
     async def kill_switch(self) -> ActionResult:
         """Halt first (nothing new passes), then cancel every open order and flatten every position."""
-        self.risk.kill()
+        # KILL first: the HALTED state event that risk.kill() journals (through _on_risk_state) is the last word.
         self.journal.record_risk_event(self._wall_ms(), "KILL", "kill_switch", "kill switch: cancel all, flatten, halt")
+        self.risk.kill()
         canceled = await self.broker.cancel_all()
         results = [await self.flatten(s) for s in self.books if self.portfolio.position(s).qty != 0]
         failed = [r.message for r in results if not r.ok]
@@ -272,8 +290,9 @@ class TradingDesk:
         return ActionResult(not failed, msg)
 
     def resume(self) -> ActionResult:
+        # RESUME first: the state it ends in (ACTIVE, or REDUCING while the loss limit holds) is journaled after it.
+        self.journal.record_risk_event(self._wall_ms(), "RESUME", "resume", "trading resumed by the trader")
         self.risk.resume(self.portfolio.day_pnl(self._wall_ms()))
-        self.journal.record_risk_event(self._wall_ms(), "RESUME", "resume", f"trading resumed: {self.risk.state.value}")
         self._say("info", f"trading resumed ({self.risk.state.value})")
         self.version += 1
         return ActionResult(True, f"risk state {self.risk.state.value}")
@@ -295,7 +314,8 @@ class TradingDesk:
             kind or status.value,
             self._wall_ms(),
             original=original.as_dict() if original else None,
-            edited=edits.as_dict() if status is ProposalStatus.MODIFIED else None,
+            # What was sent when it is not what the proposal implied (a modify, or auto-approve's scaling down).
+            edited=edits.as_dict() if status is ProposalStatus.MODIFIED or edits != original else None,
             decision_time_ms=self._decision_time_ms(p),
         )
         approved_at = time.perf_counter()
@@ -388,6 +408,16 @@ class TradingDesk:
     def _refuse(self, message: str, *, needs_confirmation: bool = False) -> ActionResult:
         self._say("warn", message)
         return ActionResult(False, message, needs_confirmation=needs_confirmation)
+
+    def _on_risk_state(self, state: RiskState, why: str) -> None:
+        self.journal.record_risk_event(self._wall_ms(), "STATE", state.value, why)
+        if state is not RiskState.ACTIVE:
+            self._say("warn", f"risk state {state.value}: {why}")
+        self.version += 1
+
+    def say(self, level: str, text: str) -> None:
+        """A message for the trader from another part of the terminal (shown with the desk's own)."""
+        self._say(level, text)
 
     def _say(self, level: str, text: str) -> None:
         self.messages.append((self._wall_ms(), level, text))

@@ -6,8 +6,10 @@
   the very call the live terminal makes (so the numbers are the same to the last digit);
 - the last prices and the UTC day's starting equity from the last balance: a restart within the same UTC day
   carries on the day's PnL, and with it the daily loss limit; on a new day the day starts afresh;
-- the risk state: HALTED if the last kill switch was never followed by a resume; REDUCING if the daily loss limit
-  was reached today and not resumed since, or is breached by the restored day PnL; else ACTIVE (a loss limit
+- the risk state: the last state the journal recorded (the desk journals every change, however it began: an order
+  check, the clock, the kill switch, a resume): HALTED if the kill switch was never followed by a resume; REDUCING if
+  the daily loss limit was reached today and not resumed since (latched, even if the price bounced back before the
+  stop), or is breached by the restored day PnL; else ACTIVE (a loss limit
   reached on an earlier day is not carried into a new one: the new day has its own limit);
 - which open orders resume (limit and stop orders on a symbol this session trades: they were working at the
   exchange) and which are canceled, each with its reason (a market order in flight at the crash belongs to a
@@ -128,8 +130,8 @@ def _why_not_resumed(order: Order, traded: set[str]) -> str | None:
 def _risk_state(
     records: RestartRecords, portfolio: Portfolio, daily_loss_limit: Decimal, now_ms: int
 ) -> tuple[RiskState, str]:
-    control = records.risk_control
-    if control is not None and control.kind == "KILL":
+    control = records.risk_control  # the desk journals every change of state as STATE, after a KILL or RESUME
+    if control is not None and (control.kind == "KILL" or (control.kind, control.code) == ("STATE", "HALTED")):
         return RiskState.HALTED, "the kill switch was on when the terminal stopped; resume to trade again"
     if (
         control is not None

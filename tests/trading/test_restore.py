@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from app.market.instruments import Instrument, Instruments
+from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Quote, Side, Trade
+from app.trading.broker import PaperBroker
+from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
+from app.trading.portfolio import Portfolio
+from app.trading.proposals import ProposalBook
 from app.trading.restore import restore, summarize_journal
-from app.trading.risk import RiskState
+from app.trading.risk import RiskLimits, RiskManager, RiskState
+from tests.conftest import wait_until
 
 DAY = 86_400_000
 NOW = 1_723_075_200_000 + 10 * 3_600_000  # 10:00 UTC
@@ -52,3 +58,71 @@ def test_summary_of_a_journal_is_plain_json_values(tmp_path: Path) -> None:
         "open_orders": ["L"],
         "risk_state": "HALTED",
     }
+
+
+# ----- the desk journals every change of risk state, whatever began it ------------------------------------------
+
+XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_qty=D("1"), min_notional=D("5"))
+
+
+def xrp_desk(path: Path, now_ms: int) -> TradingDesk:
+    instruments = Instruments.of(XRP)
+    return TradingDesk(
+        broker=PaperBroker(submit_latency_s=0.001, instruments=instruments, clock_ms=lambda: now_ms),
+        risk=RiskManager(RiskLimits(daily_loss_limit=D("50")), instruments=instruments),
+        portfolio=Portfolio(starting_cash=D("1000")), journal=Journal(path),
+        proposals=ProposalBook(instruments=instruments, wall_ms=lambda: now_ms),
+        symbols=["XRPUSDT"], wall_ms=lambda: now_ms)
+
+
+def trade_at(desk: TradingDesk, price: float, seq: int) -> None:
+    desk.on_market([Trade("XRPUSDT", price, 10.0, Side.BUY, seq, NOW, 0),
+                    Quote("XRPUSDT", price - 0.0001, 1e6, price, 1e6, seq, NOW, 0)])
+
+
+@pytest.mark.asyncio
+async def test_a_loss_limit_reached_inside_an_order_check_survives_a_restart_after_the_price_bounced(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    desk = xrp_desk(path, NOW)
+    try:
+        trade_at(desk, 0.6, 1)
+        assert (await desk.submit_manual(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("1000")))).ok
+        await wait_until(lambda: desk.portfolio.position("XRPUSDT").qty == D("1000"), what="the fill")
+        trade_at(desk, 0.5, 2)  # a 100 USDT loss, beyond the 50 limit; no clock tick in between
+        refused = await desk.submit_manual(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("10")))
+        assert not refused.ok and desk.risk.state is RiskState.REDUCING  # latched by the order check itself
+        trade_at(desk, 0.6, 3)  # the price bounces back before the terminal stops
+        desk.tick()
+        assert desk.risk.state is RiskState.REDUCING
+    finally:
+        desk.close()
+        desk.journal.close()
+    with Journal(path) as j:  # the restart: the latched limit is not forgotten because the loss shrank
+        restored = restore(j, starting_cash=D("1000"), symbols=["XRPUSDT"], daily_loss_limit=D("50"), now_ms=NOW)
+    assert restored.risk_state is RiskState.REDUCING
+    again = xrp_desk(path, NOW)
+    try:
+        again.resume_from(restored)
+        assert again.risk.state is RiskState.REDUCING
+        again.resume()  # the trader resumes: still breached? no, the day's PnL is back above the limit
+        assert again.risk.state is RiskState.ACTIVE
+    finally:
+        again.journal.close()
+    with Journal(path) as j:
+        assert restore(j, **ARGS).risk_state is RiskState.ACTIVE  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("final", [RiskState.HALTED, RiskState.ACTIVE])
+@pytest.mark.asyncio
+async def test_the_kill_switch_and_a_resume_are_followed_by_the_state_they_set(tmp_path, final):
+    path = tmp_path / "j.sqlite3"
+    desk = xrp_desk(path, NOW)
+    try:
+        await desk.kill_switch()
+        if final is RiskState.ACTIVE:
+            desk.resume()
+    finally:
+        desk.journal.close()
+    with Journal(path) as j:
+        assert restore(j, **ARGS).risk_state is final  # type: ignore[arg-type]
+        assert j.restart_records().risk_control.kind == "STATE"  # type: ignore[union-attr]
