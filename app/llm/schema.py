@@ -62,7 +62,9 @@ class DecisionBody(BaseModel):
     size_pct: float = Field(
         ge=0.0, le=100.0, description="Position size as % of equity; 0 for HOLD and CLOSE (CLOSE exits it all)"
     )
-    limit_price: float | None = Field(default=None, gt=0.0, description="Limit price, or null for a market order")
+    # Bounded above so no model answer can overflow the price grid's exact arithmetic (no market trades near 1e12).
+    limit_price: float | None = Field(default=None, gt=0.0, le=1e12,
+                                      description="Limit price, or null for a market order")
     stop_loss_pct: float | None = Field(default=None, gt=0.0, le=50.0, description="Stop-loss, % from entry")
     take_profit_pct: float | None = Field(default=None, gt=0.0, le=100.0, description="Take-profit, % from entry")
     confidence: float = Field(ge=0.0, le=1.0)

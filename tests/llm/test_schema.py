@@ -123,3 +123,9 @@ def test_the_body_is_frozen() -> None:
     body = DecisionBody.model_validate(VALID)
     with pytest.raises(ValidationError):
         body.size_pct = 100.0  # type: ignore[misc]
+
+
+def test_a_limit_price_beyond_any_market_is_refused_at_the_boundary() -> None:
+    # 1e30 would overflow the exact price-grid arithmetic downstream (a 28-digit Decimal quotient).
+    with pytest.raises(ValidationError, match="limit_price"):
+        DecisionBody(action=Action.BUY, size_pct=1, limit_price=1e30, confidence=0.9, rationale="t")

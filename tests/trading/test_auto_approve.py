@@ -5,6 +5,8 @@ confirmation of a human approval (asked, named, confirmed, sent)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from decimal import Decimal as D
 
@@ -20,6 +22,7 @@ from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import AutoApproveLimits, ProposalBook, ProposalStatus
+from app.supervision import Supervisor
 from app.trading.risk import RiskLimits, RiskManager
 from tests.conftest import wait_until
 
@@ -54,7 +57,21 @@ class Clock:
 
 
 @pytest.fixture
-def desk(tmp_path):
+def spawned() -> list[asyncio.Task]:
+    return []
+
+
+@pytest.fixture
+def supervisor() -> Supervisor:
+    return Supervisor(inject="")
+
+
+@pytest.fixture
+def desk(tmp_path, supervisor, spawned):
+    def spawn(coro, name):  # the session's spawner: supervised; the test keeps a handle on each task
+        spawned.append(task := supervisor.spawn(coro, name))
+        return task
+
     instruments = Instruments.of(XRP, BTC)
     journal = Journal(tmp_path / "journal.sqlite3")
     broker = PaperBroker(submit_latency_s=0.001, instruments=instruments, clock_ms=lambda: NOW)
@@ -63,7 +80,7 @@ def desk(tmp_path):
                              clock=Clock(), wall_ms=lambda: NOW)
     desk = TradingDesk(broker=broker, risk=RiskManager(RiskLimits(), instruments=instruments),
                        portfolio=Portfolio(starting_cash=D("10000")), journal=journal, proposals=proposals,
-                       symbols=["XRPUSDT", "BTCUSDT"], wall_ms=lambda: NOW)
+                       symbols=["XRPUSDT", "BTCUSDT"], wall_ms=lambda: NOW, spawn=spawn)
     for i, (symbol, p) in enumerate(PRICES.items()):
         desk.on_market([Trade(symbol, p, 10.0, Side.BUY, i + 1, NOW, 0),
                         Quote(symbol, p - float(desk.instruments.get(symbol).tick_size), 1e6, p, 1e6, i + 1, NOW, 0)])
@@ -94,6 +111,9 @@ async def test_an_offline_rules_proposal_is_auto_approved_scaled_to_the_cap_and_
     assert order.request.qty == D("332.6") and order.status is OrderStatus.FILLED
     assert any("scaled down from" in text and "to 332.6 XRP" in text for _, _, text in desk.messages)
     assert journal_rows(desk, f"SELECT kind FROM reviews WHERE proposal_id = '{p.id}'") == [("AUTO_APPROVED",)]
+    # The journal holds what was sent beside what the proposal implied: the scaled-down quantity.
+    (original, edited), = journal_rows(desk, f"SELECT original, edited FROM reviews WHERE proposal_id = '{p.id}'")
+    assert json.loads(edited)["qty"] == "332.6" and D(json.loads(original)["qty"]) > D("332.6")
     fills = desk.journal.all_fills()
     assert [(f.symbol, f.side, f.qty, f.price) for f in fills] == [("XRPUSDT", Side.BUY, D("332.6"), D("0.6012"))]
     assert desk.portfolio.position("XRPUSDT").qty == D("332.6")
@@ -124,6 +144,8 @@ async def test_risk_still_vetoes_what_auto_approve_would_send(desk):
                                                          rationale="t")), state())
     await wait_until(lambda: desk.risk.vetoes, what="a risk veto")
     assert p.status is ProposalStatus.PENDING and not desk.broker.orders and desk.auto_approved == 0
+    await settle(desk, 1)
+    assert desk.auto_refused == 1  # a refusal whoever made it: left to the trader
     assert "auto-approve BUY XRPUSDT: risk: buy 332.6 XRP would take the position from 0 to 332.6 XRPUSDT, worth " \
            "199.96 USDT; the limit is 100.00 USDT per symbol" in desk.messages[-1][2]
     assert journal_rows(desk, "SELECT kind, code FROM risk_events") == [("VETO", "POSITION_LIMIT")]
@@ -145,3 +167,40 @@ async def test_approving_after_the_price_drifted_asks_for_confirmation_naming_th
     assert sent.ok and p.status is ProposalStatus.APPROVED
     order = next(o for o in desk.broker.orders if o.id == sent.order_id)
     assert order.request.side is Side.SELL and order.request.qty == D("163.9")
+
+
+@pytest.mark.asyncio
+async def test_auto_approve_refuses_a_proposal_whose_price_drifted_and_counts_it(desk):
+    desk.on_market([Trade("XRPUSDT", 0.6100, 10.0, Side.SELL, 9, NOW, 0),  # +1.46 % since the model saw 0.6012
+                    Quote("XRPUSDT", 0.6099, 1e6, 0.6100, 1e6, 9, NOW, 0)])
+    p = desk.on_decision(scripted("XRPUSDT", DecisionBody(action=Action.BUY, size_pct=1, confidence=0.9,
+                                                         rationale="t")), state())
+    await settle(desk, 1)
+    assert desk.auto_refused == 1 and desk.auto_approved == 0 and not desk.broker.orders
+    assert p.status is ProposalStatus.PENDING  # the trader may still confirm it
+    assert "price moved 1.46% since the proposal" in desk.messages[-1][2]
+    assert journal_rows(desk, "SELECT COUNT(*) FROM reviews") == [(0,)]
+
+
+@pytest.mark.asyncio
+async def test_an_auto_approval_that_raises_is_a_supervised_fault_not_a_lost_task(desk, supervisor, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ArithmeticError("boom")
+
+    monkeypatch.setattr(desk.proposals, "auto_decide", broken)
+    p = desk.on_decision(scripted("XRPUSDT", DecisionBody(action=Action.BUY, size_pct=1, confidence=0.9,
+                                                         rationale="t")), state())
+    await wait_until(lambda: supervisor.fault_count == 1, what="the fault to be counted")
+    assert supervisor.faults[f"auto-approve {p.id}"].last_error == "ArithmeticError: boom"
+
+
+@pytest.mark.asyncio
+async def test_closing_the_desk_cancels_an_auto_approval_still_in_flight(desk, spawned):
+    desk.broker.submit_latency_s = 60.0  # the order is still on its way when the terminal closes
+    desk.on_decision(scripted("XRPUSDT", DecisionBody(action=Action.BUY, size_pct=1, confidence=0.9,
+                                                     rationale="t")), state())
+    await wait_until(lambda: desk.broker._pending, what="the order to be in flight")
+    desk.close()
+    (task,) = spawned
+    await wait_until(task.done, what="the auto-approval to end")
+    assert task.cancelled()
