@@ -131,7 +131,7 @@ class Session:
                                                                s.auto_approve_max_order_value))
         desk = TradingDesk(
             broker=broker, risk=risk, portfolio=restored.portfolio, journal=self.journal, proposals=proposals,
-            metrics=self.metrics,
+            metrics=self.metrics, spawn=self.spawn,  # auto-approvals supervised, cancelled at stop
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
         )
         # After the desk listens to the broker, so every order canceled or resumed at restart is journaled.
