@@ -62,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the built-in exchange on 127.0.0.1 (default: a free one)")
     p.add_argument("--llm-url", metavar="URL",
                    help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1; "
-                   "API key from OPENAI_API_KEY or the OS keyring. Without it the offline rules propose "
-                   "(labelled OFFLINE)")
-    p.add_argument("--model", help="model name at that endpoint (default gpt-4o-mini)")
+                   "API key from OPENAI_API_KEY or the OS keyring. Without it a tiny local model proposes "
+                   "(SmolLM2-135M: for trying the terminal, not for trading decisions)")
+    p.add_argument("--model", help="model name at that endpoint (default gpt-4o-mini); without --llm-url: "
+                   "'local' (the default) or 'rules' (the offline rules, labelled OFFLINE)")
     p.add_argument("--decision-timeframe", metavar="TF",
                    help="ask for a decision at every close of this timeframe (default 1m)")
     p.add_argument("--journal", type=Path, metavar="FILE",
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.market.simulator import main as exchange_main
 
         return exchange_main(argv[1:])
+    if argv[:1] == ["local-model"]:  # the embedded model's server process (the terminal starts it)
+        from app.llm.local import serve
+
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     if args.screenshot is not None and args.smoke_test is None:
         print("error: --screenshot needs --smoke-test SECONDS", file=sys.stderr)
@@ -143,6 +148,12 @@ def _settings_from(args: argparse.Namespace):
     flags = {field: getattr(args, opt) for opt, field in _FLAG_FIELDS.items() if getattr(args, opt) is not None}
     if "symbols" in flags:
         flags["symbols"] = [x for x in flags["symbols"].split(",") if x.strip()]
+    if flags.get("llm_model") in ("local", "rules"):  # what proposes without an endpoint, not a model name
+        if "llm_url" in flags:
+            print(f"error: --model {flags['llm_model']} chooses what proposes without --llm-url; with --llm-url, "
+                  "--model names the model at that endpoint", file=sys.stderr)
+            return None
+        flags["decision_source"] = flags.pop("llm_model")
     try:
         settings = Settings.model_validate({**loaded.settings.model_dump(), **flags})
     except ValidationError as exc:
@@ -388,6 +399,7 @@ def smoke_counters(session, window) -> dict:
         "task_faults": session.task_faults,
         "faults": session.supervisor.counts(),
         "model": window.model_status.text(),
+        "model_fallback": session.model_fallback,  # the local model gave way to the rules: handled, not a fault
         "decisions": dict(stats.by_badge),
         "decision_requests": stats.requests,
         "orders": len(desk.broker.orders),

@@ -8,6 +8,7 @@ never stored in the file. Secrets (API keys) are never settings: they live in th
 from __future__ import annotations
 
 import math
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -31,6 +32,13 @@ def _positive_finite(v: float) -> float:
 
 
 PositiveFinite = Annotated[float, AfterValidator(_positive_finite)]
+
+# Chooses decision_source's default for a whole environment (a CI job, the test suite) without a settings file.
+DECISION_SOURCE_ENV = "TRADING_TERMINAL_DECISIONS"
+
+
+def _default_decision_source() -> str:
+    return "rules" if os.environ.get(DECISION_SOURCE_ENV, "").strip().lower() == "rules" else "local"
 
 
 def _symbol(v: str) -> str:
@@ -73,6 +81,10 @@ class Settings(BaseModel):
     # Decisions. No URL: the offline rules (labelled OFFLINE). The API key is never a setting: it comes from the
     # environment (OPENAI_API_KEY) or the OS keyring and stays in the provider.
     llm_url: str | None = None
+    # Without llm_url: the embedded local model (app/llm/local.py; falls back to the rules if it cannot run) or
+    # the offline rules. --model local / --model rules choose it for one run.
+    decision_source: Literal["local", "rules"] = Field(default_factory=_default_decision_source)
+    local_model_threads: int = Field(default=1, ge=1, le=64)
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(default=20.0, gt=0.0, le=300.0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.llm.cache import DecisionCache
+from app.llm.local import DECISION_TIMEOUT_S as LOCAL_DECISION_TIMEOUT_S
+from app.llm.local import LocalModelProvider
 from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
 from app.llm.service import DecisionService
 from app.market import exchanges, history
@@ -86,6 +88,8 @@ class Session:
         self.feed_rate = self.metrics.rate("messages_per_s", source=lambda: self.feed.frames)
         self._model_key_digest = ""
         self._replaced_providers: list[DecisionProvider] = []  # closed once their requests have had their time
+        self.model_fallback: str | None = None  # why the local model gave way to the offline rules, if it did
+        self._retired_cache: DecisionCache | None = None  # the local model's, after a fallback
         self.provider = self._make_provider()
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache(
@@ -99,7 +103,7 @@ class Session:
             self.market,
             cache=cache,
             timeframe=settings.decision_timeframe,
-            timeout_s=settings.decision_timeout_s,
+            timeout_s=self._decision_timeout_s(),
             position_of=self.desk.position_state,
             metrics=self.metrics,
         )
@@ -142,7 +146,9 @@ class Session:
     def _make_provider(self) -> DecisionProvider:
         s = self.settings
         if s.llm_url is None:
-            return OfflineProvider()
+            if s.decision_source == "rules":
+                return OfflineProvider()
+            return LocalModelProvider(threads=s.local_model_threads)
         key = _model_key()
         self._model_key_digest = _digest(key)
         return OpenAIProvider(
@@ -152,6 +158,12 @@ class Session:
             timeout_s=s.llm_timeout_s,
             max_retries=s.llm_max_retries,
         )
+
+    def _decision_timeout_s(self) -> float:
+        """The local model answers one symbol at a time: its questions may wait behind the others'."""
+        if isinstance(self.provider, LocalModelProvider):
+            return max(self.settings.decision_timeout_s, LOCAL_DECISION_TIMEOUT_S)
+        return self.settings.decision_timeout_s
 
     def apply_model_key(self) -> bool:
         """Use the model key as it is now, if it changed (the settings dialog just stored one; a key kept in
@@ -215,6 +227,8 @@ class Session:
         the built-in exchange cannot start: ExchangeStartError from its process (port taken, bad replay file), or
         in-process RecordingError / SimulatorPortInUse."""
         s = self.settings
+        if isinstance(self.provider, LocalModelProvider):  # loads while the exchange starts, after the first paint
+            self.spawn(self.provider.run(self._local_model_failed), "local model")
         if s.exchange == "sim":
             self.simulator = await self._start_exchange()
             feed = exchanges.plan(s.sim_protocol, self.symbols, ws_url=self.simulator.ws_url,
@@ -248,6 +262,18 @@ class Session:
         sup.supervise("desk", lambda: self._run_desk(rest_base))
         self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)
 
+    def _local_model_failed(self, sentence: str) -> None:
+        """The local model could not start or died: the offline rules propose from now on, uncached (their cards
+        say OFFLINE), and the trader is told why. A handled fallback, not a task fault; the smoke test's
+        counters show it as ``model_fallback``."""
+        local = self.provider
+        self.model_fallback = sentence
+        self.provider = self.decisions.provider = OfflineProvider()
+        # Its requests in flight finish (answered by the rules); the cache is closed at stop with the rest.
+        self._retired_cache, self.decisions.cache = self.decisions.cache, None
+        self._replaced_providers.append(local)  # closed at stop (its process may still need reaping)
+        self.desk.say("warn", sentence)
+
     async def stop(self) -> None:
         for t in await self.supervisor.stop(STOP_TIMEOUT_S):
             log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
@@ -256,6 +282,7 @@ class Session:
         closers: list[tuple[str, Any]] = [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
         # The desk first: proposals nobody reviewed are journaled EXPIRED while the journal is still open.
         closers += [("desk", self.desk.close)]
+        closers += [("retired cache", self._retired_cache.aclose if self._retired_cache else None)]
         closers += [("broker", self.desk.broker.aclose), ("http", self._http.aclose if self._http else None),
                     ("journal", self.journal.close), ("recorder", self.recorder.close if self.recorder else None),
                     ("exchange", self.simulator.stop if self.simulator else None)]

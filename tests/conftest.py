@@ -22,6 +22,9 @@ atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
     os.environ[_var] = str(_HOME / _var.lower())
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+# The offline rules propose unless a test asks for the local model (tests/llm/test_local_*.py and the default-run
+# tests do): a model answering in every test would change what they check and cost CPU the suite shares.
+os.environ["TRADING_TERMINAL_DECISIONS"] = "rules"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BINANCE_CAPTURE = SHARED_DATA / "binance-spot-btcusdt-capture"

@@ -287,12 +287,15 @@ class OpenAIProvider:
         *,
         api_version: str | None = None,
         temperature: float | None = 0.0,
+        request_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``api_key=None`` sends a placeholder (local servers need none); the environment is not read, the
         settings layer resolves secrets. ``timeout_s`` is per attempt; the client makes ``1 + max_retries``
         attempts on timeouts, connection errors, 429 (waiting for Retry-After) and 5xx.
         ``structured`` fixes one output mode instead of "auto" (which falls back as described above).
         ``temperature=None`` leaves it unset; if an endpoint rejects it (some reasoning models do), it is dropped.
+        ``request_options`` go into every request as they are (sampling for one known server, e.g. the local model's
+        ``prompt.local_sampling_kwargs()``).
         """
         import openai  # lazily: ~0.5 s of import that the offline path never needs
 
@@ -307,6 +310,7 @@ class OpenAIProvider:
         self._auto = structured == "auto"
         self._mode: StructuredMode = "json_schema" if self._auto else structured
         self._temperature = temperature
+        self._request_options = dict(request_options or {})
         self._prices = DEFAULT_PRICES if price_table is None else price_table
         self._price = price_for(model, self._prices)
         if self._price is None:
@@ -351,7 +355,7 @@ class OpenAIProvider:
     # -- the call --
 
     def _request(self, messages: list[dict[str, str]], mode: StructuredMode) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **self._request_options}
         if self._temperature is not None:
             kwargs["temperature"] = self._temperature
         if mode == "json_schema":

@@ -55,7 +55,8 @@ def details_text(journal_path: Path | None = None) -> str:
 
 
 class AboutDialog(QtWidgets.QDialog):
-    def __init__(self, parent: QtWidgets.QWidget | None = None, journal_path: Path | None = None) -> None:
+    def __init__(self, parent: QtWidgets.QWidget | None = None, journal_path: Path | None = None, *,
+                 decisions: str | None = None, decisions_note: str = "") -> None:
         super().__init__(parent)
         self.setObjectName("aboutDialog")
         self.setWindowTitle(f"About {APP_TITLE}")
@@ -75,6 +76,11 @@ class AboutDialog(QtWidgets.QDialog):
         head_text = QtWidgets.QVBoxLayout()
         head_text.addWidget(title)
         head_text.addWidget(blurb)
+        # Which model proposes, said as plainly as in the status bar (the local model is a toy, and says so).
+        self.decisions_label = QtWidgets.QLabel(f"Decisions: {decisions}. {decisions_note}" if decisions else "")
+        self.decisions_label.setWordWrap(True)
+        self.decisions_label.setVisible(bool(decisions))
+        head_text.addWidget(self.decisions_label)
         head = QtWidgets.QHBoxLayout()
         head.addWidget(icon)
         head.addSpacing(12)

@@ -10,6 +10,7 @@ import datetime as dt
 
 from PySide6 import QtCore, QtWidgets
 
+from app.llm.local import TOOLTIP, provider_tooltip
 from app.llm.schema import Action, CacheStatus, Decision
 from app.llm.service import DecisionService, ModelState
 from app.market.instruments import Instrument, defaults_for
@@ -96,8 +97,11 @@ class DecisionCard(QtWidgets.QFrame):
         m = d.meta
         tokens = f" · {m.prompt_tokens + m.completion_tokens} tok" if m.prompt_tokens or m.completion_tokens else ""
         cost = f" · ${m.cost_usd:.4f}" if m.cost_usd else ""
-        grid.addWidget(_label(f"{m.model} · {m.prompt_version} · {m.latency_ms:,.0f} ms{tokens}{cost}", "cardMuted"),
-                       3, 0, 1, 3)
+        model = f"LOCAL {m.model}" if m.provider == "local" else m.model  # the tiny local model says so
+        self.model_line = _label(f"{model} · {m.prompt_version} · {m.latency_ms:,.0f} ms{tokens}{cost}", "cardMuted")
+        if m.provider == "local":
+            self.model_line.setToolTip(TOOLTIP)
+        grid.addWidget(self.model_line, 3, 0, 1, 3)
         self.status_label: QtWidgets.QLabel | None = None
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
         if proposal is not None and actions is not None:
@@ -192,10 +196,12 @@ class DecisionsPanel(QtWidgets.QWidget):
             return
         self._version = svc.version
         p = svc.provider
-        kind = "OFFLINE RULES" if p.name == "offline" else "MODEL"
+        kind = {"offline": "OFFLINE RULES", "local": "LOCAL"}.get(p.name, "MODEL")
         self.model_label.setText(f"{kind}: {p.model}")
+        self.model_label.setToolTip(provider_tooltip(p))
         state = svc.model_state
-        self.state_label.setText(state.value)
+        loading = getattr(p, "status", None) == "loading"  # the local model's server is still starting
+        self.state_label.setText("LOADING" if loading else state.value)
         self.state_label.setProperty("level", "bad" if state is ModelState.UNAVAILABLE else "ok")
         self.state_label.style().unpolish(self.state_label)
         self.state_label.style().polish(self.state_label)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.llm.local import provider_label, provider_tooltip
 from app.models import FeedState
 from app.session import Session
 from app.trading.desk import ActionResult
@@ -175,12 +176,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.price_label = QtWidgets.QLabel("")
         self.price_label.setObjectName("priceLabel")
         p = self.session.provider
-        self.model_status = QtWidgets.QLabel("OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}")
+        self.model_status = QtWidgets.QLabel(provider_label(p))
         self.model_status.setObjectName("sourceLabel")
-        self.model_status.setToolTip(
-            "Decisions come from the built-in offline rules, not a language model (no endpoint configured)"
-            if p.name == "offline" else "Decisions come from this model at the configured endpoint"
-        )
+        self.model_status.setToolTip(provider_tooltip(p, self.session.model_fallback))
         sb.addWidget(self.source_label)
         sb.addWidget(self.model_status)
         self.risk_label = QtWidgets.QLabel("")
@@ -285,7 +283,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_about(self) -> QtWidgets.QDialog:
         from app.ui.about import AboutDialog
 
-        return self._keep("about", AboutDialog(self, journal_path=self.session.journal.path))
+        return self._keep("about", AboutDialog(self, journal_path=self.session.journal.path,
+                                               decisions=self.model_status.text(),
+                                               decisions_note=self.model_status.toolTip()))
 
     def _open_log_folder(self) -> None:
         from app.logs import log_dir
@@ -371,9 +371,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.rate_label.setText(f"{rate:,.0f} msg/s")
         self._show_faults()
         p = self.session.decisions.provider
-        model_text = "OFFLINE RULES" if p.name == "offline" else f"MODEL {p.model}"
+        model_text = provider_label(p)
         if self.model_status.text() != model_text:
             self.model_status.setText(model_text)
+            self.model_status.setToolTip(provider_tooltip(p, self.session.model_fallback))
         m = self.session.market[self.symbol]
         if m.last_trade is not None:
             q = m.quote
