@@ -6,18 +6,22 @@
    (``--exchange binance --ws-url ... --rest-url ...``, a ``--smoke-test N --json`` run) streams from it. The exchange
    is stopped and started again ``--restarts`` times. Each exchange process reports at exit the trade frames it
    wrote (``stats`` line); the terminal's JSON says how many trades it delivered per symbol. Every trade sent must
-   be delivered exactly once: ``trades_lost`` and ``duplicates_delivered`` are the differences, per symbol.
+   be delivered exactly once: ``trades_lost`` and ``duplicates_delivered`` are the differences, per symbol. Each new
+   exchange process starts a new trade-id space, so the terminal's ``gaps`` (id jumps) may be at most one per symbol
+   per restart (``restart_seams``); one more would be a trade lost mid-stream.
    ``recoveries`` counts restarts after which the terminal was connected again.
 2. Terminal kills. The terminal trades (offline rules, auto-approve, 1 s decisions) on a journal and is SIGKILLed
    ``--kills`` times. After each kill the journal must pass ``PRAGMA integrity_check``, and a restarted terminal must
-   start from exactly the state the journal holds (positions, cash, open orders, risk state):
-   ``app.trading.restore.summarize_journal`` read independently, compared with the ``restored_state`` the restarted
-   terminal prints. The last round runs with a daily loss limit one fee exceeds, so the risk state it restores
-   is REDUCING once that round has a fill (``risk_states_restored`` lists what each restart started with).
+   start from exactly the state the journal holds (positions, cash, open orders, risk state): the
+   ``restored_state`` the restarted terminal prints must equal ``app.trading.restore.summarize_journal`` of the file
+   and agree with an independent reading of its rows (``rows_state``: sums of fills, open non-market orders, the
+   last KILL / RESUME), and that run must pass its smoke test with no task fault. The last round runs with a daily
+   loss limit one fee exceeds, so the risk state it restores is REDUCING once that round has a fill
+   (``risk_states_restored`` lists what each restart started with).
 
-Prints a table, or with ``--json`` one JSON object. Exit status 0 when nothing was lost, duplicated or corrupted
-and every state was restored, else 1. Everything runs in a temporary folder; the trader's settings, journal and
-logs are never touched.
+Prints a table, or with ``--json`` one JSON object. Exit status 0 when nothing was lost, duplicated or corrupted,
+the terminal saw no gap but at restart seams and no task fault, and every state was restored, else 1. Everything
+runs in a temporary folder; the trader's settings, journal and logs are never touched.
 """
 
 from __future__ import annotations
@@ -143,6 +147,8 @@ def exchange_restarts(n: int, up_s: float, port: int, symbols: list[str], rate: 
         "terminal_exit": term.returncode,
         "task_faults": counters.get("task_faults"),
         "reconnects": counters.get("reconnects"),
+        "gaps": counters.get("gaps"),
+        "missing_trades": counters.get("missing_trades"),
         "rejected": counters.get("rejected"),
         "trades_sent": sum(sent.values()),
         "trades_delivered": sum(delivered.values()),
@@ -165,18 +171,47 @@ def integrity_ok(path: Path) -> bool:
         return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def expected_state(path: Path, symbols: list[str], daily_loss_limit: Decimal | None = None) -> dict | None:
-    """The state the journal holds, read without the terminal (None if this checkout cannot summarise it)."""
-    try:
-        from app.trading.restore import summarize_journal
-    except ImportError:
-        return None
+def expected_state(path: Path, symbols: list[str], daily_loss_limit: Decimal | None = None) -> dict:
+    """The state the journal holds as the terminal's own restore reads it (``summarize_journal``)."""
     from app.config import Settings
+    from app.trading.restore import summarize_journal
 
     s = Settings()
     limit = s.daily_loss_limit if daily_loss_limit is None else daily_loss_limit
     return summarize_journal(path, starting_cash=s.starting_cash, symbols=symbols,
                              daily_loss_limit=limit, now_ms=int(time.time() * 1000))
+
+
+def rows_state(path: Path) -> dict:
+    """The same state read from the journal's rows without the terminal's code, so a wrong restore rule cannot
+    agree with itself: positions are the sums of signed fill quantities, cash the starting cash plus every fill's
+    cash flow, open orders the limit and stop orders whose last status is open (a market order in flight at a kill
+    cannot resume), and a kill switch is on when the last KILL / RESUME event is a KILL."""
+    from app.config import Settings
+
+    qty: dict[str, Decimal] = {}
+    cash = Settings().starting_cash
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        for symbol, side, q, price, fee in db.execute("SELECT symbol, side, qty, price, fee FROM fills"):
+            signed = Decimal(q) if side == "BUY" else -Decimal(q)
+            qty[symbol] = qty.get(symbol, Decimal(0)) + signed
+            cash += -signed * Decimal(price) - Decimal(fee)
+        open_ids = sorted(r[0] for r in db.execute(
+            "SELECT id FROM orders WHERE status IN ('NEW', 'PARTIALLY_FILLED') AND type != 'MARKET'"))
+        last_control = db.execute(
+            "SELECT kind FROM risk_events WHERE kind IN ('KILL', 'RESUME') ORDER BY id DESC LIMIT 1").fetchone()
+    return {"positions": {s: q for s, q in qty.items() if q != 0}, "cash": cash, "open_orders": open_ids,
+            "halted": last_control is not None and last_control[0] == "KILL"}
+
+
+def agrees(restored: dict | None, rows: dict) -> bool:
+    """Does a restored summary (Decimals as text) hold the state the rows give?"""
+    if not restored:
+        return False
+    positions = {s: Decimal(p["qty"]) for s, p in restored.get("positions", {}).items()}
+    return (positions == rows["positions"] and Decimal(restored["cash"]) == rows["cash"]
+            and restored["open_orders"] == rows["open_orders"]
+            and (restored["risk_state"] == "HALTED") == rows["halted"])
 
 
 def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: float, env: dict[str, str],
@@ -189,8 +224,10 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
     exchange = Exchange(port, symbols, rate, env)
     kills = intact = restored = 0
     orders_at_kill: list[int] = []
+    mid_trade = 0  # kills that came right after a new order reached the journal (else after trade_s)
     risk_states: list[str | None] = []
     mismatches: list[dict] = []
+    check_faults = check_failures = 0
     try:
         for i in range(n):
             last = i == n - 1
@@ -204,7 +241,8 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
                 term.kill()
                 raise RuntimeError("the terminal never connected to the exchange")
             # Kill it while it trades: once a new order is in the journal, or after trade_s at most.
-            wait_for(lambda b=before: journal_orders(journal) > b, trade_s, poll_s=0.1)
+            if wait_for(lambda b=before: journal_orders(journal) > b, trade_s, poll_s=0.1):
+                mid_trade += 1
             term.send_signal(signal.SIGKILL)
             term.wait(timeout=20)
             kills += 1
@@ -213,14 +251,20 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
                 continue
             intact += 1
             expected = expected_state(journal, symbols, Decimal(TIGHT_LOSS_LIMIT) if last else None)
+            rows = rows_state(journal)
             check = subprocess.run(terminal_cmd(port, symbols, journal, *config, "--smoke-test", "2", "--json"),
                                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-            got = (last_json(check.stdout) or {}).get("restored_state")
+            counters = last_json(check.stdout) or {}
+            got = counters.get("restored_state")
             risk_states.append((got or {}).get("risk_state"))
-            if expected is not None and got == expected:
+            check_faults += counters.get("task_faults", 0) or 0
+            check_failures += check.returncode != 0
+            # Restored as the restore rule reads the journal, and as the raw rows say, and the run was healthy.
+            if got == expected and agrees(got, rows) and check.returncode == 0:
                 restored += 1
             else:
-                mismatches.append({"expected": expected, "restored": got})
+                mismatches.append({"expected": expected, "rows": str(rows), "restored": got,
+                                   "exit": check.returncode})
     finally:
         exchange.stop()
     return {
@@ -228,8 +272,11 @@ def terminal_kills(n: int, trade_s: float, port: int, symbols: list[str], rate: 
         "integrity_ok": intact == kills and kills > 0,
         "state_restored": restored == kills and kills > 0,
         "orders_in_journal": orders_at_kill,
+        "kills_mid_trade": mid_trade,
         "risk_states_restored": risk_states,
         "state_mismatches": mismatches[:2],
+        "restart_check_faults": check_faults,
+        "restart_check_failures": check_failures,
     }
 
 
@@ -240,14 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--up-s", type=float, default=5.5,
                    help="seconds the exchange streams between restarts (default 5.5: over 5 s the terminal counts "
                    "a connection as healthy and reconnects at once; shorter runs test its backoff)")
-    p.add_argument("--trade-s", type=float, default=20.0, help="longest wait for an order before a kill")
+    p.add_argument("--trade-s", type=float, default=60.0,
+                   help="longest wait for a new order before a kill (the offline rules trade when the market moves)")
     p.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
-    p.add_argument("--quick", action="store_true", help="a smaller run: 5 restarts, 2 kills, 2 s up")
+    p.add_argument("--quick", action="store_true", help="a smaller run: 5 restarts, 2 kills, 2 s up, 20 s to trade")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
     if args.quick:
         args.restarts, args.kills, args.up_s = min(args.restarts, 5), min(args.kills, 2), min(args.up_s, 2.0)
+        args.trade_s = min(args.trade_s, 20.0)
     symbols = [s for s in args.symbols.split(",") if s]
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
@@ -261,8 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         result = exchange_restarts(args.restarts, args.up_s, port, symbols, args.rate, env, work)
         result |= terminal_kills(args.kills, args.trade_s, port, symbols, args.rate, env, work)
         result["seconds"] = round(time.monotonic() - t0, 1)
-    ok = (result["trades_lost"] == 0 and result["duplicates_delivered"] == 0 and result["integrity_ok"]
-          and result["state_restored"] and result["recoveries"] == result["restarts"] and result["trades_sent"] > 0)
+    # Each restarted exchange draws a new trade-id space, so the terminal sees one id jump per symbol at each seam
+    # (a gap when it jumps up, an id reset when down). More gaps than seams would be trades lost mid-stream.
+    result["restart_seams"] = args.restarts * len(symbols)
+    ok = (result["trades_lost"] == 0 and result["duplicates_delivered"] == 0
+          and (result["gaps"] or 0) <= result["restart_seams"] and result["integrity_ok"] and result["state_restored"]
+          and result["recoveries"] == result["restarts"] and result["trades_sent"] > 0
+          and result["task_faults"] == 0 and result["terminal_exit"] == 0
+          and result["restart_check_faults"] == 0 and result["restart_check_failures"] == 0)
     result["ok"] = ok
     if args.json:
         print(json.dumps(result, sort_keys=True))
