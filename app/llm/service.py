@@ -7,7 +7,10 @@ endpoint. Instead, asks that arrive while one is in flight are coalesced into on
 market state at the time it starts. A failure is
 recorded as an ERROR decision, which the UI shows as an error card and which never becomes a proposal. After
 ``breaker_threshold`` consecutive failures the breaker opens: the model is reported unavailable and not called
-until ``breaker_cooldown_s`` has passed; then one trial request decides whether it closes again.
+until ``breaker_cooldown_s`` has passed; then it is half-open: exactly one trial request goes out (every other
+symbol's gets a circuit_open error card meanwhile) and its outcome closes the breaker or opens it again. The breaker
+counts only what the provider answered: a cache hit says nothing about the endpoint, so it neither resets the count
+nor settles a trial.
 """
 
 from __future__ import annotations
@@ -84,8 +87,9 @@ class DecisionService:
         self._clock = clock
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._ask_again: set[str] = set()  # symbols with an ask coalesced while their request is in flight
-        self._failures = 0
+        self._failures = 0  # consecutive provider failures
         self._open_until = 0.0
+        self._trial = False  # half-open: the one request allowed through is in flight
         self._last_bar: dict[str, int] = {}
         # Called with every successful decision and the state it was made from (the trading desk listens).
         self.listeners: list[Callable[[Decision, MarketState], None]] = []
@@ -105,15 +109,13 @@ class DecisionService:
 
     # ----- triggers -----------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Ask on every close of the decision timeframe, for every symbol, until cancelled."""
-        try:
-            while True:
-                for symbol in self.market.symbols:
-                    if self._bar_closed(symbol):
-                        self.ask_now(symbol)
-                await asyncio.sleep(self._poll_s)
-        finally:
-            await self.aclose()
+        """Ask on every close of the decision timeframe, for every symbol. Requests in flight are left alone when
+        this loop ends (a supervised restart must not hide their failures); ``aclose`` ends them at stop."""
+        while True:
+            for symbol in self.market.symbols:
+                if self._bar_closed(symbol):
+                    self.ask_now(symbol)
+            await asyncio.sleep(self._poll_s)
 
     def ask_now(self, symbol: str) -> asyncio.Task[None] | None:
         """Ask for a decision on ``symbol``: now, or if a request is in flight, once it has finished (one follow-up
@@ -195,6 +197,19 @@ class DecisionService:
             self._record(self._error(state, "circuit_open", "model unavailable: too many recent failures, "
                                      f"retrying in {self._open_until - now:.0f} s"))
             return
+        trial = self._failures >= self.breaker_threshold  # half-open: one request finds out if the model is back
+        if trial and self._trial:
+            self._record(self._error(state, "circuit_open", "model unavailable: a trial request is finding out "
+                                     "whether it answers again"))
+            return
+        self._trial = self._trial or trial
+        try:
+            await self._attempt(state)
+        finally:
+            if trial:
+                self._trial = False
+
+    async def _attempt(self, state: MarketState) -> None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -209,8 +224,9 @@ class DecisionService:
             log.exception("decision provider failed unexpectedly")
             self._failed(state, "internal", f"{type(exc).__name__}: {exc}")
         else:
-            self._failures = 0
-            self._open_until = 0.0
+            if decision.meta.cache_status not in (CacheStatus.HIT, CacheStatus.SIMILAR):  # the provider answered
+                self._failures = 0
+                self._open_until = 0.0
             self.stats.decisions += 1
             elapsed_ns = int((time.perf_counter() - started) * 1e9)
             stage = {CacheStatus.HIT: MODEL_HIT, CacheStatus.SIMILAR: MODEL_SIMILAR}.get(

@@ -248,3 +248,90 @@ async def test_a_listener_that_raises_is_reported_as_a_task_fault_not_lost():
     await wait_until(lambda: faults, what="the fault reported")  # done callbacks run on a later turn
     assert faults == [(f"decision {SYMBOL}", "ValueError")]
     assert svc.model_state is ModelState.READY  # the symbol is free for its next request
+
+
+OTHER = "ETHUSDT"
+
+
+def two_symbol_market(seconds: int = 90) -> MarketData:
+    """SYMBOL and OTHER with the same rising bars (OTHER's price a tenth of SYMBOL's)."""
+    market = MarketData([SYMBOL, OTHER], capacity=10_000)
+    trades = []
+    for i in range(seconds):
+        for symbol, scale in ((SYMBOL, 1.0), (OTHER, 0.1)):
+            price = (60_000.0 + i * 2.0 - (5.0 if i % 7 == 0 else 0.0)) * scale
+            trades.append(Trade(symbol, price, 0.01, Side.BUY, len(trades), T0 + i * 1000, 0))
+            trades.append(Trade(symbol, price + 3.0 * scale, 0.03, Side.BUY, len(trades), T0 + i * 1000 + 400, 0))
+    market.apply(trades)
+    return market
+
+
+def bar_for(market: MarketData, symbol: str, second: int) -> None:
+    market.apply([Trade(symbol, 60_500.0 if symbol == SYMBOL else 6_050.0, 0.01, Side.SELL, 10_000 + second,
+                        T0 + second * 1000, 0)])
+
+
+@pytest.mark.asyncio
+async def test_cache_hits_do_not_hide_a_failing_endpoint_from_the_breaker(dev_server_factory):
+    server = dev_server_factory()
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    market = two_symbol_market()
+    svc = DecisionService(provider, market, timeframe="1s", cache=DecisionCache(), breaker_threshold=2,
+                          breaker_cooldown_s=60)
+    try:
+        await svc.ask_now(OTHER)  # the cache is warm for OTHER's unchanged market
+        server.options.fault, server.options.fault_rate = "500", 1.0  # the endpoint starts failing
+        for second in (100, 101):
+            bar_for(market, SYMBOL, second)
+            await svc.ask_now(SYMBOL)  # a fresh market: the model is asked and answers 500
+            await svc.ask_now(OTHER)  # served from the cache
+        statuses = [d.meta.cache_status for d in svc.decisions]
+        assert statuses[:4] == [CacheStatus.MISS, CacheStatus.ERROR, CacheStatus.HIT, CacheStatus.ERROR]
+        assert svc.model_state is ModelState.UNAVAILABLE and svc.stats.breaker_trips == 1
+        assert "circuit_open" in svc.decisions[-1].meta.error  # even OTHER's cached answer waits for the model
+    finally:
+        await svc.aclose()
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_after_the_cooldown_exactly_one_trial_request_reaches_the_model(dev_server_factory):
+    now = [0.0]
+    server = dev_server_factory(fault="500", fault_rate=1.0, latency_ms=(100.0, 100.0))
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    market = two_symbol_market()
+    svc = DecisionService(provider, market, timeframe="1s", breaker_threshold=2, breaker_cooldown_s=30,
+                          clock=lambda: now[0])
+    try:
+        await svc.ask_now(SYMBOL)
+        await svc.ask_now(OTHER)
+        assert svc.model_state is ModelState.UNAVAILABLE and server.stats.completions == 2
+        now[0] += 31  # the cooldown has passed: every symbol's next bar closes at once
+        await asyncio.gather(svc.ask_now(SYMBOL), svc.ask_now(OTHER))
+        assert server.stats.completions == 3, "one trial request, not one per symbol"
+        errors = [d.meta.error for d in list(svc.decisions)[-2:]]
+        assert sorted("trial request" in e for e in errors) == [False, True]  # one trial (HTTP 500), one waited
+        assert svc.model_state is ModelState.UNAVAILABLE and svc.stats.breaker_trips == 2  # the trial failed
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_restart_of_the_decisions_loop_leaves_the_request_in_flight_to_report_its_failure(
+        dev_server_factory):
+    server = dev_server_factory(fault="500", fault_rate=1.0, latency_ms=(300.0, 300.0))
+    provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
+    svc = DecisionService(provider, market_with_bars(), timeframe="1s")
+    try:
+        loop_task = asyncio.get_running_loop().create_task(svc.run())
+        request = svc.ask_now(SYMBOL)
+        await wait_until(lambda: server.stats.completions == 1, what="the request to reach the model")
+        loop_task.cancel()  # the supervisor restarts a failed loop by starting run() again
+        with pytest.raises(asyncio.CancelledError):
+            await loop_task
+        await request
+        assert not request.cancelled()
+        assert svc.decisions[-1].meta.cache_status is CacheStatus.ERROR and svc.stats.errors == 1
+    finally:
+        await svc.aclose()
+        await provider.aclose()
