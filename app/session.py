@@ -279,7 +279,9 @@ class Session:
             log.error("task %s did not stop within %g s", t.get_name(), STOP_TIMEOUT_S)
         # Each resource is released even if another fails (a disk full while the recording flushes must not
         # leave the exchange process or the journal open).
-        closers: list[tuple[str, Any]] = [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
+        # Decision requests in flight end first (the decisions loop leaves them be when it stops or restarts).
+        closers: list[tuple[str, Any]] = [("decisions", self.decisions.aclose)]
+        closers += [(f"provider {i}", p.aclose) for i, p in enumerate(self._providers())]
         # The desk first: proposals nobody reviewed are journaled EXPIRED while the journal is still open.
         closers += [("desk", self.desk.close)]
         closers += [("retired cache", self._retired_cache.aclose if self._retired_cache else None)]
