@@ -7,13 +7,14 @@ first failure is reported):
 0. quantity > 0;
 1. state: HALTED lets through only FLATTEN-origin orders that reduce the position; REDUCING (daily loss limit
    reached, latched) only orders that reduce it;
-2. quantity at least the instrument's minimum and a whole multiple of its lot size; limit/stop price present,
-   positive and on its tick (``app.market.instruments``: each symbol has its own);
+2. quantity at least the instrument's minimum (not for a reduce-only or FLATTEN order that reduces: closing is never
+   refused for size, as the broker and the exchanges rule) and a whole multiple of its lot size; limit/stop price
+   present, positive and on its tick (``app.market.instruments``: each symbol has its own);
 3. a last price exists (every order needs one: market orders to estimate the notional, limits for the band);
 4. a limit price within ±price_band_pct of the last price (stop prices are not banded: a stop is meant to be away
    from the market);
 5. order value (limit or stop price, or the last price for a market order) between the instrument's minimum
-   value and max_order_notional (quote currency; per-symbol overrides in ``order_value_by_symbol``);
+   value (closing orders exempt, as in 2) and max_order_notional (quote currency; per-symbol overrides in ``order_value_by_symbol``);
 6. a ``reduce_only`` request must reduce;
 7. position limit, in money: |position + every open order on the same side that could increase it + this
    order| x the order's price <= max_position_value (quote currency; per-symbol overrides in
@@ -250,6 +251,9 @@ class RiskManager:
         symbol_open = [o for o in open_orders if o.symbol == req.symbol and o.status.is_open]
         reducing = req.qty > 0 and is_reducing(req, position, symbol_open)
         flatten = req.origin is OrderOrigin.FLATTEN and reducing
+        # Closing is never refused for size (the broker's rule too, as the exchanges' reduce-only rule): a position
+        # below the minimum quantity or value can still be flattened. The lot check still applies.
+        closing = reducing and (req.reduce_only or req.origin is OrderOrigin.FLATTEN)
         side_word = "buy" if req.side is Side.BUY else "sell"
 
         if req.qty <= 0:
@@ -266,7 +270,7 @@ class RiskManager:
             return Veto(VetoCode.REDUCING, self._not_reducing_message(req, position, symbol_open, ccy))
 
         # 2. quantity and prices, on the instrument's own grids
-        if req.qty < inst.min_qty:
+        if req.qty < inst.min_qty and not closing:
             return Veto(VetoCode.LOT_SIZE, f"quantity {qty_words} is below the minimum {fmt_qty(inst.min_qty)} "
                                            f"for {req.symbol}")
         if not inst.on_lot(req.qty):
@@ -320,7 +324,7 @@ class RiskManager:
                     f"order value {inst.fmt_money(notional)} {ccy} ({side_word} {qty_words}){basis} is above the "
                     f"maximum {inst.fmt_money(max_value)} {ccy} per order on {req.symbol}",
                 )
-            if notional < inst.min_notional:
+            if notional < inst.min_notional and not closing:
                 return Veto(
                     VetoCode.NOTIONAL_TOO_SMALL,
                     f"order value {inst.fmt_money(notional)} {ccy} ({side_word} {qty_words}){basis} is below the "
