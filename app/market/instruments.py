@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USD", "EUR", "GBP", "JPY", "TRY", "BRL", "BTC", "ETH", "BNB",
           "DAI", "SOL")
 MAX_DECIMALS = 12  # finer steps than 1e-12 are no real exchange's and would only hide a unit mix-up
+# The largest price or quantity typed or proposed that is taken at all: no market trades near it, and beyond it a
+# typo would show as an order rather than as a refusal.
+MAX_AMOUNT = Decimal("1e12")
+
+
+def amount_problem(value: Decimal, what: str) -> str | None:
+    """Why a typed or proposed price or quantity cannot be taken, in the trader's words; None when it can."""
+    if not value.is_finite():
+        return f"{what} must be a finite number"
+    if abs(value) > MAX_AMOUNT:
+        return f"{what} {value:,f} is too large: the largest taken is {MAX_AMOUNT:,f}"
+    return None
 COINBASE_PRODUCT_URL = "https://api.coinbase.com/api/v3/brokerage/market/products/{product_id}"
 KRAKEN_ASSET_PAIRS_URL = "https://api.kraken.com/0/public/AssetPairs"
 # Kraken's REST names some assets by their old codes; the terminal uses the common ones.
@@ -110,10 +122,10 @@ class Instrument:
         return _on_grid(qty, self.lot_size, rounding)
 
     def on_tick(self, price: Decimal) -> bool:
-        return price % self.tick_size == 0
+        return _is_on(price, self.tick_size)
 
     def on_lot(self, qty: Decimal) -> bool:
-        return qty % self.lot_size == 0
+        return _is_on(qty, self.lot_size)
 
     def size_problem(self, qty: Decimal, price: Decimal | None) -> str | None:
         """Why the exchange would refuse this size, in the trader's words; None when it would not."""
@@ -150,10 +162,33 @@ def _fmt(x: float | Decimal | None, places: int, sign: bool) -> str:
     return f"{x:{'+' if sign else ''},.{places}f}"
 
 
+def _grid_digits(x: Decimal, step: Decimal) -> int:
+    """Digits enough to hold x / step exactly: the default 28 would raise (DivisionImpossible) on a price of 1e30."""
+    return max(28, x.adjusted() - step.adjusted() + len(step.as_tuple().digits) + 4)
+
+
+def _is_on(x: Decimal, step: Decimal) -> bool:
+    """Whether x is a whole number of steps; never raises (a value no grid holds, e.g. infinity, is not on it)."""
+    if not x.is_finite():
+        return False
+    try:
+        with localcontext() as ctx:
+            ctx.prec = _grid_digits(x, step)
+            return x % step == 0
+    except (InvalidOperation, ArithmeticError):
+        return False
+
+
 def _on_grid(x: Decimal, step: Decimal, rounding: str) -> Decimal:
     # Written with the step's decimals (0.10 for a 0.01 tick); whole steps of 1 or more as integers, never 1E+1.
+    # Never raises: a value too large for the default 28 digits is rounded with as many as it needs, and one no
+    # grid holds (infinity, NaN) comes back as it is, for the checks at the boundaries to refuse.
+    if not x.is_finite():
+        return x
     exponent = Decimal(1) if step >= 1 else step.normalize()
-    return ((x / step).to_integral_value(rounding=rounding) * step).quantize(exponent)
+    with localcontext() as ctx:
+        ctx.prec = _grid_digits(x, step)
+        return ((x / step).to_integral_value(rounding=rounding) * step).quantize(exponent)
 
 
 def defaults_for(symbol: str, price: float | Decimal | None = None) -> Instrument:

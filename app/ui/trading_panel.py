@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from PySide6 import QtCore, QtWidgets
 
+from app.market.instruments import amount_problem
 from app.models import OrderOrigin, OrderRequest, OrderType, Side
 from app.trading.desk import ActionResult, TradingDesk
 from app.trading.risk import RiskState
@@ -35,8 +36,9 @@ def parse_decimal(text: str, what: str) -> Decimal:
         v = Decimal(text.strip().replace(",", ""))
     except InvalidOperation:
         raise ValueError(f"{what} {text!r} is not a number") from None
-    if not v.is_finite():
-        raise ValueError(f"{what} must be a finite number")
+    problem = amount_problem(v, what)  # infinite or beyond any market: refused here, in words
+    if problem is not None:
+        raise ValueError(problem)
     return v
 
 

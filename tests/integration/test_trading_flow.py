@@ -170,6 +170,10 @@ async def test_refusals_say_why_and_send_nothing(qtbot, tmp_path):
         qtbot.mouseClick(panel.submit, QtCore.Qt.MouseButton.LeftButton)
         await wait_until(lambda: panel.last_result is not None, what="a result")
         assert not panel.last_result.ok and "band" in panel.last_result.message
+        # A price no market has: refused in words where it is typed (not an arithmetic error from the tick check).
+        panel.price.setText("1e30")
+        qtbot.mouseClick(panel.submit, QtCore.Qt.MouseButton.LeftButton)
+        assert panel.message.text().startswith("limit price 1,000,000,000,000,000,000,000,000,000,000 is too large")
         # After the kill switch nothing new passes.
         await desk.kill_switch()
         p2 = await new_proposal(session, window)

@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from app.market.instruments import (
+    Instrument,
     InstrumentError,
     Instruments,
+    amount_problem,
     defaults_for,
     load_instruments,
     parse_binance,
@@ -127,3 +129,21 @@ async def test_no_answer_at_all_leaves_every_symbol_on_safe_defaults_with_a_mess
         got = await load_instruments(client, "binance", ["XRPUSDT"], "http://127.0.0.1:9")
     assert got.loaded == {} and "could not be loaded" in got.problems["XRPUSDT"]
     assert got.problems["XRPUSDT"].endswith("; using safe defaults")
+
+
+@pytest.mark.parametrize("value", [D("1e30"), D("1e40"), D("Infinity"), D("NaN")])
+def test_grid_helpers_never_raise_on_a_value_beyond_28_digits_or_not_finite(value):
+    inst = Instrument.from_steps("BTCUSDT", D("0.01"), D("0.00001"))
+    assert inst.on_tick(value) is value.is_finite()  # a whole number of ticks when finite; infinity is on no grid
+    assert inst.on_lot(value) is value.is_finite()
+    if value.is_finite():
+        assert inst.round_price(value) == value and inst.round_qty(value) == value
+    else:
+        assert not inst.round_price(value).is_finite()  # left for the boundary checks to refuse
+
+
+def test_a_typed_or_proposed_amount_beyond_any_market_is_refused_in_words():
+    assert amount_problem(D("65000.5"), "limit price") is None
+    assert amount_problem(D("1e30"), "limit price") == (
+        "limit price 1,000,000,000,000,000,000,000,000,000,000 is too large: the largest taken is 1,000,000,000,000")
+    assert amount_problem(D("-Infinity"), "quantity") == "quantity must be a finite number"
