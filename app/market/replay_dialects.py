@@ -44,6 +44,11 @@ class ForeignFrames:
         except ParseError:
             self.rejected += 1
             return []
+        if len(events) > 1:
+            # Coinbase lists a market_trades event's trades newest first. Each becomes a frame of its own here, so
+            # the terminal's per-frame ordering never sees them together: sent newest first, all but the newest
+            # would be taken for duplicates. Oldest first, as Binance sends them (stable: others keep their order).
+            events = sorted(events, key=_trade_order)
         out: list[Converted] = []
         for ev in events:
             if isinstance(ev, Trade):
@@ -87,6 +92,10 @@ class ForeignFrames:
             "e": "depthUpdate", "E": ev.exchange_ms, "s": symbol, "U": n, "u": n,
             "b": [[p, q] for p, q in bids.items()], "a": [[p, q] for p, q in asks.items()],
         })]
+
+
+def _trade_order(ev: object) -> int:
+    return ev.trade_id if isinstance(ev, Trade) else -1
 
 
 def _num(x: float) -> str:

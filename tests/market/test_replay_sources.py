@@ -18,6 +18,7 @@ from app.market.adapters import binance, coinbase, kraken
 from app.market.recording import RecordingError
 from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
 from app.models import Trade
+from tests.conftest import wait_until
 
 START_MS = 1_700_000_012_345
 TIMEOUT = 20
@@ -130,3 +131,47 @@ def test_a_file_the_replay_cannot_use_is_refused_with_one_sentence(tmp_path, con
         ReplaySource(path)
     message = str(err.value)
     assert str(path) in message and problem in message and "\n" not in message
+
+
+def _coinbase_trades_frame(seq: int, ids: list[int], start_ms: int) -> bytes:
+    """A market_trades frame as Coinbase sends it: several trades, newest first."""
+    trades = [{"product_id": "BTC-USD", "trade_id": str(i), "price": f"{60_000 + i}.5", "size": "0.01",
+               "time": coinbase_time(start_ms + i), "side": "BUY" if i % 2 else "SELL"}
+              for i in sorted(ids, reverse=True)]
+    return orjson.dumps({"channel": "market_trades", "timestamp": coinbase_time(start_ms + max(ids)),
+                         "sequence_num": seq, "events": [{"type": "update", "trades": trades}]})
+
+
+def coinbase_time(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+@pytest.mark.asyncio
+async def test_a_coinbase_recording_of_several_trades_per_frame_replays_every_trade_once(tmp_path):
+    from app.market.connection import FeedConnection
+
+    batches = [[103, 102, 101], [106, 105, 104], [107], [112, 111, 110, 109, 108]]
+    lines = [b"%d %s" % ((START_MS + 10 * n) * 1_000_000, _coinbase_trades_frame(n, ids, START_MS))
+             for n, ids in enumerate(batches)]
+    tape = tmp_path / "coinbase.rec"
+    tape.write_bytes(b"\n".join(lines) + b"\n")
+    recorded = {i for ids in batches for i in ids}
+    delivered: list[int] = []
+
+    def on_events(events):  # type: ignore[no-untyped-def]
+        delivered.extend(e.trade_id for e in events if isinstance(e, Trade))
+
+    async with ExchangeSimulator(ReplaySource(tape, speed=0), protocol="coinbase") as sim:
+        conn = FeedConnection(sim.ws_url, coinbase, on_events,
+                              subscribe=coinbase.subscribe_messages(["BTCUSD"], ("market_trades",)))
+        task = asyncio.create_task(conn.run())
+        try:
+            await wait_until(lambda: len(delivered) + conn.stats.duplicates >= len(recorded), timeout=TIMEOUT,
+                             what="every replayed trade received")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert delivered == sorted(recorded)  # every recorded trade, once, oldest first
+    assert conn.stats.duplicates == 0 and conn.stats.gap_count == 0
