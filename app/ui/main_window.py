@@ -193,7 +193,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fault_label.setObjectName("feedState")
         self.fault_label.setProperty("level", "bad")
         self.fault_label.setVisible(False)
-        self._fault_version = 0
+        self._fault_shown: tuple[str, str, str] | None = None  # (text, level, tooltip) on the label now
         sb.addPermanentWidget(self.fault_label)
         sb.addPermanentWidget(self.perf_badge)
         sb.addPermanentWidget(self.equity_label)
@@ -401,15 +401,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.log_view.flush()
 
     def _show_faults(self) -> None:
-        sup = self.session.supervisor
-        if sup.version == self._fault_version:
+        # Red while a part is down or stopped, amber for a while after it runs again, then gone; short text
+        # (it shares the status bar with the prices), the details in the tooltip. Time-dependent: checked each tick.
+        status = self.session.supervisor.status()
+        shown = None if status is None else (status.text, status.level, status.tooltip)
+        if shown == self._fault_shown:
             return
-        self._fault_version = sup.version
-        faults = list(sup.faults.values())
-        self.fault_label.setText("FAULT: " + ", ".join(f.text for f in faults))
-        self.fault_label.setToolTip("\n".join(f"{f.name}: {f.faults} failure(s), last: {f.last_error}"
-                                              for f in faults) + "\nCrash reports are in the log folder.")
-        self.fault_label.setVisible(bool(faults))
+        self._fault_shown = shown
+        self.fault_label.setVisible(status is not None)
+        if status is None:
+            return
+        self.fault_label.setText(status.text)
+        self.fault_label.setToolTip(status.tooltip)
+        self.fault_label.setProperty("level", status.level)
+        self.fault_label.style().unpolish(self.fault_label)
+        self.fault_label.style().polish(self.fault_label)
 
     def refresh_perf(self, spread: bool = True) -> None:
         """``spread``: the panel's steps in separate turns of the loop (the timer); False: all now."""

@@ -53,7 +53,10 @@ async def test_a_market_consumer_that_raises_is_restarted_counted_reported_and_s
         assert "ValueError" in fault.last_error
         window.bridge.tick()
         assert window.fault_label.isVisibleTo(window)
-        assert window.fault_label.text() == "FAULT: market restarted 1×"
+        # Running again: an amber note (short, beside the prices), the details in the tooltip.
+        assert window.fault_label.text() == "market restarted ×1"
+        assert window.fault_label.property("level") == "warn"
+        assert "ValueError: a market event the desk could not take" in window.fault_label.toolTip()
         assert len(crash_reports) == 1 and "task market" in crash_reports[0].read_text(encoding="utf-8")
     finally:
         window.close()
@@ -96,4 +99,34 @@ async def test_a_long_lived_task_that_returns_is_a_fault_too(tmp_path, crash_rep
         assert sup.faults["desk"].stopped and "ended on its own" in sup.faults["desk"].last_error
         assert session.task_faults == 1
     finally:
+        await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_fault_label_is_red_while_a_part_is_down_amber_after_it_recovered_then_gone(qtbot, tmp_path):
+    session = Session(Settings(history_bars=0, sim_process=False, journal_path=tmp_path / "j.sqlite3"))
+    now = [1000.0]
+    sup = session.supervisor
+    sup.clock = lambda: now[0]
+    window = MainWindow(session, BufferingHandler())
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        label = window.fault_label
+        sup.record_fault("feed", ConnectionError("reset by peer"), stopped=False, restarting=True)
+        window.bridge.tick()
+        assert label.isVisibleTo(window) and (label.text(), label.property("level")) == ("FAULT feed", "bad")
+        sup.faults["feed"].restarts, sup.faults["feed"].down, sup.faults["feed"].recovered_at = 1, False, now[0]
+        window.bridge.tick()
+        assert (label.text(), label.property("level")) == ("feed restarted ×1", "warn")
+        now[0] += 61  # a minute healthy: nothing left to say
+        window.bridge.tick()
+        assert not label.isVisibleTo(window)
+        sup.record_fault("desk", RuntimeError("always broken"), stopped=True)
+        now[0] += 3600
+        window.bridge.tick()
+        assert (label.text(), label.property("level")) == ("FAULT desk", "bad")  # stopped stays red
+        assert "desk: stopped" in label.toolTip()
+    finally:
+        window.close()
         await session.stop()
