@@ -383,15 +383,18 @@ class Session:
 
         try:
             client = await self._http_client()
+            # Stamped when asked, not when answered: an answer from before a reconnect (the old exchange's ids) that
+            # arrives after it must be refused by the book like anything else from the old connection.
+            asked_ns = time.perf_counter_ns()
             resp = await client.get(f"{rest_base}{self._depth_path}", params={"symbol": symbol, "limit": 1000})
             resp.raise_for_status()
             answer = resp.json()
-            snap = binance.parse_depth_snapshot(answer, symbol, time.perf_counter_ns())
+            snap = binance.parse_depth_snapshot(answer, symbol, asked_ns)
         except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
             log.warning("no depth snapshot for %s: %s", symbol, exc)
             return
-        if self.recorder is not None:
-            self.recorder.write_depth_snapshot(snap.recv_ns, symbol, answer)
+        if self.recorder is not None:  # where it arrived in the stream, which is where a replay must serve it
+            self.recorder.write_depth_snapshot(time.perf_counter_ns(), symbol, answer)
         self.desk.books[symbol].apply(snap)
 
     async def _http_client(self):

@@ -21,8 +21,14 @@ lastUpdateId`` are dropped, the first one applied must have ``first_id <= lastUp
 A reconnect makes the book untrustworthy whatever its ids say: the exchange may have restarted with lower ids (every
 new diff would look stale) or diffs may have been lost while it was down. ``invalidate(since_ns)`` (the session
 calls it whenever the feed connection opens or ends) empties the book until a fresh snapshot; diffs and snapshots
-received before ``since_ns`` (still queued from the old connection, a REST answer requested before it) are
-dropped and counted in ``before_reconnect``, so the new book is built from the new connection alone.
+stamped before ``since_ns`` are dropped and counted in ``before_reconnect``, so the new book is built from the new
+connection alone. A diff is stamped when it is received; a REST snapshot must be stamped when it was *requested*
+(the session does): an answer from the old exchange that arrives after the reconnect is then refused too.
+
+A book whose ids have run ahead of its stream (a snapshot from somewhere else, an exchange that restarted without the
+reconnect being seen) would call every new diff stale and stay "valid" forever. So ``STALE_RUN_LIMIT`` stale diffs
+in a row, received live, are not believed: the book needs a resync (counted in ``stale_resyncs``). Stale diffs
+replayed from the buffer after a snapshot (those older than it, the normal case) do not count towards the run.
 
 Quantities in a diff are absolute; quantity 0 removes the level. Prices and quantities stay float64 (market data;
 DESIGN rule 5): the same decimal string always parses to the same float, so a float is a safe dict key.
@@ -37,6 +43,10 @@ from __future__ import annotations
 from collections import deque
 
 from app.models import BookUpdate, Side
+
+# Live diffs in a row older than the book before it is taken to be ahead of its stream (see the module docstring).
+# Right after a snapshot only the diffs in flight while it was fetched can be stale, a handful at 10 diffs a second.
+STALE_RUN_LIMIT = 50
 
 
 class _BookSide:
@@ -116,6 +126,8 @@ class OrderBook:
         self.wrong_symbol = 0
         self.invalidations = 0  # reconnects that emptied the book until a fresh snapshot
         self.before_reconnect = 0  # updates received before the latest invalidation, dropped
+        self.stale_resyncs = 0  # resyncs because STALE_RUN_LIMIT live diffs in a row were stale
+        self._stale_run = 0  # live stale diffs in a row
         self._valid_from_ns = 0  # updates received earlier than this belong to a previous connection
 
     # ------------------------------------------------------------------------------------------------ updates
@@ -133,7 +145,13 @@ class OrderBook:
         if not self.has_snapshot or self.needs_resync:
             self._buffer_diff(update)
             return False
-        return self._apply_diff(update)
+        if self._apply_diff(update):
+            return True
+        if self._stale_run >= STALE_RUN_LIMIT:
+            self._stale_run = 0
+            self.needs_resync = True
+            self.stale_resyncs += 1
+        return False
 
     def _buffer_diff(self, update: BookUpdate) -> None:
         if len(self._buffer) == self._buffer.maxlen:
@@ -157,6 +175,7 @@ class OrderBook:
                 self._buffer_diff(diff)
             else:
                 self._apply_diff(diff)
+        self._stale_run = 0  # buffered diffs older than the snapshot are expected, not a sign of a wrong book
 
     def _apply_diff(self, diff: BookUpdate) -> bool:
         last = self.last_update_id
@@ -164,10 +183,12 @@ class OrderBook:
         if diff.prev_id is not None:  # Binance futures: continuity by pu, see the module docstring
             if diff.last_id < last or (self._synced and diff.last_id == last):
                 self.stale += 1
+                self._stale_run += 1
                 return False
             in_sequence = diff.prev_id == last if self._synced else diff.first_id <= last <= diff.last_id
         elif diff.last_id <= last:
             self.stale += 1
+            self._stale_run += 1
             return False
         else:
             # continue the previous diff exactly, or (first after a snapshot) straddle the snapshot's id
@@ -177,6 +198,7 @@ class OrderBook:
             self.gaps += 1
             self._buffer_diff(diff)
             return False
+        self._stale_run = 0
         self._bids.update(diff.bids)
         self._asks.update(diff.asks)
         self.last_update_id = diff.last_id
@@ -212,6 +234,7 @@ class OrderBook:
         self.has_snapshot = False
         self.needs_resync = False
         self._synced = False
+        self._stale_run = 0
         self.last_update_id = None
         self.version += 1
 
@@ -266,4 +289,5 @@ class OrderBook:
             "wrong_symbol": self.wrong_symbol,
             "invalidations": self.invalidations,
             "before_reconnect": self.before_reconnect,
+            "stale_resyncs": self.stale_resyncs,
         }
