@@ -402,8 +402,10 @@ def smoke_counters(session, window) -> dict:
         "model_fallback": session.model_fallback,  # the local model gave way to the rules: handled, not a fault
         "decisions": dict(stats.by_badge),
         "decision_requests": stats.requests,
-        "orders": len(desk.broker.orders),
-        "fills": len(desk.fills),
+        "orders": desk.orders_sent,  # this run's; what a restart took back is counted apart
+        "fills": desk.fills_this_run,
+        "orders_restored": desk.orders_restored,
+        "fills_restored": desk.fills_restored,
         "risk": desk.risk.state.value,
         "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
         "state": _state_summary(session),

@@ -85,7 +85,12 @@ class TradingDesk:
         self.books = {s: OrderBook(s) for s in symbols}
         self.last_prices: dict[str, Decimal] = {}
         self.messages: deque[tuple[int, str, str]] = deque(maxlen=200)  # (ms, level, text) shown to the trader
-        self.fills: list[Fill] = []  # this session's fills, newest last (the journal keeps them all)
+        self.fills: list[Fill] = []  # the latest fills, newest last, earlier sessions' too (the journal keeps all)
+        # This run's own counts (the smoke test's), apart from what a restart took back from the journal.
+        self.orders_sent = 0  # orders the desk sent to the broker (bracket legs the broker places not included)
+        self.fills_this_run = 0
+        self.orders_restored = 0  # open orders that resumed at restart
+        self.fills_restored = 0  # fills replayed from the journal at restart
         self.version = 0
         self._on_position_change = on_position_change
         self._wall_ms = wall_ms
@@ -111,6 +116,7 @@ class TradingDesk:
         for pos in self.portfolio.positions:
             self.broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
         self.broker.restore_open_orders(restored.resumed_orders)
+        self.orders_restored, self.fills_restored = len(restored.resumed_orders), restored.fills_replayed
         if restored.risk_state is not RiskState.ACTIVE:  # the risk listener journals it and tells the trader
             self.risk.restore(restored.risk_state, restored.risk_reason,
                               day_pnl=self.portfolio.day_pnl(now_ms) if restored.day_carried else None)
@@ -348,6 +354,7 @@ class TradingDesk:
 
     async def _submit(self, req: OrderRequest) -> ActionResult:
         order = await self.broker.submit(req)
+        self.orders_sent += 1
         self.version += 1
         if order.status is OrderStatus.REJECTED:
             return self._refuse(f"broker rejected the order: {order.reject_reason}")
@@ -373,6 +380,7 @@ class TradingDesk:
         self.journal.record_fill(fill)
         self.fills.append(fill)
         del self.fills[:-1000]
+        self.fills_this_run += 1
         self._record_balance(self._wall_ms())
         after = self._position_state(fill.symbol)
         if after is not before and self._on_position_change is not None:

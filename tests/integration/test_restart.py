@@ -63,11 +63,15 @@ async def test_positions_open_orders_and_fills_survive_a_restart(tmp_path):
         (restored,) = desk.broker.open_orders("BTCUSDT")
         assert restored.id == resting.id and restored.request.limit_price == below
         assert [f.id for f in desk.fills] == [f.id for f in fills]
+        # The run's own counts (the smoke test's) start at zero; what came back is counted apart.
+        assert (desk.orders_sent, desk.fills_this_run) == (0, 0)
+        assert (desk.orders_restored, desk.fills_restored) == (1, len(fills))
         # New ids never collide with the previous session's.
         result = await desk.submit_manual(OrderRequest("BTCUSDT", Side.SELL, OrderType.MARKET, Decimal("0.01"),
                                                        origin=OrderOrigin.MANUAL))
         assert result.ok and result.order_id not in {resting.id, *(f.order_id for f in fills)}
         await wait_until(lambda: desk.portfolio.position("BTCUSDT").qty == 0, what="flat again")
+        assert desk.orders_sent == 1 and desk.fills_this_run >= 1
     finally:
         await second.stop()
 
