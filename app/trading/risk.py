@@ -14,7 +14,8 @@ first failure is reported):
 4. a limit price within ±price_band_pct of the last price (stop prices are not banded: a stop is meant to be away
    from the market);
 5. order value (limit or stop price, or the last price for a market order) between the instrument's minimum
-   value (closing orders exempt, as in 2) and max_order_notional (quote currency; per-symbol overrides in ``order_value_by_symbol``);
+   value (closing orders exempt, as in 2) and max_order_notional (quote currency; per-symbol overrides in
+   ``order_value_by_symbol``);
 6. a ``reduce_only`` request must reduce;
 7. position limit, in money: |position + every open order on the same side that could increase it + this
    order| x the order's price <= max_position_value (quote currency; per-symbol overrides in

@@ -17,12 +17,12 @@ from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, Decision
 from app.market.features import MarketState
 from app.market.instruments import Instrument, Instruments
 from app.models import OrderStatus, Quote, Side, Trade
+from app.supervision import Supervisor
 from app.trading.broker import PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import AutoApproveLimits, ProposalBook, ProposalStatus
-from app.supervision import Supervisor
 from app.trading.risk import RiskLimits, RiskManager
 from tests.conftest import wait_until
 
