@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 CAPTURE = ROOT.parent / "shared" / "data" / "binance-spot-btcusdt-capture"
 DEFAULT_DATA = [CAPTURE / "btcusdt_20240808.gz", CAPTURE / "btcusdt_20240809.gz"]
 SYMBOL = "BTCUSDT"
-ID_SHIFT = 10**10
 
 
 # ----------------------------------------------------------------------------------------------- server process
@@ -59,27 +58,40 @@ def _ws_frame(payload: bytes) -> bytes:
 
 
 def _load_tape(paths: list[Path], repeat: int) -> list[bytes]:
+    """The capture, then ``repeat - 1`` more passes that continue it: trade ids, book update ids and times are shifted
+    by the tape's own span, so each pass follows the last without a gap in ids or a jump in time (the terminal would
+    rightly reject a jump as a gap, an implausible time or a stale book)."""
     import orjson
 
     from app.market.recording import iter_frames
 
     base = [raw for path in paths for _, raw in iter_frames(path)]
     tape = list(base)
-    times = [orjson.loads(r).get("data", {}).get("E", 0) for r in base[-1000:]]
-    span_ms = max(times) - min(t for t in times if t) + 60_000 if any(times) else 86_400_000
-    span_ms = (span_ms // 60_000 + 1) * 60_000 * 2
+    if repeat <= 1:
+        return tape
+    spans = _spans([orjson.loads(r) for r in base])
     for k in range(1, repeat):
         for raw in base:
             msg = orjson.loads(raw)
             d = msg.get("data", msg)
-            for key in ("t", "a", "U", "u", "lastUpdateId"):
-                if isinstance(d.get(key), int):
-                    d[key] += k * ID_SHIFT
-            for key in ("E", "T"):
-                if isinstance(d.get(key), int):
-                    d[key] += k * span_ms
+            for keys, span in spans:
+                for key in keys:
+                    if isinstance(d.get(key), int) and not isinstance(d.get(key), bool):
+                        d[key] += k * span
             tape.append(orjson.dumps(msg))
     return tape
+
+
+def _spans(msgs: list[dict]) -> list[tuple[tuple[str, ...], int]]:
+    """Per family of fields, how far one pass of the tape reaches (last - first + 1)."""
+
+    def span(keys: tuple[str, ...]) -> int:
+        values = [d[k] for m in msgs for d in [m.get("data", m)] for k in keys
+                  if isinstance(d.get(k), int) and not isinstance(d.get(k), bool)]
+        return max(values) - min(values) + 1 if values else 0
+
+    return [(("t",), span(("t",))), (("a",), span(("a",))), (("U", "u", "lastUpdateId"), span(("U", "u"))),
+            (("E", "T"), span(("E", "T")))]
 
 
 def _serve(paths: list[str], repeat: int, ready: mp.Queue) -> None:  # type: ignore[type-arg]
