@@ -16,7 +16,8 @@ duplicates, and the trades in it not yet delivered are delivered. Within one con
 trade a "duplicate"): it is rejected (``trade_id_jump``) unless the next trade of that symbol follows it.
 
 Exchange times are judged against a clock (:mod:`app.market.exchange_time`: the wall clock for a live feed, the
-stream's own times for a replay); a frame with an implausible one is rejected with a counted reason.
+stream's own times for a replay); an event with an implausible one is dropped with a counted reason, the rest of
+its frame delivered.
 There is no trade resync (Binance has no keyless backfill over the stream), so a gap is reported, not filled.
 """
 
@@ -249,13 +250,13 @@ class FeedConnection:
         stats.parsed += 1
         if not events:
             return
-        bad_time = self.exchange_time.reject_reason(events)
-        if bad_time is not None:
-            stats.rejected[bad_time] += 1
-            ev = events[0]
-            _log_rejection(ParseError(bad_time, f"{ev.symbol} {type(ev).__name__} at {ev.exchange_ms} ms"),
-                           stats.rejected_total)
-            return
+        events, bad_times = self.exchange_time.screen(events)
+        if bad_times:  # each event with an implausible time dropped, counted; the rest of its frame goes on
+            stats.rejected.update(bad_times)
+            reason = next(iter(bad_times))
+            _log_rejection(ParseError(reason, f"{sum(bad_times.values())} event(s) of a frame"), stats.rejected_total)
+            if not events:
+                return
         for ev in events:
             if ev.__class__ is Trade:
                 events = self._sequence(events)

@@ -2,8 +2,10 @@
 
 Adapters are pure: they only know an exchange time is a positive integer of milliseconds. A trade stamped in 2100
 is still a positive integer, and it is poison downstream (every timeframe collapses into one bar, every later
-trade is "late"; latency recorders overflow). :class:`ExchangeTimeWindow` judges each frame's events against a
-reference and names what is wrong, so the connection can reject the frame with a counted reason.
+trade is "late"; latency recorders overflow). :class:`ExchangeTimeWindow` judges each event against a reference
+and names what is wrong, so the connection can drop it with a counted reason. ``screen(events)`` keeps the events
+of a frame whose times are plausible and counts the others per reason: one old trade in a batch of fifty costs that
+trade, not the batch. A frame that fits as a whole (the usual case) is judged once, by its oldest and newest times.
 
 Two references, chosen by whoever knows where the frames come from (the session):
 
@@ -16,8 +18,8 @@ Two references, chosen by whoever knows where the frames come from (the session)
   the stream itself: the newest time accepted so far, anchored by the first frame. An event more than
   ``max_ahead`` after it or more than ``max_behind`` before it is rejected (``time_off_stream``) -- a single
   outlier is dropped and the stream goes on. A recording can legitimately jump (the recorder was paused, or
-  reconnected an hour later): when the *next* frame agrees with the rejected one (within ``max_ahead`` of it)
-  the stream has moved, not lied, and it is re-anchored there; one frame is lost and counted at such a seam.
+  reconnected an hour later): when the *next* event judged agrees with the rejected one (within ``max_ahead`` of
+  it) the stream has moved, not lied, and it is re-anchored there; one event is lost and counted at such a seam.
 
 Only events that carry a time are judged: ``exchange_ms == 0`` means "the exchange sent none" (Binance spot
 bookTicker, a REST depth snapshot); adapters refuse a trade without one.
@@ -26,6 +28,7 @@ bookTicker, a REST depth snapshot); adapters refuse a trade without one.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -66,7 +69,48 @@ class ExchangeTimeWindow:
         self._ahead_limit_ms = 0  # wall clock + max_ahead, as last read
         self._behind_limit_ms = 0  # wall clock - max_behind, as last read
 
+    def screen(self, events: list[MarketEvent]) -> tuple[list[MarketEvent], Counter[str] | None]:
+        """``(events with a plausible time, None)`` when all fit; else ``(the ones that fit, rejected per reason)``.
+        Events are judged in the frame's order, so a seam inside a frame is found as between frames."""
+        if len(events) == 1:
+            reason = self.reject_reason(events)
+            return (events, None) if reason is None else ([], Counter({reason: 1}))
+        if self._take_whole(events):
+            return events, None
+        kept: list[MarketEvent] = []
+        rejected: Counter[str] = Counter()
+        for ev in events:
+            reason = self.reject_reason((ev,))
+            if reason is None:
+                kept.append(ev)
+            else:
+                rejected[reason] += 1
+        return kept, rejected
+
+    def _take_whole(self, events: Sequence[MarketEvent]) -> bool:
+        """True, and the stream's anchor moved to the frame's newest time, when every time of the frame is inside
+        the window as it stands; False (nothing changed) when one is not: then each event is judged."""
+        times = [ms for ev in events if (ms := ev.exchange_ms)]
+        if not times:
+            return True
+        newest, oldest = max(times), min(times)
+        if newest > self._ahead_limit_ms:
+            self._read_clock()
+            if newest > self._ahead_limit_ms:
+                return False
+        if self.reference == "wall":
+            return oldest >= self._behind_limit_ms
+        anchor = self._newest_ms
+        if self._candidate_ms or oldest < anchor - self.max_behind_ms:
+            return False
+        if anchor and newest > anchor + self.max_ahead_ms:
+            return False
+        if newest > anchor:
+            self._newest_ms = newest
+        return True
+
     def reject_reason(self, events: Sequence[MarketEvent]) -> str | None:
+        """None when every time of ``events`` is plausible, else the reason to refuse them all (see ``screen``)."""
         # Per frame on the hot path: one event is the common case, and the clock is read only when a time passes
         # the last limit computed (the clock only moves forward, so an old limit is stricter, never looser; the
         # lower bound of the wall window may lag by up to max_ahead, which is nothing against days).

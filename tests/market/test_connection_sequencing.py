@@ -23,10 +23,13 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-def market_trades(trade_ids: list[int], kind: str = "update", product: str = "BTC-USD", seq: int = 9) -> bytes:
-    """A ``market_trades`` frame shaped like the real one: its trades listed NEWEST FIRST, one event."""
+def market_trades(trade_ids: list[int], kind: str = "update", product: str = "BTC-USD", seq: int = 9,
+                  times: dict[int, int] | None = None) -> bytes:
+    """A ``market_trades`` frame shaped like the real one: its trades listed NEWEST FIRST, one event. ``times``:
+    exchange ms of some trades (the others a time derived from the id)."""
+    times = times or {}
     trades = [{"product_id": product, "trade_id": str(t), "price": f"{65000 + t % 50}.67", "size": "0.01034361",
-               "time": iso(NOW_MS - 100_000 + t % 100_000), "side": "SELL" if t % 3 else "BUY"}
+               "time": iso(times.get(t, NOW_MS - 100_000 + t % 100_000)), "side": "SELL" if t % 3 else "BUY"}
               for t in sorted(trade_ids, reverse=True)]
     return orjson.dumps({"channel": "market_trades", "timestamp": iso(NOW_MS), "sequence_num": seq,
                          "events": [{"type": kind, "trades": trades}]})
@@ -137,3 +140,15 @@ async def test_ids_that_really_moved_are_followed():
     assert ids(delivered) == [100, 101, 5_000_001, 5_000_002]
     assert conn.stats.rejected["trade_id_jump"] == 1
     assert conn.stats.id_resets == 1
+
+
+@pytest.mark.asyncio
+async def test_one_trade_with_an_implausible_time_costs_that_trade_not_its_frame():
+    month_ago = NOW_MS - 30 * 86_400_000
+    frames = [market_trades([100, 101]), market_trades([102, 103, 104, 105], times={104: month_ago}),
+              market_trades([106])]
+    async with feed([frames]) as (conn, delivered):
+        await wait_until(lambda: conn.stats.frames == len(frames), what="every frame")
+    assert ids(delivered) == [100, 101, 102, 103, 105, 106]
+    assert conn.stats.rejected == {"time_off_stream": 1}  # counted per event
+    assert conn.stats.missing_trades == 1  # and the id it leaves out is a gap, as for a trade never sent

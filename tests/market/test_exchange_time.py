@@ -88,3 +88,17 @@ def test_the_real_capture_passes_as_a_replay_and_would_fail_as_live(binance_capt
     assert replay_rejected == 0
     assert replay.reanchors == 0
     assert live_rejected == judged  # why a replay must not be judged on the wall clock (2024 frames)
+
+
+def test_one_implausible_time_costs_its_event_not_the_frame():
+    w = window("wall")
+    kept, rejected = w.screen([trade(NOW, 1), trade(NOW + HOUR, 2), trade(NOW - 30 * DAY_MS, 3), trade(NOW, 4)])
+    assert [t.trade_id for t in kept] == [1, 4]
+    assert rejected == {"time_ahead_of_clock": 1, "time_behind_clock": 1}
+    frame = [trade(NOW, 5), quote(0), trade(NOW + 1000, 6)]
+    assert w.screen(frame) == (frame, None)  # all good: the frame itself, untouched
+
+    s = window("stream")
+    assert s.screen([trade(NOW - HOUR, 1), trade(NOW - HOUR + 10, 2)])[1] is None  # anchors the replay
+    kept, rejected = s.screen([trade(NOW - HOUR + 20, 3), trade(NOW - 40 * DAY_MS, 4), trade(NOW - HOUR + 30, 5)])
+    assert [t.trade_id for t in kept] == [3, 5] and rejected == {"time_off_stream": 1}
