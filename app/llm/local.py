@@ -287,8 +287,10 @@ class LocalModelProcess:
 
 def local_client(base_url: str, api_key: str, *, timeout_s: float = REQUEST_TIMEOUT_S) -> OpenAIProvider:
     """The OpenAI-compatible provider for a running local server: strict JSON schema (llama.cpp turns it into a
-    grammar), the local sampling, no retries (a local server that does not answer will not answer a retry)."""
+    grammar), the local sampling, no retries (a local server that does not answer will not answer a retry), no
+    cost."""
     client = OpenAIProvider(base_url, MODEL_ALIAS, api_key=api_key, timeout_s=timeout_s, max_retries=0,
+                            price_table={MODEL_ALIAS: (0.0, 0.0)},  # runs here: it costs nothing, and that is known
                             structured="json_schema", temperature=None, request_options=prompt.local_sampling_kwargs())
     client.name = LocalModelProvider.name  # cards and the journal say "local", not "openai"
     return client

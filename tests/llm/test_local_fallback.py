@@ -1,0 +1,73 @@
+"""When the local model cannot run, the terminal says why in one sentence and the offline rules propose.
+
+The server's process is real in each case; what it meets is arranged: a runtime that cannot be imported, a CPU
+that traps an instruction (the process dies of SIGILL before it listens). No model runtime is needed here.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+from app.config import Settings
+from app.llm import local
+from app.llm.local import LocalModelProvider, describe_exit
+from app.llm.schema import CacheStatus
+from app.session import Session
+from tests.llm.test_providers import UPTREND, state
+
+DIES_OF_SIGILL = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGILL)"]
+# The real server entry point, in a process where the runtime cannot be imported.
+NO_RUNTIME = [sys.executable, "-c", "import sys; sys.modules['xllamacpp'] = None; "
+              "from app.llm.local import serve; sys.exit(serve(sys.argv[1:]))"]
+
+
+def test_a_cpu_that_traps_an_instruction_is_said_plainly() -> None:
+    assert "cannot run on this CPU" in describe_exit(-signal.SIGILL)
+    assert "SIGKILL" in describe_exit(-signal.SIGKILL)
+
+
+async def _failure_of(command: list[str], monkeypatch) -> tuple[LocalModelProvider, list[str]]:
+    monkeypatch.setattr(local, "local_model_command", lambda args: [*command, *args])
+    provider = LocalModelProvider()
+    said: list[str] = []
+    await provider.run(said.append)  # returns: a failure is handled, never raised
+    return provider, said
+
+
+@pytest.mark.asyncio
+async def test_a_missing_runtime_falls_back_to_the_rules(monkeypatch) -> None:
+    provider, said = await _failure_of(NO_RUNTIME, monkeypatch)
+    assert provider.status == "failed"
+    assert said == ["The local model is not available (the local model's runtime is not installed (pip install "
+                    "xllamacpp)); the offline rules propose instead."]
+    d = await provider.decide(state(**UPTREND))  # a request that was waiting gets the rules' answer
+    assert d.meta.cache_status is CacheStatus.OFFLINE and d.body is not None
+    await provider.aclose()
+
+
+@pytest.mark.asyncio
+async def test_sigill_at_start_switches_the_session_to_the_offline_rules(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(local, "local_model_command", lambda args: [*DIES_OF_SIGILL, *args])
+    session = Session(Settings(decision_source="local", journal_path=tmp_path / "j.sqlite3"))
+    try:
+        assert session.provider.name == "local" and session.decisions.cache is not None  # badges on the default
+        await session.provider.run(session._local_model_failed)
+        assert session.decisions.provider.name == "offline" and session.provider is session.decisions.provider
+        assert session.decisions.cache is None  # the rules' cards say OFFLINE, never HIT
+        assert session.model_fallback is not None and "cannot run on this CPU" in session.model_fallback
+        assert any("cannot run on this CPU" in text for _, _, text in session.desk.messages)  # told to the trader
+        assert session.task_faults == 0  # handled, not a fault
+    finally:
+        await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_rules_chosen_means_no_local_model(tmp_path) -> None:
+    session = Session(Settings(decision_source="rules", journal_path=tmp_path / "j.sqlite3"))
+    try:
+        assert session.provider.name == "offline" and session.decisions.cache is None
+    finally:
+        await session.stop()
