@@ -9,6 +9,8 @@ Trade ids are checked per symbol (Binance's trade and aggTrade ids are contiguou
 and kept in ``FeedStats.gaps`` with the missing ids; a trade id not above the last one delivered for its symbol
 (a server that repeats recent trades after a reconnect) is dropped and counted in ``duplicates``, so nothing is
 delivered twice. The last ids survive reconnects: the first trade of a new connection tells what was missed.
+On a new connection, an id not above the last one but less than ``ID_RESET_WINDOW`` below it is a repeat unless its
+exchange time is newer than the last delivered trade's by more than ``RESET_NEWER_BY_MS``: then the ids restarted.
 A frame's trades are sequenced oldest first, whatever order the frame lists them in (Coinbase lists a
 ``market_trades`` event's trades newest first); a reconnect's snapshot that repeats delivered trades is then just
 duplicates, and the trades in it not yet delivered are delivered. Within one connection an id more than
@@ -49,6 +51,10 @@ YIELD_EVERY = 32  # frames handled before the reader lets other tasks run
 # A trade id this far below the last one, first seen on a new connection, is a restarted id sequence (a new
 # simulator, an exchange reset), not a repeat: it is accepted and counted as a reset instead of dropping forever.
 ID_RESET_WINDOW = 1_000_000
+# Closer below, the trade's exchange time tells: a repeat is no newer than the last trade delivered (it is one of
+# the trades before it), a restarted sequence's first trade is newer. The margin absorbs timestamps a repeat may
+# carry rounded differently; a restart within it costs its first trades of that long, counted as duplicates.
+RESET_NEWER_BY_MS = 1_000
 GAP_LOG_INTERVAL_NS = 5_000_000_000
 
 
@@ -157,6 +163,7 @@ class FeedConnection:
         self._on_boundary = list(on_boundary)
         self._sending: set[asyncio.Task[None]] = set()
         self._last_trade_id: dict[str, int] = {}
+        self._last_trade_ms: dict[str, int] = {}  # exchange time of the last trade delivered, per symbol
         self._seen_since_connect: set[str] = set()  # symbols with a trade on the current connection
         self._id_jump_candidate: dict[str, int] = {}  # a far-off trade id rejected, believed if the next follows it
         self._gap_logged_ns = 0
@@ -286,7 +293,10 @@ class FeedConnection:
                     self.stats.id_resets += 1  # two trades in a row agree: the ids really moved
                     log.warning("%s trade ids moved to %d (last was %d)", symbol, tid, prev)
                 elif tid <= prev:
-                    if symbol in self._seen_since_connect or tid > prev - ID_RESET_WINDOW:
+                    if symbol in self._seen_since_connect or (
+                        tid > prev - ID_RESET_WINDOW
+                        and ev.exchange_ms <= self._last_trade_ms.get(symbol, 0) + RESET_NEWER_BY_MS
+                    ):
                         self.stats.duplicates += 1
                         continue
                     self.stats.id_resets += 1
@@ -294,6 +304,7 @@ class FeedConnection:
                 else:
                     self._on_gap(TradeGap(symbol, prev + 1, tid - 1, ev.recv_ns))
             last[symbol] = tid
+            self._last_trade_ms[symbol] = ev.exchange_ms  # type: ignore[union-attr]
             self._seen_since_connect.add(symbol)
             if self._id_jump_candidate:
                 self._id_jump_candidate.pop(symbol, None)

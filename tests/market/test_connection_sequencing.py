@@ -152,3 +152,16 @@ async def test_one_trade_with_an_implausible_time_costs_that_trade_not_its_frame
     assert ids(delivered) == [100, 101, 102, 103, 105, 106]
     assert conn.stats.rejected == {"time_off_stream": 1}  # counted per event
     assert conn.stats.missing_trades == 1  # and the id it leaves out is a gap, as for a trade never sent
+
+
+@pytest.mark.asyncio
+async def test_ids_restarted_a_little_lower_on_a_new_connection_are_a_reset_not_duplicates():
+    # A restarted exchange numbers its trades from 3 again, only a little below the last id delivered (105): its
+    # trades are newer than any delivered, so they are new trades, not repeats.
+    later = {t: NOW_MS + t for t in (3, 4, 5, 6)}
+    first = [market_trades([100, 101, 102]), market_trades([103, 104, 105])]
+    second = [market_trades([3, 4], times=later), market_trades([5, 6], times=later)]
+    async with feed([first, second]) as (conn, delivered):
+        await wait_until(lambda: 6 in ids(delivered), what="the restarted exchange's trades")
+    assert ids(delivered) == [100, 101, 102, 103, 104, 105, 3, 4, 5, 6]
+    assert conn.stats.id_resets == 1 and conn.stats.duplicates == 0
