@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "recorder, test server). Binance: the base, e.g. wss://stream.testnet.binance.vision; Coinbase, "
                    "Kraken: the full URL")
     p.add_argument("--rest-url", metavar="URL",
-                   help="this run only: REST base speaking Binance's API for history and book snapshots, e.g. "
-                   "https://testnet.binance.vision")
+                   help="this run only: the base of the exchange's own REST API, in its own dialect. Binance: "
+                   "instruments, history and book snapshots, e.g. https://testnet.binance.vision; Coinbase, Kraken: "
+                   "instruments only (their books come from the feed)")
     p.add_argument("--symbol", help="symbol to trade and chart (default BTCUSDT)")
     p.add_argument("--symbols", metavar="A,B,...",
                    help="every symbol to stream on one connection (default on the built-in exchange: "

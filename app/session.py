@@ -254,7 +254,7 @@ class Session:
         # with the next batch (history is loaded once only), the decision loop and the desk's ticks hold no state
         # that a failure could leave half-updated.
         sup = self.supervisor
-        self.spawn(self._load_instruments(rest_base), "instruments")
+        self.spawn(self._load_instruments(feed.instruments_api, feed.instruments_base), "instruments")
         sup.supervise("feed", self.connection.run)
         sup.supervise("loop-lag probe", self.loop_lag.run)
         sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
@@ -359,13 +359,11 @@ class Session:
                     await self._load_depth(rest_base, symbol)
             await asyncio.sleep(1.0)
 
-    async def _load_instruments(self, rest_base: str | None) -> None:
-        """Each symbol's tick, lot and minimums from the exchange (the built-in exchange serves Binance's
-        exchangeInfo whatever protocol it speaks); what cannot be loaded is said to the trader, on safe defaults."""
-        s = self.settings
-        exchange = "binance" if s.exchange == "sim" else s.exchange
-        base = rest_base if exchange.startswith("binance") else s.rest_url
-        loaded = await load_instruments(await self._http_client(), exchange, self.symbols, base)
+    async def _load_instruments(self, api: str, base: str | None) -> None:
+        """Each symbol's tick, lot and minimums from the exchange's own REST API (the built-in exchange serves
+        Binance's exchangeInfo whatever protocol it speaks; see exchanges.plan); what cannot be loaded is said to
+        the trader, on safe defaults."""
+        loaded = await load_instruments(await self._http_client(), api, self.symbols, base)
         self.instruments.add(loaded.loaded, {})
         for symbol, text in loaded.problems.items():
             self.instruments.problems[symbol] = text

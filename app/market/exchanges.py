@@ -7,8 +7,11 @@ Coinbase and Kraken the chart starts from live trades and the book comes from th
 
 ``ws_url`` / ``rest_url`` (``--ws-url`` / ``--rest-url``) point the feed at another endpoint: a testnet, a proxy,
 a recorder, a test server. ``ws_url`` is what the exchange documents as its WebSocket address: for Binance the
-base (``/stream?streams=...`` is added), for Coinbase and Kraken the full URL. ``rest_url`` is a REST base that
-speaks Binance's API (for Coinbase and Kraken, e.g. a built-in exchange: history and depth then load from it).
+base (``/stream?streams=...`` is added), for Coinbase and Kraken the full URL. ``rest_url`` is one thing for every
+exchange: the base of *that exchange's own* REST API, in its own dialect. Binance's serves instruments, candle
+history and depth snapshots; Coinbase's and Kraken's serve the instruments only (``/api/v3/brokerage/...``,
+``/0/public/AssetPairs``), so nothing Binance-shaped is ever asked of them. The built-in exchange is the one case
+of a Binance REST API under another WebSocket dialect (``simulated``): everything REST loads from it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class FeedPlan:
     url: str
     subscribe: list[bytes]
     rest_base: str | None  # a REST base serving Binance-style klines and depth, or None (no history, no snapshots)
+    instruments_api: str = "binance"  # whose REST API the instruments are read from (instruments.load_instruments)
+    instruments_base: str | None = None  # that API's base; None: the exchange's official one
     depth_path: str = SPOT_DEPTH_PATH
     klines_path: str = SPOT_KLINES_PATH
     # Book diffs carry sequence ids the local OrderBook can check. Kraken's carry none (a CRC32 checksum
@@ -50,19 +55,28 @@ def plan(
     rest_url: str | None = None,
     simulated: bool = False,
 ) -> FeedPlan:
-    """``simulated``: ``ws_url`` and ``rest_url`` are the built-in exchange's (Kraken's path ``/v2`` is added)."""
+    """``simulated``: ``ws_url`` and ``rest_url`` are the built-in exchange's (Kraken's path ``/v2`` is added); its
+    REST API is Binance's whatever dialect its WebSocket speaks."""
     if exchange == "binance":
         streams = [st for s in symbols for st in binance.streams_for(s)]
         url = binance.stream_url(ws_url or binance.WS_BASE, streams)
-        return FeedPlan(binance, url, [], rest_url or binance.REST_BASE)
+        base = rest_url or binance.REST_BASE
+        return FeedPlan(binance, url, [], base, instruments_base=base)
     if exchange == "binance-futures":
         streams = [st for s in symbols for st in binance_futures.streams_for(s)]
         url = binance_futures.stream_url(ws_url or binance_futures.WS_BASE, streams)
-        return FeedPlan(binance_futures, url, [], rest_url or binance_futures.REST_BASE,
-                        depth_path=binance_futures.DEPTH_PATH, klines_path=binance_futures.KLINES_PATH)
+        base = rest_url or binance_futures.REST_BASE
+        # The built-in exchange lists its instruments at spot's path only.
+        return FeedPlan(binance_futures, url, [], base, depth_path=binance_futures.DEPTH_PATH,
+                        klines_path=binance_futures.KLINES_PATH,
+                        instruments_api="binance" if simulated else "binance-futures", instruments_base=base)
+    binance_rest = rest_url if simulated else None  # history and depth: only from a Binance-speaking REST API
+    api = "binance" if simulated else exchange
     if exchange == "coinbase":
-        return FeedPlan(coinbase, ws_url or coinbase.WS_URL, coinbase.subscribe_messages(symbols), rest_url)
+        return FeedPlan(coinbase, ws_url or coinbase.WS_URL, coinbase.subscribe_messages(symbols), binance_rest,
+                        instruments_api=api, instruments_base=rest_url)
     if exchange == "kraken":
         url = f"{ws_url}/v2" if simulated and ws_url else ws_url or kraken.WS_URL
-        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), rest_url, sequenced_book=False)
+        return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), binance_rest, sequenced_book=False,
+                        instruments_api=api, instruments_base=rest_url)
     raise ValueError(f"unknown exchange {exchange!r}; expected one of {', '.join(EXCHANGES)}")

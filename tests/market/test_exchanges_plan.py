@@ -25,10 +25,23 @@ def test_default_endpoints_of_each_exchange():
 @pytest.mark.parametrize("exchange", exchanges.EXCHANGES)
 def test_given_endpoints_replace_the_exchanges_own(exchange):
     feed = exchanges.plan(exchange, ["BTCUSDT"], ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9")
-    assert feed.url.startswith("ws://127.0.0.1:9") and feed.rest_base == "http://127.0.0.1:9"
+    assert feed.url.startswith("ws://127.0.0.1:9")
+    # --rest-url is the exchange's own REST API: its instruments, whatever the exchange
+    assert (feed.instruments_api, feed.instruments_base) == (exchange, "http://127.0.0.1:9")
     if exchange in ("coinbase", "kraken"):
         assert feed.url == "ws://127.0.0.1:9"  # the full URL, as given
         assert feed.subscribe == (coinbase if exchange == "coinbase" else kraken).subscribe_messages(["BTCUSDT"])
+        assert feed.rest_base is None  # never asked for Binance's klines or depth
+    else:
+        assert feed.rest_base == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("protocol", exchanges.EXCHANGES)
+def test_the_built_in_exchange_serves_binance_rest_whatever_it_speaks(protocol):
+    feed = exchanges.plan(protocol, ["BTCUSDT"], ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9",
+                          simulated=True)
+    assert feed.rest_base == "http://127.0.0.1:9"
+    assert (feed.instruments_api, feed.instruments_base) == ("binance", "http://127.0.0.1:9")
 
 
 def test_endpoint_settings_are_urls_of_the_right_kind_and_per_run():
