@@ -19,8 +19,8 @@ from app.llm.local import LocalModelProvider
 from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
 from app.llm.service import DecisionService
 from app.market import exchanges, history
-from app.market.adapters import binance, kraken
-from app.market.book_guard import KrakenBookGuard
+from app.market.adapters import binance, coinbase, kraken
+from app.market.book_guard import CoinbaseSequenceGuard, KrakenBookGuard
 from app.market.bus import EventBus
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
@@ -78,6 +78,8 @@ class Session:
         self._sequenced_book = True
         self._depth_path, self._klines_path = exchanges.SPOT_DEPTH_PATH, exchanges.SPOT_KLINES_PATH
         self.kraken_books: KrakenBookGuard | None = None
+        self.coinbase_sequence: CoinbaseSequenceGuard | None = None
+        self._book_from_rest = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.metrics = Metrics()
         self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
@@ -243,9 +245,16 @@ class Session:
         if feed.adapter is kraken:
             self.kraken_books = KrakenBookGuard(self.symbols, lambda msgs: self.connection.send_soon(msgs))
             taps.append(self.kraken_books.on_raw)
+        boundaries = [self._invalidate_books]
+        if feed.adapter is coinbase:  # its books are checked by frame numbers and resync from level2 snapshots
+            self.coinbase_sequence = CoinbaseSequenceGuard(self.symbols, self.desk.books,
+                                                           lambda msgs: self.connection.send_soon(msgs))
+            taps.append(self.coinbase_sequence.on_raw)
+            boundaries.append(self.coinbase_sequence.on_boundary)
+        self._book_from_rest = feed.book_from_rest
         self.connection = FeedConnection(
             feed.url, feed.adapter, self.bus.publish, subscribe=feed.subscribe, stale_after_s=s.stale_after_s,
-            recorder=self.recorder, taps=taps, on_boundary=[self._invalidate_books],
+            recorder=self.recorder, taps=taps, on_boundary=boundaries,
             # A replay's frames carry their recorded times: judged on the stream's own clock, not the wall's.
             exchange_time=ExchangeTimeWindow("stream" if s.replay is not None else "wall"),
         )
@@ -355,7 +364,7 @@ class Session:
         while True:
             self.desk.tick()
             for symbol, book in self.desk.books.items():
-                if rest_base is not None and (not book.has_snapshot or book.needs_resync):
+                if rest_base is not None and self._book_from_rest and (not book.has_snapshot or book.needs_resync):
                     await self._load_depth(rest_base, symbol)
             await asyncio.sleep(1.0)
 

@@ -13,6 +13,11 @@ The procedure, as ``OrderBook.apply`` implements it:
    snapshot. Diffs received meanwhile are buffered, because the new REST snapshot may be older than the newest of
    them, and are replayed after it exactly as in step 2.
 
+Coinbase numbers its frames, not its book updates: ``sequence_num`` counts every frame of the connection, all
+channels together, so a book update's id only has to be above the book's. With ``contiguous_ids = False`` that is the
+whole rule for a diff, and continuity is checked by the caller over every frame (``book_guard.CoinbaseSequenceGuard``)
+which calls ``mark_gap()`` when a number is missing; the book then waits for a fresh snapshot as in step 4.
+
 Binance USD-M futures diffs say which diff they follow (``prev_id``, the exchange's ``pu``) and their ids are not
 contiguous, so a diff with ``prev_id`` is checked by the futures rule instead: diffs with ``last_id <
 lastUpdateId`` are dropped, the first one applied must have ``first_id <= lastUpdateId <= last_id``, and after that
@@ -129,6 +134,8 @@ class OrderBook:
         self.stale_resyncs = 0  # resyncs because STALE_RUN_LIMIT live diffs in a row were stale
         self._stale_run = 0  # live stale diffs in a row
         self._valid_from_ns = 0  # updates received earlier than this belong to a previous connection
+        # False: ids only increase (Coinbase's connection-wide sequence_num); the caller checks continuity.
+        self.contiguous_ids = True
 
     # ------------------------------------------------------------------------------------------------ updates
 
@@ -190,6 +197,8 @@ class OrderBook:
             self.stale += 1
             self._stale_run += 1
             return False
+        elif not self.contiguous_ids:
+            in_sequence = True  # newer than the book; the caller vouches for continuity (mark_gap otherwise)
         else:
             # continue the previous diff exactly, or (first after a snapshot) straddle the snapshot's id
             in_sequence = diff.first_id == last + 1 if self._synced else diff.first_id <= last + 1 <= diff.last_id
@@ -210,6 +219,12 @@ class OrderBook:
             self._bids.prices(self.max_levels)  # trims; bounds memory even if nobody reads
             self._asks.prices(self.max_levels)
         return True
+
+    def mark_gap(self) -> None:
+        """The caller found updates missing (a frame number skipped): wait for a fresh snapshot, as for a gap."""
+        if self.has_snapshot and not self.needs_resync:
+            self.needs_resync = True
+            self.gaps += 1
 
     def invalidate(self, since_ns: int) -> None:
         """A feed connection opened or ended at ``since_ns`` (perf_counter ns, the clock of ``recv_ns``): empty

@@ -41,6 +41,9 @@ class FeedPlan:
     # instead, see adapters/kraken.KrakenBook), so the paper broker fills from quotes there rather than from a
     # book whose diffs it cannot verify.
     sequenced_book: bool = True
+    # The book's snapshots come from the REST depth endpoint (Binance). Coinbase's come on the level2 channel itself,
+    # in the same sequence as its updates (a REST snapshot from the built-in exchange would be in Binance's ids).
+    book_from_rest: bool = True
 
     @property
     def rest_history(self) -> bool:
@@ -74,7 +77,7 @@ def plan(
     api = "binance" if simulated else exchange
     if exchange == "coinbase":
         return FeedPlan(coinbase, ws_url or coinbase.WS_URL, coinbase.subscribe_messages(symbols), binance_rest,
-                        instruments_api=api, instruments_base=rest_url)
+                        instruments_api=api, instruments_base=rest_url, book_from_rest=False)
     if exchange == "kraken":
         url = f"{ws_url}/v2" if simulated and ws_url else ws_url or kraken.WS_URL
         return FeedPlan(kraken, url, kraken.subscribe_messages(symbols), binance_rest, sequenced_book=False,
