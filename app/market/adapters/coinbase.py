@@ -15,9 +15,9 @@ Choices, documented because the exchange leaves them open:
   capture ever proves otherwise. The built-in exchange (``sim_protocols``) encodes with the same convention.
 * **Sequence numbers.** ``sequence_num`` counts every message on *one connection*, all channels together, and
   restarts at 0 on reconnect. A ``BookUpdate`` carries it as ``first_id == last_id`` (snapshot included), so an
-  :class:`~app.market.book.OrderBook` sees a gap when a number is skipped. That check is exact only when the
-  connection carries ``level2`` alone (other channels take numbers too); with shared connections the caller checks
-  continuity over all frames with :func:`sequence_num` instead. A snapshot resets the book either way.
+  :class:`~app.market.book.OrderBook` can tell newer from older. Continuity cannot be judged from book updates alone
+  (other channels take numbers too): the session checks it over all frames (``book_guard.CoinbaseSequenceGuard``),
+  and the book takes any newer update (``contiguous_ids = False``). A snapshot resets the book.
 * **Trade ids** are strings of digits; they become ``int`` (:func:`~app.market.adapters.checked_id`). Anything
   else is refused: an id that is not a number cannot be ordered, and ordering is how duplicates and gaps are found.
 * **Trade order.** A ``market_trades`` event lists its trades *newest first*. ``parse`` keeps the wire order; the
