@@ -71,3 +71,16 @@ async def test_rules_chosen_means_no_local_model(tmp_path) -> None:
         assert session.provider.name == "offline" and session.decisions.cache is None
     finally:
         await session.stop()
+
+
+def test_the_packaged_executable_runs_the_server_as_its_local_model_subcommand(monkeypatch) -> None:
+    """In the bundle the child is the executable itself; its command line reaches the server's entry point."""
+    import subprocess
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    command = local.local_model_command(["--threads", "1"])
+    assert command == [sys.executable, "local-model", "--threads", "1"]
+    # What the frozen executable does with it: app.__main__ dispatches the subcommand (here through -m app).
+    proc = subprocess.run([sys.executable, "-m", "app", *command[1:2], "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "trading-terminal local-model" in proc.stdout, proc.stderr
