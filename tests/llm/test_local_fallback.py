@@ -84,3 +84,19 @@ def test_the_packaged_executable_runs_the_server_as_its_local_model_subcommand(m
     proc = subprocess.run([sys.executable, "-m", "app", *command[1:2], "--help"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and "trading-terminal local-model" in proc.stdout, proc.stderr
+
+
+def test_model_local_or_rules_chooses_what_proposes_without_an_endpoint(tmp_path, monkeypatch, capsys) -> None:
+    from app.__main__ import _settings_from, build_parser
+    from app.config import DECISION_SOURCE_ENV
+
+    def settings_for(*argv: str):
+        return _settings_from(build_parser().parse_args(["--config", str(tmp_path / "none.toml"), *argv]))
+
+    monkeypatch.delenv(DECISION_SOURCE_ENV, raising=False)
+    settings, _ = settings_for()
+    assert settings.decision_source == "local" and settings.llm_url is None  # a new user's default
+    settings, _ = settings_for("--model", "rules")
+    assert settings.decision_source == "rules" and settings.llm_model == "gpt-4o-mini"  # not a model name
+    assert settings_for("--llm-url", "http://127.0.0.1:1/v1", "--model", "rules") is None
+    assert "--model rules chooses what proposes without --llm-url" in capsys.readouterr().err
