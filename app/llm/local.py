@@ -38,7 +38,7 @@ from typing import Literal
 
 from app.llm import prompt
 from app.llm.providers import OfflineProvider, OpenAIProvider
-from app.llm.schema import Decision
+from app.llm.schema import Decision, hold_below_confidence
 from app.market.features import MarketState
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,14 @@ def local_client(base_url: str, api_key: str, *, timeout_s: float = REQUEST_TIME
     return client
 
 
+def floor_confidence(decision: Decision) -> Decision:
+    """The local model's decision with prompt.LOCAL_MIN_CONFIDENCE applied: a trade below it becomes a labelled HOLD."""
+    if decision.body is None:
+        return decision
+    body = hold_below_confidence(decision.body, prompt.LOCAL_MIN_CONFIDENCE)
+    return decision if body is decision.body else decision.model_copy(update={"body": body})
+
+
 class LocalModelProvider:
     """Decisions from the local model, through an ``OpenAIProvider`` once its server is up.
 
@@ -345,7 +353,8 @@ class LocalModelProvider:
         await self._settled.wait()
         if self.status == "failed" or self._client is None:
             return await self._fallback.decide(state)
-        return await self._client.decide(state)
+        decision = await self._client.decide(state)
+        return floor_confidence(decision)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from app.llm.schema import RATIONALE_MAX
+from app.llm.schema import RATIONALE_MAX, local_response_format
 from app.market.features import FEATURE_NAMES, MarketState, PositionState
 
 PROMPT_VERSION = "v1"
@@ -65,7 +65,8 @@ FEATURE_DOCS: dict[str, str] = {
 # these with every request. temperature/top_p/seed/max_tokens are standard chat-completions parameters; top_k is
 # llama.cpp's own and goes in the request's extra body. Greedy decoding (temperature 0, top_k 1) with a fixed seed
 # so the same prompt gives the same answer (self-agreement, and a cache HIT means what a MISS would have said);
-# max_tokens bounds a decision's latency (the JSON answer with a short rationale fits well inside it).
+# max_tokens bounds a decision's latency: the local schema's answer (schema.local_json_schema, rationale at most
+# LOCAL_RATIONALE_MAX characters) fits inside it even when every character of the rationale is one token.
 LOCAL_SAMPLING: dict[str, float | int] = {
     "temperature": 0.0,
     "top_p": 1.0,
@@ -76,13 +77,22 @@ LOCAL_SAMPLING: dict[str, float | int] = {
 # Which of LOCAL_SAMPLING's keys are not OpenAI parameters and travel in ``extra_body``.
 LOCAL_SAMPLING_EXTRA_BODY: frozenset[str] = frozenset({"top_k"})
 
+# The local model's BUY, SELL or CLOSE stands only at or above this confidence; below it the card shows HOLD and
+# says what the model proposed (schema.hold_below_confidence). Why: SmolLM2-135M reads nothing from the market
+# state. Measured with scripts/bench_model.py (docs/BENCHMARKS.md), it answers the first action it is shown in
+# nearly every state, whatever the wording, examples, field order or schema, and the probability it gives its
+# action does not move with the state; a model that proposes the same trade everywhere is worse than none.
+LOCAL_MIN_CONFIDENCE = 0.8
+
 
 def local_sampling_kwargs() -> dict[str, Any]:
-    """``chat.completions.create`` keyword arguments for LOCAL_SAMPLING (non-OpenAI keys under ``extra_body``)."""
+    """``chat.completions.create`` keyword arguments for the local model: LOCAL_SAMPLING (non-OpenAI keys under
+    ``extra_body``) and the response format its grammar can enforce (``schema.local_response_format``)."""
     kwargs: dict[str, Any] = {k: v for k, v in LOCAL_SAMPLING.items() if k not in LOCAL_SAMPLING_EXTRA_BODY}
     extra = {k: v for k, v in LOCAL_SAMPLING.items() if k in LOCAL_SAMPLING_EXTRA_BODY}
     if extra:
         kwargs["extra_body"] = extra
+    kwargs["response_format"] = local_response_format()
     return kwargs
 
 

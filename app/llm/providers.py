@@ -358,8 +358,8 @@ class OpenAIProvider:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **self._request_options}
         if self._temperature is not None:
             kwargs["temperature"] = self._temperature
-        if mode == "json_schema":
-            kwargs["response_format"] = self._response_format_json_schema
+        if mode == "json_schema":  # a schema in request_options (one made for a known server) is kept
+            kwargs.setdefault("response_format", self._response_format_json_schema)
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         return kwargs

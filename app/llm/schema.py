@@ -194,3 +194,50 @@ def response_format_json_schema(model: type[BaseModel] = DecisionBody) -> dict[s
         "type": "json_schema",
         "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": strict_json_schema(model)},
     }
+
+
+# --- the embedded local model: a schema its grammar can enforce, and a confidence floor ----------------------------
+
+# llama.cpp turns a json_schema into a grammar that enforces enums, integer ranges and string lengths, but not the
+# bounds of a non-integer number: SmolLM2-135M then answers a limit price or a stop of 0.0 (refused by
+# DecisionBody) and rationales of digits until the token limit. This form admits only valid DecisionBody answers:
+# HOLD first among the actions (a tiny model leans to the first option it is shown), a whole-number size, no limit
+# price, stop or target (it cannot size them; the trader sets them on the card), confidence in tenths, a short
+# rationale. Every answer it admits passes DecisionBody.
+LOCAL_RATIONALE_MAX = 100
+LOCAL_CONFIDENCE_STEPS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def local_json_schema() -> dict[str, Any]:
+    """DecisionBody's fields, each in a form a llama.cpp grammar enforces (see above)."""
+    props: dict[str, Any] = {
+        "action": {"type": "string", "enum": [Action.HOLD, Action.BUY, Action.SELL, Action.CLOSE]},
+        "size_pct": {"type": "integer", "minimum": 0, "maximum": 100, "description": "% of equity; 0 for HOLD"},
+        "limit_price": {"type": "null"},
+        "stop_loss_pct": {"type": "null"},
+        "take_profit_pct": {"type": "null"},
+        "confidence": {"type": "number", "enum": list(LOCAL_CONFIDENCE_STEPS)},
+        "rationale": {"type": "string", "maxLength": LOCAL_RATIONALE_MAX},
+    }
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def local_response_format() -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": local_json_schema()}}
+
+
+HELD_PREFIX = "Held by the confidence floor"
+
+
+def hold_below_confidence(body: DecisionBody, floor: float) -> DecisionBody:
+    """HOLD in place of a BUY, SELL or CLOSE whose confidence is below ``floor``; the rationale says so first
+    (the card shows it) and keeps what the model proposed. HOLD, and answers at or above the floor, pass as they are.
+    """
+    if body.action is Action.HOLD or body.confidence >= floor:
+        return body
+    said = (
+        f"{HELD_PREFIX}: the model proposed {body.action.value} at confidence {body.confidence:.2f}, "
+        f"below {floor:.2f}."
+    )
+    rationale = f"{said} {body.rationale}".strip()[:RATIONALE_MAX]
+    return DecisionBody(action=Action.HOLD, size_pct=0.0, confidence=body.confidence, rationale=rationale)
