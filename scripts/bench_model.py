@@ -269,12 +269,20 @@ async def run(states: Sequence[MarketState], args: argparse.Namespace) -> dict[s
 
             process = local.LocalModelProcess(threads=args.threads)
             stack.push_async_callback(process.stop)
-            provider = local.local_client(await process.start(), process.api_key, timeout_s=args.timeout)
+            url = await process.start()
+            if args.schema == "local":
+                provider = local.local_client(url, process.api_key, timeout_s=args.timeout)
+            else:  # the baseline: the local sampling with the strict schema every other endpoint gets
+                options = {k: v for k, v in prompt.local_sampling_kwargs().items() if k != "response_format"}
+                provider = OpenAIProvider(url, local.MODEL_ALIAS, api_key=process.api_key, timeout_s=args.timeout,
+                                          max_retries=0, structured="json_schema", temperature=None,
+                                          request_options=options)
             floor = prompt.LOCAL_MIN_CONFIDENCE if args.floor is None else args.floor
         stack.push_async_callback(provider.aclose)
         first = [await ask(provider, s, floor) for s in states]
         second = [await ask(provider, s, floor) for s in states]
-        return {"model": provider.model, "prompt_version": prompt.PROMPT_VERSION, "confidence_floor": floor,
+        return {"model": provider.model, "prompt_version": prompt.PROMPT_VERSION, "schema": args.schema,
+                "confidence_floor": floor,
                 **summarize(states, first, second)}
 
 
@@ -307,6 +315,8 @@ def main() -> int:
     ap.add_argument("--model", default="local", help="model name for --url")
     ap.add_argument("--api-key", help="API key for --url")
     ap.add_argument("--threads", type=int, default=2, help="threads of the embedded model")
+    ap.add_argument("--schema", choices=("local", "strict"), default="local",
+                    help="embedded model: its own schema (default) or the strict one other endpoints get (baseline)")
     ap.add_argument("--floor", type=float, help="confidence floor of the embedded model (default: the terminal's)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
