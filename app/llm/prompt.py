@@ -79,9 +79,11 @@ LOCAL_SAMPLING_EXTRA_BODY: frozenset[str] = frozenset({"top_k"})
 
 # The local model's BUY, SELL or CLOSE stands only at or above this confidence; below it the card shows HOLD and
 # says what the model proposed (schema.hold_below_confidence). Why: SmolLM2-135M reads nothing from the market
-# state. Measured with scripts/bench_model.py (docs/BENCHMARKS.md), it answers the first action it is shown in
-# nearly every state, whatever the wording, examples, field order or schema, and the probability it gives its
-# action does not move with the state; a model that proposes the same trade everywhere is worse than none.
+# state. Measured with scripts/bench_model.py (docs/BENCHMARKS.md), it answered BUY in every state of every data
+# set; rewording, pre-digested signals, few-shot examples, the rationale before the action and reordered choices
+# only moved it to whichever action it was shown first, and the probability it gives its action does not move with
+# the state. A model that proposes the same trade everywhere is worse than none; its stated confidence is mostly
+# 0.2 or 0.5, so most of its trades are held, and the card says so.
 LOCAL_MIN_CONFIDENCE = 0.8
 
 
