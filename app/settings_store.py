@@ -47,8 +47,8 @@ FILE_NAME = "settings.toml"
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Market data", ("exchange", "sim_protocol", "symbol", "symbols", "timeframe", "history_bars",
                      "candle_capacity", "stale_after_s", "sim_port", "sim_trades_per_s", "sim_process")),
-    ("Model", ("llm_url", "llm_model", "llm_timeout_s", "llm_max_retries", "decision_timeframe",
-               "decision_timeout_s")),
+    ("Model", ("llm_url", "llm_model", "decision_source", "local_model_threads", "llm_timeout_s", "llm_max_retries",
+               "decision_timeframe", "decision_timeout_s")),
     ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances")),
     ("Risk & fees", ("starting_cash", "maker_fee", "taker_fee", "max_order_notional", "max_position_value",
                      "max_order_value_by_symbol", "max_position_value_by_symbol",
@@ -72,8 +72,11 @@ HELP: dict[str, str] = {
     "sim_port": "port of the built-in exchange on 127.0.0.1 (0: a free one)",
     "sim_trades_per_s": "trades per second the built-in exchange makes",
     "sim_process": "run the built-in exchange in its own process, as a real exchange is (off: in the terminal's)",
-    "llm_url": "OpenAI-compatible endpoint; empty: the offline rules propose (labelled OFFLINE)",
+    "llm_url": "OpenAI-compatible endpoint; empty: decision_source proposes",
     "llm_model": "model name at that endpoint",
+    "decision_source": "without llm_url: local (a tiny local model, for trying the terminal, not for trading "
+    "decisions) or rules (the offline rules, labelled OFFLINE)",
+    "local_model_threads": "CPU threads of the local model (1 leaves the other core to the window)",
     "llm_timeout_s": "seconds one model request may take",
     "llm_max_retries": "retries of a failed model request",
     "decision_timeframe": "ask for a decision at every close of this timeframe",
