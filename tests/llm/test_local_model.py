@@ -72,8 +72,8 @@ async def _answer(client, s: MarketState) -> Decision | ProviderError:
 
 
 async def test_answers_follow_the_decision_schema(server) -> None:
-    """The server enforces the JSON schema as a grammar: every answer is a JSON object of the decision's shape
-    (never malformed); what pydantic checks beyond the grammar (ranges) is refused with reason "schema"."""
+    """The server enforces the local model's JSON schema as a grammar (prompt.LOCAL_SAMPLING carries it): every
+    answer is a valid decision, none malformed or refused by the schema."""
     url, key = server
     client = local_client(url, key)
     try:
@@ -81,10 +81,9 @@ async def test_answers_follow_the_decision_schema(server) -> None:
     finally:
         await client.aclose()
     failures = [a for a in answers if isinstance(a, ProviderError)]
-    assert all(f.reason == "schema" for f in failures), failures
-    decisions = [a for a in answers if isinstance(a, Decision)]
-    assert decisions, f"no answer passed the schema: {failures}"
-    for d in decisions:
+    assert not failures
+    for d in answers:
+        assert isinstance(d, Decision)
         assert isinstance(d.body, DecisionBody)
         assert (d.meta.provider, d.meta.model, d.meta.cache_status) == ("local", MODEL_ALIAS, CacheStatus.MISS)
         assert d.meta.completion_tokens > 0 and d.meta.prompt_version == prompt.PROMPT_VERSION
