@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols", default="", help="symbols on the built-in exchange (default: its five)")
     p.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS samples (default 5)")
     p.add_argument("--warmup", type=float, default=0.2, help="fraction of the run left out of the slope (0.2)")
+    p.add_argument("--decisions", choices=("local", "rules"), default=None,
+                   help="what proposes: the local model or the offline rules (default: the terminal's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -98,7 +100,8 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
     a = sum(x[0] for x in per_symbol)  # over all symbols: total msgs/s = a * trades/s (per symbol) + b
     b = sum(x[1] for x in per_symbol)
     trades_per_s = max(0.1, (args.rate - b) / a) if a > 0 else args.rate / 3.0 / n_symbols
-    settings = Settings(symbols=symbols, sim_trades_per_s=trades_per_s, journal_path=journal)
+    chosen = {"decision_source": args.decisions} if args.decisions else {}
+    settings = Settings(symbols=symbols, sim_trades_per_s=trades_per_s, journal_path=journal, **chosen)
 
     metrics = Metrics()
     lag = LoopLagProbe(metrics.recorder("loop_lag"), interval_s=0.02)
@@ -168,6 +171,8 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
             "feed_gaps": feed.gap_count,
             "feed_missing_trades": feed.missing_trades,
             "feed_reconnects": feed.reconnects,
+            "decisions_by": f"{session.provider.name} (fallback: {session.model_fallback})",
+            "decisions_per_badge": dict(session.decisions.stats.by_badge),
             "open_sockets": open_sockets(),
             "asyncio_tasks": task_count(),
             "record_cost": {k: round(v, 1) for k, v in record_cost.items()},
@@ -222,6 +227,7 @@ def print_table(r: dict) -> None:
         ("feed rejected / dup / gaps", f"{r['feed_rejected']} / {r['feed_duplicates']} / {r['feed_gaps']} "
                                        f"({r['feed_missing_trades']} trades missing)"),
         ("feed state / reconnects", f"{r['feed_state']} / {r['feed_reconnects']}"),
+        ("decisions", f"{r['decisions_by']}: {r['decisions_per_badge']}"),
         ("sockets / asyncio tasks", f"{r['open_sockets']} / {r['asyncio_tasks']}"),
         ("Recorder.record cost", f"{r['record_cost']['recorder_ns_per_record']:.0f} ns "
                                  f"(HdrHistogram.record_value: "
