@@ -7,6 +7,7 @@ inertly, character for character.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from PySide6 import QtCore, QtWidgets
 
@@ -27,8 +28,22 @@ BADGE_TIPS = {
 }
 
 
+LONG_RUN = 24  # characters without a space after which a card's text may break anyway
+_LONG_RUN_RE = re.compile(rf"\S{{{LONG_RUN},}}")
+
+
+def wrappable(text: str) -> str:
+    """Model text with a break opportunity (a zero-width space) every LONG_RUN characters of a run without spaces.
+    A QLabel wraps only at spaces, so one long token ("100,000,000,...", a URL, a hostile answer) would widen the
+    card past the panel and hide the rest; ordinary words are left alone."""
+    if len(text) <= LONG_RUN or _LONG_RUN_RE.search(text) is None:
+        return text
+    return _LONG_RUN_RE.sub(
+        lambda m: "\u200b".join(m.group(0)[i : i + LONG_RUN] for i in range(0, len(m.group(0)), LONG_RUN)), text)
+
+
 def _label(text: str, name: str | None = None, wrap: bool = False) -> QtWidgets.QLabel:
-    lab = QtWidgets.QLabel(text)
+    lab = QtWidgets.QLabel(wrappable(text) if wrap else text)
     lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)
     lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
     lab.setWordWrap(wrap)

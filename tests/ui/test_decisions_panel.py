@@ -75,3 +75,21 @@ async def test_a_failed_request_is_an_error_card_without_numbers(qtbot):
     finally:
         await provider.aclose()
         server.stop()
+
+
+def test_a_rationale_without_spaces_wraps_inside_a_narrow_card(qtbot):
+    """A tiny model can answer "100,000,000,..." for a whole rationale: the card must still fit the panel, with the
+    text kept (not cut) and the ordinary words left as they were."""
+    from app.llm.schema import Action, Decision, DecisionBody, DecisionMeta
+
+    digits = ",".join(["100"] * 30)  # 119 characters, no space
+    body = DecisionBody(action=Action.HOLD, size_pct=0, confidence=0.5, rationale=f"Held: {digits}")
+    meta = DecisionMeta(provider="local", model="m", prompt_version="v", latency_ms=1.0,
+                        cache_status=CacheStatus.MISS)
+    card = DecisionCard(Decision(symbol="BTCUSDT", timeframe="1m", state_ms=0, body=body, meta=meta))
+    qtbot.addWidget(card)
+    card.setFixedWidth(300)
+    card.show()
+    assert card.rationale.minimumSizeHint().width() <= 300
+    assert card.rationale.text().replace("\u200b", "") == f"Held: {digits}"
+    assert card.rationale.text().startswith("Held: ")
