@@ -101,9 +101,11 @@ def connected(pid: int, port: int) -> bool:
 
 
 def terminal_cmd(port: int, symbols: list[str], journal: Path, *extra: str) -> list[str]:
+    # The offline rules propose: they trade within seconds at a 1 s cadence, where the tiny local model mostly holds
+    # and takes the CPU the fault suite needs.
     return [sys.executable, "-m", "app", "--exchange", "binance", "--ws-url", f"ws://127.0.0.1:{port}",
             "--rest-url", f"http://127.0.0.1:{port}", "--symbols", ",".join(symbols), "--journal", str(journal),
-            *extra]
+            "--model", "rules", *extra]
 
 
 def last_json(stdout: str) -> dict | None:
