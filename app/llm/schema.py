@@ -230,14 +230,19 @@ HELD_PREFIX = "Held by the confidence floor"
 
 
 def hold_below_confidence(body: DecisionBody, floor: float) -> DecisionBody:
-    """HOLD in place of a BUY, SELL or CLOSE whose confidence is below ``floor``; the rationale says so first
-    (the card shows it) and keeps what the model proposed. HOLD, and answers at or above the floor, pass as they are.
+    """HOLD in place of a BUY, SELL or CLOSE whose confidence is below ``floor``, or of a BUY or SELL of size 0; the
+    rationale says so first (the card shows it) and keeps what the model proposed. HOLD, and trades at or above the
+    floor, pass as they are.
     """
-    if body.action is Action.HOLD or body.confidence >= floor:
+    no_size = body.action in (Action.BUY, Action.SELL) and body.size_pct <= 0
+    if body.action is Action.HOLD or (body.confidence >= floor and not no_size):
         return body
-    said = (
-        f"{HELD_PREFIX}: the model proposed {body.action.value} at confidence {body.confidence:.2f}, "
-        f"below {floor:.2f}."
-    )
+    if no_size:  # a trade of 0 % of equity is no trade: holding says so instead of a proposal to buy nothing
+        said = f"{HELD_PREFIX}: the model proposed {body.action.value} with a size of 0 %."
+    else:
+        said = (
+            f"{HELD_PREFIX}: the model proposed {body.action.value} at confidence {body.confidence:.2f}, "
+            f"below {floor:.2f}."
+        )
     rationale = f"{said} {body.rationale}".strip()[:RATIONALE_MAX]
     return DecisionBody(action=Action.HOLD, size_pct=0.0, confidence=body.confidence, rationale=rationale)

@@ -128,8 +128,11 @@ class ProposalBook:
 
     def add(self, decision: Decision, state: MarketState | None) -> Proposal | None:
         """A decision that asks for an order becomes a pending proposal; HOLD and errors do not."""
-        if decision.body is None or decision.body.action is Action.HOLD:
+        body = decision.body
+        if body is None or body.action is Action.HOLD:
             return None
+        if body.action in (Action.BUY, Action.SELL) and body.size_pct <= 0:
+            return None  # buying or selling 0 % of equity asks for no order: nothing for the trader to approve
         now = self.clock()
         p = Proposal(
             id=f"{self.wall_ms():d}-{next(self._ids)}",

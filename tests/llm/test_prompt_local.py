@@ -102,6 +102,15 @@ def test_a_trade_at_the_floor_and_any_hold_pass_unchanged() -> None:
     assert hold_below_confidence(hold, 0.8) is hold
 
 
+@pytest.mark.parametrize("action", [Action.BUY, Action.SELL])
+def test_a_confident_trade_of_size_zero_is_held_not_proposed(action: Action) -> None:
+    """Seen on the default run: "BUY size 0% conf 0.80" with an Approve button, for an order of nothing."""
+    empty = DecisionBody(action=action, size_pct=0, confidence=0.9, rationale="Uptrend.")
+    held = hold_below_confidence(empty, 0.8)
+    assert held.action is Action.HOLD
+    assert held.rationale == f"{HELD_PREFIX}: the model proposed {action.value} with a size of 0 %. Uptrend."
+
+
 def test_a_held_rationale_stays_within_the_schema_bound() -> None:
     held = hold_below_confidence(_body(Action.BUY, 0.3, "y" * 600), 0.8)
     DecisionBody.model_validate(held.model_dump())
