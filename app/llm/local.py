@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from app.child_lines import pipe_lines
 from app.llm import prompt
 from app.llm.providers import OfflineProvider, OpenAIProvider
 from app.llm.schema import Decision, hold_below_confidence
@@ -249,15 +250,7 @@ class LocalModelProcess:
     async def _drain_stderr(self) -> None:
         """llama.cpp logs a lot: kept at debug level, its last lines kept to explain a failure to start."""
         assert self._proc is not None and self._proc.stderr is not None
-        stderr = self._proc.stderr
-        while True:
-            try:
-                raw = await stderr.readline()
-            except ValueError:  # a line over the stream's limit: skip it, keep draining
-                continue
-            if not raw:
-                return
-            text = raw.decode(errors="replace").rstrip()
+        async for text in pipe_lines(self._proc.stderr):
             self._stderr_tail.append(text)
             log.debug("local model: %s", text)
 

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.child_lines import pipe_lines
 from app.market.simulator import READY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -107,15 +108,7 @@ class ExchangeProcess:
     async def _relay_stderr(self) -> None:
         """The child's warnings into the terminal's log; the pipe is drained so the child never blocks on it."""
         assert self._proc is not None and self._proc.stderr is not None
-        stderr = self._proc.stderr
-        while True:
-            try:
-                raw = await stderr.readline()
-            except ValueError:  # a line over the stream's limit: skip it, keep draining
-                continue
-            if not raw:
-                return
-            text = raw.decode(errors="replace").rstrip()
+        async for text in pipe_lines(self._proc.stderr):
             if text and not text.startswith("exchange simulator ("):
                 log.warning("built-in exchange: %s", text)
 
