@@ -324,11 +324,17 @@ class LocalModelProvider:
     async def run(self, on_failure: Callable[[str], None]) -> None:
         """Start the server, then watch it until it exits. Every failure ends here, told to ``on_failure`` in one
         sentence: nothing is raised (a fallback is handled, not a fault)."""
+        # The openai package is ~0.5 s of imports, made on the loop when the client is built: imported in a worker
+        # thread while the server loads instead (on the loop it stalled the window for 540 ms, docs/BENCHMARKS.md).
+        importing = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "openai"))
         try:
             base_url = await self.process.start()
         except LocalModelUnavailable as exc:
             self._fail(str(exc), on_failure)
             return
+        finally:
+            with contextlib.suppress(Exception):  # an import that fails shows as the client's error just below
+                await importing
         self._client = local_client(base_url, self.process.api_key, timeout_s=self._timeout_s)
         self.status = "ready"
         self._settled.set()
