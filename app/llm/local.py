@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from app.child_lines import pipe_lines
+from app.child_process import pipe_lines, stop_child
 from app.llm import prompt
 from app.llm.providers import OfflineProvider, OpenAIProvider
 from app.llm.schema import Decision, hold_below_confidence
@@ -261,16 +261,8 @@ class LocalModelProcess:
     async def stop(self) -> None:
         self.stopped = True
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        if proc is not None:
+            await stop_child(proc, STOP_TIMEOUT_S)
         if self._stderr_task is not None:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

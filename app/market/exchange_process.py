@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from app.child_lines import pipe_lines
+from app.child_process import pipe_lines, stop_child
 from app.market.simulator import READY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -116,16 +116,7 @@ class ExchangeProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_child(proc, STOP_TIMEOUT_S)
         if self._stderr_task is not None:  # the child's last lines (a shutdown traceback) still reach the log
             await asyncio.wait({self._stderr_task}, timeout=0.5)
         for task in (self._watch, self._stderr_task):
