@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES, tolerances_for
+from app.llm.cache import DEFAULT_PRICE_BAND_ATR, DEFAULT_TOLERANCES, FEATURE_NAMES, tolerances_for
 from app.market.candles import TIMEFRAMES
 
 DEFAULT_SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
@@ -90,18 +90,24 @@ class Settings(BaseModel):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     decision_timeframe: str = "1m"
     decision_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    # Every symbol is asked this often (and at each bar close of decision_timeframe); the cache answers what has
+    # not changed, so a short interval keeps decisions current without calling the model each time.
+    decision_interval_s: float = Field(default=5.0, ge=0.5, le=3600.0)
     # Decision cache (models only; see app/llm/cache.py). cache_tolerances overrides single features, in the units
     # of DEFAULT_TOLERANCES (measured on 1 s bars); see decision_cache_tolerances for how they merge.
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=75.0, gt=0.0, le=3600.0)
     cache_max_entries: int = Field(default=5000, ge=1, le=1_000_000)
     cache_tolerances: dict[str, PositiveFinite] = Field(default_factory=dict)
+    # A stored answer is served only while the price stays within this many ATRs of where it was asked.
+    cache_price_band_atr: float = Field(default=DEFAULT_PRICE_BAND_ATR, gt=0.0, le=100.0)
     # Trading (paper). The journal defaults to the platformdirs user data dir.
     journal_path: Path | None = None
     starting_cash: Decimal = Field(default=Decimal("10000"), gt=0)
     proposal_expiry_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_drift_pct: float = Field(default=0.5, gt=0.0, le=50.0)
     auto_approve: bool = False
+    sound_on_proposal: bool = False  # a beep with each new proposal (the panel flashes either way)
     # Auto-approve's own limits, stricter than risk's: a proposal above the order value is scaled down to it.
     auto_approve_min_confidence: float = Field(default=0.75, ge=0.0, le=1.0)
     auto_approve_max_order_value: Decimal = Field(default=Decimal("1000"), gt=0)

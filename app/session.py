@@ -96,6 +96,7 @@ class Session:
         # The cache is for models: the offline rules answer in microseconds and their cards must say OFFLINE.
         cache = DecisionCache(
             settings.decision_cache_tolerances(), ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
+            price_band_atr=settings.cache_price_band_atr,
         ) if self.provider.name != "offline" and settings.cache_enabled else None
         self.journal = Journal(settings.journal_path)
         self.instruments = Instruments()
@@ -105,11 +106,21 @@ class Session:
             self.market,
             cache=cache,
             timeframe=settings.decision_timeframe,
+            interval_s=settings.decision_interval_s,
+            market_ms=self.market_ms,
             timeout_s=self._decision_timeout_s(),
             position_of=self.desk.position_state,
             metrics=self.metrics,
         )
-        self.decisions.listeners.append(self.desk.on_decision)
+        self.decisions.listeners.append(self.desk.on_decision_event)
+
+    def market_ms(self) -> int:
+        """The market clock decisions are made on (exchange time, ms). A replay's is the newest trade time seen:
+        its bars close as the recording says, whatever its speed. A live or synthetic feed's is the wall clock,
+        but never behind the newest trade (a clock running late must not leave bars forming that have closed)."""
+        if self.settings.replay is not None:
+            return self.market.last_exchange_ms
+        return max(int(time.time() * 1000), self.market.last_exchange_ms)
 
     def _make_desk(self, cache: DecisionCache | None) -> TradingDesk:
         s = self.settings

@@ -29,6 +29,9 @@ class MarketData:
     symbols: list[str]
     capacity: int = 100_000
     by_symbol: dict[str, SymbolMarket] = field(init=False)
+    # The newest exchange time of any trade applied (UTC ms; 0 before the first): a replay's market clock, and the
+    # floor of a live one (a trade stamped ahead of this machine's clock moves the decisions' clock with it).
+    last_exchange_ms: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.by_symbol = {
@@ -53,6 +56,7 @@ class MarketData:
             m = self.by_symbol[symbol]
             m.candles.on_trades(ts)
             m.last_trade = ts[-1]
+            self.last_exchange_ms = max(self.last_exchange_ms, max(t.exchange_ms for t in ts))
             m.trades += len(ts)
             m.version += 1
 

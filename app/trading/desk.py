@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.llm.schema import Decision
+from app.llm.service import DecisionEvent
 from app.market.book import OrderBook
 from app.market.features import MarketState, PositionState
 from app.market.instruments import Instruments
@@ -143,7 +144,22 @@ class TradingDesk:
         return summary(self.portfolio, self.broker.open_orders(), self.risk.state)
 
     # ----- inputs -------------------------------------------------------------------------------------------
+    def on_decision_event(self, event: DecisionEvent) -> Proposal | None:
+        """The decision service's listener: a proposal only when ``ProposalBook.should_propose`` says the answer
+        is news (a changed action, or a fresh answer), never for a cache confirmation; a pending proposal it
+        supersedes is journaled EXPIRED with the reason."""
+        symbol = event.decision.symbol
+        before = [p for p in self.proposals.pending() if p.decision.symbol == symbol]
+        propose = self.proposals.should_propose(event)
+        for p in before:
+            if p.status is ProposalStatus.EXPIRED:
+                self.journal.record_review(p.id, "EXPIRED", self._wall_ms(), reason=p.reason)
+                self._say("info", f"proposal {p.action.value} {symbol} {p.reason}")
+        return self.on_decision(event.decision, event.state) if propose else None
+
     def on_decision(self, decision: Decision, state: MarketState | None) -> Proposal | None:
+        """Make ``decision`` a pending proposal if it asks for an order (journaled; auto-approve, when on, acts on
+        it). The service's answers come through ``on_decision_event``, which decides whether they are news."""
         p = self.proposals.add(decision, state)
         if p is None:
             return None

@@ -14,6 +14,15 @@ grid) rather than refused, so an ordinary proposal (the offline rules ask 7.5 %-
 size the trader chose in advance. It refuses (and leaves the proposal to the trader, saying why) a confidence below
 ``min_confidence``, a CLOSE (closing is the trader's call), no price, and a size that scaled down falls below the
 instrument's minimum quantity or value. The risk manager still checks whatever it sends.
+
+Which answers become proposals (``should_propose``). The decision service asks every few seconds and the cache
+mostly repeats itself, so a proposal is made only when the decision means something new for the trader: the
+symbol's action changed to a trade, or a fresh model answer proposes a trade — never because the cache confirmed
+what is already pending. A pending proposal of another action is superseded (EXPIRED, with the reason); one the
+trader rejected is not proposed again until the symbol's action changes.
+
+Hold. While the trader edits a proposal (Modify) it is held: it never expires and is not refused as expired; when
+released without being sent, its deadline becomes at least ``RELEASE_GRACE_S`` from then.
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
 from app.llm.schema import Action, Decision
+from app.llm.service import DecisionEvent
 from app.market.features import MarketState
 from app.market.instruments import Instruments
 from app.models import OrderOrigin, OrderRequest, OrderType, Side
+
+RELEASE_GRACE_S = 5.0  # a proposal released from a hold lives at least this long (time to press A or R)
 
 
 class ProposalStatus(StrEnum):
@@ -74,6 +86,7 @@ class Proposal:
     edits: OrderEdits | None = None  # what was sent (after Modify) or what the proposal implied
     reason: str | None = None
     order_id: str | None = None
+    held: bool = False  # the trader is editing it: it does not expire meanwhile
 
     @property
     def action(self) -> Action:
@@ -125,6 +138,51 @@ class ProposalBook:
     proposals: dict[str, Proposal] = field(default_factory=dict)
     version: int = 0
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # symbol -> the action the trader rejected since the symbol's action became current (cleared when it changes)
+    _rejected: dict[str, Action] = field(default_factory=dict)
+
+    def should_propose(self, event: DecisionEvent) -> bool:
+        """Whether a history-worthy answer becomes a proposal (module docstring); a pending proposal of another
+        action for the symbol is superseded here (marked EXPIRED with the reason; the caller journals it)."""
+        symbol, body = event.decision.symbol, event.decision.body
+        if event.changed:  # a new current action: a rejection of the previous one no longer speaks for it
+            self._rejected.pop(symbol, None)
+        if body is None or body.action is Action.HOLD or (
+                body.action in (Action.BUY, Action.SELL) and body.size_pct <= 0):
+            return False
+        pending = [p for p in self.pending() if p.decision.symbol == symbol]
+        if any(p.action is body.action for p in pending):
+            return False  # the pending one stands
+        if pending:
+            for p in pending:
+                if not p.held:  # one being edited is the trader's: it stays until sent or released
+                    self.mark(p, ProposalStatus.EXPIRED, reason=f"superseded by {body.action.value}")
+            return True
+        if event.changed:
+            return True
+        return event.fresh and self._rejected.get(symbol) is not body.action
+
+    def pending_for(self, symbol: str) -> Proposal | None:
+        """The symbol's newest pending proposal."""
+        for p in reversed(self.proposals.values()):
+            if p.status is ProposalStatus.PENDING and p.decision.symbol == symbol:
+                return p
+        return None
+
+    def hold(self, p: Proposal) -> None:
+        """The trader is editing ``p``: it does not expire until released."""
+        if p.status is ProposalStatus.PENDING and not p.held:
+            p.held = True
+            self.version += 1
+
+    def release(self, p: Proposal) -> None:
+        """Editing ended: a proposal still pending gets at least RELEASE_GRACE_S more to be acted on."""
+        if not p.held:
+            return
+        p.held = False
+        if p.status is ProposalStatus.PENDING:
+            p.expires_at = max(p.expires_at, self.clock() + RELEASE_GRACE_S)
+        self.version += 1
 
     def add(self, decision: Decision, state: MarketState | None) -> Proposal | None:
         """A decision that asks for an order becomes a pending proposal; HOLD and errors do not."""
@@ -165,7 +223,7 @@ class ProposalBook:
         now = self.clock()
         expired = []
         for p in self.pending():
-            if now >= p.expires_at:
+            if now >= p.expires_at and not p.held:
                 p.status = ProposalStatus.EXPIRED
                 p.reviewed_at = now
                 p.reason = f"no decision within {self.expiry_s:g} s"
@@ -180,7 +238,7 @@ class ProposalBook:
         confirms."""
         if p.status is not ProposalStatus.PENDING:
             return ApprovalCheck(False, f"proposal is {p.status.value.lower()}, not pending")
-        if self.clock() >= p.expires_at:
+        if self.clock() >= p.expires_at and not p.held:
             return ApprovalCheck(False, "proposal expired")
         if current_price is not None and p.price is not None and p.price > 0:
             drift = abs(current_price - p.price) / p.price * 100
@@ -241,6 +299,9 @@ class ProposalBook:
         p.reviewed_at = self.clock()
         p.edits = edits
         p.reason = reason
+        p.held = False
+        if status is ProposalStatus.REJECTED and p.decision.body is not None:
+            self._rejected[p.decision.symbol] = p.action
         self.version += 1
 
     def auto_decide(self, p: Proposal, edits: OrderEdits | None, price: Decimal | None) -> AutoDecision:
