@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import dataclasses
 import json
 import math
@@ -33,9 +32,8 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,106 +45,12 @@ sys.path.insert(0, str(ROOT))
 from app.llm import prompt  # noqa: E402
 from app.llm.providers import OpenAIProvider, ProviderError, offline_rules  # noqa: E402
 from app.llm.schema import Action, Decision, hold_below_confidence  # noqa: E402
-from app.market.candles import TIMEFRAMES, CandleSeries  # noqa: E402
-from app.market.features import (  # noqa: E402
-    MarketState,
-    PositionState,
-    compute_state,
-    states_from_recording,
-    tail_length,
-)
+from app.market.candle_files import candle_timeframe, load_candles, states_from_candles  # noqa: E402
+from app.market.candles import TIMEFRAMES  # noqa: E402
+from app.market.features import MarketState, PositionState, states_from_recording  # noqa: E402
 
 SCHEMA_REASONS = frozenset({"schema", "malformed", "refused"})  # the answer came back but is not a decision
 POSITIONS = (PositionState.FLAT, PositionState.LONG, PositionState.SHORT)
-
-
-# ----- candle files ------------------------------------------------------------------------------------------
-
-_TIME_COLUMNS = ("datetime", "date", "timestamp", "time", "open_time")
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %I-%p", "%Y-%m-%d %H-%M", "%Y-%m-%dT%H:%M:%S")
-
-
-def _parse_time_ms(text: str) -> int:
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:  # epoch seconds or milliseconds
-        return int(value if value > 1e11 else value * 1000)
-    for fmt in _TIME_FORMATS:
-        try:
-            return int(datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp() * 1000)
-        except ValueError:
-            continue
-    raise ValueError(f"unreadable time {text!r}")
-
-
-def _candles_csv(path: Path) -> np.ndarray:
-    with path.open(newline="") as fh:
-        lines = fh.read().splitlines()
-    # Some exports put a banner line above the header: the header is the first line naming open and close.
-    start = next((i for i, line in enumerate(lines) if "open" in line.lower() and "close" in line.lower()), None)
-    if start is None:
-        raise ValueError(f"{path.name}: no header line with open and close columns")
-    reader = csv.DictReader(lines[start:])
-    names = {name.lower().strip(): name for name in reader.fieldnames or []}
-    when = next((names[c] for c in _TIME_COLUMNS if c in names), None)
-    volume = next((names[c] for c in names if c.startswith("volume")), None)  # base volume comes first
-    if when is None or volume is None:
-        raise ValueError(f"{path.name}: needs a time column ({', '.join(_TIME_COLUMNS)}) and a volume column")
-    rows = [
-        (_parse_time_ms(r[when]), *(float(r[names[c]]) for c in ("open", "high", "low", "close")), float(r[volume]))
-        for r in reader
-    ]
-    return np.array(rows, dtype=np.float64)
-
-
-def load_candles(path: Path) -> np.ndarray:
-    """Rows of (open_ms, open, high, low, close, volume), oldest first, one per distinct open time."""
-    if path.suffix.lower() == ".json":
-        data = np.array(json.loads(path.read_text()), dtype=np.float64)
-        if data.ndim != 2 or data.shape[1] < 6:
-            raise ValueError(f"{path.name}: expected a JSON array of [open_ms, open, high, low, close, volume]")
-        data = data[:, :6]
-    else:
-        data = _candles_csv(path)
-    data = data[np.argsort(data[:, 0], kind="stable")]
-    _, first = np.unique(data[:, 0], return_index=True)
-    return data[first]
-
-
-def candle_timeframe(rows: np.ndarray) -> str:
-    """The timeframe whose length is the most common gap between bars (files skip bars without trades)."""
-    gaps, counts = np.unique(np.diff(rows[:, 0]).astype(np.int64), return_counts=True)
-    step = int(gaps[np.argmax(counts)])
-    for name, ms in TIMEFRAMES.items():
-        if ms == step:
-            return name
-    raise ValueError(f"bars are {step} ms apart, which is none of the timeframes {', '.join(TIMEFRAMES)}")
-
-
-def states_from_candles(rows: np.ndarray, *, symbol: str, timeframe: str, every_ms: int) -> Iterator[MarketState]:
-    """The MarketState at the close of a bar every ``every_ms`` of market time, from the bars up to it."""
-    tf_ms = TIMEFRAMES[timeframe]
-    tail = tail_length()
-    step = max(1, every_ms // tf_ms)
-    open_ms = rows[:, 0].astype(np.int64)
-    next_t = int(open_ms[0]) + tf_ms
-    for i in range(len(rows)):
-        close_ms = int(open_ms[i]) + tf_ms
-        if close_ms < next_t:
-            continue
-        part = rows[max(0, i + 1 - tail) : i + 1]
-        series = CandleSeries(timeframe, capacity=2 * tail)
-        series.load_history(
-            part[:, 0].astype(np.int64), part[:, 1], part[:, 2], part[:, 3], part[:, 4], part[:, 5],
-            np.zeros(len(part), dtype=np.int64),
-        )
-        state = compute_state(series, symbol=symbol, quote_bid=None, quote_ask=None)
-        if state is not None:
-            yield state
-        next_t = close_ms + step * tf_ms
 
 
 # ----- choosing the states -----------------------------------------------------------------------------------
@@ -288,7 +192,10 @@ async def run(states: Sequence[MarketState], args: argparse.Namespace) -> dict[s
 
 def load_states(args: argparse.Namespace) -> tuple[list[MarketState], str]:
     if args.candles:
-        rows = load_candles(args.candles)
+        candles = load_candles(args.candles)
+        if candles.skipped:
+            print(f"{candles.name}: skipped {candles.skip_report()}", file=sys.stderr)
+        rows = candles.rows
         tf = candle_timeframe(rows)
         if args.timeframe and args.timeframe != tf:
             raise SystemExit(f"{args.candles.name} holds {tf} bars, not {args.timeframe}")

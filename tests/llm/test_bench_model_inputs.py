@@ -1,5 +1,5 @@
-"""scripts/bench_model.py reads the real candle files into market states: each file's layout, time order and price
-scale (a BTC-quoted pair near 0.002 as well as BTC-USD near 8,000)."""
+"""scripts/bench_model.py reads the real candle files into market states (through app.market.candle_files): each
+file's layout, time order and price scale (a BTC-quoted pair near 0.002 as well as BTC-USD near 8,000)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def _bench():
 )
 def test_candle_files_become_market_states_in_time_order(relative: str, timeframe: str, price_range) -> None:
     bench = _bench()
-    rows = bench.load_candles(require_data(SHARED_DATA / relative))
+    candles = bench.load_candles(require_data(SHARED_DATA / relative))
+    assert not candles.skipped  # real exports, no broken bar
+    rows = candles.rows
     assert (rows[1:, 0] > rows[:-1, 0]).all()  # oldest first, one bar per open time
     assert bench.candle_timeframe(rows) == timeframe
     states = list(bench.states_from_candles(rows[:400], symbol="X", timeframe=timeframe, every_ms=3_600_000))
@@ -53,7 +55,7 @@ def test_candle_files_become_market_states_in_time_order(relative: str, timefram
 
 def test_pick_states_takes_one_half_at_a_fixed_cadence() -> None:
     bench = _bench()
-    rows = bench.load_candles(require_data(SHARED_DATA / "bitstamp-btcusd-1m/bitstamp_btcusd_min_2020_01_01.csv"))
+    rows = bench.load_candles(require_data(SHARED_DATA / "bitstamp-btcusd-1m/bitstamp_btcusd_min_2020_01_01.csv")).rows
     states = list(bench.states_from_candles(rows, symbol="BTCUSD", timeframe="1m", every_ms=60_000))
     first = bench.pick_states(states, part="first", samples=10, every_s=None)
     second = bench.pick_states(states, part="second", samples=10, every_s=None)
