@@ -216,8 +216,9 @@ class DecisionService:
             self.ask_due()
             await asyncio.sleep(self._poll_s)
 
-    def ask_due(self) -> list[str]:
-        """Ask every symbol whose bar boundary was crossed or whose interval has passed; returns them."""
+    def ask_due(self) -> list[asyncio.Task[None]]:
+        """Ask every symbol whose bar boundary was crossed or whose interval has passed; returns their request
+        tasks (those with data)."""
         now = self._clock()
         bar = self._market_ms() // self._tf_ms
         due = []
@@ -225,9 +226,8 @@ class DecisionService:
             crossed = bar > self._boundary.get(symbol, bar)
             self._boundary[symbol] = bar
             last = self._last_ask.get(symbol)
-            if crossed or last is None or now - last >= self.interval_s:
-                due.append(symbol)
-                self.ask_now(symbol)
+            if (crossed or last is None or now - last >= self.interval_s) and (task := self.ask_now(symbol)):
+                due.append(task)
         return due
 
     def ask_now(self, symbol: str) -> asyncio.Task[None] | None:

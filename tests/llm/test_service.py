@@ -62,15 +62,14 @@ async def test_offline_ask_now_gives_an_offline_decision_with_no_cache():
 
 
 @pytest.mark.asyncio
-async def test_a_bar_close_triggers_a_request():
+async def test_the_decisions_loop_asks_at_once_and_again_when_a_bar_closes():
     market = market_with_bars()
-    svc = DecisionService(OfflineProvider(), market, timeframe="1s", poll_s=0.005)
+    svc = DecisionService(OfflineProvider(), market, timeframe="1s", interval_s=3600.0, poll_s=0.005)
     runner = asyncio.create_task(svc.run())
     try:
-        await asyncio.sleep(0.02)  # the first look records the forming bar
-        assert svc.recorded == 0
-        add_bar(market, 95)
-        await wait_until(lambda: svc.recorded == 1, timeout=2, what="a decision after the bar closed")
+        await wait_until(lambda: svc.stats.requests == 1, timeout=2, what="the first decision, asked at once")
+        add_bar(market, 95)  # the market clock (the newest trade) crosses bar boundaries
+        await wait_until(lambda: svc.stats.requests == 2, timeout=2, what="a decision after the bar closed")
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
@@ -96,7 +95,7 @@ async def test_asks_while_a_request_is_in_flight_wait_for_it_and_become_one_foll
         assert not first.cancelled()
         assert svc.stats.coalesced == 2
         assert server.stats.completions == 2, "two asks in flight make one follow-up request, not two"
-        assert [d.meta.cache_status for d in svc.decisions] == [CacheStatus.MISS, CacheStatus.MISS]
+        assert svc.stats.by_badge == {CacheStatus.MISS: 2}
     finally:
         await provider.aclose()
 
@@ -190,10 +189,11 @@ async def test_same_market_twice_is_served_from_the_cache(dev_server_factory):
     try:
         await svc.ask_now(SYMBOL)
         await svc.ask_now(SYMBOL)
-        statuses = [d.meta.cache_status for d in svc.decisions]
-        assert statuses == [CacheStatus.MISS, CacheStatus.HIT]
+        assert [d.meta.cache_status for d in svc.decisions] == [CacheStatus.MISS]  # a confirmation is no news
+        current = svc.current[SYMBOL]
+        assert current.decision.meta.cache_status is CacheStatus.HIT and current.confirmations == 1
         assert server.stats.completions == 1
-        assert svc.decisions[1].body == svc.decisions[0].body
+        assert current.decision.body == svc.decisions[0].body
     finally:
         await svc.aclose()
         await provider.aclose()
@@ -238,7 +238,7 @@ async def test_a_listener_that_raises_is_reported_as_a_task_fault_not_lost():
     faults = []
     svc.on_task_fault = lambda name, exc: faults.append((name, type(exc).__name__))
 
-    def broken_listener(decision, state):
+    def broken_listener(event):
         raise ValueError("the desk could not take this decision")
 
     svc.listeners.append(broken_listener)
@@ -276,8 +276,9 @@ async def test_cache_hits_do_not_hide_a_failing_endpoint_from_the_breaker(dev_se
     server = dev_server_factory()
     provider = OpenAIProvider(server.url, "dev-model", timeout_s=5, max_retries=0)
     market = two_symbol_market()
+    # The market clock stays in OTHER's forming bar (SYMBOL's states are clamped to its newest bar's open).
     svc = DecisionService(provider, market, timeframe="1s", cache=DecisionCache(), breaker_threshold=2,
-                          breaker_cooldown_s=60)
+                          breaker_cooldown_s=60, market_ms=lambda: T0 + 89_500)
     try:
         await svc.ask_now(OTHER)  # the cache is warm for OTHER's unchanged market
         server.options.fault, server.options.fault_rate = "500", 1.0  # the endpoint starts failing
@@ -285,8 +286,9 @@ async def test_cache_hits_do_not_hide_a_failing_endpoint_from_the_breaker(dev_se
             bar_for(market, SYMBOL, second)
             await svc.ask_now(SYMBOL)  # a fresh market: the model is asked and answers 500
             await svc.ask_now(OTHER)  # served from the cache
-        statuses = [d.meta.cache_status for d in svc.decisions]
-        assert statuses[:4] == [CacheStatus.MISS, CacheStatus.ERROR, CacheStatus.HIT, CacheStatus.ERROR]
+        statuses = [d.meta.cache_status for d in svc.decisions]  # the history: OTHER's HIT confirmed, no news
+        assert statuses[:3] == [CacheStatus.MISS, CacheStatus.ERROR, CacheStatus.ERROR]
+        assert svc.stats.by_badge[CacheStatus.HIT] == 1
         assert svc.model_state is ModelState.UNAVAILABLE and svc.stats.breaker_trips == 1
         assert "circuit_open" in svc.decisions[-1].meta.error  # even OTHER's cached answer waits for the model
     finally:
