@@ -94,7 +94,7 @@ class Settings(BaseModel):
     # not changed, so a short interval keeps decisions current without calling the model each time.
     decision_interval_s: float = Field(default=5.0, ge=0.5, le=3600.0)
     # Decision cache (models only; see app/llm/cache.py). cache_tolerances overrides single features, in the units
-    # of DEFAULT_TOLERANCES (measured on 1 s bars); see decision_cache_tolerances for how they merge.
+    # of DEFAULT_TOLERANCES (for TOLERANCE_TIMEFRAME bars); see decision_cache_tolerances for how they merge.
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=75.0, gt=0.0, le=3600.0)
     cache_max_entries: int = Field(default=5000, ge=1, le=1_000_000)
@@ -164,8 +164,8 @@ class Settings(BaseModel):
     def decision_cache_tolerances(self) -> dict[str, float] | None:
         """Tolerances for DecisionCache. No override: None (DEFAULT_TOLERANCES scaled to each timeframe). With
         overrides: DEFAULT_TOLERANCES with the overridden features replaced, then scaled to the decision timeframe
-        exactly as the defaults are (price-move features by sqrt(bar / 1 s)); the decision service asks on that
-        timeframe only, so the cache sees no other."""
+        exactly as the defaults are (price-move features by sqrt(bar / TOLERANCE_TIMEFRAME)); the decision service
+        asks on that timeframe only, so the cache sees no other."""
         if not self.cache_tolerances:
             return None
         return tolerances_for(self.decision_timeframe, {**DEFAULT_TOLERANCES, **self.cache_tolerances})

@@ -48,14 +48,14 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Market data", ("exchange", "sim_protocol", "symbol", "symbols", "timeframe", "history_bars",
                      "candle_capacity", "stale_after_s", "sim_port", "sim_trades_per_s", "sim_process")),
     ("Model", ("llm_url", "llm_model", "decision_source", "local_model_threads", "llm_timeout_s", "llm_max_retries",
-               "decision_timeframe", "decision_timeout_s")),
-    ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances")),
+               "decision_timeframe", "decision_interval_s", "decision_timeout_s")),
+    ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances", "cache_price_band_atr")),
     ("Risk & fees", ("starting_cash", "maker_fee", "taker_fee", "max_order_notional", "max_position_value",
                      "max_order_value_by_symbol", "max_position_value_by_symbol",
                      "max_open_orders", "price_band_pct", "daily_loss_limit", "proposal_expiry_s", "max_drift_pct",
                      "auto_approve", "auto_approve_min_confidence", "auto_approve_max_order_value", "journal_path")),
     ("Performance", ("ui_refresh_hz", "perf_thresholds_ms")),
-    ("Appearance", ("theme",)),
+    ("Appearance", ("theme", "sound_on_proposal")),
 )
 
 # One line on each setting: the comment in the file and the tooltip in the dialog.
@@ -79,12 +79,15 @@ HELP: dict[str, str] = {
     "local_model_threads": "CPU threads of the local model (1 leaves the other core to the window)",
     "llm_timeout_s": "seconds one model request may take",
     "llm_max_retries": "retries of a failed model request",
-    "decision_timeframe": "ask for a decision at every close of this timeframe",
+    "decision_timeframe": "the bars decisions are made from; every symbol is also asked at each of their closes",
+    "decision_interval_s": "seconds between asks for every symbol (0.5-3600); the cache answers what has not changed",
     "decision_timeout_s": "overall seconds a decision may take, retries included",
     "cache_enabled": "reuse a model answer while the market looks the same (never for the offline rules)",
     "cache_ttl_s": "base lifetime of a cached answer in seconds (scaled by confidence and volatility, 0.4x-1.2x)",
     "cache_max_entries": "cached answers kept; the least recently served goes first",
-    "cache_tolerances": "per-feature tolerance overrides in 1 s-bar units; features left out keep their defaults, "
+    "cache_price_band_atr": "a cached answer is served only while the price stays within this many ATRs of where "
+                            "it was asked (above 0, at most 100)",
+    "cache_tolerances": "per-feature tolerance overrides in 1m-bar units; features left out keep their defaults, "
                         "all are scaled to the decision timeframe",
     "starting_cash": "paper account cash before the first fill",
     "maker_fee": "maker fee as a fraction (0.001 = 0.1 %)",
@@ -108,6 +111,7 @@ HELP: dict[str, str] = {
     "ui_refresh_hz": "chart refreshes per second (1-120)",
     "perf_thresholds_ms": "p99 thresholds in ms per performance stage; over one the panel and status bar warn",
     "theme": "dark or light",
+    "sound_on_proposal": "a beep with each new proposal (the Decisions panel flashes either way)",
 }
 
 # Settings of earlier releases that mean something else now: ignored with a message saying what replaced them.
