@@ -1,43 +1,62 @@
 #!/usr/bin/env python3
-"""DecisionCache on a real market: calls saved, agreement with fresh answers, lookup time, memory, latency.
+"""DecisionCache at the decision service's cadence, on any recording or candle file: calls saved, agreement with
+fresh answers, model calls per hour, the age of the decision on screen, lookup time, memory.
 
-The real Binance BTCUSDT capture (../shared/data, both files as one session) is replayed through
-``states_from_recording`` and a decision is asked for at every second of market time. ``offline_rules`` stands in
-for the model, so the fresh answer at every request is known and every answer the cache serves can be judged
-against the fresh answer *at the same moment* (never against the answer it was stored with). The cache's clock is
-market time. A miss stores the fresh answer, as ``get_or_compute`` does.
+Inputs. ``--data FILE ...`` replays a Binance recording (one session, files in order) through
+``states_from_recording``: the state at every second of market time, of ``--symbol`` (default: the symbol with the
+most trades in the recording). ``--candles FILE`` reads a candle file (``app.market.candle_files``: JSON rows or CSV,
+banner lines, either time order, epoch or dates) and ``states_at_cadence`` builds the state at every file bar: the
+closed bars of ``--timeframe`` plus the bar forming so far from the file's finer bars. Asks come every ``--every``
+of market time (epoch-aligned, so every bar close of the timeframe is an ask). ``--part first|second`` keeps the
+asks of one half of the span (the bars before still serve as history): tune on one half, report on the other.
 
-Counting: every request counts once. ``calls_saved`` = (HIT + SIMILAR) / requests. ``agreement`` is over served
-answers only (a miss is a fresh answer and agrees by definition): the share whose action equals the fresh action;
-``agreement_non_hold`` over the served answers whose fresh action is not HOLD (a cache that misses trades); both
-come with their counts, because consecutive seconds are strongly correlated and a few episodes decide them.
+The service, simulated. One request in flight per symbol: an ask finds the cache first (its clock is market time);
+on a miss the model is called, and its answer lands ``latency`` later (``--judge rules``: the offline rules stand
+in for the model, with a latency drawn from U(``--latency``), 2..8 s by default, fixed per state so every setting
+compared sees the same draws; ``--judge local``: the embedded model as the terminal starts it, its measured
+latency). Asks arriving while a call is in flight are coalesced: when the call lands its answer is stored and
+shown, and one follow-up is asked from the state at that moment (cache first again). The TTL is the terminal's
+(``cache_ttl_s`` 75 s at the 1m decision timeframe), scaled with the timeframe (``--ttl`` sets it).
 
-Latency: a model call costs a draw from U(2, 8) s; a served answer costs its measured lookup time. Delivery
-agreement: a fresh answer arrives that many seconds after it was asked for, so it is compared with the fresh
-answer at its arrival, as a served answer is compared with the fresh answer at its (instant) arrival.
+Counting. ``asks``: one per ask instant. ``calls_saved`` = 1 - model calls / asks (the share of asks answered
+without a model call of their own: served by the cache, or coalesced into a call already made). ``agreement``: of
+the answers the cache served (asks and follow-ups), the share whose action equals the fresh answer for the same
+state (rules: every one; local: a sample, ``--audit-every``, asked fresh, reported with its n);
+``agreement_non_hold`` over those whose fresh action is not HOLD. ``screen_agreement``: at every ask instant,
+whether the decision on screen equals the fresh answer now (what the trader acts from, latency included; rules only).
+``decision_age``: at every ask instant, once that ask is answered (a served answer at once, a model call not before
+it lands), the market time since the state of the decision on screen (a served answer stands for the state it was
+served for; between asks add up to ``--every``); ``answer_age``: since the state the model actually answered.
+``model_calls_per_hour`` is per hour of market time, one symbol.
 
-Baselines in the same run: an exact-match cache (prompt digest) and the seed design (relative buckets
-``round(value / (abs(value) * tol))`` on the same features, which maps every positive value to one bucket).
+Baselines in the same run: no cache (every ask not coalesced calls the model), an exact-match cache (prompt digest)
+and the seed design (relative buckets). ``--sweep`` prints the trade-off curve over the price band
+(``price_band_atr``) and a scale on the tolerances (``tolerances_for(timeframe)``); ``--band`` and
+``--tolerance-scale`` evaluate one setting.
 
-    .venv/bin/python scripts/bench_cache.py [--data FILE ...] [--timeframe 1s] [--runs 5] [--sweep] [--json]
+    .venv/bin/python scripts/bench_cache.py --data REC.gz ... [--symbol S] [--timeframe 1m] [--every 5s] [--json]
+    .venv/bin/python scripts/bench_cache.py --candles FILE --timeframe 1h --every 5m --part first --sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
-import itertools
 import json
 import math
 import platform
 import random
+import re
 import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,426 +65,610 @@ sys.path.insert(0, str(ROOT))
 
 from app.llm import prompt  # noqa: E402
 from app.llm.cache import (  # noqa: E402
-    DEFAULT_INDEX_FEATURES,
+    DEFAULT_PRICE_BAND_ATR,
     DEFAULT_SIGN_FEATURES,
     CacheLookup,
     DecisionCache,
+    timeframe_seconds,
     tolerances_for,
 )
 from app.llm.providers import offline_rules  # noqa: E402
 from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta  # noqa: E402
+from app.market.adapters import ParseError, binance  # noqa: E402
+from app.market.candle_files import candle_timeframe, load_candles, states_at_cadence  # noqa: E402
+from app.market.candles import TIMEFRAMES  # noqa: E402
 from app.market.features import FEATURE_NAMES, MarketState, states_from_recording  # noqa: E402
+from app.market.recording import iter_frames  # noqa: E402
+from app.models import Trade  # noqa: E402
 
-CAPTURE = ROOT.parent / "shared" / "data" / "binance-spot-btcusdt-capture"
-DEFAULT_DATA = [CAPTURE / "btcusdt_20240808.gz", CAPTURE / "btcusdt_20240809.gz"]
-MODEL, PROMPT_VERSION = "offline-rules", prompt.PROMPT_VERSION
+TTL_AT_1M_S = 75.0  # the terminal's cache_ttl_s, for its 1m decision timeframe
 LATENCY_S = (2.0, 8.0)
-TTL_S = 75.0
-SWEEP_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
+SWEEP_BANDS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, math.inf)
+SWEEP_SCALES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+RULES_MODEL = "offline-rules"
 
 
+def parse_duration_ms(text: str) -> int:
+    """``5s``, ``1m``, ``5m``, ``1h``, or plain seconds -> ms."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 5s, 1m, 1h)")
+    unit = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}[m.group(2)]
+    ms = round(float(m.group(1)) * unit)
+    if ms <= 0:
+        raise argparse.ArgumentTypeError("a duration must be positive")
+    return ms
+
+
+# ----- the states the simulation walks through --------------------------------------------------------------------
 @dataclass
-class Request:
-    state: MarketState
-    digest: str
-    fresh: DecisionBody
-    decision: Decision  # the fresh answer as the model would return it (latency = the simulated draw)
-    latency_s: float
-    arrival: int  # index of the request current when a fresh answer asked now would arrive (-1: after the end)
+class Grid:
+    """Market states on a fine grid of market time; ``ask`` marks the ask instants."""
 
+    source: list[str]
+    symbol: str
+    timeframe: str
+    every_ms: int
+    states: list[MarketState]
+    times: np.ndarray = field(init=False)
+    ask: np.ndarray = field(init=False)
+    digests: list[str] = field(init=False)
 
-@dataclass
-class Replay:
-    requests: int = 0
-    hits: int = 0
-    similar: int = 0
-    served_agree: int = 0
-    served_non_hold: int = 0
-    served_non_hold_agree: int = 0
-    latency_s: float = 0.0  # with the cache: misses pay the model, served answers their lookup time
-    delivered: int = 0
-    delivered_agree: int = 0
-    lookup_ns: list[int] = field(default_factory=list)  # the search, every request
-    served_ns: list[int] = field(default_factory=list)  # search + the annotated Decision, served requests
+    def __post_init__(self) -> None:
+        self.times = np.array([s.exchange_ms for s in self.states], dtype=np.int64)
+        self.ask = self.times % self.every_ms == 0
+        self.digests = [prompt.digest(prompt.render(s)) for s in self.states]
+
+    def part(self, which: str) -> Grid:
+        """The states from the first to the last ask instant of one half of the asks (by time)."""
+        asks = self.times[self.ask]
+        if which == "all" or asks.size < 2:
+            return self
+        mid = int(asks[asks.size // 2])
+        lo, hi = (int(asks[0]), mid) if which == "first" else (mid, int(asks[-1]) + 1)
+        keep = [i for i, t in enumerate(self.times.tolist()) if lo <= t < hi]
+        out = Grid(self.source, self.symbol, self.timeframe, self.every_ms, [self.states[i] for i in keep])
+        return out
 
     @property
-    def served(self) -> int:
-        return self.hits + self.similar
+    def asks(self) -> int:
+        return int(self.ask.sum())
 
-    def summary(self) -> dict[str, float | int | None]:
-        return {
-            "calls_saved": self.served / self.requests if self.requests else 0.0,
-            "agreement": self.served_agree / self.served if self.served else None,
-            "agreement_non_hold": (self.served_non_hold_agree / self.served_non_hold if self.served_non_hold
-                                   else None),
-            "served": self.served,
-            "hits": self.hits,
-            "similar": self.similar,
-            "served_non_hold": self.served_non_hold,
-            "delivery_agreement": self.delivered_agree / self.delivered if self.delivered else None,
-        }
+    @property
+    def span_ms(self) -> int:
+        asks = self.times[self.ask]
+        return int(asks[-1] - asks[0]) + self.every_ms if asks.size else 0
 
 
-# ----- the caches under test ---------------------------------------------------------------------------------
+def busiest_symbol(paths: Sequence[Path]) -> str:
+    """The symbol with the most trades in the recording."""
+    counts: Counter[str] = Counter()
+    for p in paths:
+        for recv_ns, raw in iter_frames(p):
+            try:
+                events = binance.parse(raw, recv_ns or 0)
+            except ParseError:
+                continue
+            counts.update(ev.symbol.upper() for ev in events if isinstance(ev, Trade))
+    if not counts:
+        raise SystemExit(f"no trades in {', '.join(p.name for p in paths)}")
+    return counts.most_common(1)[0][0]
+
+
+def grid_from_recording(paths: Sequence[Path], symbol: str | None, timeframe: str, every_ms: int) -> Grid:
+    symbol = (symbol or busiest_symbol(paths)).upper()
+    step = math.gcd(every_ms, 1000)
+    states = list(states_from_recording([str(p) for p in paths], symbol=symbol, timeframe=timeframe, every_ms=step))
+    return Grid([p.name for p in paths], symbol, timeframe, every_ms, states)
+
+
+def grid_from_candles(path: Path, symbol: str | None, timeframe: str, every_ms: int) -> Grid:
+    candles = load_candles(path)
+    if candles.skipped:
+        print(f"{candles.name}: skipped {candles.skip_report()}", file=sys.stderr)
+    bar = TIMEFRAMES[candle_timeframe(candles.rows)]
+    symbol = symbol or path.stem.split("_")[0].upper()
+    states = list(states_at_cadence(candles.rows, symbol=symbol, timeframe=timeframe, every_ms=bar))
+    return Grid([candles.name], symbol, timeframe, every_ms, states)
+
+
+# ----- judges: who answers a model call, and what a fresh answer would have been -------------------------------------
+class RulesJudge:
+    """The offline rules stand in for the model: every fresh answer is known; latency drawn per state."""
+
+    name = "rules"
+    model = RULES_MODEL
+
+    def __init__(self, grid: Grid, latency: tuple[float, float], seed: int) -> None:
+        rng = random.Random(seed)
+        self.latency_s = [rng.uniform(*latency) for _ in grid.states]
+        self.bodies: list[DecisionBody] = [offline_rules(s) for s in grid.states]
+
+    def call(self, i: int, state: MarketState) -> tuple[Decision, float]:
+        lat = self.latency_s[i]
+        meta = DecisionMeta(provider="offline", model=RULES_MODEL, prompt_version=prompt.PROMPT_VERSION,
+                            latency_ms=lat * 1000.0, cache_status=CacheStatus.MISS)
+        return Decision.about(state, self.bodies[i], meta), lat
+
+    def fresh(self, i: int, state: MarketState, served_n: int) -> Action | None:
+        return self.bodies[i].action
+
+    def close(self) -> None:
+        pass
+
+
+class LocalJudge:
+    """The embedded model, started as scripts/bench_model.py starts it (the terminal's client, sampling, schema and
+    confidence floor). A call costs seconds, so agreement is judged on every ``audit_every``-th served answer."""
+
+    name = "local"
+
+    def __init__(self, threads: int, timeout_s: float, audit_every: int) -> None:
+        from app.llm import local
+
+        local.find_weights()  # LocalModelUnavailable (a sentence) when it is not installed
+        self._local = local
+        self.loop = asyncio.new_event_loop()
+        self.process = local.LocalModelProcess(threads=threads)
+        url = self.loop.run_until_complete(self.process.start())
+        self.provider = local.local_client(url, self.process.api_key, timeout_s=timeout_s)
+        self.model = local.MODEL_ALIAS
+        self.audit_every = audit_every
+        self.calls = 0
+
+    def _decide(self, state: MarketState) -> tuple[Decision, float]:
+        t0 = time.perf_counter()
+        d = self.loop.run_until_complete(self.provider.decide(state))
+        self.calls += 1
+        return self._local.floor_confidence(d), time.perf_counter() - t0
+
+    def call(self, i: int, state: MarketState) -> tuple[Decision, float]:
+        return self._decide(state)
+
+    def fresh(self, i: int, state: MarketState, served_n: int) -> Action | None:
+        if served_n % self.audit_every:
+            return None
+        d, _ = self._decide(state)
+        return d.body.action if d.body is not None else None
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.provider.aclose())
+        self.loop.run_until_complete(self.process.stop())
+        self.loop.close()
+
+
+Judge = RulesJudge | LocalJudge
+
+
+# ----- the caches under test ----------------------------------------------------------------------------------------
 class Policy:
-    """lookup -> (action served, status) or None; store on a miss. ``now`` is market time in seconds."""
+    """lookup -> (action served, status, the served answer's own state time) or None; store when a call lands."""
 
-    def lookup(self, req: Request, now: float) -> tuple[Action, CacheStatus] | None:
+    def lookup(self, i: int, state: MarketState, digest: str) -> tuple[Action, CacheStatus, int] | None:
         raise NotImplementedError
 
-    def store(self, req: Request, now: float) -> None:
+    def store(self, i: int, state: MarketState, digest: str, decision: Decision) -> None:
         raise NotImplementedError
 
-    def materialize(self) -> None:
-        """Build what the caller receives for the last served answer (ours: the Decision with its cache meta)."""
+
+class NoCache(Policy):
+    def lookup(self, i: int, state: MarketState, digest: str) -> tuple[Action, CacheStatus, int] | None:
+        return None
+
+    def store(self, i: int, state: MarketState, digest: str, decision: Decision) -> None:
+        pass
 
 
 class Ours(Policy):
-    def __init__(self, clock: list[float], **kw: object) -> None:
-        self.cache = DecisionCache(clock=lambda: clock[0], audit_rate=0.0, **kw)  # type: ignore[arg-type]
+    def __init__(self, clock: list[float], model: str, **kw: Any) -> None:
+        self.cache = DecisionCache(clock=lambda: clock[0], audit_rate=0.0, **kw)
+        self.model = model
         self.last: CacheLookup | None = None
 
-    def lookup(self, req: Request, now: float) -> tuple[Action, CacheStatus] | None:
-        got = self.cache.lookup(req.state, model=MODEL, prompt_version=PROMPT_VERSION, prompt_digest=req.digest)
+    def lookup(self, i: int, state: MarketState, digest: str) -> tuple[Action, CacheStatus, int] | None:
+        got = self.cache.lookup(state, model=self.model, prompt_version=prompt.PROMPT_VERSION, prompt_digest=digest)
         self.last = got
-        if got is None:
+        if got is None or got.stored.body is None:
             return None
-        assert got.stored.body is not None
-        return got.stored.body.action, got.status
+        return got.stored.body.action, got.status, got.stored.state_ms
 
-    def materialize(self) -> None:
-        assert self.last is not None
-        _ = self.last.decision
-
-    def store(self, req: Request, now: float) -> None:
-        self.cache.store(req.state, model=MODEL, prompt_version=PROMPT_VERSION, prompt_digest=req.digest,
-                         decision=req.decision)
+    def store(self, i: int, state: MarketState, digest: str, decision: Decision) -> None:
+        self.cache.store(state, model=self.model, prompt_version=prompt.PROMPT_VERSION, prompt_digest=digest,
+                         decision=decision)
 
 
 class Exact(Policy):
     """The exact-match baseline: the prompt digest, with the same TTL."""
 
-    def __init__(self, ttl_s: float = TTL_S) -> None:
-        self.ttl_s = ttl_s
-        self.entries: dict[str, tuple[Action, float]] = {}
+    def __init__(self, clock: list[float], ttl_s: float) -> None:
+        self.clock, self.ttl_s = clock, ttl_s
+        self.entries: dict[str, tuple[Action, float, int]] = {}
 
-    def lookup(self, req: Request, now: float) -> tuple[Action, CacheStatus] | None:
-        got = self.entries.get(req.digest)
-        return (got[0], CacheStatus.HIT) if got is not None and got[1] > now else None
+    def lookup(self, i: int, state: MarketState, digest: str) -> tuple[Action, CacheStatus, int] | None:
+        got = self.entries.get(digest)
+        return (got[0], CacheStatus.HIT, got[2]) if got is not None and got[1] > self.clock[0] else None
 
-    def store(self, req: Request, now: float) -> None:
-        self.entries[req.digest] = (req.fresh.action, now + self.ttl_s)
+    def store(self, i: int, state: MarketState, digest: str, decision: Decision) -> None:
+        assert decision.body is not None
+        self.entries[digest] = (decision.body.action, self.clock[0] + self.ttl_s, decision.state_ms)
 
 
 class Seed(Policy):
-    """The design this replaces: bucket = round(value / (abs(value) * tol)), i.e. one bucket per sign."""
+    """The design the cache replaced: bucket = round(value / (abs(value) * tol)), i.e. one bucket per sign."""
 
-    def __init__(self, tolerances: Mapping[str, float], ttl_s: float = TTL_S) -> None:
+    def __init__(self, clock: list[float], tolerances: Mapping[str, float], ttl_s: float) -> None:
+        self.clock, self.ttl_s = clock, ttl_s
         self.tol = [tolerances[n] for n in FEATURE_NAMES]
-        self.ttl_s = ttl_s
-        self.entries: dict[tuple[int, ...], tuple[Action, float]] = {}
+        self.entries: dict[tuple[int, ...], tuple[Action, float, int]] = {}
 
     def key(self, state: MarketState) -> tuple[int, ...]:
-        out = []
-        for v, t in zip(state.features(), self.tol, strict=True):
-            out.append(round(v / (abs(v) * t)) if v != 0.0 else 0)
+        out = [round(v / (abs(v) * t)) if v != 0.0 else 0 for v, t in zip(state.features(), self.tol, strict=True)]
         return (*out, state.position is state.position.FLAT)
 
-    def lookup(self, req: Request, now: float) -> tuple[Action, CacheStatus] | None:
-        got = self.entries.get(self.key(req.state))
-        return (got[0], CacheStatus.SIMILAR) if got is not None and got[1] > now else None
+    def lookup(self, i: int, state: MarketState, digest: str) -> tuple[Action, CacheStatus, int] | None:
+        got = self.entries.get(self.key(state))
+        return (got[0], CacheStatus.SIMILAR, got[2]) if got is not None and got[1] > self.clock[0] else None
 
-    def store(self, req: Request, now: float) -> None:
-        self.entries[self.key(req.state)] = (req.fresh.action, now + self.ttl_s)
+    def store(self, i: int, state: MarketState, digest: str, decision: Decision) -> None:
+        assert decision.body is not None
+        self.entries[self.key(state)] = (decision.body.action, self.clock[0] + self.ttl_s, decision.state_ms)
 
 
-# ----- replay ------------------------------------------------------------------------------------------------
-def load(paths: Sequence[Path], timeframe: str, seed: int) -> list[Request]:
-    states = list(states_from_recording([str(p) for p in paths], timeframe=timeframe, every_ms=1000))
-    rng = random.Random(seed)
-    out: list[Request] = []
-    n = len(states)
-    for i, s in enumerate(states):
-        body = offline_rules(s)
-        latency = rng.uniform(*LATENCY_S)
-        meta = DecisionMeta(provider="offline", model=MODEL, prompt_version=PROMPT_VERSION,
-                            latency_ms=latency * 1000.0, cache_status=CacheStatus.MISS)
-        d = Decision(symbol=s.symbol, timeframe=s.timeframe, state_ms=s.exchange_ms, body=body, meta=meta)
-        j = i + math.floor(latency)
-        out.append(Request(s, prompt.digest(prompt.render(s)), body, d, latency, j if j < n else -1))
+# ----- the service, simulated -----------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    asks: int = 0
+    hits: int = 0  # served by the prompt digest (asks and follow-ups)
+    similar: int = 0  # served within tolerance and band
+    coalesced: int = 0  # asks that arrived while a call was in flight
+    follow_ups: int = 0
+    model_calls: int = 0
+    judged: int = 0  # served answers compared with a fresh answer
+    agree: int = 0
+    judged_non_hold: int = 0
+    agree_non_hold: int = 0
+    screen_judged: int = 0
+    screen_agree: int = 0
+    span_ms: int = 0
+    bar_ms: int = 0
+    ages_ms: list[int] = field(default_factory=list)
+    answer_ages_ms: list[int] = field(default_factory=list)
+    lookup_ns: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        hours = self.span_ms / 3_600_000
+        served = self.hits + self.similar
+        return {
+            "asks": self.asks,
+            "calls_saved": 1.0 - self.model_calls / self.asks if self.asks else 0.0,
+            "agreement": self.agree / self.judged if self.judged else None,
+            "agreement_non_hold": self.agree_non_hold / self.judged_non_hold if self.judged_non_hold else None,
+            "served": served,
+            "hits": self.hits,
+            "similar": self.similar,
+            "coalesced": self.coalesced,
+            "follow_ups": self.follow_ups,
+            "model_calls": self.model_calls,
+            "served_judged": self.judged,
+            "served_non_hold": self.judged_non_hold,
+            "screen_agreement": self.screen_agree / self.screen_judged if self.screen_judged else None,
+            "model_calls_per_hour": self.model_calls / hours if hours else None,
+            "model_calls_per_bar": self.model_calls / (self.span_ms / self.bar_ms) if self.span_ms else None,
+            "decision_age_p50_s": _pct(self.ages_ms, 50, 1e-3),
+            "decision_age_p99_s": _pct(self.ages_ms, 99, 1e-3),
+            "answer_age_p50_s": _pct(self.answer_ages_ms, 50, 1e-3),
+            "answer_age_p99_s": _pct(self.answer_ages_ms, 99, 1e-3),
+            "lookup_p99_us": _pct(self.lookup_ns, 99, 1e-3),
+        }
+
+
+def _pct(values: Sequence[float], q: float, unit: float = 1.0) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) * unit if len(values) else None
+
+
+@dataclass
+class _Flight:
+    land_ms: int
+    index: int
+    decision: Decision
+
+
+def simulate(grid: Grid, policy: Policy, judge: Judge, clock: list[float], *, max_asks: int | None = None) -> Outcome:
+    """Walk the grid in market time as the service would (module docstring)."""
+    out = Outcome(span_ms=grid.span_ms, bar_ms=TIMEFRAMES[grid.timeframe])
+    times = grid.times.tolist()
+    flight: _Flight | None = None
+    follow_up = False
+    screen: tuple[Action, int, int] | None = None  # action, state time it stands for, state time of the answer
+    timer = time.perf_counter_ns
+
+    def ask(i: int, now_ms: int) -> None:
+        nonlocal flight, screen
+        clock[0] = now_ms / 1000.0
+        state, digest = grid.states[i], grid.digests[i]
+        t0 = timer()
+        got = policy.lookup(i, state, digest)
+        out.lookup_ns.append(timer() - t0)
+        if got is None:
+            out.model_calls += 1
+            decision, latency_s = judge.call(i, state)
+            flight = _Flight(now_ms + max(1, round(latency_s * 1000)), i, decision)
+            return
+        action, status, answered_ms = got
+        if status is CacheStatus.HIT:
+            out.hits += 1
+        else:
+            out.similar += 1
+        screen = (action, state.exchange_ms, answered_ms)
+        fresh = judge.fresh(i, state, out.hits + out.similar - 1)
+        if fresh is not None:
+            out.judged += 1
+            out.agree += action is fresh
+            if fresh is not Action.HOLD:
+                out.judged_non_hold += 1
+                out.agree_non_hold += action is fresh
+
+    for i, t in enumerate(times):
+        while flight is not None and flight.land_ms <= t:
+            landed, flight = flight, None
+            clock[0] = landed.land_ms / 1000.0
+            st = grid.states[landed.index]
+            policy.store(landed.index, st, grid.digests[landed.index], landed.decision)
+            if landed.decision.body is not None:
+                screen = (landed.decision.body.action, st.exchange_ms, st.exchange_ms)
+            if follow_up:  # from the newest state at the landing: this instant's, or the one before it
+                follow_up = False
+                out.follow_ups += 1
+                ask(i if t == landed.land_ms else max(0, i - 1), landed.land_ms)
+        if not grid.ask[i]:
+            continue
+        if max_asks is not None and out.asks >= max_asks:
+            out.span_ms = t - int(grid.times[grid.ask][0])
+            break
+        out.asks += 1
+        if flight is not None:
+            out.coalesced += 1
+            follow_up = True
+        else:
+            ask(i, t)
+        if screen is not None:  # what the trader sees once this ask is answered (a served answer is instant)
+            out.ages_ms.append(t - screen[1])
+            out.answer_ages_ms.append(t - screen[2])
+            if isinstance(judge, RulesJudge):
+                out.screen_judged += 1
+                out.screen_agree += screen[0] is judge.bodies[i].action
     return out
 
 
-def replay(requests: Sequence[Request], policy: Policy, clock: list[float] | None = None) -> Replay:
-    r = Replay()
-    clock = clock if clock is not None else [0.0]
-    timer = time.perf_counter_ns
-    for req in requests:
-        now = req.state.exchange_ms / 1000.0
-        clock[0] = now
-        r.requests += 1
-        t0 = timer()
-        got = policy.lookup(req, now)
-        dt = timer() - t0
-        r.lookup_ns.append(dt)
-        if got is not None:
-            policy.materialize()
-            dt = timer() - t0
-            r.served_ns.append(dt)
-        fresh = req.fresh.action
-        if got is None:
-            policy.store(req, now)
-            r.latency_s += req.latency_s
-            if req.arrival >= 0:
-                r.delivered += 1
-                r.delivered_agree += fresh is requests[req.arrival].fresh.action
-            continue
-        action, status = got
-        if status is CacheStatus.HIT:
-            r.hits += 1
-        else:
-            r.similar += 1
-        agree = action is fresh
-        r.served_agree += agree
-        if fresh is not Action.HOLD:
-            r.served_non_hold += 1
-            r.served_non_hold_agree += agree
-        r.latency_s += dt / 1e9  # the search and the annotated Decision
-        r.delivered += 1
-        r.delivered_agree += agree
-    return r
-
-
-def run_ours(requests: Sequence[Request], **kw: object) -> Replay:
+def run_ours(grid: Grid, judge: Judge, *, tolerances: Mapping[str, float] | None, band: float, ttl_s: float,
+             max_asks: int | None = None) -> Outcome:
     clock = [0.0]
-    return replay(requests, Ours(clock, **kw), clock)
+    return simulate(grid, Ours(clock, judge.model, tolerances=tolerances, price_band_atr=band, ttl_s=ttl_s), judge,
+                    clock, max_asks=max_asks)
 
 
-def no_cache_delivery(requests: Sequence[Request]) -> float:
-    pairs = [(q.fresh.action is requests[q.arrival].fresh.action) for q in requests if q.arrival >= 0]
-    return sum(pairs) / len(pairs)
+def run_baseline(grid: Grid, judge: Judge, make: Callable[[list[float]], Policy]) -> Outcome:
+    clock = [0.0]
+    return simulate(grid, make(clock), judge, clock)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+# ----- lookup time and memory (the cache alone) ---------------------------------------------------------------------
+def ask_states(grid: Grid) -> list[tuple[MarketState, str]]:
+    return [(grid.states[i], grid.digests[i]) for i in np.flatnonzero(grid.ask)]
 
 
-def lookup_times(requests: Sequence[Request], runs: int, tolerances: Mapping[str, float] | None) -> dict[str, float]:
-    """p50/p99 of lookup (µs), median over runs: the replay as it happens, and a dense cache holding every state
-    of the session at once (no expiry) probed with a digest that never matches, so every lookup searches."""
-    out: dict[str, list[float]] = {k: [] for k in ("lookup_p50_us", "lookup_p99_us", "served_p50_us",
-                                                     "served_p99_us", "dense_lookup_p50_us", "dense_lookup_p99_us",
-                                                     "dense_served_p99_us")}
+def stored_decision(state: MarketState, model: str) -> Decision:
+    meta = DecisionMeta(provider="offline", model=model, prompt_version=prompt.PROMPT_VERSION, latency_ms=4000.0,
+                        cache_status=CacheStatus.MISS)
+    return Decision.about(state, offline_rules(state), meta)
+
+
+def dense_lookup(grid: Grid, runs: int, tolerances: Mapping[str, float] | None, band: float) -> dict[str, float]:
+    """p50/p99 of a lookup (µs, median over runs) in a cache holding every ask state at once (no expiry), probed
+    with a digest that never matches, so every lookup searches."""
+    asks = ask_states(grid)
+    p50, p99 = [], []
     timer = time.perf_counter_ns
     for _ in range(runs):
-        r = run_ours(requests, tolerances=tolerances)
-        out["lookup_p50_us"].append(percentile(r.lookup_ns, 50) / 1e3)
-        out["lookup_p99_us"].append(percentile(r.lookup_ns, 99) / 1e3)
-        out["served_p50_us"].append(percentile(r.served_ns, 50) / 1e3 if r.served_ns else math.nan)
-        out["served_p99_us"].append(percentile(r.served_ns, 99) / 1e3 if r.served_ns else math.nan)
-        clock = [0.0]
-        cache = DecisionCache(tolerances, clock=lambda c=clock: c[0], ttl_s=1e9, max_ttl_s=1e9, audit_rate=0.0,
-                              max_entries=len(requests) + 1)
-        for q in requests:
-            cache.store(q.state, model=MODEL, prompt_version=PROMPT_VERSION, prompt_digest=q.digest,
-                        decision=q.decision)
-        ns, served = [], []
-        for _rep in range(5):
-            for q in requests:
-                t0 = timer()
-                got = cache.lookup(q.state, model=MODEL, prompt_version=PROMPT_VERSION, prompt_digest="probe")
-                ns.append(timer() - t0)
-                if got is not None:
-                    _ = got.decision
-                    served.append(timer() - t0)
-        out["dense_lookup_p50_us"].append(percentile(ns, 50) / 1e3)
-        out["dense_lookup_p99_us"].append(percentile(ns, 99) / 1e3)
-        out["dense_served_p99_us"].append(percentile(served, 99) / 1e3)
-    return {k: statistics.median(v) for k, v in out.items()} | {"dense_entries": len(requests)}
+        cache = DecisionCache(tolerances, clock=lambda: 0.0, ttl_s=1e9, max_ttl_s=1e9, audit_rate=0.0,
+                              max_entries=len(asks) + 1, price_band_atr=band)
+        for s, d in asks:
+            cache.store(s, model=RULES_MODEL, prompt_version=prompt.PROMPT_VERSION, prompt_digest=d,
+                        decision=stored_decision(s, RULES_MODEL))
+        ns = []
+        for s, _ in asks:
+            t0 = timer()
+            cache.lookup(s, model=RULES_MODEL, prompt_version=prompt.PROMPT_VERSION, prompt_digest="probe")
+            ns.append(timer() - t0)
+        p50.append(_pct(ns, 50, 1e-3))
+        p99.append(_pct(ns, 99, 1e-3))
+    return {"dense_entries": len(asks), "dense_lookup_p50_us": statistics.median(p50),
+            "dense_lookup_p99_us": statistics.median(p99)}
 
 
-def bytes_per_entry(requests: Sequence[Request], tolerances: Mapping[str, float] | None) -> dict[str, float]:
+def bytes_per_entry(grid: Grid, tolerances: Mapping[str, float] | None, band: float) -> dict[str, float]:
     """tracemalloc: the cache's own structures per entry, and the stored Decision objects per entry."""
+    asks = ask_states(grid)
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    decisions = [q.decision.model_copy(deep=True) for q in requests]
+    decisions = [stored_decision(s, RULES_MODEL) for s, _ in asks]
     after_decisions = tracemalloc.get_traced_memory()[0]
-    clock = [0.0]
-    cache = DecisionCache(tolerances, clock=lambda: clock[0], ttl_s=1e9, max_ttl_s=1e9, audit_rate=0.0,
-                          max_entries=len(requests) + 1)
+    cache = DecisionCache(tolerances, clock=lambda: 0.0, ttl_s=1e9, max_ttl_s=1e9, audit_rate=0.0,
+                          max_entries=len(asks) + 1, price_band_atr=band)
     before = tracemalloc.get_traced_memory()[0]
-    for q, d in zip(requests, decisions, strict=True):
-        cache.store(q.state, model=MODEL, prompt_version=PROMPT_VERSION, prompt_digest=q.digest, decision=d)
+    for (s, d), dec in zip(asks, decisions, strict=True):
+        cache.store(s, model=RULES_MODEL, prompt_version=prompt.PROMPT_VERSION, prompt_digest=d, decision=dec)
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    n = len(requests)
-    index = (after - before) / n
-    decision = (after_decisions - base) / n
+    n = max(1, len(asks))
+    index, decision = (after - before) / n, (after_decisions - base) / n
     return {"bytes_per_entry": index + decision, "index_bytes_per_entry": index, "decision_bytes": decision}
 
 
-def feature_table(requests: Sequence[Request], tolerances: Mapping[str, float]) -> list[dict[str, float | str]]:
-    """Per feature: its mean 1 s change (the shape of the tolerances) and how selective a grid on it is: the mean
-    share of the entries alive together (last TTL_S seconds) that a lookup's two probe cells would return."""
-    feats = np.array([q.state.features() for q in requests])
-    t = np.array([q.state.exchange_ms / 1000.0 for q in requests])
-    rows = []
-    for k, name in enumerate(FEATURE_NAMES):
-        col = feats[:, k]
-        step = np.abs(np.diff(col))
-        cells = np.floor(col / (2.0 * tolerances[name]))
-        lo = np.floor((col / tolerances[name] - 1.0) / 2.0)
-        hi = np.floor((col / tolerances[name] + 1.0) / 2.0)
-        shares = []
-        for i in range(1, len(col)):
-            alive = (t[:i] > t[i] - TTL_S)
-            if alive.any():
-                c = cells[:i][alive]
-                shares.append(float(np.mean((c >= lo[i]) & (c <= hi[i]))))
-        rows.append({"feature": name, "mean_1s_change": float(step.mean()), "median": float(np.median(col)),
-                     "tolerance": tolerances[name], "probe_share": float(np.mean(shares)) if shares else 1.0})
-    return rows
+def ask_step_shape(grid: Grid) -> dict[str, float]:
+    """Mean |change| of each feature between consecutive asks: how far a feature moves at this cadence."""
+    feats = np.array([s.features() for s, _ in ask_states(grid)])
+    steps = np.abs(np.diff(feats, axis=0)).mean(axis=0) if len(feats) > 1 else np.zeros(len(FEATURE_NAMES))
+    return dict(zip(FEATURE_NAMES, map(float, steps), strict=True))
 
 
-def sweep(requests: Sequence[Request], shape: Mapping[str, float]) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for sign_features in (DEFAULT_SIGN_FEATURES, ()):
-        for scale in SWEEP_SCALES:
-            tol = {n: v * scale for n, v in shape.items()}
-            s = run_ours(requests, tolerances=tol, sign_features=sign_features).summary()
-            rows.append({"scale": scale, "sign": ",".join(sign_features) or "-", **s})
-    return rows
-
-
-def measured_shape(requests: Sequence[Request]) -> dict[str, float]:
-    """Mean |1 s change| of each feature on this data: how far a feature usually moves between two requests."""
-    feats = np.array([q.state.features() for q in requests])
-    steps = np.abs(np.diff(feats, axis=0)).mean(axis=0)
-    return {n: float(v) if v > 0 else 1e-6 for n, v in zip(FEATURE_NAMES, steps, strict=True)}
-
-
+# ----- the command line -----------------------------------------------------------------------------------------
 def fmt(v: object, digits: int = 3) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        return f"{v:.{digits}f}" if math.isfinite(v) else "inf"
     return str(v)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", nargs="+", type=Path, default=DEFAULT_DATA,
-                    help="recording file(s) of one session, in order (default: the Binance BTCUSDT capture)")
-    ap.add_argument("--timeframe", default="1s")
-    ap.add_argument("--runs", type=int, default=5, help="repetitions of the lookup timing (median reported)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", nargs="+", type=Path, help="Binance recording file(s) of one session, in order")
+    src.add_argument("--candles", type=Path, help="a candle file (JSON rows or CSV)")
+    ap.add_argument("--symbol", help="recordings: which symbol (default: the one with most trades); candles: its name")
+    ap.add_argument("--timeframe", default="1m", choices=list(TIMEFRAMES), help="decision timeframe (default 1m)")
+    ap.add_argument("--every", type=parse_duration_ms, default=5000,
+                    help="ask cadence in market time, e.g. 5s, 1m, 5m (default 5s, the terminal's decision_interval_s)")
+    ap.add_argument("--part", choices=("all", "first", "second"), default="all", help="which half of the asks")
+    ap.add_argument("--judge", choices=("rules", "local"), default="rules",
+                    help="who answers the model calls: the offline rules, or the embedded local model")
+    ap.add_argument("--latency", nargs=2, type=float, default=LATENCY_S, metavar=("LO", "HI"),
+                    help="rules: a model call's latency, uniform in [LO, HI] s (default 2 8)")
+    ap.add_argument("--ttl", type=float, help="cache TTL in s (default 75 s scaled from 1m to the timeframe)")
+    ap.add_argument("--band", type=float, default=DEFAULT_PRICE_BAND_ATR,
+                    help=f"price_band_atr (default {DEFAULT_PRICE_BAND_ATR:g}; inf turns the band off)")
+    ap.add_argument("--tolerance-scale", type=float, default=1.0, help="multiply every tolerance by this")
+    ap.add_argument("--sweep", action="store_true", help="the trade-off curve over band x tolerance scale")
+    ap.add_argument("--max-asks", type=int, help="stop after this many asks (the local model costs seconds a call)")
+    ap.add_argument("--audit-every", type=int, default=5, help="local: judge every n-th served answer (default 5)")
+    ap.add_argument("--threads", type=int, default=2, help="local: threads of the embedded model")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions of the dense lookup timing (median reported)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the simulated model latencies")
-    ap.add_argument("--sweep", action="store_true", help="also print calls_saved / agreement per tolerance scale")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    args = ap.parse_args()
+    return ap
 
-    missing = [str(p) for p in args.data if not p.exists()]
+
+def load_grid(args: argparse.Namespace) -> Grid:
+    paths = args.data or [args.candles]
+    missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"recorded data not found: {', '.join(missing)} (expected ../shared/data beside the project)",
-              file=sys.stderr)
-        return 2
-    requests = load(args.data, args.timeframe, args.seed)
-    if len(requests) < 2:
-        print("the recording gives fewer than 2 states at 1 Hz", file=sys.stderr)
-        return 2
-    tol = None  # the cache's own defaults, scaled to the timeframe
-    scaled_defaults = tolerances_for(args.timeframe)
+        raise SystemExit(f"input not found: {', '.join(missing)}")
+    if args.data:
+        grid = grid_from_recording(args.data, args.symbol, args.timeframe, args.every)
+    else:
+        grid = grid_from_candles(args.candles, args.symbol, args.timeframe, args.every)
+    grid = grid.part(args.part)
+    if grid.asks < 2:
+        raise SystemExit(f"fewer than 2 asks in {', '.join(grid.source)} at {args.timeframe} every "
+                         f"{args.every / 1000:g} s ({len(grid.states)} states)")
+    return grid
 
-    ours = run_ours(requests, tolerances=tol)
-    exact = replay(requests, Exact())
-    seed = replay(requests, Seed(scaled_defaults))
-    timing = lookup_times(requests, args.runs, tol)
-    memory = bytes_per_entry(requests, tol)
-    n = len(requests)
-    no_cache_latency = sum(q.latency_s for q in requests) / n
-    o, e, s = ours.summary(), exact.summary(), seed.summary()
-    fresh_non_hold = sum(q.fresh.action is not Action.HOLD for q in requests)
-    # How often the fresh action equals the fresh action one request earlier: the ceiling of any reuse.
-    lag1 = sum(a.fresh.action is b.fresh.action for a, b in itertools.pairwise(requests)) / (n - 1)
-    result: dict[str, object] = {
-        "data": [p.name for p in args.data],
-        "timeframe": args.timeframe,
-        "requests": n,
-        "fresh_non_hold": fresh_non_hold,
-        "fresh_lag1_agreement": lag1,
-        "ttl_s": TTL_S,
+
+def tolerances(timeframe: str, scale: float) -> dict[str, float]:
+    return {n: v * scale for n, v in tolerances_for(timeframe).items()}
+
+
+def sweep(grid: Grid, judge: Judge, ttl_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for band in SWEEP_BANDS:
+        for scale in SWEEP_SCALES:
+            s = run_ours(grid, judge, tolerances=tolerances(grid.timeframe, scale), band=band, ttl_s=ttl_s).summary()
+            rows.append({"band": band, "scale": scale, **s})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    grid = load_grid(args)
+    bar_s = timeframe_seconds(args.timeframe) or 60.0
+    ttl_s = args.ttl if args.ttl is not None else TTL_AT_1M_S * bar_s / 60.0
+    if args.judge == "local":
+        if args.sweep:
+            raise SystemExit("--sweep needs --judge rules (the local model costs seconds per call)")
+        try:
+            judge: Judge = LocalJudge(args.threads, 60.0, args.audit_every)
+        except Exception as exc:  # not installed, or it would not start: say so, no traceback
+            print(f"the local model cannot run here: {exc}", file=sys.stderr)
+            return 3
+    else:
+        judge = RulesJudge(grid, tuple(args.latency), args.seed)
+    try:
+        tol = tolerances(args.timeframe, args.tolerance_scale)
+        ours = run_ours(grid, judge, tolerances=tol, band=args.band, ttl_s=ttl_s, max_asks=args.max_asks)
+        baselines: dict[str, Outcome] = {}
+        if isinstance(judge, RulesJudge):
+            baselines = {
+                "none": run_baseline(grid, judge, lambda c: NoCache()),
+                "exact (prompt digest)": run_baseline(grid, judge, lambda c: Exact(c, ttl_s)),
+                "seed (relative bucket)": run_baseline(grid, judge, lambda c: Seed(c, tol, ttl_s)),
+            }
+    finally:
+        judge.close()
+    o = ours.summary()
+    fresh_non_hold = (sum(judge.bodies[i].action is not Action.HOLD for i in np.flatnonzero(grid.ask))
+                      if isinstance(judge, RulesJudge) else None)
+    result: dict[str, Any] = {
+        "source": grid.source, "symbol": grid.symbol, "part": args.part, "timeframe": args.timeframe,
+        "every_s": args.every / 1000, "judge": judge.name, "model": judge.model, "ttl_s": ttl_s,
+        "price_band_atr": args.band, "tolerance_scale": args.tolerance_scale, "tolerances": tol,
+        "sign_features": list(DEFAULT_SIGN_FEATURES), "span_h": grid.span_ms / 3.6e6,
+        "bars": grid.span_ms / TIMEFRAMES[args.timeframe], "fresh_non_hold": fresh_non_hold,
         **o,
-        **timing,
-        **memory,
-        "latency_no_cache_s": no_cache_latency,
-        "latency_cache_s": ours.latency_s / n,
-        "delivery_agreement_no_cache": no_cache_delivery(requests),
-        "exact_calls_saved": e["calls_saved"],
-        "exact_agreement": e["agreement"],
-        "exact_agreement_non_hold": e["agreement_non_hold"],
-        "seed_calls_saved": s["calls_saved"],
-        "seed_agreement": s["agreement"],
-        "seed_agreement_non_hold": s["agreement_non_hold"],
-        "tolerances": scaled_defaults,
-        "index_features": list(DEFAULT_INDEX_FEATURES),
-        "sign_features": list(DEFAULT_SIGN_FEATURES),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
+        **{f"{k}_{name.split()[0]}": v for name, b in baselines.items() for k, v in b.summary().items()
+           if k in ("calls_saved", "agreement", "agreement_non_hold", "screen_agreement", "model_calls_per_hour",
+                    "decision_age_p50_s", "decision_age_p99_s")},
+        **dense_lookup(grid, args.runs, tol, args.band),
+        **bytes_per_entry(grid, tol, args.band),
+        "python": platform.python_version(), "machine": platform.machine(),
     }
-    shape = measured_shape(requests)
+    if args.judge == "local":
+        result["agreement_sample"] = f"every {args.audit_every}th served answer, asked fresh"
     if args.sweep:
-        result["shape"] = shape
-        result["sweep"] = sweep(requests, shape)
-        result["features"] = feature_table(requests, scaled_defaults)
+        result["ask_step_shape"] = ask_step_shape(grid)
+        result["sweep"] = sweep(grid, judge, ttl_s)
     if args.json:
         print(json.dumps(result))
         return 0
-
-    print(f"DecisionCache on {', '.join(p.name for p in args.data)}, {args.timeframe} bars, {n} requests at 1 Hz "
-          f"of market time ({fresh_non_hold} with a fresh action other than HOLD), TTL {TTL_S:g} s default")
-    print(f"the fresh action equals the one a second earlier in {lag1:.1%} of requests")
-    print()
-    print(f"| {'cache':<22} | calls saved | agreement | agreement non-HOLD (n) | delivery agreement |")
-    print(f"|{'-' * 24}|------------:|----------:|-----------------------:|-------------------:|")
-    rows: list[tuple[str, Mapping[str, object]]] = [("similarity (ours)", o), ("exact (prompt digest)", e),
-                                                    ("seed (relative bucket)", s)]
-    for name, r in rows:
-        print(f"| {name:<22} | {fmt(r['calls_saved']):>11} | {fmt(r['agreement']):>9} | "
-              f"{fmt(r['agreement_non_hold']):>15} ({r['served_non_hold']:>4}) | {fmt(r['delivery_agreement']):>18} |")
-    print(f"| {'none':<22} | {'0.000':>11} | {'-':>9} | {'-':>22} | "
-          f"{fmt(result['delivery_agreement_no_cache']):>18} |")
-    print()
-    print("| measure | value |")
-    print("|---|---:|")
-    for label, key, unit in [
-        ("lookup p50 (replay)", "lookup_p50_us", "µs"),
-        ("lookup p99 (replay)", "lookup_p99_us", "µs"),
-        ("lookup + annotated Decision p50 (served)", "served_p50_us", "µs"),
-        ("lookup + annotated Decision p99 (served)", "served_p99_us", "µs"),
-        (f"lookup p50 (dense: {n} entries alive)", "dense_lookup_p50_us", "µs"),
-        (f"lookup p99 (dense: {n} entries alive)", "dense_lookup_p99_us", "µs"),
-        ("lookup + annotated Decision p99 (dense)", "dense_served_p99_us", "µs"),
-        ("bytes per entry (index + Decision)", "bytes_per_entry", "B"),
-        ("  of which the cache's index", "index_bytes_per_entry", "B"),
-        ("mean decision latency, no cache", "latency_no_cache_s", "s"),
-        ("mean decision latency, with cache", "latency_cache_s", "s"),
-    ]:
-        v = result[key]
-        print(f"| {label} | {fmt(v, 1 if unit == 'B' else 2)} {unit} |")
-    print(f"\nlookup: median of {args.runs} runs; latency: misses cost U{LATENCY_S} s, served answers their lookup")
-    if args.sweep:
-        print("\nTolerance shape: mean |1 s change| of each feature on this data; rows scale it.")
-        print("| feature | mean 1 s change | median | default tolerance | probe share |")
-        print("|---|---:|---:|---:|---:|")
-        for f in result["features"]:  # type: ignore[union-attr]
-            print(f"| {f['feature']} | {f['mean_1s_change']:.5g} | {f['median']:.5g} | {f['tolerance']:.5g} | "
-                  f"{f['probe_share']:.3f} |")
-        print("\n| scale | sign | calls saved | agreement | non-HOLD (n) | delivery agreement |")
-        print("|---:|---|---:|---:|---:|---:|")
-        for r in result["sweep"]:  # type: ignore[union-attr]
-            print(f"| {r['scale']:g} | {r['sign']} | {fmt(r['calls_saved'])} | {fmt(r['agreement'])} | "
-                  f"{fmt(r['agreement_non_hold'])} ({r['served_non_hold']}) | {fmt(r['delivery_agreement'])} |")
+    print_report(result, ours, baselines)
     return 0
+
+
+def print_report(r: Mapping[str, Any], ours: Outcome, baselines: Mapping[str, Outcome]) -> None:
+    print(f"DecisionCache on {', '.join(r['source'])} [{r['part']}], {r['symbol']}, {r['timeframe']} bars asked every "
+          f"{r['every_s']:g} s: {r['asks']} asks over {r['span_h']:.2f} h ({r['bars']:.0f} bars); judge {r['judge']}; "
+          f"TTL {r['ttl_s']:g} s; band {fmt(r['price_band_atr'], 2)} ATR; tolerances x{r['tolerance_scale']:g}")
+    if r["fresh_non_hold"] is not None:
+        print(f"fresh answers other than HOLD at {r['fresh_non_hold']} of the asks")
+    if r.get("agreement_sample"):
+        print(f"agreement judged on a sample: {r['agreement_sample']} (n = {r['served_judged']})")
+    print()
+    print("| cache | calls saved | agreement | non-HOLD (n) | on screen agrees | calls/h | age p50 / p99 s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, out in [("similarity (ours)", ours), *baselines.items()]:
+        s = out.summary()
+        print(f"| {name} | {fmt(s['calls_saved'])} | {fmt(s['agreement'])} | {fmt(s['agreement_non_hold'])} "
+              f"({s['served_non_hold']}) | {fmt(s['screen_agreement'])} | {fmt(s['model_calls_per_hour'], 1)} | "
+              f"{fmt(s['decision_age_p50_s'], 1)} / {fmt(s['decision_age_p99_s'], 1)} |")
+    print()
+    print(f"ours: {r['hits']} HIT + {r['similar']} SIMILAR served, {r['coalesced']} asks coalesced into "
+          f"{r['follow_ups']} follow-ups, {r['model_calls']} model calls ({fmt(r['model_calls_per_bar'], 2)} per bar); "
+          f"answer age on screen p50 {fmt(r['answer_age_p50_s'], 1)} s, p99 {fmt(r['answer_age_p99_s'], 1)} s")
+    print(f"lookup p99 {fmt(r['lookup_p99_us'], 1)} µs in the run; dense ({r['dense_entries']} entries alive) "
+          f"p50 {fmt(r['dense_lookup_p50_us'], 1)} µs, p99 {fmt(r['dense_lookup_p99_us'], 1)} µs; "
+          f"{r['bytes_per_entry']:.0f} B per entry ({r['index_bytes_per_entry']:.0f} B the index)")
+    if "sweep" in r:
+        print("\nMean |change| of each feature between consecutive asks:")
+        print("  " + ", ".join(f"{k} {v:.4g}" for k, v in r["ask_step_shape"].items()))
+        print("\n| band ATR | tol x | calls saved | agreement | non-HOLD (n) | on screen agrees | calls/h | "
+              "age p50 / p99 s |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in r["sweep"]:
+            print(f"| {fmt(s['band'], 2)} | {s['scale']:g} | {fmt(s['calls_saved'])} | {fmt(s['agreement'])} | "
+                  f"{fmt(s['agreement_non_hold'])} ({s['served_non_hold']}) | {fmt(s['screen_agreement'])} | "
+                  f"{fmt(s['model_calls_per_hour'], 1)} | {fmt(s['decision_age_p50_s'], 1)} / "
+                  f"{fmt(s['decision_age_p99_s'], 1)} |")
 
 
 if __name__ == "__main__":
