@@ -83,6 +83,8 @@ class DecisionMeta(BaseModel):
     provider: str  # "openai" (any compatible endpoint) or "offline"
     model: str
     prompt_version: str
+    # How long this decision took to get: the model call's time for MISS / OFFLINE / ERROR, the cache lookup's
+    # (or the wait for a similar call in flight) for HIT / SIMILAR, whose tokens and cost are then 0 (not spent).
     latency_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -91,6 +93,7 @@ class DecisionMeta(BaseModel):
     cache_status: CacheStatus = CacheStatus.MISS
     cache_age_s: float | None = None  # for HIT / SIMILAR: age of the stored answer
     cache_distance: float | None = None  # for SIMILAR: largest feature distance in units of its tolerance
+    answer_latency_ms: float | None = None  # for HIT / SIMILAR: the latency of the model call that made the answer
     error: str | None = None  # for ERROR: what went wrong, fit for the trader (no secrets)
 
 

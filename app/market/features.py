@@ -5,31 +5,47 @@ compares are the same thing. Prices and levels are float64 market data; the scal
 in %, RSI, ratios) are what similarity is judged on.
 
 ``compute_state`` derives a MarketState from a CandleSeries; ``states_from_recording`` replays a recorded feed
-through the live adapter and yields one state per interval of exchange time. How each feature is defined:
+through the live adapter and yields one state per interval of exchange time.
 
-- Bars. The newest bar of the series is the forming one; ``last_price`` is its close. With ``now_ms`` (the replay
-  passes it) the state describes that instant: bars that would have opened by then without a trade are taken as
-  flat bars at the last close with no volume, exactly as CandleSeries fills them once the next trade comes.
-- Window. Every indicator is computed on the last ``tail_length(fast, slow)`` bars (500 for the defaults), never
-  on the whole history, so the cost is bounded whatever the capacity: a smoothing started that far back has
-  forgotten its seed to below 1e-16 (``(1 - alpha)^500`` for the slowest alpha), so the values equal those over
-  the full history to rounding. Slower EMAs lengthen the window to keep that true.
-- ``ret_k``: % change of the last price over k bars (close k bars before the forming bar's); when the series is
-  shorter, against the oldest close held.
-- ``ema_fast``/``ema_slow``: EMAs of the closes (pandas ``ewm(span, adjust=False)``); ``ema_spread_pct`` is
+The state is made of CLOSED BARS PLUS THE LIVE PRICE. Every indicator is computed on bars that have closed, so
+within one bar they do not move and a bar a few seconds old never drives them; only the live features follow the
+trades of the bar that is forming. How each feature is defined (``tf`` is the timeframe, ``now`` the instant the
+state describes, ``now_ms``):
+
+- Closed bars: the bars whose close (open + tf) is at or before ``now``. Bars missing between the newest bar held
+  and ``now`` (no trade in them: a quiet symbol) count as flat closed bars at the last close with no volume,
+  exactly as CandleSeries fills them once the next trade comes. The forming bar (open <= now < close), if one is
+  held, contributes only the live price: its high, low and volume are used nowhere.
+- Live price: ``last_price``, the close of the newest bar held, i.e. the price of the last trade.
+- ``ret_k`` (k = 1, 5, 15, 60): % change between the close of the last closed bar and the close k closed bars
+  before it, so ``ret_1`` is the last closed bar's own return; when fewer than k + 1 closed bars exist, against
+  the oldest closed close.
+- ``ema_fast``/``ema_slow``: EMAs of the closed closes (pandas ``ewm(span, adjust=False)``); ``ema_spread_pct`` is
   ``(fast - slow) / slow`` in %.
-- ``rsi``: RSI(14) with Wilder's smoothing; on fewer than 15 bars, from the changes there are.
-- ``atr_pct``: ATR(14) (Wilder, true range) in % of the last price.
-- ``vwap``: volume-weighted typical price over the last ``VWAP_BARS`` (500) bars, the forming one included — a
-  rolling window, not the whole series, so it does not depend on how much history happens to be held;
-  ``vwap_dist_pct`` is ``(last - vwap) / vwap`` in %. With no volume in the window, vwap is the last price.
+- ``rsi``: RSI(14) of the closed closes with Wilder's smoothing; on fewer than 15 closed bars, from the changes
+  there are; 50 when nothing moved.
+- ``atr_pct``: ATR(14) of the closed bars (Wilder, true range) in % of the last closed close.
+- ``vwap``: volume-weighted typical price over the last ``VWAP_BARS`` (500) closed bars (a rolling window, so it
+  does not depend on how much history happens to be held); the last closed close when they had no volume.
 - ``volume_ratio``: the last closed bar's volume over the mean of the 20 closed bars before it; 1.0 with fewer
   than 21 closed bars, or when all of them had no volume; capped at ``VOLUME_RATIO_MAX`` (a burst after 20 silent
   bars would otherwise be infinite).
-- ``spread_bps``: ``(ask - bid) / mid`` in basis points; 0.0 without a usable quote (MarketState holds no NaN).
-- ``exchange_ms``: ``now_ms`` when given, else the close time of the forming bar (its open + the timeframe).
+- Live features, the only ones that change within a bar (with ``last_price``):
+  ``vwap_dist_pct`` = ``(live - vwap) / vwap`` in %; ``move_pct`` = ``(live - last closed close) / last closed
+  close`` in %, the forming bar so far (0 when no trade came since the last close);
+  ``spread_bps`` = ``(ask - bid) / mid`` of the quote in basis points, 0.0 without a usable quote.
+- ``exchange_ms``: ``now``, when the state was made; never in the future. ``bar_close_ms``: the close time of the
+  newest closed bar, so a state says which bars it was made from (two states with the same ``bar_close_ms`` have
+  the same closed-bar features).
+- ``now_ms=None`` means "just after the newest trade": the newest bar held is taken as forming, and both
+  ``exchange_ms`` and ``bar_close_ms`` are its open (the newest trade's time is at or after it, so the stamp is
+  never ahead of the data). The app always passes ``now_ms``.
+- Window. Every indicator is computed on the last ``tail_length(fast, slow)`` closed bars (500 for the defaults),
+  never on the whole history, so the cost is bounded whatever the capacity: a smoothing started that far back has
+  forgotten its seed to below 1e-16 (``(1 - alpha)^500`` for the slowest alpha), so the values equal those over
+  the full history to rounding. Slower EMAs lengthen the window to keep that true.
 
-Every feature is finite; ``compute_state`` returns None below ``MIN_BARS`` bars.
+Every feature is finite; ``compute_state`` returns None below ``MIN_BARS`` closed bars.
 """
 
 from __future__ import annotations
@@ -60,18 +76,20 @@ class PositionState(StrEnum):
     SHORT = "SHORT"
 
 
-# Scale-free features, in a fixed order: these feed the cache key and the prompt's numbers.
+# Scale-free features, in a fixed order: these feed the cache key and the prompt's numbers (the module docstring
+# defines each). New features go last, so stored orders of values stay readable.
 FEATURE_NAMES: tuple[str, ...] = (
-    "ret_1",  # % return over the last 1 bar of the decision timeframe
-    "ret_5",  # % over 5 bars
-    "ret_15",  # % over 15 bars
-    "ret_60",  # % over 60 bars
-    "ema_spread_pct",  # (EMA fast - EMA slow) / EMA slow, %
-    "rsi",  # RSI(14), 0..100
-    "atr_pct",  # ATR(14) / last price, %
-    "vwap_dist_pct",  # (last - VWAP) / VWAP, %
-    "volume_ratio",  # last closed bar's volume / mean of the previous 20
-    "spread_bps",  # (ask - bid) / mid, basis points
+    "ret_1",  # % return of the last closed bar of the decision timeframe
+    "ret_5",  # % over the last 5 closed bars
+    "ret_15",  # % over the last 15 closed bars
+    "ret_60",  # % over the last 60 closed bars
+    "ema_spread_pct",  # (EMA fast - EMA slow) / EMA slow of the closed closes, %
+    "rsi",  # RSI(14) of the closed closes, 0..100
+    "atr_pct",  # ATR(14) of the closed bars / last closed close, %
+    "vwap_dist_pct",  # (live price - VWAP of the closed bars) / VWAP, %
+    "volume_ratio",  # last closed bar's volume / mean of the 20 closed before it
+    "spread_bps",  # (ask - bid) / mid of the live quote, basis points
+    "move_pct",  # (live price - last closed close) / last closed close, %: the forming bar so far
 )
 
 
@@ -79,7 +97,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 class MarketState:
     symbol: str
     timeframe: str
-    exchange_ms: int  # exchange time the state describes (the close of the last bar used)
+    exchange_ms: int  # exchange time the state describes: when it was made, never in the future
+    bar_close_ms: int  # close time of the newest closed bar the indicators were computed on
     last_price: float
     ema_fast: float
     ema_slow: float
@@ -94,6 +113,7 @@ class MarketState:
     vwap_dist_pct: float
     volume_ratio: float
     spread_bps: float
+    move_pct: float
     position: PositionState = PositionState.FLAT
     position_pnl_sign: int = 0  # -1 losing, 0 flat or even, +1 winning
 
@@ -107,7 +127,7 @@ class MarketState:
 
 # ------------------------------------------------------------------------------------------- compute_state
 
-MIN_BARS = 2  # a return needs a previous close
+MIN_BARS = 2  # closed bars: a return needs a previous close
 RETURN_BARS = (1, 5, 15, 60)  # ret_1 .. ret_60
 RSI_BARS = 14
 ATR_BARS = 14
@@ -137,55 +157,60 @@ def compute_state(
     slow: int = 26,
     now_ms: int | None = None,
 ) -> MarketState | None:
-    """The MarketState of ``series`` now (module docstring: definitions), or None with fewer than MIN_BARS bars.
+    """The MarketState of ``series`` at ``now_ms`` (module docstring: definitions), or None with fewer than
+    MIN_BARS closed bars.
 
-    ``now_ms`` (exchange time) makes the state describe that instant: bars without trades since the last one
-    count as flat bars, and ``exchange_ms`` is ``now_ms``. It must not be before the newest bar opened.
+    ``now_ms`` (exchange time) is the instant the state describes: it decides which bars have closed, and it is
+    the state's ``exchange_ms``. It must not be before the newest bar opened. None takes the newest bar as forming.
     """
     held = len(series)
     if held == 0:
         return None
-    tail = tail_length(fast, slow)
     a = series.arrays()
-    start = max(0, held - tail)
-    high, low, close, volume = a.high[start:], a.low[start:], a.close[start:], a.volume[start:]
-    last_open = int(a.open_ms[-1])
     tf = series.tf_ms
-    if now_ms is None:
-        exchange_ms = last_open + tf
-        bars = held
-    else:
-        exchange_ms = int(now_ms)
-        now_bar = (exchange_ms - 1) // tf * tf  # the bar holding the last instant before now
-        if now_bar < last_open:
-            raise ValueError(f"now_ms {exchange_ms} is before the newest bar, which opened at {last_open}")
-        missing = (now_bar - last_open) // tf
-        bars = held + missing
-        if missing:
-            high, low, close, volume = _with_flat_bars(high, low, close, volume, min(missing, tail), tail)
-    if bars < MIN_BARS:
+    last_open = int(a.open_ms[-1])
+    now = last_open if now_ms is None else int(now_ms)
+    if now < last_open:
+        raise ValueError(f"now_ms {now} is before the newest bar, which opened at {last_open}")
+    # 0: the newest bar held is forming; q >= 1: it has closed, and so have q - 1 bars without a trade after it.
+    closed_since = (now - last_open) // tf
+    closed_count = held - 1 + closed_since
+    if closed_count < MIN_BARS:
         return None
+    tail = tail_length(fast, slow)
+    if closed_since == 0:
+        start, stop = max(0, held - 1 - tail), held - 1
+        high, low, close, volume = a.high[start:stop], a.low[start:stop], a.close[start:stop], a.volume[start:stop]
+    else:
+        start = max(0, held - tail)
+        high, low, close, volume = a.high[start:], a.low[start:], a.close[start:], a.volume[start:]
+        if closed_since > 1:
+            high, low, close, volume = _with_flat_bars(high, low, close, volume, min(closed_since - 1, tail), tail)
 
+    live = float(a.close[-1])
     m = close.size
-    last = float(close[-1])
-    rets = [(last / float(close[max(0, m - 1 - k)]) - 1.0) * 100.0 for k in RETURN_BARS]
+    last_closed = float(close[-1])
+    rets = [(last_closed / float(close[max(0, m - 1 - k)]) - 1.0) * 100.0 for k in RETURN_BARS]
     ema_f = ema_last(close, fast)
     ema_s = ema_last(close, slow)
     change = np.diff(close)
-    gain = ema_last(np.maximum(change, 0.0), alpha=1.0 / RSI_BARS)
-    loss = ema_last(np.maximum(-change, 0.0), alpha=1.0 / RSI_BARS)
+    # Clamped at 0: after hundreds of flat bars both averages are rounding noise around 0 (ema_last works on offsets
+    # from the first value), and a negative one would put RSI outside 0..100.
+    gain = max(ema_last(np.maximum(change, 0.0), alpha=1.0 / RSI_BARS), 0.0)
+    loss = max(ema_last(np.maximum(-change, 0.0), alpha=1.0 / RSI_BARS), 0.0)
     rsi = 100.0 * gain / (gain + loss) if gain + loss > 0.0 else 50.0
     atr = ema_last(true_range(high, low, close), alpha=1.0 / ATR_BARS)
     w = min(VWAP_BARS, m)
     vol = volume[-w:]
     vol_sum = float(vol.sum())
     typical = (high[-w:] + low[-w:] + close[-w:]) / 3.0
-    vwap = float(typical @ vol) / vol_sum if vol_sum > 0.0 else last
+    vwap = float(typical @ vol) / vol_sum if vol_sum > 0.0 else last_closed
     state = MarketState(
         symbol=symbol,
         timeframe=series.timeframe,
-        exchange_ms=exchange_ms,
-        last_price=last,
+        exchange_ms=now,
+        bar_close_ms=last_open + closed_since * tf,
+        last_price=live,
         ema_fast=ema_f,
         ema_slow=ema_s,
         vwap=vwap,
@@ -195,10 +220,11 @@ def compute_state(
         ret_60=rets[3],
         ema_spread_pct=(ema_f - ema_s) / ema_s * 100.0,
         rsi=rsi,
-        atr_pct=atr / last * 100.0,
-        vwap_dist_pct=(last - vwap) / vwap * 100.0,
+        atr_pct=atr / last_closed * 100.0,
+        vwap_dist_pct=(live - vwap) / vwap * 100.0,
         volume_ratio=_volume_ratio(volume),
         spread_bps=spread_bps(quote_bid, quote_ask),
+        move_pct=(live - last_closed) / last_closed * 100.0,
         position=position,
         position_pnl_sign=position_pnl_sign,
     )
@@ -221,12 +247,12 @@ def _with_flat_bars(
     )
 
 
-def _volume_ratio(volume: np.ndarray) -> float:
-    """The last closed bar's volume (the one before the forming bar) over the mean of the VOLUME_BARS before it."""
-    if volume.size < VOLUME_BARS + 2:
+def _volume_ratio(closed_volume: np.ndarray) -> float:
+    """The last closed bar's volume over the mean of the VOLUME_BARS closed bars before it."""
+    if closed_volume.size < VOLUME_BARS + 1:
         return 1.0
-    last_closed = float(volume[-2])
-    mean = float(volume[-VOLUME_BARS - 2 : -2].mean())
+    last_closed = float(closed_volume[-1])
+    mean = float(closed_volume[-VOLUME_BARS - 1 : -1].mean())
     if mean > 0.0:
         return min(last_closed / mean, VOLUME_RATIO_MAX)
     return VOLUME_RATIO_MAX if last_closed > 0.0 else 1.0

@@ -9,7 +9,14 @@ import random
 
 import pytest
 
-from app.llm.cache import DEFAULT_TOLERANCES, DecisionCache, timeframe_seconds, tolerances_for
+from app.llm.cache import (
+    DEFAULT_PRICE_BAND_ATR,
+    DEFAULT_TOLERANCES,
+    TOLERANCE_TIMEFRAME,
+    DecisionCache,
+    timeframe_seconds,
+    tolerances_for,
+)
 from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
 from app.market.features import FEATURE_NAMES, MarketState, PositionState
 
@@ -29,9 +36,10 @@ class Clock:
 
 def state(**overrides: object) -> MarketState:
     base: dict[str, object] = dict(
-        symbol="BTCUSDT", timeframe="1s", exchange_ms=1_723_161_300_000, last_price=61_000.0, ema_fast=61_001.0,
+        symbol="BTCUSDT", timeframe="1s", exchange_ms=1_723_161_300_000, bar_close_ms=1_723_161_300_000,
+        last_price=61_000.0, ema_fast=61_001.0,
         ema_slow=60_999.0, vwap=60_990.0, ret_1=0.5, ret_5=0.5, ret_15=0.5, ret_60=0.5, ema_spread_pct=0.5,
-        rsi=50.0, atr_pct=0.01, vwap_dist_pct=0.5, volume_ratio=0.5, spread_bps=0.5,
+        rsi=50.0, atr_pct=0.01, vwap_dist_pct=0.5, volume_ratio=0.5, spread_bps=0.5, move_pct=0.5,
     )
     base.update(overrides)
     return MarketState(**base)  # type: ignore[arg-type]
@@ -50,9 +58,10 @@ def decision(action: Action = Action.BUY, *, confidence: float = 0.5, latency_ms
 
 
 def make_cache(clock: Clock | None = None, **kw: object) -> DecisionCache:
-    # A high volatility reference keeps the TTL at ttl_s x confidence factor unless a test sets its own.
+    # A high volatility reference keeps the TTL at ttl_s x confidence factor unless a test sets its own; the price
+    # band is off unless a test sets one (the tests of the band below).
     opts: dict[str, object] = dict(tolerances=TOL, index_features=INDEX, sign_features=(), clock=clock or Clock(),
-                                   audit_rate=0.0, vol_ref_pct_per_min=1.0)
+                                   audit_rate=0.0, vol_ref_pct_per_min=1.0, price_band_atr=math.inf)
     opts.update(kw)
     return DecisionCache(**opts)  # type: ignore[arg-type]
 
@@ -271,9 +280,14 @@ def test_stats_counters() -> None:
 def test_default_tolerances_and_timeframe_scaling() -> None:
     assert set(DEFAULT_TOLERANCES) == set(FEATURE_NAMES)
     assert timeframe_seconds("1s") == 1 and timeframe_seconds("5m") == 300 and timeframe_seconds("bogus") is None
+    assert TOLERANCE_TIMEFRAME == "1m"  # the decision timeframe
     one_minute = tolerances_for("1m")
-    assert one_minute["ret_1"] == pytest.approx(DEFAULT_TOLERANCES["ret_1"] * math.sqrt(60))
-    assert one_minute["rsi"] == DEFAULT_TOLERANCES["rsi"]
+    assert one_minute == DEFAULT_TOLERANCES
+    one_second = tolerances_for("1s")
+    for name in ("ret_1", "move_pct", "vwap_dist_pct"):  # price moves scale like sqrt(bar length)
+        assert one_second[name] == pytest.approx(DEFAULT_TOLERANCES[name] / math.sqrt(60))
+    assert tolerances_for("5m")["move_pct"] == pytest.approx(DEFAULT_TOLERANCES["move_pct"] * math.sqrt(5))
+    assert one_second["rsi"] == DEFAULT_TOLERANCES["rsi"]
     with pytest.raises(ValueError, match="missing"):
         DecisionCache({"ret_1": 1.0})
     cache = DecisionCache(clock=Clock(), audit_rate=0.0)  # per-timeframe defaults
@@ -483,3 +497,126 @@ def test_stats_is_a_snapshot() -> None:
     look(cache, state())
     assert snap.requests == 0 and cache.stats.requests == 1
     assert dataclasses.is_dataclass(snap)
+
+
+# ----- the live price band -----------------------------------------------------------------------------------
+# The stored state: price 60,000, ATR 0.1 % = 60, so a band of 0.5 ATR is +-30 around 60,000.
+AT = dict(last_price=60_000.0, atr_pct=0.1)
+
+
+def test_similar_only_while_the_price_stays_inside_the_band() -> None:
+    assert DEFAULT_PRICE_BAND_ATR == 0.5 and DecisionCache().price_band_atr == 0.5
+    cache = make_cache(price_band_atr=0.5)
+    stored(cache, state(**AT))
+    for price in (60_000.0, 60_029.0, 59_971.0, 60_029.99):  # the features are the same: only the price moved
+        got = look(cache, state(last_price=price, atr_pct=0.1))
+        assert got is not None and got.status is CacheStatus.SIMILAR, price
+    for price in (60_031.0, 59_969.0, 61_000.0):
+        assert look(cache, state(last_price=price, atr_pct=0.1)) is None, price
+    assert cache.stats.similar == 4 and cache.stats.misses == 3
+
+
+def test_the_band_is_measured_in_atrs_of_the_stored_answer() -> None:
+    calm, wild = make_cache(price_band_atr=0.5), make_cache(price_band_atr=0.5)
+    stored(calm, state(**AT))
+    stored(wild, state(last_price=60_000.0, atr_pct=0.2))  # twice the ATR: +-60
+    query = state(last_price=60_045.0, atr_pct=0.1)  # the query's own ATR does not set the band
+    assert look(calm, query) is None
+    got = look(wild, query)
+    assert got is not None and got.status is CacheStatus.SIMILAR
+    wide = make_cache(price_band_atr=2.0)  # 2 ATR: +-120
+    stored(wide, state(**AT))
+    assert look(wide, state(last_price=60_119.0, atr_pct=0.1)) is not None
+    cheap = make_cache(price_band_atr=0.5)  # a price scale of 0.6: the band is +-0.0003, nothing is hard-wired
+    stored(cheap, state(last_price=0.6, atr_pct=0.1))
+    assert look(cheap, state(last_price=0.6002, atr_pct=0.1)) is not None
+    assert look(cheap, state(last_price=0.6004, atr_pct=0.1)) is None
+
+
+def test_an_infinite_band_is_off_and_a_hit_ignores_the_band() -> None:
+    off = make_cache(price_band_atr=math.inf)
+    stored(off, state(last_price=60_000.0, atr_pct=0.0))  # no ATR at all
+    got = look(off, state(last_price=90_000.0, atr_pct=0.0))
+    assert got is not None and got.status is CacheStatus.SIMILAR
+    band = make_cache(price_band_atr=0.5)
+    stored(band, state(**AT), "same-prompt")
+    hit = look(band, state(last_price=90_000.0, atr_pct=0.1), "same-prompt")
+    assert hit is not None and hit.status is CacheStatus.HIT  # the same question, whatever the price did
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match="price_band_atr"):
+            make_cache(price_band_atr=bad)
+
+
+@pytest.mark.asyncio
+async def test_a_request_outside_the_band_does_not_join_a_similar_call_in_flight() -> None:
+    cache = make_cache(price_band_atr=0.5)
+    model = Model()
+    first = asyncio.create_task(cache.get_or_compute(state(**AT), prompt_digest="d", compute=model, **KW))
+    await asyncio.sleep(0)
+    inside = asyncio.create_task(cache.get_or_compute(state(last_price=60_020.0, atr_pct=0.1), prompt_digest="e",
+                                                      compute=model, **KW))
+    outside = asyncio.create_task(cache.get_or_compute(state(last_price=60_040.0, atr_pct=0.1), prompt_digest="f",
+                                                       compute=model, **KW))
+    await asyncio.sleep(0)
+    model.release.set()
+    a, b, c = await asyncio.gather(first, inside, outside)
+    assert model.calls == 2
+    assert [x.meta.cache_status for x in (a, b, c)] == [CacheStatus.MISS, CacheStatus.SIMILAR, CacheStatus.MISS]
+
+
+# ----- a served answer reports its own latency and cost ------------------------------------------------------
+def assert_served_copy(served: Decision, status: CacheStatus, age_s: float) -> None:
+    m = served.meta
+    assert m.cache_status is status and m.cache_age_s == pytest.approx(age_s)
+    assert m.answer_latency_ms == 4000.0  # the model call that made the answer
+    assert 0.0 < m.latency_ms != 4000.0  # the lookup's own time, not the call's
+    assert (m.prompt_tokens, m.completion_tokens, m.cost_usd, m.cost_known) == (0, 0, 0.0, True)  # nothing spent
+
+
+def test_a_served_decision_carries_the_lookups_latency_and_the_answers_age() -> None:
+    clock = Clock()
+    cache = make_cache(clock)
+    stored(cache, state(), "d")
+    clock.t += 34.0
+    hit = look(cache, state(), "d")
+    similar = look(cache, state(ret_1=0.6))
+    assert hit is not None and similar is not None
+    assert hit.decision.meta.latency_ms == hit.latency_ms
+    assert_served_copy(hit.decision, CacheStatus.HIT, 34.0)
+    assert_served_copy(similar.decision, CacheStatus.SIMILAR, 34.0)
+    s = cache.stats  # what was saved is still counted from the stored answer
+    assert s.latency_saved_ms == pytest.approx(8000.0)
+    assert s.tokens_saved == 2000 and s.cost_saved_usd == pytest.approx(0.004)
+
+
+@pytest.mark.asyncio
+async def test_get_or_compute_serves_copies_with_their_own_latency_and_keeps_the_fresh_answers_own() -> None:
+    clock = Clock()
+    cache = make_cache(clock)
+    model = Model()
+    model.release.set()
+    fresh = await cache.get_or_compute(state(), prompt_digest="d", compute=model, **KW)
+    assert fresh.meta.cache_status is CacheStatus.MISS
+    assert (fresh.meta.latency_ms, fresh.meta.answer_latency_ms, fresh.meta.prompt_tokens) == (4000.0, None, 900)
+    clock.t += 5.0
+    assert_served_copy(await cache.get_or_compute(state(), prompt_digest="d", compute=model, **KW),
+                       CacheStatus.HIT, 5.0)
+    assert_served_copy(await cache.get_or_compute(state(ret_1=0.6), prompt_digest="e", compute=model, **KW),
+                       CacheStatus.SIMILAR, 5.0)
+    # Stored again unchanged: a later serve still knows the model call's latency.
+    again = await cache.get_or_compute(state(), prompt_digest="d", compute=model, **KW)
+    assert again.meta.answer_latency_ms == 4000.0 and model.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_a_request_served_from_a_similar_call_in_flight_reports_its_wait() -> None:
+    cache = make_cache()
+    model = Model()
+    first = asyncio.create_task(cache.get_or_compute(state(), prompt_digest="d", compute=model, **KW))
+    await asyncio.sleep(0)
+    near = asyncio.create_task(cache.get_or_compute(state(ret_1=0.8), prompt_digest="e", compute=model, **KW))
+    await asyncio.sleep(0)
+    model.release.set()
+    a, b = await asyncio.gather(first, near)
+    assert a.meta.prompt_tokens == 900 and a.meta.answer_latency_ms is None
+    assert_served_copy(b, CacheStatus.SIMILAR, 0.0)

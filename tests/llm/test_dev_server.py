@@ -45,6 +45,7 @@ STATE = MarketState(
     symbol="BTCUSDT",
     timeframe="1m",
     exchange_ms=1_723_161_600_000,
+    bar_close_ms=1_723_161_600_000,
     last_price=60_000.0,
     ema_fast=60_120.0,
     ema_slow=60_000.0,
@@ -59,6 +60,7 @@ STATE = MarketState(
     vwap_dist_pct=0.1,
     volume_ratio=1.3,
     spread_bps=0.5,
+    move_pct=0.02,
 )
 RULES = offline_rules(STATE)  # BUY
 

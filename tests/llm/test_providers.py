@@ -34,7 +34,7 @@ from app.llm.providers import (
     scrub,
 )
 from app.llm.schema import Action, CacheStatus, DecisionBody, strict_json_schema
-from app.market.features import MarketState, PositionState
+from app.market.features import FEATURE_NAMES, MarketState, PositionState
 from tests.conftest import BINANCE_CAPTURE, require_data
 
 SECRET = "sk-test-SECRET-123"
@@ -77,6 +77,7 @@ def state(**overrides: Any) -> MarketState:
         symbol="BTCUSDT",
         timeframe="1m",
         exchange_ms=1_723_161_600_000,
+        bar_close_ms=1_723_161_600_000,
         last_price=60_000.0,
         ema_fast=60_000.0,
         ema_slow=60_000.0,
@@ -91,6 +92,7 @@ def state(**overrides: Any) -> MarketState:
         vwap_dist_pct=0.0,
         volume_ratio=1.0,
         spread_bps=0.5,
+        move_pct=0.0,
     )
     base.update(overrides)
     return MarketState(**base)
@@ -130,11 +132,29 @@ def test_the_state_block_parses_back_at_prompt_precision() -> None:
     s = state(**UPTREND, ema_fast=60_123.456789, ema_slow=60_001.5, vwap=59_950.25, position=PositionState.SHORT)
     back = prompt.parse_state(prompt.render(s))
     assert back.symbol == s.symbol and back.timeframe == s.timeframe and back.position is PositionState.SHORT
-    assert back.exchange_ms == 0  # not in the prompt
+    assert back.exchange_ms == back.bar_close_ms == 0  # not in the prompt
     for name, precision in prompt.PRECISION.items():
         tol = 1e-8 * abs(getattr(s, name)) if precision == "sig8" else 0.5 * 10.0 ** -int(precision)
         assert getattr(back, name) == pytest.approx(getattr(s, name), abs=tol), name
     assert prompt.render(back) == prompt.render(s)
+
+
+def test_prompt_v2_describes_closed_bars_and_the_live_move() -> None:
+    assert prompt.PROMPT_VERSION == "v2"
+    assert prompt.PRECISION["move_pct"] == 5 and set(prompt.FEATURE_DOCS) == set(FEATURE_NAMES)
+    system, user = prompt.render(state(move_pct=0.0123456789, vwap_dist_pct=0.25))
+    assert "prompt v2" in system["content"]
+    assert '"move_pct":0.01235' in user["content"]  # the forming bar so far, at 5 decimals
+    for name in ("ret_1", "ret_5", "ret_15", "ret_60"):
+        assert "closed bar" in prompt.FEATURE_DOCS[name], name
+    for name in ("vwap_dist_pct", "move_pct", "spread_bps"):
+        assert "live" in prompt.FEATURE_DOCS[name], name
+    assert f"- move_pct: {prompt.FEATURE_DOCS['move_pct']}" in system["content"]
+    # The bars a state was made from are not in the prompt: the same numbers are the same question.
+    s = state(move_pct=0.01)
+    later_bar = dataclasses.replace(s, bar_close_ms=s.bar_close_ms + 60_000, exchange_ms=s.exchange_ms + 65_000)
+    assert prompt.digest(prompt.render(later_bar)) == prompt.digest(prompt.render(s))
+    assert prompt.digest(prompt.render(dataclasses.replace(s, move_pct=0.02))) != prompt.digest(prompt.render(s))
 
 
 def test_non_finite_numbers_are_null_and_negative_zero_is_zero() -> None:

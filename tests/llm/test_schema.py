@@ -12,7 +12,10 @@ from app.llm.schema import (
     RATIONALE_MAX,
     SCHEMA_NAME,
     Action,
+    CacheStatus,
+    Decision,
     DecisionBody,
+    DecisionMeta,
     response_format_json_schema,
     strict_json_schema,
 )
@@ -129,3 +132,13 @@ def test_a_limit_price_beyond_any_market_is_refused_at_the_boundary() -> None:
     # 1e30 would overflow the exact price-grid arithmetic downstream (a 28-digit Decimal quotient).
     with pytest.raises(ValidationError, match="limit_price"):
         DecisionBody(action=Action.BUY, size_pct=1, limit_price=1e30, confidence=0.9, rationale="t")
+
+
+def test_a_decisions_own_latency_and_the_answers_latency_are_separate_fields() -> None:
+    fresh = DecisionMeta(provider="openai", model="m", prompt_version="v2", latency_ms=4000.0)
+    assert fresh.answer_latency_ms is None  # a model call: latency_ms is its own
+    served = fresh.model_copy(update={"cache_status": CacheStatus.SIMILAR, "latency_ms": 0.014,
+                                      "answer_latency_ms": 4000.0, "cache_age_s": 34.0})
+    d = Decision(symbol="X", timeframe="1m", state_ms=1, body=None, meta=served)
+    back = Decision.model_validate_json(d.model_dump_json())
+    assert (back.meta.latency_ms, back.meta.answer_latency_ms, back.meta.cache_age_s) == (0.014, 4000.0, 34.0)
