@@ -23,9 +23,10 @@ from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderS
 from app.trading.journal import Journal
 
 STATE = MarketState(
-    symbol="BTCUSDT", timeframe="1m", exchange_ms=1_700_000_000_000, last_price=60_000.5, ema_fast=60_010.25,
+    symbol="BTCUSDT", timeframe="1m", exchange_ms=1_700_000_000_000, bar_close_ms=1_700_000_000_000,
+    last_price=60_000.5, ema_fast=60_010.25,
     ema_slow=59_990.125, vwap=60_001.0, ret_1=0.01, ret_5=0.05, ret_15=-0.1, ret_60=0.3, ema_spread_pct=0.033,
-    rsi=55.5, atr_pct=0.12, vwap_dist_pct=-0.001, volume_ratio=1.4, spread_bps=0.17,
+    rsi=55.5, atr_pct=0.12, vwap_dist_pct=-0.001, volume_ratio=1.4, spread_bps=0.17, move_pct=0.002,
 )
 DECISION = Decision(
     symbol="BTCUSDT", timeframe="1m", state_ms=STATE.exchange_ms,

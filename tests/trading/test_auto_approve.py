@@ -35,9 +35,10 @@ PRICES = {"XRPUSDT": 0.6012, "BTCUSDT": 61_400.0}
 def state(symbol: str = "XRPUSDT", **overrides: float) -> MarketState:
     """A strong uptrend as the offline rules read it (trend and momentum well over their thresholds)."""
     p = PRICES[symbol]
-    values = dict(symbol=symbol, timeframe="1m", exchange_ms=NOW, last_price=p, ema_fast=p, ema_slow=p, vwap=p,
+    values = dict(symbol=symbol, timeframe="1m", exchange_ms=NOW, bar_close_ms=NOW, last_price=p, ema_fast=p,
+                  ema_slow=p, vwap=p,
                   ret_1=0.05, ret_5=0.3, ret_15=1.6, ret_60=2.0, ema_spread_pct=0.4, rsi=62.0, atr_pct=0.1,
-                  vwap_dist_pct=0.1, volume_ratio=1.5, spread_bps=1.0)
+                  vwap_dist_pct=0.1, volume_ratio=1.5, spread_bps=1.0, move_pct=0.0)
     values.update(overrides)
     return MarketState(**values)  # type: ignore[arg-type]
 

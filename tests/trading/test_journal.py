@@ -37,9 +37,10 @@ D = Decimal
 
 def make_state(symbol: str = "BTCUSDT", last: float = 60_000.0, ms: int = T0, **kw: object) -> MarketState:
     values: dict[str, object] = dict(
-        symbol=symbol, timeframe="1m", exchange_ms=ms, last_price=last, ema_fast=last * 1.001, ema_slow=last * 0.999,
+        symbol=symbol, timeframe="1m", exchange_ms=ms, bar_close_ms=ms, last_price=last, ema_fast=last * 1.001,
+        ema_slow=last * 0.999,
         vwap=last + 0.1, ret_1=0.0123, ret_5=-0.456, ret_15=1.0 / 3.0, ret_60=2.5, ema_spread_pct=0.2002,
-        rsi=61.25, atr_pct=0.137, vwap_dist_pct=-0.000166, volume_ratio=1.75, spread_bps=0.1666,
+        rsi=61.25, atr_pct=0.137, vwap_dist_pct=-0.000166, volume_ratio=1.75, spread_bps=0.1666, move_pct=0.0042,
     )
     values.update(kw)
     return MarketState(**values)  # type: ignore[arg-type]
