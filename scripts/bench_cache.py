@@ -31,8 +31,9 @@ served for; between asks add up to ``--every``); ``answer_age``: since the state
 
 Baselines in the same run: no cache (every ask not coalesced calls the model), an exact-match cache (prompt digest)
 and the seed design (relative buckets). ``--sweep`` prints the trade-off curve over the price band
-(``price_band_atr``) and a scale on the tolerances (``tolerances_for(timeframe)``); ``--band`` and
-``--tolerance-scale`` evaluate one setting.
+(``price_band_atr``) and a scale on the tolerances of the price-move features (``tolerances_for(timeframe)``;
+``--other-scale`` scales rsi, volume_ratio and spread_bps, by default alike); ``--band`` and ``--tolerance-scale``
+evaluate one setting.
 
     .venv/bin/python scripts/bench_cache.py --data REC.gz ... [--symbol S] [--timeframe 1m] [--every 5s] [--json]
     .venv/bin/python scripts/bench_cache.py --candles FILE --timeframe 1h --every 5m --part first --sweep
@@ -67,6 +68,7 @@ from app.llm import prompt  # noqa: E402
 from app.llm.cache import (  # noqa: E402
     DEFAULT_PRICE_BAND_ATR,
     DEFAULT_SIGN_FEATURES,
+    PRICE_MOVE_FEATURES,
     CacheLookup,
     DecisionCache,
     timeframe_seconds,
@@ -539,7 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ttl", type=float, help="cache TTL in s (default 75 s scaled from 1m to the timeframe)")
     ap.add_argument("--band", type=float, default=DEFAULT_PRICE_BAND_ATR,
                     help=f"price_band_atr (default {DEFAULT_PRICE_BAND_ATR:g}; inf turns the band off)")
-    ap.add_argument("--tolerance-scale", type=float, default=1.0, help="multiply every tolerance by this")
+    ap.add_argument("--tolerance-scale", type=float, default=1.0,
+                    help="multiply the tolerances of the price-move features (PRICE_MOVE_FEATURES) by this")
+    ap.add_argument("--other-scale", type=float,
+                    help="multiply the other tolerances (rsi, volume_ratio, spread_bps) by this (default: the same)")
     ap.add_argument("--sweep", action="store_true", help="the trade-off curve over band x tolerance scale")
     ap.add_argument("--max-asks", type=int, help="stop after this many asks (the local model costs seconds a call)")
     ap.add_argument("--audit-every", type=int, default=5, help="local: judge every n-th served answer (default 5)")
@@ -566,15 +571,18 @@ def load_grid(args: argparse.Namespace) -> Grid:
     return grid
 
 
-def tolerances(timeframe: str, scale: float) -> dict[str, float]:
-    return {n: v * scale for n, v in tolerances_for(timeframe).items()}
+def tolerances(timeframe: str, scale: float, other: float | None = None) -> dict[str, float]:
+    """The cache's defaults for ``timeframe``, price moves times ``scale``, the others times ``other``."""
+    other = scale if other is None else other
+    return {n: v * (scale if n in PRICE_MOVE_FEATURES else other) for n, v in tolerances_for(timeframe).items()}
 
 
-def sweep(grid: Grid, judge: Judge, ttl_s: float) -> list[dict[str, Any]]:
+def sweep(grid: Grid, judge: Judge, ttl_s: float, other: float | None) -> list[dict[str, Any]]:
     rows = []
     for band in SWEEP_BANDS:
         for scale in SWEEP_SCALES:
-            s = run_ours(grid, judge, tolerances=tolerances(grid.timeframe, scale), band=band, ttl_s=ttl_s).summary()
+            tol = tolerances(grid.timeframe, scale, other)
+            s = run_ours(grid, judge, tolerances=tol, band=band, ttl_s=ttl_s).summary()
             rows.append({"band": band, "scale": scale, **s})
     return rows
 
@@ -595,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         judge = RulesJudge(grid, tuple(args.latency), args.seed)
     try:
-        tol = tolerances(args.timeframe, args.tolerance_scale)
+        tol = tolerances(args.timeframe, args.tolerance_scale, args.other_scale)
         ours = run_ours(grid, judge, tolerances=tol, band=args.band, ttl_s=ttl_s, max_asks=args.max_asks)
         baselines: dict[str, Outcome] = {}
         if isinstance(judge, RulesJudge):
@@ -612,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "source": grid.source, "symbol": grid.symbol, "part": args.part, "timeframe": args.timeframe,
         "every_s": args.every / 1000, "judge": judge.name, "model": judge.model, "ttl_s": ttl_s,
-        "price_band_atr": args.band, "tolerance_scale": args.tolerance_scale, "tolerances": tol,
+        "price_band_atr": args.band, "tolerance_scale": args.tolerance_scale,
+        "other_scale": args.tolerance_scale if args.other_scale is None else args.other_scale, "tolerances": tol,
         "sign_features": list(DEFAULT_SIGN_FEATURES), "span_h": grid.span_ms / 3.6e6,
         "bars": grid.span_ms / TIMEFRAMES[args.timeframe], "fresh_non_hold": fresh_non_hold,
         **o,
@@ -627,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         result["agreement_sample"] = f"every {args.audit_every}th served answer, asked fresh"
     if args.sweep:
         result["ask_step_shape"] = ask_step_shape(grid)
-        result["sweep"] = sweep(grid, judge, ttl_s)
+        result["sweep"] = sweep(grid, judge, ttl_s, args.other_scale)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -638,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(r: Mapping[str, Any], ours: Outcome, baselines: Mapping[str, Outcome]) -> None:
     print(f"DecisionCache on {', '.join(r['source'])} [{r['part']}], {r['symbol']}, {r['timeframe']} bars asked every "
           f"{r['every_s']:g} s: {r['asks']} asks over {r['span_h']:.2f} h ({r['bars']:.0f} bars); judge {r['judge']}; "
-          f"TTL {r['ttl_s']:g} s; band {fmt(r['price_band_atr'], 2)} ATR; tolerances x{r['tolerance_scale']:g}")
+          f"TTL {r['ttl_s']:g} s; band {fmt(r['price_band_atr'], 2)} ATR; tolerances x{r['tolerance_scale']:g} "
+          f"(price moves), x{r['other_scale']:g} (others)")
     if r["fresh_non_hold"] is not None:
         print(f"fresh answers other than HOLD at {r['fresh_non_hold']} of the asks")
     if r.get("agreement_sample"):
