@@ -425,7 +425,7 @@ def simulate(grid: Grid, policy: Policy, judge: Judge, clock: list[float], *, ma
         if not grid.ask[i]:
             continue
         if max_asks is not None and out.asks >= max_asks:
-            out.span_ms = t - int(grid.times[grid.ask][0])
+            out.span_ms = out.asks * grid.every_ms
             break
         out.asks += 1
         if flight is not None:
@@ -622,8 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         "every_s": args.every / 1000, "judge": judge.name, "model": judge.model, "ttl_s": ttl_s,
         "price_band_atr": args.band, "tolerance_scale": args.tolerance_scale,
         "other_scale": args.tolerance_scale if args.other_scale is None else args.other_scale, "tolerances": tol,
-        "sign_features": list(DEFAULT_SIGN_FEATURES), "span_h": grid.span_ms / 3.6e6,
-        "bars": grid.span_ms / TIMEFRAMES[args.timeframe], "fresh_non_hold": fresh_non_hold,
+        "sign_features": list(DEFAULT_SIGN_FEATURES), "span_h": ours.span_ms / 3.6e6,
+        "bars": ours.span_ms / TIMEFRAMES[args.timeframe], "fresh_non_hold": fresh_non_hold,
         **o,
         **{f"{k}_{name.split()[0]}": v for name, b in baselines.items() for k, v in b.summary().items()
            if k in ("calls_saved", "agreement", "agreement_non_hold", "screen_agreement", "model_calls_per_hour",
