@@ -28,7 +28,7 @@ class PendingRow:
     key: str  # the proposal id
     symbol: str
     action: str  # BUY, SELL, CLOSE
-    side_text: str  # "BUY 10% of equity" / "CLOSE the position"
+    side_text: str  # "10% of equity" / "the whole position"
     price: str  # the price the model saw, in the symbol's precision
     order_value: str | None  # what the order is worth now (quote currency), None while unknown
     order_text: str  # qty, limit, SL/TP in one line
@@ -51,6 +51,7 @@ class SymbolRow:
     action_age_s: float | None  # since this action became the symbol's current one
     confirmations: int  # answers from the cache that repeated this action since then
     fresh: bool  # the latest answer was a model call, not the cache
+    standing_text: str  # "HOLD for 4 min · confirmed ×7 by the cache"
     rationale: str
     pending: bool  # this symbol has a proposal waiting for the trader
 
@@ -188,8 +189,7 @@ def _pending_row(p: Proposal, instruments: Instruments, now: float,
             parts.append(f"SL {edits.stop_loss_pct:g}%")
         if edits.take_profit_pct is not None:
             parts.append(f"TP {edits.take_profit_pct:g}%")
-    side_text = ("CLOSE the position" if b.action is Action.CLOSE
-                 else f"{b.action.value} {b.size_pct:g}% of equity")
+    side_text = "the whole position" if b.action is Action.CLOSE else f"{b.size_pct:g}% of equity"
     return PendingRow(
         key=p.id, symbol=d.symbol, action=b.action.value, side_text=side_text, price=inst.fmt_price(p.price),
         order_value=value, order_text="  ".join(parts), countdown_s=p.remaining_s(now), held=held,
@@ -197,16 +197,22 @@ def _pending_row(p: Proposal, instruments: Instruments, now: float,
         confidence=b.confidence, rationale=first_line(b.rationale))
 
 
-def _symbol_row(symbol: str, current, now: float, pending: bool) -> SymbolRow:
+def _symbol_row(symbol: str, current, now: float, pending: bool, cached: bool) -> SymbolRow:
     if current is None:
         return SymbolRow(key=symbol, symbol=symbol, action="—", badge="", badge_text="no answer yet", age_s=None,
-                         action_age_s=None, confirmations=0, fresh=False, rationale="", pending=pending)
+                         action_age_s=None, confirmations=0, fresh=False, standing_text="", rationale="",
+                         pending=pending)
     d = current.decision
     age = max(0.0, now - current.updated_at)
+    since = max(0.0, now - current.action_since)
+    standing = f"{_action(d)} for {duration_text(since)}"
+    n = current.confirmations
+    if n:  # without a cache (the offline rules) a repeat is the same rules on the same closed bars, not the cache
+        standing += f" · confirmed ×{n} by the cache" if cached else f" · same answer ×{n}"
     return SymbolRow(
         key=symbol, symbol=symbol, action=_action(d), badge=d.meta.cache_status.value, badge_text=badge_text(d, age),
-        age_s=age, action_age_s=max(0.0, now - current.action_since), confirmations=current.confirmations,
-        fresh=current.fresh, rationale=_rationale(d), pending=pending)
+        age_s=age, action_age_s=since, confirmations=n, fresh=current.fresh, standing_text=standing,
+        rationale=_rationale(d), pending=pending)
 
 
 def _history_rows(service: _Service, limit: int) -> tuple[HistoryRow, ...]:
@@ -252,7 +258,8 @@ def decision_board(service: _Service, proposals: ProposalBook, instruments: Inst
     current = service.current
     order = list(dict.fromkeys([*symbols, *current]))
     waiting = {p.decision.symbol for p in pending}
-    symbol_rows = tuple(_symbol_row(s, current.get(s), now, s in waiting) for s in order)
+    cached = service.cache is not None
+    symbol_rows = tuple(_symbol_row(s, current.get(s), now, s in waiting, cached) for s in order)
     target, why = key_target(pending, screen_symbol, selected)
     return DecisionBoard(pending=pending_rows, symbols=symbol_rows, history=_history_rows(service, history),
                          cache_line=cache_line(service), target=target, target_why=why)

@@ -100,6 +100,7 @@ async def test_symbol_lines_count_cache_confirmations_and_the_history_keeps_only
     xrp, btc = board.symbols
     assert (xrp.symbol, xrp.action, xrp.confirmations, xrp.fresh) == ("XRPUSDT", "BUY", 2, False)
     assert xrp.age_s == 3.0 and xrp.action_age_s == 13.0  # from the explicit clock, not the wall
+    assert xrp.standing_text == "BUY for 13 s · confirmed ×2 by the cache"
     assert re.fullmatch(r"HIT · [\d,]+ µs · answer 1[03] s old", xrp.badge_text), xrp.badge_text
     assert xrp.rationale == "momentum above VWAP"  # the first line
     assert (btc.action, btc.badge_text, btc.age_s) == ("—", "no answer yet", None)  # no data yet, still a line

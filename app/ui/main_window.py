@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from app.ui.proposal_actions import ProposalActions
     from app.ui.trading_panel import TradingPanel
 
-UI_STATE_VERSION = 1  # bump when the docks change so an old saved layout is ignored rather than misapplied
+PERF_MIN_HEIGHT = 140
+UI_STATE_VERSION = 2  # bump when the docks change so an old saved layout is ignored rather than misapplied
 
 STATE_STYLE = {
     FeedState.LIVE: ("LIVE", "ok"),
@@ -84,10 +85,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
         self.orders_dock.raise_()
-        self.resizeDocks([self.orders_dock, self.trading_dock], [900, 340], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [380, 380], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [330, 420], QtCore.Qt.Orientation.Vertical)
-        self.resizeDocks([self.orders_dock], [230], QtCore.Qt.Orientation.Vertical)
+        # The Decisions dock is what the trader acts from: the right column runs the window's full height (the
+        # bottom docks stay under the chart) and most of it is the Decisions dock's: pending proposals and one line
+        # per symbol are visible without scrolling; the performance panel keeps the rest.
+        self.setCorner(QtCore.Qt.Corner.BottomRightCorner, right)
+        self.setCorner(QtCore.Qt.Corner.TopRightCorner, right)
+        self._default_dock_sizes()
 
         self._build_status_bar()
         self._build_menus()
@@ -114,9 +117,13 @@ class MainWindow(QtWidgets.QMainWindow):
         session = self.session
         self.blotter: Blotter = Blotter(session.desk)
         self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter)
-        self.proposal_actions: ProposalActions = ProposalActions(session.desk, self.trading_panel.show_result, self)
+        # A / R / M act on what the Decisions dock highlights: the symbol on screen's proposal, else the selected one.
+        self.proposal_actions: ProposalActions = ProposalActions(
+            session.desk, self.trading_panel.show_result, self, target=lambda: self.decisions_panel.target())
         self.decisions_panel: DecisionsPanel = DecisionsPanel(session.decisions, self.symbol, session.desk,
                                                               self.proposal_actions)
+        self.decisions_panel.symbol_chosen.connect(self.set_symbol)
+        self.decisions_panel.proposal_arrived.connect(self._announce_proposal)
         self.perf_panel: PerfPanel = PerfPanel(session)
         self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
         self.log_view: LogView = LogView(self._log_handler)
@@ -127,7 +134,17 @@ class MainWindow(QtWidgets.QMainWindow):
             dock.setWidget(widget)
             if old is not None:
                 old.deleteLater()
+        # The performance table scrolls: on a small screen its dock may shrink so the Decisions dock keeps its room.
+        self.perf_panel.setMinimumHeight(PERF_MIN_HEIGHT)
+        if not self._layout_restored:  # the real panels' sizes are known now: the default proportions again
+            self._default_dock_sizes()
         self.panels_built = True
+
+    def _default_dock_sizes(self) -> None:
+        self.resizeDocks([self.orders_dock, self.trading_dock], [700, 340], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [440, 440], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [700, 230], QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([self.orders_dock], [230], QtCore.Qt.Orientation.Vertical)
 
     def _dock(self, title: str, area) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -138,6 +155,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ----- window state between runs (QSettings) ------------------------------------------------------------
     def _restore_ui_state(self, restore_view: bool) -> None:
+        self._layout_restored = False
         st = self._ui_state
         if st is None:
             return
@@ -145,7 +163,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if isinstance(geometry, QtCore.QByteArray):
             self.restoreGeometry(geometry)
         if isinstance(state, QtCore.QByteArray):
-            self.restoreState(state, UI_STATE_VERSION)
+            self._layout_restored = self.restoreState(state, UI_STATE_VERSION)
         if not restore_view:
             return
         symbol, timeframe = st.value("view/symbol"), st.value("view/timeframe")
@@ -179,8 +197,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_status = QtWidgets.QLabel(provider_label(p))
         self.model_status.setObjectName("sourceLabel")
         self.model_status.setToolTip(provider_tooltip(p, self.session.model_fallback))
+        self.pending_label = QtWidgets.QLabel("")
+        self.pending_label.setObjectName("pendingCount")
+        self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
+        self.pending_label.setVisible(False)
         sb.addWidget(self.source_label)
         sb.addWidget(self.model_status)
+        sb.addWidget(self.pending_label)
         self.risk_label = QtWidgets.QLabel("")
         self.risk_label.setObjectName("riskState")
         self.equity_label = QtWidgets.QLabel("")
@@ -226,9 +249,11 @@ class MainWindow(QtWidgets.QMainWindow):
         ask.setShortcut(QtGui.QKeySequence("Ctrl+Return"))
         ask.triggered.connect(lambda: self.panels_built and self.decisions_panel.ask_now())
         decide.addSeparator()
-        # Single keys act on the newest pending proposal; text fields keep their letters (Qt gives them priority).
-        for text, key, act in (("Approve newest proposal", "A", "approve"), ("Reject newest proposal", "R", "reject"),
-                               ("Modify newest proposal…", "M", "modify")):
+        # Single keys act on the proposal the Decisions dock highlights (the symbol on screen's newest, else the
+        # clicked card), never another symbol's; text fields keep their letters (Qt gives them priority).
+        for text, key, act in (("Approve highlighted proposal", "A", "approve"),
+                               ("Reject highlighted proposal", "R", "reject"),
+                               ("Modify highlighted proposal…", "M", "modify")):
             action = decide.addAction(text)
             action.setShortcut(QtGui.QKeySequence(key))
             action.triggered.connect(lambda _=False, act=act: self._on_proposal_key(act))
@@ -314,6 +339,29 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.panels_built:
             getattr(self.proposal_actions, act)()
 
+    def _announce_proposal(self, proposal_id: str) -> None:
+        """A new proposal: the dock title lights up briefly (the card does too), the optional sound, the count."""
+        self._flash_dock(True)
+        QtCore.QTimer.singleShot(theme.FLASH_MS, self, lambda: self._flash_dock(False))
+        if getattr(self.session.settings, "sound_on_proposal", False):
+            QtWidgets.QApplication.beep()
+        self._show_pending_count()
+
+    def _flash_dock(self, on: bool) -> None:
+        dock = self.decisions_dock
+        if dock.property("flash") != on:
+            dock.setProperty("flash", on)
+            dock.style().unpolish(dock)
+            dock.style().polish(dock)
+
+    def _show_pending_count(self) -> None:
+        n = len(self.session.desk.proposals.pending())
+        text = f"{n} pending" if n else ""
+        if self.pending_label.text() != text:
+            self.pending_label.setText(text)
+            self.pending_label.setVisible(bool(n))
+            self.decisions_dock.setWindowTitle(f"Decisions · {n} pending" if n else "Decisions")
+
     def _show_perf_badge(self, text: str) -> None:
         self.perf_badge.setVisible(bool(text))
         self.perf_badge.setText(f"⚠ SLOW: {text.split(';')[0]}" if text else "")
@@ -384,6 +432,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.panels_built:
             return
         self.decisions_panel.refresh()
+        self._show_pending_count()
         self.blotter.refresh()
         self.trading_panel.refresh()
         desk = self.session.desk

@@ -10,20 +10,40 @@ from decimal import Decimal
 
 from PySide6 import QtCore, QtWidgets
 
+from app.market.instruments import Instrument, defaults_for
 from app.models import OrderType, Side
 from app.trading.desk import ActionResult, TradingDesk
-from app.trading.proposals import OrderEdits, Proposal
+from app.trading.proposals import RELEASE_GRACE_S, OrderEdits, Proposal
 from app.ui.trading_panel import parse_decimal, run_action
+
+DIALOG_REFRESH_MS = 250
 
 
 class ModifyDialog(QtWidgets.QDialog):
-    """Edit side, quantity, market/limit, limit price, stop-loss and take-profit before sending."""
+    """Edit side, quantity, market/limit, limit price, stop-loss and take-profit before sending. It names the
+    proposal (symbol, action) and shows, live, its countdown, the price now and the order's value as edited."""
 
-    def __init__(self, proposal: Proposal, edits: OrderEdits, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, proposal: Proposal, edits: OrderEdits, parent: QtWidgets.QWidget | None = None, *,
+                 instrument: Instrument | None = None, price_of=None, clock=None) -> None:
+        """``price_of``: () -> the symbol's last price (Decimal or None); ``clock``: the proposal book's."""
         super().__init__(parent)
         self.proposal = proposal
-        self.setWindowTitle(f"Modify {proposal.action.value} {proposal.decision.symbol}")
+        self.instrument = instrument or defaults_for(proposal.decision.symbol, proposal.price or 1)
+        self._price_of = price_of or (lambda: proposal.price)
+        self._clock = clock
+        symbol = proposal.decision.symbol
+        self.setWindowTitle(f"Modify {proposal.action.value} {symbol}")
         form = QtWidgets.QFormLayout(self)
+        self.heading = QtWidgets.QLabel(f"{proposal.action.value} {symbol}")
+        self.heading.setObjectName("modifyHeading")
+        self.countdown = QtWidgets.QLabel("")
+        self.countdown.setObjectName("cardCountdown")
+        self.price_label = QtWidgets.QLabel("")
+        self.price_label.setObjectName("cardNumbers")
+        self.value_label = QtWidgets.QLabel("")
+        self.value_label.setObjectName("cardNumbers")
+        for lab in (self.heading, self.countdown, self.price_label, self.value_label):
+            lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.side = QtWidgets.QComboBox()
         self.side.addItems([Side.BUY.value, Side.SELL.value])
         self.side.setCurrentText(edits.side.value)
@@ -37,10 +57,13 @@ class ModifyDialog(QtWidgets.QDialog):
         self.error = QtWidgets.QLabel("")
         self.error.setObjectName("formError")
         self.error.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        form.addRow(self.heading, self.countdown)
+        form.addRow("Price", self.price_label)
         form.addRow("Side", self.side)
         form.addRow("Quantity", self.qty)
         form.addRow("Order type", self.type)
         form.addRow("Limit price", self.limit)
+        form.addRow("Order value", self.value_label)
         form.addRow("Stop-loss %", self.sl)
         form.addRow("Take-profit %", self.tp)
         form.addRow(self.error)
@@ -53,6 +76,48 @@ class ModifyDialog(QtWidgets.QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self.result_edits: OrderEdits | None = None
+        for edit in (self.qty, self.limit):
+            edit.textChanged.connect(self.refresh)
+        self.type.currentTextChanged.connect(self.refresh)
+        self._timer = QtCore.QTimer(self)  # the price moves and the countdown runs while the trader edits
+        self._timer.setInterval(DIALOG_REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+        self.refresh()
+
+    def refresh(self) -> None:
+        inst = self.instrument
+        p = self.proposal
+        if self._clock is not None:
+            left = p.remaining_s(self._clock())
+            if not p.held:
+                text = f"expires in {left:.0f} s"
+            elif left > 0:
+                text = f"held while you edit · {left:.0f} s left"
+            else:  # its deadline passed while held: it waits, and gets a few seconds once this closes
+                text = f"held while you edit · {RELEASE_GRACE_S:g} s once this closes"
+            self.countdown.setText(text if p.status.value == "PENDING" else p.status.value)
+        now = self._price_of()
+        self.price_label.setText(f"{inst.fmt_price(now)} now · {inst.fmt_price(p.price)} when proposed")
+        self.value_label.setText(self.order_value_text())
+
+    def order_value_text(self) -> str:
+        """The order's value as edited: quantity × the limit price (LIMIT) or the price now (MARKET)."""
+        inst = self.instrument
+        try:
+            qty = parse_decimal(self.qty.text(), "quantity")
+            limit = (parse_decimal(self.limit.text(), "limit price")
+                     if self.type.currentText() == OrderType.LIMIT.value else None)
+        except ValueError:
+            return "—"
+        ref = limit if limit is not None else self._price_of()
+        if ref is None:
+            return "—"
+        return f"{inst.fmt_money(qty * ref)} {inst.quote}".strip()
+
+    def done(self, result: int) -> None:
+        self._timer.stop()
+        super().done(result)
 
     def edits(self) -> OrderEdits:
         otype = OrderType(self.type.currentText())
@@ -75,43 +140,57 @@ class ModifyDialog(QtWidgets.QDialog):
 
 
 class ProposalActions(QtCore.QObject):
-    """The trader's three verbs on proposals; results go to ``report`` (the trading panel's message line)."""
+    """The trader's three verbs on proposals; results go to ``report`` (the trading panel's message line).
 
-    def __init__(self, desk: TradingDesk, report, parent_widget: QtWidgets.QWidget) -> None:
+    Called without a proposal (the keys A / R / M) they act on ``target()``: the proposal the Decisions dock
+    highlights (the symbol on screen's newest pending one, else the selected card), never another symbol's unseen."""
+
+    def __init__(self, desk: TradingDesk, report, parent_widget: QtWidgets.QWidget, target=None) -> None:
         super().__init__(parent_widget)
         self.desk = desk
         self.report = report
         self.parent_widget = parent_widget
+        # () -> (proposal or None, why); the window sets the Decisions dock's. Alone: the newest pending one.
+        self.target = target or (lambda: (self.desk.proposals.newest_pending(), "no pending proposal"))
         self.dialog: QtWidgets.QDialog | None = None  # the open dialog, if any (tests reach it here)
 
-    def newest_pending(self) -> Proposal | None:
-        return self.desk.proposals.newest_pending()
+    def _resolve(self, p: Proposal | None) -> Proposal | None:
+        if p is not None:
+            return p
+        p, why = self.target()
+        if p is None:
+            self.report(ActionResult(False, why))
+        return p
 
     def approve(self, p: Proposal | None = None, confirm_drift: bool = False) -> None:
-        p = p or self.newest_pending()
+        p = self._resolve(p)
         if p is None:
-            self.report(ActionResult(False, "no pending proposal"))
             return
         run_action(self.desk.approve(p.id, confirm_drift=confirm_drift), lambda r: self._after(r, p, None))
 
     def reject(self, p: Proposal | None = None) -> None:
-        p = p or self.newest_pending()
+        p = self._resolve(p)
         if p is None:
-            self.report(ActionResult(False, "no pending proposal"))
             return
         self.report(self.desk.reject(p.id))
 
     def modify(self, p: Proposal | None = None) -> None:
-        p = p or self.newest_pending()
+        """The Modify dialog; the proposal is held (does not expire) while it is open, so edits are never lost to
+        the clock. Closed without sending, it gets a few seconds more (``ProposalBook.release``)."""
+        p = self._resolve(p)
         if p is None:
-            self.report(ActionResult(False, "no pending proposal"))
             return
         edits = self.desk.implied_edits(p)
         if edits is None:
             self.report(ActionResult(False, "no market price yet"))
             return
-        dialog = ModifyDialog(p, edits, self.parent_widget)
+        book = self.desk.proposals
+        symbol = p.decision.symbol
+        book.hold(p)
+        dialog = ModifyDialog(p, edits, self.parent_widget, instrument=self.desk.instruments.get(symbol),
+                              price_of=lambda: self.desk.last_price(symbol) or p.price, clock=book.clock)
         dialog.accepted.connect(lambda: self._send_modified(p, dialog.result_edits))
+        dialog.rejected.connect(lambda: book.release(p))
         self.dialog = dialog
         dialog.open()
 
@@ -123,6 +202,7 @@ class ProposalActions(QtCore.QObject):
     def _after(self, result: ActionResult, p: Proposal, edits: OrderEdits | None) -> None:
         self.report(result)
         if not result.needs_confirmation:
+            self.desk.proposals.release(p)  # refused (a veto, the broker): the trader may still act on it
             return
         box = QtWidgets.QMessageBox(
             QtWidgets.QMessageBox.Icon.Warning, "Price moved", f"{result.message}\n\nSend anyway?",
@@ -132,6 +212,7 @@ class ProposalActions(QtCore.QObject):
 
         def answered(button: int) -> None:
             if button != QtWidgets.QMessageBox.StandardButton.Yes:
+                self.desk.proposals.release(p)
                 return
             if edits is None:
                 self.approve(p, confirm_drift=True)

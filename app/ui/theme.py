@@ -53,6 +53,9 @@ LIGHT = Theme(
     warn="#9a6700",
     bad="#cf222e",
 )
+# A new proposal's card and the Decisions dock title light up this long: seen, not shouted.
+FLASH_MS = 700
+
 THEMES = {t.name: t for t in (DARK, LIGHT)}
 _current = DARK
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from app.llm.providers import OfflineProvider
 from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
-from app.market.instruments import Instrument
+from app.llm.service import DecisionService
+from app.market.instruments import Instrument, Instruments
+from app.market.state import MarketData
 from app.models import Fill, Liquidity, Order, OrderRequest, OrderStatus, OrderType, Position, Side
+from app.trading.proposals import ProposalBook
 from app.ui.blotter import DeclaredTableModel, _id, _symbol, fill_columns, order_columns, position_columns
 from app.ui.chart.chart_widget import ChartWidget
-from app.ui.decisions import DecisionCard
+from app.ui.decisions import PendingCard
+from app.view import decision_board
 
 XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_notional=D("5"))
 
@@ -39,13 +44,19 @@ def test_blotter_tables_show_xrp_prices_and_quantities_in_its_precision(qtbot):
     assert cell(unknown, 0, "Price") == "0.12345"
 
 
-def test_decision_card_shows_the_limit_price_in_the_symbols_precision(qtbot):
+def test_pending_card_shows_price_limit_and_value_in_the_symbols_precision(qtbot):
     body = DecisionBody(action=Action.BUY, size_pct=5, limit_price=0.6012, confidence=0.8, rationale="t")
     meta = DecisionMeta(provider="p", model="m", prompt_version="v", latency_ms=1.0, cache_status=CacheStatus.MISS)
-    card = DecisionCard(Decision(symbol="XRPUSDT", timeframe="1m", state_ms=0, body=body, meta=meta), instrument=XRP)
+    book = ProposalBook(instruments=Instruments(loaded={"XRPUSDT": XRP}))
+    p = book.add(Decision(symbol="XRPUSDT", timeframe="1m", state_ms=0, body=body, meta=meta), None)
+    svc = DecisionService(OfflineProvider(), MarketData(["XRPUSDT"]), timeframe="1m")
+    board = decision_board(svc, book, book.instruments, book.clock(), order_of=lambda q: book.implied_edits(
+        q, equity=D("10000"), price=D("0.6011"), position_qty=D(0)), price_of=lambda s: D("0.6011"))
+    card = PendingCard(p)
     qtbot.addWidget(card)
-    texts = [w.text() for w in card.findChildren(type(card.rationale))]
-    assert any("limit 0.6012" in t for t in texts), texts
+    card.show_row(board.pending[0], target=False)
+    assert "limit 0.6012" in card.order_label.text(), card.order_label.text()
+    assert card.numbers.text() == "price —   value 499.96 USDT"  # 831.6 XRP (its 0.1 lot) at the 0.6012 limit
 
 
 def test_chart_prices_follow_the_instrument(qtbot):
