@@ -24,7 +24,7 @@ from tests.conftest import wait_until
 
 
 class ScriptedProvider:
-    """Proposes what the test says: the one scripted part. Everything downstream is the real terminal."""
+    """Answers what the test says (``body``): the one scripted part. Everything downstream is the real terminal."""
 
     name = "scripted"
     model = "scripted-model"
@@ -44,6 +44,7 @@ class ScriptedProvider:
 
 BUY = DecisionBody(action=Action.BUY, size_pct=5.0, stop_loss_pct=1.0, take_profit_pct=2.0, confidence=0.8,
                    rationale="scripted test proposal")
+HOLD = DecisionBody(action=Action.HOLD, size_pct=0.0, confidence=0.5, rationale="scripted: nothing to do")
 
 
 @contextlib.asynccontextmanager
@@ -52,11 +53,12 @@ async def open_terminal(tmp_path):
     settings = Settings(sim_trades_per_s=100.0, history_bars=60, decision_timeframe="1m",
                         journal_path=tmp_path / "journal.sqlite3")
     session = Session(settings)
+    # It holds until a test asks for a proposal (new_proposal): the service asks every few seconds from the start.
+    session.decisions.provider = ScriptedProvider(HOLD)
     await session.start()
     window = MainWindow(session, BufferingHandler())
     window.show()
     window.bridge.start()
-    session.decisions.provider = ScriptedProvider(BUY)
     await wait_until(lambda: session.market["BTCUSDT"].trades > 5, timeout=15, what="live trades")
     await wait_until(lambda: session.desk.books["BTCUSDT"].has_snapshot, timeout=10, what="a depth snapshot")
     await wait_until(lambda: session.desk.last_price("BTCUSDT") is not None, timeout=10, what="a last price")
@@ -69,8 +71,13 @@ async def open_terminal(tmp_path):
 
 
 async def new_proposal(session, window):
+    """A new proposal, made as the service makes one: the model's answer changes from HOLD to BUY."""
     before = len(session.desk.proposals.proposals)
-    await session.decisions.ask_now("BTCUSDT")
+    provider = session.decisions.provider
+    for body in (HOLD, BUY):
+        provider.body = body
+        await session.decisions.ask_now("BTCUSDT")
+    provider.body = HOLD  # one proposal: the service's next asks change the decision back, proposing nothing
     await wait_until(lambda: len(session.desk.proposals.proposals) > before, what="a proposal")
     window.bridge.tick()
     window.refresh_slow(0.0)
@@ -162,6 +169,7 @@ async def test_refusals_say_why_and_send_nothing(qtbot, tmp_path):
         p.expires_at = desk.proposals.clock() - 1
         result = await desk.approve(p.id)
         assert not result.ok and "expired" in result.message
+        desk.tick()  # what the session does every second: it is marked expired
         # A limit far outside the band.
         panel.qty.setText("0.001")
         panel.type.setCurrentText("LIMIT")
