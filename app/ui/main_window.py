@@ -360,7 +360,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.pending_label.text() != text:
             self.pending_label.setText(text)
             self.pending_label.setVisible(bool(n))
-            self.decisions_dock.setWindowTitle(f"Decisions · {n} pending" if n else "Decisions")
 
     def _show_perf_badge(self, text: str) -> None:
         self.perf_badge.setVisible(bool(text))

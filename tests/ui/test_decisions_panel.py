@@ -169,7 +169,7 @@ async def test_rows_update_in_place_and_a_new_proposal_is_announced(qtbot, tmp_p
     (card,) = panel.cards
     assert card.proposal is p and arrived == [p.id] and beeps == [1]
     assert card.property("flash") is True and window.decisions_dock.property("flash") is True
-    assert window.pending_label.text() == "1 pending" and window.decisions_dock.windowTitle() == "Decisions · 1 pending"
+    assert window.pending_label.text() == "1 pending" and window.pending_label.isVisible()
     assert card.status_label.text() == "expires in 30 s" and card.numbers.text().startswith("price ")
     qtbot.waitUntil(lambda: card.property("flash") is False and window.decisions_dock.property("flash") is False,
                     timeout=theme.FLASH_MS * 10)
@@ -186,7 +186,6 @@ async def test_rows_update_in_place_and_a_new_proposal_is_announced(qtbot, tmp_p
     session.desk.reject(p.id)
     window.refresh_slow(0.0)
     assert panel.cards == [] and window.pending_label.isHidden()
-    assert window.decisions_dock.windowTitle() == "Decisions"
     window.close()
     session.journal.close()
 
