@@ -24,9 +24,9 @@ the answers the cache served (asks and follow-ups), the share whose action equal
 state (rules: every one; local: a sample, ``--audit-every``, asked fresh, reported with its n);
 ``agreement_non_hold`` over those whose fresh action is not HOLD. ``screen_agreement``: at every ask instant,
 whether the decision on screen equals the fresh answer now (what the trader acts from, latency included; rules only).
-``decision_age``: at every ask instant, once that ask is answered (a served answer at once, a model call not before
-it lands), the market time since the state of the decision on screen (a served answer stands for the state it was
-served for; between asks add up to ``--every``); ``answer_age``: since the state the model actually answered.
+``decision_age``: at every ask instant, just before that ask is answered, the market time since the state of the
+decision on screen: the oldest it gets (a served answer stands for the state it was served for and is on screen at
+once; between asks the age runs from 0 up to this); ``answer_age``: since the state the model actually answered.
 ``model_calls_per_hour`` is per hour of market time, one symbol.
 
 Baselines in the same run: no cache (every ask not coalesced calls the model), an exact-match cache (prompt digest)
@@ -71,7 +71,6 @@ from app.llm.cache import (  # noqa: E402
     PRICE_MOVE_FEATURES,
     CacheLookup,
     DecisionCache,
-    timeframe_seconds,
     tolerances_for,
 )
 from app.llm.providers import offline_rules  # noqa: E402
@@ -428,17 +427,17 @@ def simulate(grid: Grid, policy: Policy, judge: Judge, clock: list[float], *, ma
             out.span_ms = out.asks * grid.every_ms
             break
         out.asks += 1
+        if screen is not None:  # what the trader has seen until now: the oldest it gets before this ask's answer
+            out.ages_ms.append(t - screen[1])
+            out.answer_ages_ms.append(t - screen[2])
         if flight is not None:
             out.coalesced += 1
             follow_up = True
         else:
             ask(i, t)
-        if screen is not None:  # what the trader sees once this ask is answered (a served answer is instant)
-            out.ages_ms.append(t - screen[1])
-            out.answer_ages_ms.append(t - screen[2])
-            if isinstance(judge, RulesJudge):
-                out.screen_judged += 1
-                out.screen_agree += screen[0] is judge.bodies[i].action
+        if screen is not None and isinstance(judge, RulesJudge):  # what the trader acts from once it is answered
+            out.screen_judged += 1
+            out.screen_agree += screen[0] is judge.bodies[i].action
     return out
 
 
@@ -538,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="who answers the model calls: the offline rules, or the embedded local model")
     ap.add_argument("--latency", nargs=2, type=float, default=LATENCY_S, metavar=("LO", "HI"),
                     help="rules: a model call's latency, uniform in [LO, HI] s (default 2 8)")
-    ap.add_argument("--ttl", type=float, help="cache TTL in s (default 75 s scaled from 1m to the timeframe)")
+    ap.add_argument("--ttl", type=float,
+                    help="cache_ttl_s: the TTL at 1m bars, which the cache scales to the timeframe (default 75)")
     ap.add_argument("--band", type=float, default=DEFAULT_PRICE_BAND_ATR,
                     help=f"price_band_atr (default {DEFAULT_PRICE_BAND_ATR:g}; inf turns the band off)")
     ap.add_argument("--tolerance-scale", type=float, default=1.0,
@@ -590,8 +590,7 @@ def sweep(grid: Grid, judge: Judge, ttl_s: float, other: float | None) -> list[d
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     grid = load_grid(args)
-    bar_s = timeframe_seconds(args.timeframe) or 60.0
-    ttl_s = args.ttl if args.ttl is not None else TTL_AT_1M_S * bar_s / 60.0
+    ttl_s = args.ttl if args.ttl is not None else TTL_AT_1M_S  # the cache scales it to the timeframe
     if args.judge == "local":
         if args.sweep:
             raise SystemExit("--sweep needs --judge rules (the local model costs seconds per call)")

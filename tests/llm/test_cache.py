@@ -36,7 +36,7 @@ class Clock:
 
 def state(**overrides: object) -> MarketState:
     base: dict[str, object] = dict(
-        symbol="BTCUSDT", timeframe="1s", exchange_ms=1_723_161_300_000, bar_close_ms=1_723_161_300_000,
+        symbol="BTCUSDT", timeframe="1m", exchange_ms=1_723_161_300_000, bar_close_ms=1_723_161_300_000,
         last_price=61_000.0, ema_fast=61_001.0,
         ema_slow=60_999.0, vwap=60_990.0, ret_1=0.5, ret_5=0.5, ret_15=0.5, ret_60=0.5, ema_spread_pct=0.5,
         rsi=50.0, atr_pct=0.01, vwap_dist_pct=0.5, volume_ratio=0.5, spread_bps=0.5, move_pct=0.5,
@@ -58,10 +58,10 @@ def decision(action: Action = Action.BUY, *, confidence: float = 0.5, latency_ms
 
 
 def make_cache(clock: Clock | None = None, **kw: object) -> DecisionCache:
-    # A high volatility reference keeps the TTL at ttl_s x confidence factor unless a test sets its own; the price
-    # band is off unless a test sets one (the tests of the band below).
+    # States are on 1m bars, where the TTL is ttl_s x the confidence factor; the price band is off unless a test
+    # sets one (the tests of the band below).
     opts: dict[str, object] = dict(tolerances=TOL, index_features=INDEX, sign_features=(), clock=clock or Clock(),
-                                   audit_rate=0.0, vol_ref_pct_per_min=1.0, price_band_atr=math.inf)
+                                   audit_rate=0.0, price_band_atr=math.inf)
     opts.update(kw)
     return DecisionCache(**opts)  # type: ignore[arg-type]
 
@@ -170,7 +170,7 @@ def test_position_model_and_prompt_version_never_match_across() -> None:
         (state(position=PositionState.LONG), {}),
         (state(position_pnl_sign=1), {}),
         (state(symbol="ETHUSDT"), {}),
-        (state(timeframe="1m"), {}),
+        (state(timeframe="5m"), {}),
         (state(), {"model": "m2"}),
         (state(), {"prompt_version": "v2"}),
     ]:
@@ -200,19 +200,20 @@ def test_ttl_expiry_with_injected_clock() -> None:
     assert cache.stats.expired == 1 and len(cache) == 0
 
 
-def test_ttl_longer_for_confident_answers_shorter_in_high_volatility() -> None:
-    cache = make_cache(ttl_s=75.0, vol_ref_pct_per_min=0.1)
-    calm = state(atr_pct=0.01)  # 1 s bars: 0.01 % * sqrt(60) = 0.077 %/min, under the 0.1 reference
-    assert cache.ttl_for(decision(confidence=0.0), calm) == pytest.approx(60.0)
-    assert cache.ttl_for(decision(confidence=0.5), calm) == pytest.approx(75.0)
-    assert cache.ttl_for(decision(confidence=1.0), calm) == pytest.approx(90.0)
-    wild = state(atr_pct=0.2 / math.sqrt(60))  # 0.2 %/min: twice the reference
-    assert cache.ttl_for(decision(confidence=0.5), wild) == pytest.approx(37.5)
-    very_wild = state(atr_pct=5.0)
-    assert cache.ttl_for(decision(confidence=0.0), very_wild) == pytest.approx(30.0)  # floor: 0.4 * ttl_s
-    # The same ATR is a calm market on 1 m bars and a wild one on 1 s bars.
-    assert cache.ttl_for(decision(), state(timeframe="1m", atr_pct=0.05)) == pytest.approx(75.0)
-    assert cache.ttl_for(decision(), state(timeframe="1s", atr_pct=0.05)) == pytest.approx(37.5)
+def test_ttl_longer_for_confident_answers_and_scaled_to_the_bar_not_to_volatility() -> None:
+    cache = make_cache(ttl_s=75.0)
+    assert cache.ttl_for(decision(confidence=0.0), state()) == pytest.approx(60.0)
+    assert cache.ttl_for(decision(confidence=0.5), state()) == pytest.approx(75.0)
+    assert cache.ttl_for(decision(confidence=1.0), state()) == pytest.approx(90.0)
+    # The closed-bar features change once a bar: an answer on 1h bars lives 60 times as long as one on 1m bars.
+    assert cache.ttl_for(decision(), state(timeframe="1h")) == pytest.approx(75.0 * 60)
+    assert cache.ttl_for(decision(), state(timeframe="1s")) == pytest.approx(75.0 / 60)
+    # Volatility does not shorten it (the live price band is in ATRs already): a wild market keeps 75 s.
+    assert cache.ttl_for(decision(), state(atr_pct=5.0)) == pytest.approx(75.0)
+    # The clamps scale with the bar too.
+    clamped = make_cache(ttl_s=75.0, min_ttl_s=70.0, max_ttl_s=80.0)
+    assert clamped.ttl_for(decision(confidence=0.0), state(timeframe="5m")) == pytest.approx(70.0 * 5)
+    assert clamped.ttl_for(decision(confidence=1.0), state(timeframe="5m")) == pytest.approx(80.0 * 5)
 
 
 def test_confident_answer_outlives_an_unsure_one() -> None:
@@ -505,7 +506,7 @@ AT = dict(last_price=60_000.0, atr_pct=0.1)
 
 
 def test_similar_only_while_the_price_stays_inside_the_band() -> None:
-    assert DEFAULT_PRICE_BAND_ATR == 0.5 and DecisionCache().price_band_atr == 0.5
+    assert DecisionCache().price_band_atr == DEFAULT_PRICE_BAND_ATR  # the default is the tuned band
     cache = make_cache(price_band_atr=0.5)
     stored(cache, state(**AT))
     for price in (60_000.0, 60_029.0, 59_971.0, 60_029.99):  # the features are the same: only the price moved
@@ -620,3 +621,40 @@ async def test_a_request_served_from_a_similar_call_in_flight_reports_its_wait()
     a, b = await asyncio.gather(first, near)
     assert a.meta.prompt_tokens == 900 and a.meta.answer_latency_ms is None
     assert_served_copy(b, CacheStatus.SIMILAR, 0.0)
+
+
+def test_a_new_closed_bar_is_a_new_question_never_a_similar_answer() -> None:
+    # The model sees every bar: an answer made from the bars up to 12:00 is not served once 12:01 has closed, however
+    # alike the numbers (measured: the only wrong answers served at the continuous cadence came across bar closes).
+    cache = make_cache(price_band_atr=math.inf)
+    minute = 60_000
+    stored(cache, state())
+    same_bar = state(exchange_ms=state().exchange_ms + 30_000, move_pct=0.51)
+    got = look(cache, same_bar)
+    assert got is not None and got.status is CacheStatus.SIMILAR
+    next_bar = state(exchange_ms=state().exchange_ms + minute, bar_close_ms=state().bar_close_ms + minute)
+    assert look(cache, next_bar) is None
+    assert look(cache, next_bar, "d0") is not None  # the very same prompt is still a HIT
+
+
+@pytest.mark.asyncio
+async def test_an_ask_on_the_next_bar_does_not_join_a_call_in_flight() -> None:
+    cache = make_cache(price_band_atr=math.inf)
+    release = asyncio.Event()
+    calls = 0
+
+    async def slow() -> Decision:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return decision()
+
+    minute = 60_000
+    first = asyncio.ensure_future(cache.get_or_compute(state(), prompt_digest="a", compute=slow, **KW))
+    await asyncio.sleep(0)
+    later = state(bar_close_ms=state().bar_close_ms + minute)
+    second = asyncio.ensure_future(cache.get_or_compute(later, prompt_digest="b", compute=slow, **KW))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, second)
+    assert calls == 2 and cache.stats.coalesced == 0
