@@ -68,7 +68,8 @@ def market(symbols=("XRPUSDT", "BTCUSDT"), seconds: int = 90) -> MarketData:
 def service(clock: Clock, *, cache: bool = True, provider=None) -> DecisionService:
     mk = market()
     return DecisionService(provider or Scripted(), mk, timeframe="1s", clock=clock,
-                           cache=DecisionCache(clock=clock) if cache else None,
+                           # 1 s bars: the cache scales its TTL to the bar (ttl_s is for 1m bars), so 75 s here
+                           cache=DecisionCache(clock=clock, ttl_s=75.0 * 60) if cache else None,
                            market_ms=lambda: mk.last_exchange_ms)
 
 
