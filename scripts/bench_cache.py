@@ -71,6 +71,7 @@ from app.llm.cache import (  # noqa: E402
     PRICE_MOVE_FEATURES,
     CacheLookup,
     DecisionCache,
+    timeframe_seconds,
     tolerances_for,
 )
 from app.llm.providers import offline_rules  # noqa: E402
@@ -168,6 +169,9 @@ def grid_from_candles(path: Path, symbol: str | None, timeframe: str, every_ms: 
     if candles.skipped:
         print(f"{candles.name}: skipped {candles.skip_report()}", file=sys.stderr)
     bar = TIMEFRAMES[candle_timeframe(candles.rows)]
+    if every_ms % bar:  # the file cannot say where the price was between its bars
+        raise SystemExit(f"--every {every_ms / 1000:g} s is not a multiple of the file's {bar // 1000:g} s bars: "
+                         f"asks can only fall on its bar closes")
     symbol = symbol or path.stem.split("_")[0].upper()
     states = list(states_at_cadence(candles.rows, symbol=symbol, timeframe=timeframe, every_ms=bar))
     return Grid([candles.name], symbol, timeframe, every_ms, states)
@@ -591,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     grid = load_grid(args)
     ttl_s = args.ttl if args.ttl is not None else TTL_AT_1M_S  # the cache scales it to the timeframe
+    bar_ttl_s = ttl_s * (timeframe_seconds(args.timeframe) or 60.0) / 60.0  # the same, for the baselines
     if args.judge == "local":
         if args.sweep:
             raise SystemExit("--sweep needs --judge rules (the local model costs seconds per call)")
@@ -608,8 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(judge, RulesJudge):
             baselines = {
                 "none": run_baseline(grid, judge, lambda c: NoCache()),
-                "exact (prompt digest)": run_baseline(grid, judge, lambda c: Exact(c, ttl_s)),
-                "seed (relative bucket)": run_baseline(grid, judge, lambda c: Seed(c, tol, ttl_s)),
+                "exact (prompt digest)": run_baseline(grid, judge, lambda c: Exact(c, bar_ttl_s)),
+                "seed (relative bucket)": run_baseline(grid, judge, lambda c: Seed(c, tol, bar_ttl_s)),
             }
     finally:
         judge.close()
@@ -646,8 +651,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(r: Mapping[str, Any], ours: Outcome, baselines: Mapping[str, Outcome]) -> None:
     print(f"DecisionCache on {', '.join(r['source'])} [{r['part']}], {r['symbol']}, {r['timeframe']} bars asked every "
           f"{r['every_s']:g} s: {r['asks']} asks over {r['span_h']:.2f} h ({r['bars']:.0f} bars); judge {r['judge']}; "
-          f"TTL {r['ttl_s']:g} s; band {fmt(r['price_band_atr'], 2)} ATR; tolerances x{r['tolerance_scale']:g} "
-          f"(price moves), x{r['other_scale']:g} (others)")
+          f"TTL {r['ttl_s']:g} s at 1m bars; band {fmt(r['price_band_atr'], 2)} ATR; "
+          f"tolerances x{r['tolerance_scale']:g} (price moves), x{r['other_scale']:g} (others)")
     if r["fresh_non_hold"] is not None:
         print(f"fresh answers other than HOLD at {r['fresh_non_hold']} of the asks")
     if r.get("agreement_sample"):

@@ -76,3 +76,11 @@ def test_the_real_capture_at_the_default_cadence_human_report() -> None:
     assert done.returncode == 0, done.stderr
     assert "BTCUSDT, 1m bars asked every 5 s" in done.stdout
     assert "| similarity (ours) |" in done.stdout and "| none |" in done.stdout
+
+
+def test_a_cadence_the_candle_file_cannot_give_is_refused_not_silently_changed() -> None:
+    # Before, --every 5s on 1m candles ran once a minute while the report said "asked every 5 s".
+    path = require_data(SHARED_DATA / "bitstamp-btcusd-1m" / "bitstamp_btcusd_min_2020_01_01.csv")
+    for every in ("5s", "90s"):
+        done = _bench("--candles", str(path), "--every", every)
+        assert done.returncode != 0 and "not a multiple of the file's 60 s bars" in done.stderr, (every, done.stderr)
