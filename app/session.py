@@ -28,7 +28,7 @@ from app.market.exchange_time import ExchangeTimeWindow
 from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
-from app.models import BookUpdate, Trade
+from app.models import BookUpdate, FeedState, Trade
 from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
 from app.perf.probes import LoopLagProbe, ProcessProbe
 from app.supervision import Supervisor
@@ -110,6 +110,7 @@ class Session:
             market_ms=self.market_ms,
             timeout_s=self._decision_timeout_s(),
             position_of=self.desk.position_state,
+            why_not_live=self.why_not_live,
             metrics=self.metrics,
         )
         self.decisions.listeners.append(self.desk.on_decision_event)
@@ -121,6 +122,12 @@ class Session:
         if self.settings.replay is not None:
             return self.market.last_exchange_ms
         return max(int(time.time() * 1000), self.market.last_exchange_ms)
+
+    def why_not_live(self, _symbol: str) -> str | None:
+        """None while the feed is LIVE (a replay: while connected to the replaying exchange), else its state: no
+        decision is made from market data that stopped coming. One connection carries every symbol."""
+        state = self.feed.state
+        return None if state is FeedState.LIVE else state.name
 
     def _make_desk(self, cache: DecisionCache | None) -> TradingDesk:
         s = self.settings
@@ -341,7 +348,7 @@ class Session:
             # A first proposal as soon as there is history, not only after the next bar closes.
             self._apply(self._market_sub.drain())
             for symbol in self.symbols:
-                self.decisions.ask_now(symbol)
+                self.decisions.ask_if_live(symbol)
         await self._consume_market()
 
     async def _consume_market(self) -> None:

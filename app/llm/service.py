@@ -5,7 +5,10 @@ Cadence. Every symbol is asked (a) when the market clock crosses a bar boundary 
 first, so asking every few seconds costs a model call only when the market has moved out of tolerance (or the
 answer aged out). The market clock (``market_ms``, exchange time in ms) is injected: the session gives the wall
 clock for live feeds (never behind the newest trade seen) and the newest trade time for replays; the state is made
-for that instant, clamped to no earlier than the newest bar's open.
+for that instant, clamped to no earlier than the newest bar's open. The boundary ask waits ``BOUNDARY_GRACE_MS``
+after the boundary, for the closed bar's last trades. Scheduled asks are made only while the symbol's market data
+is live (``why_not_live``): a dropped feed is not a quiet market, and its missing minutes would read as flat bars at
+the last price. They are skipped meanwhile (``stats.skipped_not_live``); Ask now gets an ERROR card saying why.
 
 Per symbol at most one request is in flight. A request is never cancelled by a newer one: cancelling it would hide
 its timeout or HTTP error (a short cadence would then never show a failure, and the breaker would never see one)
@@ -14,18 +17,20 @@ one follow-up request, made from the market state at the time it starts. A failu
 decision, which the UI shows as an error card and which never becomes a proposal. After ``breaker_threshold``
 consecutive failures the breaker opens: the model is reported unavailable and not called until
 ``breaker_cooldown_s`` has passed; then it is half-open: exactly one trial request goes out (every other symbol's
-gets a circuit_open error card meanwhile) and its outcome closes the breaker or opens it again. The breaker counts
-only what the provider answered: a cache hit says nothing about the endpoint, so it neither resets the count nor
-settles a trial.
+gets a circuit_open error card meanwhile) and its outcome closes the breaker or opens it again. While the model
+is not called, an ask the cache can answer is still answered from it; only the others get the circuit_open error.
+The breaker counts only what the provider answered: a cache hit says nothing about the endpoint, so it neither
+resets the count nor settles a trial.
 
 Current decision and history. ``current[symbol]`` is the symbol's latest answer (fresh or served from the cache)
 with when its action became current and how often the cache has confirmed it since. ``decisions`` is the history:
 an answer enters it only when it changes the symbol's action, when it is *fresh*, or when it is an ERROR. Fresh
 means a model call answered it (MISS, OFFLINE); without a cache (the offline rules answer every ask) it means the
-state was made from a newer closed bar than the symbol's previous fresh answer. A cache confirmation updates
-``current`` only, so a stream of served answers never floods the history nor the proposals. Errors go to the history
-but leave ``current`` as it was (its age keeps growing). Each history-worthy answer is told to ``listeners`` as a
-``DecisionEvent`` (the trading desk proposes from it).
+state was made from a newer closed bar than the symbol's previous fresh answer. An ERROR whose reason is that of
+the symbol's newest history entry (an outage, every interval) is only counted (``error_repeats[symbol]``). A cache
+confirmation updates ``current`` only, so a stream of served answers never floods the history nor the proposals.
+Errors go to the history but leave ``current`` as it was (its age keeps growing). Each history-worthy answer is
+told to ``listeners`` as a ``DecisionEvent`` (the trading desk proposes from it).
 
 ``recent(window_s)`` counts asks, answers served, model calls, errors and what the cache saved over the last
 ``window_s`` seconds, to the minute (per-minute buckets, at most a day of them).
@@ -55,6 +60,11 @@ from app.perf.metrics import MODEL_HIT, MODEL_MISS, MODEL_SIMILAR, TICK_TO_PROPO
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0
+# The bar-boundary ask waits this long (market clock) after the boundary: it is the new bar's one model call (the
+# cache files answers by bar), and trades stamped before the boundary may still be on their way. Scheduled asks
+# inside this window wait for it too, so the first state of a new bar includes those late trades.
+BOUNDARY_GRACE_MS = 1_000
+NOT_LIVE = "no_live_data"  # the error reason of an Ask now while the symbol's market data is not live
 RECENT_WINDOW_S = 3600.0
 BUCKET_S = 60.0
 MAX_BUCKETS = 24 * 60  # recent() looks back at most a day: memory stays bounded whatever the run's length
@@ -74,6 +84,8 @@ class ServiceStats:
     errors: int = 0
     coalesced: int = 0  # asks that arrived while a request was in flight, folded into one follow-up
     skipped_no_data: int = 0
+    skipped_not_live: int = 0  # scheduled asks not made because the symbol's market data was not live
+    errors_folded: int = 0  # errors left out of the history: same reason as the symbol's previous history entry
     breaker_trips: int = 0
     by_badge: Counter[str] = field(default_factory=Counter)  # every answer (errors included), by its card's badge
 
@@ -142,11 +154,15 @@ class DecisionService:
         poll_s: float = 0.2,
         history: int = 200,
         position_of: Callable[[str], tuple[PositionState, int]] | None = None,
+        why_not_live: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
         """``market_ms``: the market clock (exchange time, ms); None: the newest trade time applied to ``market``.
-        ``clock``: the service's own (monotonic seconds): the interval, the breaker, ages and ``recent``."""
+        ``clock``: the service's own (monotonic seconds): the interval, the breaker, ages and ``recent``.
+        ``why_not_live``: None while the symbol's market data is live, else why not (e.g. the feed's state,
+        "RECONNECTING"); None: always live. A dropped feed must not be read as a quiet market: its missing minutes
+        would become flat bars at the last price, and answers from them proposals."""
         self.metrics = metrics or Metrics()
         self.provider = provider
         self.market = market
@@ -163,9 +179,12 @@ class DecisionService:
         self.recorded = 0  # history entries recorded since start (the deque keeps only the newest)
         self._poll_s = poll_s
         self._position_of = position_of or (lambda _symbol: (PositionState.FLAT, 0))
+        self._why_not_live = why_not_live or (lambda _symbol: None)
         self._clock = clock
         self._market_ms = market_ms or (lambda: market.last_exchange_ms)
         self._tf_ms = TIMEFRAMES[timeframe]
+        # At most a tenth of a bar: on very short bars (tests, 1s) the grace must not cover the whole bar.
+        self._grace_ms = min(BOUNDARY_GRACE_MS, self._tf_ms // 10)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._ask_again: set[str] = set()  # symbols with an ask coalesced while their request is in flight
         self._failures = 0  # consecutive provider failures
@@ -174,6 +193,11 @@ class DecisionService:
         self._last_ask: dict[str, float] = {}  # service clock of each symbol's last ask
         self._boundary: dict[str, int] = {}  # the bar (market clock // timeframe) each symbol was last looked at in
         self._fresh_bar: dict[str, int] = {}  # bar_close_ms of each symbol's latest fresh answer (no cache)
+        self._not_live: set[str] = set()  # symbols whose scheduled ask was skipped: asked as soon as data is live
+        # The error reason of each symbol's newest history entry (None: it is an answer): a repeat of it is folded.
+        self._last_error_reason: dict[str, str | None] = {}
+        # Per symbol: errors folded since its newest history entry (the panel may say "repeated 12 times").
+        self.error_repeats: dict[str, int] = {}
         self._buckets: deque[_Bucket] = deque(maxlen=MAX_BUCKETS)
         self._saved_seen = (0.0, 0.0)  # the cache's saved latency (ms) and cost already put in a bucket
         # Told every history-worthy answer (the trading desk listens).
@@ -220,17 +244,46 @@ class DecisionService:
         """Ask every symbol whose bar boundary was crossed or whose interval has passed; returns their request
         tasks (those with data)."""
         now = self._clock()
-        bar = self._market_ms() // self._tf_ms
+        market_ms = self._market_ms()
+        if market_ms % self._tf_ms < self._grace_ms:  # a bar just closed: its last trades may be on their way
+            return []
+        bar = market_ms // self._tf_ms
         due = []
         for symbol in self.market.symbols:
             crossed = bar > self._boundary.get(symbol, bar)
             self._boundary[symbol] = bar
             last = self._last_ask.get(symbol)
-            if (crossed or last is None or now - last >= self.interval_s) and (task := self.ask_now(symbol)):
+            resumed = symbol in self._not_live and self._why_not_live(symbol) is None
+            if (crossed or resumed or last is None or now - last >= self.interval_s) and (
+                    task := self.ask_if_live(symbol)):
                 due.append(task)
         return due
 
+    def ask_if_live(self, symbol: str) -> asyncio.Task[None] | None:
+        """A scheduled ask: made only while the symbol's market data is live, else skipped (counted) and made as
+        soon as it is live again."""
+        if self._why_not_live(symbol) is not None:
+            self._last_ask[symbol] = self._clock()  # counted once per interval, not once per poll
+            self._not_live.add(symbol)
+            self.stats.skipped_not_live += 1
+            return None
+        self._not_live.discard(symbol)
+        return self._ask(symbol)
+
     def ask_now(self, symbol: str) -> asyncio.Task[None] | None:
+        """The trader's Ask now: as ``_ask``; while the symbol's market data is not live, an ERROR card says why
+        (never a proposal) and None is returned."""
+        if (why := self._why_not_live(symbol)) is not None:
+            self._last_ask[symbol] = self._clock()
+            state = self.current_state(symbol)
+            if state is None:
+                self.stats.skipped_no_data += 1
+            else:
+                self._answer_error(state, NOT_LIVE, f"no live market data: {why}")
+            return None
+        return self._ask(symbol)
+
+    def _ask(self, symbol: str) -> asyncio.Task[None] | None:
         """Ask for a decision on ``symbol``: now, or if a request is in flight, once it has finished (one follow-up
         however many asks arrive meanwhile). Returns the symbol's request task (awaiting it covers the follow-up),
         or None if there is no data yet."""
@@ -299,6 +352,10 @@ class DecisionService:
         await self._request(state)
         while symbol in self._ask_again:
             self._ask_again.discard(symbol)
+            if self._why_not_live(symbol) is not None:  # the feed dropped while the request was out
+                self.stats.skipped_not_live += 1
+                self._not_live.add(symbol)
+                return
             state = self.current_state(symbol)
             if state is None:
                 return
@@ -308,13 +365,15 @@ class DecisionService:
         self.stats.requests += 1
         now = self._clock()
         if self._open_until > now:
-            self._answered(self._error(state, "circuit_open", "model unavailable: too many recent failures, "
-                                       f"retrying in {self._open_until - now:.0f} s"), state)
+            if not self._served_from_cache(state):
+                self._answer_error(state, "circuit_open", "model unavailable: too many recent failures, "
+                                   f"retrying in {self._open_until - now:.0f} s")
             return
         trial = self._failures >= self.breaker_threshold  # half-open: one request finds out if the model is back
         if trial and self._trial:
-            self._answered(self._error(state, "circuit_open", "model unavailable: a trial request is finding out "
-                                       "whether it answers again"), state)
+            if not self._served_from_cache(state):
+                self._answer_error(state, "circuit_open", "model unavailable: a trial request is finding out "
+                                   "whether it answers again")
             return
         self._trial = self._trial or trial
         try:
@@ -350,6 +409,19 @@ class DecisionService:
             self._answered(decision, state)
             log.debug("decision for %s in %.0f ms", state.symbol, (time.perf_counter() - started) * 1000)
 
+    def _served_from_cache(self, state: MarketState) -> bool:
+        """While the model is not called (breaker open), a stored answer that fits still serves: True if one did.
+        It says nothing about the endpoint, so the breaker is left as it is."""
+        if self.cache is None:
+            return False
+        found = self.cache.lookup(state, model=self.provider.model, prompt_version=self.provider.prompt_version,
+                                  prompt_digest=prompt.digest(prompt.render(state)))
+        if found is None:
+            return False
+        self.stats.decisions += 1
+        self._answered(found.decision, state)
+        return True
+
     async def _decide(self, state: MarketState) -> Decision:
         if self.cache is None:
             return await self.provider.decide(state)
@@ -370,7 +442,10 @@ class DecisionService:
             log.warning("model unavailable after %d failures; next try in %g s", self._failures,
                         self.breaker_cooldown_s)
         log.warning("decision for %s failed (%s): %s", state.symbol, reason, message)
-        self._answered(self._error(state, reason, message), state)
+        self._answer_error(state, reason, message)
+
+    def _answer_error(self, state: MarketState, reason: str, message: str) -> None:
+        self._answered(self._error(state, reason, message), state, error_reason=reason)
 
     def _error(self, state: MarketState, reason: str, message: str) -> Decision:
         self.stats.errors += 1
@@ -386,7 +461,7 @@ class DecisionService:
             ),
         )
 
-    def _answered(self, decision: Decision, state: MarketState) -> None:
+    def _answered(self, decision: Decision, state: MarketState, error_reason: str | None = None) -> None:
         """Every answer lands here: counted, made the symbol's current decision (errors excepted), and recorded in
         the history and told to the listeners when it is history-worthy (module docstring)."""
         status = decision.meta.cache_status
@@ -394,7 +469,14 @@ class DecisionService:
         self._count(status)
         self.version += 1
         if decision.body is None:  # an ERROR: shown in the history, the current decision stands
-            self._record(DecisionEvent(decision, state, changed=False, fresh=False))
+            symbol = decision.symbol
+            # The same failure again (an outage, every interval): counted, not recorded, so the history keeps
+            # the decisions made before it rather than filling with copies of one error.
+            if symbol in self._last_error_reason and self._last_error_reason[symbol] == (error_reason or "error"):
+                self.error_repeats[symbol] = self.error_repeats.get(symbol, 0) + 1
+                self.stats.errors_folded += 1
+                return
+            self._record(DecisionEvent(decision, state, changed=False, fresh=False), error_reason or "error")
             return
         symbol, now, action = decision.symbol, self._clock(), decision.body.action
         before = self.current.get(symbol)
@@ -419,7 +501,10 @@ class DecisionService:
         self._fresh_bar[state.symbol] = state.bar_close_ms
         return True
 
-    def _record(self, event: DecisionEvent) -> None:
+    def _record(self, event: DecisionEvent, error_reason: str | None = None) -> None:
+        symbol = event.decision.symbol
+        self._last_error_reason[symbol] = error_reason
+        self.error_repeats[symbol] = 0
         self.decisions.append(event.decision)
         self.recorded += 1
         for listener in self.listeners:

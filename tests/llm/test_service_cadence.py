@@ -12,7 +12,7 @@ import pytest
 from app.llm.cache import DecisionCache
 from app.llm.providers import OfflineProvider, ProviderError
 from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
-from app.llm.service import DecisionEvent, DecisionService
+from app.llm.service import BOUNDARY_GRACE_MS, DecisionEvent, DecisionService
 from app.market.features import FEATURE_NAMES, MarketState
 from app.market.state import MarketData
 from app.models import Side, Trade
@@ -72,7 +72,7 @@ class CountingProvider:
     async def decide(self, state: MarketState) -> Decision:
         self.calls += 1
         if self.fail:
-            raise ProviderError("http_500", "the endpoint answered 500")
+            raise ProviderError("server_error", "the endpoint answered 500")
         action = Action.SELL if state.last_price > self.sell_above else Action.BUY
         body = DecisionBody(action=action, size_pct=5, confidence=0.8, rationale=f"{action.value} at the price")
         return Decision.about(state, body, DecisionMeta(
@@ -144,10 +144,99 @@ async def test_a_bar_boundary_of_the_market_clock_asks_at_once_whatever_the_inte
     assert await ask_due(svc) == 1  # never asked: asked at once
     clock.t, market_clock.ms = 30.0, FORMING + 59_999
     assert await ask_due(svc) == 0
-    clock.t, market_clock.ms = 31.0, FORMING + MINUTE  # the forming bar closes, no trade needed
+    clock.t, market_clock.ms = 31.0, FORMING + MINUTE + BOUNDARY_GRACE_MS  # the bar closed, no trade needed
     assert await ask_due(svc) == 1
     assert svc.current[SYMBOL].state.bar_close_ms == FORMING + MINUTE
-    assert svc.current[SYMBOL].state.exchange_ms == FORMING + MINUTE
+    assert svc.current[SYMBOL].state.exchange_ms == FORMING + MINUTE + BOUNDARY_GRACE_MS
+
+
+@pytest.mark.asyncio
+async def test_the_boundary_ask_waits_a_grace_for_the_closed_bars_late_trades():
+    """The boundary ask is the new bar's one model call: a trade stamped before the boundary that arrives just
+    after it must be in that question, not left out of it for the whole bar."""
+    clock, market_clock = Clock(), MarketClock(FORMING + 1_000)
+    market = market_with_minutes(SYMBOL)
+    provider = CountingProvider()
+    svc = DecisionService(provider, market, cache=tight_cache(clock), timeframe="1m", interval_s=5.0, clock=clock,
+                          market_ms=market_clock)
+    assert await ask_due(svc) == 1
+    clock.t, market_clock.ms = 59.0, FORMING + MINUTE + 200  # just past the boundary; the interval is due too
+    assert await ask_due(svc) == 0, "no ask within the grace after a boundary"
+    late = last_price(market) * 1.01
+    trade(market, SYMBOL, late, FORMING + MINUTE - 50)  # stamped in the closed bar, arrived late
+    clock.t, market_clock.ms = 59.5, FORMING + MINUTE + BOUNDARY_GRACE_MS
+    assert await ask_due(svc) == 1
+    state = svc.current[SYMBOL].state
+    assert state.bar_close_ms == FORMING + MINUTE and state.last_price == pytest.approx(late)
+    assert provider.calls == 2
+    await svc.aclose()
+
+
+class Feed:
+    """What the session tells the service: None while live, else the feed's state."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+
+    def __call__(self, _symbol: str) -> str | None:
+        return self.state
+
+
+@pytest.mark.asyncio
+async def test_no_decision_is_made_while_the_feed_is_down_and_ask_now_says_why():
+    """A dropped socket for 3 minutes must not read as 3 quiet minutes: flat bars at the last price, answers that
+    flip and become proposals."""
+    clock, market_clock = Clock(), MarketClock(FORMING + 1_000)
+    market = market_with_minutes(SYMBOL)
+    provider = CountingProvider(sell_above=0.0)  # flat bars or not, it would SELL: any ask would be news
+    feed = Feed()
+    svc = DecisionService(provider, market, timeframe="1m", interval_s=5.0, clock=clock, market_ms=market_clock,
+                          why_not_live=feed)
+    events: list[DecisionEvent] = []
+    svc.listeners.append(events.append)
+    assert await ask_due(svc) == 1 and provider.calls == 1
+    feed.state = "RECONNECTING"
+    for k in range(1, 37):  # 3 minutes of a wall clock going on: bar boundaries and intervals, no trades
+        clock.t, market_clock.ms = k * 5.0, FORMING + 1_000 + k * 5_000
+        assert await ask_due(svc) == 0
+    assert provider.calls == 1 and len(events) == 1
+    assert svc.stats.skipped_not_live == 36
+    assert svc.ask_now(SYMBOL) is None
+    card = svc.decisions[-1]
+    assert card.meta.cache_status is CacheStatus.ERROR and card.body is None
+    assert card.meta.error == "no_live_data: no live market data: RECONNECTING"
+    assert provider.calls == 1 and svc.current[SYMBOL].decision.body.action is Action.SELL
+    feed.state = None  # back: asked at once, not after the interval
+    clock.t += 0.2
+    market_clock.ms += 200
+    assert await ask_due(svc) == 1 and provider.calls == 2
+
+
+@pytest.mark.asyncio
+async def test_with_the_breaker_open_an_ask_the_cache_can_answer_is_served_and_repeated_errors_are_counted():
+    clock, market_clock = Clock(), MarketClock(FORMING + 1_000)
+    market = market_with_minutes(SYMBOL, OTHER)
+    provider = CountingProvider()
+    svc = DecisionService(provider, market, cache=tight_cache(clock), timeframe="1m", interval_s=5.0, clock=clock,
+                          market_ms=market_clock, breaker_threshold=2, breaker_cooldown_s=3600.0)
+    assert await ask_due(svc) == 2 and provider.calls == 2  # both answered, stored in the cache
+    provider.fail = True
+    for k in (1, 2):  # SYMBOL's market moves: new questions, the model fails twice, the breaker opens
+        clock.t, market_clock.ms = k * 5.0, FORMING + 1_000 + k * 5_000
+        trade(market, SYMBOL, last_price(market) * 1.003, market_clock.ms - 100)
+        await svc.ask_now(SYMBOL)
+    assert svc.stats.breaker_trips == 1
+    for k in range(3, 15):  # an outage asked every 5 s, within the bar and the stored answers' lifetime
+        clock.t, market_clock.ms = k * 5.0, FORMING + 12_000 + k * 100
+        await ask_due(svc)
+    assert provider.calls == 4, "no model call while the breaker is open"
+    assert svc.current[OTHER].decision.meta.cache_status in (CacheStatus.HIT, CacheStatus.SIMILAR), \
+        "OTHER's unchanged market is answered from the cache"
+    history = [(d.symbol, d.meta.cache_status, (d.meta.error or "").split(":")[0]) for d in svc.decisions]
+    assert history == [(SYMBOL, CacheStatus.MISS, ""), (OTHER, CacheStatus.MISS, ""),
+                       (SYMBOL, CacheStatus.ERROR, "server_error"), (SYMBOL, CacheStatus.ERROR, "circuit_open")]
+    assert svc.error_repeats[SYMBOL] == 11 and svc.error_repeats[OTHER] == 0
+    await svc.aclose()
 
 
 @pytest.mark.asyncio
