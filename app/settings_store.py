@@ -83,7 +83,8 @@ HELP: dict[str, str] = {
     "decision_interval_s": "seconds between asks for every symbol (0.5-3600); the cache answers what has not changed",
     "decision_timeout_s": "overall seconds a decision may take, retries included",
     "cache_enabled": "reuse a model answer while the market looks the same (never for the offline rules)",
-    "cache_ttl_s": "base lifetime of a cached answer in seconds (scaled by confidence and volatility, 0.4x-1.2x)",
+    "cache_ttl_s": ("lifetime of a cached answer in seconds at 1m bars: x0.8-1.2 by the "
+                    "answer's confidence, scaled with the bar length (x60 at 1h bars)"),
     "cache_max_entries": "cached answers kept; the least recently served goes first",
     "cache_price_band_atr": "a cached answer is served only while the price stays within this many ATRs of where "
                             "it was asked (above 0, at most 100)",

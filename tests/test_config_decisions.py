@@ -78,3 +78,11 @@ def test_a_replay_market_clock_is_the_newest_trade_time(tmp_path):
         assert s.market_ms() == 1_700_000_000_000
     finally:
         s.journal.close()
+
+
+def test_the_cache_ttl_help_says_what_the_cache_does_with_it():
+    from app.settings_store import HELP
+
+    text = HELP["cache_ttl_s"]
+    assert "volatility" not in text, "volatility no longer shortens an answer's life"
+    assert "1m bars" in text and "confidence" in text and "bar length" in text

@@ -83,6 +83,7 @@ class TradingDesk:
         self.portfolio = portfolio
         self.journal = journal
         self.proposals = proposals
+        proposals.on_superseded = self._journal_superseded  # a held proposal released after a newer one came
         self.books = {s: OrderBook(s) for s in symbols}
         self.last_prices: dict[str, Decimal] = {}
         self.messages: deque[tuple[int, str, str]] = deque(maxlen=200)  # (ms, level, text) shown to the trader
@@ -153,9 +154,12 @@ class TradingDesk:
         propose = self.proposals.should_propose(event)
         for p in before:
             if p.status is ProposalStatus.EXPIRED:
-                self.journal.record_review(p.id, "EXPIRED", self._wall_ms(), reason=p.reason)
-                self._say("info", f"proposal {p.action.value} {symbol} {p.reason}")
+                self._journal_superseded(p)
         return self.on_decision(event.decision, event.state) if propose else None
+
+    def _journal_superseded(self, p: Proposal) -> None:
+        self.journal.record_review(p.id, "EXPIRED", self._wall_ms(), reason=p.reason)
+        self._say("info", f"proposal {p.action.value} {p.decision.symbol} {p.reason}")
 
     def on_decision(self, decision: Decision, state: MarketState | None) -> Proposal | None:
         """Make ``decision`` a pending proposal if it asks for an order (journaled; auto-approve, when on, acts on

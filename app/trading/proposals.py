@@ -18,11 +18,15 @@ instrument's minimum quantity or value. The risk manager still checks whatever i
 Which answers become proposals (``should_propose``). The decision service asks every few seconds and the cache
 mostly repeats itself, so a proposal is made only when the decision means something new for the trader: the
 symbol's action changed to a trade, or a fresh model answer proposes a trade — never because the cache confirmed
-what is already pending. A pending proposal of another action is superseded (EXPIRED, with the reason); one the
-trader rejected is not proposed again until the symbol's action changes.
+what is already pending. A pending proposal of another action is superseded (EXPIRED, with the reason). An action
+the trader rejected is not proposed again for the symbol until the action changes to another trade, or to anything
+else on a newer closed bar than the rejected proposal's: a one-ask flicker (BUY -> HOLD -> BUY within seconds, the
+same bars) is not a new idea.
 
 Hold. While the trader edits a proposal (Modify) it is held: it never expires and is not refused as expired; when
-released without being sent, its deadline becomes at least ``RELEASE_GRACE_S`` from then.
+released without being sent, its deadline becomes at least ``RELEASE_GRACE_S`` from then, unless a newer pending
+proposal of another action for the symbol was made meanwhile: then it is superseded by it (EXPIRED, with the reason,
+told to ``on_superseded`` so the desk journals it).
 """
 
 from __future__ import annotations
@@ -126,6 +130,12 @@ class ApprovalCheck:
     needs_confirmation: bool = False  # the price drifted: ask the trader again
 
 
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    action: Action
+    bar_close_ms: int  # the closed bars the rejected proposal was made from (-1: unknown)
+
+
 @dataclass
 class ProposalBook:
     expiry_s: float = 30.0
@@ -138,18 +148,23 @@ class ProposalBook:
     proposals: dict[str, Proposal] = field(default_factory=dict)
     version: int = 0
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    # symbol -> the action the trader rejected since the symbol's action became current (cleared when it changes)
-    _rejected: dict[str, Action] = field(default_factory=dict)
+    # symbol -> the action the trader rejected, until the action changes for good (module docstring)
+    _rejected: dict[str, _Rejection] = field(default_factory=dict)
+    # Told each proposal superseded on release from a hold (should_propose's are told through its caller).
+    on_superseded: Callable[[Proposal], None] | None = None
 
     def should_propose(self, event: DecisionEvent) -> bool:
         """Whether a history-worthy answer becomes a proposal (module docstring); a pending proposal of another
         action for the symbol is superseded here (marked EXPIRED with the reason; the caller journals it)."""
         symbol, body = event.decision.symbol, event.decision.body
-        if event.changed:  # a new current action: a rejection of the previous one no longer speaks for it
-            self._rejected.pop(symbol, None)
+        if body is not None:
+            self._forget_rejection(symbol, body.action, event.state.bar_close_ms)
         if body is None or body.action is Action.HOLD or (
                 body.action in (Action.BUY, Action.SELL) and body.size_pct <= 0):
             return False
+        rejected = self._rejected.get(symbol)
+        if rejected is not None and rejected.action is body.action:
+            return False  # the trader said no to this idea, and it has not gone away since
         pending = [p for p in self.pending() if p.decision.symbol == symbol]
         if any(p.action is body.action for p in pending):
             return False  # the pending one stands
@@ -158,9 +173,16 @@ class ProposalBook:
                 if not p.held:  # one being edited is the trader's: it stays until sent or released
                     self.mark(p, ProposalStatus.EXPIRED, reason=f"superseded by {body.action.value}")
             return True
-        if event.changed:
-            return True
-        return event.fresh and self._rejected.get(symbol) is not body.action
+        return event.changed or event.fresh
+
+    def _forget_rejection(self, symbol: str, action: Action, bar_close_ms: int) -> None:
+        """An answer of ``action`` ends the symbol's rejection when it is another trade, or anything else made from
+        a newer closed bar than the rejected proposal's."""
+        rejected = self._rejected.get(symbol)
+        if rejected is None or action is rejected.action:
+            return
+        if action is not Action.HOLD or bar_close_ms > rejected.bar_close_ms:
+            del self._rejected[symbol]
 
     def pending_for(self, symbol: str) -> Proposal | None:
         """The symbol's newest pending proposal."""
@@ -176,12 +198,22 @@ class ProposalBook:
             self.version += 1
 
     def release(self, p: Proposal) -> None:
-        """Editing ended: a proposal still pending gets at least RELEASE_GRACE_S more to be acted on."""
+        """Editing ended: a proposal still pending gets at least RELEASE_GRACE_S more to be acted on, or is
+        superseded by a newer pending proposal of another action for its symbol (made while it was held)."""
         if not p.held:
             return
         p.held = False
         if p.status is ProposalStatus.PENDING:
-            p.expires_at = max(p.expires_at, self.clock() + RELEASE_GRACE_S)
+            ids = list(self.proposals)
+            newer = ids[ids.index(p.id) + 1:] if p.id in self.proposals else []
+            other = [q for q in map(self.proposals.__getitem__, newer) if q.status is ProposalStatus.PENDING
+                     and q.decision.symbol == p.decision.symbol and q.action is not p.action]
+            if other:
+                self.mark(p, ProposalStatus.EXPIRED, reason=f"superseded by {other[-1].action.value}")
+                if self.on_superseded is not None:
+                    self.on_superseded(p)
+            else:
+                p.expires_at = max(p.expires_at, self.clock() + RELEASE_GRACE_S)
         self.version += 1
 
     def add(self, decision: Decision, state: MarketState | None) -> Proposal | None:
@@ -301,7 +333,8 @@ class ProposalBook:
         p.reason = reason
         p.held = False
         if status is ProposalStatus.REJECTED and p.decision.body is not None:
-            self._rejected[p.decision.symbol] = p.action
+            bar = p.state.bar_close_ms if p.state is not None else -1
+            self._rejected[p.decision.symbol] = _Rejection(p.action, bar)
         self.version += 1
 
     def auto_decide(self, p: Proposal, edits: OrderEdits | None, price: Decimal | None) -> AutoDecision:

@@ -118,3 +118,23 @@ async def test_auto_approve_acts_once_on_the_new_proposal_not_on_each_confirmati
     finally:
         await svc.aclose()
         desk.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_held_buy_released_after_the_model_turned_sell_is_journaled_superseded(tmp_path):
+    svc, desk, provider, clock, market_clock, market = wired(tmp_path)
+    provider.sell_above = last_price(market) * 1.002
+    try:
+        await every_5_s(svc, clock, market_clock, range(0, 1))
+        buy = desk.proposals.pending_for(SYMBOL)
+        desk.proposals.hold(buy)  # the trader opens Modify on the BUY
+        trade(market, SYMBOL, last_price(market) * 1.005, FORMING + 4_000)
+        await every_5_s(svc, clock, market_clock, range(5, 6))
+        sell = desk.proposals.pending_for(SYMBOL)
+        assert sell.action.value == "SELL" and buy.status is ProposalStatus.PENDING
+        desk.proposals.release(buy)  # ... and cancels the dialog
+        assert buy.status is ProposalStatus.EXPIRED and desk.proposals.pending() == [sell]
+        assert reviews(desk) == [(buy.id, "EXPIRED", "superseded by SELL")]
+    finally:
+        await svc.aclose()
+        desk.journal.close()

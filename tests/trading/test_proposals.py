@@ -42,19 +42,21 @@ class Clock:
         return self.t
 
 
-def state(symbol: str = "BTCUSDT", price: float = 60_000.0) -> MarketState:
-    return MarketState(symbol=symbol, timeframe="1m", exchange_ms=0, bar_close_ms=0, last_price=price,
+def state(symbol: str = "BTCUSDT", price: float = 60_000.0, bar_close_ms: int = 0) -> MarketState:
+    return MarketState(symbol=symbol, timeframe="1m", exchange_ms=bar_close_ms, bar_close_ms=bar_close_ms,
+                       last_price=price,
                        ema_fast=price, ema_slow=price, vwap=price, ret_1=0.0, ret_5=0.0, ret_15=0.0, ret_60=0.0,
                        ema_spread_pct=0.0, rsi=50.0, atr_pct=0.1, vwap_dist_pct=0.0, volume_ratio=1.0,
                        spread_bps=1.0, move_pct=0.0)
 
 
 def answer(action: Action, status: CacheStatus = CacheStatus.MISS, *, changed: bool = False, fresh: bool | None = None,
-           symbol: str = "BTCUSDT", size_pct: float = 5) -> DecisionEvent:
+           symbol: str = "BTCUSDT", size_pct: float = 5, bar_close_ms: int = 0) -> DecisionEvent:
     body = DecisionBody(action=action, size_pct=size_pct, confidence=0.9, rationale="r")
     meta = DecisionMeta(provider="p", model="m", prompt_version="v", cache_status=status)
     fresh = status is CacheStatus.MISS if fresh is None else fresh
-    return DecisionEvent(Decision.about(state(symbol), body, meta), state(symbol), changed=changed, fresh=fresh)
+    at = state(symbol, bar_close_ms=bar_close_ms)
+    return DecisionEvent(Decision.about(at, body, meta), at, changed=changed, fresh=fresh)
 
 
 def offer(book: ProposalBook, event: DecisionEvent) -> Proposal | None:
@@ -101,14 +103,38 @@ def test_a_fresh_buy_after_the_pending_one_expired_is_proposed_a_confirmed_one_i
     assert offer(book, answer(Action.BUY)) is not None
 
 
+MINUTE = 60_000
+
+
 def test_after_a_rejection_fresh_answers_of_that_action_are_not_proposed_until_the_action_changes() -> None:
     book = ProposalBook(clock=Clock())
-    p = offer(book, answer(Action.BUY, changed=True))
+    p = offer(book, answer(Action.BUY, changed=True, bar_close_ms=MINUTE))
     book.mark(p, ProposalStatus.REJECTED, reason="rejected by the trader")
     for _ in range(5):
-        assert offer(book, answer(Action.BUY)) is None
-    assert offer(book, answer(Action.HOLD, changed=True)) is None
-    assert offer(book, answer(Action.BUY, changed=True)) is not None, "BUY is current again: a new idea"
+        assert offer(book, answer(Action.BUY, bar_close_ms=MINUTE)) is None
+    assert offer(book, answer(Action.HOLD, changed=True, bar_close_ms=2 * MINUTE)) is None
+    assert offer(book, answer(Action.BUY, changed=True, bar_close_ms=2 * MINUTE)) is not None, \
+        "BUY again after a HOLD on a newer bar: a new idea"
+
+
+def test_a_one_ask_hold_flicker_does_not_bring_a_rejected_buy_back() -> None:
+    book = ProposalBook(clock=Clock())
+    p = offer(book, answer(Action.BUY, changed=True, bar_close_ms=MINUTE))
+    book.mark(p, ProposalStatus.REJECTED, reason="rejected by the trader")
+    assert offer(book, answer(Action.HOLD, changed=True, bar_close_ms=MINUTE)) is None
+    assert offer(book, answer(Action.BUY, changed=True, bar_close_ms=MINUTE)) is None, "the same bars: no new idea"
+    assert offer(book, answer(Action.BUY, bar_close_ms=2 * MINUTE)) is None, "still BUY on the next bar"
+
+
+def test_a_rejection_ends_when_the_action_changes_to_another_trade() -> None:
+    book = ProposalBook(clock=Clock())
+    p = offer(book, answer(Action.BUY, changed=True, bar_close_ms=MINUTE))
+    book.mark(p, ProposalStatus.REJECTED, reason="rejected by the trader")
+    sell = offer(book, answer(Action.SELL, changed=True, bar_close_ms=MINUTE))
+    assert sell is not None
+    book.mark(sell, ProposalStatus.REJECTED, reason="rejected by the trader")
+    assert offer(book, answer(Action.BUY, changed=True, bar_close_ms=MINUTE)) is not None, \
+        "BUY after a SELL, even on the same bars, is a new idea"
 
 
 def test_a_held_proposal_outlives_its_deadline_and_release_gives_it_5_s() -> None:
@@ -134,3 +160,28 @@ def test_a_held_proposal_is_not_superseded_while_the_trader_edits_it() -> None:
     sell = offer(book, answer(Action.SELL, changed=True))
     assert buy.status is ProposalStatus.PENDING and sell is not None
     assert book.pending_for("BTCUSDT") is sell  # the newest
+
+
+def test_a_held_proposal_released_after_a_newer_one_of_another_action_is_superseded() -> None:
+    clock = Clock()
+    superseded: list[Proposal] = []
+    book = ProposalBook(expiry_s=30.0, clock=clock, on_superseded=superseded.append)
+    buy = offer(book, answer(Action.BUY, changed=True))
+    book.hold(buy)  # the trader opens Modify
+    sell = offer(book, answer(Action.SELL, changed=True))
+    book.release(buy)  # ... and cancels
+    assert buy.status is ProposalStatus.EXPIRED and buy.reason == "superseded by SELL"
+    assert superseded == [buy]
+    assert book.pending() == [sell]
+
+
+def test_a_held_proposal_released_with_only_older_or_same_action_proposals_gets_its_grace() -> None:
+    clock = Clock()
+    book = ProposalBook(expiry_s=30.0, clock=clock, on_superseded=lambda p: pytest.fail("nothing supersedes it"))
+    sell = offer(book, answer(Action.SELL, changed=True, symbol="ETHUSDT"))  # another symbol's
+    buy = offer(book, answer(Action.BUY, changed=True))
+    book.hold(buy)
+    clock.t += 60
+    book.release(buy)
+    assert buy.status is ProposalStatus.PENDING and buy.remaining_s(clock()) == pytest.approx(5.0)
+    assert sell.status is ProposalStatus.PENDING
