@@ -143,13 +143,15 @@ def _rationale(d: Decision) -> str:
 def audit_text(stats) -> str:
     """How often a fresh model call agreed with a SIMILAR answer the cache served (``CacheStats``)."""
     if not stats.audits:
-        return "audit: no samples yet"
-    return f"audit agrees {stats.audits_agreed / stats.audits * 100:.0f} % ({stats.audits})"
+        return "audit (since start): no checks yet"
+    # Since start, not in the hour; and each check is a model call the hour's "model calls" leaves out.
+    return (f"audit (since start): agrees {stats.audits_agreed / stats.audits * 100:.0f} % of {stats.audits} "
+            f"checks, each a model call")
 
 
 def cache_line(service: _Service, window_s: float = 3600.0) -> str:
-    """"last hour: 212 of 240 asks answered from the cache · 28 model calls · saved 3 min and $0.04 · audit agrees
-    97 % (35)"; or why there is no cache."""
+    """"last hour: 212 of 240 asks answered from the cache · 28 model calls · saved 3 min and $0.04 · audit (since
+    start): agrees 97 % of 35 checks, each a model call"; or why there is no cache."""
     cache = service.cache
     if cache is None:
         if getattr(service.provider, "name", "") == "offline":

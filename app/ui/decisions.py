@@ -21,9 +21,9 @@ from app.llm.local import provider_tooltip
 from app.llm.schema import CacheStatus
 from app.llm.service import DecisionService, ModelState
 from app.market.instruments import Instruments
-from app.trading.proposals import Proposal, ProposalBook
+from app.trading.proposals import Proposal, ProposalBook, ProposalStatus
 from app.ui import theme
-from app.view import DecisionBoard, HistoryRow, PendingRow, SymbolRow, decision_board, duration_text, key_target
+from app.view import DecisionBoard, HistoryRow, PendingRow, SymbolRow, decision_board, duration_text
 
 ACTION_LEVEL = {"BUY": "buy", "SELL": "sell", "HOLD": "hold", "CLOSE": "close", "ERROR": "error"}
 BADGE_TIPS = {
@@ -321,8 +321,9 @@ class DecisionsPanel(QtWidgets.QWidget):
         top.addWidget(self.ask_button)
         outer.addLayout(top)
         self.cache_label = _label("", "cacheStats", wrap=True)
-        self.cache_label.setToolTip("Asks answered from the cache instead of a model call in the last hour, what "
-                                    "that saved, and how often a fresh call agreed with a served answer (audit)")
+        self.cache_label.setToolTip("In the last hour: asks answered from the cache instead of a model call, the "
+                                    "model calls made and what the cache saved. Since start: how often a fresh call "
+                                    "agreed with a served answer (the audit; its checks are extra model calls)")
         outer.addWidget(self.cache_label)
 
         holder = QtWidgets.QWidget()
@@ -394,9 +395,23 @@ class DecisionsPanel(QtWidgets.QWidget):
         self.symbol_chosen.emit(symbol)
 
     def target(self) -> tuple[Proposal | None, str]:
-        """What A / R / M act on now (``app.view.key_target``), with the reason in words."""
-        pid, why = key_target(self._book.pending(), self.symbol, self.selected)
-        return (None if pid is None else self._book.proposals.get(pid)), why
+        """What A / R / M act on: the target of the board on screen (the highlighted card), never one worked out
+        afresh at the key press; a proposal that replaced it since the last refresh has not been seen. If the
+        highlighted proposal is no longer pending, nothing, with why; the board is redrawn at once."""
+        board = self.board
+        if board is None:
+            return None, f"no pending proposal for {self.symbol}"
+        if board.target is None:
+            return None, board.target_why
+        p = self._book.proposals.get(board.target)
+        if p is not None and p.status is ProposalStatus.PENDING:
+            return p, board.target_why
+        self.refresh()
+        if p is None:
+            return None, "the highlighted proposal is gone: nothing sent, look again"
+        what = f"{p.action.value} {p.decision.symbol}"
+        reason = f" ({p.reason})" if p.reason else ""
+        return None, f"the highlighted proposal {what} is {p.status.value.lower()}{reason}: nothing sent, look again"
 
     def ask_now(self) -> None:
         self.service.ask_now(self.symbol)

@@ -180,19 +180,23 @@ class ProposalActions(QtCore.QObject):
         p = self._resolve(p)
         if p is None:
             return
+        book = self.desk.proposals
+        symbol = p.decision.symbol
+        # A card stays drawn up to one refresh after its proposal is over: edits made on it would only be refused.
+        check = book.check_approvable(p, None, confirm_drift=True)  # reviewed, or past its deadline and not held
+        if not check.ok:
+            self.report(ActionResult(False, f"cannot modify {p.action.value} {symbol}: {check.message}"))
+            return
         edits = self.desk.implied_edits(p)
         if edits is None:
             self.report(ActionResult(False, "no market price yet"))
             return
-        book = self.desk.proposals
-        symbol = p.decision.symbol
         book.hold(p)
         dialog = ModifyDialog(p, edits, self.parent_widget, instrument=self.desk.instruments.get(symbol),
                               price_of=lambda: self.desk.last_price(symbol) or p.price, clock=book.clock)
         dialog.accepted.connect(lambda: self._send_modified(p, dialog.result_edits))
         dialog.rejected.connect(lambda: book.release(p))
-        self.dialog = dialog
-        dialog.open()
+        self._open(dialog)
 
     def _send_modified(self, p: Proposal, edits: OrderEdits | None, confirm_drift: bool = False) -> None:
         if edits is None:
@@ -209,6 +213,9 @@ class ProposalActions(QtCore.QObject):
             QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self.parent_widget,
         )
         box.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        # Held while the trader reads the question: it must not expire or be superseded under his "Yes". Released
+        # on No or close, and on Yes once the order's result is in (``_after`` again).
+        self.desk.proposals.hold(p)
 
         def answered(button: int) -> None:
             if button != QtWidgets.QMessageBox.StandardButton.Yes:
@@ -220,5 +227,17 @@ class ProposalActions(QtCore.QObject):
                 self._send_modified(p, edits, confirm_drift=True)
 
         box.finished.connect(answered)
-        self.dialog = box
-        box.open()
+        self._open(box)
+
+    def _open(self, dialog: QtWidgets.QDialog) -> None:
+        """Open ``dialog`` (never exec), reachable as ``self.dialog`` while open and deleted once closed: each
+        dialog holds a timer and would otherwise stay a child of the window for good."""
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def closed(_result: int = 0) -> None:
+            if self.dialog is dialog:
+                self.dialog = None
+
+        dialog.finished.connect(closed)
+        self.dialog = dialog
+        dialog.open()

@@ -16,17 +16,19 @@ from app.config import Settings
 from app.llm.cache import DecisionCache
 from app.llm.providers import OfflineProvider, OpenAIProvider
 from app.llm.schema import Action, CacheStatus, Decision, DecisionBody, DecisionMeta
-from app.llm.service import DecisionService
-from app.models import Side, Trade
+from app.llm.service import DecisionEvent, DecisionService
+from app.models import Quote, Side, Trade
 from app.session import Session
 from app.trading.proposals import ProposalBook, ProposalStatus
 from app.ui import theme
 from app.ui.decisions import DecisionsPanel, PendingCard
 from app.ui.log_dock import BufferingHandler
 from app.ui.main_window import MainWindow
+from app.ui.proposal_actions import ModifyDialog
 from tests.conftest import wait_until
 from tests.llm.dev_server import load as load_dev_server
 from tests.llm.test_service import SYMBOL, market_with_bars
+from tests.trading.test_proposals import state
 
 BUY = DecisionBody(action=Action.BUY, size_pct=5.0, confidence=0.8, rationale="scripted proposal")
 
@@ -62,7 +64,10 @@ def press(window: MainWindow, key: str) -> None:
 
 
 def priced(session: Session, symbol: str, price: float) -> None:
-    session.desk.on_market([Trade(symbol, price, 1.0, Side.BUY, 1, int(time.time() * 1000), 0)])
+    """A trade and a quote at ``price``: the paper broker fills market orders against the quote."""
+    now_ms = int(time.time() * 1000)
+    session.desk.on_market([Trade(symbol, price, 1.0, Side.BUY, 1, now_ms, 0),
+                            Quote(symbol, price, 1e6, price, 1e6, 1, now_ms, 0)])
 
 
 @pytest.mark.asyncio
@@ -264,5 +269,112 @@ async def test_modify_cancelled_releases_the_proposal_with_a_few_seconds_to_act(
     clock.t += 45
     window.proposal_actions.dialog.reject()
     assert not p.held and p.status is ProposalStatus.PENDING and p.remaining_s(clock.t) == 5.0
+    window.close()
+    session.journal.close()
+
+
+async def answer_of(window: MainWindow, key: str):
+    """Press a proposal key and wait for what the trading panel's message line says."""
+    result = window.trading_panel
+    result.last_result = None
+    press(window, key)
+    await wait_until(lambda: result.last_result is not None, what=f"the answer to {key}")
+    return result.last_result
+
+
+@pytest.mark.asyncio
+async def test_a_key_acts_on_the_proposal_drawn_not_on_one_that_replaced_it_since(qtbot, tmp_path):
+    """The defect: a SELL superseded the highlighted BUY between two refreshes and A approved the SELL unseen."""
+    clock = Clock(100.0)
+    session, window = terminal(tmp_path, qtbot, clock)
+    priced(session, "BTCUSDT", 60_000.0)
+    buy = session.desk.on_decision(decision("BTCUSDT"), state())
+    window.refresh_slow(0.0)
+    assert window.decisions_panel.card_for(buy.id).property("target") is True  # what the trader sees
+    sell = decision("BTCUSDT", BUY.model_copy(update={"action": Action.SELL}))
+    session.desk.on_decision_event(DecisionEvent(sell, state(), changed=True, fresh=True))  # not drawn yet
+    new = session.desk.proposals.pending_for("BTCUSDT")
+    assert buy.status is ProposalStatus.EXPIRED and new.action is Action.SELL
+    said = await answer_of(window, "A")
+    assert not said.ok and "BUY BTCUSDT" in said.message and "superseded by SELL" in said.message
+    assert new.status is ProposalStatus.PENDING and not session.desk.broker.orders
+    # Now the SELL is on the board, highlighted. Another symbol put on screen takes the highlight off at once.
+    window.refresh_slow(0.0)
+    assert window.decisions_panel.card_for(new.id).property("target") is True
+    window.set_symbol("ETHUSDT")
+    said = await answer_of(window, "A")
+    assert said.message == "no pending proposal for ETHUSDT" and new.status is ProposalStatus.PENDING
+    window.set_symbol("BTCUSDT")  # back: A acts on the SELL it highlights
+    assert window.decisions_panel.card_for(new.id).property("target") is True
+    said = await answer_of(window, "A")
+    assert said.ok and new.status is ProposalStatus.APPROVED
+    window.close()
+    session.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_the_price_moved_question_holds_the_proposal_until_answered(qtbot, tmp_path):
+    """The defect: while "Price moved … Send anyway?" was open the proposal expired, and Yes said so."""
+    clock = Clock(100.0)
+    session, window = terminal(tmp_path, qtbot, clock)
+    priced(session, "BTCUSDT", 60_000.0)
+    p = session.desk.on_decision(decision("BTCUSDT"), state(price=60_000.0))
+    priced(session, "BTCUSDT", 61_000.0)  # +1.7 %, beyond the drift bound
+    actions = window.proposal_actions
+    actions.approve(p)
+    await wait_until(lambda: isinstance(actions.dialog, QtWidgets.QMessageBox), what="the price-moved question")
+    assert p.held
+    clock.t += 45  # the trader thinks it over, past the deadline
+    session.desk.tick()
+    assert p.status is ProposalStatus.PENDING
+    actions.dialog.button(QtWidgets.QMessageBox.StandardButton.Yes).click()
+    await wait_until(lambda: p.status is not ProposalStatus.PENDING, what="the confirmed order")
+    assert p.status is ProposalStatus.APPROVED and not p.held
+    # Answered No (or closed): released, with a few seconds to act.
+    q = session.desk.on_decision(decision("ETHUSDT"), state("ETHUSDT", price=3_000.0))
+    priced(session, "ETHUSDT", 3_100.0)
+    actions.approve(q)
+    await wait_until(lambda: isinstance(actions.dialog, QtWidgets.QMessageBox) and q.held, what="the question")
+    clock.t += 45
+    session.desk.tick()
+    actions.dialog.button(QtWidgets.QMessageBox.StandardButton.No).click()
+    assert q.status is ProposalStatus.PENDING and not q.held and q.remaining_s(clock.t) == 5.0
+    # Answered boxes are deleted, not kept as children of the window.
+    await wait_until(lambda: not window.findChildren(QtWidgets.QMessageBox), what="the answered boxes deleted")
+    assert actions.dialog is None
+    window.close()
+    session.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_modify_does_not_open_on_a_proposal_that_is_over(qtbot, tmp_path):
+    """The defect: a card stays up to one refresh after its deadline; Modify opened on it and the edits were lost."""
+    clock = Clock(100.0)
+    session, window = terminal(tmp_path, qtbot, clock)
+    priced(session, "BTCUSDT", 60_000.0)
+    p = session.desk.on_decision(decision("BTCUSDT"), None)
+    window.refresh_slow(0.0)
+    clock.t += 31  # past the deadline; the desk's tick has not marked it yet, the card is still drawn
+    said = await answer_of(window, "M")
+    assert not said.ok and "expired" in said.message
+    assert window.proposal_actions.dialog is None and not p.held
+    session.desk.tick()
+    assert p.status is ProposalStatus.EXPIRED
+    window.proposal_actions.modify(p)  # its card's button, before the next refresh
+    assert window.proposal_actions.dialog is None and not window.findChildren(ModifyDialog)
+    window.close()
+    session.journal.close()
+
+
+def test_a_closed_modify_dialog_is_deleted(qtbot, tmp_path):
+    session, window = terminal(tmp_path, qtbot)
+    priced(session, "BTCUSDT", 60_000.0)
+    p = session.desk.on_decision(decision("BTCUSDT"), None)
+    for _ in range(3):
+        window.proposal_actions.modify(p)
+        assert isinstance(window.proposal_actions.dialog, ModifyDialog)
+        window.proposal_actions.dialog.reject()
+    qtbot.waitUntil(lambda: not window.findChildren(ModifyDialog))
+    assert window.proposal_actions.dialog is None and p.status is ProposalStatus.PENDING
     window.close()
     session.journal.close()
