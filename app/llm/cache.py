@@ -501,7 +501,7 @@ class DecisionCache:
         ``b`` = the state's bar length / TOLERANCE_TIMEFRAME's (1m): the closed-bar features change once a bar, so
         an answer on 1h bars may live an hour and a quarter, one on 1m bars 75 s. Volatility no longer shortens
         it: the live price band is in ATRs of the state, and the price-move tolerances already miss more often in a
-        fast market; halving the TTL as well cost 5 points of calls saved on a volatile pair for no agreement.
+        fast market; halving the TTL as well cost 4-5 points of calls saved on a volatile pair for no agreement.
         """
         confidence = decision.body.confidence if decision.body is not None else 0.5
         c = 0.8 + 0.4 * confidence
