@@ -24,11 +24,14 @@ resets the count nor settles a trial.
 
 Current decision and history. ``current[symbol]`` is the symbol's latest answer (fresh or served from the cache)
 with when its action became current and how often the cache has confirmed it since. ``decisions`` is the history:
-an answer enters it only when it changes the symbol's action, when it is *fresh*, or when it is an ERROR. Fresh
-means a model call answered it (MISS, OFFLINE); without a cache (the offline rules answer every ask) it means the
-state was made from a newer closed bar than the symbol's previous fresh answer. An ERROR whose reason is that of
-the symbol's newest history entry (an outage, every interval) is only counted (``error_repeats[symbol]``). A cache
-confirmation updates ``current`` only, so a stream of served answers never floods the history nor the proposals.
+an answer enters it only when it changes the symbol's action, when it is a *fresh* trade (BUY, SELL, CLOSE), or
+when it is an ERROR. Fresh means a model call answered it (MISS, OFFLINE); without a cache (the offline rules answer
+every ask) it means the state was made from a newer closed bar than the symbol's previous fresh answer. A fresh
+HOLD that repeats a HOLD is no news: it refreshes the symbol's line (and its badge says MISS) but not the history,
+which would otherwise gain one HOLD line per symbol per bar, since every new bar is a model call. An ERROR whose
+reason is that of the symbol's newest history entry (an outage, every interval) is only counted
+(``error_repeats[symbol]``). A cache confirmation updates ``current`` only, so a stream of served answers never
+floods the history nor the proposals.
 Errors go to the history but leave ``current`` as it was (its age keeps growing). Each history-worthy answer is
 told to ``listeners`` as a ``DecisionEvent`` (the trading desk proposes from it).
 
@@ -51,7 +54,7 @@ from typing import Any
 from app.llm import prompt
 from app.llm.cache import DecisionCache
 from app.llm.providers import DecisionProvider, ProviderError
-from app.llm.schema import CacheStatus, Decision, DecisionMeta
+from app.llm.schema import Action, CacheStatus, Decision, DecisionMeta
 from app.market.candles import TIMEFRAMES
 from app.market.features import MarketState, PositionState, compute_state
 from app.market.state import MarketData
@@ -488,7 +491,7 @@ class DecisionService:
             action_since=now if changed else before.action_since,
             updated_at=now, confirmations=confirmations, fresh=fresh,
         )
-        if changed or fresh:
+        if changed or (fresh and action is not Action.HOLD):
             self._record(DecisionEvent(decision, state, changed=changed, fresh=fresh))
 
     def _is_fresh(self, decision: Decision, state: MarketState) -> bool:

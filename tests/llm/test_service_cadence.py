@@ -307,7 +307,10 @@ async def test_without_a_cache_only_a_newer_closed_bar_makes_an_answer_fresh():
     assert svc.current[SYMBOL].confirmations == 2
     clock.t, market_clock.ms = 60.0, FORMING + MINUTE + 1_000  # a bar closed
     await ask_due(svc)
-    assert len(svc.decisions) == 2 and svc.current[SYMBOL].fresh
+    # Fresh, but a HOLD repeating a HOLD is no news: the symbol's line is refreshed, the history (one line per symbol
+    # per bar otherwise) is not.
+    assert svc.current[SYMBOL].fresh and svc.current[SYMBOL].decision.body.action is Action.HOLD
+    assert len(svc.decisions) == 1
 
 
 @pytest.mark.asyncio
