@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from app.llm.schema import Action, CacheStatus, Decision
+from app.llm.service import AskWindow
 from app.market.instruments import Instruments
 from app.trading.proposals import OrderEdits, Proposal, ProposalBook
 
@@ -92,7 +93,7 @@ class _Service(Protocol):
     decisions: Iterable[Decision]
     recorded: int
 
-    def recent(self, window_s: float = 3600.0) -> object: ...
+    def recent(self, window_s: float = 3600.0) -> AskWindow: ...
 
 
 # ----- plain words ----------------------------------------------------------------------------------------------
@@ -165,7 +166,12 @@ def cache_line(service: _Service, window_s: float = 3600.0) -> str:
     audit = audit_text(cache.stats)
     calls = f"{w.model_calls} model call{'' if w.model_calls == 1 else 's'}"
     errors = f" · {w.errors} failed" if w.errors else ""
-    return f"{span}: {w.served} of {w.asks} asks answered from the cache · {calls}{errors} · {saved} · {audit}"
+    # Asks folded into a model call already running were not answered by the cache: said apart, so the share the
+    # cache answered is its own (a slow model folds many).
+    folded = w.folded
+    waited = f", {folded} by a call already running" if folded else ""
+    return (f"{span}: {w.served - folded} of {w.asks} asks answered from the cache{waited} · {calls}{errors} · "
+            f"{saved} · {audit}")
 
 
 # ----- rows -----------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ A / R / M act on. Real service, real cache, real proposal book; an explicit cloc
 
 from __future__ import annotations
 
+import asyncio
 import re
 from decimal import Decimal as D
 
@@ -181,3 +182,27 @@ def test_the_keys_act_on_the_symbol_on_screen_else_the_selected_card_never_an_un
     xrp_new = _proposal(book, "XRPUSDT", None, BUY.model_copy(update={"size_pct": 2.0}))
     assert key_target(book.pending(), "XRPUSDT", btc.id) == (xrp_new.id, "the newest pending proposal for XRPUSDT")
     assert xrp_old.id != xrp_new.id
+
+
+@pytest.mark.asyncio
+async def test_asks_that_waited_for_a_running_model_call_are_not_counted_as_answered_from_the_cache():
+    # A slow model folds the asks that arrive while it thinks into one follow-up: those were answered by that call,
+    # not by the cache, and the cache line says so apart (it said "N of M answered from the cache" for all of them).
+    clock = Clock()
+    release = asyncio.Event()
+
+    class Slow(Scripted):
+        async def decide(self, state: MarketState) -> Decision:
+            await release.wait()
+            return await super().decide(state)
+
+    svc = service(clock, provider=Slow())
+    task = svc.ask_now("XRPUSDT")
+    for _ in range(3):  # the first asks for a follow-up, the next two fold into it
+        svc.ask_now("XRPUSDT")
+    release.set()
+    await task
+    w = svc.recent()
+    assert (w.asks, w.model_calls, w.folded, w.served - w.folded) == (4, 1, 2, 1)  # the follow-up: from the cache
+    assert cache_line(svc).startswith(
+        "last hour: 1 of 4 asks answered from the cache, 2 by a call already running · 1 model call ·")

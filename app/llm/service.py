@@ -119,7 +119,8 @@ class DecisionEvent:
 @dataclass(frozen=True, slots=True)
 class AskWindow:
     """What the service did over the last ``window_s`` seconds (to the minute). ``asks`` = ``served`` +
-    ``model_calls`` + ``errors``: served counts HIT and SIMILAR answers and asks folded into another's request."""
+    ``model_calls`` + ``errors``: served counts HIT and SIMILAR answers and asks folded into another's request
+    (``folded`` of them: answered by a model call already running, not by the cache)."""
 
     asks: int
     served: int
@@ -128,6 +129,7 @@ class AskWindow:
     saved_latency_s: float  # model time the served answers did not wait for (their stored answers' latency)
     saved_cost_usd: float
     window_s: float
+    folded: int = 0
 
 
 @dataclass(slots=True)
@@ -139,6 +141,7 @@ class _Bucket:
     errors: int = 0
     saved_latency_ms: float = 0.0
     saved_cost_usd: float = 0.0
+    folded: int = 0
 
 
 class DecisionService:
@@ -231,7 +234,7 @@ class DecisionService:
         return AskWindow(
             asks=sum(x.asks for x in b), served=sum(x.served for x in b), model_calls=sum(x.model_calls for x in b),
             errors=sum(x.errors for x in b), saved_latency_s=sum(x.saved_latency_ms for x in b) / 1000.0,
-            saved_cost_usd=sum(x.saved_cost_usd for x in b), window_s=window_s,
+            saved_cost_usd=sum(x.saved_cost_usd for x in b), window_s=window_s, folded=sum(x.folded for x in b),
         )
 
     # ----- triggers -----------------------------------------------------------------------------------------
@@ -297,6 +300,7 @@ class DecisionService:
                 bucket = self._bucket()
                 bucket.asks += 1
                 bucket.served += 1
+                bucket.folded += 1
             self._ask_again.add(symbol)
             self.stats.coalesced += 1
             return current
