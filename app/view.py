@@ -146,8 +146,8 @@ def audit_text(stats) -> str:
     if not stats.audits:
         return "audit (since start): no checks yet"
     # Since start, not in the hour; and each check is a model call the hour's "model calls" leaves out.
-    return (f"audit (since start): agrees {stats.audits_agreed / stats.audits * 100:.0f} % of {stats.audits} "
-            f"checks, each a model call")
+    checks = "1 check, a model call" if stats.audits == 1 else f"{stats.audits} checks, each a model call"
+    return f"audit (since start): agrees {stats.audits_agreed / stats.audits * 100:.0f} % of {checks}"
 
 
 def cache_line(service: _Service, window_s: float = 3600.0) -> str:

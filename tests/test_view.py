@@ -123,6 +123,8 @@ async def test_the_cache_line_says_in_plain_words_what_the_cache_did_in_the_last
     # The audit counts since start, not in the hour, and its checks are model calls the hour's count leaves out.
     assert audit_text(CacheStats(audits=35, audits_agreed=34)) == (
         "audit (since start): agrees 97 % of 35 checks, each a model call")
+    assert audit_text(CacheStats(audits=1, audits_agreed=1)) == (
+        "audit (since start): agrees 100 % of 1 check, a model call")
     clock.t += 2 * 3600  # an hour later the window is empty again
     assert cache_line(svc).startswith("last hour: 0 of 0 asks answered from the cache · 0 model calls")
 
