@@ -356,7 +356,7 @@ def render_settings(settings: Settings) -> str:
             value, default = getattr(settings, name), getattr(defaults, name)
             if isinstance(default, dict):
                 tables += ["", f"# {HELP[name]}", f"[{name}]"]
-                # Every entry is shown; the cache's defaults are those of app/llm/cache.py (1 s bars).
+                # Every entry is shown; the cache's defaults are those of app/llm/cache.py (1m bars).
                 base = {n: DEFAULT_TOLERANCES[n] for n in FEATURE_NAMES} if name == "cache_tolerances" else default
                 for key in [*base, *sorted(k for k in value if k not in base)]:
                     if key in value:
