@@ -112,8 +112,9 @@ async def test_approve_with_keyboard_fills_updates_position_and_journals_everyth
         sl, tp = session.desk.bracket_levels("BTCUSDT")
         assert sl is not None and tp is not None and sl < fill.price < tp
         assert window.chart.position_lines["sl"].isVisible() and window.chart.position_lines["entry"].isVisible()
-        card.update_status(session.desk.proposals.clock())
-        assert card.status_label.text().startswith("APPROVED") and not card.buttons["Approve"].isEnabled()
+        # Approved, it is no longer pending: its card leaves the pinned section (the card object may already be gone).
+        window.decisions_panel.refresh()
+        assert all(c.proposal is not p for c in window.decisions_panel.cards)
 
         proposals = journal_rows(journal, "SELECT * FROM proposals")
         assert p.id in [r["id"] for r in proposals]
