@@ -157,6 +157,7 @@ class Session:
             broker=broker, risk=risk, portfolio=restored.portfolio, journal=self.journal, proposals=proposals,
             metrics=self.metrics, spawn=self.spawn,  # auto-approvals supervised, cancelled at stop
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
+            why_not_live=self.why_not_live,
         )
         # After the desk listens to the broker, so every order canceled or resumed at restart is journaled.
         log.info("%s", desk.resume_from(restored))

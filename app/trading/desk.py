@@ -75,8 +75,12 @@ class TradingDesk:
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         metrics: Metrics | None = None,
         spawn: Spawner = _loop_task,
+        why_not_live: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``why_not_live(symbol)``: None while the symbol's market data is live, else the feed's state; a proposal
+        is not approved meanwhile (its price and the drift check would both be the stale last price)."""
         self.metrics = metrics or Metrics()
+        self._why_not_live = why_not_live or (lambda _symbol: None)
         self._sent_at: dict[str, tuple[float, float | None]] = {}  # order id -> (approved at, proposal shown at)
         self.broker = broker
         self.risk = risk
@@ -326,7 +330,13 @@ class TradingDesk:
     # ----- internals ----------------------------------------------------------------------------------------
     async def _execute(self, p: Proposal, edits: OrderEdits, status: ProposalStatus,
                        confirm_drift: bool, kind: str | None = None) -> ActionResult:
-        check = self.proposals.check_approvable(p, self.last_price(p.decision.symbol), confirm_drift, edits)
+        symbol = p.decision.symbol
+        if (why := self._why_not_live(symbol)) is not None:
+            # The drift check would compare the model's price with a last price that stopped moving: nothing
+            # would stop an order made for a market that has gone elsewhere. The proposal stays pending.
+            return self._refuse(f"{p.action.value} {symbol} not sent: no live market data ({why}); the price "
+                                f"cannot be checked until the feed is back")
+        check = self.proposals.check_approvable(p, self.last_price(symbol), confirm_drift, edits)
         if not check.ok:
             return self._refuse(check.message, needs_confirmation=check.needs_confirmation)
         req = self.proposals.to_request(p, edits)

@@ -30,7 +30,7 @@ from tests.llm.test_service_cadence import (
 )
 
 
-def wired(tmp_path, *, auto_approve: bool = False, sell_above: float = float("inf")):
+def wired(tmp_path, *, auto_approve: bool = False, sell_above: float = float("inf"), why_not_live=None):
     clock, market_clock = Clock(), MarketClock(FORMING + 1_000)
     market = market_with_minutes(SYMBOL)
     provider = CountingProvider(sell_above=sell_above)
@@ -41,7 +41,7 @@ def wired(tmp_path, *, auto_approve: bool = False, sell_above: float = float("in
                              auto_limits=AutoApproveLimits(min_confidence=0.75, max_order_value=D("200")))
     desk = TradingDesk(broker=PaperBroker(submit_latency_s=0.001), risk=RiskManager(RiskLimits()),
                        portfolio=Portfolio(starting_cash=D("10000")), journal=journal, proposals=proposals,
-                       symbols=[SYMBOL])
+                       symbols=[SYMBOL], why_not_live=why_not_live)
     desk.on_market([market[SYMBOL].last_trade])
     svc.listeners.append(desk.on_decision_event)
     return svc, desk, provider, clock, market_clock, market
@@ -138,3 +138,24 @@ async def test_a_held_buy_released_after_the_model_turned_sell_is_journaled_supe
     finally:
         await svc.aclose()
         desk.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_proposal_is_not_approved_while_the_feed_is_down(tmp_path):
+    # The drift check compares the model's price with the last price; with the feed down that price has stopped
+    # moving, so the check would pass whatever the market did meanwhile. The proposal waits for the feed.
+    feed = {"state": "RECONNECTING"}
+    svc, desk, _, clock, market_clock, _ = wired(
+        tmp_path, why_not_live=lambda _symbol: None if feed["state"] == "LIVE" else feed["state"])
+    try:
+        await every_5_s(svc, clock, market_clock, range(0, 1))
+        (p,) = desk.proposals.pending()
+        result = await desk.approve(p.id)
+        assert not result.ok and "no live market data (RECONNECTING)" in result.message
+        assert p.status is ProposalStatus.PENDING and not desk.broker.orders
+        feed["state"] = "LIVE"  # back: the approval goes through to the broker (this one has no book to fill from)
+        result = await desk.approve(p.id)
+        assert "no live market data" not in result.message and p.status is ProposalStatus.APPROVED
+    finally:
+        await svc.aclose()
+        desk.close()
