@@ -125,7 +125,11 @@ class Session:
 
     def why_not_live(self, _symbol: str) -> str | None:
         """None while the feed is LIVE (a replay: while connected to the replaying exchange), else its state: no
-        decision is made from market data that stopped coming. One connection carries every symbol."""
+        decision is made and no proposal approved from market data that stopped coming. One connection carries every
+        symbol. A session that has no feed (not started: tests and scripts that bring their own data) has nothing to
+        judge."""
+        if self.connection is None:
+            return None
         state = self.feed.state
         return None if state is FeedState.LIVE else state.name
 
