@@ -139,3 +139,13 @@ def test_proposals_are_arrows_in_their_badge_colour_and_holds_are_not_drawn(char
     assert ys[0] == a.low[-5] and ys[1] == a.high[-3]  # a buy arrow under its bar, a sell arrow above
     brushes = [QtGui.QColor(b.color()).name() for b in chart.proposal_markers.data["brush"]]
     assert brushes == [BADGE_COLOURS["HIT"], BADGE_COLOURS["MISS"]]
+
+
+def test_the_crosshair_read_out_never_widens_the_window(chart, qtbot):
+    # Hovering a candle wrote one long OHLCV line into a plain label, which raised the chart's (and so the main
+    # window's) minimum width past a 1280 px screen: the Decisions dock went off-screen.
+    before = chart.minimumSizeHint().width()
+    chart.readout.setText("2026-12-06 10:10:00  O 59,999.69  H 60,010.01  L 59,950.05  C 59,951.32  V 89.47988  "
+                          "N 1168  " * 3)
+    qtbot.wait(10)  # the layouts take the new text in
+    assert chart.minimumSizeHint().width() == before

@@ -108,6 +108,9 @@ class ChartWidget(QtWidgets.QWidget):
         self.readout = QtWidgets.QLabel("", bar)
         self.readout.setObjectName("chartReadout")
         self.readout.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        # The read-out takes the room there is and never asks for more: as a plain label its one line of OHLCV set
+        # the window's minimum width on hover (1440 -> 2112 px), pushing the right-hand docks off a 1280 px screen.
+        self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         row.addSpacing(12)
         row.addWidget(self.readout, 1)
         self.follow_button = QtWidgets.QToolButton(bar)
