@@ -152,6 +152,7 @@ class Order:
     fees: Decimal = Decimal(0)
     reject_reason: str | None = None
     updated_ms: int = 0
+    exchange_id: str | None = None  # the exchange's own id for it (live); ours (``id``) is its client order id
 
     @property
     def symbol(self) -> str:

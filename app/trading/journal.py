@@ -32,6 +32,9 @@ raises ``JournalVersionError`` before anything is written to it, and so does a S
 - v2: ``reviews.edited`` (the trader's edit beside the original, for MODIFIED) and the ``balances`` table.
 - v3: ``balances.day_start_ms``, ``day_start_equity`` and ``marks``: the UTC day's starting equity and the last
   prices, so a restart within the day carries on the day's PnL (and the daily loss limit) from where it was.
+- v4: ``orders.exchange_id`` (the exchange's id of a live order; ours is its client order id) and the
+  ``reconciliations`` table: what each comparison of the journal with a live exchange account found (orders
+  updated, fills recovered, orders the journal did not know, balance differences, errors), as JSON.
 
 Restart. ``restart_records()`` reads, in one snapshot, what ``app.trading.restore.restore`` rebuilds the terminal
 from: every fill in recording order (replayed through ``Portfolio.apply_fill``, the one rule), the orders whose last
@@ -66,7 +69,7 @@ APP_NAME = "ai-trading-terminal"
 FILE_NAME = "journal.sqlite3"
 APPLICATION_ID = 0x41495454  # "AITT" in the SQLite header: this file is a trading journal
 BUSY_TIMEOUT_MS = 5000  # only another process holding the file (a DB browser mid-write) ever makes us wait
-TABLES = ("proposals", "reviews", "orders", "fills", "balances", "risk_events")
+TABLES = ("proposals", "reviews", "orders", "fills", "balances", "risk_events", "reconciliations")
 
 
 class JournalError(Exception):
@@ -209,8 +212,32 @@ def _to_v2(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _to_v4(conn: sqlite3.Connection) -> None:
+    for stmt in (
+        "ALTER TABLE orders ADD COLUMN exchange_id TEXT",
+        "CREATE INDEX orders_exchange_id ON orders(exchange_id)",
+        # One row per reconciliation of a live broker with its exchange account; the counts are columns (to query),
+        # the details (which orders, which fills, balance differences, errors) are the JSON report.
+        """CREATE TABLE reconciliations (
+            id INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            exchange TEXT NOT NULL,
+            account TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            orders_updated INTEGER NOT NULL,
+            fills_recovered INTEGER NOT NULL,
+            unknown_orders INTEGER NOT NULL,
+            balance_differences INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            report TEXT NOT NULL
+        )""",
+        "CREATE INDEX reconciliations_at ON reconciliations(at_ms)",
+    ):
+        conn.execute(stmt)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: released files depend on them.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -277,6 +304,23 @@ class RestartRecords:
     pending_proposals: list[str]  # ids of proposals never reviewed, oldest first
     last_balance: BalanceRecord | None
     risk_control: RiskEventRecord | None  # the last KILL / RESUME / STATE event
+
+
+RECONCILIATION_PARTS = ("orders_updated", "fills_recovered", "unknown_orders", "balance_differences", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationRecord:
+    """One comparison of the journal with a live exchange account (``Journal.record_reconciliation``)."""
+
+    at_ms: int
+    exchange: str
+    account: str
+    trigger: str  # "start", "reconnect", "in-flight" ...: why it ran
+    report: dict[str, Any]  # RECONCILIATION_PARTS -> lists (Decimals as strings), plus anything else the broker adds
+
+    def count(self, part: str) -> int:
+        return len(self.report.get(part) or ())
 
 
 # ----- counterfactual -----------------------------------------------------------------------------------------------
@@ -397,7 +441,8 @@ def _state(features: dict[str, Any] | None) -> MarketState | None:
 _FILL_COLUMNS = "id, order_id, symbol, side, qty, price, fee, liquidity, exchange_ms"
 _ORDER_COLUMNS = (
     "id, proposal_id, origin, symbol, side, type, qty, limit_price, stop_price, parent_id, reduce_only, "
-    "stop_loss_pct, take_profit_pct, status, filled_qty, avg_price, fees, reject_reason, created_ms, updated_ms"
+    "stop_loss_pct, take_profit_pct, status, filled_qty, avg_price, fees, reject_reason, created_ms, updated_ms, "
+    "exchange_id"
 )
 _PROPOSAL_SELECT = """
     SELECT p.*, r.at_ms AS r_at_ms, r.kind AS r_kind, r.original AS r_original, r.edited AS r_edited,
@@ -454,6 +499,7 @@ def _order(row: sqlite3.Row) -> Order:
         fees=Decimal(row["fees"]),
         reject_reason=row["reject_reason"],
         updated_ms=row["updated_ms"],
+        exchange_id=row["exchange_id"],
     )
 
 
@@ -704,9 +750,9 @@ class Journal:
         with self._write() as c:
             cur = c.execute(
                 f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, filled_qty = excluded.filled_qty, "
+                "?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, filled_qty = excluded.filled_qty, "
                 "avg_price = excluded.avg_price, fees = excluded.fees, reject_reason = excluded.reject_reason, "
-                "updated_ms = excluded.updated_ms "
+                "updated_ms = excluded.updated_ms, exchange_id = COALESCE(excluded.exchange_id, orders.exchange_id) "
                 "WHERE orders.symbol = excluded.symbol AND orders.side = excluded.side AND orders.type = excluded.type "
                 "AND orders.qty = excluded.qty AND orders.created_ms = excluded.created_ms",
                 (
@@ -730,6 +776,7 @@ class Journal:
                     order.reject_reason,
                     order.created_ms,
                     order.updated_ms,
+                    order.exchange_id,
                 ),
             )
             if cur.rowcount == 0:
@@ -799,7 +846,33 @@ class Journal:
                 (at_ms, str(kind), code, message, _dumps(order)),
             )
 
+    def record_reconciliation(
+        self, at_ms: int, exchange: str, account: str, trigger: str, report: dict[str, Any]
+    ) -> None:
+        """What a live broker's reconciliation found. ``report`` holds a list for each of ``RECONCILIATION_PARTS``
+        (missing ones are empty): their lengths are stored as columns, the whole report as JSON."""
+        for part in RECONCILIATION_PARTS:
+            value = report.get(part)
+            if value is not None and not isinstance(value, list | tuple):
+                raise TypeError(f"reconciliation part {part!r} must be a list, not {type(value).__name__}")
+        counts = [len(report.get(part) or ()) for part in RECONCILIATION_PARTS]
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO reconciliations (at_ms, exchange, account, trigger, orders_updated, fills_recovered, "
+                "unknown_orders, balance_differences, errors, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (at_ms, exchange, account, trigger, *counts, _dumps(report)),
+            )
+
     # ----- reading ----------------------------------------------------------------------------------------------
+    def reconciliations(self, limit: int = 100) -> list[ReconciliationRecord]:
+        """Newest first."""
+        rows = self._conn.execute(
+            "SELECT at_ms, exchange, account, trigger, report FROM reconciliations ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [ReconciliationRecord(r["at_ms"], r["exchange"], r["account"], r["trigger"], json.loads(r["report"]))
+                for r in rows]
+
     def recent_orders(self, limit: int = 200) -> list[Order]:
         """Newest first."""
         rows = self._conn.execute(
