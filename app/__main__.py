@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return candles_main(argv[1:])
     if argv[:1] == ["exchange"]:  # the built-in exchange's own process (the terminal starts it; see --help there)
-        from app.market.simulator import main as exchange_main
+        from app.market.sim.cli import main as exchange_main
 
         return exchange_main(argv[1:])
     if argv[:1] == ["local-model"]:  # the embedded model's server process (the terminal starts it)
@@ -312,9 +312,9 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     log.info("first window shown %.0f ms after process start, panels ready at %.0f ms", startup_s * 1000,
              _seconds_since_process_start() * 1000)
     window.show_settings_problems(args.settings_problems)
-    from app.market.exchange_process import ExchangeStartError
     from app.market.recording import RecordingError
-    from app.market.simulator import SimulatorPortInUse
+    from app.market.sim.process import ExchangeStartError
+    from app.market.sim.source import SimulatorPortInUse
 
     try:
         await session.start()

@@ -52,8 +52,8 @@ def _digest(key: str | None) -> str:
 
 
 if TYPE_CHECKING:
-    from app.market.exchange_process import ExchangeProcess
-    from app.market.simulator import ExchangeSimulator
+    from app.market.sim.process import ExchangeProcess
+    from app.market.sim.server import ExchangeSimulator
 
 log = logging.getLogger(__name__)
 
@@ -228,15 +228,16 @@ class Session:
         is up: the window does not need it to appear."""
         s = self.settings
         if s.sim_process:
-            from app.market.exchange_process import ExchangeProcess
+            from app.market.sim.process import ExchangeProcess
 
             exchange: ExchangeSimulator | ExchangeProcess = ExchangeProcess(
                 symbols=self.symbols, trades_per_s=s.sim_trades_per_s, protocol=s.sim_protocol, port=s.sim_port,
                 replay=s.replay, replay_speed=s.replay_speed,
             )
         else:
-            from app.market.sim_markets import MultiMarket
-            from app.market.simulator import ExchangeSimulator, ReplaySource
+            from app.market.sim.markets import MultiMarket
+            from app.market.sim.replay import ReplaySource
+            from app.market.sim.server import ExchangeSimulator
 
             source = (
                 ReplaySource(s.replay, speed=s.replay_speed)

@@ -45,7 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.market.simulator import READY_PREFIX, STATS_PREFIX  # noqa: E402
+from app.market.sim.cli import READY_PREFIX, STATS_PREFIX  # noqa: E402
 
 TERMINAL_START_S = 30.0  # a cold start on a busy machine: imports, window, first connection
 TIGHT_LOSS_LIMIT = "0.01"  # the last kill round's daily loss limit (see terminal_kills)
@@ -72,7 +72,7 @@ class Exchange:
     """One built-in exchange process on ``port``."""
 
     def __init__(self, port: int, symbols: list[str], rate: float, env: dict[str, str]) -> None:
-        cmd = [sys.executable, "-m", "app.market.simulator", "--port", str(port), "--symbols", ",".join(symbols),
+        cmd = [sys.executable, "-m", "app.market.sim", "--port", str(port), "--symbols", ",".join(symbols),
                "--rate", str(rate)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True)

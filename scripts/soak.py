@@ -43,7 +43,7 @@ def calibrate(symbol: str, seconds: float = 20.0) -> tuple[float, float]:
     """(a, b) in msgs/s = a * trades/s + b for one symbol of the built-in exchange, from its generator run on a
     virtual clock in 25 ms steps (the server's tick) over the streams the terminal subscribes to."""
     from app.market.adapters import binance
-    from app.market.sim_markets import TICK_S, market_for
+    from app.market.sim.markets import TICK_S, market_for
 
     def msgs_per_s(trades_per_s: float) -> float:
         market = market_for(symbol, trades_per_s, seed=1)

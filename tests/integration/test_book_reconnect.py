@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.market.simulator import ExchangeSimulator, SyntheticMarket
+from app.market.sim.server import ExchangeSimulator
+from app.market.sim.synthetic import SyntheticMarket
 from app.models import FeedState, OrderRequest, OrderType, Side
 from app.session import Session
 from tests.conftest import wait_until

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import websockets
 
-from app.market.simulator import READY_PREFIX, STATS_PREFIX
+from app.market.sim.cli import READY_PREFIX, STATS_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.asyncio
 async def test_the_exchange_reports_at_exit_exactly_the_trades_a_client_received():
-    proc = subprocess.Popen([sys.executable, "-m", "app.market.simulator", "--symbols", "BTCUSDT,ETHUSDT",
+    proc = subprocess.Popen([sys.executable, "-m", "app.market.sim", "--symbols", "BTCUSDT,ETHUSDT",
                              "--rate", "100"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()

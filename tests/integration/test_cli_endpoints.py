@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.market.simulator import READY_PREFIX
+from app.market.sim.cli import READY_PREFIX
 from tests.integration.test_cli import ROOT, last_json_line, run_terminal
 
 
@@ -17,7 +17,7 @@ from tests.integration.test_cli import ROOT, last_json_line, run_terminal
 def exchange_server(request) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """A built-in exchange in its own process speaking ``request.param``: (ws_url, rest_url)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.market.simulator", "--port", "0", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "40",
+        [sys.executable, "-m", "app.market.sim", "--port", "0", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "40",
          "--protocol", request.param],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from app.config import Settings
-from app.market.sim_markets import MultiMarket
-from app.market.simulator import ExchangeSimulator
+from app.market.sim.markets import MultiMarket
+from app.market.sim.server import ExchangeSimulator
 from app.session import Session
 from tests.conftest import wait_until
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import websockets
 
-from app.market.exchange_process import ExchangeProcess, ExchangeStartError, exchange_command
+from app.market.sim.process import ExchangeProcess, ExchangeStartError, exchange_command
 
 
 @pytest.mark.asyncio

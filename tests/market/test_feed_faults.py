@@ -13,7 +13,8 @@ from websockets.asyncio.server import serve
 from app.market.adapters import binance
 from app.market.bus import EventBus
 from app.market.connection import FeedConnection
-from app.market.simulator import ExchangeSimulator, SyntheticMarket
+from app.market.sim.server import ExchangeSimulator
+from app.market.sim.synthetic import SyntheticMarket
 from app.models import FeedState, Trade
 from tests.conftest import wait_until
 

@@ -20,8 +20,8 @@ from app.market.instruments import (
     parse_coinbase,
     parse_kraken,
 )
-from app.market.sim_markets import MultiMarket
-from app.market.simulator import ExchangeSimulator
+from app.market.sim.markets import MultiMarket
+from app.market.sim.server import ExchangeSimulator
 
 
 def binance_symbol(symbol, base, quote, tick, step, min_qty, min_notional, notional_filter="NOTIONAL"):

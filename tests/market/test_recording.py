@@ -14,7 +14,8 @@ import pytest
 from app.market.adapters import binance
 from app.market.connection import FeedConnection
 from app.market.recording import Recorder, iter_frames
-from app.market.simulator import ExchangeSimulator, ReplaySource
+from app.market.sim.replay import ReplaySource
+from app.market.sim.server import ExchangeSimulator
 from app.models import Trade
 from tests.conftest import wait_until
 

@@ -16,7 +16,9 @@ import websockets
 
 from app.market.adapters import binance, coinbase, kraken
 from app.market.recording import RecordingError
-from app.market.simulator import ExchangeSimulator, ReplaySource, SyntheticMarket
+from app.market.sim.replay import ReplaySource
+from app.market.sim.server import ExchangeSimulator
+from app.market.sim.synthetic import SyntheticMarket
 from app.models import Trade
 from tests.conftest import wait_until
 

@@ -10,7 +10,8 @@ import pytest
 import websockets
 
 from app.market.adapters import ParseError, coinbase, kraken
-from app.market.simulator import ExchangeSimulator, SyntheticMarket
+from app.market.sim.server import ExchangeSimulator
+from app.market.sim.synthetic import SyntheticMarket
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Trade
 
 N_TRADES = 30

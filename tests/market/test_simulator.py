@@ -24,12 +24,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.market.adapters import ParseError, binance
 from app.market.recording import RecordingError, iter_frames
-from app.market.simulator import (
-    ExchangeSimulator,
-    ReplaySource,
-    SimulatorPortInUse,
-    SyntheticMarket,
-)
+from app.market.sim.replay import ReplaySource
+from app.market.sim.server import ExchangeSimulator
+from app.market.sim.source import SimulatorPortInUse
+from app.market.sim.synthetic import SyntheticMarket
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -518,7 +516,7 @@ async def _run_cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.market.simulator",
+        "app.market.sim",
         *args,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ Choices, documented because the exchange leaves them open:
 * **Trade side.** Coinbase's documentation does not say whose side ``market_trades.side`` is. We follow the
   NautilusTrader adapter (and the older Exchange feed, where it is documented): it is the *maker's* side, so the
   aggressor is the opposite (``"SELL"`` -> ``Side.BUY``). :data:`SIDE_IS_MAKER` switches this in one place if a
-  capture ever proves otherwise. The built-in exchange (``sim_protocols``) encodes with the same convention.
+  capture ever proves otherwise. The built-in exchange (``app.market.sim.protocols``) encodes with the same convention.
 * **Sequence numbers.** ``sequence_num`` counts every message on *one connection*, all channels together, and
   restarts at 0 on reconnect. A ``BookUpdate`` carries it as ``first_id == last_id`` (snapshot included), so an
   :class:`~app.market.book.OrderBook` can tell newer from older. Continuity cannot be judged from book updates alone

@@ -1,7 +1,7 @@
 """Coinbase Advanced Trade and Kraken v2 recordings as the Binance frames the built-in exchange replays.
 
 The built-in exchange makes and keeps its market as Binance frames and translates them for each client's dialect
-(``sim_protocols``). A recording made with ``--record`` on Coinbase or Kraken holds that exchange's frames, so the
+(``sim.protocols``). A recording made with ``--record`` on Coinbase or Kraken holds that exchange's frames, so the
 replay reads them with the terminal's own adapter (the same checks as live) and writes each event back as the
 Binance frame that means the same: a trade as ``@trade``, a quote as ``@bookTicker``, a book snapshot as the REST
 depth snapshot and a book update as a ``depthUpdate``. Neither exchange numbers its book updates the way Binance

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Container, Sequence
 from typing import Any
 
-from app.market.simulator import MAX_CATCHUP_MS, SyntheticMarket
+from app.market.sim.synthetic import MAX_CATCHUP_MS, SyntheticMarket
 
 TICK_S = 0.025
 SLICE_MS = 5  # market time generated between checks of the work budget
@@ -35,7 +35,7 @@ def market_for(symbol: str, trades_per_s: float, seed: int | None = None) -> Syn
 
 
 class MultiMarket:
-    """A MarketSource (see app/market/simulator.py) made of one SyntheticMarket per symbol."""
+    """A MarketSource (see app/market/sim/source.py) made of one SyntheticMarket per symbol."""
 
     paced = True
     wait_for_subscriber = False

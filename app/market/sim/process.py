@@ -4,7 +4,7 @@ In the terminal's process the exchange's work (making five busy markets, encodin
 second) ran on the same event loop as the window, and was the largest single cause of loop lag at 5k msgs/s. In
 its own process it runs on the other core and the terminal sees only a socket, exactly as with Binance.
 
-The child is ``python -m app.market.simulator`` (or, in the packaged executable, ``trading-terminal exchange``);
+The child is ``python -m app.market.sim`` (or, in the packaged executable, ``trading-terminal exchange``);
 it prints ``ready <ws_url> <rest_url>`` once listening, and exits by itself if the terminal dies without stopping it.
 """
 
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from app.child_process import pipe_lines, stop_child
-from app.market.simulator import READY_PREFIX
+from app.market.sim.cli import READY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def exchange_command(args: list[str]) -> list[str]:
     """How to run the built-in exchange: this interpreter on the module, or the packaged executable itself."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "exchange", *args]
-    return [sys.executable, "-m", "app.market.simulator", *args]
+    return [sys.executable, "-m", "app.market.sim", *args]
 
 
 class ExchangeProcess:
