@@ -1,0 +1,497 @@
+"""Order matching for the built-in exchange: accounts, Binance spot symbol rules, and orders filled against the
+market's own book and trades. Pure (no I/O, no clock of its own, every amount Decimal); the trading API
+(order_api.py) parses requests into calls here and serialises what comes back.
+
+The fill model is PaperBroker's (app/trading/broker.py), so a session trades the same on paper and "live" on
+loopback:
+
+- MARKET orders walk the book's levels (``BookView.levels``) as taker; what the book cannot fill ends the order
+  EXPIRED, as Binance does. The book is shared market data and is not consumed.
+- LIMIT orders take what is marketable at their price as taker; a GTC remainder rests and fills as maker only when
+  a market trade goes strictly *through* its price (a trade at the price does not: our place in the queue is
+  unknown), shared among resting orders by price then time. IOC / FOK remainders expire; LIMIT_MAKER that would
+  take is rejected.
+- Commission is charged in the quote asset on every fill (0.1 % taker and maker by default). A resting buy locks
+  ``qty × price × (1 + max rate)`` of the quote so that its fills can always be paid; a sell locks the base.
+
+Every change is reported to the listeners as ``(api_key, event)`` with Binance's user-data-stream payloads:
+``executionReport`` for each order change (a fill before the account update it causes) and
+``outboundAccountPosition`` with the assets whose balance changed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any, Protocol
+
+ZERO = Decimal(0)
+Q8 = Decimal("1e-8")
+DEFAULT_FEE = Decimal("0.001")
+BOOK_DEPTH = 1000  # levels asked of the book for one order; the synthetic books hold 20 a side
+OPEN = ("NEW", "PARTIALLY_FILLED")
+SIDES = ("BUY", "SELL")
+TYPES = ("MARKET", "LIMIT", "LIMIT_MAKER")
+TIME_IN_FORCE = ("GTC", "IOC", "FOK")
+
+Listener = Callable[[str, dict[str, Any]], None]
+Plan = list[tuple[Decimal, Decimal]]  # (price, qty) to take from the book, best first
+
+
+class BookView(Protocol):
+    """The market's current book. ``side`` is ``"asks"`` or ``"bids"``; levels come best first as (price, qty)."""
+
+    def levels(self, symbol: str, side: str, depth: int) -> list[tuple[Decimal, Decimal]]: ...
+
+
+class EngineError(Exception):
+    """A refusal in Binance's terms: ``code`` and ``msg`` go to the client as they are, with HTTP ``status``."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code, self.msg, self.status = code, msg, status
+
+
+def insufficient_balance() -> EngineError:
+    return EngineError(-2010, "Account has insufficient balance for requested action.")
+
+
+def filter_failure(name: str) -> EngineError:
+    return EngineError(-1013, f"Filter failure: {name}")
+
+
+def fmt(x: Decimal) -> str:
+    """Binance writes amounts with 8 decimals."""
+    return f"{x.quantize(Q8, ROUND_HALF_EVEN):f}"
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRules:
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    step: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal
+    min_notional_market: bool  # NOTIONAL's applyMinToMarket
+
+    @classmethod
+    def from_symbol_info(cls, info: Mapping[str, Any]) -> SymbolRules:
+        """From an ``/api/v3/exchangeInfo`` symbol entry (PRICE_FILTER, LOT_SIZE, NOTIONAL or MIN_NOTIONAL)."""
+        filters = {f["filterType"]: f for f in info.get("filters", [])}
+        price = filters.get("PRICE_FILTER", {})
+        lot = filters.get("LOT_SIZE", {})
+        notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+        step = Decimal(lot.get("stepSize", "0.00000001"))
+        return cls(
+            symbol=info["symbol"], base=info["baseAsset"], quote=info["quoteAsset"],
+            tick=Decimal(price.get("tickSize", "0.00000001")),
+            min_price=Decimal(price.get("minPrice", "0")), max_price=Decimal(price.get("maxPrice", "0")),
+            step=step, min_qty=Decimal(lot.get("minQty", step)), max_qty=Decimal(lot.get("maxQty", "0")),
+            min_notional=Decimal(notional.get("minNotional", "0")),
+            min_notional_market=bool(notional.get("applyMinToMarket", notional.get("applyToMarket", True))),
+        )
+
+    def check_price(self, price: Decimal) -> None:
+        if (price < self.min_price or (self.max_price > 0 and price > self.max_price)
+                or (self.tick > 0 and price % self.tick != 0)):
+            raise filter_failure("PRICE_FILTER")
+
+    def check_qty(self, qty: Decimal) -> None:
+        if qty < self.min_qty or (self.max_qty > 0 and qty > self.max_qty) or (self.step > 0 and qty % self.step):
+            raise filter_failure("LOT_SIZE")
+
+    def floor_qty(self, qty: Decimal) -> Decimal:
+        return (qty / self.step).to_integral_value(ROUND_DOWN) * self.step if self.step > 0 else qty
+
+
+@dataclass(slots=True)
+class Balance:
+    free: Decimal = ZERO
+    locked: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class EngineOrder:
+    key: str
+    order_id: int
+    client_id: str
+    symbol: str
+    side: str
+    type: str
+    tif: str
+    qty: Decimal  # 0 for a MARKET order by quoteOrderQty until it has filled
+    price: Decimal  # 0 for MARKET
+    quote_qty: Decimal  # origQuoteOrderQty
+    time: int
+    status: str = "NEW"
+    executed: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    update_time: int = 0
+    working: bool = False
+    lock_left: Decimal = ZERO  # what this order still holds locked (quote for a buy, base for a sell)
+    fills: list[EngineFill] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN
+
+    @property
+    def left(self) -> Decimal:
+        return self.qty - self.executed
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFill:
+    trade_id: int
+    order_id: int
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time: int
+    maker: bool
+
+    @property
+    def quote_qty(self) -> Decimal:
+        return self.price * self.qty
+
+
+@dataclass
+class _Account:
+    balances: dict[str, Balance] = field(default_factory=dict)
+    orders: dict[int, EngineOrder] = field(default_factory=dict)
+    by_client: dict[tuple[str, str], EngineOrder] = field(default_factory=dict)  # (symbol, client id) -> latest
+    trades: list[EngineFill] = field(default_factory=list)
+
+    def bal(self, asset: str) -> Balance:
+        return self.balances.setdefault(asset, Balance())
+
+
+class OrderEngine:
+    def __init__(self, rules: Iterable[SymbolRules], book: BookView, clock_ms: Callable[[], int],
+                 taker_fee: Decimal = DEFAULT_FEE, maker_fee: Decimal = DEFAULT_FEE) -> None:
+        self.rules = {r.symbol: r for r in rules}
+        self.book = book
+        self.clock_ms = clock_ms
+        self.taker_fee, self.maker_fee = taker_fee, maker_fee
+        self._lock_rate = 1 + max(taker_fee, maker_fee)
+        self._accounts: dict[str, _Account] = {}
+        self._order_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._listeners: list[Listener] = []
+        self._resting: dict[str, list[EngineOrder]] = {}  # symbol -> resting orders in arrival order
+
+    # -- accounts ---------------------------------------------------------------------------------------
+
+    def open_account(self, key: str, balances: Mapping[str, Decimal]) -> None:
+        account = self._accounts.setdefault(key, _Account())
+        for asset, amount in balances.items():
+            account.bal(asset.upper()).free = Decimal(amount)
+
+    def has_account(self, key: str) -> bool:
+        return key in self._accounts
+
+    def balances(self, key: str) -> dict[str, Balance]:
+        return dict(self._account(key).balances)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _account(self, key: str) -> _Account:
+        account = self._accounts.get(key)
+        if account is None:
+            raise EngineError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        return account
+
+    def symbol_rules(self, symbol: str) -> SymbolRules:
+        rules = self.rules.get(symbol)
+        if rules is None:
+            raise EngineError(-1121, "Invalid symbol.")
+        return rules
+
+    # -- placing ----------------------------------------------------------------------------------------
+
+    def place(self, key: str, *, symbol: str, side: str, type: str, quantity: Decimal | None = None,
+              quote_qty: Decimal | None = None, price: Decimal | None = None, tif: str | None = None,
+              client_id: str | None = None) -> EngineOrder:
+        """Validate, then match; returns the order as it stands after matching (its fills in ``fills``)."""
+        account = self._account(key)
+        rules = self.symbol_rules(symbol)
+        if side not in SIDES:
+            raise EngineError(-1117, "Invalid side.")
+        if type not in TYPES:
+            raise EngineError(-1116, "Invalid orderType.")
+        if client_id is not None:
+            previous = account.by_client.get((symbol, client_id))
+            if previous is not None and previous.open:
+                raise EngineError(-2010, "Duplicate order sent.")
+        if type == "MARKET":
+            order, plan = self._new_market(account, key, rules, side, quantity, quote_qty, price, tif)
+        else:
+            order, plan = self._new_limit(account, key, rules, side, type, quantity, quote_qty, price, tif)
+        order.client_id = client_id or f"sim-{order.order_id}"
+        account.orders[order.order_id] = order
+        account.by_client[(symbol, order.client_id)] = order
+        self._emit_order(order, "NEW")
+        if order.lock_left:
+            self._emit_balances(key, rules, order.side)
+        for fill_price, fill_qty in plan:
+            self._fill(account, order, rules, fill_price, fill_qty, maker=False)
+        if order.left > 0 and order.tif == "GTC" and order.type != "MARKET":
+            order.working = True
+            self._resting.setdefault(symbol, []).append(order)
+        elif order.left > 0 or order.executed == 0:
+            self._close(order, rules, "EXPIRED")  # what the book could not fill at once
+        return order
+
+    def _new_market(self, account: _Account, key: str, rules: SymbolRules, side: str, quantity: Decimal | None,
+                    quote_qty: Decimal | None, price: Decimal | None, tif: str | None) -> tuple[EngineOrder, Plan]:
+        if price is not None or tif is not None:
+            raise EngineError(-1106, f"Parameter '{'price' if price is not None else 'timeInForce'}' sent when "
+                                     "not required.")
+        if (quantity is None) == (quote_qty is None):
+            raise EngineError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!"
+                              if quantity is None else "Unsupported order combination.", 400)
+        opposite = "asks" if side == "BUY" else "bids"
+        levels = self.book.levels(rules.symbol, opposite, BOOK_DEPTH)
+        if quantity is not None:
+            rules.check_qty(quantity)
+            if rules.min_notional_market and levels and quantity * levels[0][0] < rules.min_notional:
+                raise filter_failure("NOTIONAL")
+            plan = _walk(levels, quantity, None, None, rules)
+        else:
+            assert quote_qty is not None
+            if quote_qty <= 0:
+                raise EngineError(-1013, "Invalid quoteOrderQty.")
+            if rules.min_notional_market and quote_qty < rules.min_notional:
+                raise filter_failure("NOTIONAL")
+            plan = _walk(levels, None, quote_qty, None, rules)
+        self._check_funds(account, rules, side, sum((q for _, q in plan), ZERO),
+                          sum((p * q for p, q in plan), ZERO) * (1 + self.taker_fee))
+        now = self.clock_ms()
+        # A quote-sized order's size is what its quote buys on the book (Binance reports that as origQty).
+        size = quantity if quantity is not None else sum((q for _, q in plan), ZERO)
+        return EngineOrder(key=key, order_id=next(self._order_ids), client_id="", symbol=rules.symbol, side=side,
+                           type="MARKET", tif="GTC", qty=size, price=ZERO, quote_qty=quote_qty or ZERO,
+                           time=now, update_time=now), plan
+
+    def _new_limit(self, account: _Account, key: str, rules: SymbolRules, side: str, type: str,
+                   quantity: Decimal | None, quote_qty: Decimal | None, price: Decimal | None,
+                   tif: str | None) -> tuple[EngineOrder, Plan]:
+        if quantity is None or price is None:
+            missing = "quantity" if quantity is None else "price"
+            raise EngineError(-1102, f"Mandatory parameter '{missing}' was not sent, was empty/null, or malformed.")
+        if quote_qty is not None:
+            raise EngineError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+        if type == "LIMIT" and tif is None:
+            raise EngineError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+        if type == "LIMIT_MAKER" and tif is not None:
+            raise EngineError(-1106, "Parameter 'timeInForce' sent when not required.")
+        if tif is not None and tif not in TIME_IN_FORCE:
+            raise EngineError(-1115, "Invalid timeInForce.")
+        rules.check_price(price)
+        rules.check_qty(quantity)
+        if quantity * price < rules.min_notional:
+            raise filter_failure("NOTIONAL")
+        opposite = self.book.levels(rules.symbol, "asks" if side == "BUY" else "bids", BOOK_DEPTH)
+        plan = _walk(opposite, quantity, None, price if side == "BUY" else -price, rules)
+        if type == "LIMIT_MAKER" and plan:
+            raise EngineError(-2010, "Order would immediately match and take.")
+        if tif == "FOK" and sum((q for _, q in plan), ZERO) < quantity:
+            plan = []  # nothing fills; the order expires below
+        lock = quantity if side == "SELL" else quantity * price * self._lock_rate
+        self._check_funds(account, rules, side, quantity, lock)
+        now = self.clock_ms()
+        order = EngineOrder(key=key, order_id=next(self._order_ids), client_id="", symbol=rules.symbol, side=side,
+                            type=type, tif=tif or "GTC", qty=quantity, price=price, quote_qty=ZERO, time=now,
+                            update_time=now, lock_left=lock)
+        held = account.bal(rules.base if side == "SELL" else rules.quote)
+        held.free -= lock
+        held.locked += lock
+        return order, plan
+
+    @staticmethod
+    def _check_funds(account: _Account, rules: SymbolRules, side: str, base_qty: Decimal, quote_cost: Decimal) -> None:
+        if side == "SELL" and account.bal(rules.base).free < base_qty:
+            raise insufficient_balance()
+        if side == "BUY" and account.bal(rules.quote).free < quote_cost:
+            raise insufficient_balance()
+
+    # -- matching ---------------------------------------------------------------------------------------
+
+    def on_trade(self, symbol: str, price: Decimal, qty: Decimal) -> None:
+        """A market trade: resting orders it went strictly through fill as maker at their price, best price
+        first, then by time, up to the traded quantity."""
+        resting = self._resting.get(symbol)
+        if not resting:
+            return
+        rules = self.rules[symbol]
+        hit = [o for o in resting if (o.side == "BUY" and price < o.price) or (o.side == "SELL" and price > o.price)]
+        hit.sort(key=lambda o: (-o.price if o.side == "BUY" else o.price, o.time, o.order_id))
+        left = qty
+        for order in hit:
+            if left <= 0:
+                break
+            fill_qty = min(order.left, left)
+            left -= fill_qty
+            self._fill(self._accounts[order.key], order, rules, order.price, fill_qty, maker=True)
+        self._resting[symbol] = [o for o in resting if o.open]
+
+    def _fill(self, account: _Account, order: EngineOrder, rules: SymbolRules, price: Decimal, qty: Decimal,
+              maker: bool) -> None:
+        now = self.clock_ms()
+        notional = price * qty
+        fee = (notional * (self.maker_fee if maker else self.taker_fee)).quantize(Q8, ROUND_HALF_EVEN)
+        base, quote = account.bal(rules.base), account.bal(rules.quote)
+        if order.side == "BUY":
+            release = min(order.lock_left, qty * order.price * self._lock_rate) if order.lock_left else ZERO
+            order.lock_left -= release
+            quote.locked -= release
+            quote.free += release - notional - fee
+            base.free += qty
+        else:
+            release = min(order.lock_left, qty)
+            order.lock_left -= release
+            base.locked -= release
+            base.free -= qty - release
+            quote.free += notional - fee
+        fill = EngineFill(trade_id=next(self._trade_ids), order_id=order.order_id, symbol=order.symbol,
+                          side=order.side, price=price, qty=qty, commission=fee, commission_asset=rules.quote,
+                          time=now, maker=maker)
+        order.executed += qty
+        order.cum_quote += notional
+        order.update_time = now
+        order.fills.append(fill)
+        account.trades.append(fill)
+        full = order.executed >= order.qty
+        order.status = "FILLED" if full else "PARTIALLY_FILLED"
+        if full:
+            order.working = False
+            self._release(account, order, rules)
+        self._emit_order(order, "TRADE", fill)
+        self._emit_balances(order.key, rules)
+
+    # -- cancel, query ----------------------------------------------------------------------------------
+
+    def cancel(self, key: str, symbol: str, order_id: int | None = None, client_id: str | None = None) -> EngineOrder:
+        order = self._find(key, symbol, order_id, client_id, missing=(-2011, "Unknown order sent."))
+        if not order.open:
+            raise EngineError(-2011, "Unknown order sent.")
+        self._close(order, self.rules[symbol], "CANCELED")
+        self._resting[symbol] = [o for o in self._resting.get(symbol, []) if o.open]
+        return order
+
+    def cancel_all(self, key: str, symbol: str) -> list[EngineOrder]:
+        self.symbol_rules(symbol)
+        orders = [o for o in self.open_orders(key, symbol)]
+        if not orders:
+            raise EngineError(-2011, "Unknown order sent.")
+        return [self.cancel(key, symbol, o.order_id) for o in orders]
+
+    def get(self, key: str, symbol: str, order_id: int | None = None, client_id: str | None = None) -> EngineOrder:
+        return self._find(key, symbol, order_id, client_id, missing=(-2013, "Order does not exist."))
+
+    def open_orders(self, key: str, symbol: str | None = None) -> list[EngineOrder]:
+        if symbol is not None:
+            self.symbol_rules(symbol)
+        return [o for o in self._account(key).orders.values() if o.open and symbol in (None, o.symbol)]
+
+    def all_orders(self, key: str, symbol: str) -> list[EngineOrder]:
+        self.symbol_rules(symbol)
+        return [o for o in self._account(key).orders.values() if o.symbol == symbol]
+
+    def my_trades(self, key: str, symbol: str) -> list[EngineFill]:
+        self.symbol_rules(symbol)
+        return [t for t in self._account(key).trades if t.symbol == symbol]
+
+    def _find(self, key: str, symbol: str, order_id: int | None, client_id: str | None,
+              missing: tuple[int, str]) -> EngineOrder:
+        account = self._account(key)
+        self.symbol_rules(symbol)
+        if order_id is None and client_id is None:
+            raise EngineError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        order = account.orders.get(order_id) if order_id is not None else account.by_client.get((symbol, client_id))
+        if order is None or order.symbol != symbol or (client_id is not None and order.client_id != client_id):
+            raise EngineError(*missing)
+        return order
+
+    def _close(self, order: EngineOrder, rules: SymbolRules, status: str) -> None:
+        order.status = status
+        order.working = False
+        order.update_time = self.clock_ms()
+        released = self._release(self._accounts[order.key], order, rules)
+        self._emit_order(order, status)
+        if released:
+            self._emit_balances(order.key, rules, order.side)
+
+    def _release(self, account: _Account, order: EngineOrder, rules: SymbolRules) -> bool:
+        if not order.lock_left:
+            return False
+        held = account.bal(rules.quote if order.side == "BUY" else rules.base)
+        held.locked -= order.lock_left
+        held.free += order.lock_left
+        order.lock_left = ZERO
+        return True
+
+    # -- events -----------------------------------------------------------------------------------------
+
+    def _emit(self, key: str, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            listener(key, event)
+
+    def _emit_order(self, order: EngineOrder, execution: str, fill: EngineFill | None = None) -> None:
+        self._emit(order.key, execution_report(order, execution, fill, self.clock_ms()))
+
+    def _emit_balances(self, key: str, rules: SymbolRules, side: str | None = None) -> None:
+        assets = [rules.base, rules.quote] if side is None else [rules.quote if side == "BUY" else rules.base]
+        balances = self._accounts[key].balances
+        now = self.clock_ms()
+        self._emit(key, {"e": "outboundAccountPosition", "E": now, "u": now, "B": [
+            {"a": a, "f": fmt(balances[a].free), "l": fmt(balances[a].locked)} for a in assets if a in balances]})
+
+
+def _walk(levels: list[tuple[Decimal, Decimal]], qty: Decimal | None, quote: Decimal | None, bound: Decimal | None,
+          rules: SymbolRules) -> Plan:
+    """(price, qty) taken from ``levels`` (best first) for ``qty`` of base or ``quote`` to spend, at prices no
+    worse than ``bound`` (a buy's limit, or minus a sell's limit: ``price * sign <= bound``)."""
+    plan: Plan = []
+    for price, available in levels:
+        if bound is not None and (price if bound > 0 else -price) > bound:
+            break
+        if qty is not None:
+            take = min(qty, available)
+            qty -= take
+        else:
+            assert quote is not None
+            take = min(available, rules.floor_qty(quote / price))
+            quote -= take * price
+        if take > 0:
+            plan.append((price, take))
+        if (qty is not None and qty <= 0) or take < available:
+            break
+    return plan
+
+
+def execution_report(order: EngineOrder, execution: str, fill: EngineFill | None, now: int) -> dict[str, Any]:
+    """Binance's spot ``executionReport`` for one change of ``order``."""
+    return {
+        "e": "executionReport", "E": now, "s": order.symbol, "c": order.client_id, "S": order.side,
+        "o": order.type, "f": order.tif, "q": fmt(order.qty), "p": fmt(order.price), "P": fmt(ZERO),
+        "F": fmt(ZERO), "g": -1, "C": order.client_id if execution == "CANCELED" else "", "x": execution,
+        "X": order.status, "r": "NONE", "i": order.order_id,
+        "l": fmt(fill.qty if fill else ZERO), "z": fmt(order.executed), "L": fmt(fill.price if fill else ZERO),
+        "n": fmt(fill.commission) if fill else "0", "N": fill.commission_asset if fill else None,
+        "T": fill.time if fill else order.update_time, "t": fill.trade_id if fill else -1, "I": order.order_id,
+        "w": order.working, "m": fill.maker if fill else False, "M": bool(fill), "O": order.time,
+        "Z": fmt(order.cum_quote), "Y": fmt(fill.quote_qty if fill else ZERO), "Q": fmt(order.quote_qty),
+        "W": order.time, "V": "EXPIRE_MAKER",
+    }

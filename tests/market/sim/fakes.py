@@ -1,0 +1,35 @@
+"""A small fixed book and BTCUSDT rules for the trading side's tests."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from typing import Any
+
+SYMBOL_INFO: dict[str, Any] = {
+    "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "10000000.00000000", "tickSize": "0.01"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00000000", "stepSize": "0.00001"},
+        {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True},
+    ]}
+
+
+class FakeBook:
+    """asks 100.00 x 1, 101.00 x 2; bids 99.00 x 1, 98.00 x 2 unless given."""
+
+    def __init__(self, asks: list[tuple[str, str]] | None = None, bids: list[tuple[str, str]] | None = None) -> None:
+        self.sides = {
+            "asks": [(D(p), D(q)) for p, q in (asks if asks is not None else [("100", "1"), ("101", "2")])],
+            "bids": [(D(p), D(q)) for p, q in (bids if bids is not None else [("99", "1"), ("98", "2")])],
+        }
+
+    def levels(self, symbol: str, side: str, depth: int) -> list[tuple[D, D]]:
+        return list(self.sides[side][:depth]) if symbol == "BTCUSDT" else []
+
+
+class Clock:
+    def __init__(self, start: int = 1_700_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now

@@ -1,0 +1,211 @@
+"""OrderEngine: balances, filters, market and limit matching, maker fills on trades through, cancel, query, events."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from app.market.sim.orders import EngineError, OrderEngine, SymbolRules
+from tests.market.sim.fakes import SYMBOL_INFO, Clock, FakeBook
+
+KEY = "k1"
+
+
+def engine(book: FakeBook | None = None, usdt: str = "10000", btc: str = "1") -> tuple[OrderEngine, list[Any]]:
+    e = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], book or FakeBook(), Clock())
+    e.open_account(KEY, {"USDT": D(usdt), "BTC": D(btc)})
+    events: list[Any] = []
+    e.add_listener(lambda key, ev: events.append((key, ev)))
+    return e, events
+
+
+def bal(e: OrderEngine, asset: str) -> tuple[D, D]:
+    b = e.balances(KEY)[asset]
+    return b.free, b.locked
+
+
+def refused(code: int, fn: Any, *args: Any, **kw: Any) -> EngineError:
+    with pytest.raises(EngineError) as info:
+        fn(*args, **kw)
+    assert info.value.code == code, info.value
+    return info.value
+
+
+def test_rules_from_symbol_info() -> None:
+    r = SymbolRules.from_symbol_info(SYMBOL_INFO)
+    assert (r.base, r.quote, r.tick, r.step, r.min_notional) == ("BTC", "USDT", D("0.01"), D("0.00001"), D(5))
+    legacy = dict(SYMBOL_INFO, filters=[{"filterType": "MIN_NOTIONAL", "minNotional": "10", "applyToMarket": False}])
+    r2 = SymbolRules.from_symbol_info(legacy)
+    assert r2.min_notional == D(10) and not r2.min_notional_market
+
+
+def test_market_buy_walks_levels_and_pays_fee_in_quote() -> None:
+    e, events = engine()
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("2"))
+    assert o.status == "FILLED" and o.executed == 2
+    assert [(f.price, f.qty, f.maker) for f in o.fills] == [(D(100), D(1), False), (D(101), D(1), False)]
+    assert o.cum_quote == D(201)
+    fee = D("0.201")
+    assert bal(e, "USDT") == (D(10000) - D(201) - fee, 0)
+    assert bal(e, "BTC") == (D(3), 0)
+    reports = [ev for _, ev in events if ev["e"] == "executionReport"]
+    assert [(r["x"], r["X"]) for r in reports] == [("NEW", "NEW"), ("TRADE", "PARTIALLY_FILLED"), ("TRADE", "FILLED")]
+    assert reports[-1]["N"] == "USDT" and reports[-1]["m"] is False and reports[-1]["l"] == "1.00000000"
+    positions = [ev for _, ev in events if ev["e"] == "outboundAccountPosition"]
+    assert positions and {b["a"] for b in positions[-1]["B"]} == {"BTC", "USDT"}
+
+
+def test_market_larger_than_the_book_expires_with_what_filled() -> None:
+    e, _ = engine()
+    o = e.place(KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=D("0.5"))
+    assert o.status == "FILLED"
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("5"))
+    assert o.status == "EXPIRED" and o.executed == 3
+
+
+def test_market_by_quote_quantity() -> None:
+    e, _ = engine()
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quote_qty=D("150"))
+    # 1 BTC at 100, then floor(50 / 101 to the lot) at 101
+    assert o.status == "FILLED" and o.fills[0].qty == 1 and o.fills[1].qty == D("0.49504")
+    assert o.qty == o.executed and o.quote_qty == 150
+
+
+def test_insufficient_balance_refused_and_nothing_changes() -> None:
+    e, events = engine(usdt="50")
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("1"))
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="SELL", type="LIMIT", quantity=D("2"), price=D(200),
+            tif="GTC")
+    assert bal(e, "USDT") == (D(50), 0) and bal(e, "BTC") == (D(1), 0) and events == []
+
+
+@pytest.mark.parametrize(("kw", "name"), [
+    ({"quantity": D("0.000001"), "price": D(100)}, "LOT_SIZE"),
+    ({"quantity": D("0.000015"), "price": D(100)}, "LOT_SIZE"),
+    ({"quantity": D("10000"), "price": D(100)}, "LOT_SIZE"),
+    ({"quantity": D("1"), "price": D("100.001")}, "PRICE_FILTER"),
+    ({"quantity": D("1"), "price": D("0.001")}, "PRICE_FILTER"),
+    ({"quantity": D("0.001"), "price": D(100)}, "NOTIONAL"),
+])
+def test_filters(kw: dict[str, D], name: str) -> None:
+    e, _ = engine()
+    err = refused(-1013, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", **kw)
+    assert err.msg == f"Filter failure: {name}"
+
+
+def test_bad_requests() -> None:
+    e, _ = engine()
+    refused(-1121, e.place, KEY, symbol="ETHUSDT", side="BUY", type="MARKET", quantity=D(1))
+    refused(-1117, e.place, KEY, symbol="BTCUSDT", side="HOLD", type="MARKET", quantity=D(1))
+    refused(-1116, e.place, KEY, symbol="BTCUSDT", side="BUY", type="STOP", quantity=D(1))
+    refused(-1102, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D(1), tif="GTC")
+    refused(-1102, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D(1), price=D(90))
+    refused(-1115, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D(1), price=D(90), tif="GTX")
+    refused(-1106, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(1), price=D(90))
+    refused(-1102, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET")
+    refused(-2015, e.place, "nobody", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(1))
+
+
+def test_limit_partially_marketable_takes_then_rests_locked() -> None:
+    e, _ = engine()
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(2), price=D(100),
+                client_id="c1")
+    assert o.status == "PARTIALLY_FILLED" and o.executed == 1 and o.working
+    assert o.fills[0].price == 100 and not o.fills[0].maker
+    free, locked = bal(e, "USDT")
+    assert locked == D("100.1")  # the resting BTC at 100, fee included
+    assert free == D(10000) - D(100) - D("0.1") - locked
+    assert [x.order_id for x in e.open_orders(KEY, "BTCUSDT")] == [o.order_id]
+
+
+def test_resting_fills_only_when_a_trade_goes_through() -> None:
+    e, events = engine()
+    buy = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(95))
+    sell = e.place(KEY, symbol="BTCUSDT", side="SELL", type="LIMIT", tif="GTC", quantity=D("0.5"), price=D(105))
+    assert bal(e, "BTC") == (D("0.5"), D("0.5"))
+    e.on_trade("BTCUSDT", D(95), D(10))  # at the price: the queue ahead took it
+    e.on_trade("BTCUSDT", D(105), D(10))
+    assert buy.executed == 0 and sell.executed == 0
+    events.clear()
+    e.on_trade("BTCUSDT", D("94.99"), D("0.25"))
+    assert buy.status == "PARTIALLY_FILLED" and buy.executed == D("0.25") and buy.fills[0].price == 95
+    assert buy.fills[0].maker
+    e.on_trade("BTCUSDT", D("94"), D(5))
+    assert buy.status == "FILLED" and not buy.working
+    e.on_trade("BTCUSDT", D("105.01"), D(5))
+    assert sell.status == "FILLED"
+    assert bal(e, "USDT")[1] == 0 and bal(e, "BTC")[1] == 0
+    # 10000 - 95 - 0.095 + 52.5 - 0.0525
+    assert bal(e, "USDT")[0] == D("9957.3525") and bal(e, "BTC")[0] == D("1.5")
+    last = [ev for _, ev in events if ev["e"] == "executionReport"][-1]
+    assert last["X"] == "FILLED" and last["m"] is True and last["w"] is False
+
+
+def test_trade_quantity_shared_by_price_then_time() -> None:
+    e, _ = engine()
+    a = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(95))
+    b = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(96))
+    c = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(95))
+    e.on_trade("BTCUSDT", D(90), D("1.5"))
+    assert (b.executed, a.executed, c.executed) == (D(1), D("0.5"), D(0))
+
+
+def test_ioc_fok_and_limit_maker() -> None:
+    e, _ = engine()
+    ioc = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="IOC", quantity=D(2), price=D(100))
+    assert ioc.status == "EXPIRED" and ioc.executed == 1
+    fok = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="FOK", quantity=D(4), price=D(101))
+    assert fok.status == "EXPIRED" and fok.executed == 0
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER", quantity=D(1), price=D(100))
+    mk = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER", quantity=D(1), price=D(99))
+    assert mk.status == "NEW" and mk.working
+    assert bal(e, "USDT")[1] == D("99.099")
+
+
+def test_cancel_releases_and_query_by_client_id() -> None:
+    e, events = engine()
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90),
+                client_id="mine-1")
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1),
+            price=D(90), client_id="mine-1")
+    assert e.get(KEY, "BTCUSDT", client_id="mine-1") is o
+    assert e.get(KEY, "BTCUSDT", order_id=o.order_id) is o
+    refused(-2013, e.get, KEY, "BTCUSDT", order_id=999)
+    refused(-2013, e.get, KEY, "BTCUSDT", client_id="other")
+    refused(-2013, e.get, KEY, "BTCUSDT", order_id=o.order_id, client_id="other")
+    refused(-1102, e.get, KEY, "BTCUSDT")
+    events.clear()
+    assert e.cancel(KEY, "BTCUSDT", client_id="mine-1").status == "CANCELED"
+    assert bal(e, "USDT") == (D(10000), 0)
+    assert [ev["e"] for _, ev in events] == ["executionReport", "outboundAccountPosition"]
+    assert events[0][1]["x"] == "CANCELED" and events[0][1]["C"] == "mine-1"
+    refused(-2011, e.cancel, KEY, "BTCUSDT", order_id=o.order_id)
+    e.on_trade("BTCUSDT", D(1), D(100))
+    assert o.executed == 0
+    # a client id may be reused once its order is done
+    again = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90),
+                    client_id="mine-1")
+    assert e.get(KEY, "BTCUSDT", client_id="mine-1") is again
+
+
+def test_cancel_all_and_my_trades() -> None:
+    e, _ = engine()
+    refused(-2011, e.cancel_all, KEY, "BTCUSDT")
+    for p in (90, 91):
+        e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(p))
+    e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("0.5"))
+    assert len(e.cancel_all(KEY, "BTCUSDT")) == 2 and e.open_orders(KEY) == []
+    trades = e.my_trades(KEY, "BTCUSDT")
+    assert len(trades) == 1 and trades[0].qty == D("0.5") and trades[0].commission == D("0.05")
+    assert len(e.all_orders(KEY, "BTCUSDT")) == 3
+
+
+def test_accounts_are_separate() -> None:
+    e, _ = engine()
+    e.open_account("k2", {"USDT": D(1000)})
+    e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90), client_id="x")
+    assert e.open_orders("k2") == []
+    refused(-2013, e.get, "k2", "BTCUSDT", client_id="x")
+    e.place("k2", symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90), client_id="x")
