@@ -50,6 +50,11 @@ class FeedPlan:
         return self.rest_base is not None
 
 
+# Binance's spot testnet (testnet.binance.vision): market data of its own, beside its order API.
+BINANCE_TESTNET_WS = "wss://stream.testnet.binance.vision"
+BINANCE_TESTNET_REST = "https://testnet.binance.vision"
+
+
 def plan(
     exchange: str,
     symbols: list[str],
@@ -57,13 +62,16 @@ def plan(
     ws_url: str | None = None,
     rest_url: str | None = None,
     simulated: bool = False,
+    testnet: bool = False,
 ) -> FeedPlan:
     """``simulated``: ``ws_url`` and ``rest_url`` are the built-in exchange's (Kraken's path ``/v2`` is added); its
-    REST API is Binance's whatever dialect its WebSocket speaks."""
+    REST API is Binance's whatever dialect its WebSocket speaks. ``testnet``: live trading on Binance's spot testnet
+    charts the testnet's own market (its prices are not the real market's: orders there fill at its prices, and the
+    drift check must compare with them); explicit ``ws_url`` / ``rest_url`` still win."""
     if exchange == "binance":
         streams = [st for s in symbols for st in binance.streams_for(s)]
-        url = binance.stream_url(ws_url or binance.WS_BASE, streams)
-        base = rest_url or binance.REST_BASE
+        url = binance.stream_url(ws_url or (BINANCE_TESTNET_WS if testnet else binance.WS_BASE), streams)
+        base = rest_url or (BINANCE_TESTNET_REST if testnet else binance.REST_BASE)
         return FeedPlan(binance, url, [], base, instruments_base=base)
     if exchange == "binance-futures":
         streams = [st for s in symbols for st in binance_futures.streams_for(s)]

@@ -54,3 +54,15 @@ def test_endpoint_settings_are_urls_of_the_right_kind_and_per_run():
     from app.config import PER_RUN_FIELDS
 
     assert {"ws_url", "rest_url"} <= PER_RUN_FIELDS  # never written to the settings file
+
+
+def test_live_trading_on_binance_testnet_charts_the_testnets_own_market():
+    # Testnet prices are not the real market's: the chart, the paper-style drift check and the orders must agree.
+    p = exchanges.plan("binance", ["BTCUSDT"], testnet=True)
+    assert p.url.startswith("wss://stream.testnet.binance.vision/stream?streams=btcusdt@")
+    assert p.rest_base == "https://testnet.binance.vision"
+    assert p.instruments_base == "https://testnet.binance.vision"
+    assert exchanges.plan("binance", ["BTCUSDT"]).rest_base == "https://api.binance.com"
+    # An explicit endpoint still wins (a proxy, a recorder in front of the testnet).
+    given = exchanges.plan("binance", ["BTCUSDT"], testnet=True, rest_url="http://127.0.0.1:9")
+    assert given.rest_base == "http://127.0.0.1:9"
