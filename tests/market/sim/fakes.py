@@ -33,3 +33,19 @@ class Clock:
     def __call__(self) -> int:
         self.now += 1
         return self.now
+
+
+def ccxt_client(rest_url: str, ws_api_url: str, key: str, secret: str) -> Any:
+    """ccxt.pro's binance pointed at the built-in exchange: spot only, no sapi (margin, currencies) calls."""
+    import copy
+
+    import ccxt.pro as ccxtpro
+
+    ex = ccxtpro.binance({"apiKey": key, "secret": secret, "options": {
+        "defaultType": "spot", "fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]},
+    }})
+    urls = copy.deepcopy(ex.urls)
+    urls["api"]["public"] = urls["api"]["private"] = rest_url + "/api/v3"
+    urls["api"]["ws"]["ws-api"]["spot"] = ws_api_url
+    ex.urls = urls
+    return ex

@@ -1,0 +1,330 @@
+"""The trading API on loopback: Binance's signing and refusals with raw HTTP requests, then ccxt's binance class
+trading against it (REST and the WebSocket API's user data stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal as D
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+
+from app.market.sim.order_api import OrderApi
+from app.market.sim.orders import OrderEngine, SymbolRules
+from tests.market.sim.fakes import SYMBOL_INFO, FakeBook, ccxt_client
+
+KEY, SECRET = "test-key-1", "test-secret-1"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest_asyncio.fixture
+async def api() -> AsyncIterator[OrderApi]:
+    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
+    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
+    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
+        yield server
+
+
+def signed(params: dict[str, Any], secret: str = SECRET, ts: int | None = None) -> str:
+    query = urlencode({**params, "timestamp": now_ms() if ts is None else ts})
+    return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+
+
+async def call(api: OrderApi, method: str, path: str, params: dict[str, Any] | None = None, *,
+               key: str | None = KEY, secret: str = SECRET, ts: int | None = None,
+               raw: str | None = None) -> tuple[int, Any]:
+    payload = raw if raw is not None else signed(params or {}, secret, ts)
+    headers = {"X-MBX-APIKEY": key} if key is not None else {}
+    url = api.rest_url + "/api/v3/" + path
+    async with httpx.AsyncClient() as client:
+        if method in ("GET", "DELETE"):
+            r = await client.request(method, f"{url}?{payload}", headers=headers)
+        else:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            r = await client.request(method, url, content=payload, headers=headers)
+    return r.status_code, r.json()
+
+
+def refusal(result: tuple[int, Any], status: int, code: int, msg: str | None = None) -> None:
+    got_status, body = result
+    assert (got_status, body["code"]) == (status, code), body
+    if msg is not None:
+        assert body["msg"] == msg
+
+
+ORDER = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1", "price": "90"}
+
+
+@pytest.mark.asyncio
+async def test_public_endpoints(api: OrderApi) -> None:
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(api.rest_url + "/api/v3/ping")).json() == {}
+        assert (await client.get(api.rest_url + "/api/v3/time")).json()["serverTime"] > 0
+        info = (await client.get(api.rest_url + '/api/v3/exchangeInfo?symbols=["BTCUSDT"]')).json()
+        assert info["symbols"][0]["filters"] == SYMBOL_INFO["filters"]
+        r = await client.get(api.rest_url + "/api/v3/exchangeInfo?symbol=NOPE")
+        assert (r.status_code, r.json()["code"]) == (400, -1121)
+        assert (await client.get(api.rest_url + "/api/v3/nothing")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_authentication_refusals(api: OrderApi) -> None:
+    refusal(await call(api, "GET", "account", secret="wrong"), 400, -1022,
+            "Signature for this request is not valid.")
+    refusal(await call(api, "GET", "account", key="who"), 401, -2015,
+            "Invalid API-key, IP, or permissions for action.")
+    refusal(await call(api, "GET", "account", key=None), 401, -2014)
+    refusal(await call(api, "GET", "account", ts=now_ms() - 60_000), 400, -1021,
+            "Timestamp for this request is outside of the recvWindow.")
+    refusal(await call(api, "GET", "account", ts=now_ms() + 5_000), 400, -1021)
+    refusal(await call(api, "GET", "account", {"recvWindow": 70_000}), 400, -1131)
+    refusal(await call(api, "GET", "account", raw="recvWindow=5000"), 400, -1102)
+    refusal(await call(api, "GET", "account", raw=urlencode({"timestamp": now_ms()})), 400, -1102,
+            "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+    # a parameter changed after signing
+    refusal(await call(api, "POST", "order", raw=signed(ORDER).replace("price=90", "price=91")), 400, -1022)
+    status, body = await call(api, "GET", "account", {"recvWindow": 59_000, "omitZeroBalances": "true"})
+    assert status == 200 and {b["asset"] for b in body["balances"]} == {"BTC", "USDT"}
+
+
+@pytest.mark.asyncio
+async def test_signature_over_query_and_body(api: OrderApi) -> None:
+    """Binance signs the query string followed by the body; parameters may be split between them."""
+    query = "symbol=BTCUSDT&side=BUY&type=LIMIT"
+    body = urlencode({"timeInForce": "GTC", "quantity": "1", "price": "90", "timestamp": now_ms()})
+    sig = hmac.new(SECRET.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{api.rest_url}/api/v3/order?{query}", content=f"{body}&signature={sig}",
+                              headers={"X-MBX-APIKEY": KEY, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and r.json()["status"] == "NEW"
+
+
+@pytest.mark.asyncio
+async def test_order_refusals(api: OrderApi) -> None:
+    refusal(await call(api, "POST", "order", {**ORDER, "quantity": "200"}), 400, -2010,
+            "Account has insufficient balance for requested action.")
+    refusal(await call(api, "POST", "order", {**ORDER, "quantity": "0.123456789"}), 400, -1111)
+    refusal(await call(api, "POST", "order", {**ORDER, "quantity": "0.000001"}), 400, -1013,
+            "Filter failure: LOT_SIZE")
+    refusal(await call(api, "POST", "order", {**ORDER, "quantity": "0.100005"}), 400, -1013,
+            "Filter failure: LOT_SIZE")
+    refusal(await call(api, "POST", "order", {**ORDER, "price": "90.005"}), 400, -1013,
+            "Filter failure: PRICE_FILTER")
+    refusal(await call(api, "POST", "order", {**ORDER, "price": "99999999"}), 400, -1013,
+            "Filter failure: PRICE_FILTER")
+    refusal(await call(api, "POST", "order", {**ORDER, "quantity": "0.01"}), 400, -1013, "Filter failure: NOTIONAL")
+    refusal(await call(api, "POST", "order", {**ORDER, "symbol": "ETHUSDT"}), 400, -1121, "Invalid symbol.")
+    refusal(await call(api, "POST", "order", {**ORDER, "symbol": "btc usdt"}), 400, -1100)
+    refusal(await call(api, "POST", "order", {**ORDER, "side": "LONG"}), 400, -1117, "Invalid side.")
+    refusal(await call(api, "POST", "order", {**ORDER, "type": "STOP_LOSS"}), 400, -1116, "Invalid orderType.")
+    refusal(await call(api, "POST", "order", {**ORDER, "timeInForce": "DAY"}), 400, -1115)
+    refusal(await call(api, "POST", "order", {**ORDER, "newOrderRespType": "ALL"}), 400, -1100)
+    refusal(await call(api, "POST", "order", {**ORDER, "newClientOrderId": "x" * 37}), 400, -1100)
+    refusal(await call(api, "POST", "order", {k: v for k, v in ORDER.items() if k != "side"}), 400, -1102)
+    refusal(await call(api, "POST", "order", {**ORDER, "leverage": "10"}), 400, -1104)
+    for absurd in ("abc", "-1", "1e5", "NaN", "Infinity", "1" * 25, "0", "0.0", ""):
+        status, body = await call(api, "POST", "order", {**ORDER, "quantity": absurd})
+        assert status == 400 and body["code"] in (-1100, -1013, -1102), (absurd, body)
+    dup = signed(ORDER) .replace("symbol=BTCUSDT", "symbol=BTCUSDT&symbol=BTCUSDT")
+    refusal(await call(api, "POST", "order", raw=dup), 400, -1101)
+    async with httpx.AsyncClient() as client:
+        r = await client.post(api.rest_url + "/api/v3/order", content=b"\xff\xfe=\x00",
+                              headers={"X-MBX-APIKEY": KEY, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["code"] == -1100
+    assert api.counts["internal errors"] == 0
+
+
+@pytest.mark.asyncio
+async def test_orders_query_cancel_and_duplicates(api: OrderApi) -> None:
+    status, placed = await call(api, "POST", "order", {**ORDER, "newClientOrderId": "mine-1"})
+    assert status == 200 and placed["status"] == "NEW" and placed["fills"] == []
+    refusal(await call(api, "POST", "order", {**ORDER, "newClientOrderId": "mine-1"}), 400, -2010,
+            "Duplicate order sent.")
+    status, got = await call(api, "GET", "order", {"symbol": "BTCUSDT", "origClientOrderId": "mine-1"})
+    assert got["orderId"] == placed["orderId"] and got["isWorking"] is True
+    refusal(await call(api, "GET", "order", {"symbol": "BTCUSDT", "orderId": 999}), 400, -2013,
+            "Order does not exist.")
+    refusal(await call(api, "GET", "order", {"symbol": "BTCUSDT", "orderId": "x1"}), 400, -1100)
+    refusal(await call(api, "GET", "order", {"symbol": "BTCUSDT"}), 400, -1102)
+    refusal(await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "orderId": 999}), 400, -2011,
+            "Unknown order sent.")
+    _, account = await call(api, "GET", "account")
+    usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
+    assert usdt["locked"] == "90.09000000"
+    status, canceled = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]})
+    assert status == 200 and canceled["status"] == "CANCELED" and canceled["origClientOrderId"] == "mine-1"
+    refusal(await call(api, "DELETE", "openOrders", {"symbol": "BTCUSDT"}), 400, -2011)
+    _, trades = await call(api, "GET", "myTrades", {"symbol": "BTCUSDT"})
+    assert trades == []
+    await call(api, "POST", "order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.5",
+                                      "newOrderRespType": "ACK"})
+    _, trades = await call(api, "GET", "myTrades", {"symbol": "BTCUSDT", "limit": 10})
+    assert [(t["price"], t["qty"], t["isBuyer"]) for t in trades] == [("99.00000000", "0.50000000", False)]
+    refusal(await call(api, "GET", "myTrades", {"symbol": "BTCUSDT", "limit": 5000}), 400, -1100)
+    _, orders = await call(api, "GET", "allOrders", {"symbol": "BTCUSDT"})
+    assert [o["status"] for o in orders] == ["CANCELED", "FILLED"]
+
+
+@pytest.mark.asyncio
+async def test_drop_next_response_handles_the_order_then_cuts_the_connection(api: OrderApi) -> None:
+    api.drop_next_response("/api/v3/order")
+    with pytest.raises(httpx.TransportError):
+        await call(api, "POST", "order", {**ORDER, "newClientOrderId": "in-flight"})
+    status, got = await call(api, "GET", "order", {"symbol": "BTCUSDT", "origClientOrderId": "in-flight"})
+    assert status == 200 and got["status"] == "NEW"
+    assert api.counts["dropped"] == 1
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_ws_api_subscribe_refusals(api: OrderApi) -> None:
+    import aiohttp
+
+    async def ask(message: Any) -> dict[str, Any]:
+        await ws.send_str(message if isinstance(message, str) else orjson.dumps(message).decode())
+        return orjson.loads((await ws.receive()).data)
+
+    def ws_params(secret: str = SECRET, **extra: Any) -> dict[str, Any]:
+        params = {"apiKey": KEY, "timestamp": now_ms(), **extra}
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+        return {**params, "signature": hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()}
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(api.ws_api_url) as ws:
+        bad = await ask({"id": "1", "method": "userDataStream.subscribe.signature", "params": ws_params("nope")})
+        assert bad["status"] == 400 and bad["error"]["code"] == -1022 and bad["id"] == "1"
+        assert (await ask("not json"))["error"]["code"] == -1100
+        assert (await ask({"id": 2, "method": "order.place"}))["error"]["code"] == -1020
+        ok = await ask({"id": 3, "method": "userDataStream.subscribe.signature", "params": ws_params()})
+        assert ok["status"] == 200 and ok["result"]["subscriptionId"] == 0
+        await call(api, "POST", "order", ORDER)
+        event = orjson.loads((await ws.receive()).data)
+        assert event["subscriptionId"] == 0 and event["event"]["e"] == "executionReport"
+        assert event["event"]["X"] == "NEW"
+
+
+# -- ccxt -------------------------------------------------------------------------------------------------
+
+@pytest.mark.asyncio
+async def test_ccxt_trades_against_it(api: OrderApi) -> None:
+    from ccxt.base.errors import AuthenticationError, BadRequest, InsufficientFunds, InvalidOrder, OrderNotFound
+
+    ex = ccxt_client(api.rest_url, api.ws_api_url, KEY, SECRET)
+    try:
+        markets = await ex.load_markets()
+        assert markets["BTC/USDT"]["precision"]["price"] == 0.01
+        balance = await ex.fetch_balance()
+        assert balance["total"]["USDT"] == 10_000 and balance["free"]["BTC"] == 1
+        watched: list[dict[str, Any]] = []
+        trades: list[dict[str, Any]] = []
+        tasks = [asyncio.create_task(_collect(ex.watch_orders, watched)),
+                 asyncio.create_task(_collect(ex.watch_my_trades, trades))]
+        await until(lambda: subscribed(ex, api.ws_api_url), "subscribed")
+        market = await ex.create_order("BTC/USDT", "market", "buy", 1.5)
+        assert (market["status"], market["filled"], market["average"]) == ("closed", 1.5, pytest.approx(100 + 1 / 3))
+        partial = await ex.create_order("BTC/USDT", "limit", "buy", 2, 100, {"clientOrderId": "part-1"})
+        assert (partial["status"], partial["filled"], partial["remaining"]) == ("open", 1, 1)
+        resting = await ex.create_order("BTC/USDT", "limit", "sell", 0.5, 120)
+        assert (resting["status"], resting["filled"]) == ("open", 0)
+        filled = await ex.create_order("BTC/USDT", "limit", "sell", 0.2, 98)
+        assert filled["status"] == "closed" and filled["trades"][0]["price"] == 99
+        got = await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "part-1"})
+        assert got["id"] == partial["id"] and got["clientOrderId"] == "part-1"
+        assert sorted(o["id"] for o in await ex.fetch_open_orders("BTC/USDT")) == sorted([partial["id"],
+                                                                                           resting["id"]])
+        api.engine.on_trade("BTCUSDT", D("120.5"), D("1"))  # the market trades through the resting sell
+        await until(lambda: any(o["id"] == resting["id"] and o["status"] == "closed" for o in watched), "maker")
+        assert (await ex.cancel_order(partial["id"], "BTC/USDT"))["status"] == "canceled"
+        mine = await ex.fetch_my_trades("BTC/USDT")
+        assert len(mine) == 5 and mine[-1]["takerOrMaker"] == "maker" and mine[-1]["fee"]["currency"] == "USDT"
+        await until(lambda: len(trades) >= 5, "watched trades")
+        assert {t["id"] for t in trades} == {t["id"] for t in mine}
+        await until(lambda: any(o["id"] == partial["id"] and o["status"] == "canceled" for o in watched), "cancel")
+        with pytest.raises(InsufficientFunds):
+            await ex.create_order("BTC/USDT", "market", "sell", 50)
+        with pytest.raises(BadRequest):  # ccxt's reading of -1013 "Filter failure: NOTIONAL", as from Binance
+            await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 100)
+        with pytest.raises(InvalidOrder):  # LOT_SIZE (ccxt rounds the amount, so send it raw)
+            await ex.create_order("BTC/USDT", "limit", "buy", 1, 100, {"quantity": "0.000001"})
+        with pytest.raises(OrderNotFound):
+            await ex.fetch_order("424242", "BTC/USDT")
+        with pytest.raises(OrderNotFound):
+            await ex.cancel_order(partial["id"], "BTC/USDT")
+        for task in tasks:
+            task.cancel()
+    finally:
+        await ex.close()
+    wrong = ccxt_client(api.rest_url, api.ws_api_url, KEY, "not-the-secret")
+    try:
+        with pytest.raises(AuthenticationError):
+            await wrong.fetch_balance()
+    finally:
+        await wrong.close()
+
+
+@pytest.mark.asyncio
+async def test_ccxt_watch_balance_and_a_cut_user_stream(api: OrderApi) -> None:
+    ex = ccxt_client(api.rest_url, api.ws_api_url, KEY, SECRET)
+    try:
+        await ex.load_markets()
+        balance_task = asyncio.create_task(ex.watch_balance())
+        await until(lambda: subscribed(ex, api.ws_api_url), "subscribed")
+        await ex.create_order("BTC/USDT", "limit", "buy", 1, 90)
+        balance = await asyncio.wait_for(balance_task, 10)
+        assert balance["USDT"]["used"] == pytest.approx(90.09)
+        orders_task = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        await asyncio.sleep(0)
+        api.drop_user_streams()
+        with pytest.raises(Exception):  # noqa: B017 - ccxt reports the cut as NetworkError or its subclasses
+            await asyncio.wait_for(orders_task, 10)
+        # watching again reconnects and subscribes anew
+        again = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        await until(lambda: subscribed(ex, api.ws_api_url), "resubscribed")
+        await until(lambda: bool(api._streams) and any(s.subscriptions for s in api._streams.values()), "server")
+        await ex.create_order("BTC/USDT", "limit", "buy", 1, 91)
+        got = await asyncio.wait_for(again, 10)
+        assert got[-1]["price"] == 91
+    finally:
+        await ex.close()
+
+
+@pytest.mark.asyncio
+async def test_ccxt_order_in_flight_when_the_connection_drops(api: OrderApi) -> None:
+    from ccxt.base.errors import NetworkError
+
+    ex = ccxt_client(api.rest_url, api.ws_api_url, KEY, SECRET)
+    try:
+        await ex.load_markets()
+        api.drop_next_response("/api/v3/order")
+        with pytest.raises(NetworkError):
+            await ex.create_order("BTC/USDT", "limit", "buy", 1, 90, {"clientOrderId": "flight-1"})
+        got = await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "flight-1"})
+        assert got["status"] == "open" and got["amount"] == 1
+        assert len(await ex.fetch_open_orders("BTC/USDT")) == 1  # placed once
+    finally:
+        await ex.close()
+
+
+def subscribed(ex: Any, url: str) -> bool:
+    client = ex.clients.get(url)
+    return client is not None and "spot" in client.subscriptions
+
+
+async def _collect(watch: Callable[..., Awaitable[list[dict[str, Any]]]], into: list[dict[str, Any]]) -> None:
+    while True:
+        into.extend(await watch("BTC/USDT"))
