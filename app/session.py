@@ -21,14 +21,14 @@ from app.llm.service import DecisionService
 from app.market import exchanges, history
 from app.market.adapters import binance, coinbase, kraken
 from app.market.book_guard import CoinbaseSequenceGuard, KrakenBookGuard
-from app.market.bus import EventBus
+from app.market.bus import EventBus, Subscription
 from app.market.candles import TIMEFRAMES
 from app.market.connection import FeedConnection, FeedStats
 from app.market.exchange_time import ExchangeTimeWindow
 from app.market.instruments import Instruments, load_instruments
 from app.market.recording import Recorder
 from app.market.state import MarketData
-from app.models import BookUpdate, FeedState, Trade
+from app.models import BookUpdate, FeedState, Quote, Trade
 from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
 from app.perf.probes import LoopLagProbe, ProcessProbe
 from app.supervision import Supervisor
@@ -81,6 +81,8 @@ class Session:
         self.coinbase_sequence: CoinbaseSequenceGuard | None = None
         self._book_from_rest = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
+        self.paper_broker: PaperBroker | None = None  # the desk's broker when it trades on paper
+        self._paper_sub: Subscription | None = None  # the paper broker's own share of the market (trades, quotes)
         self.metrics = Metrics()
         self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
         self.process = ProcessProbe()
@@ -142,8 +144,11 @@ class Session:
         # Order ids carry the session start so they never collide with a previous session's in the journal.
         # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
         instruments = self.instruments
-        broker = PaperBroker(maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
-                             instruments=instruments)
+        broker = self.paper_broker = PaperBroker(
+            maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
+            instruments=instruments)
+        # Its own subscription, consumed by its own task (see start): the desk does not feed the broker.
+        self._paper_sub = self.bus.subscribe("paper broker", maxlen=200_000, kinds=(Trade, Quote))
         risk = RiskManager(RiskLimits(
             max_order_notional=s.max_order_notional,
             max_position_value=s.max_position_value,
@@ -163,6 +168,8 @@ class Session:
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
             why_not_live=self.why_not_live,
         )
+        for book in desk.books.values():  # the desk applies the updates; the paper broker walks the same books
+            broker.on_book(book)
         # After the desk listens to the broker, so every order canceled or resumed at restart is journaled.
         log.info("%s", desk.resume_from(restored))
         desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
@@ -293,6 +300,8 @@ class Session:
         sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
         sup.supervise("decisions", self.decisions.run)
         sup.supervise("desk", lambda: self._run_desk(rest_base))
+        if self.paper_broker is not None:
+            sup.supervise("paper broker", self._run_paper_broker)
         self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)
 
     def _local_model_failed(self, sentence: str) -> None:
@@ -373,6 +382,14 @@ class Session:
             batch = [ev for ev in batch if not isinstance(ev, BookUpdate)]
         self.desk.on_market(batch)
 
+    async def _run_paper_broker(self) -> None:
+        """The paper broker's market: trades fill resting limits and trigger stops, quotes price market orders.
+        Restarted with the next batch after a failure (the broker keeps its orders)."""
+        assert self.paper_broker is not None and self._paper_sub is not None
+        broker, sub = self.paper_broker, self._paper_sub
+        while True:
+            broker.on_market(await sub.next_batch())
+
     def _record_arrival(self, batch: list, now_ns: int) -> None:
         """Receipt -> subscriber for every event; exchange -> receipt for trades (it includes the clock offset)."""
         to_bus = self._receive_to_bus
@@ -407,7 +424,8 @@ class Session:
         until the new connection sends one."""
         for book in self.desk.books.values():
             book.invalidate(since_ns)
-        self.desk.broker.feed_reset(since_ns)
+        if self.paper_broker is not None:
+            self.paper_broker.feed_reset(since_ns)
 
     async def _load_depth(self, rest_base: str, symbol: str) -> None:
         import httpx

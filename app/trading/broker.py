@@ -50,14 +50,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Protocol, runtime_checkable
 
 from app.market.book import OrderBook
-from app.market.instruments import Instruments
+from app.market.instruments import Instrument, Instruments
 from app.models import (
     Fill,
     Liquidity,
+    MarketEvent,
     Order,
     OrderOrigin,
     OrderRequest,
@@ -79,20 +81,65 @@ OrderListener = Callable[[Order], None]
 FillListener = Callable[[Fill], None]
 
 
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    """What ``cancel_all`` did, for the kill switch and flatten: how many orders it canceled and, one sentence each,
+    the orders the exchange would not cancel (a paper broker never refuses)."""
+
+    canceled: int
+    refused: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Broker(Protocol):
+    """The order side of the terminal: PaperBroker (simulated fills) or LiveBroker (an exchange account). The desk
+    depends on this only; the session chooses the implementation at start.
+
+    ``submit`` never raises for an exchange's refusal: the order comes back REJECTED with ``reject_reason`` in the
+    trader's words. Listeners are called synchronously, a fill before the order update it causes."""
+
+    mode: str  # "PAPER" or "LIVE"
+    label: str  # shown to the trader: "PAPER", "LIVE · Binance testnet", "LIVE · built-in exchange"
+
     async def submit(self, req: OrderRequest) -> Order: ...
 
     async def cancel(self, order_id: str) -> bool: ...
 
-    async def cancel_all(self, symbol: str | None = None) -> int: ...
+    async def cancel_all(self, symbol: str | None = None) -> CancelReport: ...
 
     def open_orders(self, symbol: str | None = None) -> list[Order]: ...
 
     @property
     def orders(self) -> list[Order]: ...
 
+    def get(self, order_id: str) -> Order | None: ...
+
     def add_listener(self, on_order: OrderListener, on_fill: FillListener) -> None: ...
+
+    def set_position(self, symbol: str, qty: Decimal) -> None: ...
+
+    def restore_open_orders(self, orders: Iterable[Order]) -> None: ...
+
+    def restore_ids(self, order_ids: Iterable[str] = (), fill_ids: Iterable[str] = ()) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def on_filters(req: OrderRequest, inst: Instrument) -> OrderRequest:
+    """The request on its instrument's grids, as an exchange would take it: quantity rounded down to the lot,
+    a limit price to the tick on the trader's side (a buy never pays more, a sell never gets less than asked),
+    a stop price to the nearest tick. Minimums are not judged here (risk and the broker say why in words)."""
+    changes: dict[str, Decimal] = {}
+    if req.qty > 0 and not inst.on_lot(req.qty):
+        changes["qty"] = inst.round_qty(req.qty)
+    if req.limit_price is not None and req.limit_price > 0 and not inst.on_tick(req.limit_price):
+        changes["limit_price"] = inst.round_price(
+            req.limit_price, ROUND_FLOOR if req.side is Side.BUY else ROUND_CEILING)
+    if req.stop_price is not None and req.stop_price > 0 and not inst.on_tick(req.stop_price):
+        changes["stop_price"] = inst.round_price(req.stop_price)
+    return dataclasses.replace(req, **changes) if changes else req
 
 
 def _fmt(x: Decimal) -> str:
@@ -104,6 +151,9 @@ def _wall_ms() -> int:
 
 
 class PaperBroker:
+    mode = "PAPER"
+    label = "PAPER"
+
     def __init__(
         self,
         maker_fee: Decimal = Decimal("0.001"),
@@ -149,6 +199,15 @@ class PaperBroker:
         self.version = 0
 
     # ------------------------------------------------------------------------------------------------ market data
+
+    def on_market(self, batch: Iterable[MarketEvent]) -> None:
+        """Its own share of the market: trades (resting orders, stops) and quotes. Books are not taken from the
+        batch: the desk's books are shared by reference (``on_book``), so they are applied once."""
+        for ev in batch:
+            if isinstance(ev, Trade):
+                self.on_trade(ev)
+            elif isinstance(ev, Quote):
+                self.on_quote(ev)
 
     def on_quote(self, quote: Quote) -> None:
         if quote.recv_ns >= self._quotes_since_ns:  # else it came on a connection that has since ended
@@ -233,13 +292,16 @@ class PaperBroker:
         self._close(order, OrderStatus.CANCELED, "canceled by request")
         return True
 
-    async def cancel_all(self, symbol: str | None = None) -> int:
+    async def cancel_all(self, symbol: str | None = None) -> CancelReport:
         n = 0
         for order in self.open_orders(symbol):
             if order.status.is_open:  # canceling an entry can place (and an OCO leg cancel) other orders
                 self._close(order, OrderStatus.CANCELED, "canceled by request (cancel all)")
                 n += 1
-        return n
+        return CancelReport(n)
+
+    async def start(self) -> None:
+        """Nothing to connect or reconcile: the paper account is the journal's."""
 
     async def aclose(self) -> None:
         """Cancel orders still in flight (their submit raises CancelledError)."""
@@ -329,19 +391,7 @@ class PaperBroker:
         return order
 
     def _on_grid(self, req: OrderRequest) -> OrderRequest:
-        """The request on its instrument's grids, as an exchange would take it: quantity rounded down to the lot,
-        a limit price to the tick on the trader's side (a buy never pays more, a sell never gets less than asked),
-        a stop price to the nearest tick."""
-        inst = self.instruments.get(req.symbol)
-        changes: dict[str, Decimal] = {}
-        if req.qty > 0 and not inst.on_lot(req.qty):
-            changes["qty"] = inst.round_qty(req.qty)
-        if req.limit_price is not None and req.limit_price > 0 and not inst.on_tick(req.limit_price):
-            changes["limit_price"] = inst.round_price(
-                req.limit_price, ROUND_FLOOR if req.side is Side.BUY else ROUND_CEILING)
-        if req.stop_price is not None and req.stop_price > 0 and not inst.on_tick(req.stop_price):
-            changes["stop_price"] = inst.round_price(req.stop_price)
-        return dataclasses.replace(req, **changes) if changes else req
+        return on_filters(req, self.instruments.get(req.symbol))
 
     def _invalid(self, req: OrderRequest) -> str | None:
         inst = self.instruments.get(req.symbol)

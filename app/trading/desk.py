@@ -1,11 +1,14 @@
 """TradingDesk: the one place where proposals, the trader's actions, risk, the broker, the portfolio and the journal
 meet. Every order, whatever its origin (approved proposal, modified proposal, order ticket, flatten, kill switch),
-goes through ``_send``: RiskManager first, then the broker. Every step is journaled before it is acknowledged.
+goes through ``_send``: put on the instrument's filters (tick, lot), then RiskManager, then the broker. Every step is
+journaled before it is acknowledged. The broker is any ``Broker`` (paper or an exchange account): the desk never
+feeds it market data (the session does, for the paper broker) and never assumes it can refuse nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -28,12 +31,11 @@ from app.models import (
     OrderRequest,
     OrderStatus,
     OrderType,
-    Quote,
     Side,
     Trade,
 )
 from app.perf.metrics import APPROVE_TO_FILL, HUMAN_DECISION, PROPOSAL_TO_FILL, Metrics
-from app.trading.broker import PaperBroker
+from app.trading.broker import Broker, CancelReport, on_filters
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import OrderEdits, Proposal, ProposalBook, ProposalStatus
@@ -65,7 +67,7 @@ class TradingDesk:
     def __init__(
         self,
         *,
-        broker: PaperBroker,
+        broker: Broker,
         risk: RiskManager,
         portfolio: Portfolio,
         journal: Journal,
@@ -205,14 +207,10 @@ class TradingDesk:
                     self.instruments.observe_price(ev.symbol, price)
                 self.last_prices[ev.symbol] = price
                 self.portfolio.mark(ev.symbol, price)
-                self.broker.on_trade(ev)
-            elif isinstance(ev, Quote):
-                self.broker.on_quote(ev)
             elif isinstance(ev, BookUpdate):
                 book = self.books.get(ev.symbol)
                 if book is not None:
-                    book.apply(ev)
-                    self.broker.on_book(book)
+                    book.apply(ev)  # a paper broker walks these very books (the session shares them)
 
     def tick(self) -> None:
         """Called about once a second: expire proposals, keep the equity curve and balances current."""
@@ -296,28 +294,50 @@ class TradingDesk:
         return self._refuse(f"order {order_id} is not open")
 
     async def flatten(self, symbol: str) -> ActionResult:
+        result, _report = await self._flatten(symbol)
+        return result
+
+    async def _flatten(self, symbol: str) -> tuple[ActionResult, CancelReport]:
+        """Cancel the symbol's working orders (so the closing order counts as reducing), then close the position at
+        market. What the exchange would not cancel is said with the result."""
         pos = self.portfolio.position(symbol)
         if pos.qty == 0:
-            return self._refuse(f"no {symbol} position to flatten")
-        await self.broker.cancel_all(symbol)
+            return self._refuse(f"no {symbol} position to flatten"), CancelReport(0)
+        report = await self.broker.cancel_all(symbol)
         side = Side.SELL if pos.qty > 0 else Side.BUY
         req = OrderRequest(symbol, side, OrderType.MARKET, abs(pos.qty), origin=OrderOrigin.FLATTEN, reduce_only=True)
-        return await self._send(req)
+        result = await self._send(req)
+        if report.refused:
+            text = f"{result.message}; not canceled: {'; '.join(report.refused)}"
+            self._say("warn", f"flatten {symbol}: the exchange would not cancel {'; '.join(report.refused)}")
+            result = ActionResult(result.ok, text, result.needs_confirmation, result.order_id)
+        return result, report
 
     async def kill_switch(self) -> ActionResult:
-        """Halt first (nothing new passes), then cancel every open order and flatten every position."""
+        """Halt first (nothing new passes), then cancel every open order at the broker (the exchange, when live) and
+        flatten every position; the result names anything the exchange refused."""
         # KILL first: the HALTED state event that risk.kill() journals (through _on_risk_state) is the last word.
         self.journal.record_risk_event(self._wall_ms(), "KILL", "kill_switch", "kill switch: cancel all, flatten, halt")
         self.risk.kill()
-        canceled = await self.broker.cancel_all()
-        results = [await self.flatten(s) for s in self.books if self.portfolio.position(s).qty != 0]
+        report = await self.broker.cancel_all()
+        refused = list(report.refused)
+        canceled = report.canceled
+        results = []
+        for s in self.books:
+            if self.portfolio.position(s).qty != 0:
+                result, again = await self._flatten(s)
+                results.append(result)
+                canceled += again.canceled
+                refused += [r for r in again.refused if r not in refused]
         failed = [r.message for r in results if not r.ok]
         msg = f"KILL SWITCH: halted, {canceled} orders canceled, {len(results)} positions flattened"
+        if refused:
+            msg += f"; the exchange refused to cancel {len(refused)}: {'; '.join(refused)}"
         if failed:
             msg += f" (failed: {'; '.join(failed)})"
         self._say("error", msg)
         self.version += 1
-        return ActionResult(not failed, msg)
+        return ActionResult(not failed and not refused, msg)
 
     def resume(self) -> ActionResult:
         # RESUME first: the state it ends in (ACTIVE, or REDUCING while the loss limit holds) is journaled after it.
@@ -339,7 +359,7 @@ class TradingDesk:
         check = self.proposals.check_approvable(p, self.last_price(symbol), confirm_drift, edits)
         if not check.ok:
             return self._refuse(check.message, needs_confirmation=check.needs_confirmation)
-        req = self.proposals.to_request(p, edits)
+        req = self._on_filters(self.proposals.to_request(p, edits))
         veto = self._veto(req)
         if veto is not None:
             return veto
@@ -364,10 +384,24 @@ class TradingDesk:
         return result
 
     async def _send(self, req: OrderRequest) -> ActionResult:
+        req = self._on_filters(req)
         veto = self._veto(req)
         if veto is not None:
             return veto
         return await self._submit(req)
+
+    def _on_filters(self, req: OrderRequest) -> OrderRequest:
+        """The order as the exchange takes it, before risk judges it: quantity down to the lot, prices to the tick
+        (``broker.on_filters``), for the model and the trader alike, so risk sees what will really be sent. A
+        quantity that rounding would take below the instrument's minimum (or to nothing) is left as asked: risk
+        then refuses it in words that name what was asked, never "quantity 0". Closing orders keep their rounded
+        quantity whatever the minimum (closing is never refused for size)."""
+        inst = self.instruments.get(req.symbol)
+        fitted = on_filters(req, inst)
+        closing = req.reduce_only or req.origin is OrderOrigin.FLATTEN
+        if fitted.qty != req.qty and (fitted.qty <= 0 or (fitted.qty < inst.min_qty and not closing)):
+            fitted = dataclasses.replace(fitted, qty=req.qty)
+        return fitted
 
     def _veto(self, req: OrderRequest) -> ActionResult | None:
         veto = self.risk.check(

@@ -83,10 +83,16 @@ def desk(tmp_path, supervisor, spawned):
                        portfolio=Portfolio(starting_cash=D("10000")), journal=journal, proposals=proposals,
                        symbols=["XRPUSDT", "BTCUSDT"], wall_ms=lambda: NOW, spawn=spawn)
     for i, (symbol, p) in enumerate(PRICES.items()):
-        desk.on_market([Trade(symbol, p, 10.0, Side.BUY, i + 1, NOW, 0),
+        on_market(desk, [Trade(symbol, p, 10.0, Side.BUY, i + 1, NOW, 0),
                         Quote(symbol, p - float(desk.instruments.get(symbol).tick_size), 1e6, p, 1e6, i + 1, NOW, 0)])
     yield desk
     journal.close()
+
+
+def on_market(desk: TradingDesk, batch: list) -> None:
+    """Market data as the session gives it: to the desk (prices, marks) and to the paper broker (its fills)."""
+    desk.on_market(batch)
+    desk.broker.on_market(batch)
 
 
 def journal_rows(desk: TradingDesk, sql: str) -> list[tuple]:
@@ -157,7 +163,7 @@ async def test_approving_after_the_price_drifted_asks_for_confirmation_naming_th
     desk.proposals.auto_approve = False
     p = desk.on_decision(scripted("XRPUSDT", DecisionBody(action=Action.SELL, size_pct=1, confidence=0.6,
                                                          rationale="t")), state())
-    desk.on_market([Trade("XRPUSDT", 0.6100, 10.0, Side.SELL, 9, NOW, 0),  # +1.46 %, beyond the 0.5 % bound
+    on_market(desk, [Trade("XRPUSDT", 0.6100, 10.0, Side.SELL, 9, NOW, 0),  # +1.46 %, beyond the 0.5 % bound
                     Quote("XRPUSDT", 0.6099, 1e6, 0.6100, 1e6, 9, NOW, 0)])
     asked = await desk.approve(p.id)
     assert not asked.ok and asked.needs_confirmation and not desk.broker.orders
@@ -172,7 +178,7 @@ async def test_approving_after_the_price_drifted_asks_for_confirmation_naming_th
 
 @pytest.mark.asyncio
 async def test_auto_approve_refuses_a_proposal_whose_price_drifted_and_counts_it(desk):
-    desk.on_market([Trade("XRPUSDT", 0.6100, 10.0, Side.SELL, 9, NOW, 0),  # +1.46 % since the model saw 0.6012
+    on_market(desk, [Trade("XRPUSDT", 0.6100, 10.0, Side.SELL, 9, NOW, 0),  # +1.46 % since the model saw 0.6012
                     Quote("XRPUSDT", 0.6099, 1e6, 0.6100, 1e6, 9, NOW, 0)])
     p = desk.on_decision(scripted("XRPUSDT", DecisionBody(action=Action.BUY, size_pct=1, confidence=0.9,
                                                          rationale="t")), state())

@@ -26,7 +26,7 @@ from app.models import (
     Side,
     Trade,
 )
-from app.trading.broker import Broker, PaperBroker
+from app.trading.broker import Broker, CancelReport, PaperBroker
 from tests.conftest import wait_until
 
 S = "BTCUSDT"
@@ -361,9 +361,9 @@ async def test_cancel_and_cancel_all():
     assert await broker.cancel("nope") is False
     broker.on_trade(trade(58999.0, 1.0))
     assert a.filled_qty == 0  # a canceled order never fills
-    assert await broker.cancel_all(S) == 2
+    assert await broker.cancel_all(S) == CancelReport(2)
     assert (b.status, c.status, eth.status) == (OrderStatus.CANCELED, OrderStatus.CANCELED, OrderStatus.NEW)
-    assert await broker.cancel_all() == 1 and not broker.open_orders()
+    assert await broker.cancel_all() == CancelReport(1) and not broker.open_orders()
     assert [e for e in tape.events if e[2] == "CANCELED"] == [
         ("order", a.id, "CANCELED"),
         ("order", b.id, "CANCELED"),

@@ -76,8 +76,10 @@ def xrp_desk(path: Path, now_ms: int) -> TradingDesk:
 
 
 def trade_at(desk: TradingDesk, price: float, seq: int) -> None:
-    desk.on_market([Trade("XRPUSDT", price, 10.0, Side.BUY, seq, NOW, 0),
-                    Quote("XRPUSDT", price - 0.0001, 1e6, price, 1e6, seq, NOW, 0)])
+    batch = [Trade("XRPUSDT", price, 10.0, Side.BUY, seq, NOW, 0),
+             Quote("XRPUSDT", price - 0.0001, 1e6, price, 1e6, seq, NOW, 0)]
+    desk.on_market(batch)
+    desk.broker.on_market(batch)  # the session gives the paper broker its own share
 
 
 @pytest.mark.asyncio

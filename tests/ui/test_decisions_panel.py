@@ -66,8 +66,9 @@ def press(window: MainWindow, key: str) -> None:
 def priced(session: Session, symbol: str, price: float) -> None:
     """A trade and a quote at ``price``: the paper broker fills market orders against the quote."""
     now_ms = int(time.time() * 1000)
-    session.desk.on_market([Trade(symbol, price, 1.0, Side.BUY, 1, now_ms, 0),
-                            Quote(symbol, price, 1e6, price, 1e6, 1, now_ms, 0)])
+    batch = [Trade(symbol, price, 1.0, Side.BUY, 1, now_ms, 0), Quote(symbol, price, 1e6, price, 1e6, 1, now_ms, 0)]
+    session.desk.on_market(batch)
+    session.desk.broker.on_market(batch)  # the session feeds the paper broker from its own subscription
 
 
 @pytest.mark.asyncio
