@@ -17,6 +17,7 @@ from app.market.recording import RecordingError
 # ---------------------------------------------------------------------------------------------------------
 # Command line
 from app.market.sim.markets import MultiMarket
+from app.market.sim.order_api_setup import KEY_ENV, SECRET_ENV, TradingSetup, keys_from_env, parse_balances
 from app.market.sim.protocols import PROTOCOLS
 from app.market.sim.replay import ReplaySource
 from app.market.sim.server import ExchangeSimulator
@@ -43,19 +44,28 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--replay", metavar="FILE", help="replay a recording instead of a synthetic market")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
+    parser.add_argument("--trading", action="store_true",
+                        help=f"serve Binance spot's order API too, for the key pair in {KEY_ENV} / {SECRET_ENV}")
+    parser.add_argument("--balances", metavar="ASSET=AMOUNT,...",
+                        help="each account's starting balances with --trading (default: 100000 of the quote "
+                             "asset and about 10000 worth of each base)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     return parser.parse_args(argv)
 
 
-READY_PREFIX = "ready "  # the line a parent reads (ExchangeProcess): "ready <ws_url> <rest_url>"
+# The line a parent reads (ExchangeProcess): "ready <ws_url> <rest_url>", and "<trading_url>" after them with
+# --trading (a parent that reads two URLs still works: the third is only added when asked for).
+READY_PREFIX = "ready "
 STATS_PREFIX = "stats "  # the line printed at exit: "stats <json>" (frames_sent, trades_sent per symbol)
 
 
 async def _serve_until_stopped(source: MarketSource, host: str, port: int, protocol: str = "binance",
-                               parent_pid: int | None = None) -> None:
-    async with ExchangeSimulator(source, host, port, protocol=protocol) as sim:
-        print(f"{READY_PREFIX}{sim.ws_url} {sim.rest_url}", flush=True)
-        print(f"exchange simulator ({source.label}) on {sim.ws_url}  REST {sim.rest_url}  (Ctrl-C stops)",
+                               parent_pid: int | None = None, trading: TradingSetup | None = None) -> None:
+    async with ExchangeSimulator(source, host, port, protocol=protocol, trading=trading) as sim:
+        urls = f"{sim.ws_url} {sim.rest_url}" + (f" {sim.trading_url}" if trading is not None else "")
+        print(f"{READY_PREFIX}{urls}", flush=True)
+        orders = f"  orders {sim.trading_url}  user stream {sim.ws_api_url}" if trading is not None else ""
+        print(f"exchange simulator ({source.label}) on {sim.ws_url}  REST {sim.rest_url}{orders}  (Ctrl-C stops)",
               file=sys.stderr, flush=True)
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
@@ -82,6 +92,19 @@ async def _exit_with_parent(pid: int, stop: asyncio.Event) -> None:
             return
 
 
+def _trading_setup(args: argparse.Namespace) -> TradingSetup | None:
+    if not args.trading:
+        if args.balances:
+            raise ValueError("--balances needs --trading")
+        return None
+    if args.replay:
+        raise ValueError("--trading needs synthetic markets (a replay has no order book to trade against)")
+    if args.protocol != "binance":
+        raise ValueError("--trading speaks Binance spot's order API: use it with --protocol binance")
+    balances = parse_balances(args.balances) if args.balances else None
+    return TradingSetup(keys=keys_from_env(), balances=balances)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(
@@ -95,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             source = MultiMarket.for_symbols([x for x in args.symbols.split(",") if x], args.rate)
         else:
             source = SyntheticMarket(args.symbol, args.price, args.rate, args.seed)
+        trading = _trading_setup(args)
     except (RecordingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve_until_stopped(source, args.host, args.port, args.protocol, args.parent_pid))
+        asyncio.run(_serve_until_stopped(source, args.host, args.port, args.protocol, args.parent_pid, trading))
     except SimulatorPortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

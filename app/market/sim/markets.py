@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Container, Sequence
+from decimal import Decimal
 from typing import Any
 
 from app.market.sim.synthetic import MAX_CATCHUP_MS, SyntheticMarket
@@ -86,6 +87,11 @@ class MultiMarket:
         self, symbol: str, interval: str, limit: int, start_ms: int | None = None, end_ms: int | None = None
     ) -> list[list[Any]]:
         return await self._market(symbol).klines(symbol, interval, limit, start_ms, end_ms)
+
+    def levels(self, symbol: str, side: str, depth: int) -> list[tuple[Decimal, Decimal]]:
+        """That symbol's book (SyntheticMarket.levels); none for a symbol this exchange does not make."""
+        m = self.markets.get(symbol.upper())
+        return m.levels(symbol, side, depth) if m is not None else []
 
     def _market(self, symbol: str) -> SyntheticMarket:
         m = self.markets.get(symbol.upper())

@@ -30,7 +30,7 @@ import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -42,6 +42,9 @@ from websockets.http11 import Request, Response
 from app.market.sim.protocols import BINANCE_LIKE, PROTOCOLS, FuturesDialect, ProtocolSession, make_session
 from app.market.sim.source import Frame, MarketSource, RestError, SimulatorPortInUse, invalid_symbol
 from app.market.sim.synthetic import SyntheticMarket
+
+if TYPE_CHECKING:
+    from app.market.sim.order_api_setup import TradingSetup, TradingSide
 
 _MAX_STREAMS = 1024  # Binance's limit per connection
 
@@ -189,9 +192,18 @@ class ExchangeSimulator:
         *,
         max_backlog: int = _OUTBOX_MAX,
         protocol: str = "binance",
+        trading: TradingSetup | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+        # Orders too (order_api.py, on a port of its own): Binance spot's order API over this source's books.
+        self.trading: TradingSide | None = None
+        if trading is not None:
+            if protocol != "binance":
+                raise ValueError(f"the built-in exchange trades as Binance spot only, not as {protocol}")
+            from app.market.sim.order_api_setup import TradingSide
+
+            self.trading = TradingSide(source, trading, host)
         self.protocol = protocol  # the WebSocket dialect: "binance", or "coinbase"/"kraken" via sim_protocols
         # Binance USD-M futures: spot's protocol with its own frames and ids, rewritten once for all listeners
         self._futures = FuturesDialect() if protocol == "binance-futures" else None
@@ -219,6 +231,16 @@ class ExchangeSimulator:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def trading_url(self) -> str:
+        """The trading API's REST base (``http://host:port``; ccxt's api URLs are it + ``/api/v3``); "" if off."""
+        return self.trading.rest_url if self.trading is not None else ""
+
+    @property
+    def ws_api_url(self) -> str:
+        """The trading API's WebSocket API (the user data stream), ``ws://host:port/ws-api/v3``; "" if off."""
+        return self.trading.ws_api_url if self.trading is not None else ""
+
+    @property
     def paused(self) -> bool:
         return not self._running.is_set()
 
@@ -241,6 +263,13 @@ class ExchangeSimulator:
                 raise SimulatorPortInUse(self.port) from None
             raise
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.trading is not None:
+            try:
+                await self.trading.start()
+            except OSError:
+                self._server.close()
+                await self._server.wait_closed()
+                raise
         self._pump_task = asyncio.create_task(self._pump(), name=f"simulator pump :{self.port}")
 
     async def stop(self) -> None:
@@ -255,6 +284,8 @@ class ExchangeSimulator:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.trading is not None:
+            await self.trading.stop()
         await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
         self._stopped.set()
 
@@ -283,7 +314,8 @@ class ExchangeSimulator:
         source = self.source
         if source.wait_for_subscriber:
             await self._subscribed.wait()
-        batches = source.batches(self._subs)
+        # With trading on, the source also makes the trades resting orders fill on, subscribed or not.
+        batches = source.batches(self._subs if self.trading is None else self.trading.wanted(self._subs))
         try:
             while True:
                 await self._running.wait()
@@ -304,7 +336,10 @@ class ExchangeSimulator:
         # frame would drop a healthy client for one large batch its writer has not had a chance to send.)
         for client in [c for c in self._clients if c.backlog >= self.max_backlog]:
             self._drop_slow(client)
+        trading = self.trading
         for stream, payload in batch:
+            if trading is not None and stream in trading.streams:
+                trading.on_frame(stream, payload)
             clients = self._subs.get(stream)
             if not clients:
                 continue

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Container
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -464,6 +465,15 @@ class SyntheticMarket:
     def _check_symbol(self, symbol: str) -> None:
         if symbol != self.symbol:
             raise invalid_symbol()
+
+    def levels(self, symbol: str, side: str, depth: int) -> list[tuple[Decimal, Decimal]]:
+        """The book's best ``depth`` levels of ``side`` ("bids" or "asks"), best first, as Decimal (price on the
+        tick, quantity in lots): what the built-in exchange's order matching walks (orders.BookView)."""
+        if symbol.upper() != self.symbol:
+            return []
+        book_side = self._book.asks if side == "asks" else self._book.bids
+        prices = sorted(book_side.levels, reverse=side == "bids")[:depth]
+        return [(Decimal(p).scaleb(-self._pd), Decimal(book_side.levels[p]).scaleb(-self._qd)) for p in prices]
 
     def symbol_info(self) -> dict[str, Any]:
         """This market's entry in ``/api/v3/exchangeInfo``: its own tick and lot grids, as Binance writes them."""
