@@ -6,7 +6,8 @@ The fill model is PaperBroker's (app/trading/broker.py), so a session trades the
 loopback:
 
 - MARKET orders walk the book's levels (``BookView.levels``) as taker; what the book cannot fill ends the order
-  EXPIRED, as Binance does. The book is shared market data and is not consumed.
+  EXPIRED, as Binance does. The book is shared market data and is not consumed. A MARKET order by
+  ``quoteOrderQty`` spends up to that much quote (commission on top) and is sized by what it bought.
 - LIMIT orders take what is marketable at their price as taker; a GTC remainder rests and fills as maker only when
   a market trade goes strictly *through* its price (a trade at the price does not: our place in the queue is
   unknown), shared among resting orders by price then time. IOC / FOK remainders expire; LIMIT_MAKER that would
@@ -258,9 +259,10 @@ class OrderEngine:
         if price is not None or tif is not None:
             raise EngineError(-1106, f"Parameter '{'price' if price is not None else 'timeInForce'}' sent when "
                                      "not required.")
-        if (quantity is None) == (quote_qty is None):
-            raise EngineError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!"
-                              if quantity is None else "Unsupported order combination.", 400)
+        if quantity is None and quote_qty is None:
+            raise EngineError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
+        if quantity is not None and quote_qty is not None:
+            raise EngineError(-1014, "Unsupported order combination.")
         opposite = "asks" if side == "BUY" else "bids"
         levels = self.book.levels(rules.symbol, opposite, BOOK_DEPTH)
         if quantity is not None:

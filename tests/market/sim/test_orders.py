@@ -105,6 +105,7 @@ def test_bad_requests() -> None:
     refused(-1115, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D(1), price=D(90), tif="GTX")
     refused(-1106, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(1), price=D(90))
     refused(-1102, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET")
+    refused(-1014, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(1), quote_qty=D(100))
     refused(-2015, e.place, "nobody", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(1))
 
 
