@@ -113,6 +113,11 @@ def _explain(exc: BaseException, asset: str | None) -> tuple[ErrorKind, str]:
         return ErrorKind.UNKNOWN_ORDER, _UNKNOWN
     if "DuplicateOrderId" in names:
         return ErrorKind.DUPLICATE, _DUPLICATE
+    cause = _names(exc.__cause__) if exc.__cause__ is not None else set()
+    if "ServerDisconnectedError" in cause or "ClientPayloadError" in cause:  # ccxt files these as unavailable
+        return ErrorKind.NETWORK, "The connection to the exchange dropped before it answered."
+    if cause & {"ClientConnectionError", "OSError", "gaierror"}:
+        return ErrorKind.NETWORK, "The exchange could not be reached (network error)."
     if names & {"ExchangeNotAvailable", "OnMaintenance"}:
         return ErrorKind.UNAVAILABLE, _UNAVAILABLE
     if "RequestTimeout" in names or "TimeoutError" in names:

@@ -85,6 +85,24 @@ def test_a_5xx_or_lost_connection_is_uncertain_and_said_so() -> None:
     assert not is_uncertain(ccxt.InsufficientFunds("x"))
 
 
+def test_connection_failures_ccxt_files_as_unavailable_are_said_as_network() -> None:
+    import aiohttp
+
+    def wrapped(cause: BaseException) -> BaseException:
+        try:
+            raise ccxt.ExchangeNotAvailable("binance POST http://127.0.0.1:9/api/v3/order") from cause
+        except ccxt.ExchangeNotAvailable as exc:
+            return exc
+
+    dropped = wrapped(aiohttp.ServerDisconnectedError())
+    assert explain(dropped) == "The connection to the exchange dropped before it answered."
+    assert classify(dropped) is ErrorKind.NETWORK and is_uncertain(dropped)
+    refused = wrapped(ConnectionRefusedError(111, "Connection refused"))
+    assert explain(refused) == "The exchange could not be reached (network error)."
+    assert explain(ccxt.ExchangeNotAvailable("binance 503 Service Unavailable")) == \
+        "The exchange is unavailable right now (maintenance or overload)."
+
+
 def test_other_exchanges_by_class() -> None:
     assert classify(ccxt.InsufficientFunds("kraken EOrder:Insufficient funds")) is ErrorKind.INSUFFICIENT_BALANCE
     assert classify(ccxt.AuthenticationError("coinbase 401 Unauthorized")) is ErrorKind.KEYS
