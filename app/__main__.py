@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-approve", action="store_true", default=None,
                    help="approve proposals within auto-approve's own strict limits (off by default)")
     p.add_argument("--theme", choices=["dark", "light"], help="colour theme (default dark)")
+    live = p.add_argument_group(
+        "live trading", "Paper unless asked. Live orders go to the exchange account whose keys are in the environment "
+        "(BINANCE_API_KEY / BINANCE_API_SECRET, COINBASE_..., KRAKEN_...) or the OS keyring, never the settings "
+        "file; with --exchange sim the built-in exchange gets a key pair made for this run. A dialog names the "
+        "exchange and the account before the first order; without keys, with keys the exchange rejects, or declined, "
+        "the terminal says why and trades on paper.")
+    live.add_argument("--live", action="store_true", default=None,
+                      help="trade live on the exchange chosen with --exchange (default: paper)")
+    net = live.add_mutually_exclusive_group()
+    net.add_argument("--testnet", dest="live_testnet", action="store_const", const=True, default=None,
+                     help="on the exchange's test network with play money (the default)")
+    net.add_argument("--mainnet", dest="live_testnet", action="store_const", const=False,
+                     help="on the real exchange, with real money")
+    live.add_argument("--confirm-live", action="store_true",
+                      help="scripted runs: confirm live trading without the dialog (needs --live; never implied)")
     p.add_argument("--smoke-test", type=float, metavar="SECONDS",
                    help="run that long (or until SIGTERM/Ctrl+C ends it early), then exit 0 if data arrived, "
                    "candles were drawn and no task failed, 1 otherwise")
@@ -112,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json and args.smoke_test is None:
         print("error: --json needs --smoke-test SECONDS", file=sys.stderr)
         return 2
+    if args.confirm_live and not args.live:
+        print("error: --confirm-live confirms live trading asked for with --live on the same command line; it is "
+              "never implied (add --live, or leave both out to trade on paper)", file=sys.stderr)
+        return 2
     loaded = _settings_from(args)
     if loaded is None:
         return 2
@@ -133,7 +152,7 @@ _FLAG_FIELDS = {
     "timeframe": "timeframe", "replay": "replay", "speed": "replay_speed", "record": "record_path",
     "sim_port": "sim_port", "llm_url": "llm_url", "model": "llm_model", "decision_timeframe": "decision_timeframe",
     "journal": "journal_path", "auto_approve": "auto_approve", "theme": "theme", "ws_url": "ws_url",
-    "rest_url": "rest_url",
+    "rest_url": "rest_url", "live": "live_trading", "live_testnet": "live_testnet",
 }
 
 
@@ -281,8 +300,19 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     loop.set_exception_handler(log_loop_exception)
     if loop.get_debug():  # PYTHONASYNCIODEBUG=1: report anything that holds the loop (and so the window) > 20 ms
         loop.slow_callback_duration = 0.02
+    live = None
+    if settings.live_trading:
+        from app.market.recording import RecordingError
+        from app.market.sim.process import ExchangeStartError
+        from app.market.sim.source import SimulatorPortInUse
+
+        try:
+            live = await _open_live(settings, args)
+        except (ExchangeStartError, SimulatorPortInUse, RecordingError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
-        session = Session(settings)
+        session = Session(settings, live=live)
     except JournalError as exc:  # a journal we must not touch (newer version, not ours, unreadable)
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -360,6 +390,26 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     return rc
 
 
+async def _open_live(settings, args: argparse.Namespace):
+    """Live trading asked for: connect the exchange account and confirm, before the session exists
+    (``app.trading.live_start``). The confirmation is the dialog, or ``--confirm-live``; a scripted run without that
+    flag gets no dialog (nobody would answer it) and trades on paper, saying so."""
+    from app.trading.live_start import open_live
+
+    scripted = args.smoke_test is not None or args.exit_after_first_window
+    if args.confirm_live:
+        async def confirm(account, label) -> bool:
+            log.warning("live trading confirmed by --confirm-live: %s, account %s", label, account.account)
+            return True
+    elif scripted:
+        async def confirm(account, label) -> bool:
+            log.warning("a scripted run confirms live trading with --confirm-live; none given")
+            return False
+    else:
+        from app.ui.live_confirm import confirm_live as confirm
+    return await open_live(settings, confirm, journal_given=args.journal is not None)
+
+
 def smoke_verdict(session, window) -> int:
     feed = session.feed
     m = session.market[window.symbol]
@@ -408,9 +458,22 @@ def smoke_counters(session, window) -> dict:
         "orders_restored": desk.orders_restored,
         "fills_restored": desk.fills_restored,
         "risk": desk.risk.state.value,
+        "broker": desk.broker.mode,  # PAPER or LIVE
+        "broker_label": desk.broker.label,
+        "live": _live_counters(session),
         "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
         "state": _state_summary(session),
     }
+
+
+def _live_counters(session) -> dict | None:
+    """The live broker's counters (orders, fills, cancels, reconciliations ...) and why live trading is off when
+    it was asked for and is not; None for a paper session that never asked."""
+    live = session.live
+    if live is None:
+        return None
+    counters = getattr(session.desk.broker, "counters_dict", None)
+    return {"reason": live.reason, "journal": str(session.journal.path), **(counters() if counters else {})}
 
 
 def _state_summary(session) -> dict | None:

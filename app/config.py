@@ -101,7 +101,14 @@ class Settings(BaseModel):
     cache_tolerances: dict[str, PositiveFinite] = Field(default_factory=dict)
     # A stored answer is served only while the price stays within this many ATRs of where it was asked.
     cache_price_band_atr: float = Field(default=DEFAULT_PRICE_BAND_ATR, gt=0.0, le=100.0)
-    # Trading (paper). The journal defaults to the platformdirs user data dir.
+    # Live trading: orders go to the exchange account whose keys are in the environment or the OS keyring (never
+    # this file), after a confirmation naming the exchange and the account (--confirm-live in scripted runs).
+    # Off: paper. Without keys, with keys the exchange rejects, or declined: the terminal says why and runs paper.
+    live_trading: bool = False
+    # On the exchange's test network (Binance's spot testnet), with its own keys and play money. Off: MAINNET, real
+    # money. Applies to live trading only.
+    live_testnet: bool = True
+    # Trading. The journal defaults to the platformdirs user data dir; a live session keeps its own beside it.
     journal_path: Path | None = None
     starting_cash: Decimal = Field(default=Decimal("10000"), gt=0)
     proposal_expiry_s: float = Field(default=30.0, gt=0.0, le=3600.0)

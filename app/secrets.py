@@ -3,8 +3,12 @@
 Names and their environment variables (an environment variable, when set and not empty, always wins):
 
     llm_api_key          OPENAI_API_KEY          key of the OpenAI-compatible model endpoint
-    exchange_api_key     TT_EXCHANGE_API_KEY     exchange API key
-    exchange_api_secret  TT_EXCHANGE_API_SECRET  exchange API secret
+    binance_api_key      BINANCE_API_KEY         live trading on Binance spot (testnet keys for the testnet)
+    binance_api_secret   BINANCE_API_SECRET
+    coinbase_api_key     COINBASE_API_KEY        live trading on Coinbase Advanced Trade
+    coinbase_api_secret  COINBASE_API_SECRET
+    kraken_api_key       KRAKEN_API_KEY          live trading on Kraken
+    kraken_api_secret    KRAKEN_API_SECRET
 
 Stored values live in the OS keyring under the service ``ai-trading-terminal`` with the name as user name. Where
 no usable keyring exists (keyring's ``fail`` or ``null`` backend, a chainer with nothing to chain, or a backend
@@ -26,10 +30,11 @@ from typing import Literal
 from app.logs import register_secret, scrub_text
 
 SERVICE = "ai-trading-terminal"
+# Exchanges the terminal can trade live on with keys of the trader's (the built-in exchange makes a pair per run).
+LIVE_EXCHANGES: tuple[str, ...] = ("binance", "coinbase", "kraken")
 ENV_VARS: dict[str, str] = {
     "llm_api_key": "OPENAI_API_KEY",
-    "exchange_api_key": "TT_EXCHANGE_API_KEY",
-    "exchange_api_secret": "TT_EXCHANGE_API_SECRET",
+    **{f"{ex}_api_{part}": f"{ex.upper()}_API_{part.upper()}" for ex in LIVE_EXCHANGES for part in ("key", "secret")},
 }
 NAMES: tuple[str, ...] = tuple(ENV_VARS)
 
@@ -215,3 +220,10 @@ class Secrets:
             pass  # nothing stored: already deleted
         except Exception as exc:
             self._fail(_problem_from(exc))
+
+
+def exchange_key_names(exchange: str) -> tuple[str, str]:
+    """The secret names of an exchange's API key and secret (``binance`` -> binance_api_key, binance_api_secret)."""
+    if exchange not in LIVE_EXCHANGES:
+        raise ValueError(f"no exchange keys for {exchange!r}; known: {', '.join(LIVE_EXCHANGES)}")
+    return f"{exchange}_api_key", f"{exchange}_api_secret"

@@ -32,9 +32,10 @@ from app.models import BookUpdate, FeedState, Quote, Trade
 from app.perf.metrics import CANDLE_UPDATE, EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, Metrics
 from app.perf.probes import LoopLagProbe, ProcessProbe
 from app.supervision import Supervisor
-from app.trading.broker import PaperBroker
+from app.trading.broker import Broker, PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
+from app.trading.live_start import LiveStart, first_quote, live_starting_cash, start_exchange
 from app.trading.proposals import AutoApproveLimits, ProposalBook
 from app.trading.restore import restore
 from app.trading.risk import RiskLimits, RiskManager
@@ -63,12 +64,16 @@ STOP_TIMEOUT_S = 5.0
 
 
 class Session:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, live: LiveStart | None = None) -> None:
+        """``live``: what ``app.trading.live_start.open_live`` found before the session (None: live trading was not
+        asked for). With a broker in it the desk trades live on it, on the live session's own journal; without,
+        paper, and the trader is told why. A built-in exchange it started is this session's (not started again)."""
         self.settings = settings
+        self.live = live
         self.symbols = settings.feed_symbols()
         self.bus = EventBus()
         self.market = MarketData(self.symbols, capacity=settings.candle_capacity)
-        self.simulator: ExchangeSimulator | ExchangeProcess | None = None
+        self.simulator: ExchangeSimulator | ExchangeProcess | None = live.exchange if live is not None else None
         self.connection: FeedConnection | None = None
         self.recorder: Recorder | None = None
         self.started_ns = time.perf_counter_ns()
@@ -100,9 +105,14 @@ class Session:
             settings.decision_cache_tolerances(), ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
             price_band_atr=settings.cache_price_band_atr,
         ) if self.provider.name != "offline" and settings.cache_enabled else None
-        self.journal = Journal(settings.journal_path)
-        self.instruments = Instruments()
+        live_broker = live.broker if live is not None else None
+        self.journal = Journal(live.journal_path if live_broker is not None and live is not None
+                               else settings.journal_path)
+        # One registry of instruments; a live broker has filled it from the exchange's markets already.
+        self.instruments = live.instruments if live is not None else Instruments()
         self.desk = self._make_desk(cache)
+        if live is not None and live.reason:  # live trading was asked for and is not on: the trader is told why
+            self.desk.say("warn", live.reason)
         self.decisions = DecisionService(
             self.provider,
             self.market,
@@ -139,16 +149,27 @@ class Session:
         s = self.settings
         # The one restore path (also what the crash tests check): fills replayed through Portfolio.apply_fill, the
         # day's starting equity, the risk state, and which open orders resume.
-        restored = restore(self.journal, starting_cash=s.starting_cash, symbols=self.symbols,
-                           daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000))
-        # Order ids carry the session start so they never collide with a previous session's in the journal.
-        # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
         instruments = self.instruments
-        broker = self.paper_broker = PaperBroker(
-            maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
-            instruments=instruments)
-        # Its own subscription, consumed by its own task (see start): the desk does not feed the broker.
-        self._paper_sub = self.bus.subscribe("paper broker", maxlen=200_000, kinds=(Trade, Quote))
+        live = self.live.broker if self.live is not None else None
+        starting_cash = s.starting_cash
+        if live is not None and live.account is not None:
+            # The account's cash now, less what the live journal's fills moved: replayed, they give the cash now.
+            starting_cash = live_starting_cash(self.journal, live.account.balances,
+                                               first_quote(instruments, self.symbols))
+        restored = restore(self.journal, starting_cash=starting_cash, symbols=self.symbols,
+                           daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000))
+        broker: Broker
+        if live is not None:
+            broker = live
+            live.journal_hook = self.journal.record_reconciliation  # what each reconciliation found
+        else:
+            # Order ids carry the session start so they never collide with a previous session's in the journal.
+            # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
+            broker = self.paper_broker = PaperBroker(
+                maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
+                instruments=instruments)
+            # Its own subscription, consumed by its own task (see start): the desk does not feed the broker.
+            self._paper_sub = self.bus.subscribe("paper broker", maxlen=200_000, kinds=(Trade, Quote))
         risk = RiskManager(RiskLimits(
             max_order_notional=s.max_order_notional,
             max_position_value=s.max_position_value,
@@ -168,8 +189,11 @@ class Session:
             symbols=self.symbols, on_position_change=cache.on_position_change if cache is not None else None,
             why_not_live=self.why_not_live,
         )
-        for book in desk.books.values():  # the desk applies the updates; the paper broker walks the same books
-            broker.on_book(book)
+        if self.paper_broker is not None:
+            for book in desk.books.values():  # the desk applies the updates; the paper broker walks the same books
+                self.paper_broker.on_book(book)
+        else:
+            live.price_of = desk.last_price  # type: ignore[union-attr]  # what a market order's value is judged at
         # After the desk listens to the broker, so every order canceled or resumed at restart is journaled.
         log.info("%s", desk.resume_from(restored))
         desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
@@ -230,30 +254,19 @@ class Session:
     def feed(self) -> FeedStats:
         return self.connection.stats if self.connection else FeedStats()
 
+    @property
+    def broker_label(self) -> str:
+        """"PAPER", or the live broker's "LIVE · Binance testnet": what the status bar, ticket and cards say."""
+        return self.desk.broker.label
+
+    @property
+    def is_live(self) -> bool:
+        return self.desk.broker.mode == "LIVE"
+
     async def _start_exchange(self) -> ExchangeSimulator | ExchangeProcess:
         """The built-in exchange, in its own process unless ``sim_process`` is off. Imported here, once the window
         is up: the window does not need it to appear."""
-        s = self.settings
-        if s.sim_process:
-            from app.market.sim.process import ExchangeProcess
-
-            exchange: ExchangeSimulator | ExchangeProcess = ExchangeProcess(
-                symbols=self.symbols, trades_per_s=s.sim_trades_per_s, protocol=s.sim_protocol, port=s.sim_port,
-                replay=s.replay, replay_speed=s.replay_speed,
-            )
-        else:
-            from app.market.sim.markets import MultiMarket
-            from app.market.sim.replay import ReplaySource
-            from app.market.sim.server import ExchangeSimulator
-
-            source = (
-                ReplaySource(s.replay, speed=s.replay_speed)
-                if s.replay is not None
-                else MultiMarket.for_symbols(self.symbols, s.sim_trades_per_s)
-            )
-            exchange = ExchangeSimulator(source, port=s.sim_port, protocol=s.sim_protocol)
-        await exchange.start()
-        return exchange
+        return await start_exchange(self.settings, self.symbols)
 
     async def start(self) -> None:
         """Start the built-in exchange if chosen, connect the feed, load history. Raises before anything runs when
@@ -263,11 +276,16 @@ class Session:
         if isinstance(self.provider, LocalModelProvider):  # loads while the exchange starts, after the first paint
             self.spawn(self.provider.run(self._local_model_failed), "local model")
         if s.exchange == "sim":
-            self.simulator = await self._start_exchange()
+            if self.simulator is None:  # else live_start started it, with its trading API on
+                self.simulator = await self._start_exchange()
             feed = exchanges.plan(s.sim_protocol, self.symbols, ws_url=self.simulator.ws_url,
                                   rest_url=self.simulator.rest_url, simulated=True)
         else:
-            feed = exchanges.plan(s.exchange, self.symbols, ws_url=s.ws_url, rest_url=s.rest_url)
+            # Live on a testnet: its own market data (its prices are the ones its orders fill at).
+            testnet = self.live is not None and self.live.testnet
+            feed = exchanges.plan(s.exchange, self.symbols, ws_url=s.ws_url, rest_url=s.rest_url, testnet=testnet)
+        if self.is_live:
+            await self._start_live_broker()
         rest_base = feed.rest_base
         self._depth_path, self._klines_path = feed.depth_path, feed.klines_path
         # --record: every frame as received, to replay later (lost from here once; now built with the connection)
@@ -303,6 +321,19 @@ class Session:
         if self.paper_broker is not None:
             sup.supervise("paper broker", self._run_paper_broker)
         self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)
+
+    async def _start_live_broker(self) -> None:
+        """The desk restored the live journal: now the broker reconciles it with the account (open orders, fills
+        missed while away, balances) and starts its user stream. A failure is said to the trader; the broker's own
+        supervisor keeps trying the stream."""
+        try:
+            await self.desk.broker.start()
+        except Exception as exc:
+            log.exception("the live broker did not start")
+            self.desk.say("error", f"{self.broker_label}: the account could not be reconciled ({exc}); orders may "
+                                   "be refused until the exchange answers")
+        else:
+            self.desk.say("info", f"{self.broker_label}: account reconciled, user stream on")
 
     def _local_model_failed(self, sentence: str) -> None:
         """The local model could not start or died: the offline rules propose from now on, uncached (their cards

@@ -50,6 +50,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("llm_url", "llm_model", "decision_source", "local_model_threads", "llm_timeout_s", "llm_max_retries",
                "decision_timeframe", "decision_interval_s", "decision_timeout_s")),
     ("Cache", ("cache_enabled", "cache_ttl_s", "cache_max_entries", "cache_tolerances", "cache_price_band_atr")),
+    ("Live trading", ("live_trading", "live_testnet")),
     ("Risk & fees", ("starting_cash", "maker_fee", "taker_fee", "max_order_notional", "max_position_value",
                      "max_order_value_by_symbol", "max_position_value_by_symbol",
                      "max_open_orders", "price_band_pct", "daily_loss_limit", "proposal_expiry_s", "max_drift_pct",
@@ -90,6 +91,10 @@ HELP: dict[str, str] = {
                             "it was asked (above 0, at most 100)",
     "cache_tolerances": "per-feature tolerance overrides in 1m-bar units; features left out keep their defaults, "
                         "all are scaled to the decision timeframe",
+    "live_trading": "send approved orders to the exchange account (keys from the environment or the OS keyring, "
+                    "never this file), after a confirmation naming the exchange and account; off: paper",
+    "live_testnet": "live trading on the exchange's test network with play money (Binance spot testnet); off: "
+                    "MAINNET, real money",
     "starting_cash": "paper account cash before the first fill",
     "maker_fee": "maker fee as a fraction (0.001 = 0.1 %)",
     "taker_fee": "taker fee as a fraction (0.001 = 0.1 %)",

@@ -48,21 +48,23 @@ def test_keyring_round_trip_and_empty_value_deletes(use_backend):
     assert s.set("llm_api_key", "") == "keyring"
     assert (SERVICE, "llm_api_key") not in backend.store
     assert s.get("llm_api_key") is None and s.source("llm_api_key") is None
-    assert s.set("exchange_api_key", "") == "keyring"  # deleting what is not there is fine
+    assert s.set("binance_api_key", "") == "keyring"  # deleting what is not there is fine
 
 
 def test_environment_overrides_the_keyring(use_backend):
     use_backend(MemoryKeyring())
-    env = {"OPENAI_API_KEY": "tt-from-env-123456", "TT_EXCHANGE_API_SECRET": "  "}
+    env = {"OPENAI_API_KEY": "tt-from-env-123456", "BINANCE_API_SECRET": "  "}
     s = Secrets(env=env)
     s.set("llm_api_key", KEY)
-    s.set("exchange_api_secret", "tt-secret-from-keyring")
+    s.set("binance_api_secret", "tt-secret-from-keyring")
     assert s.get("llm_api_key") == "tt-from-env-123456" and s.source("llm_api_key") == "env"
     # a blank environment variable does not count
-    assert s.get("exchange_api_secret") == "tt-secret-from-keyring" and s.source("exchange_api_secret") == "keyring"
+    assert s.get("binance_api_secret") == "tt-secret-from-keyring" and s.source("binance_api_secret") == "keyring"
     assert set(s.values()) == {"tt-from-env-123456", KEY, "tt-secret-from-keyring"}
-    assert ENV_VARS == {"llm_api_key": "OPENAI_API_KEY", "exchange_api_key": "TT_EXCHANGE_API_KEY",
-                        "exchange_api_secret": "TT_EXCHANGE_API_SECRET"}
+    assert ENV_VARS == {"llm_api_key": "OPENAI_API_KEY",
+                        "binance_api_key": "BINANCE_API_KEY", "binance_api_secret": "BINANCE_API_SECRET",
+                        "coinbase_api_key": "COINBASE_API_KEY", "coinbase_api_secret": "COINBASE_API_SECRET",
+                        "kraken_api_key": "KRAKEN_API_KEY", "kraken_api_secret": "KRAKEN_API_SECRET"}
 
 
 def test_unknown_name_is_an_error():
@@ -76,14 +78,14 @@ def test_no_backend_means_memory_only_with_a_clear_message(use_backend, caplog):
     s = Secrets(env={})
     assert not s.backend_ok
     assert "No OS keyring" in s.backend_problem and "memory" in s.backend_problem
-    assert s.set("exchange_api_key", KEY) == "memory"
-    assert s.get("exchange_api_key") == KEY and s.source("exchange_api_key") == "memory"
-    assert Secrets(env={}).get("exchange_api_key") == KEY  # one memory for the whole process
+    assert s.set("binance_api_key", KEY) == "memory"
+    assert s.get("binance_api_key") == KEY and s.source("binance_api_key") == "memory"
+    assert Secrets(env={}).get("binance_api_key") == KEY  # one memory for the whole process
     assert Secrets(env={}).backend_problem == s.backend_problem
     warnings = [r for r in caplog.records if r.name == "app.secrets"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING  # logged once
     assert KEY not in caplog.text
-    assert s.set("exchange_api_key", "") == "memory" and s.get("exchange_api_key") is None
+    assert s.set("binance_api_key", "") == "memory" and s.get("binance_api_key") is None
 
 
 class _EmptyChainer(chainer.ChainerBackend):
@@ -114,9 +116,9 @@ def test_set_failing_in_the_keyring_keeps_the_value_in_memory_and_masks_it(use_b
     use_backend(RaisingKeyring())
     caplog.set_level(logging.WARNING)
     s = Secrets(env={})
-    assert s.set("exchange_api_secret", KEY) == "memory"  # set before any read: the failure is in set_password
+    assert s.set("binance_api_secret", KEY) == "memory"  # set before any read: the failure is in set_password
     assert "cannot store" in s.backend_problem and KEY not in s.backend_problem
-    assert s.get("exchange_api_secret") == KEY and s.source("exchange_api_secret") == "memory"
+    assert s.get("binance_api_secret") == KEY and s.source("binance_api_secret") == "memory"
     assert KEY not in caplog.text
 
 
@@ -131,9 +133,9 @@ def test_get_keyring_itself_raising_is_a_problem_not_a_crash(monkeypatch):
 
 
 def test_values_read_are_registered_for_the_log_scrubber(use_backend):
-    use_backend(MemoryKeyring()).store[(SERVICE, "exchange_api_key")] = KEY
+    use_backend(MemoryKeyring()).store[(SERVICE, "binance_api_key")] = KEY
     logs.forget_secrets()
-    assert Secrets(env={}).get("exchange_api_key") == KEY
+    assert Secrets(env={}).get("binance_api_key") == KEY
     assert logs.scrub_text(f"auth failed for {KEY}") == "auth failed for ***"
     Secrets(env={"OPENAI_API_KEY": "tt-env-key-abcdef"}).get("llm_api_key")
     assert logs.scrub_text("tt-env-key-abcdef") == "***"
