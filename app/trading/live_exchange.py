@@ -93,9 +93,9 @@ def make_client(exchange: str, api_key: str, secret: str, *, testnet: bool, rest
     elif testnet:
         try:
             client.set_sandbox_mode(True)
-        except Exception as exc:  # ccxt.NotSupported: the exchange has no test environment in ccxt
-            raise ClientSetupError(f"{exchange} has no testnet that ccxt can reach ({exc}); use mainnet keys with "
-                                   "care, or Binance's spot testnet") from exc
+        except Exception as exc:  # ccxt.NotSupported (or worse): the exchange has no test environment in ccxt
+            raise ClientSetupError(f"{exchange.capitalize()} has no testnet that ccxt can reach: live trading there "
+                                   "is on the real account only (turn the testnet setting off to use it)") from exc
     return client
 
 

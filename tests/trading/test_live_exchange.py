@@ -1,0 +1,114 @@
+"""The ccxt client the live broker builds, without any network: URLs (testnet, the built-in exchange on loopback
+with no way left to the internet), exchanges without a testnet, and ccxt kept out of start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from app.market.instruments import Instruments
+from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
+from app.trading.live_exchange import ClientSetupError, balances_of, make_client, parse_order
+
+
+def strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in strings(v)]
+    return []
+
+
+def test_binance_testnet_and_mainnet_urls() -> None:
+    async def build() -> tuple[Any, Any]:
+        test = make_client("binance", "k" * 20, "s" * 20, testnet=True, rest=None, ws_api=None)
+        main = make_client("binance", "k" * 20, "s" * 20, testnet=False, rest=None, ws_api=None)
+        await test.close()
+        await main.close()
+        return test, main
+
+    test, main = asyncio.run(build())
+    assert test.urls["api"]["public"] == test.urls["api"]["private"] == "https://testnet.binance.vision/api/v3"
+    assert test.urls["api"]["ws"]["ws-api"]["spot"].startswith("wss://ws-api.testnet.binance.vision/")
+    assert main.urls["api"]["private"] == "https://api.binance.com/api/v3"
+    assert (test.options["fetchCurrencies"], test.options["fetchMargins"]) == (False, False)  # no sapi calls
+    assert test.options["fetchMarkets"]["types"] == ["spot"]
+
+
+def test_the_built_in_exchange_replaces_every_url() -> None:
+    async def build() -> Any:
+        c = make_client("built-in", "k" * 20, "s" * 20, testnet=True, rest="http://127.0.0.1:5/",
+                        ws_api="ws://127.0.0.1:5/ws-api/v3")
+        await c.close()
+        return c
+
+    c = asyncio.run(build())
+    assert c.urls["api"]["public"] == c.urls["api"]["private"] == "http://127.0.0.1:5/api/v3"
+    assert c.urls["api"]["ws"]["ws-api"]["spot"] == "ws://127.0.0.1:5/ws-api/v3"
+    assert all(u.startswith(("http://127.0.0.1:5/", "ws://127.0.0.1:5/")) for u in strings(c.urls["api"]))
+    assert "test" not in c.urls and not c.isSandboxModeEnabled
+
+
+@pytest.mark.parametrize("exchange", ["coinbase", "kraken"])
+def test_exchanges_without_a_testnet_say_so(exchange: str) -> None:
+    with pytest.raises(ClientSetupError, match=r"has no testnet that ccxt can reach: live trading there is on the "
+                                               r"real account only"):
+        make_client(exchange, "k" * 20, "s" * 20, testnet=True, rest=None, ws_api=None)
+
+    async def build() -> str:  # mainnet: a client is built (no request made; untested beyond this)
+        c = make_client(exchange, "k" * 20, "s" * 20, testnet=False, rest=None, ws_api=None)
+        await c.close()
+        return c.id
+
+    assert asyncio.run(build()) == exchange
+
+
+def test_constructor_refusals_are_sentences() -> None:
+    kw: dict[str, Any] = dict(testnet=True, instruments=Instruments(), id_prefix="L")
+    with pytest.raises(LiveBrokerError, match="does not support the exchange 'bitmex'"):
+        LiveBroker(exchange="bitmex", api_key="k", secret="s", **kw)
+    with pytest.raises(LiveBrokerError, match="No API key and secret for Binance"):
+        LiveBroker(exchange="binance", api_key="", secret="s", **kw)
+    with pytest.raises(LiveBrokerError, match="prefix"):
+        LiveBroker(exchange="binance", api_key="k", secret="s", **{**kw, "id_prefix": "a b"})
+    b = LiveBroker(exchange="binance", api_key="k", secret="s", **kw)
+    assert (b.mode, b.label) == ("LIVE", "LIVE · Binance testnet")
+    b2 = LiveBroker(exchange="built-in", api_key="k", secret="s", endpoints=LiveEndpoints("http://x", "ws://x"), **kw)
+    assert b2.label == "LIVE · built-in exchange"
+
+
+def test_submit_before_connect_is_rejected_not_raised() -> None:
+    from app.models import OrderRequest, OrderStatus, OrderType, Side
+
+    b = LiveBroker(exchange="binance", api_key="k", secret="s", testnet=True, instruments=Instruments(), id_prefix="L")
+    order = asyncio.run(b.submit(OrderRequest("BTCUSDT", Side.BUY, OrderType.MARKET, D("0.1"))))
+    assert (order.status, order.reject_reason) == (OrderStatus.REJECTED,
+                                                   "the live broker is not connected to the exchange")
+
+
+def test_importing_the_live_broker_does_not_import_ccxt() -> None:
+    code = "import sys, app.trading.live_broker; print(json.dumps([m for m in sys.modules if m.startswith('ccxt')]))"
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_exact_amounts_from_binance_text_and_other_exchanges_floats() -> None:
+    raw = {"info": {"orderId": 7, "clientOrderId": "L1", "origQty": "0.10000000", "executedQty": "0.03000000",
+                    "status": "PARTIALLY_FILLED", "price": "60000.01", "type": "LIMIT", "side": "BUY"},
+           "id": "7", "clientOrderId": "L1", "amount": 0.1, "filled": 0.03, "status": "open", "side": "buy"}
+    o = parse_order(raw, "BTCUSDT")
+    assert (o.qty, o.filled, o.price, o.status, o.exchange_id) == (D("0.10000000"), D("0.03000000"),
+                                                                   D("60000.01"), "PARTIALLY_FILLED", "7")
+    kraken = {"info": {"status": "open"}, "id": "OABC", "clientOrderId": None, "amount": 0.1, "filled": 0.0,
+              "status": "canceled", "side": "sell", "type": "limit", "price": 70000.5}
+    k = parse_order(kraken, "BTCUSD")
+    assert (k.status, k.qty, k.price, k.side.value) == ("CANCELED", D("0.1"), D("70000.5"), "SELL")
+    assert balances_of({"info": {"balances": [{"asset": "BTC", "free": "0.5", "locked": "0.25"},
+                                              {"asset": "ETH", "free": "0", "locked": "0"}]}}) == {"BTC": D("0.75")}
+    assert balances_of({"info": {}, "total": {"USD": 12.5, "XBT": 0}}) == {"USD": D("12.5")}
