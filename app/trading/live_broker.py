@@ -48,6 +48,7 @@ from typing import Any
 
 from app.market.instruments import Instruments
 from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from app.trading.broker import CancelReport
 from app.trading.exchange_errors import ErrorKind, classify, explain, is_uncertain
 from app.trading.live_exchange import (
     BINANCE_LIKE,
@@ -62,16 +63,6 @@ from app.trading.live_exchange import (
     parse_trade,
     spot_markets,
 )
-
-try:  # the protocol's report (app/trading/broker.py); defined here until the protocol part lands there
-    from app.trading.broker import CancelReport  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - removed once broker.py has it
-
-    @dataclass(frozen=True, slots=True)
-    class CancelReport:  # type: ignore[no-redef]
-        canceled: int
-        refused: tuple[str, ...] = ()
-
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +202,7 @@ class LiveBroker:
         self._fill_ids: set[str] = set()
         self._ahead: dict[str, ExOrder] = {}  # order updates waiting for their fills, by our id
         self._orphans: dict[str, list[ExTrade]] = {}  # trades of orders not known yet, by exchange order id
+        self._counted: dict[str, Decimal] = {}  # restored orders: filled quantity the journal already holds
         self._never_placed: set[str] = set()  # concluded not placed: a later sighting is an error to report
         self._positions: dict[str, Decimal] = {}
         self._balances: dict[str, Decimal] = {}  # the exchange's last snapshot plus our fills since
@@ -325,6 +317,7 @@ class LiveBroker:
                 self._by_exchange[o.exchange_id] = o.id
             if o.filled_qty > 0 and o.avg_price is not None:
                 self._notional[o.id] = o.filled_qty * o.avg_price
+                self._counted[o.id] = o.filled_qty
         if self._markets:
             self._load_instruments(self._symbols)
         self.version += 1
@@ -732,10 +725,30 @@ class LiveBroker:
                 self.counters.errors += 1
                 log.warning("%s", msg)
             return
-        parsed = [parse_trade(t, order.symbol) for t in trades]
-        for t in sorted(parsed, key=lambda t: (t.ms, t.trade_id)):
-            if t.order_exchange_id in (None, order.exchange_id):
-                self._apply_trade(t, rec, recovered=rec is not None)
+        parsed = sorted((p for t in trades if (p := parse_trade(t, order.symbol)).order_exchange_id in
+                         (None, order.exchange_id)), key=lambda t: (t.ms, t.trade_id))
+        self._skip_counted(order, parsed)
+        for t in parsed:
+            self._apply_trade(t, rec, recovered=rec is not None)
+
+    def _skip_counted(self, order: Order, trades: list[ExTrade]) -> None:
+        """A restored order's earliest trades, up to the filled quantity the journal holds, are in the journal
+        already: never emitted again, even when ``restore_ids`` was not given their fill ids."""
+        counted = self._counted.pop(order.id, None)
+        if counted is None:
+            return
+        done = ZERO
+        for t in trades:
+            fid = f"{self.exchange}:{t.trade_id}"
+            if fid not in self._fill_ids:
+                if done + t.qty > counted:
+                    break
+                self._fill_ids.add(fid)
+            done += t.qty
+        if done != counted:
+            self.counters.errors += 1
+            log.error("order %s: the journal holds %s filled, the exchange's first trades %s", order.id, counted,
+                      done)
 
     def _apply_trade(self, t: ExTrade, rec: Reconciliation | None, *, recovered: bool = False) -> None:
         fid = f"{self.exchange}:{t.trade_id}"
