@@ -459,7 +459,7 @@ def smoke_counters(session, window) -> dict:
         "fills_restored": desk.fills_restored,
         "risk": desk.risk.state.value,
         "broker": desk.broker.mode,  # PAPER or LIVE
-        "broker_label": desk.broker.label,
+        "broker_label": session.broker_label,
         "live": _live_counters(session),
         "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
         "state": _state_summary(session),

@@ -35,7 +35,7 @@ from app.supervision import Supervisor
 from app.trading.broker import Broker, PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
-from app.trading.live_start import LiveStart, first_quote, live_starting_cash, start_exchange
+from app.trading.live_start import LiveStart, first_quote, live_label, live_starting_cash, start_exchange
 from app.trading.proposals import AutoApproveLimits, ProposalBook
 from app.trading.restore import restore
 from app.trading.risk import RiskLimits, RiskManager
@@ -256,8 +256,12 @@ class Session:
 
     @property
     def broker_label(self) -> str:
-        """"PAPER", or the live broker's "LIVE · Binance testnet": what the status bar, ticket and cards say."""
-        return self.desk.broker.label
+        """"PAPER", or "LIVE · Binance testnet" / "LIVE · Binance MAINNET" / "LIVE · built-in exchange": what the
+        status bar, ticket, cards and dialogs say."""
+        broker = self.desk.broker
+        if broker.mode != "LIVE":
+            return "PAPER"
+        return live_label(getattr(broker, "exchange", "?"), bool(getattr(broker, "testnet", False)))
 
     @property
     def is_live(self) -> bool:

@@ -73,6 +73,14 @@ def mode_words(exchange: str, testnet: bool) -> str:
     return f"{name} {'testnet' if testnet else 'MAINNET'}"
 
 
+def live_label(exchange: str, testnet: bool) -> str:
+    """What the status bar, ticket and cards say: "LIVE · Binance testnet", "LIVE · Binance MAINNET",
+    "LIVE · built-in exchange"."""
+    if exchange == "built-in":
+        return "LIVE · built-in exchange"
+    return f"LIVE · {mode_words(exchange, testnet)}"
+
+
 def live_journal_path(settings: Settings, exchange: str, testnet: bool, journal_given: bool) -> Path:
     """``--journal FILE`` names this run's journal, live or not. Otherwise a live session keeps its own beside the
     paper one (``journal-live-binance-testnet.sqlite``): paper cash and positions never mix with an account's."""

@@ -136,11 +136,14 @@ class PendingCard(QtWidgets.QFrame):
         row = QtWidgets.QHBoxLayout()
         row.setSpacing(6)
         if actions is not None:
+            mode = getattr(actions, "mode", "PAPER")  # LIVE or PAPER: Approve says where the order goes
             for name, slot, key in (("Approve", actions.approve, "A"), ("Reject", actions.reject, "R"),
                                     ("Modify", actions.modify, "M")):
-                b = QtWidgets.QPushButton(name)
+                b = QtWidgets.QPushButton(f"Approve {mode}" if name == "Approve" else name)
                 b.setObjectName(f"card{name}")
-                b.setToolTip(f"{name} this proposal (key {key} acts on the highlighted one)")
+                b.setProperty("mode", mode)
+                sends = f": a {mode} order" if name in ("Approve", "Modify") else ""
+                b.setToolTip(f"{name} this proposal{sends} (key {key} acts on the highlighted one)")
                 b.clicked.connect(lambda _=False, slot=slot: slot(self.proposal))
                 row.addWidget(b)
                 self.buttons[name] = b

@@ -68,5 +68,6 @@ async def confirm_live(account: LiveAccount, label: str, parent: QtWidgets.QWidg
     try:
         return await answer
     finally:
-        if dialog.isVisible():  # cancelled while open (the terminal closing): paper, and the dialog goes
+        if not answer.done():  # cancelled while open (the terminal closing): paper, and the dialog goes
+            answer.cancel()
             dialog.done(0)

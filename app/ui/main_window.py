@@ -65,7 +65,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config_path = config_path
         self._dialogs: dict[str, QtWidgets.QDialog] = {}  # non-modal dialogs kept alive while open
         s = session.settings
-        self.setWindowTitle(f"AI Trading Terminal — {s.symbol} — {session.source_label}")
+        self.setWindowTitle(self._title(s.symbol))
         self.resize(1440, 900)
         self.setDockOptions(
             QtWidgets.QMainWindow.DockOption.AnimatedDocks | QtWidgets.QMainWindow.DockOption.AllowTabbedDocks
@@ -116,7 +116,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         session = self.session
         self.blotter: Blotter = Blotter(session.desk)
-        self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter)
+        self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter,
+                                                        mode_text=session.broker_label)
         # A / R / M act on what the Decisions dock highlights: the symbol on screen's proposal, else the selected one.
         self.proposal_actions: ProposalActions = ProposalActions(
             session.desk, self.trading_panel.show_result, self, target=lambda: self.decisions_panel.target())
@@ -182,8 +183,17 @@ class MainWindow(QtWidgets.QMainWindow):
         st.setValue("view/timeframe", self.chart.timeframe)
         st.sync()
 
+    def _title(self, symbol: str) -> str:
+        return f"AI Trading Terminal — {symbol} — {self.session.source_label} — {self.session.broker_label}"
+
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
+        # Where orders go, first on the left: LIVE in red (an exchange account), PAPER calm.
+        session = self.session
+        self.mode_label = QtWidgets.QLabel(session.broker_label)
+        self.mode_label.setObjectName("brokerMode")
+        self.mode_label.setProperty("mode", "LIVE" if session.is_live else "PAPER")
+        self.mode_label.setToolTip(self._mode_tooltip())
         self.source_label = QtWidgets.QLabel(self.session.source_label)
         self.source_label.setObjectName("sourceLabel")
         self.source_label.setToolTip("Where market data comes from")
@@ -201,6 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pending_label.setObjectName("pendingCount")
         self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
         self.pending_label.setVisible(False)
+        sb.addWidget(self.mode_label)
         sb.addWidget(self.source_label)
         sb.addWidget(self.model_status)
         sb.addWidget(self.pending_label)
@@ -224,6 +235,15 @@ class MainWindow(QtWidgets.QMainWindow):
         sb.addPermanentWidget(self.price_label)
         sb.addPermanentWidget(self.rate_label)
         sb.addPermanentWidget(self.feed_label)
+
+    def _mode_tooltip(self) -> str:
+        session = self.session
+        live = session.live
+        if session.is_live and live is not None and live.account is not None:
+            return (f"Orders go to {session.broker_label.removeprefix('LIVE · ')}, account {live.account.account}. "
+                    f"Journal: {session.journal.path.name}")
+        why = f" Live trading was asked for: {live.reason}" if live is not None and live.reason else ""
+        return f"Orders are filled on paper against the live market (no exchange account).{why}"
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -301,7 +321,8 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.ui.settings_dialog import SettingsDialog
 
         loaded = load_settings(self.config_path, backup=False)
-        dialog = SettingsDialog(loaded.settings, self.config_path, Secrets(), self)
+        dialog = SettingsDialog(loaded.settings, self.config_path, Secrets(), self,
+                                mode_text=self.session.broker_label)
         dialog.key_saved.connect(self.session.apply_model_key)  # a new key applies at once
         return self._keep("settings", dialog)
 
@@ -371,7 +392,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.symbol = symbol
         self.chart.set_symbol(symbol)
-        self.setWindowTitle(f"AI Trading Terminal — {symbol} — {self.session.source_label}")
+        self.setWindowTitle(self._title(symbol))
         if self.panels_built:
             self.trading_panel.symbol = symbol
             self.decisions_panel.symbol = symbol

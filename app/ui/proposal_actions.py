@@ -14,7 +14,7 @@ from app.market.instruments import Instrument, defaults_for
 from app.models import OrderType, Side
 from app.trading.desk import ActionResult, TradingDesk
 from app.trading.proposals import RELEASE_GRACE_S, OrderEdits, Proposal
-from app.ui.trading_panel import parse_decimal, run_action
+from app.ui.trading_panel import mode_of, parse_decimal, run_action
 
 DIALOG_REFRESH_MS = 250
 
@@ -24,15 +24,16 @@ class ModifyDialog(QtWidgets.QDialog):
     proposal (symbol, action) and shows, live, its countdown, the price now and the order's value as edited."""
 
     def __init__(self, proposal: Proposal, edits: OrderEdits, parent: QtWidgets.QWidget | None = None, *,
-                 instrument: Instrument | None = None, price_of=None, clock=None) -> None:
-        """``price_of``: () -> the symbol's last price (Decimal or None); ``clock``: the proposal book's."""
+                 instrument: Instrument | None = None, price_of=None, clock=None, mode: str = "PAPER") -> None:
+        """``price_of``: () -> the symbol's last price (Decimal or None); ``clock``: the proposal book's;
+        ``mode``: LIVE or PAPER, said in the title and on the send button."""
         super().__init__(parent)
         self.proposal = proposal
         self.instrument = instrument or defaults_for(proposal.decision.symbol, proposal.price or 1)
         self._price_of = price_of or (lambda: proposal.price)
         self._clock = clock
         symbol = proposal.decision.symbol
-        self.setWindowTitle(f"Modify {proposal.action.value} {symbol}")
+        self.setWindowTitle(f"Modify {proposal.action.value} {symbol} · {mode}")
         form = QtWidgets.QFormLayout(self)
         self.heading = QtWidgets.QLabel(f"{proposal.action.value} {symbol}")
         self.heading.setObjectName("modifyHeading")
@@ -71,7 +72,7 @@ class ModifyDialog(QtWidgets.QDialog):
             QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel
         )
         self.send_button = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
-        self.send_button.setText("Send modified")
+        self.send_button.setText(f"Send modified {mode} order")
         buttons.accepted.connect(self._try_accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
@@ -153,6 +154,7 @@ class ProposalActions(QtCore.QObject):
         # () -> (proposal or None, why); the window sets the Decisions dock's. Alone: the newest pending one.
         self.target = target or (lambda: (self.desk.proposals.newest_pending(), "no pending proposal"))
         self.dialog: QtWidgets.QDialog | None = None  # the open dialog, if any (tests reach it here)
+        self.mode = mode_of(desk)  # LIVE or PAPER: every button and dialog that sends an order says it
 
     def _resolve(self, p: Proposal | None) -> Proposal | None:
         if p is not None:
@@ -193,7 +195,8 @@ class ProposalActions(QtCore.QObject):
             return
         book.hold(p)
         dialog = ModifyDialog(p, edits, self.parent_widget, instrument=self.desk.instruments.get(symbol),
-                              price_of=lambda: self.desk.last_price(symbol) or p.price, clock=book.clock)
+                              price_of=lambda: self.desk.last_price(symbol) or p.price, clock=book.clock,
+                              mode=self.mode)
         dialog.accepted.connect(lambda: self._send_modified(p, dialog.result_edits))
         dialog.rejected.connect(lambda: book.release(p))
         self._open(dialog)
@@ -209,9 +212,12 @@ class ProposalActions(QtCore.QObject):
             self.desk.proposals.release(p)  # refused (a veto, the broker): the trader may still act on it
             return
         box = QtWidgets.QMessageBox(
-            QtWidgets.QMessageBox.Icon.Warning, "Price moved", f"{result.message}\n\nSend anyway?",
+            QtWidgets.QMessageBox.Icon.Warning, f"Price moved · {self.mode}",
+            f"{result.message}\n\nSend anyway as a {self.mode} order?",
             QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self.parent_widget,
         )
+        box.button(QtWidgets.QMessageBox.StandardButton.Yes).setText(f"Send {self.mode} order")
+        box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.No)
         box.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         # Held while the trader reads the question: it must not expire or be superseded under his "Yes". Released
         # on No or close, and on Yes once the order's result is in (``_after`` again).

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 from app.config import PER_RUN_FIELDS, Settings
 from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
 from app.market.candles import TIMEFRAMES
+from app.secrets import LIVE_EXCHANGES, exchange_key_names
 from app.settings_store import HELP, SECTIONS, save_settings
 
 LLM_KEY = "llm_api_key"
@@ -41,7 +42,7 @@ LABELS: dict[str, str] = {
     "max_open_orders": "Max open orders", "price_band_pct": "Price band (%)", "daily_loss_limit": "Daily loss limit",
     "proposal_expiry_s": "Proposal expiry (s)", "max_drift_pct": "Max drift (%)", "auto_approve": "Auto-approve",
     "journal_path": "Journal file", "ui_refresh_hz": "Chart refresh (Hz)", "perf_thresholds_ms": "p99 thresholds (ms)",
-    "theme": "Theme",
+    "theme": "Theme", "live_trading": "Live trading (real orders)", "live_testnet": "On the testnet (play money)",
 }
 EDITOR_MIN_WIDTH = 260
 _PLACEHOLDERS = {"llm_url": "empty: offline rules", "journal_path": "empty: user data directory",
@@ -74,6 +75,21 @@ def key_source_text(secrets: Any) -> str:
     return "not set; a key saved here goes to the OS keyring"
 
 
+def exchange_keys_text(secrets: Any, exchange: str) -> str:
+    """Where an exchange's API key and secret come from, in words; never the values."""
+    key_name, secret_name = exchange_key_names(exchange)
+    env = f"{exchange.upper()}_API_KEY / {exchange.upper()}_API_SECRET"
+    if secrets is None:
+        return f"from {env} or the OS keyring"
+    sources = {secrets.source(key_name), secrets.source(secret_name)}
+    if sources == {"env"}:
+        return f"from the environment ({env})"
+    if None in sources:
+        return (f"not set: {env} in the environment, or {key_name} and {secret_name} in the OS keyring "
+                f"(service ai-trading-terminal)")
+    return "from the OS keyring" if sources == {"keyring"} else f"set ({', '.join(sorted(map(str, sources)))})"
+
+
 class SettingsDialog(QtWidgets.QDialog):
     """Edit the settings file at ``path``. Give it the file's settings (``load_settings(path).settings``), not
     the run's, or this run's command-line flags would be saved into the file."""
@@ -82,8 +98,11 @@ class SettingsDialog(QtWidgets.QDialog):
     key_saved = QtCore.Signal()  # a new API key was stored (even if writing the file then failed)
 
     def __init__(self, settings: Settings, path: Path, secrets: Any = None,
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, *, mode_text: str = "PAPER") -> None:
+        """``mode_text``: where this run's orders go ("PAPER", "LIVE · Binance testnet"), shown on the Live
+        trading tab: a change there applies from the next start, never to the running session."""
         super().__init__(parent)
+        self.mode_text = mode_text
         self.setWindowTitle("Settings")
         self.setObjectName("settingsDialog")
         self.original = settings
@@ -110,6 +129,8 @@ class SettingsDialog(QtWidgets.QDialog):
                 self._add_field(grid, name)
             if title == "Model":
                 self._add_key_row(grid)
+            if title == "Live trading":
+                self._add_live_rows(grid)
             grid.setRowStretch(grid.rowCount(), 1)
             self.tabs.addTab(page, title.replace("&", "&&"))  # "&" alone would make a shortcut
         outer.addWidget(self.tabs)
@@ -226,6 +247,28 @@ class SettingsDialog(QtWidgets.QDialog):
             line.textChanged.connect(self.validate)
             self._getters[f"{name}.{entry}"] = line.text
             self._row(grid, f"{name}.{entry}", f"  {entry}", line, HELP.get(name, ""))
+
+    def _add_live_rows(self, grid: QtWidgets.QGridLayout) -> None:
+        """This run's mode, and where each exchange's keys would come from (never the keys, never this file)."""
+        row = grid.rowCount()
+        grid.addWidget(QtWidgets.QLabel("This run"), row, 0)
+        self.mode_label = QtWidgets.QLabel(self.mode_text)
+        self.mode_label.setObjectName("brokerMode")
+        self.mode_label.setProperty("mode", "LIVE" if self.mode_text.startswith("LIVE") else "PAPER")
+        grid.addWidget(self.mode_label, row, 1)
+        note = QtWidgets.QLabel("changes apply at the next start; --live, --testnet / --mainnet choose for one run")
+        note.setObjectName("cardMuted")
+        note.setWordWrap(True)
+        grid.addWidget(note, row, 2)
+        self.exchange_key_labels: dict[str, QtWidgets.QLabel] = {}
+        for exchange in LIVE_EXCHANGES:
+            row = grid.rowCount()
+            grid.addWidget(QtWidgets.QLabel(f"{exchange.capitalize()} keys"), row, 0)
+            label = QtWidgets.QLabel(exchange_keys_text(self.secrets, exchange))
+            label.setObjectName("cardMuted")
+            label.setWordWrap(True)
+            grid.addWidget(label, row, 1, 1, 2)
+            self.exchange_key_labels[exchange] = label
 
     def _add_key_row(self, grid: QtWidgets.QGridLayout) -> None:
         self.api_key = QtWidgets.QLineEdit()

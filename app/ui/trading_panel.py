@@ -31,6 +31,11 @@ def run_action(coro, on_done) -> asyncio.Task:
     return task
 
 
+def mode_of(desk: TradingDesk) -> str:
+    """"LIVE" or "PAPER": what every button that sends an order says."""
+    return "LIVE" if getattr(desk.broker, "mode", "PAPER") == "LIVE" else "PAPER"
+
+
 def parse_decimal(text: str, what: str) -> Decimal:
     try:
         v = Decimal(text.strip().replace(",", ""))
@@ -43,11 +48,16 @@ def parse_decimal(text: str, what: str) -> Decimal:
 
 
 class TradingPanel(QtWidgets.QWidget):
-    def __init__(self, desk: TradingDesk, symbol: str, blotter=None, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, desk: TradingDesk, symbol: str, blotter=None, parent: QtWidgets.QWidget | None = None, *,
+                 mode_text: str | None = None) -> None:
+        """``mode_text``: "PAPER" or "LIVE · Binance testnet" (the session's ``broker_label``): the ticket's title
+        and its buttons say where an order goes."""
         super().__init__(parent)
         self.desk = desk
         self.symbol = symbol
         self.blotter = blotter
+        self.mode = mode_of(desk)
+        self.mode_text = mode_text or self.mode
         self.last_result: ActionResult | None = None
         outer = QtWidgets.QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -61,7 +71,10 @@ class TradingPanel(QtWidgets.QWidget):
         self.risk_state = self._value(summary, 4, "Risk")
         outer.addLayout(summary)
 
-        ticket = QtWidgets.QGroupBox("Order ticket")
+        ticket = QtWidgets.QGroupBox(f"Order ticket · {self.mode_text}")
+        ticket.setObjectName("orderTicket")
+        ticket.setProperty("mode", self.mode)
+        self.ticket = ticket
         form = QtWidgets.QGridLayout(ticket)
         self.side = QtWidgets.QComboBox()
         self.side.addItems([Side.BUY.value, Side.SELL.value])
@@ -73,8 +86,11 @@ class TradingPanel(QtWidgets.QWidget):
         self.price.setPlaceholderText("limit price")
         self.price.setEnabled(False)
         self.type.currentTextChanged.connect(lambda t: self.price.setEnabled(t == OrderType.LIMIT.value))
-        self.submit = QtWidgets.QPushButton("Send")
+        self.submit = QtWidgets.QPushButton(f"Send {self.mode} order")
         self.submit.setObjectName("sendOrder")
+        self.submit.setProperty("mode", self.mode)
+        self.submit.setToolTip("Sent to the exchange account: real orders" if self.mode == "LIVE"
+                               else "Filled on paper against the live market")
         self.submit.clicked.connect(self.send_ticket)
         form.addWidget(self.side, 0, 0)
         form.addWidget(self.type, 0, 1)
@@ -86,11 +102,14 @@ class TradingPanel(QtWidgets.QWidget):
         buttons = QtWidgets.QGridLayout()
         self.cancel_button = QtWidgets.QPushButton("Cancel selected")
         self.cancel_button.clicked.connect(self.cancel_selected)
-        self.flatten_button = QtWidgets.QPushButton("Flatten position")
+        self.flatten_button = QtWidgets.QPushButton(f"Flatten position ({self.mode})")
         self.flatten_button.clicked.connect(lambda: self._run(self.desk.flatten(self.symbol)))
-        self.kill_button = QtWidgets.QPushButton("KILL SWITCH")
+        self.kill_button = QtWidgets.QPushButton(f"KILL SWITCH ({self.mode})")
         self.kill_button.setObjectName("killSwitch")
-        self.kill_button.setToolTip("Cancel every order, flatten every position and halt trading")
+        self.kill_button.setToolTip(
+            "Halt trading, cancel every open order at the exchange and flatten every position; anything the "
+            f"exchange refuses is reported ({self.mode_text})" if self.mode == "LIVE"
+            else "Cancel every order, flatten every position and halt trading (PAPER)")
         self.kill_button.clicked.connect(lambda: self._run(self.desk.kill_switch()))
         self.resume_button = QtWidgets.QPushButton("Resume")
         self.resume_button.clicked.connect(lambda: self.show_result(self.desk.resume()))

@@ -1,0 +1,58 @@
+"""Live trading from the command line as a scripted run uses it: the built-in exchange in its child process with its
+trading API on, a key pair made for the run, confirmed with --confirm-live; without it the run says why and trades
+on paper. A real process, offscreen, in private data directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(tmp_path: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"), XDG_STATE_HOME=str(tmp_path / "state"),
+               XDG_CACHE_HOME=str(tmp_path / "cache"), TRADING_TERMINAL_DECISIONS="rules")
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def counters(proc: subprocess.CompletedProcess[str]) -> dict:
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1])
+
+
+def test_live_on_the_built_in_exchange_confirmed_by_flag_trades_on_its_own_journal(tmp_path):
+    proc = run(tmp_path, "--exchange", "sim", "--live", "--confirm-live", "--smoke-test", "8", "--json",
+               "--auto-approve")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c = counters(proc)
+    assert c["ok"] is True and c["broker"] == "LIVE" and c["broker_label"] == "LIVE · built-in exchange"
+    live = c["live"]
+    assert live["reason"] is None and live["reconciliations"] >= 1 and live["errors"] == 0
+    data = tmp_path / "data" / "ai-trading-terminal"
+    assert Path(live["journal"]) == data / "journal-live-built-in.sqlite"
+    assert not (data / "journal.sqlite3").exists()  # the paper journal is never opened
+    with sqlite3.connect(live["journal"]) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM reconciliations").fetchone()[0] >= 1
+        filled = conn.execute("SELECT exchange_id FROM orders WHERE status = 'FILLED'").fetchall()
+    assert all(exchange_id for (exchange_id,) in filled)
+    assert "live trading confirmed by --confirm-live" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_scripted_live_run_without_confirm_live_says_why_and_trades_on_paper(tmp_path):
+    proc = run(tmp_path, "--exchange", "sim", "--live", "--smoke-test", "4", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c = counters(proc)
+    assert c["broker"] == "PAPER" and c["broker_label"] == "PAPER"
+    assert c["live"]["reason"] == "Live trading on the built-in exchange was not confirmed. Trading on PAPER."
+    assert "a scripted run confirms live trading with --confirm-live" in proc.stderr
+    data = tmp_path / "data" / "ai-trading-terminal"
+    assert not (data / "journal-live-built-in.sqlite").exists()
