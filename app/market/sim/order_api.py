@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 SIGNED = frozenset({"timestamp", "recvWindow", "signature"})
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 _ORDER_PARAMS = SIGNED | {"symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
-                          "newClientOrderId", "newOrderRespType", "selfTradePreventionMode", "strategyId",
+                          "stopPrice", "newClientOrderId", "newOrderRespType", "selfTradePreventionMode", "strategyId",
                           "strategyType"}
 _QUERY_PARAMS = SIGNED | {"symbol", "orderId", "origClientOrderId"}
 _CANCEL_PARAMS = _QUERY_PARAMS | {"newClientOrderId", "cancelRestrictions"}
@@ -56,7 +56,8 @@ _LIST_PARAMS = SIGNED | {"symbol", "orderId", "startTime", "endTime", "fromId", 
 _ACCOUNT_PARAMS = SIGNED | {"omitZeroBalances"}
 _SYMBOL_DEFAULTS: dict[str, Any] = {
     "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
-    "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"], "icebergAllowed": False,
+    "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS"],
+    "icebergAllowed": False,
     "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": False,
     "cancelReplaceAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
     "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
@@ -229,6 +230,7 @@ class OrderApi:
             "quantity": auth.decimal_param(params, "quantity"),
             "quote_qty": auth.decimal_param(params, "quoteOrderQty"),
             "price": auth.decimal_param(params, "price"),
+            "stop_price": auth.decimal_param(params, "stopPrice"),
             "client_id": auth.client_id_param(params, "newClientOrderId"),
         }
 
@@ -245,8 +247,10 @@ class OrderApi:
         if resp == "ACK":
             return ack
         result = {**ack, **_order_fields(order), "workingTime": order.time}
-        for name in ("time", "updateTime", "isWorking", "origQuoteOrderQty", "stopPrice", "icebergQty"):
+        for name in ("time", "updateTime", "isWorking", "origQuoteOrderQty", "icebergQty"):
             result.pop(name, None)
+        if order.type != "STOP_LOSS":  # Binance answers with stopPrice for stop orders only
+            result.pop("stopPrice", None)
         if resp == "FULL":
             result["fills"] = [{"price": fmt(f.price), "qty": fmt(f.qty), "commission": fmt(f.commission),
                                 "commissionAsset": f.commission_asset, "tradeId": f.trade_id} for f in order.fills]
@@ -283,9 +287,10 @@ class OrderApi:
 
     def _canceled(self, order: EngineOrder, new_id: str | None = None) -> dict[str, Any]:
         fields = _order_fields(order)
-        for name in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty", "stopPrice",
-                     "icebergQty"):
+        for name in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty", "icebergQty"):
             fields.pop(name, None)
+        if order.type != "STOP_LOSS":
+            fields.pop("stopPrice", None)
         # As Binance: clientOrderId is the cancel request's own id; the order's is origClientOrderId.
         return {**fields, "origClientOrderId": order.client_id,
                 "clientOrderId": new_id or f"cancel-{next(self._cancel_ids)}", "transactTime": order.update_time}
@@ -431,8 +436,10 @@ def _order_fields(o: EngineOrder) -> dict[str, Any]:
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
         "price": fmt(o.price), "origQty": fmt(o.qty), "executedQty": fmt(o.executed),
         "cummulativeQuoteQty": fmt(o.cum_quote), "status": o.status, "timeInForce": o.tif, "type": o.type,
-        "side": o.side, "stopPrice": fmt(ZERO), "icebergQty": fmt(ZERO), "time": o.time, "updateTime": o.update_time,
-        "isWorking": o.working, "workingTime": o.time, "origQuoteOrderQty": fmt(o.quote_qty),
+        "side": o.side, "stopPrice": fmt(o.stop_price), "icebergQty": fmt(ZERO), "time": o.time,
+        "updateTime": o.update_time, "isWorking": o.working,
+        "workingTime": -1 if o.type == "STOP_LOSS" and not o.working else o.time,  # an untriggered stop: -1
+        "origQuoteOrderQty": fmt(o.quote_qty),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 

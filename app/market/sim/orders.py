@@ -12,6 +12,12 @@ loopback:
   a market trade goes strictly *through* its price (a trade at the price does not: our place in the queue is
   unknown), shared among resting orders by price then time. IOC / FOK remainders expire; LIMIT_MAKER that would
   take is rejected.
+- STOP_LOSS orders (Binance spot's stop-market: ``quantity`` and ``stopPrice``, no price, no timeInForce) rest
+  untriggered (NEW, not working; a sell locks its base, a buy ``qty × stopPrice × (1 + max rate)`` of the quote).
+  The stop price obeys PRICE_FILTER and, with the quantity, NOTIONAL; a stop the last market trade has already
+  reached is refused (-2010 "Stop price would trigger immediately.", as Binance). A market trade at or through the
+  stop (sell: price <= stop; buy: price >= stop) triggers it, before any resting limit fills on that trade; it then
+  executes like a MARKET order against the book (what the book cannot fill expires).
 - Commission is charged in the quote asset on every fill (0.1 % taker and maker by default). A resting buy locks
   ``qty × price × (1 + max rate)`` of the quote so that its fills can always be paid; a sell locks the base.
 
@@ -34,7 +40,7 @@ DEFAULT_FEE = Decimal("0.001")
 BOOK_DEPTH = 1000  # levels asked of the book for one order; the synthetic books hold 20 a side
 OPEN = ("NEW", "PARTIALLY_FILLED")
 SIDES = ("BUY", "SELL")
-TYPES = ("MARKET", "LIMIT", "LIMIT_MAKER")
+TYPES = ("MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -137,6 +143,7 @@ class EngineOrder:
     update_time: int = 0
     working: bool = False
     lock_left: Decimal = ZERO  # what this order still holds locked (quote for a buy, base for a sell)
+    stop_price: Decimal = ZERO  # STOP_LOSS only
     fills: list[EngineFill] = field(default_factory=list)
 
     @property
@@ -190,6 +197,8 @@ class OrderEngine:
         self._trade_ids = itertools.count(1)
         self._listeners: list[Listener] = []
         self._resting: dict[str, list[EngineOrder]] = {}  # symbol -> resting orders in arrival order
+        self._stops: dict[str, list[EngineOrder]] = {}  # symbol -> untriggered STOP_LOSS orders in arrival order
+        self._last: dict[str, Decimal] = {}  # symbol -> last market trade price (a stop must not trigger at once)
 
     # -- accounts ---------------------------------------------------------------------------------------
 
@@ -223,7 +232,7 @@ class OrderEngine:
 
     def place(self, key: str, *, symbol: str, side: str, type: str, quantity: Decimal | None = None,
               quote_qty: Decimal | None = None, price: Decimal | None = None, tif: str | None = None,
-              client_id: str | None = None) -> EngineOrder:
+              client_id: str | None = None, stop_price: Decimal | None = None) -> EngineOrder:
         """Validate, then match; returns the order as it stands after matching (its fills in ``fills``)."""
         account = self._account(key)
         rules = self.symbol_rules(symbol)
@@ -235,7 +244,11 @@ class OrderEngine:
             previous = account.by_client.get((symbol, client_id))
             if previous is not None and previous.open:
                 raise EngineError(-2010, "Duplicate order sent.")
-        if type == "MARKET":
+        if type != "STOP_LOSS" and stop_price is not None:
+            raise EngineError(-1106, "Parameter 'stopPrice' sent when not required.")
+        if type == "STOP_LOSS":
+            order, plan = self._new_stop(account, key, rules, side, quantity, quote_qty, price, tif, stop_price)
+        elif type == "MARKET":
             order, plan = self._new_market(account, key, rules, side, quantity, quote_qty, price, tif)
         else:
             order, plan = self._new_limit(account, key, rules, side, type, quantity, quote_qty, price, tif)
@@ -245,6 +258,9 @@ class OrderEngine:
         self._emit_order(order, "NEW")
         if order.lock_left:
             self._emit_balances(key, rules, order.side)
+        if order.type == "STOP_LOSS":  # waits for a market trade to reach its stop
+            self._stops.setdefault(symbol, []).append(order)
+            return order
         for fill_price, fill_qty in plan:
             self._fill(account, order, rules, fill_price, fill_qty, maker=False)
         if order.left > 0 and order.tif == "GTC" and order.type != "MARKET":
@@ -321,6 +337,33 @@ class OrderEngine:
         held.locked += lock
         return order, plan
 
+    def _new_stop(self, account: _Account, key: str, rules: SymbolRules, side: str, quantity: Decimal | None,
+                  quote_qty: Decimal | None, price: Decimal | None, tif: str | None,
+                  stop_price: Decimal | None) -> tuple[EngineOrder, Plan]:
+        if quantity is None or stop_price is None:
+            missing = "quantity" if quantity is None else "stopPrice"
+            raise EngineError(-1102, f"Mandatory parameter '{missing}' was not sent, was empty/null, or malformed.")
+        for name, value in (("price", price), ("timeInForce", tif), ("quoteOrderQty", quote_qty)):
+            if value is not None:
+                raise EngineError(-1106, f"Parameter '{name}' sent when not required.")
+        rules.check_price(stop_price)
+        rules.check_qty(quantity)
+        if rules.min_notional_market and quantity * stop_price < rules.min_notional:
+            raise filter_failure("NOTIONAL")
+        last = self._last.get(rules.symbol)
+        if last is not None and (last <= stop_price if side == "SELL" else last >= stop_price):
+            raise EngineError(-2010, "Stop price would trigger immediately.")
+        lock = quantity if side == "SELL" else quantity * stop_price * self._lock_rate
+        self._check_funds(account, rules, side, quantity, lock)
+        now = self.clock_ms()
+        order = EngineOrder(key=key, order_id=next(self._order_ids), client_id="", symbol=rules.symbol, side=side,
+                            type="STOP_LOSS", tif="GTC", qty=quantity, price=ZERO, quote_qty=ZERO, time=now,
+                            update_time=now, lock_left=lock, stop_price=stop_price)
+        held = account.bal(rules.base if side == "SELL" else rules.quote)
+        held.free -= lock
+        held.locked += lock
+        return order, []
+
     @staticmethod
     def _check_funds(account: _Account, rules: SymbolRules, side: str, base_qty: Decimal, quote_cost: Decimal) -> None:
         if side == "SELL" and account.bal(rules.base).free < base_qty:
@@ -331,8 +374,19 @@ class OrderEngine:
     # -- matching ---------------------------------------------------------------------------------------
 
     def on_trade(self, symbol: str, price: Decimal, qty: Decimal) -> None:
-        """A market trade: resting orders it went strictly through fill as maker at their price, best price
-        first, then by time, up to the traded quantity."""
+        """A market trade: stops it reached trigger first (a stop-loss must not wait behind a take-profit); then
+        resting orders it went strictly through fill as maker at their price, best price first, then by time, up
+        to the traded quantity."""
+        if symbol in self.rules:
+            self._last[symbol] = price
+        stops = self._stops.get(symbol)
+        if stops:
+            hit = [o for o in stops if o.open and (price <= o.stop_price if o.side == "SELL" else
+                                                   price >= o.stop_price)]
+            if hit:
+                self._stops[symbol] = [o for o in stops if o.open and all(o is not h for h in hit)]
+                for order in hit:
+                    self._trigger(order)
         resting = self._resting.get(symbol)
         if not resting:
             return
@@ -347,6 +401,26 @@ class OrderEngine:
             left -= fill_qty
             self._fill(self._accounts[order.key], order, rules, order.price, fill_qty, maker=True)
         self._resting[symbol] = [o for o in resting if o.open]
+
+    def _trigger(self, order: EngineOrder) -> None:
+        """A stop reached: it executes like a MARKET order against the book now; what the book cannot fill
+        expires. A sell's locked base pays its fills; a buy's locked quote is freed and its fills paid from it."""
+        account, rules = self._accounts[order.key], self.rules[order.symbol]
+        order.working = True
+        order.update_time = self.clock_ms()
+        levels = self.book.levels(rules.symbol, "asks" if order.side == "BUY" else "bids", BOOK_DEPTH)
+        plan = _walk(levels, order.qty, None, None, rules)
+        if order.side == "BUY":
+            self._release(account, order, rules)
+            cost = sum((p * q for p, q in plan), ZERO) * (1 + self.taker_fee)
+            if account.bal(rules.quote).free < cost:
+                plan = []  # the funds are no longer there: nothing executes, the order expires
+        for fill_price, fill_qty in plan:
+            self._fill(account, order, rules, fill_price, fill_qty, maker=False)
+        if order.open:
+            self._close(order, rules, "EXPIRED")
+            if not plan and order.side == "BUY":
+                self._emit_balances(order.key, rules, order.side)
 
     def _fill(self, account: _Account, order: EngineOrder, rules: SymbolRules, price: Decimal, qty: Decimal,
               maker: bool) -> None:
@@ -390,6 +464,7 @@ class OrderEngine:
             raise EngineError(-2011, "Unknown order sent.")
         self._close(order, self.rules[symbol], "CANCELED")
         self._resting[symbol] = [o for o in self._resting.get(symbol, []) if o.open]
+        self._stops[symbol] = [o for o in self._stops.get(symbol, []) if o.open]
         return order
 
     def cancel_all(self, key: str, symbol: str) -> list[EngineOrder]:
@@ -487,7 +562,7 @@ def execution_report(order: EngineOrder, execution: str, fill: EngineFill | None
     """Binance's spot ``executionReport`` for one change of ``order``."""
     return {
         "e": "executionReport", "E": now, "s": order.symbol, "c": order.client_id, "S": order.side,
-        "o": order.type, "f": order.tif, "q": fmt(order.qty), "p": fmt(order.price), "P": fmt(ZERO),
+        "o": order.type, "f": order.tif, "q": fmt(order.qty), "p": fmt(order.price), "P": fmt(order.stop_price),
         "F": fmt(ZERO), "g": -1, "C": order.client_id if execution == "CANCELED" else "", "x": execution,
         "X": order.status, "r": "NONE", "i": order.order_id,
         "l": fmt(fill.qty if fill else ZERO), "z": fmt(order.executed), "L": fmt(fill.price if fill else ZERO),

@@ -127,7 +127,15 @@ async def test_order_refusals(api: OrderApi) -> None:
     refusal(await call(api, "POST", "order", {**ORDER, "symbol": "ETHUSDT"}), 400, -1121, "Invalid symbol.")
     refusal(await call(api, "POST", "order", {**ORDER, "symbol": "btc usdt"}), 400, -1100)
     refusal(await call(api, "POST", "order", {**ORDER, "side": "LONG"}), 400, -1117, "Invalid side.")
-    refusal(await call(api, "POST", "order", {**ORDER, "type": "STOP_LOSS"}), 400, -1116, "Invalid orderType.")
+    refusal(await call(api, "POST", "order", {**ORDER, "type": "TAKE_PROFIT"}), 400, -1116, "Invalid orderType.")
+    stop = {k: v for k, v in ORDER.items() if k not in ("price", "timeInForce")} | {"type": "STOP_LOSS"}
+    refusal(await call(api, "POST", "order", stop), 400, -1102,
+            "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+    refusal(await call(api, "POST", "order", {**stop, "stopPrice": "90.005"}), 400, -1013,
+            "Filter failure: PRICE_FILTER")
+    refusal(await call(api, "POST", "order", {**stop, "stopPrice": "90", "price": "90"}), 400, -1106)
+    refusal(await call(api, "POST", "order", {**ORDER, "stopPrice": "90"}), 400, -1106,
+            "Parameter 'stopPrice' sent when not required.")
     refusal(await call(api, "POST", "order", {**ORDER, "timeInForce": "DAY"}), 400, -1115)
     refusal(await call(api, "POST", "order", {**ORDER, "newOrderRespType": "ALL"}), 400, -1100)
     refusal(await call(api, "POST", "order", {**ORDER, "newClientOrderId": "x" * 37}), 400, -1100)

@@ -144,6 +144,57 @@ def test_resting_fills_only_when_a_trade_goes_through() -> None:
     assert last["X"] == "FILLED" and last["m"] is True and last["w"] is False
 
 
+def test_stop_loss_rests_untriggered_then_executes_like_market_when_a_trade_reaches_it() -> None:
+    e, events = engine(FakeBook(bids=[("97", "0.5"), ("96", "2")]))
+    e.on_trade("BTCUSDT", D("99.5"), D(1))  # the last price
+    stop = e.place(KEY, symbol="BTCUSDT", side="SELL", type="STOP_LOSS", quantity=D("0.8"), stop_price=D(98),
+                   client_id="sl1")
+    assert (stop.status, stop.working, stop.executed, stop.stop_price) == ("NEW", False, 0, D(98))
+    assert bal(e, "BTC") == (D("0.2"), D("0.8"))  # the coins are locked: a second sell of them fails
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="SELL", type="LIMIT", tif="GTC", quantity=D("0.5"),
+            price=D(120))
+    assert [o.order_id for o in e.open_orders(KEY, "BTCUSDT")] == [stop.order_id]
+    e.on_trade("BTCUSDT", D("98.01"), D(5))  # above the stop: nothing
+    assert stop.status == "NEW" and not stop.fills
+    events.clear()
+    e.on_trade("BTCUSDT", D(98), D("0.01"))  # reaches it: a market sell walks the bids, whatever the trade's size
+    assert stop.status == "FILLED" and [(f.price, f.qty, f.maker) for f in stop.fills] == \
+        [(D(97), D("0.5"), False), (D(96), D("0.3"), False)]
+    assert bal(e, "BTC") == (D("0.2"), 0)
+    assert bal(e, "USDT") == (D(10000) + D("77.3") - D("0.0773"), 0)
+    reports = [ev for _, ev in events if ev["e"] == "executionReport"]
+    assert [(r["x"], r["X"], r["o"], r["P"]) for r in reports] == [
+        ("TRADE", "PARTIALLY_FILLED", "STOP_LOSS", "98.00000000"), ("TRADE", "FILLED", "STOP_LOSS", "98.00000000")]
+    e.on_trade("BTCUSDT", D(90), D(1))  # a filled stop never triggers again
+    assert len(stop.fills) == 2
+
+
+def test_stop_loss_rules_and_a_buy_stop() -> None:
+    e, _ = engine()
+    stop_kw: dict[str, Any] = {"symbol": "BTCUSDT", "type": "STOP_LOSS", "quantity": D("0.5")}
+    refused(-1102, e.place, KEY, side="SELL", **stop_kw)  # no stopPrice
+    refused(-1013, e.place, KEY, side="SELL", stop_price=D("90.001"), **stop_kw)  # PRICE_FILTER applies to it
+    refused(-1013, e.place, KEY, side="SELL", stop_price=D(5), **stop_kw)  # NOTIONAL at the stop price
+    refused(-1106, e.place, KEY, side="SELL", stop_price=D(90), price=D(90), **stop_kw)
+    refused(-1106, e.place, KEY, side="SELL", type="LIMIT", tif="GTC", quantity=D(1), price=D(90),
+            stop_price=D(90), symbol="BTCUSDT")
+    e.on_trade("BTCUSDT", D(100), D(1))
+    assert refused(-2010, e.place, KEY, side="SELL", stop_price=D(100), **stop_kw).msg == \
+        "Stop price would trigger immediately."
+    assert refused(-2010, e.place, KEY, side="BUY", stop_price=D(100), **stop_kw).msg == \
+        "Stop price would trigger immediately."
+    buy = e.place(KEY, side="BUY", stop_price=D("100.5"), **stop_kw)  # a short's stop: above the market
+    assert bal(e, "USDT")[1] == D("50.30025")  # 0.5 x 100.5, fee included
+    sell = e.place(KEY, side="SELL", stop_price=D(95), **stop_kw)
+    e.cancel(KEY, "BTCUSDT", sell.order_id)
+    assert bal(e, "BTC") == (D(1), 0)
+    e.on_trade("BTCUSDT", D(95), D(1))  # a canceled stop never triggers
+    assert sell.status == "CANCELED" and not sell.fills
+    e.on_trade("BTCUSDT", D(101), D(1))  # the buy stop: trade >= stop; buys 0.5 at the asks
+    assert buy.status == "FILLED" and [(f.price, f.qty) for f in buy.fills] == [(D(100), D("0.5"))]
+    assert bal(e, "USDT") == (D(10000) - D(50) - D("0.05"), 0) and bal(e, "BTC") == (D("1.5"), 0)
+
+
 def test_trade_quantity_shared_by_price_then_time() -> None:
     e, _ = engine()
     a = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(95))
