@@ -28,6 +28,7 @@ class ErrorKind(StrEnum):
     RATE_LIMIT = "rate_limit"
     UNKNOWN_ORDER = "unknown_order"
     DUPLICATE = "duplicate"  # an open order with that client order id exists
+    WOULD_TRIGGER = "would_trigger"  # a stop the market has already reached (Binance: "Stop price would trigger ...")
     UNAVAILABLE = "unavailable"  # maintenance, overload, 5xx
     NETWORK = "network"  # no answer: timeout, connection lost
     REFUSED = "refused"  # any other refusal of the order by the exchange
@@ -142,6 +143,8 @@ def _by_message(text: str, asset: str | None) -> tuple[ErrorKind, str] | None:
         return ErrorKind.DUPLICATE, _DUPLICATE
     if "unknown order" in low or "order does not exist" in low:
         return ErrorKind.UNKNOWN_ORDER, _UNKNOWN
+    if "would trigger immediately" in low:
+        return ErrorKind.WOULD_TRIGGER, "The exchange refused the stop: the market is already through its stop price."
     if "immediately match" in low:
         return ErrorKind.REFUSED, "The exchange refused the order: a maker-only order would have taken liquidity " \
                                   "at once."

@@ -22,10 +22,14 @@ What a careful trader can rely on:
   not know are *adopted* (origin MANUAL, id ``{exchange}-{exchange order id}``, their fills recovered), so the kill
   switch covers them and the positions include them; balances are compared with what the last snapshot and the fills
   since explain. Each one is journaled through ``journal_hook`` (``Journal.record_reconciliation``).
-- **Brackets are refused.** Binance spot cannot hold a stop-loss and a take-profit for the same coins as two plain
-  orders (the first locks the coins, the second fails for balance) and an OCO order list is not implemented here;
-  a client-side stop would protect nothing while the terminal is closed. An entry with ``stop_loss_pct`` or
-  ``take_profit_pct`` is REJECTED with that sentence rather than sent unprotected.
+- **Brackets: the stop at the exchange, the take-profit in the terminal** (``live_brackets``). Binance spot cannot
+  hold both legs for the same coins as two plain orders (the first locks them), and only the stop must protect
+  while the terminal is closed. When an entry with ``stop_loss_pct`` is done, a STOP_LOSS (market on trigger) for
+  the filled quantity is placed at the exchange like any order of ours (client id, journal, reconciliation). The
+  take-profit is an open Order held here (id ``…-TP``, a note says so; never looked up at the exchange), journaled
+  and restored like any open order; ``on_market`` (the session feeds it the market's batches) sees a trade reach
+  it, cancels the stop at the exchange, then sends a market exit; a stop that has already triggered is not
+  followed by a second exit. A stop fill shrinks or ends the take-profit; a closed position ends both legs.
 - **The kill switch** (``cancel_all``) lists the open orders *at the exchange* for the symbols and cancels each,
   ours or not, and reports every refusal as a sentence.
 
@@ -47,9 +51,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from app.market.instruments import Instruments
-from app.models import Fill, Liquidity, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from app.models import Fill, Liquidity, MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
 from app.trading.broker import CancelReport
 from app.trading.exchange_errors import ErrorKind, classify, explain, is_uncertain
+from app.trading.live_brackets import HELD_SUFFIX, LiveBrackets, is_held
 from app.trading.live_exchange import (
     BINANCE_LIKE,
     ClientSetupError,
@@ -73,9 +78,6 @@ FillListener = Callable[[Fill], None]
 # Journal.record_reconciliation(at_ms, exchange, account, trigger, report)
 JournalHook = Callable[[int, str, str, str, dict[str, Any]], None]
 
-BRACKETS_REFUSED = ("live orders carry no stop-loss or take-profit legs: on spot both legs would need the same "
-                    "coins (an OCO order list, not supported here), so the entry was not sent; send it without "
-                    "them and place the exit yourself")
 NEVER_PLACED = "the exchange never received it ({why}); nothing was placed"
 LOOKUP_PAUSE_S = 0.5  # between the two lookups of an order whose answer was lost
 FILL_GRACE_S = 0.5  # an order update ahead of the fills seen waits this long for them before asking over REST
@@ -214,6 +216,9 @@ class LiveBroker:
         self._first_sync = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
         self._closed = False
+        self._base_fees: dict[str, Decimal] = {}  # commission taken in the base asset, by order (not in the coins)
+        self._refusal_kind: dict[str, ErrorKind] = {}  # why the exchange refused an order (bracket legs ask)
+        self._brackets = LiveBrackets(self)
 
     # ------------------------------------------------------------------------------------------------ connection
 
@@ -289,7 +294,12 @@ class LiveBroker:
         return self._orders.get(order_id)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Open orders at the exchange and the take-profits this terminal holds (NEW, never sent until reached)."""
         return [o for o in self._open.values() if symbol is None or o.symbol == symbol]
+
+    def on_market(self, batch: Iterable[MarketEvent]) -> None:
+        """The market's batches (the same the paper broker gets): trades reaching a held take-profit send its exit."""
+        self._brackets.on_market(batch)
 
     @property
     def balances(self) -> dict[str, Decimal]:
@@ -318,11 +328,13 @@ class LiveBroker:
             if o.filled_qty > 0 and o.avg_price is not None:
                 self._notional[o.id] = o.filled_qty * o.avg_price
                 self._counted[o.id] = o.filled_qty
+        self._brackets.restore(orders)
         if self._markets:
             self._load_instruments(self._symbols)
         self.version += 1
 
     def _number_of(self, oid: str) -> int:
+        oid = oid.removesuffix(HELD_SUFFIX)
         rest = oid[len(self.id_prefix):] if oid.startswith(self.id_prefix) else ""
         return int(rest) if rest.isdigit() else 0
 
@@ -350,9 +362,12 @@ class LiveBroker:
             if is_uncertain(exc) or "BaseError" not in {c.__name__ for c in type(exc).__mro__}:
                 await self._resolve_in_flight(order, exc)
             else:
+                self._refusal_kind[order.id] = classify(exc)
                 self._reject(order, explain(exc, asset=self._spend_asset(req)))
             return order
         await self._apply_rest_order(order, resp)
+        if (attaching := self._brackets.pending(order.id)) is not None:
+            await asyncio.shield(attaching)  # an entry done at once: its stop is at the exchange when this returns
         return order
 
     async def _create(self, order: Order) -> Any:
@@ -389,8 +404,6 @@ class LiveBroker:
             return "the live broker is not connected to the exchange"
         if req.symbol not in self._markets:
             return f"{EXCHANGE_NAMES[self.exchange]} does not list {req.symbol} for spot trading"
-        if req.stop_loss_pct is not None or req.take_profit_pct is not None:
-            return BRACKETS_REFUSED
         if req.qty <= 0:
             return (f"quantity {_fmt(req.qty)} {inst.base} is not positive (after rounding down to the lot size "
                     f"{_fmt(inst.lot_size)})")
@@ -462,6 +475,8 @@ class LiveBroker:
         order = self._open.get(order_id)
         if order is None:
             return False
+        if is_held(order):  # never at the exchange: ends here
+            return self._brackets.cancel_held(order_id, "canceled by the trader")
         try:
             resp = await self._cancel_at_exchange(order.symbol, order.exchange_id, None if order.exchange_id else
                                                   order.id)
@@ -481,6 +496,8 @@ class LiveBroker:
         symbols = [symbol] if symbol else sorted(self._symbols | {o.symbol for o in self._open.values()})
         canceled = 0
         refused: list[str] = []
+        for tp in [o for sym in symbols for o in self._brackets.held(sym)]:  # first: no exit may start meanwhile
+            canceled += self._brackets.cancel_held(tp.id, "canceled with all open orders")
         for sym in symbols:
             try:
                 listed = [parse_order(o, sym) for o in await self._client.fetch_open_orders(self._ccxt_symbol(sym))]
@@ -520,7 +537,8 @@ class LiveBroker:
         async with self._reconcile_lock:
             rec = Reconciliation(trigger, self.clock_ms())
             for order in list(self._open.values()):
-                await self._reconcile_order(order, rec)
+                if not is_held(order):  # a take-profit held here was never sent: nothing to ask the exchange
+                    await self._reconcile_order(order, rec)
             for sym in sorted(self._symbols):
                 try:
                     listed = await self._client.fetch_open_orders(self._ccxt_symbol(sym))
@@ -552,6 +570,13 @@ class LiveBroker:
         await self._apply_rest_order(order, found, rec)
         if (order.status, order.filled_qty, order.exchange_id) != before:
             rec.orders_updated.append(self._summary(order))
+
+    async def _refresh(self, order: Order, trigger: str) -> None:
+        """Ask the exchange what became of one order (its fills recovered); journaled as a reconciliation."""
+        async with self._reconcile_lock:
+            rec = Reconciliation(trigger, self.clock_ms())
+            await self._reconcile_order(order, rec)
+            self._finish(rec)
 
     async def _adopt(self, ex_order: ExOrder, rec: Reconciliation | None) -> Order:
         """An exchange order this terminal did not place: taken in as MANUAL so the kill switch and positions
@@ -767,6 +792,8 @@ class LiveBroker:
         inst = self.instruments.get(order.symbol)
         fee = t.fee if t.fee_asset in (None, inst.quote) else \
             (t.fee * t.price).quantize(Q8, ROUND_HALF_EVEN) if t.fee_asset == inst.base else ZERO
+        if t.fee and t.fee_asset == inst.base:
+            self._base_fees[order.id] = self._base_fees.get(order.id, ZERO) + t.fee
         if t.fee and t.fee_asset not in (None, inst.quote, inst.base):
             log.warning("fill %s: commission %s %s is not counted in %s", fid, t.fee, t.fee_asset, inst.quote)
         fill = Fill(id=fid, order_id=order.id, symbol=order.symbol, side=order.request.side, qty=t.qty,
@@ -798,6 +825,7 @@ class LiveBroker:
             self._set_status(order, OrderStatus.PARTIALLY_FILLED)
         else:  # a late fill of an order already closed (canceled after a partial fill): its status stays
             self._emit_order(order)
+        self._brackets.on_fill(order.symbol)
 
     def _expect_balances(self, base: str, quote: str, signed: Decimal, t: ExTrade) -> None:
         """What this fill does to the balances, unless the last snapshot already holds it (a fill made while the
@@ -905,6 +933,11 @@ class LiveBroker:
             except Exception:
                 self.counters.listener_errors += 1
                 log.exception("order listener failed on %s", order.id)
+        try:
+            self._brackets.on_order(order)  # after the journal has it: a leg's parent is recorded first
+        except Exception:
+            self.counters.errors += 1
+            log.exception("bracket handling failed on %s", order.id)
 
     def _emit_fill(self, fill: Fill) -> None:
         self.version += 1

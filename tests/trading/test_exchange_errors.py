@@ -33,6 +33,14 @@ def test_insufficient_balance_names_the_asset(url: str) -> None:
     assert not is_uncertain(exc)
 
 
+@pytest.mark.parametrize("url", [LOOPBACK, BINANCE])
+def test_a_stop_the_market_already_reached_is_its_own_kind(url: str) -> None:
+    exc = raised(-2010, "Stop price would trigger immediately.", url=url)  # ccxt: OrderImmediatelyFillable
+    assert classify(exc) is ErrorKind.WOULD_TRIGGER  # a bracket's stop then closes at market instead
+    assert explain(exc) == "The exchange refused the stop: the market is already through its stop price."
+    assert not is_uncertain(exc)
+
+
 @pytest.mark.parametrize(("rule", "words"), [
     ("LOT_SIZE", "whole number of lots"),
     ("PRICE_FILTER", "not on the tick size"),

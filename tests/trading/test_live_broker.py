@@ -19,7 +19,7 @@ from app.market.sim.order_api import OrderApi
 from app.market.sim.orders import OrderEngine, SymbolRules
 from app.models import OrderRequest, OrderStatus, OrderType, Side
 from app.trading.journal import Journal
-from app.trading.live_broker import BRACKETS_REFUSED, LiveBroker, LiveBrokerError, LiveEndpoints
+from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
 from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
 
 KEY, SECRET = "live-test-key-0001", "live-test-secret-0001"
@@ -221,13 +221,6 @@ async def test_filters_round_what_rounding_fixes_and_refuse_what_it_cannot(broke
     dust = await broker.submit(req(Side.BUY, "0.000001", "90"))  # rounds to zero lots
     assert dust.reject_reason is not None and dust.reject_reason.startswith("quantity 0 BTC is not positive")
     assert len(exchange_orders(api)) == 1
-
-
-@pytest.mark.asyncio
-async def test_brackets_are_refused_in_live_with_the_reason(broker: LiveBroker, api: OrderApi) -> None:
-    order = await broker.submit(req(Side.BUY, "0.5", stop_loss_pct=D(1), take_profit_pct=D(2)))
-    assert (order.status, order.reject_reason) == (OrderStatus.REJECTED, BRACKETS_REFUSED)
-    assert exchange_orders(api) == []
 
 
 # ----- a lost answer, a restart -------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class OrderApi:
         self.host, self.port = host, port
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.counts: Counter[str] = Counter()  # requests, refusals by code, dropped, internal errors
+        self.calls: Counter[str] = Counter()  # REST requests by "METHOD /path" (what a client asked, for tests)
         self._drop: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self._streams: dict[web.WebSocketResponse, _UserStream] = {}
@@ -130,6 +131,7 @@ class OrderApi:
     async def _http(self, request: web.Request) -> web.StreamResponse:
         self.counts["requests"] += 1
         path = request.path
+        self.calls[f"{request.method} {path}"] += 1
         try:
             try:
                 body = await request.text() if request.can_read_body else ""

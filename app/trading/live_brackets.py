@@ -1,0 +1,292 @@
+"""Bracket legs for LiveBroker: the stop-loss at the exchange, the take-profit held by the terminal.
+
+Binance spot cannot hold a stop-loss and a take-profit for the same coins as two plain orders (the first locks the
+coins; the second fails for balance), and only the stop must survive the terminal being closed. So:
+
+- **The stop-loss is an exchange order.** When an entry with ``stop_loss_pct`` is done (FILLED, or canceled /
+  expired after a partial fill), a STOP_LOSS (market once triggered: a stop must get out; a stop-limit can be jumped
+  in a fast market and leave the position unprotected) is sent for the filled quantity (less any commission taken in
+  the base asset, down to the lot) at ``avg × (1 ∓ sl%)`` on the tick (half-even, as PaperBroker). It is an ordinary
+  order of ours: client order id = our id, origin BRACKET, ``parent_id`` = the entry, reduce-only in our books,
+  journaled, reconciled. If the market is already through the stop (the exchange says the stop would trigger at
+  once), the position is closed at market instead, which is what the stop would have done.
+- **The take-profit is held here.** An open Order (origin BRACKET, LIMIT at ``avg × (1 ± tp%)``, NEW, a note saying
+  it is held by the terminal), id ``{prefix}{n}-TP``: the suffix marks it as never sent, so reconciliation never
+  looks it up at the exchange. It is journaled like any order and restored after a restart. ``on_market`` watches
+  trades: one at or through the take-profit price cancels the stop at the exchange first, then sends the exit as a
+  MARKET order (reduce-only, capped at the position). Market, not a limit IOC at the price: the stop is already gone,
+  and an IOC that misses would leave the position unprotected. If the stop cannot be canceled because it has
+  triggered, its fills are fetched and nothing more is sent (no oversell). If the exit fills only in part, a new stop
+  at the old price protects the rest.
+- **Linked.** A stop fill shrinks the take-profit to what the stop has not sold (the journal never changes a
+  request, so the held order is replaced by one for the smaller quantity) and ends it when the stop has filled.
+  When the position is gone (flattened, sold elsewhere), both legs end: the stop canceled at the exchange, the
+  take-profit here. ``cancel_all`` (the kill switch) ends the held take-profits here and the stops at the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING
+
+from app.models import MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side, Trade
+from app.trading.exchange_errors import ErrorKind, classify, explain
+
+if TYPE_CHECKING:
+    from app.trading.live_broker import LiveBroker
+
+log = logging.getLogger(__name__)
+
+HELD_SUFFIX = "-TP"
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
+
+def is_held(order: Order) -> bool:
+    """A take-profit the terminal holds: never sent, never to be looked up at the exchange."""
+    return order.id.endswith(HELD_SUFFIX) and order.request.origin is OrderOrigin.BRACKET and not order.exchange_id
+
+
+def _held_note(side: Side, price: Decimal) -> str:
+    return (f"take-profit held by the terminal, not at the exchange: a market {side.value.lower()} is sent when a "
+            f"trade reaches {price.normalize():f} (only while the terminal runs)")
+
+
+def _fmt(x: Decimal) -> str:
+    return f"{x.normalize():f}"
+
+
+class LiveBrackets:
+    def __init__(self, broker: LiveBroker) -> None:
+        self.b = broker
+        self._attached: set[str] = set()  # entries whose legs were placed (or are being placed)
+        self._attaching: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, Order] = {}  # open take-profits, by id
+        self._stop_of: dict[str, str] = {}  # parent (entry) id -> its stop leg's id
+        self._triggering: set[str] = set()  # take-profits whose exit is under way
+        self._ending: set[str] = set()  # stops being canceled because their position is gone
+        self._tp_stops: set[str] = set()  # stops canceled by a take-profit: not "the position is gone"
+        self._closed_at_market: set[str] = set()  # stops refused as already reached: the position closed instead
+
+    # ------------------------------------------------------------------------------------------------ hooks
+
+    def held(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self._held.values() if symbol is None or o.symbol == symbol]
+
+    def restore(self, orders: Iterable[Order]) -> None:
+        """Restored open orders: held take-profits watched again, legs linked to their entry by ``parent_id``."""
+        for o in orders:
+            pid = o.request.parent_id
+            if o.request.origin is not OrderOrigin.BRACKET or pid is None:
+                continue
+            self._attached.add(pid)
+            if is_held(o):
+                self._held[o.id] = o
+            elif o.request.type is OrderType.STOP_MARKET:
+                self._stop_of[pid] = o.id
+
+    def pending(self, order_id: str) -> asyncio.Task[None] | None:
+        return self._attaching.get(order_id)
+
+    def on_order(self, order: Order) -> None:
+        """Every order change (called after the listeners): an entry done gets its legs; a stop leg's fills
+        shrink or end its take-profit."""
+        req = order.request
+        if req.origin is not OrderOrigin.BRACKET:
+            if ((req.stop_loss_pct is not None or req.take_profit_pct is not None) and not order.status.is_open
+                    and order.filled_qty > 0 and order.id not in self._attached):
+                self._attached.add(order.id)
+                task = asyncio.get_running_loop().create_task(self._attach(order), name=f"live-bracket-{order.id}")
+                self._attaching[order.id] = task
+                task.add_done_callback(lambda _t, oid=order.id: self._attaching.pop(oid, None))
+            return
+        if req.type is not OrderType.STOP_MARKET or req.parent_id is None or order.filled_qty <= 0:
+            return
+        for tp in self._takes_of(req.parent_id):
+            left = order.remaining
+            if left <= 0:
+                self._end(tp, f"the stop-loss {order.id} filled")
+            elif left < tp.request.qty:
+                self._shrink(tp, left, f"the stop-loss {order.id} sold {_fmt(order.filled_qty)}")
+
+    def on_fill(self, symbol: str) -> None:
+        """After a fill: legs whose position is gone end (the stop at the exchange, the take-profit here)."""
+        room = self.b._positions.get(symbol, ZERO)
+        for tp in self.held(symbol):
+            if (room if tp.request.side is Side.SELL else -room) <= 0 and tp.id not in self._triggering:
+                self._end(tp, "the position is closed; nothing left to take profit on")
+        for stop_id in list(self._stop_of.values()):
+            stop = self.b._open.get(stop_id)
+            if (stop is None or stop.symbol != symbol or stop.id in self._ending or stop.id in self._tp_stops
+                    or (room if stop.request.side is Side.SELL else -room) > 0):
+                continue
+            self._ending.add(stop.id)
+            self.b._spawn(self._cancel_stop(stop, "the position is closed"), f"live-end-stop-{stop.id}")
+
+    def on_market(self, batch: Iterable[MarketEvent]) -> None:
+        if not self._held:
+            return
+        for ev in batch:
+            if not isinstance(ev, Trade):
+                continue
+            price: Decimal | None = None
+            for tp in self.held(ev.symbol):
+                if tp.id in self._triggering:
+                    continue
+                price = price if price is not None else Decimal(str(ev.price))
+                limit = tp.request.limit_price
+                assert limit is not None
+                if price >= limit if tp.request.side is Side.SELL else price <= limit:
+                    self._triggering.add(tp.id)
+                    self.b._spawn(self._take_profit(tp, price), f"live-take-profit-{tp.id}")
+
+    def cancel_held(self, order_id: str, reason: str | None) -> bool:
+        tp = self._held.get(order_id)
+        if tp is None:
+            return False
+        self._end(tp, reason)
+        return True
+
+    # ------------------------------------------------------------------------------------------------ legs
+
+    def _takes_of(self, parent_id: str) -> list[Order]:
+        return [o for o in self._held.values() if o.request.parent_id == parent_id]
+
+    def _end(self, tp: Order, reason: str | None) -> None:
+        self._held.pop(tp.id, None)
+        if tp.status.is_open:
+            self.b._close(tp, OrderStatus.CANCELED, reason)
+
+    def _shrink(self, tp: Order, qty: Decimal, why: str) -> None:
+        """The journal never changes a request: the held order is replaced by one for ``qty``."""
+        new = self._hold(dataclasses.replace(tp.request, qty=qty))
+        self._end(tp, f"{why}: replaced by {new.id} for {_fmt(qty)}")
+
+    def _hold(self, req: OrderRequest) -> Order:
+        b = self.b
+        now = b.clock_ms()
+        assert req.limit_price is not None
+        order = Order(id=f"{b.id_prefix}{b._next_order}{HELD_SUFFIX}", request=req, status=OrderStatus.NEW,
+                      created_ms=now, updated_ms=now, reject_reason=_held_note(req.side, req.limit_price))
+        b._next_order += 1
+        b._orders[order.id] = order
+        b._open[order.id] = order
+        self._held[order.id] = order
+        b._emit_order(order)
+        return order
+
+    async def _attach(self, entry: Order) -> None:
+        b, req = self.b, entry.request
+        inst = b.instruments.get(req.symbol)
+        qty = entry.filled_qty - b._base_fees.get(entry.id, ZERO)
+        qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
+        assert entry.avg_price is not None
+        avg, long = entry.avg_price, req.side is Side.BUY
+        if qty <= 0:
+            log.warning("entry %s: nothing to protect after commission (%s filled)", entry.id, entry.filled_qty)
+            return
+        base = OrderRequest(symbol=req.symbol, side=Side.SELL if long else Side.BUY, type=OrderType.MARKET,
+                            qty=qty, origin=OrderOrigin.BRACKET, proposal_id=req.proposal_id, parent_id=entry.id,
+                            reduce_only=True)
+        if req.stop_loss_pct is not None:
+            k = 1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED
+            stop = await self._place_stop(base, inst.round_price(avg * k, ROUND_HALF_EVEN))
+            if stop.status is OrderStatus.FILLED or (stop.status is OrderStatus.REJECTED and stop.id in
+                                                     self._closed_at_market):
+                return  # the position is already out: no take-profit for it
+        if req.take_profit_pct is not None:
+            k = 1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED
+            self._hold(dataclasses.replace(base, type=OrderType.LIMIT,
+                                           limit_price=inst.round_price(avg * k, ROUND_HALF_EVEN)))
+
+    async def _place_stop(self, base: OrderRequest, stop_price: Decimal) -> Order:
+        b = self.b
+        stop = await b.submit(dataclasses.replace(base, type=OrderType.STOP_MARKET, stop_price=stop_price))
+        if stop.status.is_open or stop.status is OrderStatus.FILLED:
+            self._stop_of[base.parent_id or ""] = stop.id
+            return stop
+        if b._refusal_kind.pop(stop.id, None) is ErrorKind.WOULD_TRIGGER:
+            # the market is already through the stop: do what the stop would have done
+            self._closed_at_market.add(stop.id)
+            room = self._room(base.symbol, base.side)
+            if room > 0:
+                log.warning("stop %s: the market is already through %s; closing at market", stop.id, stop_price)
+                await b.submit(dataclasses.replace(base, qty=min(base.qty, room)))
+        else:
+            log.warning("stop-loss %s refused (%s): the position is not protected at the exchange", stop.id,
+                        stop.reject_reason)
+        return stop
+
+    def _room(self, symbol: str, side: Side) -> Decimal:
+        """How much a reduce-only order on ``side`` may trade: what the position holds the other way."""
+        pos = self.b._positions.get(symbol, ZERO)
+        return max(pos if side is Side.SELL else -pos, ZERO)
+
+    async def _cancel_stop(self, stop: Order, why: str) -> None:
+        b = self.b
+        try:
+            resp = await b._cancel_at_exchange(stop.symbol, stop.exchange_id, None if stop.exchange_id else stop.id)
+        except Exception as exc:
+            b.counters.cancel_refusals += 1
+            log.warning("stop %s could not be canceled (%s): %s", stop.id, why, explain(exc))
+            self._ending.discard(stop.id)
+            return
+        b.counters.cancels += 1
+        await b._apply_rest_order(stop, resp)
+        if stop.status is OrderStatus.CANCELED:
+            stop.reject_reason = f"canceled: {why}"
+            b._emit_order(stop)
+
+    async def _take_profit(self, tp: Order, price: Decimal) -> None:
+        b = self.b
+        try:
+            stop = b._orders.get(self._stop_of.get(tp.request.parent_id or "", ""))
+            if stop is not None and stop.status.is_open:
+                self._tp_stops.add(stop.id)
+                try:
+                    resp = await b._cancel_at_exchange(stop.symbol, stop.exchange_id,
+                                                       None if stop.exchange_id else stop.id)
+                except Exception as exc:
+                    b.counters.cancel_refusals += 1
+                    self._tp_stops.discard(stop.id)
+                    if classify(exc) is ErrorKind.UNKNOWN_ORDER:
+                        # it has triggered (or is gone): learn what it did; its fills end or shrink the take-profit
+                        log.info("take-profit %s reached but the stop %s is no longer cancelable: nothing sent",
+                                 tp.id, stop.id)
+                        await b._refresh(stop, "take-profit: stop not cancelable")
+                    else:  # stays held; the next trade at the price tries again
+                        log.warning("take-profit %s: the stop %s could not be canceled: %s", tp.id, stop.id,
+                                    explain(exc))
+                    return
+                b.counters.cancels += 1
+                await b._apply_rest_order(stop, resp)
+                if stop.status.is_open:
+                    return
+                if stop.status is OrderStatus.CANCELED:
+                    stop.reject_reason = f"canceled: the take-profit {tp.id} was reached"
+                    b._emit_order(stop)
+            if not tp.status.is_open:  # the stop's fills ended it meanwhile
+                return
+            inst = b.instruments.get(tp.symbol)
+            qty = min(tp.request.qty, self._room(tp.symbol, tp.request.side))
+            qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
+            if qty <= 0:
+                self._end(tp, "take-profit reached, but no position is left to sell" if tp.request.side is Side.SELL
+                          else "take-profit reached, but no position is left to buy back")
+                return
+            exit_id = f"{b.id_prefix}{b._next_order}"
+            self._end(tp, f"take-profit reached at {_fmt(price)}: exit sent to the exchange as {exit_id} (market)")
+            exit_req = dataclasses.replace(tp.request, type=OrderType.MARKET, qty=qty, limit_price=None)
+            exit_order = await b.submit(exit_req)
+            if exit_order.filled_qty < qty and stop is not None and stop.request.stop_price is not None:
+                rest = min(qty - exit_order.filled_qty, self._room(tp.symbol, tp.request.side))
+                if rest > 0:  # the exit did not complete: the rest must not stay unprotected
+                    log.warning("take-profit exit %s filled %s of %s: a stop protects the rest", exit_order.id,
+                                exit_order.filled_qty, qty)
+                    await self._place_stop(dataclasses.replace(exit_req, qty=rest), stop.request.stop_price)
+        finally:
+            self._triggering.discard(tp.id)

@@ -1,0 +1,238 @@
+"""Live brackets end to end on loopback (the built-in exchange's order API, real ccxt, a real SQLite journal): the
+stop-loss rests at the exchange as a STOP_LOSS order, the take-profit is held by the terminal and sent when the
+market reaches it, the legs are linked, survive a restart, and the kill switch ends both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from app.market.sim.order_api import OrderApi
+from app.market.sim.orders import OrderEngine, SymbolRules
+from app.models import Order, OrderOrigin, OrderStatus, OrderType, Side, Trade
+from app.trading.journal import Journal
+from app.trading.live_broker import LiveBroker
+from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
+from tests.trading.test_live_broker import KEY, SECRET, SYM, make_broker, now_ms, req, stream_caught_up, until
+
+
+@pytest_asyncio.fixture
+async def api() -> AsyncIterator[OrderApi]:
+    # asks 100 x 1, 101 x 2; bids 99 x 1, 98 x 2
+    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
+    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
+    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
+        yield server
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Any:
+    with Journal(tmp_path / "journal-live.sqlite3") as j:
+        yield j
+
+
+@pytest_asyncio.fixture
+async def broker(api: OrderApi, journal: Journal) -> AsyncIterator[LiveBroker]:
+    b = make_broker(api, journal)
+    await b.connect()
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.aclose()
+
+
+def trade(price: str) -> Trade:
+    return Trade(SYM, float(price), 1.0, Side.SELL, 1, now_ms(), 0)
+
+
+def at_exchange(api: OrderApi, client_id: str) -> Any:
+    return api.engine.get(KEY, SYM, client_id=client_id)
+
+
+async def bracketed_entry(broker: LiveBroker) -> tuple[Order, Order, Order]:
+    """A 0.5 BTC market buy (fills at 100) with a 2 % stop-loss (98.00) and a 3 % take-profit (103.00)."""
+    entry = await broker.submit(req(Side.BUY, "0.5", origin=OrderOrigin.MODEL, stop_loss_pct=D(2),
+                                    take_profit_pct=D(3)))
+    assert entry.status is OrderStatus.FILLED and entry.avg_price == D(100)
+    legs = {o.request.type: o for o in broker.open_orders(SYM)}
+    return entry, legs[OrderType.STOP_MARKET], legs[OrderType.LIMIT]
+
+
+@pytest.mark.asyncio
+async def test_the_stop_rests_at_the_exchange_and_the_take_profit_is_held(broker: LiveBroker, api: OrderApi,
+                                                                         journal: Journal) -> None:
+    entry, stop, tp = await bracketed_entry(broker)
+    ex = at_exchange(api, stop.id)  # our client order id
+    assert (ex.type, ex.side, ex.qty, ex.stop_price, ex.status) == ("STOP_LOSS", "SELL", D("0.5"), D(98), "NEW")
+    assert (stop.request.origin, stop.request.parent_id, stop.request.reduce_only) == \
+        (OrderOrigin.BRACKET, entry.id, True)
+    assert stop.status is OrderStatus.NEW and stop.exchange_id == str(ex.order_id)
+    assert api.engine.balances(KEY)["BTC"].locked == D("0.5")
+    # the take-profit: an open order the chart and blotter show, never sent
+    assert tp.id.endswith("-TP") and tp.exchange_id is None and tp.status is OrderStatus.NEW
+    assert (tp.request.side, tp.request.limit_price, tp.request.qty, tp.request.parent_id) == \
+        (Side.SELL, D(103), D("0.5"), entry.id)
+    assert tp.reject_reason is not None and "held by the terminal, not at the exchange" in tp.reject_reason
+    assert len(api.engine.all_orders(KEY, SYM)) == 2  # the entry and the stop; nothing for the take-profit
+    assert {o.id for o in journal.open_orders()} == {stop.id, tp.id}
+    broker.on_market([trade("102.99")])  # below the take-profit: nothing happens
+    assert tp.status is OrderStatus.NEW and tp.id in {o.id for o in broker.open_orders()}
+
+
+@pytest.mark.asyncio
+async def test_the_market_through_the_stop_fills_it_at_the_exchange_and_ends_the_take_profit(
+        broker: LiveBroker, api: OrderApi, journal: Journal) -> None:
+    _, stop, tp = await bracketed_entry(broker)
+    api.engine.on_trade(SYM, D("97.5"), D("0.01"))  # the exchange triggers the stop: a market sell of 0.5
+    await until(lambda: stop.status is OrderStatus.FILLED and not tp.status.is_open, "the stop's fill")
+    assert (stop.filled_qty, stop.avg_price) == (D("0.5"), D(99))
+    assert tp.status is OrderStatus.CANCELED and tp.reject_reason == f"the stop-loss {stop.id} filled"
+    assert broker.open_orders() == [] and broker._positions[SYM] == 0
+    await stream_caught_up(broker, api)
+    recorded = {o.id: o for o in journal.recent_orders()}
+    assert (recorded[stop.id].status, recorded[tp.id].status) == (OrderStatus.FILLED, OrderStatus.CANCELED)
+    assert [(f.order_id, f.side, f.qty) for f in journal.all_fills()][-1] == (stop.id, Side.SELL, D("0.5"))
+    assert journal.open_orders() == []
+
+
+@pytest.mark.asyncio
+async def test_the_take_profit_cancels_the_stop_at_the_exchange_then_exits(broker: LiveBroker, api: OrderApi,
+                                                                          journal: Journal) -> None:
+    entry, stop, tp = await bracketed_entry(broker)
+    broker.on_market([trade("103.5")])
+    await until(lambda: broker._positions[SYM] == 0 and not broker.open_orders(), "the exit")
+    assert at_exchange(api, stop.id).status == "CANCELED"
+    assert stop.status is OrderStatus.CANCELED
+    assert stop.reject_reason == f"canceled: the take-profit {tp.id} was reached"
+    exit_order = next(o for o in broker.orders if o.request.type is OrderType.MARKET and o.request.side is Side.SELL)
+    assert tp.status is OrderStatus.CANCELED
+    assert tp.reject_reason == f"take-profit reached at 103.5: exit sent to the exchange as {exit_order.id} (market)"
+    assert (exit_order.status, exit_order.filled_qty, exit_order.request.origin, exit_order.request.parent_id) == \
+        (OrderStatus.FILLED, D("0.5"), OrderOrigin.BRACKET, entry.id)
+    assert api.engine.open_orders(KEY, SYM) == [] and api.engine.balances(KEY)["BTC"].free == D(1)
+    broker.on_market([trade("104")])  # reached again: nothing more is sent
+    await stream_caught_up(broker, api)
+    assert len(api.engine.all_orders(KEY, SYM)) == 3
+    assert journal.open_orders() == []
+
+
+@pytest.mark.asyncio
+async def test_a_stop_already_triggered_when_the_take_profit_is_reached_means_no_second_exit(
+        broker: LiveBroker, api: OrderApi, journal: Journal) -> None:
+    _, stop, tp = await bracketed_entry(broker)
+    api.engine.on_trade(SYM, D(97), D("0.01"))  # the stop fills at the exchange ...
+    broker.on_market([trade("103.5")])  # ... and a whipsaw reaches the take-profit before the stream says so
+    await until(lambda: stop.status is OrderStatus.FILLED and not tp.status.is_open, "the stop's fill")
+    await stream_caught_up(broker, api)
+    await until(lambda: not broker._brackets._triggering, "the take-profit attempt to end")
+    assert tp.status is OrderStatus.CANCELED and tp.reject_reason == f"the stop-loss {stop.id} filled"
+    assert len(api.engine.all_orders(KEY, SYM)) == 2  # the entry and the stop: no exit was sent
+    assert api.engine.balances(KEY)["BTC"].free == D(1)  # bought 0.5, sold 0.5: nothing oversold
+    assert broker._positions[SYM] == 0 and broker.open_orders() == []
+    assert sum(f.qty for f in journal.all_fills() if f.side is Side.SELL) == D("0.5")
+    # the stop could not be canceled (it had filled): its state was asked for, and journaled
+    assert broker.counters.cancel_refusals == 1
+    assert "take-profit: stop not cancelable" in [r.trigger for r in journal.reconciliations()]
+
+
+@pytest.mark.asyncio
+async def test_a_partial_stop_fill_shrinks_the_take_profit_to_what_is_left(broker: LiveBroker, api: OrderApi,
+                                                                           journal: Journal) -> None:
+    entry, stop, tp = await bracketed_entry(broker)
+    api.engine.book.sides["bids"] = [(D(97), D("0.2"))]  # thin book: the stop sells 0.2, the rest expires
+    api.engine.on_trade(SYM, D(97), D("0.01"))
+    await until(lambda: not stop.status.is_open and not tp.status.is_open, "the stop's partial fill")
+    assert stop.filled_qty == D("0.2")
+    (smaller,) = [o for o in broker.open_orders() if o.request.type is OrderType.LIMIT]
+    assert smaller.id.endswith("-TP") and smaller.request.qty == D("0.3") and smaller.request.parent_id == entry.id
+    assert tp.reject_reason == f"the stop-loss {stop.id} sold 0.2: replaced by {smaller.id} for 0.3"
+    assert {o.id for o in journal.open_orders()} == {smaller.id}
+
+
+@pytest.mark.asyncio
+async def test_a_stop_the_market_already_passed_closes_at_market(broker: LiveBroker, api: OrderApi) -> None:
+    api.engine.on_trade(SYM, D(97), D("0.01"))  # the last trade is already below where the stop would go
+    entry = await broker.submit(req(Side.BUY, "0.5", stop_loss_pct=D(2), take_profit_pct=D(3)))
+    stop = next(o for o in broker.orders if o.request.type is OrderType.STOP_MARKET)
+    assert stop.status is OrderStatus.REJECTED
+    assert stop.reject_reason == "The exchange refused the stop: the market is already through its stop price."
+    out = next(o for o in broker.orders if o.request.type is OrderType.MARKET and o.request.side is Side.SELL)
+    assert (out.status, out.filled_qty, out.request.parent_id) == (OrderStatus.FILLED, D("0.5"), entry.id)
+    assert broker.open_orders() == [] and broker._positions[SYM] == 0  # no take-profit for a closed position
+
+
+@pytest.mark.asyncio
+async def test_a_position_closed_another_way_ends_both_legs(broker: LiveBroker, api: OrderApi) -> None:
+    _, stop, tp = await bracketed_entry(broker)
+    assert await broker.cancel(stop.id)  # the trader frees the coins, then sells them himself
+    flat = await broker.submit(req(Side.SELL, "0.5", origin=OrderOrigin.FLATTEN))
+    assert flat.status is OrderStatus.FILLED
+    assert tp.status is OrderStatus.CANCELED and tp.reject_reason == \
+        "the position is closed; nothing left to take profit on"
+    assert broker.open_orders() == []
+
+
+@pytest.mark.asyncio
+async def test_the_kill_switch_cancels_both_legs(broker: LiveBroker, api: OrderApi, journal: Journal) -> None:
+    _, stop, tp = await bracketed_entry(broker)
+    report = await broker.cancel_all(SYM)
+    assert (report.canceled, report.refused) == (2, ())
+    assert at_exchange(api, stop.id).status == "CANCELED" and stop.status is OrderStatus.CANCELED
+    assert tp.status is OrderStatus.CANCELED and broker.open_orders() == []
+    assert api.engine.balances(KEY)["BTC"].locked == 0
+    broker.on_market([trade("110")])  # a canceled take-profit is not watched any more
+    await stream_caught_up(broker, api)
+    assert len(api.engine.all_orders(KEY, SYM)) == 2 and journal.open_orders() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stop_filled_while_away", [False, True])
+async def test_a_restart_restores_the_stop_from_the_exchange_and_the_held_take_profit(
+        api: OrderApi, journal: Journal, stop_filled_while_away: bool) -> None:
+    first = make_broker(api, journal)
+    await first.connect()
+    await first.start()
+    try:
+        _, stop, tp = await bracketed_entry(first)
+    finally:
+        await first.aclose()  # the terminal quits: the stop stays at the exchange, the take-profit in the journal
+    if stop_filled_while_away:
+        api.engine.on_trade(SYM, D(97), D("0.01"))
+    records = journal.restart_records()
+    assert {o.id for o in records.open_orders} == {stop.id, tp.id}
+    lookups_before = api.calls.copy()
+
+    second = make_broker(api, journal)
+    second.restore_ids([o.id for o in journal.recent_orders()], [f.id for f in records.fills])
+    second.set_position(SYM, D("0.5"))  # what the desk does from the journal's positions
+    second.restore_open_orders(records.open_orders)
+    await second.connect()
+    await second.start()
+    try:
+        start = journal.reconciliations()[-1]
+        assert start.trigger == "start" and start.report["errors"] == [] and start.report["unknown_orders"] == []
+        asked = api.calls - lookups_before
+        assert asked["GET /api/v3/order"] == 1  # the stop, by its client id; the take-profit never
+        stop2, tp2 = second.get(stop.id), second.get(tp.id)
+        assert stop2 is not None and tp2 is not None
+        if stop_filled_while_away:  # reconciliation recovers the stop's fill, which ends the take-profit
+            assert (stop2.status, stop2.filled_qty) == (OrderStatus.FILLED, D("0.5"))
+            assert tp2.status is OrderStatus.CANCELED and second.open_orders() == []
+            assert second._positions[SYM] == 0
+            return
+        assert {o.id for o in second.open_orders()} == {stop.id, tp.id}
+        assert stop2.status is OrderStatus.NEW and tp2.status is OrderStatus.NEW and tp2.exchange_id is None
+        second.on_market([trade("103")])  # the restored take-profit works: stop canceled, exit sent
+        await until(lambda: second._positions[SYM] == 0 and not second.open_orders(), "the exit")
+        assert at_exchange(api, stop.id).status == "CANCELED"
+        assert api.engine.balances(KEY)["BTC"].free == D(1)
+        nxt = await second.submit(req(Side.BUY, "0.1", "90"))
+        assert nxt.id == "T5"  # numbering carried on after T3-TP and the exit T4
+    finally:
+        await second.aclose()
