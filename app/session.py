@@ -35,7 +35,15 @@ from app.supervision import Supervisor
 from app.trading.broker import Broker, PaperBroker
 from app.trading.desk import TradingDesk
 from app.trading.journal import Journal
-from app.trading.live_start import LiveStart, first_quote, live_label, live_starting_cash, start_exchange
+from app.trading.live_start import (
+    LiveStart,
+    cash_held_in_balance,
+    first_quote,
+    live_label,
+    live_starting_cash,
+    start_exchange,
+)
+from app.trading.portfolio import q_money
 from app.trading.proposals import AutoApproveLimits, ProposalBook
 from app.trading.restore import restore
 from app.trading.risk import RiskLimits, RiskManager
@@ -156,8 +164,11 @@ class Session:
             # The account's cash now, less what the live journal's fills moved: replayed, they give the cash now.
             starting_cash = live_starting_cash(self.journal, live.account.balances,
                                                first_quote(instruments, self.symbols))
+        # Live: every open order of the journal goes to the broker, whose reconciliation asks the exchange (one in
+        # flight at the quit may have filled since); paper cancels what cannot resume.
         restored = restore(self.journal, starting_cash=starting_cash, symbols=self.symbols,
-                           daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000))
+                           daily_loss_limit=s.daily_loss_limit, now_ms=int(time.time() * 1000),
+                           reconcile=live is not None)
         broker: Broker
         if live is not None:
             broker = live
@@ -330,14 +341,33 @@ class Session:
         """The desk restored the live journal: now the broker reconciles it with the account (open orders, fills
         missed while away, balances) and starts its user stream. A failure is said to the trader; the broker's own
         supervisor keeps trying the stream."""
+        journaled = {f.id for f in self.journal.all_fills()}
+        day_open = self.desk.portfolio.day_start_ms is not None
         try:
             await self.desk.broker.start()
+            self._absorb_recovered_fills(journaled, day_open)
         except Exception as exc:
             log.exception("the live broker did not start")
             self.desk.say("error", f"{self.broker_label}: the account could not be reconciled ({exc}); orders may "
                                    "be refused until the exchange answers")
         else:
             self.desk.say("info", f"{self.broker_label}: account reconciled, user stream on")
+
+    def _absorb_recovered_fills(self, journaled: set[str], day_open: bool) -> None:
+        """The starting cash was the account's balance less what the journal's fills moved; fills made while the
+        terminal was away, recovered just now, are in that balance already: their cash must not count twice."""
+        assert self.live is not None
+        recovered = [f for f in self.journal.all_fills() if f.id not in journaled]
+        back = cash_held_in_balance(recovered, self.live.balances_ms)
+        if back:
+            portfolio = self.desk.portfolio
+            portfolio.cash = q_money(portfolio.cash + back)
+            portfolio.starting_cash = q_money(portfolio.starting_cash + back)
+            portfolio.version += 1
+            if not day_open:  # the day began at the first recovered fill, on the short cash: it begins again
+                portfolio.resume_day(None, portfolio.equity())
+            log.info("%d fills made while away were in the account's balance already: cash %s", len(recovered),
+                     portfolio.cash)
 
     def _local_model_failed(self, sentence: str) -> None:
         """The local model could not start or died: the offline rules propose from now on, uncached (their cards

@@ -123,6 +123,9 @@ class TradingDesk:
         self.journal.expire_pending(now_ms, PENDING_AT_RESTART)
         for pos in self.portfolio.positions:
             self.broker.set_position(pos.symbol, pos.qty)  # restored bracket legs must see what they protect
+        # Before the broker starts: no id the journal used is numbered again, no journaled fill counted again (a
+        # live broker's reconciliation meets the exchange's trades the journal already holds).
+        self.broker.restore_ids(order_ids=restored.order_ids, fill_ids=restored.fill_ids)
         self.broker.restore_open_orders(restored.resumed_orders)
         self.orders_restored, self.fills_restored = len(restored.resumed_orders), restored.fills_replayed
         if restored.risk_state is not RiskState.ACTIVE:  # the risk listener journals it and tells the trader

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from app.config import Settings
 from app.logs import register_secret
 from app.market.instruments import Instruments
+from app.models import Side
 
 if TYPE_CHECKING:
     from app.market.sim.process import ExchangeProcess
     from app.market.sim.server import ExchangeSimulator
+    from app.models import Fill
     from app.trading.journal import Journal
     from app.trading.live_broker import LiveAccount, LiveBroker, LiveEndpoints
 
@@ -55,6 +57,8 @@ class LiveStart:
     exchange: ExchangeSimulator | ExchangeProcess | None = None  # the built-in exchange started for this run
     reason: str | None = None
     instruments: Instruments = field(default_factory=Instruments)  # filled from the exchange's markets
+    balances_ms: int = 0  # when the account's balances were asked for (connect): older fills are in them
+    notes: list[str] = field(default_factory=list)  # what the trader is told at start (an info message each)
 
     @property
     def live(self) -> bool:
@@ -196,6 +200,7 @@ async def connect_live(settings: Settings, confirm: Confirm, *, exchange: str, k
                             endpoints=endpoints, id_prefix=_id_prefix(), symbols=symbols)
     except LiveBrokerError as exc:
         return _paper(str(exc), started)
+    balances_ms = int(time.time() * 1000)
     try:
         account = await asyncio.wait_for(broker.connect(), connect_timeout_s)
     except (LiveBrokerError, TimeoutError) as exc:
@@ -208,7 +213,8 @@ async def connect_live(settings: Settings, confirm: Confirm, *, exchange: str, k
         await _close(broker)
         return _paper(f"Live trading on {where} was not confirmed.", started)
     path = live_journal_path(settings, exchange, testnet, journal_given)
-    return LiveStart(broker=broker, account=account, journal_path=path, exchange=started, instruments=instruments)
+    return LiveStart(broker=broker, account=account, journal_path=path, exchange=started, instruments=instruments,
+                     balances_ms=balances_ms)
 
 
 def live_starting_cash(journal: Journal, balances: dict[str, Decimal], quote: str) -> Decimal:
@@ -221,6 +227,18 @@ def live_starting_cash(journal: Journal, balances: dict[str, Decimal], quote: st
     for fill in journal.all_fills():
         flow.apply_fill(fill)
     return balances.get(quote, Decimal(0)) - flow.cash
+
+
+def cash_held_in_balance(fills: Iterable[Fill], balances_ms: int) -> Decimal:
+    """Fills the start reconciliation recovered (made while the terminal was away) that are older than the balance
+    the starting cash came from: that balance holds their cash already, and the portfolio has just counted it a
+    second time. What to add back to the portfolio's cash."""
+    back = Decimal(0)
+    for f in fills:
+        if f.exchange_ms < balances_ms:
+            notional = f.qty * f.price
+            back += notional + f.fee if f.side is Side.BUY else f.fee - notional
+    return back
 
 
 def first_quote(instruments: Instruments, symbols: Iterable[str]) -> str:

@@ -13,7 +13,12 @@
   reached on an earlier day is not carried into a new one: the new day has its own limit);
 - which open orders resume (limit and stop orders on a symbol this session trades: they were working at the
   exchange) and which are canceled, each with its reason (a market order in flight at the crash belongs to a
-  market that is gone; a symbol no longer traded would never be matched);
+  market that is gone; a symbol no longer traded would never be matched). That is paper's rule: its fills happen
+  only in this process. At a real exchange (``reconcile=True``, a live broker) an order in flight may have filled
+  while the terminal was away and a symbol no longer traded still has its orders working there: every open order
+  goes to the broker, whose reconciliation asks the exchange; nothing is canceled locally;
+- every id the journal used (its fills, and the orders they belong to or still open): the broker is told
+  (``restore_ids``) so that it never numbers a new order or fill with one, nor counts a journaled fill again;
 - which proposals were left pending (they are expired: nobody can review a proposal made for a market that moved).
 
 The desk applies the decision (``TradingDesk.resume_from``), recording every cancellation and expiry in the journal
@@ -25,11 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from app.models import Order, OrderStatus, OrderType
+from app.models import Fill, Order, OrderStatus, OrderType
 from app.trading.journal import Journal, RestartRecords
 from app.trading.portfolio import Portfolio, q_money, utc_day_start
 from app.trading.risk import RiskState
@@ -38,6 +43,7 @@ MARKET_IN_FLIGHT = "a market order in flight when the terminal stopped: its mark
 SYMBOL_NOT_TRADED = "its symbol is not traded in this session: canceled at restart"
 PENDING_AT_RESTART = "still pending when the terminal restarted"
 PENDING_AT_QUIT = "still pending when the terminal was closed"
+Q8 = Decimal("1e-8")
 
 
 @dataclass(slots=True)
@@ -51,6 +57,8 @@ class Restored:
     risk_state: RiskState
     risk_reason: str
     fills_replayed: int = 0
+    order_ids: list[str] = field(default_factory=list)  # for ``Broker.restore_ids``
+    fill_ids: list[str] = field(default_factory=list)  # every journaled fill: never counted twice
     day_carried: bool = False  # the day's starting equity came from the journal (same UTC day)
     notes: list[str] = field(default_factory=list)  # what the log should say about this restart
 
@@ -62,15 +70,21 @@ def restore(
     symbols: Iterable[str],
     daily_loss_limit: Decimal,
     now_ms: int,
+    reconcile: bool = False,
 ) -> Restored:
-    """Rebuild the trading state from ``journal`` (read only); see the module docstring."""
+    """Rebuild the trading state from ``journal`` (read only); see the module docstring. ``reconcile``: the broker
+    settles every open order with the exchange (live), so none is canceled here."""
     records = journal.restart_records()
     portfolio = _portfolio(records, starting_cash, now_ms)
     traded = set(symbols)
     resumed: list[Order] = []
     canceled: list[Order] = []
+    fills_of: dict[str, list[Fill]] = {}
+    for fill in records.fills:
+        fills_of.setdefault(fill.order_id, []).append(fill)
     for order in records.open_orders:
-        reason = _why_not_resumed(order, traded)
+        order = _as_filled(order, fills_of.get(order.id, []))
+        reason = None if reconcile else _why_not_resumed(order, traded)
         if reason is None:
             resumed.append(order)
         else:
@@ -84,10 +98,14 @@ def restore(
         risk_state=state,
         risk_reason=why,
         fills_replayed=len(records.fills),
+        order_ids=list(dict.fromkeys([*(f.order_id for f in records.fills), *(o.id for o in records.open_orders)])),
+        fill_ids=[f.id for f in records.fills],
         day_carried=portfolio.day_start_ms is not None,
     )
     if canceled:
         restored.notes.append(f"{len(canceled)} orders that cannot resume canceled")
+    if reconcile and resumed:
+        restored.notes.append(f"{len(resumed)} open orders to be settled with the exchange")
     if records.pending_proposals:
         restored.notes.append(f"{len(records.pending_proposals)} pending proposals expired")
     return restored
@@ -117,6 +135,19 @@ def _portfolio(records: RestartRecords, starting_cash: Decimal, now_ms: int) -> 
     else:
         portfolio.resume_day(None, portfolio.equity())  # a new day (or an old journal): it starts at the next event
     return portfolio
+
+
+def _as_filled(order: Order, fills: list[Fill]) -> Order:
+    """The order as its journaled fills have it. A crash between a fill's record and its order's update leaves the
+    order row behind its fills: the fills are what the portfolio holds, so they are what the broker must count
+    (a live broker takes that quantity as already counted, and the fills' ids as never to count again)."""
+    qty = sum((f.qty for f in fills), Decimal(0))
+    if qty <= order.filled_qty:
+        return order
+    notional = sum((f.qty * f.price for f in fills), Decimal(0))
+    return replace(order, status=OrderStatus.PARTIALLY_FILLED, filled_qty=qty,
+                   avg_price=(notional / qty).quantize(Q8, rounding=ROUND_HALF_EVEN),
+                   fees=sum((f.fee for f in fills), Decimal(0)))
 
 
 def _why_not_resumed(order: Order, traded: set[str]) -> str | None:

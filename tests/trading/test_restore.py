@@ -128,3 +128,58 @@ async def test_the_kill_switch_and_a_resume_are_followed_by_the_state_they_set(t
     with Journal(path) as j:
         assert restore(j, **ARGS).risk_state is final  # type: ignore[arg-type]
         assert j.restart_records().risk_control.kind == "STATE"  # type: ignore[union-attr]
+
+
+# ----- open orders at restart: paper cancels what cannot resume, a live broker is handed every one -----------------
+
+
+def journal_with_open_orders(path: Path) -> None:
+    with Journal(path) as j:
+        market = OrderRequest("BTCUSDT", Side.BUY, OrderType.MARKET, D("0.5"), origin=OrderOrigin.MANUAL)
+        elsewhere = OrderRequest("ETHUSDT", Side.SELL, OrderType.LIMIT, D("1"), limit_price=D("3000"),
+                                 origin=OrderOrigin.MANUAL)
+        limit = OrderRequest("BTCUSDT", Side.BUY, OrderType.LIMIT, D("0.5"), limit_price=D("99"),
+                             origin=OrderOrigin.MANUAL)
+        for oid, req in (("P1", market), ("P2", elsewhere), ("P3", limit)):
+            j.record_order(Order(oid, req, OrderStatus.NEW, created_ms=NOW - 10, updated_ms=NOW - 10))
+        # The crash came between P1's first fill and its order update: the row still says NEW, nothing filled.
+        j.record_fill(Fill("PF7", "P1", "BTCUSDT", Side.BUY, D("0.2"), D("100"), D("0.02"), Liquidity.TAKER,
+                           NOW - 9))
+
+
+def test_paper_cancels_the_market_order_in_flight_and_the_symbol_no_longer_traded(tmp_path: Path) -> None:
+    journal_with_open_orders(tmp_path / "j.sqlite3")
+    with Journal(tmp_path / "j.sqlite3") as j:
+        r = restore(j, **ARGS)  # type: ignore[arg-type]
+    assert [o.id for o in r.resumed_orders] == ["P3"]
+    assert {o.id: o.status for o in r.canceled_orders} == {"P1": OrderStatus.CANCELED, "P2": OrderStatus.CANCELED}
+
+
+def test_live_hands_every_open_order_to_the_broker_as_its_journaled_fills_have_it(tmp_path: Path) -> None:
+    journal_with_open_orders(tmp_path / "j.sqlite3")
+    with Journal(tmp_path / "j.sqlite3") as j:
+        r = restore(j, **ARGS, reconcile=True)  # type: ignore[arg-type]
+    assert [o.id for o in r.resumed_orders] == ["P1", "P2", "P3"] and r.canceled_orders == []
+    in_flight = r.resumed_orders[0]
+    assert (in_flight.status, in_flight.filled_qty, in_flight.avg_price, in_flight.fees) == (
+        OrderStatus.PARTIALLY_FILLED, D("0.2"), D("100"), D("0.02"))
+    assert r.fill_ids == ["PF7"] and r.order_ids == ["P1", "P2", "P3"]
+    assert "3 open orders to be settled with the exchange" in r.notes
+
+
+@pytest.mark.asyncio
+async def test_the_restored_broker_is_told_every_journaled_id(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal_with_open_orders(path)
+    with Journal(path) as j:
+        r = restore(j, starting_cash=D("1000"), symbols=["XRPUSDT"], daily_loss_limit=D("50"), now_ms=NOW)
+    desk = xrp_desk(path, NOW)
+    try:
+        desk.resume_from(r)
+        trade_at(desk, 0.6, 1)
+        sent = await desk.submit_manual(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("10")))
+        assert sent.ok and sent.order_id == "P4"
+        await wait_until(lambda: desk.portfolio.position("XRPUSDT").qty == D("10"), what="the fill")
+        assert [f.id for f in desk.broker.fills] == ["PF8"]  # numbered after every id the journal used
+    finally:
+        desk.journal.close()
