@@ -95,7 +95,8 @@ class Session:
         self._book_from_rest = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.paper_broker: PaperBroker | None = None  # the desk's broker when it trades on paper
-        self._paper_sub: Subscription | None = None  # the paper broker's own share of the market (trades, quotes)
+        # Whichever broker the desk trades on takes its own share of the market (trades, quotes), on its own task.
+        self._broker_sub: Subscription = self.bus.subscribe("broker", maxlen=200_000, kinds=(Trade, Quote))
         self.metrics = Metrics()
         self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
         self.process = ProcessProbe()
@@ -179,8 +180,6 @@ class Session:
             broker = self.paper_broker = PaperBroker(
                 maker_fee=s.maker_fee, taker_fee=s.taker_fee, id_prefix=f"P{int(time.time() * 1000)}-",
                 instruments=instruments)
-            # Its own subscription, consumed by its own task (see start): the desk does not feed the broker.
-            self._paper_sub = self.bus.subscribe("paper broker", maxlen=200_000, kinds=(Trade, Quote))
         risk = RiskManager(RiskLimits(
             max_order_notional=s.max_order_notional,
             max_position_value=s.max_position_value,
@@ -333,8 +332,8 @@ class Session:
         sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
         sup.supervise("decisions", self.decisions.run)
         sup.supervise("desk", lambda: self._run_desk(rest_base))
-        if self.paper_broker is not None:
-            sup.supervise("paper broker", self._run_paper_broker)
+        # Its own subscription, consumed by its own task: the desk does not feed the broker.
+        sup.supervise(f"{self.desk.broker.mode.lower()} broker", self._run_broker)
         self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)
 
     async def _start_live_broker(self) -> None:
@@ -447,11 +446,11 @@ class Session:
             batch = [ev for ev in batch if not isinstance(ev, BookUpdate)]
         self.desk.on_market(batch)
 
-    async def _run_paper_broker(self) -> None:
-        """The paper broker's market: trades fill resting limits and trigger stops, quotes price market orders.
-        Restarted with the next batch after a failure (the broker keeps its orders)."""
-        assert self.paper_broker is not None and self._paper_sub is not None
-        broker, sub = self.paper_broker, self._paper_sub
+    async def _run_broker(self) -> None:
+        """The broker's market. Paper: trades fill resting limits and trigger stops, quotes price market orders.
+        Live: trades reaching a take-profit the terminal holds send its exit. Restarted with the next batch after a
+        failure (the broker keeps its orders)."""
+        broker, sub = self.desk.broker, self._broker_sub
         while True:
             broker.on_market(await sub.next_batch())
 
