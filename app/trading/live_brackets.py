@@ -104,7 +104,11 @@ class LiveBrackets:
                 self._attaching[order.id] = task
                 task.add_done_callback(lambda _t, oid=order.id: self._attaching.pop(oid, None))
             return
-        if req.type is not OrderType.STOP_MARKET or req.parent_id is None or order.filled_qty <= 0:
+        # A STOP_LOSS executes at once when triggered: it is then FILLED, or expired after a partial fill (a thin
+        # book). Acting on its end, not on each fill, replaces the take-profit once, not once per book level;
+        # meanwhile a take-profit exit is capped at the position anyway.
+        if (req.type is not OrderType.STOP_MARKET or req.parent_id is None or order.filled_qty <= 0
+                or order.status.is_open):
             return
         for tp in self._takes_of(req.parent_id):
             left = order.remaining
@@ -180,6 +184,13 @@ class LiveBrackets:
         return order
 
     async def _attach(self, entry: Order) -> None:
+        try:
+            await self._attach_legs(entry)
+        except Exception:  # submit awaits this task: a failure here must not surface as the entry's
+            self.b.counters.errors += 1
+            log.exception("the bracket legs of %s could not be placed", entry.id)
+
+    async def _attach_legs(self, entry: Order) -> None:
         b, req = self.b, entry.request
         inst = b.instruments.get(req.symbol)
         qty = entry.filled_qty - b._base_fees.get(entry.id, ZERO)
@@ -230,6 +241,8 @@ class LiveBrackets:
         b = self.b
         try:
             resp = await b._cancel_at_exchange(stop.symbol, stop.exchange_id, None if stop.exchange_id else stop.id)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             b.counters.cancel_refusals += 1
             log.warning("stop %s could not be canceled (%s): %s", stop.id, why, explain(exc))
@@ -242,51 +255,59 @@ class LiveBrackets:
             b._emit_order(stop)
 
     async def _take_profit(self, tp: Order, price: Decimal) -> None:
-        b = self.b
         try:
-            stop = b._orders.get(self._stop_of.get(tp.request.parent_id or "", ""))
-            if stop is not None and stop.status.is_open:
-                self._tp_stops.add(stop.id)
-                try:
-                    resp = await b._cancel_at_exchange(stop.symbol, stop.exchange_id,
-                                                       None if stop.exchange_id else stop.id)
-                except Exception as exc:
-                    b.counters.cancel_refusals += 1
-                    self._tp_stops.discard(stop.id)
-                    if classify(exc) is ErrorKind.UNKNOWN_ORDER:
-                        # it has triggered (or is gone): learn what it did; its fills end or shrink the take-profit
-                        log.info("take-profit %s reached but the stop %s is no longer cancelable: nothing sent",
-                                 tp.id, stop.id)
-                        await b._refresh(stop, "take-profit: stop not cancelable")
-                    else:  # stays held; the next trade at the price tries again
-                        log.warning("take-profit %s: the stop %s could not be canceled: %s", tp.id, stop.id,
-                                    explain(exc))
-                    return
-                b.counters.cancels += 1
-                await b._apply_rest_order(stop, resp)
-                if stop.status.is_open:
-                    return
-                if stop.status is OrderStatus.CANCELED:
-                    stop.reject_reason = f"canceled: the take-profit {tp.id} was reached"
-                    b._emit_order(stop)
-            if not tp.status.is_open:  # the stop's fills ended it meanwhile
-                return
-            inst = b.instruments.get(tp.symbol)
-            qty = min(tp.request.qty, self._room(tp.symbol, tp.request.side))
-            qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
-            if qty <= 0:
-                self._end(tp, "take-profit reached, but no position is left to sell" if tp.request.side is Side.SELL
-                          else "take-profit reached, but no position is left to buy back")
-                return
-            exit_id = f"{b.id_prefix}{b._next_order}"
-            self._end(tp, f"take-profit reached at {_fmt(price)}: exit sent to the exchange as {exit_id} (market)")
-            exit_req = dataclasses.replace(tp.request, type=OrderType.MARKET, qty=qty, limit_price=None)
-            exit_order = await b.submit(exit_req)
-            if exit_order.filled_qty < qty and stop is not None and stop.request.stop_price is not None:
-                rest = min(qty - exit_order.filled_qty, self._room(tp.symbol, tp.request.side))
-                if rest > 0:  # the exit did not complete: the rest must not stay unprotected
-                    log.warning("take-profit exit %s filled %s of %s: a stop protects the rest", exit_order.id,
-                                exit_order.filled_qty, qty)
-                    await self._place_stop(dataclasses.replace(exit_req, qty=rest), stop.request.stop_price)
+            await self._take_profit_now(tp, price)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.b.counters.errors += 1
+            log.exception("take-profit %s could not be carried out", tp.id)
         finally:
             self._triggering.discard(tp.id)
+
+    async def _take_profit_now(self, tp: Order, price: Decimal) -> None:
+        b = self.b
+        stop = b._orders.get(self._stop_of.get(tp.request.parent_id or "", ""))
+        if stop is not None and stop.status.is_open:
+            self._tp_stops.add(stop.id)
+            try:
+                resp = await b._cancel_at_exchange(stop.symbol, stop.exchange_id,
+                                                   None if stop.exchange_id else stop.id)
+            except Exception as exc:
+                b.counters.cancel_refusals += 1
+                self._tp_stops.discard(stop.id)
+                if classify(exc) is ErrorKind.UNKNOWN_ORDER:
+                    # it has triggered (or is gone): learn what it did; its fills end or shrink the take-profit
+                    log.info("take-profit %s reached but the stop %s is no longer cancelable: nothing sent",
+                             tp.id, stop.id)
+                    await b._refresh(stop, "take-profit: stop not cancelable")
+                else:  # stays held; the next trade at the price tries again
+                    log.warning("take-profit %s: the stop %s could not be canceled: %s", tp.id, stop.id,
+                                explain(exc))
+                return
+            b.counters.cancels += 1
+            await b._apply_rest_order(stop, resp)
+            if stop.status.is_open:
+                return
+            if stop.status is OrderStatus.CANCELED:
+                stop.reject_reason = f"canceled: the take-profit {tp.id} was reached"
+                b._emit_order(stop)
+        if not tp.status.is_open:  # the stop's fills ended it meanwhile
+            return
+        inst = b.instruments.get(tp.symbol)
+        qty = min(tp.request.qty, self._room(tp.symbol, tp.request.side))
+        qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
+        if qty <= 0:
+            self._end(tp, "take-profit reached, but no position is left to sell" if tp.request.side is Side.SELL
+                      else "take-profit reached, but no position is left to buy back")
+            return
+        exit_id = f"{b.id_prefix}{b._next_order}"
+        self._end(tp, f"take-profit reached at {_fmt(price)}: exit sent to the exchange as {exit_id} (market)")
+        exit_req = dataclasses.replace(tp.request, type=OrderType.MARKET, qty=qty, limit_price=None)
+        exit_order = await b.submit(exit_req)
+        if exit_order.filled_qty < qty and stop is not None and stop.request.stop_price is not None:
+            rest = min(qty - exit_order.filled_qty, self._room(tp.symbol, tp.request.side))
+            if rest > 0:  # the exit did not complete: the rest must not stay unprotected
+                log.warning("take-profit exit %s filled %s of %s: a stop protects the rest", exit_order.id,
+                            exit_order.filled_qty, qty)
+                await self._place_stop(dataclasses.replace(exit_req, qty=rest), stop.request.stop_price)

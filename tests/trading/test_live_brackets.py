@@ -123,6 +123,21 @@ async def test_the_take_profit_cancels_the_stop_at_the_exchange_then_exits(broke
 
 
 @pytest.mark.asyncio
+async def test_an_exit_the_book_cannot_fill_leaves_the_rest_protected_by_a_new_stop(broker: LiveBroker,
+                                                                                   api: OrderApi) -> None:
+    entry, stop, _ = await bracketed_entry(broker)
+    api.engine.book.sides["bids"] = [(D(103), D("0.2"))]  # the take-profit's market sell finds only 0.2
+    broker.on_market([trade("103")])
+    await until(lambda: any(o.request.type is OrderType.STOP_MARKET and o.status.is_open and o.id != stop.id
+                            and o.exchange_id for o in broker.orders), "the new stop at the exchange")
+    (again,) = [o for o in broker.open_orders() if o.request.type is OrderType.STOP_MARKET]
+    assert (again.request.qty, again.request.stop_price, again.request.parent_id) == (D("0.3"), D(98), entry.id)
+    ex = at_exchange(api, again.id)
+    assert (ex.type, ex.qty, ex.stop_price, ex.status) == ("STOP_LOSS", D("0.3"), D(98), "NEW")
+    assert broker._positions[SYM] == D("0.3")
+
+
+@pytest.mark.asyncio
 async def test_a_stop_already_triggered_when_the_take_profit_is_reached_means_no_second_exit(
         broker: LiveBroker, api: OrderApi, journal: Journal) -> None:
     _, stop, tp = await bracketed_entry(broker)
