@@ -122,6 +122,8 @@ class Session:
         self.desk = self._make_desk(cache)
         if live is not None and live.reason:  # live trading was asked for and is not on: the trader is told why
             self.desk.say("warn", live.reason)
+        for note in live.notes if live is not None else ():
+            self.desk.say("info", note)
         self.decisions = DecisionService(
             self.provider,
             self.market,

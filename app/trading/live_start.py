@@ -180,9 +180,35 @@ async def open_live(settings: Settings, confirm: Confirm, *, journal_given: bool
             env_key, env_secret = f"{exchange.upper()}_API_KEY", f"{exchange.upper()}_API_SECRET"
             return _paper(f"No {EXCHANGE_WORDS[exchange]} API key and secret: set {env_key} and {env_secret} in the "
                           f"environment or store them in the OS keyring ({exchange}_api_key, {exchange}_api_secret).")
-    return await connect_live(settings, confirm, exchange=exchange, key=key, secret=secret, testnet=testnet,
-                              endpoints=endpoints, started=started, journal_given=journal_given,
-                              connect_timeout_s=connect_timeout_s)
+    start = await connect_live(settings, confirm, exchange=exchange, key=key, secret=secret, testnet=testnet,
+                               endpoints=endpoints, started=started, journal_given=journal_given,
+                               connect_timeout_s=connect_timeout_s)
+    if started is not None and start.live and start.journal_path is not None:
+        # The account was made with the exchange this run started and ends with it: a journal of an earlier run
+        # would restore positions and cash this account does not have. A real exchange's account persists, and
+        # so does its journal.
+        note = set_aside(start.journal_path)
+        if note is not None:
+            log.info("%s", note)
+            start.notes.append(note)
+    return start
+
+
+def set_aside(path: Path) -> str | None:
+    """Move the journal at ``path`` (with its SQLite side files) to ``<name>.previous<suffix>``, replacing an older
+    one, so that this run starts on a fresh journal. Returns what the trader is told, or None if there was none."""
+    if not path.exists():
+        return None
+    previous = path.with_name(f"{path.stem}.previous{path.suffix}")
+    sides = ("", "-wal", "-shm", "-journal")
+    for side in sides:
+        Path(f"{previous}{side}").unlink(missing_ok=True)
+    for side in sides:
+        source = Path(f"{path}{side}")
+        if source.exists():
+            source.replace(Path(f"{previous}{side}"))
+    return (f"The built-in exchange opens a new account each run: this run's live journal starts empty; the "
+            f"previous one is kept as {previous.name}.")
 
 
 async def connect_live(settings: Settings, confirm: Confirm, *, exchange: str, key: str, secret: str, testnet: bool,
