@@ -4,7 +4,8 @@ After each edit the dialog builds a candidate ``Settings`` with ``Settings.model
 file is read with), shows each field's error beside it and keeps Save disabled while anything is invalid. Save
 writes the file with ``save_settings``; the running terminal keeps its settings, so the dialog says plainly that
 the changes take effect on the next start. The model's API key is never a setting: the key field hands it to the
-``secrets`` object (OS keyring, or memory for this run) and only says where the current key comes from.
+``secrets`` object (OS keyring, or memory for this run) and only says where the current key comes from; so do the
+exchanges' key and secret pairs on the Live trading tab (``app.ui.exchange_keys``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from PySide6 import QtCore, QtWidgets
 from app.config import PER_RUN_FIELDS, Settings
 from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
 from app.market.candles import TIMEFRAMES
-from app.secrets import LIVE_EXCHANGES, exchange_key_names
 from app.settings_store import HELP, SECTIONS, save_settings
+from app.ui.exchange_keys import ExchangeKeys
 
 LLM_KEY = "llm_api_key"
 LLM_KEY_ENV = "OPENAI_API_KEY"
@@ -73,21 +74,6 @@ def key_source_text(secrets: Any) -> str:
     if not secrets.backend_ok:
         return f"not set. {problem}"
     return "not set; a key saved here goes to the OS keyring"
-
-
-def exchange_keys_text(secrets: Any, exchange: str) -> str:
-    """Where an exchange's API key and secret come from, in words; never the values."""
-    key_name, secret_name = exchange_key_names(exchange)
-    env = f"{exchange.upper()}_API_KEY / {exchange.upper()}_API_SECRET"
-    if secrets is None:
-        return f"from {env} or the OS keyring"
-    sources = {secrets.source(key_name), secrets.source(secret_name)}
-    if sources == {"env"}:
-        return f"from the environment ({env})"
-    if None in sources:
-        return (f"not set: {env} in the environment, or {key_name} and {secret_name} in the OS keyring "
-                f"(service ai-trading-terminal)")
-    return "from the OS keyring" if sources == {"keyring"} else f"set ({', '.join(sorted(map(str, sources)))})"
 
 
 class SettingsDialog(QtWidgets.QDialog):
@@ -249,7 +235,7 @@ class SettingsDialog(QtWidgets.QDialog):
             self._row(grid, f"{name}.{entry}", f"  {entry}", line, HELP.get(name, ""))
 
     def _add_live_rows(self, grid: QtWidgets.QGridLayout) -> None:
-        """This run's mode, and where each exchange's keys would come from (never the keys, never this file)."""
+        """This run's mode, and each exchange's keys: entered, cleared, and where the ones in use come from."""
         row = grid.rowCount()
         grid.addWidget(QtWidgets.QLabel("This run"), row, 0)
         self.mode_label = QtWidgets.QLabel(self.mode_text)
@@ -260,15 +246,9 @@ class SettingsDialog(QtWidgets.QDialog):
         note.setObjectName("cardMuted")
         note.setWordWrap(True)
         grid.addWidget(note, row, 2)
-        self.exchange_key_labels: dict[str, QtWidgets.QLabel] = {}
-        for exchange in LIVE_EXCHANGES:
-            row = grid.rowCount()
-            grid.addWidget(QtWidgets.QLabel(f"{exchange.capitalize()} keys"), row, 0)
-            label = QtWidgets.QLabel(exchange_keys_text(self.secrets, exchange))
-            label.setObjectName("cardMuted")
-            label.setWordWrap(True)
-            grid.addWidget(label, row, 1, 1, 2)
-            self.exchange_key_labels[exchange] = label
+        # Each exchange's key and secret: to the OS keyring on Save (never this file), Clear deletes at once.
+        self.exchange_keys = ExchangeKeys(grid, self.secrets, self.validate, lambda text, ok: self._show(text, ok))
+        self.exchange_key_labels = self.exchange_keys.source_labels
 
     def _add_key_row(self, grid: QtWidgets.QGridLayout) -> None:
         self.api_key = QtWidgets.QLineEdit()
@@ -321,12 +301,14 @@ class SettingsDialog(QtWidgets.QDialog):
                     errors.setdefault(key, msg)
                 else:
                     general.append(f"{'.'.join(loc) or 'settings'}: {msg}")
+        exchange_keys = getattr(self, "exchange_keys", None)
+        half_pairs = exchange_keys.problems() if exchange_keys is not None else {}
         self.errors = errors
         for key, label in self.error_labels.items():
             _set_level(label, errors.get(key, ""), "bad" if key in errors else "ok")
         _set_level(self.general_error, "\n".join(general), "bad" if general else "ok")
         self.general_error.setVisible(bool(general))
-        ok = self.candidate is not None
+        ok = self.candidate is not None and not half_pairs
         self.save_button.setEnabled(ok)
         if ok:
             changed = self.changed_fields()
@@ -336,7 +318,7 @@ class SettingsDialog(QtWidgets.QDialog):
             else:
                 self.summary.setText("No changes.")
         else:
-            self.summary.setText(f"{len(errors) + len(general)} invalid: fix them to save.")
+            self.summary.setText(f"{len(errors) + len(general) + len(half_pairs)} invalid: fix them to save.")
         return ok
 
     def changed_fields(self) -> list[str]:
@@ -347,6 +329,8 @@ class SettingsDialog(QtWidgets.QDialog):
         changed = [LABELS.get(n, n) for n in names if getattr(self.candidate, n) != getattr(self.original, n)]
         if getattr(self, "api_key", None) is not None and self.api_key.text():
             changed.append("API key")
+        if getattr(self, "exchange_keys", None) is not None:
+            changed += self.exchange_keys.pending()
         return changed
 
     # ----- saving -------------------------------------------------------------------------------------------
@@ -372,6 +356,7 @@ class SettingsDialog(QtWidgets.QDialog):
                                  f"gone when the terminal exits; set {LLM_KEY_ENV} to keep a key across runs")
                 self.key_saved.emit()
             self.api_key_source.setText(key_source_text(self.secrets))
+        notes += self.exchange_keys.store()
         settings = self.candidate
         try:
             save_settings(settings, self.path)
