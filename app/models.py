@@ -171,9 +171,12 @@ class Fill:
     side: Side
     qty: Decimal
     price: Decimal
-    fee: Decimal  # in the quote currency
+    fee: Decimal  # in ``fee_asset``
     liquidity: Liquidity
     exchange_ms: int
+    # The asset the commission was paid in, as the exchange says it (Binance: a buy pays in the base coin, a sell in
+    # the quote, or BNB). None = the quote currency: every paper fill, and every fill journaled before v5.
+    fee_asset: str | None = None
 
 
 @dataclass(slots=True)

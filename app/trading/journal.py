@@ -35,6 +35,9 @@ raises ``JournalVersionError`` before anything is written to it, and so does a S
 - v4: ``orders.exchange_id`` (the exchange's id of a live order; ours is its client order id) and the
   ``reconciliations`` table: what each comparison of the journal with a live exchange account found (orders
   updated, fills recovered, orders the journal did not know, balance differences, errors), as JSON.
+- v5: ``fills.fee_asset`` (the asset a commission was paid in; NULL = the quote currency, as every fill before v5)
+  and the ``account_stamp`` table: the one account this journal belongs to (PAPER, or LIVE on an exchange, testnet
+  or not, which account), so a session can refuse to mix another account's fills into it.
 
 Restart. ``restart_records()`` reads, in one snapshot, what ``app.trading.restore.restore`` rebuilds the terminal
 from: every fill in recording order (replayed through ``Portfolio.apply_fill``, the one rule), the orders whose last
@@ -69,7 +72,7 @@ APP_NAME = "ai-trading-terminal"
 FILE_NAME = "journal.sqlite3"
 APPLICATION_ID = 0x41495454  # "AITT" in the SQLite header: this file is a trading journal
 BUSY_TIMEOUT_MS = 5000  # only another process holding the file (a DB browser mid-write) ever makes us wait
-TABLES = ("proposals", "reviews", "orders", "fills", "balances", "risk_events", "reconciliations")
+TABLES = ("proposals", "reviews", "orders", "fills", "balances", "risk_events", "reconciliations", "account_stamp")
 
 
 class JournalError(Exception):
@@ -236,8 +239,24 @@ def _to_v4(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _to_v5(conn: sqlite3.Connection) -> None:
+    for stmt in (
+        # NULL = the quote currency: what every fill recorded before v5 was charged in.
+        "ALTER TABLE fills ADD COLUMN fee_asset TEXT",
+        # At most one row (id = 1): a journal belongs to one account; no row = never stamped (made before v5).
+        """CREATE TABLE account_stamp (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            mode TEXT NOT NULL,
+            exchange TEXT,
+            testnet INTEGER,
+            account TEXT
+        )""",
+    ):
+        conn.execute(stmt)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: released files depend on them.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4, _to_v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -304,6 +323,25 @@ class RestartRecords:
     pending_proposals: list[str]  # ids of proposals never reviewed, oldest first
     last_balance: BalanceRecord | None
     risk_control: RiskEventRecord | None  # the last KILL / RESUME / STATE event
+
+
+ACCOUNT_MODES = ("PAPER", "LIVE")
+
+
+@dataclass(frozen=True)
+class AccountStamp:
+    """The account a journal belongs to (``Journal.stamp_account`` / ``account_stamp``)."""
+
+    mode: str  # "PAPER" or "LIVE"
+    exchange: str | None  # "binance", "built-in", ...; None for paper
+    testnet: bool | None  # None for paper
+    account: str | None  # what identifies it to the trader (masked key, uid); None for paper
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACCOUNT_MODES:
+            raise ValueError(f"account stamp mode must be one of {ACCOUNT_MODES}, not {self.mode!r}")
+        if self.testnet is not None and not isinstance(self.testnet, bool):
+            raise TypeError(f"account stamp testnet must be a bool or None, not {type(self.testnet).__name__}")
 
 
 RECONCILIATION_PARTS = ("orders_updated", "fills_recovered", "unknown_orders", "balance_differences", "errors")
@@ -438,7 +476,7 @@ def _state(features: dict[str, Any] | None) -> MarketState | None:
         return None
 
 
-_FILL_COLUMNS = "id, order_id, symbol, side, qty, price, fee, liquidity, exchange_ms"
+_FILL_COLUMNS = "id, order_id, symbol, side, qty, price, fee, liquidity, exchange_ms, fee_asset"
 _ORDER_COLUMNS = (
     "id, proposal_id, origin, symbol, side, type, qty, limit_price, stop_price, parent_id, reduce_only, "
     "stop_loss_pct, take_profit_pct, status, filled_qty, avg_price, fees, reject_reason, created_ms, updated_ms, "
@@ -471,6 +509,7 @@ def _fill(row: sqlite3.Row) -> Fill:
         fee=Decimal(row["fee"]),
         liquidity=Liquidity(row["liquidity"]),
         exchange_ms=row["exchange_ms"],
+        fee_asset=row["fee_asset"],
     )
 
 
@@ -788,7 +827,7 @@ class Journal:
         with self._write() as c:
             try:
                 cur = c.execute(
-                    f"INSERT INTO fills ({_FILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"INSERT INTO fills ({_FILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(id) DO NOTHING",
                     (
                         fill.id,
@@ -800,6 +839,7 @@ class Journal:
                         _money(fill.fee),
                         fill.liquidity.value,
                         fill.exchange_ms,
+                        fill.fee_asset,
                     ),
                 )
             except sqlite3.IntegrityError as e:
@@ -863,7 +903,28 @@ class Journal:
                 (at_ms, exchange, account, trigger, *counts, _dumps(report)),
             )
 
+    def stamp_account(self, stamp: AccountStamp) -> None:
+        """Write the account this journal belongs to (replacing any earlier stamp: the caller decides whether a
+        different one may be replaced; ``account_stamp`` tells what is there)."""
+        if not isinstance(stamp, AccountStamp):
+            raise TypeError(f"stamp_account takes an AccountStamp, not {type(stamp).__name__}")
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO account_stamp (id, mode, exchange, testnet, account) VALUES (1, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET mode = excluded.mode, exchange = excluded.exchange, "
+                "testnet = excluded.testnet, account = excluded.account",
+                (stamp.mode, stamp.exchange, None if stamp.testnet is None else int(stamp.testnet), stamp.account),
+            )
+
     # ----- reading ----------------------------------------------------------------------------------------------
+    def account_stamp(self) -> AccountStamp | None:
+        """The account this journal belongs to; None when it was never stamped (every journal made before v5)."""
+        r = self._conn.execute("SELECT mode, exchange, testnet, account FROM account_stamp WHERE id = 1").fetchone()
+        if r is None:
+            return None
+        return AccountStamp(r["mode"], r["exchange"], None if r["testnet"] is None else bool(r["testnet"]),
+                            r["account"])
+
     def reconciliations(self, limit: int = 100) -> list[ReconciliationRecord]:
         """Newest first."""
         rows = self._conn.execute(

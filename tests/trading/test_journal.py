@@ -354,7 +354,7 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
 def test_migrates_a_hand_built_v1_database(db: Path) -> None:
     build_v1(db)
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 4
+        assert j.schema_version == SCHEMA_VERSION == 5
         c = j._conn
         assert columns(c, "reviews")[-1] == "edited"
         assert columns(c, "balances")[-3:] == ["day_start_ms", "day_start_equity", "marks"]
@@ -427,6 +427,7 @@ def test_export_csv_one_file_per_table_with_headers(db: Path, tmp_path: Path) ->
         j.record_balance(T0, D("1"), D("2"), {"BTCUSDT": (D("0.5"), D("60000.50"))})
         j.record_risk_event(T0, "STATE", "reducing", "daily loss reached 80 %")
         j.record_reconciliation(T0, "binance", "AbC1…x9Yz", "start", {"errors": ["timeout"]})
+        j.stamp_account(journal_mod.AccountStamp("PAPER", None, None, None))
         paths = j.export_csv(tmp_path / "export" / "today")
     assert [p.name for p in paths] == [f"{t}.csv" for t in TABLES]
     tables = {}
@@ -435,9 +436,9 @@ def test_export_csv_one_file_per_table_with_headers(db: Path, tmp_path: Path) ->
             tables[p.stem] = list(csv.reader(fh))
     assert {t: len(rows) - 1 for t, rows in tables.items()} == {
         "proposals": 2, "reviews": 1, "orders": 1, "fills": 1, "balances": 1, "risk_events": 1,
-        "reconciliations": 1}
+        "reconciliations": 1, "account_stamp": 1}
     assert tables["fills"][0] == ["seq", "id", "order_id", "symbol", "side", "qty", "price", "fee", "liquidity",
-                                  "exchange_ms"]
+                                  "exchange_ms", "fee_asset"]
     assert tables["fills"][1][5:8] == ["0.5", "60000.50", "3.000025"]
     assert tables["reviews"][0] == ["id", "proposal_id", "at_ms", "kind", "original", "reason", "decision_time_ms",
                                     "edited"]

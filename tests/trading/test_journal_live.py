@@ -42,7 +42,7 @@ def test_a_v3_journal_opens_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     build_v3(db)
     assert sqlite3.connect(db).execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 4
+        assert j.schema_version == SCHEMA_VERSION == 5
         (open_order,) = j.open_orders()
         assert (open_order.id, str(open_order.request.qty), open_order.exchange_id) == ("P1", "0.250", None)
         assert [o.id for o in j.recent_orders()] == ["P2", "P1"]
@@ -96,3 +96,66 @@ def test_reconciliations_round_trip_newest_first_with_counts_and_decimals(tmp_pa
 def test_a_reconciliation_part_that_is_not_a_list_is_refused(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.sqlite3") as j, pytest.raises(TypeError, match="errors"):
         j.record_reconciliation(T0, "binance", "a", "start", {"errors": "oops"})
+
+
+# ----- v5: the commission's asset and the account stamp ---------------------------------------------------------------
+
+
+def build_v4(path: Path) -> None:
+    """A journal as the v4 program left it (its frozen migrations), with a quote-fee fill."""
+    build_v3(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    MIGRATIONS[3](conn)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_a_v4_journal_migrates_to_v5_its_fills_paid_in_the_quote_and_unstamped(tmp_path: Path) -> None:
+    db = tmp_path / "journal.sqlite3"
+    build_v4(db)
+    with Journal(db) as j:
+        assert j.schema_version == SCHEMA_VERSION == 5
+        (old,) = j.all_fills()
+        assert (old.id, old.fee, old.fee_asset) == ("PF1", D("0.006"), None)  # None = the quote currency
+        assert j.account_stamp() is None  # made before v5: never stamped
+
+
+def test_a_fills_commission_asset_round_trips_and_a_different_one_is_another_fill(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite3") as j:
+        o = Order("B1", OrderRequest("BTCUSDT", Side.BUY, OrderType.MARKET, D("1")), OrderStatus.FILLED,
+                  created_ms=T0, filled_qty=D("1"), avg_price=D("100"), updated_ms=T0)
+        j.record_order(o)
+        base_fee = Fill("binance:1", "B1", "BTCUSDT", Side.BUY, D("0.6"), D("100"), D("0.0006"), Liquidity.TAKER,
+                        T0, fee_asset="BTC")
+        bnb_fee = Fill("binance:2", "B1", "BTCUSDT", Side.BUY, D("0.4"), D("100"), D("0.00002"), Liquidity.TAKER,
+                       T0, fee_asset="BNB")
+        j.record_fill(base_fee)
+        j.record_fill(bnb_fee)
+        j.record_fill(base_fee)  # the same fill again (a replay): recorded once
+        assert j.all_fills() == [base_fee, bnb_fee]
+        from app.trading.journal import JournalError
+        with pytest.raises(JournalError, match="binance:1"):  # same id, the fee in another asset: another fill
+            j.record_fill(Fill("binance:1", "B1", "BTCUSDT", Side.BUY, D("0.6"), D("100"), D("0.0006"),
+                               Liquidity.TAKER, T0, fee_asset="USDT"))
+
+
+def test_the_account_stamp_is_written_read_back_and_replaced(tmp_path: Path) -> None:
+    from app.trading.journal import AccountStamp
+    db = tmp_path / "j.sqlite3"
+    live = AccountStamp("LIVE", "binance", True, "AbC1…x9Yz")
+    with Journal(db) as j:
+        assert j.account_stamp() is None
+        j.stamp_account(live)
+        assert j.account_stamp() == live
+    with Journal(db) as j:  # it survives a reopen, exactly
+        assert j.account_stamp() == live
+        paper = AccountStamp("PAPER", None, None, None)
+        j.stamp_account(paper)
+        assert j.account_stamp() == paper
+        assert j._conn.execute("SELECT count(*) FROM account_stamp").fetchone()[0] == 1
+    with pytest.raises(ValueError, match="mode"):
+        AccountStamp("live", "binance", True, "x")
+    with pytest.raises(TypeError, match="testnet"):
+        AccountStamp("LIVE", "binance", 1, "x")  # type: ignore[arg-type]
