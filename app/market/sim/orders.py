@@ -7,19 +7,21 @@ loopback:
 
 - MARKET orders walk the book's levels (``BookView.levels``) as taker; what the book cannot fill ends the order
   EXPIRED, as Binance does. The book is shared market data and is not consumed. A MARKET order by
-  ``quoteOrderQty`` spends up to that much quote (commission on top) and is sized by what it bought.
+  ``quoteOrderQty`` spends up to that much quote and is sized by what it bought.
 - LIMIT orders take what is marketable at their price as taker; a GTC remainder rests and fills as maker only when
   a market trade goes strictly *through* its price (a trade at the price does not: our place in the queue is
   unknown), shared among resting orders by price then time. IOC / FOK remainders expire; LIMIT_MAKER that would
   take is rejected.
 - STOP_LOSS orders (Binance spot's stop-market: ``quantity`` and ``stopPrice``, no price, no timeInForce) rest
-  untriggered (NEW, not working; a sell locks its base, a buy ``qty × stopPrice × (1 + max rate)`` of the quote).
+  untriggered (NEW, not working; a sell locks its base, a buy ``qty × stopPrice`` of the quote).
   The stop price obeys PRICE_FILTER and, with the quantity, NOTIONAL; a stop the last market trade has already
   reached is refused (-2010 "Stop price would trigger immediately.", as Binance). A market trade at or through the
   stop (sell: price <= stop; buy: price >= stop) triggers it, before any resting limit fills on that trade; it then
   executes like a MARKET order against the book (what the book cannot fill expires).
-- Commission is charged in the quote asset on every fill (0.1 % taker and maker by default). A resting buy locks
-  ``qty × price × (1 + max rate)`` of the quote so that its fills can always be paid; a sell locks the base.
+- Commission is charged in the asset received, as Binance spot charges an account that does not pay in BNB: a
+  BUY pays it in the base asset (the account receives ``qty − commission``), a SELL in the quote (0.1 % taker and
+  maker by default, on the fill's quantity for a buy and its notional for a sell). So a resting buy locks just
+  ``qty × price`` of the quote, and a sell its base quantity.
 
 Every change is reported to the listeners as ``(api_key, event)`` with Binance's user-data-stream payloads:
 ``executionReport`` for each order change (a fill before the account update it causes) and
@@ -191,7 +193,6 @@ class OrderEngine:
         self.book = book
         self.clock_ms = clock_ms
         self.taker_fee, self.maker_fee = taker_fee, maker_fee
-        self._lock_rate = 1 + max(taker_fee, maker_fee)
         self._accounts: dict[str, _Account] = {}
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -294,7 +295,7 @@ class OrderEngine:
                 raise filter_failure("NOTIONAL")
             plan = _walk(levels, None, quote_qty, None, rules)
         self._check_funds(account, rules, side, sum((q for _, q in plan), ZERO),
-                          sum((p * q for p, q in plan), ZERO) * (1 + self.taker_fee))
+                          sum((p * q for p, q in plan), ZERO))
         now = self.clock_ms()
         # A quote-sized order's size is what its quote buys on the book (Binance reports that as origQty).
         size = quantity if quantity is not None else sum((q for _, q in plan), ZERO)
@@ -326,7 +327,7 @@ class OrderEngine:
             raise EngineError(-2010, "Order would immediately match and take.")
         if tif == "FOK" and sum((q for _, q in plan), ZERO) < quantity:
             plan = []  # nothing fills; the order expires below
-        lock = quantity if side == "SELL" else quantity * price * self._lock_rate
+        lock = quantity if side == "SELL" else quantity * price
         self._check_funds(account, rules, side, quantity, lock)
         now = self.clock_ms()
         order = EngineOrder(key=key, order_id=next(self._order_ids), client_id="", symbol=rules.symbol, side=side,
@@ -353,7 +354,7 @@ class OrderEngine:
         last = self._last.get(rules.symbol)
         if last is not None and (last <= stop_price if side == "SELL" else last >= stop_price):
             raise EngineError(-2010, "Stop price would trigger immediately.")
-        lock = quantity if side == "SELL" else quantity * stop_price * self._lock_rate
+        lock = quantity if side == "SELL" else quantity * stop_price
         self._check_funds(account, rules, side, quantity, lock)
         now = self.clock_ms()
         order = EngineOrder(key=key, order_id=next(self._order_ids), client_id="", symbol=rules.symbol, side=side,
@@ -412,7 +413,7 @@ class OrderEngine:
         plan = _walk(levels, order.qty, None, None, rules)
         if order.side == "BUY":
             self._release(account, order, rules)
-            cost = sum((p * q for p, q in plan), ZERO) * (1 + self.taker_fee)
+            cost = sum((p * q for p, q in plan), ZERO)
             if account.bal(rules.quote).free < cost:
                 plan = []  # the funds are no longer there: nothing executes, the order expires
         for fill_price, fill_qty in plan:
@@ -426,22 +427,24 @@ class OrderEngine:
               maker: bool) -> None:
         now = self.clock_ms()
         notional = price * qty
-        fee = (notional * (self.maker_fee if maker else self.taker_fee)).quantize(Q8, ROUND_HALF_EVEN)
+        rate = self.maker_fee if maker else self.taker_fee
         base, quote = account.bal(rules.base), account.bal(rules.quote)
-        if order.side == "BUY":
-            release = min(order.lock_left, qty * order.price * self._lock_rate) if order.lock_left else ZERO
+        if order.side == "BUY":  # the commission comes out of the base received
+            fee, fee_asset = (qty * rate).quantize(Q8, ROUND_HALF_EVEN), rules.base
+            release = min(order.lock_left, qty * order.price) if order.lock_left else ZERO
             order.lock_left -= release
             quote.locked -= release
-            quote.free += release - notional - fee
-            base.free += qty
-        else:
+            quote.free += release - notional
+            base.free += qty - fee
+        else:  # out of the quote received
+            fee, fee_asset = (notional * rate).quantize(Q8, ROUND_HALF_EVEN), rules.quote
             release = min(order.lock_left, qty)
             order.lock_left -= release
             base.locked -= release
             base.free -= qty - release
             quote.free += notional - fee
         fill = EngineFill(trade_id=next(self._trade_ids), order_id=order.order_id, symbol=order.symbol,
-                          side=order.side, price=price, qty=qty, commission=fee, commission_asset=rules.quote,
+                          side=order.side, price=price, qty=qty, commission=fee, commission_asset=fee_asset,
                           time=now, maker=maker)
         order.executed += qty
         order.cum_quote += notional

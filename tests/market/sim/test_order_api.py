@@ -169,7 +169,7 @@ async def test_orders_query_cancel_and_duplicates(api: OrderApi) -> None:
             "Unknown order sent.")
     _, account = await call(api, "GET", "account")
     usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
-    assert usdt["locked"] == "90.09000000"
+    assert usdt["locked"] == "90.00000000"  # the commission of a buy is paid in BTC
     status, canceled = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]})
     assert status == 200 and canceled["status"] == "CANCELED" and canceled["origClientOrderId"] == "mine-1"
     refusal(await call(api, "DELETE", "openOrders", {"symbol": "BTCUSDT"}), 400, -2011)
@@ -182,6 +182,25 @@ async def test_orders_query_cancel_and_duplicates(api: OrderApi) -> None:
     refusal(await call(api, "GET", "myTrades", {"symbol": "BTCUSDT", "limit": 5000}), 400, -1100)
     _, orders = await call(api, "GET", "allOrders", {"symbol": "BTCUSDT"})
     assert [o["status"] for o in orders] == ["CANCELED", "FILLED"]
+
+
+@pytest.mark.asyncio
+async def test_commission_in_the_asset_received(api: OrderApi) -> None:
+    """As Binance spot without BNB: a buy pays in the base it receives, a sell in the quote it receives."""
+    _, buy = await call(api, "POST", "order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                "quantity": "1.5"})
+    assert [(f["qty"], f["commission"], f["commissionAsset"]) for f in buy["fills"]] == [
+        ("1.00000000", "0.00100000", "BTC"), ("0.50000000", "0.00050000", "BTC")]
+    _, sell = await call(api, "POST", "order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET",
+                                                 "quantity": "0.5"})
+    assert [(f["commission"], f["commissionAsset"]) for f in sell["fills"]] == [("0.04950000", "USDT")]
+    _, trades = await call(api, "GET", "myTrades", {"symbol": "BTCUSDT"})
+    assert [(t["isBuyer"], t["commission"], t["commissionAsset"]) for t in trades] == [
+        (True, "0.00100000", "BTC"), (True, "0.00050000", "BTC"), (False, "0.04950000", "USDT")]
+    _, account = await call(api, "GET", "account")
+    balances = {b["asset"]: (b["free"], b["locked"]) for b in account["balances"]}
+    # BTC: 1 + 1.5 - 0.0015 - 0.5; USDT: 10000 - 100 - 50.5 + 49.5 - 0.0495
+    assert balances == {"BTC": ("1.99850000", "0.00000000"), "USDT": ("9898.95050000", "0.00000000")}
 
 
 @pytest.mark.asyncio
@@ -260,6 +279,8 @@ async def test_ccxt_trades_against_it(api: OrderApi) -> None:
         assert (await ex.cancel_order(partial["id"], "BTC/USDT"))["status"] == "canceled"
         mine = await ex.fetch_my_trades("BTC/USDT")
         assert len(mine) == 5 and mine[-1]["takerOrMaker"] == "maker" and mine[-1]["fee"]["currency"] == "USDT"
+        assert [(t["side"], t["fee"]["currency"]) for t in mine[:2]] == [("buy", "BTC"), ("buy", "BTC")]
+        assert mine[0]["fee"]["cost"] == pytest.approx(0.001)
         await until(lambda: len(trades) >= 5, "watched trades")
         assert {t["id"] for t in trades} == {t["id"] for t in mine}
         await until(lambda: any(o["id"] == partial["id"] and o["status"] == "canceled" for o in watched), "cancel")
@@ -294,7 +315,7 @@ async def test_ccxt_watch_balance_and_a_cut_user_stream(api: OrderApi) -> None:
         await until(lambda: subscribed(ex, api.ws_api_url), "subscribed")
         await ex.create_order("BTC/USDT", "limit", "buy", 1, 90)
         balance = await asyncio.wait_for(balance_task, 10)
-        assert balance["USDT"]["used"] == pytest.approx(90.09)
+        assert balance["USDT"]["used"] == pytest.approx(90)
         orders_task = asyncio.create_task(ex.watch_orders("BTC/USDT"))
         await asyncio.sleep(0)
         api.drop_user_streams()

@@ -41,20 +41,32 @@ def test_rules_from_symbol_info() -> None:
     assert r2.min_notional == D(10) and not r2.min_notional_market
 
 
-def test_market_buy_walks_levels_and_pays_fee_in_quote() -> None:
+def test_market_buy_walks_levels_and_pays_fee_in_the_base_received() -> None:
     e, events = engine()
     o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("2"))
     assert o.status == "FILLED" and o.executed == 2
     assert [(f.price, f.qty, f.maker) for f in o.fills] == [(D(100), D(1), False), (D(101), D(1), False)]
+    assert [(f.commission, f.commission_asset) for f in o.fills] == [(D("0.001"), "BTC")] * 2
     assert o.cum_quote == D(201)
-    fee = D("0.201")
-    assert bal(e, "USDT") == (D(10000) - D(201) - fee, 0)
-    assert bal(e, "BTC") == (D(3), 0)
+    assert bal(e, "USDT") == (D(10000) - D(201), 0)  # the quote pays the notional only
+    assert bal(e, "BTC") == (D(3) - D("0.002"), 0)  # 2 bought, less 0.1 % of them
     reports = [ev for _, ev in events if ev["e"] == "executionReport"]
     assert [(r["x"], r["X"]) for r in reports] == [("NEW", "NEW"), ("TRADE", "PARTIALLY_FILLED"), ("TRADE", "FILLED")]
-    assert reports[-1]["N"] == "USDT" and reports[-1]["m"] is False and reports[-1]["l"] == "1.00000000"
+    assert reports[-1]["N"] == "BTC" and reports[-1]["n"] == "0.00100000"
+    assert reports[-1]["m"] is False and reports[-1]["l"] == "1.00000000"
     positions = [ev for _, ev in events if ev["e"] == "outboundAccountPosition"]
     assert positions and {b["a"] for b in positions[-1]["B"]} == {"BTC", "USDT"}
+
+
+def test_a_sell_pays_its_commission_in_the_quote() -> None:
+    e, events = engine(btc="2")
+    o = e.place(KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=D("1.5"))
+    assert [(f.price, f.qty, f.commission, f.commission_asset) for f in o.fills] == [
+        (D(99), D(1), D("0.099"), "USDT"), (D(98), D("0.5"), D("0.049"), "USDT")]
+    assert bal(e, "BTC") == (D("0.5"), 0)
+    assert bal(e, "USDT") == (D(10000) + D(148) - D("0.148"), 0)
+    last = [ev for _, ev in events if ev["e"] == "executionReport"][-1]
+    assert (last["n"], last["N"]) == ("0.04900000", "USDT")
 
 
 def test_market_larger_than_the_book_expires_with_what_filled() -> None:
@@ -116,8 +128,9 @@ def test_limit_partially_marketable_takes_then_rests_locked() -> None:
     assert o.status == "PARTIALLY_FILLED" and o.executed == 1 and o.working
     assert o.fills[0].price == 100 and not o.fills[0].maker
     free, locked = bal(e, "USDT")
-    assert locked == D("100.1")  # the resting BTC at 100, fee included
-    assert free == D(10000) - D(100) - D("0.1") - locked
+    assert locked == D(100)  # the resting BTC at 100 (its commission will be paid in BTC)
+    assert free == D(10000) - D(100) - locked
+    assert bal(e, "BTC") == (D(2) - D("0.001"), 0)
     assert [x.order_id for x in e.open_orders(KEY, "BTCUSDT")] == [o.order_id]
 
 
@@ -138,8 +151,9 @@ def test_resting_fills_only_when_a_trade_goes_through() -> None:
     e.on_trade("BTCUSDT", D("105.01"), D(5))
     assert sell.status == "FILLED"
     assert bal(e, "USDT")[1] == 0 and bal(e, "BTC")[1] == 0
-    # 10000 - 95 - 0.095 + 52.5 - 0.0525
-    assert bal(e, "USDT")[0] == D("9957.3525") and bal(e, "BTC")[0] == D("1.5")
+    # USDT: 10000 - 95 + 52.5 - 0.0525 (the sell's commission); BTC: 1 + 1 - 0.001 (the buy's) - 0.5
+    assert bal(e, "USDT")[0] == D("9957.4475") and bal(e, "BTC")[0] == D("1.499")
+    assert [(f.commission, f.commission_asset) for f in buy.fills] == [(D("0.00025"), "BTC"), (D("0.00075"), "BTC")]
     last = [ev for _, ev in events if ev["e"] == "executionReport"][-1]
     assert last["X"] == "FILLED" and last["m"] is True and last["w"] is False
 
@@ -184,7 +198,7 @@ def test_stop_loss_rules_and_a_buy_stop() -> None:
     assert refused(-2010, e.place, KEY, side="BUY", stop_price=D(100), **stop_kw).msg == \
         "Stop price would trigger immediately."
     buy = e.place(KEY, side="BUY", stop_price=D("100.5"), **stop_kw)  # a short's stop: above the market
-    assert bal(e, "USDT")[1] == D("50.30025")  # 0.5 x 100.5, fee included
+    assert bal(e, "USDT")[1] == D("50.25")  # 0.5 x 100.5 (the commission is paid in BTC)
     sell = e.place(KEY, side="SELL", stop_price=D(95), **stop_kw)
     e.cancel(KEY, "BTCUSDT", sell.order_id)
     assert bal(e, "BTC") == (D(1), 0)
@@ -192,7 +206,7 @@ def test_stop_loss_rules_and_a_buy_stop() -> None:
     assert sell.status == "CANCELED" and not sell.fills
     e.on_trade("BTCUSDT", D(101), D(1))  # the buy stop: trade >= stop; buys 0.5 at the asks
     assert buy.status == "FILLED" and [(f.price, f.qty) for f in buy.fills] == [(D(100), D("0.5"))]
-    assert bal(e, "USDT") == (D(10000) - D(50) - D("0.05"), 0) and bal(e, "BTC") == (D("1.5"), 0)
+    assert bal(e, "USDT") == (D(10000) - D(50), 0) and bal(e, "BTC") == (D("1.5") - D("0.0005"), 0)
 
 
 def test_trade_quantity_shared_by_price_then_time() -> None:
@@ -213,7 +227,7 @@ def test_ioc_fok_and_limit_maker() -> None:
     refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER", quantity=D(1), price=D(100))
     mk = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER", quantity=D(1), price=D(99))
     assert mk.status == "NEW" and mk.working
-    assert bal(e, "USDT")[1] == D("99.099")
+    assert bal(e, "USDT")[1] == D(99)
 
 
 def test_cancel_releases_and_query_by_client_id() -> None:
@@ -250,7 +264,8 @@ def test_cancel_all_and_my_trades() -> None:
     e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("0.5"))
     assert len(e.cancel_all(KEY, "BTCUSDT")) == 2 and e.open_orders(KEY) == []
     trades = e.my_trades(KEY, "BTCUSDT")
-    assert len(trades) == 1 and trades[0].qty == D("0.5") and trades[0].commission == D("0.05")
+    assert len(trades) == 1 and trades[0].qty == D("0.5")
+    assert (trades[0].commission, trades[0].commission_asset) == (D("0.0005"), "BTC")
     assert len(e.all_orders(KEY, "BTCUSDT")) == 3
 
 
