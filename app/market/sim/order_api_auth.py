@@ -39,17 +39,18 @@ def mandatory(name: str) -> EngineError:
 
 
 def parse_params(query: str, body: str) -> dict[str, str]:
-    """Query and body parameters together; a name sent twice is refused, as Binance does."""
+    """Query and body parameters together. A name sent twice in one of them is refused (-1101); a name in both
+    takes the query's value, as Binance documents (the signature still covers both exactly as sent)."""
     params: dict[str, str] = {}
-    for part in (query, body):
+    for part in (body, query):  # the query last: its values win
         try:
             pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=bool(part), max_num_fields=64)
         except ValueError:
             raise EngineError(-1100, "Illegal characters found in a parameter.") from None
-        for name, value in pairs:
-            if name in params:
-                raise EngineError(-1101, "Duplicate values for a parameter detected.")
-            params[name] = value
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise EngineError(-1101, "Duplicate values for a parameter detected.")
+        params.update(pairs)
     return params
 
 

@@ -111,6 +111,29 @@ async def test_signature_over_query_and_body(api: OrderApi) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_parameter_in_both_query_and_body_takes_the_querys_value(api: OrderApi) -> None:
+    """Binance: "If a parameter sent in both the query string and request body, the query string parameter will
+    be used." The signature still covers the query followed by the body, exactly as sent."""
+    query = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.5&price=90"
+    body = urlencode({"timeInForce": "GTC", "quantity": "2", "price": "80", "timestamp": now_ms()})
+    sig = hmac.new(SECRET.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
+    headers = {"X-MBX-APIKEY": KEY, "Content-Type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{api.rest_url}/api/v3/order?{query}", content=f"{body}&signature={sig}",
+                              headers=headers)
+        assert r.status_code == 200, r.json()
+        assert (r.json()["origQty"], r.json()["price"]) == ("0.50000000", "90.00000000")
+        # signed over the query alone (what the server used) is not Binance's signature: refused
+        bad = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        r = await client.post(f"{api.rest_url}/api/v3/order?{query}", content=f"{body}&signature={bad}",
+                              headers=headers)
+        assert (r.status_code, r.json()["code"]) == (400, -1022)
+    # twice within the body (or twice within the query) is still a duplicate
+    dup = signed({**ORDER, "timeInForce": "GTC"}).replace("side=BUY", "side=BUY&side=BUY")
+    refusal(await call(api, "POST", "order", raw=dup), 400, -1101)
+
+
+@pytest.mark.asyncio
 async def test_order_refusals(api: OrderApi) -> None:
     refusal(await call(api, "POST", "order", {**ORDER, "quantity": "200"}), 400, -2010,
             "Account has insufficient balance for requested action.")
