@@ -7,7 +7,10 @@ loopback:
 
 - MARKET orders walk the book's levels (``BookView.levels``) as taker; what the book cannot fill ends the order
   EXPIRED, as Binance does. The book is shared market data and is not consumed. A MARKET order by
-  ``quoteOrderQty`` spends up to that much quote and is sized by what it bought.
+  ``quoteOrderQty`` spends up to that much quote and is sized by what it bought. As Binance, a MARKET order the
+  free balance could not fill *completely* is refused (-2010) even if the book would fill only part: a sell needs
+  its whole quantity, a buy by quantity the book's prices for it (any rest the book lacks at its last level's
+  price), a buy by ``quoteOrderQty`` that quote.
 - LIMIT orders take what is marketable at their price as taker; a GTC remainder rests and fills as maker only when
   a market trade goes strictly *through* its price (a trade at the price does not: our place in the queue is
   unknown), shared among resting orders by price then time. IOC / FOK remainders expire; LIMIT_MAKER that would
@@ -294,8 +297,7 @@ class OrderEngine:
             if rules.min_notional_market and quote_qty < rules.min_notional:
                 raise filter_failure("NOTIONAL")
             plan = _walk(levels, None, quote_qty, None, rules)
-        self._check_funds(account, rules, side, sum((q for _, q in plan), ZERO),
-                          sum((p * q for p, q in plan), ZERO))
+        self._check_funds(account, rules, side, *self._market_needs(rules, side, plan, quantity, quote_qty))
         now = self.clock_ms()
         # A quote-sized order's size is what its quote buys on the book (Binance reports that as origQty).
         size = quantity if quantity is not None else sum((q for _, q in plan), ZERO)
@@ -365,6 +367,27 @@ class OrderEngine:
         held.locked += lock
         return order, []
 
+    def _market_needs(self, rules: SymbolRules, side: str, plan: Plan, quantity: Decimal | None,
+                      quote_qty: Decimal | None) -> tuple[Decimal, Decimal]:
+        """(base, quote) a MARKET order needs free to be filled completely: Binance refuses it (-2010) when the
+        balance is short, even if the book could fill only part. A sell by quantity needs that quantity; a buy by
+        ``quoteOrderQty`` that quote. A buy by quantity needs what the book's levels cost, and any rest the book
+        cannot fill priced at the last level it reaches (or the last market trade); a sell by ``quoteOrderQty``
+        likewise the base its quote takes from the bids, the rest at the last level's price."""
+        filled = sum((q for _, q in plan), ZERO)
+        notional = sum((p * q for p, q in plan), ZERO)
+        last = plan[-1][0] if plan else self._last.get(rules.symbol, ZERO)
+        if side == "SELL":
+            if quantity is not None:
+                return quantity, ZERO
+            assert quote_qty is not None
+            rest = quote_qty - notional
+            return filled + (rules.floor_qty(rest / last) if last > 0 and rest > 0 else ZERO), ZERO
+        if quote_qty is not None:
+            return ZERO, quote_qty
+        assert quantity is not None
+        return ZERO, notional + (quantity - filled) * last
+
     @staticmethod
     def _check_funds(account: _Account, rules: SymbolRules, side: str, base_qty: Decimal, quote_cost: Decimal) -> None:
         if side == "SELL" and account.bal(rules.base).free < base_qty:
@@ -413,7 +436,7 @@ class OrderEngine:
         plan = _walk(levels, order.qty, None, None, rules)
         if order.side == "BUY":
             self._release(account, order, rules)
-            cost = sum((p * q for p, q in plan), ZERO)
+            _, cost = self._market_needs(rules, "BUY", plan, order.qty, None)
             if account.bal(rules.quote).free < cost:
                 plan = []  # the funds are no longer there: nothing executes, the order expires
         for fill_price, fill_qty in plan:

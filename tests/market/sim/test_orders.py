@@ -85,6 +85,25 @@ def test_market_by_quote_quantity() -> None:
     assert o.qty == o.executed and o.quote_qty == 150
 
 
+def test_market_orders_need_funds_for_the_whole_order_even_if_the_book_fills_part() -> None:
+    """Binance refuses a MARKET order the free balance could not fill completely, whatever the book holds."""
+    thin = FakeBook(asks=[("100", "1"), ("101", "2")], bids=[("99", "1")])
+    e, events = engine(thin, usdt="503.99", btc="1.2")
+    # sell 2: the bids take only 1 (which 1.2 BTC covers), but the order is for 2
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=D(2))
+    # buy 5: the asks cost 100 + 202 = 302 for 3, the 2 they lack at 101 (the last level reached): 504 in all
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(5))
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quote_qty=D(504))
+    # sell for 150 USDT: 1 at 99, the 51 left at 99 again = 0.51515 more: 1.51515 BTC needed
+    refused(-2010, e.place, KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quote_qty=D(150))
+    assert events == [] and bal(e, "USDT") == (D("503.99"), 0) and bal(e, "BTC") == (D("1.2"), 0)
+    e.open_account(KEY, {"USDT": D(504)})
+    o = e.place(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D(5))
+    assert (o.status, o.executed) == ("EXPIRED", 3) and bal(e, "USDT") == (D(202), 0)
+    o = e.place(KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=D("1.2"))
+    assert (o.status, o.executed) == ("EXPIRED", 1)
+
+
 def test_insufficient_balance_refused_and_nothing_changes() -> None:
     e, events = engine(usdt="50")
     refused(-2010, e.place, KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("1"))
