@@ -79,7 +79,6 @@ class OrderApi:
         self._runner: web.AppRunner | None = None
         self._streams: dict[web.WebSocketResponse, _UserStream] = {}
         self._sub_ids = itertools.count(0)
-        self._cancel_ids = itertools.count(1)
         engine.add_listener(self._on_event)
 
     @property
@@ -285,9 +284,10 @@ class OrderApi:
         new_id = auth.client_id_param(params, "newClientOrderId")
         auth.enum_param(params, "cancelRestrictions", ("ONLY_NEW", "ONLY_PARTIALLY_FILLED"), -1100,
                         "Illegal characters found in parameter 'cancelRestrictions'.")
-        return self._canceled(self.engine.cancel(key, symbol, order_id, client_id), new_id)
+        return self._canceled(self.engine.cancel(key, symbol, order_id, client_id, new_id))
 
-    def _canceled(self, order: EngineOrder, new_id: str | None = None) -> dict[str, Any]:
+    @staticmethod
+    def _canceled(order: EngineOrder) -> dict[str, Any]:
         fields = _order_fields(order)
         for name in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty", "icebergQty"):
             fields.pop(name, None)
@@ -295,7 +295,7 @@ class OrderApi:
             fields.pop("stopPrice", None)
         # As Binance: clientOrderId is the cancel request's own id; the order's is origClientOrderId.
         return {**fields, "origClientOrderId": order.client_id,
-                "clientOrderId": new_id or f"cancel-{next(self._cancel_ids)}", "transactTime": order.update_time}
+                "clientOrderId": order.cancel_id, "transactTime": order.update_time}
 
     def _open_orders(self, key: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = auth.symbol_param(params, required=False)

@@ -149,6 +149,7 @@ class EngineOrder:
     working: bool = False
     lock_left: Decimal = ZERO  # what this order still holds locked (quote for a buy, base for a sell)
     stop_price: Decimal = ZERO  # STOP_LOSS only
+    cancel_id: str = ""  # the client id of the request that canceled it (Binance's "c" on CANCELED)
     fills: list[EngineFill] = field(default_factory=list)
 
     @property
@@ -199,6 +200,7 @@ class OrderEngine:
         self._accounts: dict[str, _Account] = {}
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        self._cancel_ids = itertools.count(1)
         self._listeners: list[Listener] = []
         self._resting: dict[str, list[EngineOrder]] = {}  # symbol -> resting orders in arrival order
         self._stops: dict[str, list[EngineOrder]] = {}  # symbol -> untriggered STOP_LOSS orders in arrival order
@@ -484,10 +486,13 @@ class OrderEngine:
 
     # -- cancel, query ----------------------------------------------------------------------------------
 
-    def cancel(self, key: str, symbol: str, order_id: int | None = None, client_id: str | None = None) -> EngineOrder:
+    def cancel(self, key: str, symbol: str, order_id: int | None = None, client_id: str | None = None,
+               cancel_id: str | None = None) -> EngineOrder:
+        """``cancel_id`` is the cancel request's own client id (its ``newClientOrderId``); one is made if none."""
         order = self._find(key, symbol, order_id, client_id, missing=(-2011, "Unknown order sent."))
         if not order.open:
             raise EngineError(-2011, "Unknown order sent.")
+        order.cancel_id = cancel_id or f"cancel-{next(self._cancel_ids)}"
         self._close(order, self.rules[symbol], "CANCELED")
         self._resting[symbol] = [o for o in self._resting.get(symbol, []) if o.open]
         self._stops[symbol] = [o for o in self._stops.get(symbol, []) if o.open]
@@ -587,7 +592,9 @@ def _walk(levels: list[tuple[Decimal, Decimal]], qty: Decimal | None, quote: Dec
 def execution_report(order: EngineOrder, execution: str, fill: EngineFill | None, now: int) -> dict[str, Any]:
     """Binance's spot ``executionReport`` for one change of ``order``."""
     return {
-        "e": "executionReport", "E": now, "s": order.symbol, "c": order.client_id, "S": order.side,
+        # On CANCELED, as Binance: "c" is the cancel request's client id, "C" the canceled order's.
+        "e": "executionReport", "E": now, "s": order.symbol,
+        "c": order.cancel_id if execution == "CANCELED" else order.client_id, "S": order.side,
         "o": order.type, "f": order.tif, "q": fmt(order.qty), "p": fmt(order.price), "P": fmt(order.stop_price),
         "F": fmt(ZERO), "g": -1, "C": order.client_id if execution == "CANCELED" else "", "x": execution,
         "X": order.status, "r": "NONE", "i": order.order_id,

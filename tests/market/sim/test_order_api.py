@@ -193,8 +193,10 @@ async def test_orders_query_cancel_and_duplicates(api: OrderApi) -> None:
     _, account = await call(api, "GET", "account")
     usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
     assert usdt["locked"] == "90.00000000"  # the commission of a buy is paid in BTC
-    status, canceled = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]})
-    assert status == 200 and canceled["status"] == "CANCELED" and canceled["origClientOrderId"] == "mine-1"
+    status, canceled = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"],
+                                                            "newClientOrderId": "cxl-1"})
+    assert status == 200 and canceled["status"] == "CANCELED"
+    assert (canceled["clientOrderId"], canceled["origClientOrderId"]) == ("cxl-1", "mine-1")
     refusal(await call(api, "DELETE", "openOrders", {"symbol": "BTCUSDT"}), 400, -2011)
     _, trades = await call(api, "GET", "myTrades", {"symbol": "BTCUSDT"})
     assert trades == []
@@ -262,10 +264,16 @@ async def test_ws_api_subscribe_refusals(api: OrderApi) -> None:
         assert (await ask({"id": 2, "method": "order.place"}))["error"]["code"] == -1020
         ok = await ask({"id": 3, "method": "userDataStream.subscribe.signature", "params": ws_params()})
         assert ok["status"] == 200 and ok["result"]["subscriptionId"] == 0
-        await call(api, "POST", "order", ORDER)
+        await call(api, "POST", "order", {**ORDER, "newClientOrderId": "ws-1"})
         event = orjson.loads((await ws.receive()).data)
         assert event["subscriptionId"] == 0 and event["event"]["e"] == "executionReport"
-        assert event["event"]["X"] == "NEW"
+        assert (event["event"]["X"], event["event"]["c"], event["event"]["C"]) == ("NEW", "ws-1", "")
+        _, canceled = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "origClientOrderId": "ws-1"})
+        report: dict[str, Any] = {}
+        while report.get("e") != "executionReport":  # past the account update the order's lock caused
+            report = orjson.loads((await ws.receive()).data)["event"]
+        assert (report["x"], report["C"]) == ("CANCELED", "ws-1")
+        assert report["c"] == canceled["clientOrderId"] != "ws-1" and canceled["origClientOrderId"] == "ws-1"
 
 
 # -- ccxt -------------------------------------------------------------------------------------------------
@@ -307,6 +315,8 @@ async def test_ccxt_trades_against_it(api: OrderApi) -> None:
         await until(lambda: len(trades) >= 5, "watched trades")
         assert {t["id"] for t in trades} == {t["id"] for t in mine}
         await until(lambda: any(o["id"] == partial["id"] and o["status"] == "canceled" for o in watched), "cancel")
+        # ccxt reads "C" (the original client id) when the report is a cancel's
+        assert next(o for o in watched if o["status"] == "canceled")["clientOrderId"] == "part-1"
         with pytest.raises(InsufficientFunds):
             await ex.create_order("BTC/USDT", "market", "sell", 50)
         with pytest.raises(BadRequest):  # ccxt's reading of -1013 "Filter failure: NOTIONAL", as from Binance

@@ -265,10 +265,17 @@ def test_cancel_releases_and_query_by_client_id() -> None:
     assert e.cancel(KEY, "BTCUSDT", client_id="mine-1").status == "CANCELED"
     assert bal(e, "USDT") == (D(10000), 0)
     assert [ev["e"] for _, ev in events] == ["executionReport", "outboundAccountPosition"]
+    # as Binance: "c" is the cancel request's own id (one made up when it sent none), "C" the order's
     assert events[0][1]["x"] == "CANCELED" and events[0][1]["C"] == "mine-1"
+    assert events[0][1]["c"].startswith("cancel-")
     refused(-2011, e.cancel, KEY, "BTCUSDT", order_id=o.order_id)
     e.on_trade("BTCUSDT", D(1), D(100))
     assert o.executed == 0
+    other = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90),
+                    client_id="mine-2")
+    events.clear()
+    assert e.cancel(KEY, "BTCUSDT", other.order_id, cancel_id="kill-1").cancel_id == "kill-1"
+    assert (events[0][1]["x"], events[0][1]["c"], events[0][1]["C"]) == ("CANCELED", "kill-1", "mine-2")
     # a client id may be reused once its order is done
     again = e.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90),
                     client_id="mine-1")
