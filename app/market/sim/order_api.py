@@ -7,7 +7,8 @@ order/test, openOrders (GET / DELETE), allOrders, myTrades; userDataStream (API 
 (``ws_api_url``): ``userDataStream.subscribe.signature`` (ccxt.pro's spot ``watch_orders`` / ``watch_my_trades``
 / ``watch_balance``), ``userDataStream.unsubscribe``, ``ping``; then ``{"subscriptionId": n, "event": {...}}`` for
 each executionReport and outboundAccountPosition of that account. Refusals are Binance's ``{"code", "msg"}``
-with its HTTP status (400, 401 for keys); a bad request is never a 500.
+with its HTTP status (400, 401 for keys); a bad request is never a 500. Each WebSocket API connection's outbox
+is bounded: a client that stops reading is cut off (logged and counted) rather than holding the events in memory.
 
 Test hooks: ``drop_next_response(path)`` handles the next request to ``path`` and then cuts the connection
 without an answer (an order in flight when the network fails); ``drop_user_streams()`` cuts every WebSocket API
@@ -46,6 +47,7 @@ from app.market.sim.orders import (
 log = logging.getLogger(__name__)
 
 SIGNED = frozenset({"timestamp", "recvWindow", "signature"})
+OUTBOX_LIMIT = 5_000  # events waiting for one WebSocket API client; an account's events come slowly
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 _ORDER_PARAMS = SIGNED | {"symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
                           "stopPrice", "newClientOrderId", "newOrderRespType", "selfTradePreventionMode", "strategyId",
@@ -67,9 +69,16 @@ _SYMBOL_DEFAULTS: dict[str, Any] = {
 
 class OrderApi:
     def __init__(self, engine: OrderEngine, keys: Mapping[str, str], symbol_infos: Sequence[Mapping[str, Any]],
-                 host: str = "127.0.0.1", port: int = 0, clock_ms: Callable[[], int] | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, clock_ms: Callable[[], int] | None = None,
+                 outbox_limit: int = OUTBOX_LIMIT) -> None:
         self.engine = engine
         self.keys = dict(keys)
+        # An opaque account number, made for this run: nothing about the key can be read back from it.
+        uids = set[int]()
+        while len(uids) < len(self.keys):
+            uids.add(100_000_000 + secrets.randbelow(900_000_000))
+        self.uids = dict(zip(self.keys, uids, strict=True))
+        self.outbox_limit = outbox_limit
         self.symbols = [{**_SYMBOL_DEFAULTS, **info} for info in symbol_infos]
         self.host, self.port = host, port
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -213,7 +222,7 @@ class OrderApi:
             "commissionRates": {"maker": fmt(maker), "taker": fmt(taker), "buyer": fmt(ZERO), "seller": fmt(ZERO)},
             "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
             "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.clock_ms(),
-            "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": _uid(key),
+            "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": self.uids[key],
         }
 
     def _order_args(self, params: dict[str, str]) -> dict[str, Any]:
@@ -336,7 +345,7 @@ class OrderApi:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        stream = _UserStream(ws, request)
+        stream = _UserStream(ws, request, self.outbox_limit, self._on_overflow)
         self._streams[ws] = stream
         writer = asyncio.create_task(stream.write_loop(), name="trading API user stream")
         try:
@@ -388,9 +397,17 @@ class OrderApi:
             self.counts[f"refused {exc.code}"] += 1
             return _ws_error(request_id, exc)
 
+    def _on_overflow(self, stream: _UserStream) -> None:
+        peer = stream.request.remote or "a client"
+        log.warning("trading API: closing the user stream of %s: %d events behind (the client stopped reading)",
+                    peer, stream.outbox.qsize())
+        self.counts["slow user streams dropped"] += 1
+        self._streams.pop(stream.ws, None)
+        stream.cut()
+
     def _on_event(self, key: str, event: dict[str, Any]) -> None:
-        for stream in self._streams.values():
-            for sub_id, sub_key in stream.subscriptions.items():
+        for stream in list(self._streams.values()):  # an overflowing stream leaves these as it is cut
+            for sub_id, sub_key in list(stream.subscriptions.items()):
                 if sub_key == key:
                     stream.send({"subscriptionId": sub_id, "event": event})
 
@@ -398,14 +415,24 @@ class OrderApi:
 class _UserStream:
     """One WebSocket API connection: its subscriptions and an outbox drained in order by its own writer."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, limit: int,
+                 on_overflow: Callable[[_UserStream], None]) -> None:
         self.ws = ws
         self.request = request
         self.subscriptions: dict[int, str] = {}  # subscription id -> API key
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(limit)
+        self.on_overflow = on_overflow
+        self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
-        self.outbox.put_nowait(orjson.dumps(message))
+        if self.closed:
+            return
+        try:
+            self.outbox.put_nowait(orjson.dumps(message))
+        except asyncio.QueueFull:
+            self.closed = True
+            self.subscriptions.clear()
+            self.on_overflow(self)
 
     async def write_loop(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -427,10 +454,6 @@ def _ws_ok(request_id: Any, result: Any) -> dict[str, Any]:
 
 def _ws_error(request_id: Any, exc: EngineError) -> dict[str, Any]:
     return {"id": request_id, "status": exc.status, "error": {"code": exc.code, "msg": exc.msg}}
-
-
-def _uid(key: str) -> int:
-    return int.from_bytes(key.encode()[:6].ljust(6, b"\0"), "big") % 1_000_000_000
 
 
 def _order_fields(o: EngineOrder) -> dict[str, Any]:

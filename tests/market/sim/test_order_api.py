@@ -276,6 +276,64 @@ async def test_ws_api_subscribe_refusals(api: OrderApi) -> None:
         assert report["c"] == canceled["clientOrderId"] != "ws-1" and canceled["origClientOrderId"] == "ws-1"
 
 
+@pytest.mark.asyncio
+async def test_ws_api_client_that_stops_reading_is_cut_off(caplog: pytest.LogCaptureFixture) -> None:
+    """Each WebSocket API connection's outbox is bounded: a client that subscribes and then never reads is closed
+    with a log line once the socket's buffers are full and its outbox is past the limit; another is untouched."""
+    import aiohttp
+
+    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
+    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
+    async def subscribe(ws: Any) -> None:
+        params = {"apiKey": KEY, "timestamp": now_ms()}
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+        sig = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        await ws.send_str(orjson.dumps({"id": 1, "method": "userDataStream.subscribe.signature",
+                                        "params": {**params, "signature": sig}}).decode())
+        assert orjson.loads((await ws.receive()).data)["status"] == 200
+
+    async def read(ws: Any) -> None:
+        async for _ in ws:
+            received[0] += 1
+
+    received = [0]
+    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO], outbox_limit=50) as server, \
+            aiohttp.ClientSession() as session, session.ws_connect(server.ws_api_url) as stuck, \
+            session.ws_connect(server.ws_api_url) as reader:
+        await subscribe(stuck)
+        await subscribe(reader)
+        reading = asyncio.create_task(read(reader))
+        # from here on one client reads nothing: orders come and go, 20 events at a time (fewer than the limit, so
+        # a reading client keeps up), until the server gives up on it
+        async with asyncio.timeout(60):
+            while not server.counts["slow user streams dropped"]:
+                for _ in range(5):
+                    order = engine.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC",
+                                         quantity=D(1), price=D(90))
+                    engine.cancel(KEY, "BTCUSDT", order.order_id)
+                await asyncio.sleep(0)
+        assert len(server._streams) == 1 and not reading.done()  # the reading client is still served
+        assert any("stopped reading" in r.getMessage() for r in caplog.records)
+        engine.place(KEY, symbol="BTCUSDT", side="BUY", type="LIMIT", tif="GTC", quantity=D(1), price=D(90))
+        assert server.counts["slow user streams dropped"] == 1  # cut once; nothing more queued for it
+        sent = len(engine.all_orders(KEY, "BTCUSDT")) * 4 - 2
+        await until(lambda: received[0] >= sent, "the reading client has every event")
+        reading.cancel()
+
+
+@pytest.mark.asyncio
+async def test_account_uid_is_opaque(api: OrderApi) -> None:
+    """The uid is an account number made for this run, not something derived from the API key."""
+    _, account = await call(api, "GET", "account")
+    uid = account["uid"]
+    assert isinstance(uid, int) and 100_000_000 <= uid < 1_000_000_000
+    assert uid != int.from_bytes(KEY.encode()[:6], "big") % 1_000_000_000
+    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
+    keys = {f"key-{i}": "s" for i in range(50)}
+    other = OrderApi(engine, keys, [SYMBOL_INFO])
+    assert len(set(other.uids.values())) == 50  # one per account, distinct
+
+
 # -- ccxt -------------------------------------------------------------------------------------------------
 
 @pytest.mark.asyncio
