@@ -111,7 +111,8 @@ async def test_ccxt_trades_on_the_synthetic_market() -> None:
             maker = [t for t in trades if t["order"] == resting["id"]]
             assert [t["takerOrMaker"] for t in maker] == ["maker"] * len(maker)
             # the market may fill it in several parts: ccxt's amounts are floats
-            assert all(t["price"] == float(bid) for t in maker) and sum(t["amount"] for t in maker) == pytest.approx(0.01)
+            assert all(t["price"] == float(bid) for t in maker)
+            assert sum(t["amount"] for t in maker) == pytest.approx(0.01)
             watcher.cancel()
         finally:
             await ex.close()
