@@ -11,8 +11,9 @@ with its HTTP status (400, 401 for keys); a bad request is never a 500. Each Web
 is bounded: a client that stops reading is cut off (logged and counted) rather than holding the events in memory.
 
 Test hooks: ``drop_next_response(path)`` handles the next request to ``path`` and then cuts the connection
-without an answer (an order in flight when the network fails); ``drop_user_streams()`` cuts every WebSocket API
-connection.
+without an answer (an order in flight when the network fails); ``delay_next_response(path, seconds)`` handles the
+next request to ``path`` at once and answers only after ``seconds`` (a slow answer while, say, the kill switch
+runs); ``drop_user_streams()`` cuts every WebSocket API connection.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -85,6 +87,8 @@ class OrderApi:
         self.counts: Counter[str] = Counter()  # requests, refusals by code, dropped, internal errors
         self.calls: Counter[str] = Counter()  # REST requests by "METHOD /path" (what a client asked, for tests)
         self._drop: Counter[str] = Counter()
+        self._delays: dict[str, deque[float]] = {}
+        self._stopping = asyncio.Event()  # ends every delayed answer at once when the server stops
         self._runner: web.AppRunner | None = None
         self._streams: dict[web.WebSocketResponse, _UserStream] = {}
         self._sub_ids = itertools.count(0)
@@ -99,6 +103,7 @@ class OrderApi:
         return f"ws://{self.host}:{self.port}/ws-api/v3"
 
     async def start(self) -> None:
+        self._stopping.clear()
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_route("*", "/api/v3/{name:.+}", self._http)
         app.router.add_get("/ws-api/v3", self._ws)
@@ -111,6 +116,7 @@ class OrderApi:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        self._stopping.set()
         for ws in list(self._streams):
             await ws.close()
         if self._runner is not None:
@@ -129,6 +135,13 @@ class OrderApi:
     def drop_next_response(self, path: str) -> None:
         """The next request to ``path`` (e.g. ``/api/v3/order``) is handled, then its connection is cut."""
         self._drop[path] += 1
+
+    def delay_next_response(self, path: str, seconds: float) -> None:
+        """The next request to ``path`` is handled at once (its effects are visible to every other request and to
+        the user stream straight away); its answer leaves only ``seconds`` later. Calls queue up, one per request."""
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"delay_next_response: {seconds!r} is not a number of seconds")
+        self._delays.setdefault(path, deque()).append(seconds)
 
     def drop_user_streams(self) -> None:
         for stream in list(self._streams.values()):
@@ -157,6 +170,11 @@ class OrderApi:
             log.exception("trading API: %s %s failed", request.method, path)
             self.counts["internal errors"] += 1
             result = EngineError(-1000, "An unknown error occurred while processing the request.", 500)
+        delays = self._delays.get(path)
+        if delays:
+            self.counts["delayed"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delays.popleft())
         if self._drop[path] > 0:
             self._drop[path] -= 1
             self.counts["dropped"] += 1

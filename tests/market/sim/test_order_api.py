@@ -238,6 +238,26 @@ async def test_drop_next_response_handles_the_order_then_cuts_the_connection(api
     assert api.counts["dropped"] == 1
 
 
+@pytest.mark.asyncio
+async def test_delay_next_response_handles_the_order_at_once_and_answers_later(api: OrderApi) -> None:
+    api.delay_next_response("/api/v3/order", 3600)
+    slow = asyncio.create_task(call(api, "POST", "order", {**ORDER, "newClientOrderId": "slow-1"}))
+    await until(lambda: any(o.client_id == "slow-1" for o in api.engine.open_orders(KEY)), "placed")
+    # the order is there for every other request while its own answer is held back
+    status, got = await call(api, "GET", "order", {"symbol": "BTCUSDT", "origClientOrderId": "slow-1"})
+    assert status == 200 and got["status"] == "NEW" and not slow.done()
+    status, _ = await call(api, "DELETE", "order", {"symbol": "BTCUSDT", "origClientOrderId": "slow-1"})
+    assert status == 200 and not slow.done()
+    api.delay_next_response("/api/v3/openOrders", 0.01)  # a short delay: the answer comes, unchanged
+    assert await call(api, "GET", "openOrders", {"symbol": "BTCUSDT"}) == (200, [])
+    with pytest.raises(ValueError):
+        api.delay_next_response("/api/v3/order", float("nan"))
+    await api.stop()  # stopping the server lets the held answer go: what the order was when it was placed
+    status, placed = await slow
+    assert (status, placed["clientOrderId"], placed["status"]) == (200, "slow-1", "NEW")
+    assert api.counts["delayed"] == 2
+
+
 async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not cond():
