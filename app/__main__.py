@@ -313,8 +313,9 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
             return 2
     try:
         session = Session(settings, live=live)
-    except JournalError as exc:  # a journal we must not touch (newer version, not ours, unreadable)
+    except JournalError as exc:  # a journal we must not touch (newer version, another account's, unreadable)
         print(f"error: {exc}", file=sys.stderr)
+        await _release_live(live)
         return 2
     restored_state = _state_summary(session)  # what the journal gave back, before anything trades
     smoke_s, screenshot = args.smoke_test, args.screenshot
@@ -390,6 +391,20 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     return rc
 
 
+async def _release_live(live) -> None:
+    """No session will own what live_start opened: the live broker and the built-in exchange it started."""
+    if live is None:
+        return
+    for what, close in (("live broker", live.broker.aclose if live.broker else None),
+                        ("exchange", live.exchange.stop if live.exchange else None)):
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            log.exception("closing the %s failed", what)
+
+
 async def _open_live(settings, args: argparse.Namespace):
     """Live trading asked for: connect the exchange account and confirm, before the session exists
     (``app.trading.live_start``). The confirmation is the dialog, or ``--confirm-live``; a scripted run without that
@@ -397,17 +412,26 @@ async def _open_live(settings, args: argparse.Namespace):
     from app.trading.live_start import open_live
 
     scripted = args.smoke_test is not None or args.exit_after_first_window
+    # Only this run's --auto-approve turns it on in live (args.auto_approve is None without the flag, whatever the
+    # settings file says): the dialog, or the log for --confirm-live, says which it is.
+    auto = args.auto_approve is True
+    auto_words = ("auto-approve ON: proposals within its limits are sent without asking" if auto
+                  else "auto-approve off")
     if args.confirm_live:
         async def confirm(account, label) -> bool:
-            log.warning("live trading confirmed by --confirm-live: %s, account %s", label, account.account)
+            log.warning("live trading confirmed by --confirm-live: %s, account %s, %s", label, account.account,
+                        auto_words)
             return True
     elif scripted:
         async def confirm(account, label) -> bool:
             log.warning("a scripted run confirms live trading with --confirm-live; none given")
             return False
     else:
-        from app.ui.live_confirm import confirm_live as confirm
-    return await open_live(settings, confirm, journal_given=args.journal is not None)
+        from app.ui.live_confirm import confirm_live
+
+        async def confirm(account, label) -> bool:
+            return await confirm_live(account, label, auto_approve=auto)
+    return await open_live(settings, confirm, journal_given=args.journal is not None, auto_approve=auto)
 
 
 def smoke_verdict(session, window) -> int:
@@ -460,6 +484,7 @@ def smoke_counters(session, window) -> dict:
         "risk": desk.risk.state.value,
         "broker": desk.broker.mode,  # PAPER or LIVE
         "broker_label": session.broker_label,
+        "auto_approve": desk.proposals.auto_approve,
         "live": _live_counters(session),
         "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
         "state": _state_summary(session),

@@ -34,12 +34,12 @@ from app.perf.probes import LoopLagProbe, ProcessProbe
 from app.supervision import Supervisor
 from app.trading.broker import Broker, PaperBroker
 from app.trading.desk import TradingDesk
-from app.trading.journal import Journal
+from app.trading.journal import Journal, JournalError
+from app.trading.journal_owner import PAPER, claim, live_stamp
 from app.trading.live_start import (
     LiveStart,
     cash_held_in_balance,
     first_quote,
-    live_label,
     live_starting_cash,
     start_exchange,
 )
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 LOOP_LAG = "loop_lag"  # how late a 20 ms timer fires: what the window feels
 
 STOP_TIMEOUT_S = 5.0
+STREAM_DOWN_SHOWN_S = 3.0  # the user stream down longer than this shows on the status bar, in red
 
 
 class Session:
@@ -95,8 +96,12 @@ class Session:
         self._book_from_rest = True
         self._market_sub = self.bus.subscribe("market", maxlen=200_000)
         self.paper_broker: PaperBroker | None = None  # the desk's broker when it trades on paper
-        # Whichever broker the desk trades on takes its own share of the market (trades, quotes), on its own task.
+        # Whichever broker the desk trades on takes its own share of the market (trades, quotes), on its own task;
+        # see _run_broker for how it is ordered against the desk's books and marks.
         self._broker_sub: Subscription = self.bus.subscribe("broker", maxlen=200_000, kinds=(Trade, Quote))
+        self._market_live = asyncio.Event()  # set once history is in and market events are applied as they come
+        self._live_broker_started = False
+        self._stream_down_since: float | None = None  # monotonic: when the live user stream was first seen down
         self.metrics = Metrics()
         self.loop_lag = LoopLagProbe(self.metrics.recorder(LOOP_LAG))
         self.process = ProcessProbe()
@@ -117,6 +122,12 @@ class Session:
         live_broker = live.broker if live is not None else None
         self.journal = Journal(live.journal_path if live_broker is not None and live is not None
                                else settings.journal_path)
+        try:  # whose journal: stamped for this session's account, or JournalError (the terminal says why)
+            claim(self.journal, live_stamp(live.account) if live is not None and live.account is not None
+                  and live_broker is not None else PAPER)
+        except JournalError:
+            self.journal.close()
+            raise
         # One registry of instruments; a live broker has filled it from the exchange's markets already.
         self.instruments = live.instruments if live is not None else Instruments()
         self.desk = self._make_desk(cache)
@@ -124,6 +135,9 @@ class Session:
             self.desk.say("warn", live.reason)
         for note in live.notes if live is not None else ():
             self.desk.say("info", note)
+        if self.is_live and self.settings.auto_approve and not self.desk.proposals.auto_approve:
+            self.desk.say("info", "Auto-approve is off in live trading unless --auto-approve is on this run's "
+                                  "command line: every live order waits for your approval.")
         self.decisions = DecisionService(
             self.provider,
             self.market,
@@ -192,7 +206,7 @@ class Session:
             daily_loss_limit=s.daily_loss_limit,
         ), instruments=instruments)
         proposals = ProposalBook(expiry_s=s.proposal_expiry_s, max_drift_pct=s.max_drift_pct,
-                                 auto_approve=s.auto_approve, instruments=instruments,
+                                 auto_approve=self._auto_approve(), instruments=instruments,
                                  auto_limits=AutoApproveLimits(s.auto_approve_min_confidence,
                                                                s.auto_approve_max_order_value))
         desk = TradingDesk(
@@ -210,6 +224,15 @@ class Session:
         log.info("%s", desk.resume_from(restored))
         desk.fills = list(reversed(self.journal.recent_fills(1000)))  # the blotter shows history, not only today
         return desk
+
+    def _auto_approve(self) -> bool:
+        """Paper: the setting (or --auto-approve). Live: only --auto-approve on this run's command line
+        (``LiveStart.auto_approve``); a settings file that turns it on is not enough to send orders nobody
+        confirmed to an exchange account."""
+        live = self.live
+        if live is None or live.broker is None:
+            return self.settings.auto_approve
+        return live.auto_approve
 
     def _make_provider(self) -> DecisionProvider:
         s = self.settings
@@ -268,12 +291,23 @@ class Session:
 
     @property
     def broker_label(self) -> str:
-        """"PAPER", or "LIVE · Binance testnet" / "LIVE · Binance MAINNET" / "LIVE · built-in exchange": what the
-        status bar, ticket, cards and dialogs say."""
+        """The broker's own label, the one source of what the status bar, title, ticket, cards, dialogs and the
+        smoke test's JSON say: "PAPER", "LIVE · Binance testnet", "LIVE · built-in exchange" ..."""
+        return self.desk.broker.label
+
+    def user_stream_down_s(self, now: float | None = None) -> float | None:
+        """How long the live broker's user stream (fills, order updates) has been down, once that is longer than
+        ``STREAM_DOWN_SHOWN_S`` (a reconnect that quick is not worth a red word); None while it is up, for a paper
+        broker, and before the live broker started. ``now``: ``time.monotonic()``."""
         broker = self.desk.broker
-        if broker.mode != "LIVE":
-            return "PAPER"
-        return live_label(getattr(broker, "exchange", "?"), bool(getattr(broker, "testnet", False)))
+        if not self._live_broker_started or getattr(broker, "stream_up", True):
+            self._stream_down_since = None
+            return None
+        now = time.monotonic() if now is None else now
+        if self._stream_down_since is None:
+            self._stream_down_since = now
+        down = now - self._stream_down_since
+        return down if down > STREAM_DOWN_SHOWN_S else None
 
     @property
     def is_live(self) -> bool:
@@ -344,6 +378,7 @@ class Session:
         supervisor keeps trying the stream."""
         journaled = {f.id for f in self.journal.all_fills()}
         day_open = self.desk.portfolio.day_start_ms is not None
+        self._live_broker_started = True  # from here its user stream is meant to be up
         try:
             await self.desk.broker.start()
             self._absorb_recovered_fills(journaled, day_open)
@@ -434,6 +469,7 @@ class Session:
 
     async def _consume_market(self) -> None:
         sub = self._market_sub
+        self._market_live.set()
         while True:
             self._apply(await sub.next_batch())
 
@@ -451,10 +487,27 @@ class Session:
     async def _run_broker(self) -> None:
         """The broker's market. Paper: trades fill resting limits and trigger stops, quotes price market orders.
         Live: trades reaching a take-profit the terminal holds send its exit. Restarted with the next batch after a
-        failure (the broker keeps its orders)."""
+        failure (the broker keeps its orders).
+
+        Ordering. Both subscriptions get every event at the same ``publish``, in the same order, but two tasks
+        consume them, so on its own the broker could see a trade before the desk has applied the book updates
+        published ahead of it (a stop would walk a book older than the trade that triggered it). So before the
+        broker takes a batch, this task applies whatever the market subscription holds: all of it was published
+        no later than the batch's last event, hence the books the paper broker walks, and the desk's marks (last
+        price) that the live broker values market orders at, include every update published before each trade of
+        the batch. They may be newer than an earlier trade of the batch (a later update is applied already),
+        never older. Quotes in the batch are the newest per symbol (conflated), as the desk's. Until history is
+        loaded the market's events wait in the bus (candles must stay continuous) and so does the broker: it never
+        fills against books that history loading holds back."""
+        await self._market_live.wait()
         broker, sub = self.desk.broker, self._broker_sub
         while True:
-            broker.on_market(await sub.next_batch())
+            batch = await sub.next_batch()
+            try:
+                self._apply(self._market_sub.drain())
+            except Exception as exc:  # the market's fault, not the broker's: counted as it, the broker goes on
+                self.supervisor.record_fault("market", exc, stopped=False)
+            broker.on_market(batch)
 
     def _record_arrival(self, batch: list, now_ns: int) -> None:
         """Receipt -> subscriber for every event; exchange -> receipt for trades (it includes the clock offset)."""

@@ -78,3 +78,24 @@ def test_exchange_keys_are_never_settings_nor_written_to_the_file(tmp_path):
     assert "is not a setting" in loaded.problems[0].message
     assert "pasted-here" not in render_settings(loaded.settings)
     forget_memory()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("flag", "auto"), [((), False), (("--auto-approve",), True)])
+async def test_auto_approve_in_live_comes_from_this_runs_command_line_never_the_settings_file(tmp_path, flag, auto):
+    from app.__main__ import _open_live
+    from app.session import Session
+
+    cfg = tmp_path / "settings.toml"
+    save_settings(Settings(auto_approve=True, sim_process=False, history_bars=0, decision_source="rules",
+                           journal_path=tmp_path / "journal.sqlite3"), cfg)
+    argv = ["--config", str(cfg), "--exchange", "sim", "--symbols", "BTCUSDT", "--live", "--confirm-live", *flag]
+    args = build_parser().parse_args(argv)
+    settings, _ = _settings_from(args)
+    assert settings.auto_approve is True  # the file's (a paper session would use it)
+    start = await _open_live(settings, args)
+    session = Session(settings, live=start)
+    try:
+        assert session.is_live and start.auto_approve is auto and session.desk.proposals.auto_approve is auto
+    finally:
+        await session.stop()

@@ -72,6 +72,8 @@ from app.models import (
 
 log = logging.getLogger(__name__)
 
+MARKET_ERRORS_LOGGED = 5  # the first few market events that fail are logged in full, then every 1000th
+
 Q8 = Decimal("1e-8")
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
@@ -200,6 +202,7 @@ class PaperBroker:
         self._fill_listeners: list[FillListener] = []
         self.fills: deque[Fill] = deque(maxlen=max_history)
         self.listener_errors = 0
+        self.market_errors = 0  # market events whose handling raised (the rest of their batch still handled)
         self.rejected = 0
         self.version = 0
 
@@ -207,12 +210,20 @@ class PaperBroker:
 
     def on_market(self, batch: Iterable[MarketEvent]) -> None:
         """Its own share of the market: trades (resting orders, stops) and quotes. Books are not taken from the
-        batch: the desk's books are shared by reference (``on_book``), so they are applied once."""
+        batch: the desk's books are shared by reference (``on_book``), so they are applied once. One event that
+        fails is logged and counted (``market_errors``), and the rest of the batch still fills and triggers: a stop
+        must not be skipped because the trade before it hit a bug."""
         for ev in batch:
-            if isinstance(ev, Trade):
-                self.on_trade(ev)
-            elif isinstance(ev, Quote):
-                self.on_quote(ev)
+            try:
+                if isinstance(ev, Trade):
+                    self.on_trade(ev)
+                elif isinstance(ev, Quote):
+                    self.on_quote(ev)
+            except Exception:
+                self.market_errors += 1
+                n = self.market_errors
+                if n <= MARKET_ERRORS_LOGGED or n % 1000 == 0:  # a bug on every trade must not flood the log
+                    log.exception("paper broker: a market event failed (%d so far; the batch goes on): %r", n, ev)
 
     def on_quote(self, quote: Quote) -> None:
         if quote.recv_ns >= self._quotes_since_ns:  # else it came on a connection that has since ended

@@ -59,6 +59,9 @@ class LiveStart:
     instruments: Instruments = field(default_factory=Instruments)  # filled from the exchange's markets
     balances_ms: int = 0  # when the account's balances were asked for (connect): older fills are in them
     notes: list[str] = field(default_factory=list)  # what the trader is told at start (an info message each)
+    # Live: auto-approve only when this run's command line said --auto-approve (the settings file's does not carry
+    # into live: every live order is confirmed by the trader unless they asked otherwise for this run).
+    auto_approve: bool = False
 
     @property
     def live(self) -> bool:
@@ -70,19 +73,12 @@ class LiveStart:
 
 
 def mode_words(exchange: str, testnet: bool) -> str:
-    """"Binance testnet", "Binance MAINNET", "the built-in exchange": what the confirmation and logs name."""
+    """"Binance testnet", "Binance MAINNET", "the built-in exchange": what the reasons and logs name (what the
+    trader sees as the broker's name is the broker's own ``label``)."""
     name = EXCHANGE_WORDS.get(exchange, exchange)
     if exchange == "built-in":
         return name
     return f"{name} {'testnet' if testnet else 'MAINNET'}"
-
-
-def live_label(exchange: str, testnet: bool) -> str:
-    """What the status bar, ticket and cards say: "LIVE · Binance testnet", "LIVE · Binance MAINNET",
-    "LIVE · built-in exchange"."""
-    if exchange == "built-in":
-        return "LIVE · built-in exchange"
-    return f"LIVE · {mode_words(exchange, testnet)}"
 
 
 def live_journal_path(settings: Settings, exchange: str, testnet: bool, journal_given: bool) -> Path:
@@ -153,10 +149,11 @@ async def start_exchange(settings: Settings, symbols: list[str], trading_keys: t
 
 
 async def open_live(settings: Settings, confirm: Confirm, *, journal_given: bool = False, secrets: Any = None,
-                    connect_timeout_s: float = CONNECT_TIMEOUT_S) -> LiveStart:
+                    connect_timeout_s: float = CONNECT_TIMEOUT_S, auto_approve: bool = False) -> LiveStart:
     """Connect a LiveBroker (proves the keys, loads the filters into ``LiveStart.instruments``), then ask
     ``confirm``; see the module docstring. Never raises for a refusal (keys, network, declined): the result is
-    paper with the reason. The built-in exchange's start errors do raise, as they would in a paper session."""
+    paper with the reason. The built-in exchange's start errors do raise, as they would in a paper session.
+    ``auto_approve``: --auto-approve was on this run's command line (``confirm`` is built knowing it, to say so)."""
     symbols = settings.feed_symbols()
     exchange = LIVE_EXCHANGE.get(settings.exchange)
     if exchange is None:
@@ -183,6 +180,7 @@ async def open_live(settings: Settings, confirm: Confirm, *, journal_given: bool
     start = await connect_live(settings, confirm, exchange=exchange, key=key, secret=secret, testnet=testnet,
                                endpoints=endpoints, started=started, journal_given=journal_given,
                                connect_timeout_s=connect_timeout_s)
+    start.auto_approve = start.live and auto_approve
     if started is not None and start.live and start.journal_path is not None:
         # The account was made with the exchange this run started and ends with it: a journal of an earlier run
         # would restore positions and cash this account does not have. A real exchange's account persists, and
@@ -235,10 +233,18 @@ async def connect_live(settings: Settings, confirm: Confirm, *, exchange: str, k
                else f"{where} did not answer within {connect_timeout_s:g} s.")
         return _paper(f"Live trading on {where} is not possible: {why}", started)
     log.info("live trading: %s connected, account %s", where, account.account)
+    path = live_journal_path(settings, exchange, testnet, journal_given)
+    # Before asking: a journal of another account (a paper journal given with --journal, another exchange, network
+    # or key) would make its cash and positions this account's. The built-in exchange's is set aside each run.
+    from app.trading.journal_owner import live_refusal, live_stamp
+
+    refused = live_refusal(path, live_stamp(account), fresh=started is not None)
+    if refused is not None:
+        await _close(broker)
+        return _paper(refused, started)
     if not await confirm(account, broker.label):
         await _close(broker)
         return _paper(f"Live trading on {where} was not confirmed.", started)
-    path = live_journal_path(settings, exchange, testnet, journal_given)
     return LiveStart(broker=broker, account=account, journal_path=path, exchange=started, instruments=instruments,
                      balances_ms=balances_ms)
 
@@ -259,11 +265,14 @@ def cash_held_in_balance(fills: Iterable[Fill], balances_ms: int) -> Decimal:
     """Fills the start reconciliation recovered (made while the terminal was away) that are older than the balance
     the starting cash came from: that balance holds their cash already, and the portfolio has just counted it a
     second time. What to add back to the portfolio's cash."""
+    from app.trading.portfolio import FeeIn, fee_in
+
     back = Decimal(0)
     for f in fills:
         if f.exchange_ms < balances_ms:
             notional = f.qty * f.price
-            back += notional + f.fee if f.side is Side.BUY else f.fee - notional
+            fee = f.fee if fee_in(f) is FeeIn.QUOTE else Decimal(0)  # a fee in the coin never touched the cash
+            back += notional + fee if f.side is Side.BUY else fee - notional
     return back
 
 

@@ -1,6 +1,7 @@
-"""The confirmation before live trading: a modal dialog naming the exchange, the account and testnet or MAINNET, with
-"Stay in paper" as the default button (Enter or Escape keep paper). Opened with ``open()`` and awaited through a
-future: a nested ``exec()`` loop inside the asyncio loop breaks qasync."""
+"""The confirmation before live trading: a modal dialog naming the broker by its own label (exchange, testnet or
+MAINNET: the same words as the status bar and the title), the account, and whether auto-approve is on, with "Stay in
+paper" as the default button (Enter or Escape keep paper). Opened with ``open()`` and awaited through a future: a
+nested ``exec()`` loop inside the asyncio loop breaks qasync."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from app.trading.live_start import mode_words
-
 if TYPE_CHECKING:
     from app.trading.live_broker import LiveAccount
 
 STAY = "Stay in paper"
 GO = "Trade LIVE"
+AUTO_ON = "Auto-approve is ON: proposals within its limits are sent without asking."
+AUTO_OFF = "Auto-approve is off: every order waits for your approval."
 
 
 def balances_text(balances: dict[str, Decimal], most: int = 6) -> str:
@@ -27,18 +28,20 @@ def balances_text(balances: dict[str, Decimal], most: int = 6) -> str:
 
 
 class LiveConfirmDialog(QtWidgets.QMessageBox):
-    def __init__(self, account: LiveAccount, label: str, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, account: LiveAccount, label: str, parent: QtWidgets.QWidget | None = None, *,
+                 auto_approve: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("liveConfirm")
         self.setIcon(QtWidgets.QMessageBox.Icon.Warning)
-        self.setWindowTitle("Trade live?")
+        self.setWindowTitle(f"Trade live? {label}")
         self.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        where = mode_words(account.exchange, account.testnet)
+        where = label.removeprefix("LIVE · ")  # the broker's label is the one name for it everywhere
         money = ("real money" if account.exchange != "built-in" and not account.testnet
                  else "play money" if account.exchange != "built-in" else "the built-in exchange's play account")
-        self.setText(f"Approved orders will be sent to {where} ({money}).")
+        auto = AUTO_ON if auto_approve else AUTO_OFF
+        self.setText(f"Approved orders will be sent to {where} ({money}).\n{auto}")
         self.setInformativeText(
-            f"Exchange: {where}\nAccount: {account.account}\nBalances: {balances_text(account.balances)}\n\n"
+            f"Broker: {label}\nAccount: {account.account}\nBalances: {balances_text(account.balances)}\n\n"
             f"The status bar, the order ticket and every proposal will say {label}. The same risk limits apply. "
             f"Choose '{STAY}' to trade on paper instead.")
         self.go_button = self.addButton(GO, QtWidgets.QMessageBox.ButtonRole.AcceptRole)
@@ -50,10 +53,10 @@ class LiveConfirmDialog(QtWidgets.QMessageBox):
 
 
 async def confirm_live(account: LiveAccount, label: str, parent: QtWidgets.QWidget | None = None, *,
-                       opened=None) -> bool:
+                       opened=None, auto_approve: bool = False) -> bool:
     """True only if the trader clicked "Trade LIVE". ``opened(dialog)`` is told the dialog once it is open (tests
-    click its buttons through it)."""
-    dialog = LiveConfirmDialog(account, label, parent)
+    click its buttons through it); ``auto_approve``: this run's --auto-approve, said in the dialog."""
+    dialog = LiveConfirmDialog(account, label, parent, auto_approve=auto_approve)
     dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 

@@ -3,6 +3,7 @@ with the data source, feed state and message rate."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,10 +14,12 @@ from app.llm.local import provider_label, provider_tooltip
 from app.models import FeedState
 from app.session import Session
 from app.trading.desk import ActionResult
-from app.ui import theme
+from app.ui import live_status, theme
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.log_dock import BufferingHandler
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from app.ui.blotter import Blotter
@@ -211,7 +214,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pending_label.setObjectName("pendingCount")
         self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
         self.pending_label.setVisible(False)
+        # Live only, red beside the label: orders sent with nobody confirming each; fills not arriving.
+        self.auto_label = live_status.auto_badge()
+        self.stream_label = live_status.stream_label()
         sb.addWidget(self.mode_label)
+        sb.addWidget(self.auto_label)
+        sb.addWidget(self.stream_label)
         sb.addWidget(self.source_label)
         sb.addWidget(self.model_status)
         sb.addWidget(self.pending_label)
@@ -284,10 +292,11 @@ class MainWindow(QtWidgets.QMainWindow):
         flatten = trade.addAction("Flatten position")
         flatten.triggered.connect(lambda: self.panels_built and self.trading_panel.flatten_button.click())
         trade.addSeparator()
-        auto = trade.addAction("Auto-approve within its strict limits")
+        auto = self.auto_action = trade.addAction("Auto-approve within its strict limits")
         auto.setCheckable(True)
         auto.setChecked(self.session.desk.proposals.auto_approve)
         auto.toggled.connect(self._set_auto_approve)
+        self._show_auto_approve()
         trade.addSeparator()
         trade.addAction("Counterfactual report…").triggered.connect(self._show_report)
         trade.addAction("Export journal to CSV").triggered.connect(self._export_csv)
@@ -398,12 +407,42 @@ class MainWindow(QtWidgets.QMainWindow):
             self.decisions_panel.symbol = symbol
             self.bridge.tick()
 
-    def _set_auto_approve(self, on: bool) -> None:
-        self.session.desk.proposals.auto_approve = on
+    def _auto_limits_text(self) -> str:
         lim = self.session.desk.proposals.auto_limits
-        self.trading_panel.show_result(ActionResult(True, (
-            f"auto-approve ON: confidence >= {lim.min_confidence:g}, order value <= {lim.max_order_value:,} "
-            "(larger proposals are scaled down to it); risk limits still apply") if on else "auto-approve OFF"))
+        return (f"auto-approve ON: confidence >= {lim.min_confidence:g}, order value <= {lim.max_order_value:,} "
+                "(larger proposals are scaled down to it); risk limits still apply")
+
+    def _set_auto_approve(self, on: bool) -> None:
+        """The Trading menu's toggle. Live: turning it on asks first (the menu stays unchecked until Yes)."""
+        if on and self.session.is_live and not self.session.desk.proposals.auto_approve:
+            self._check_auto(False)
+            box = live_status.ask_auto_approve(self, self.session.broker_label, self._auto_limits_text())
+            box.finished.connect(lambda _r: box.clickedButton() is box.yes_button and self._apply_auto_approve(True))
+            self._keep("auto approve", box)
+            return
+        self._apply_auto_approve(on)
+
+    def _apply_auto_approve(self, on: bool) -> None:
+        self.session.desk.proposals.auto_approve = on
+        log.warning("auto-approve %s (%s)", "ON" if on else "OFF", self.session.broker_label)
+        self._check_auto(on)
+        self._show_auto_approve()
+        if self.panels_built:
+            self.trading_panel.show_result(ActionResult(True, self._auto_limits_text() if on else "auto-approve OFF"))
+
+    def _check_auto(self, on: bool) -> None:
+        self.auto_action.blockSignals(True)
+        self.auto_action.setChecked(on)
+        self.auto_action.blockSignals(False)
+
+    def _show_auto_approve(self) -> None:
+        self.auto_label.setVisible(self.session.is_live and self.session.desk.proposals.auto_approve)
+
+    def _show_stream(self) -> None:
+        text = live_status.stream_text(self.session.user_stream_down_s())
+        if self.stream_label.text() != text:
+            self.stream_label.setText(text)
+            self.stream_label.setVisible(bool(text))
 
     def _export_csv(self) -> None:
         folder = self.session.journal.path.parent / "export"
@@ -438,6 +477,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.feed_label.setToolTip(f.last_error or "")
         self.rate_label.setText(f"{rate:,.0f} msg/s")
         self._show_faults()
+        self._show_stream()
         p = self.session.decisions.provider
         model_text = provider_label(p)
         if self.model_status.text() != model_text:
