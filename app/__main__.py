@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "duplicates, rejected per reason, reconnects, task faults, model, decisions per badge, orders, "
                    "visible docks) as one JSON object on a line of its own")
     p.add_argument("--exit-after-first-window", action="store_true", help=argparse.SUPPRESS)
+    # Test hook: a smoke run sends one market buy of QTY on the chart's symbol once it has a price (through the
+    # desk: rounding, risk, journal), so scripts can check the order path end to end. Never against a real account.
+    p.add_argument("--smoke-order", type=str, metavar="QTY", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json and args.smoke_test is None:
         print("error: --json needs --smoke-test SECONDS", file=sys.stderr)
+        return 2
+    if args.smoke_order is not None and (args.smoke_test is None or (args.live and args.exchange != "sim")):
+        print("error: --smoke-order is for smoke tests on paper or the built-in exchange", file=sys.stderr)
         return 2
     if args.confirm_live and not args.live:
         print("error: --confirm-live confirms live trading asked for with --live on the same command line; it is "
@@ -360,6 +366,8 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
         finish("startup measured")
     if smoke_s is not None:
         loop.call_later(smoke_s, finish, "smoke test over")
+        if args.smoke_order is not None:
+            session.spawn(_smoke_order(session, window.symbol, args.smoke_order), "smoke order")
 
     reason = await done
     rc = 0
@@ -432,6 +440,26 @@ async def _open_live(settings, args: argparse.Namespace):
         async def confirm(account, label) -> bool:
             return await confirm_live(account, label, auto_approve=auto)
     return await open_live(settings, confirm, journal_given=args.journal is not None, auto_approve=auto)
+
+
+async def _smoke_order(session, symbol: str, qty: str) -> None:
+    """--smoke-order: one market buy once the symbol has a price, through the desk like a trader's ticket."""
+    from decimal import Decimal, InvalidOperation
+
+    from app.models import OrderRequest, OrderType, Side
+
+    if session.settings.live_trading and session.settings.exchange != "sim":
+        return  # never a real account (checked at parse time too; the settings file may ask for live)
+    try:
+        amount = Decimal(qty)
+    except InvalidOperation:
+        log.error("--smoke-order %r is not a quantity", qty)
+        return
+    desk = session.desk
+    while desk.last_price(symbol) is None:
+        await asyncio.sleep(0.05)
+    result = await desk.submit_manual(OrderRequest(symbol, Side.BUY, OrderType.MARKET, amount))
+    log.info("smoke order: %s", result.message)
 
 
 def smoke_verdict(session, window) -> int:

@@ -99,3 +99,10 @@ async def test_auto_approve_in_live_comes_from_this_runs_command_line_never_the_
         assert session.is_live and start.auto_approve is auto and session.desk.proposals.auto_approve is auto
     finally:
         await session.stop()
+
+
+@pytest.mark.parametrize("argv", [["--smoke-order", "0.001"],
+                                  ["--smoke-test", "1", "--smoke-order", "0.001", "--live", "--exchange", "binance"]])
+def test_the_smoke_order_hook_is_for_smoke_tests_on_paper_or_the_built_in_exchange(tmp_path, capsys, argv):
+    assert main(["--config", str(tmp_path / "settings.toml"), *argv]) == 2
+    assert "--smoke-order is for smoke tests on paper or the built-in exchange" in capsys.readouterr().err

@@ -29,21 +29,38 @@ def counters(proc: subprocess.CompletedProcess[str]) -> dict:
 
 
 def test_live_on_the_built_in_exchange_confirmed_by_flag_trades_on_its_own_journal(tmp_path):
+    data = tmp_path / "data" / "ai-trading-terminal"
+    data.mkdir(parents=True)
+    paper = data / "journal.sqlite3"
+    from app.trading.journal import Journal
+    from app.trading.journal_owner import PAPER
+
+    with Journal(paper) as journal:  # the paper journal exists and must stay exactly as it is
+        journal.stamp_account(PAPER)
+    before = paper.read_bytes()
     proc = run(tmp_path, "--exchange", "sim", "--live", "--confirm-live", "--smoke-test", "8", "--json",
-               "--auto-approve")
+               "--auto-approve", "--symbol", "BTCUSDT", "--smoke-order", "0.001")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     c = counters(proc)
     assert c["ok"] is True and c["broker"] == "LIVE" and c["broker_label"] == "LIVE · built-in exchange"
+    assert c["auto_approve"] is True  # --auto-approve on this run's command line
     live = c["live"]
     assert live["reason"] is None and live["reconciliations"] >= 1 and live["errors"] == 0
-    data = tmp_path / "data" / "ai-trading-terminal"
     assert Path(live["journal"]) == data / "journal-live-built-in.sqlite"
-    assert not (data / "journal.sqlite3").exists()  # the paper journal is never opened
+    assert c["orders"] >= 1 and c["fills"] >= 1, c  # the smoke order at least: sent and filled at the exchange
     with sqlite3.connect(live["journal"]) as conn:
         assert conn.execute("SELECT COUNT(*) FROM reconciliations").fetchone()[0] >= 1
-        filled = conn.execute("SELECT exchange_id FROM orders WHERE status = 'FILLED'").fetchall()
-    assert all(exchange_id for (exchange_id,) in filled)
+        sent = conn.execute("SELECT id, status, exchange_id FROM orders").fetchall()
+        fills = conn.execute("SELECT id, order_id FROM fills").fetchall()
+        stamp = conn.execute("SELECT mode, exchange FROM account_stamp").fetchall()
+    assert any(status == "FILLED" for _id, status, _x in sent), sent
+    assert all(exchange_id for _id, status, exchange_id in sent if status != "REJECTED"), sent
+    assert fills and {order_id for _id, order_id in fills} <= {order_id for order_id, _s, _x in sent}
+    assert all(fill_id.startswith("built-in:") for fill_id, _o in fills)
+    assert stamp == [("LIVE", "built-in")]
+    assert paper.read_bytes() == before and not (data / "journal.sqlite3-wal").exists()  # never opened
     assert "live trading confirmed by --confirm-live" in proc.stderr
+    assert "auto-approve ON" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
