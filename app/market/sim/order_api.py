@@ -7,7 +7,9 @@ order/test, openOrders (GET / DELETE), allOrders, myTrades; userDataStream (API 
 (``ws_api_url``): ``userDataStream.subscribe.signature`` (ccxt.pro's spot ``watch_orders`` / ``watch_my_trades``
 / ``watch_balance``), ``userDataStream.unsubscribe``, ``ping``; then ``{"subscriptionId": n, "event": {...}}`` for
 each executionReport and outboundAccountPosition of that account. Refusals are Binance's ``{"code", "msg"}``
-with its HTTP status (400, 401 for keys); a bad request is never a 500. Each WebSocket API connection's outbox
+with its HTTP status (400, 401 for keys); a bad request is never a 500. Unknown paths (404), methods (405) and
+requests past the size limits (413; a request line or header up to 64 KiB is read) answer in the same form;
+only bytes that are not HTTP at all get aiohttp's plain 400, logged in one line. Each WebSocket API connection's outbox
 is bounded: a client that stops reading is cut off (logged and counted) rather than holding the events in memory.
 
 Test hooks: ``drop_next_response(path)`` handles the next request to ``path`` and then cuts the connection
@@ -26,7 +28,7 @@ import math
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -49,6 +51,7 @@ from app.market.sim.orders import (
 log = logging.getLogger(__name__)
 
 SIGNED = frozenset({"timestamp", "recvWindow", "signature"})
+MAX_REQUEST = 64 * 1024  # body, request line and each header: more than any Binance request needs
 OUTBOX_LIMIT = 5_000  # events waiting for one WebSocket API client; an account's events come slowly
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 _ORDER_PARAMS = SIGNED | {"symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
@@ -104,10 +107,11 @@ class OrderApi:
 
     async def start(self) -> None:
         self._stopping.clear()
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[_binance_errors])
         app.router.add_route("*", "/api/v3/{name:.+}", self._http)
         app.router.add_get("/ws-api/v3", self._ws)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST,
+                                     max_field_size=MAX_REQUEST, logger=_OneLineLog(log, {}))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -158,6 +162,8 @@ class OrderApi:
                 body = await request.text() if request.can_read_body else ""
             except UnicodeDecodeError:
                 raise EngineError(-1100, "Illegal characters found in a parameter.") from None
+            except web.HTTPRequestEntityTooLarge:
+                raise EngineError(-1100, f"The request is larger than {MAX_REQUEST} bytes.", 413) from None
             query = request.rel_url.raw_query_string
             params = auth.parse_params(query, body)
             result = self._route(request, path, query, body, params)
@@ -287,7 +293,8 @@ class OrderApi:
     def _test_order(self, key: str, params: dict[str, str]) -> dict[str, Any]:
         args = self._order_args(params)
         self._validate_extras(params)
-        self.engine.symbol_rules(args["symbol"])
+        args.pop("client_id")
+        self.engine.validate(key, **args)  # what Binance checks of a test order: parameters and filters
         return {}
 
     @staticmethod
@@ -371,7 +378,14 @@ class OrderApi:
                 if msg.type != WSMsgType.TEXT:
                     stream.send({"id": None, "status": 400, "error": {"code": -1100, "msg": "Text frames only."}})
                     continue
-                stream.send(self._ws_request(stream, msg.data))
+                try:
+                    answer = self._ws_request(stream, msg.data)
+                except Exception:  # a bug here must not end the connection without an answer
+                    log.exception("trading API: WebSocket API request failed")
+                    self.counts["internal errors"] += 1
+                    answer = _ws_error(None, EngineError(-1000, "An unknown error occurred while processing the "
+                                                               "request.", 500))
+                stream.send(answer)
         finally:
             self._streams.pop(ws, None)
             writer.cancel()
@@ -399,8 +413,12 @@ class OrderApi:
                 stream.subscriptions[sub_id] = key
                 return _ws_ok(request_id, {"subscriptionId": sub_id})
             if method == "userDataStream.unsubscribe":
-                params = message.get("params") or {}
-                sub_id = params.get("subscriptionId") if isinstance(params, dict) else None
+                params = message.get("params")
+                if params is not None and not isinstance(params, dict):
+                    raise mandatory("params")
+                sub_id = (params or {}).get("subscriptionId")
+                if sub_id is not None and (isinstance(sub_id, bool) or not isinstance(sub_id, int)):
+                    raise auth.illegal("subscriptionId", "an integer")
                 if sub_id is None:
                     stream.subscriptions.clear()
                 elif stream.subscriptions.pop(sub_id, None) is None:
@@ -460,6 +478,29 @@ class _UserStream:
     def cut(self) -> None:
         if self.request.transport is not None:
             self.request.transport.abort()
+
+
+@web.middleware
+async def _binance_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """aiohttp's own refusals (no such path or method, not a WebSocket upgrade) in Binance's form."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, msg = ((-1020, "This operation is not supported.") if exc.status in (404, 405)
+                     else (-1100, exc.reason or "Bad request."))
+        return _json(exc.status, {"code": code, "msg": msg})
+
+
+class _OneLineLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log for requests that are not HTTP at all: one line, not a traceback per bad client."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        text = str(getattr(exc_info, "message", exc_info)) if isinstance(exc_info, BaseException) else ""
+        reason = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        self.warning("trading API: %s (%s)", str(msg) % args, reason or "bad request")
 
 
 def _json(status: int, body: Any) -> web.Response:

@@ -240,18 +240,13 @@ class OrderEngine:
               quote_qty: Decimal | None = None, price: Decimal | None = None, tif: str | None = None,
               client_id: str | None = None, stop_price: Decimal | None = None) -> EngineOrder:
         """Validate, then match; returns the order as it stands after matching (its fills in ``fills``)."""
-        account = self._account(key)
-        rules = self.symbol_rules(symbol)
-        if side not in SIDES:
-            raise EngineError(-1117, "Invalid side.")
-        if type not in TYPES:
-            raise EngineError(-1116, "Invalid orderType.")
+        self.validate(key, symbol=symbol, side=side, type=type, quantity=quantity, quote_qty=quote_qty, price=price,
+                      tif=tif, stop_price=stop_price)
+        account, rules = self._account(key), self.rules[symbol]
         if client_id is not None:
             previous = account.by_client.get((symbol, client_id))
             if previous is not None and previous.open:
                 raise EngineError(-2010, "Duplicate order sent.")
-        if type != "STOP_LOSS" and stop_price is not None:
-            raise EngineError(-1106, "Parameter 'stopPrice' sent when not required.")
         if type == "STOP_LOSS":
             order, plan = self._new_stop(account, key, rules, side, quantity, quote_qty, price, tif, stop_price)
         elif type == "MARKET":
@@ -276,8 +271,29 @@ class OrderEngine:
             self._close(order, rules, "EXPIRED")  # what the book could not fill at once
         return order
 
-    def _new_market(self, account: _Account, key: str, rules: SymbolRules, side: str, quantity: Decimal | None,
-                    quote_qty: Decimal | None, price: Decimal | None, tif: str | None) -> tuple[EngineOrder, Plan]:
+    def validate(self, key: str, *, symbol: str, side: str, type: str, quantity: Decimal | None = None,
+                 quote_qty: Decimal | None = None, price: Decimal | None = None, tif: str | None = None,
+                 stop_price: Decimal | None = None) -> None:
+        """What Binance checks of an order before matching (``order/test`` too): the account, the symbol, the
+        parameters its type needs or refuses, and the symbol's filters. Balances and the book's state are
+        checked when the order is placed."""
+        self._account(key)
+        rules = self.symbol_rules(symbol)
+        if side not in SIDES:
+            raise EngineError(-1117, "Invalid side.")
+        if type not in TYPES:
+            raise EngineError(-1116, "Invalid orderType.")
+        if type != "STOP_LOSS" and stop_price is not None:
+            raise EngineError(-1106, "Parameter 'stopPrice' sent when not required.")
+        if type == "MARKET":
+            self._check_market(rules, side, quantity, quote_qty, price, tif)
+        elif type == "STOP_LOSS":
+            _check_stop(rules, quantity, quote_qty, price, tif, stop_price)
+        else:
+            _check_limit(rules, type, quantity, quote_qty, price, tif)
+
+    def _check_market(self, rules: SymbolRules, side: str, quantity: Decimal | None, quote_qty: Decimal | None,
+                      price: Decimal | None, tif: str | None) -> None:
         if price is not None or tif is not None:
             raise EngineError(-1106, f"Parameter '{'price' if price is not None else 'timeInForce'}' sent when "
                                      "not required.")
@@ -285,20 +301,22 @@ class OrderEngine:
             raise EngineError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
         if quantity is not None and quote_qty is not None:
             raise EngineError(-1014, "Unsupported order combination.")
-        opposite = "asks" if side == "BUY" else "bids"
-        levels = self.book.levels(rules.symbol, opposite, BOOK_DEPTH)
         if quantity is not None:
             rules.check_qty(quantity)
-            if rules.min_notional_market and levels and quantity * levels[0][0] < rules.min_notional:
+            best = self.book.levels(rules.symbol, "asks" if side == "BUY" else "bids", 1)
+            if rules.min_notional_market and best and quantity * best[0][0] < rules.min_notional:
                 raise filter_failure("NOTIONAL")
-            plan = _walk(levels, quantity, None, None, rules)
         else:
             assert quote_qty is not None
             if quote_qty <= 0:
                 raise EngineError(-1013, "Invalid quoteOrderQty.")
             if rules.min_notional_market and quote_qty < rules.min_notional:
                 raise filter_failure("NOTIONAL")
-            plan = _walk(levels, None, quote_qty, None, rules)
+
+    def _new_market(self, account: _Account, key: str, rules: SymbolRules, side: str, quantity: Decimal | None,
+                    quote_qty: Decimal | None, price: Decimal | None, tif: str | None) -> tuple[EngineOrder, Plan]:
+        levels = self.book.levels(rules.symbol, "asks" if side == "BUY" else "bids", BOOK_DEPTH)
+        plan = _walk(levels, quantity, quote_qty if quantity is None else None, None, rules)
         self._check_funds(account, rules, side, *self._market_needs(rules, side, plan, quantity, quote_qty))
         now = self.clock_ms()
         # A quote-sized order's size is what its quote buys on the book (Binance reports that as origQty).
@@ -310,21 +328,7 @@ class OrderEngine:
     def _new_limit(self, account: _Account, key: str, rules: SymbolRules, side: str, type: str,
                    quantity: Decimal | None, quote_qty: Decimal | None, price: Decimal | None,
                    tif: str | None) -> tuple[EngineOrder, Plan]:
-        if quantity is None or price is None:
-            missing = "quantity" if quantity is None else "price"
-            raise EngineError(-1102, f"Mandatory parameter '{missing}' was not sent, was empty/null, or malformed.")
-        if quote_qty is not None:
-            raise EngineError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
-        if type == "LIMIT" and tif is None:
-            raise EngineError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
-        if type == "LIMIT_MAKER" and tif is not None:
-            raise EngineError(-1106, "Parameter 'timeInForce' sent when not required.")
-        if tif is not None and tif not in TIME_IN_FORCE:
-            raise EngineError(-1115, "Invalid timeInForce.")
-        rules.check_price(price)
-        rules.check_qty(quantity)
-        if quantity * price < rules.min_notional:
-            raise filter_failure("NOTIONAL")
+        assert quantity is not None and price is not None  # validate() saw to it
         opposite = self.book.levels(rules.symbol, "asks" if side == "BUY" else "bids", BOOK_DEPTH)
         plan = _walk(opposite, quantity, None, price if side == "BUY" else -price, rules)
         if type == "LIMIT_MAKER" and plan:
@@ -345,16 +349,7 @@ class OrderEngine:
     def _new_stop(self, account: _Account, key: str, rules: SymbolRules, side: str, quantity: Decimal | None,
                   quote_qty: Decimal | None, price: Decimal | None, tif: str | None,
                   stop_price: Decimal | None) -> tuple[EngineOrder, Plan]:
-        if quantity is None or stop_price is None:
-            missing = "quantity" if quantity is None else "stopPrice"
-            raise EngineError(-1102, f"Mandatory parameter '{missing}' was not sent, was empty/null, or malformed.")
-        for name, value in (("price", price), ("timeInForce", tif), ("quoteOrderQty", quote_qty)):
-            if value is not None:
-                raise EngineError(-1106, f"Parameter '{name}' sent when not required.")
-        rules.check_price(stop_price)
-        rules.check_qty(quantity)
-        if rules.min_notional_market and quantity * stop_price < rules.min_notional:
-            raise filter_failure("NOTIONAL")
+        assert quantity is not None and stop_price is not None  # validate() saw to it
         last = self._last.get(rules.symbol)
         if last is not None and (last <= stop_price if side == "SELL" else last >= stop_price):
             raise EngineError(-2010, "Stop price would trigger immediately.")
@@ -565,6 +560,41 @@ class OrderEngine:
         now = self.clock_ms()
         self._emit(key, {"e": "outboundAccountPosition", "E": now, "u": now, "B": [
             {"a": a, "f": fmt(balances[a].free), "l": fmt(balances[a].locked)} for a in assets if a in balances]})
+
+
+def _check_limit(rules: SymbolRules, type: str, quantity: Decimal | None, quote_qty: Decimal | None,
+                 price: Decimal | None, tif: str | None) -> None:
+    if quantity is None or price is None:
+        raise _mandatory("quantity" if quantity is None else "price")
+    if quote_qty is not None:
+        raise EngineError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+    if type == "LIMIT" and tif is None:
+        raise _mandatory("timeInForce")
+    if type == "LIMIT_MAKER" and tif is not None:
+        raise EngineError(-1106, "Parameter 'timeInForce' sent when not required.")
+    if tif is not None and tif not in TIME_IN_FORCE:
+        raise EngineError(-1115, "Invalid timeInForce.")
+    rules.check_price(price)
+    rules.check_qty(quantity)
+    if quantity * price < rules.min_notional:
+        raise filter_failure("NOTIONAL")
+
+
+def _check_stop(rules: SymbolRules, quantity: Decimal | None, quote_qty: Decimal | None, price: Decimal | None,
+                tif: str | None, stop_price: Decimal | None) -> None:
+    if quantity is None or stop_price is None:
+        raise _mandatory("quantity" if quantity is None else "stopPrice")
+    for name, value in (("price", price), ("timeInForce", tif), ("quoteOrderQty", quote_qty)):
+        if value is not None:
+            raise EngineError(-1106, f"Parameter '{name}' sent when not required.")
+    rules.check_price(stop_price)
+    rules.check_qty(quantity)
+    if rules.min_notional_market and quantity * stop_price < rules.min_notional:
+        raise filter_failure("NOTIONAL")
+
+
+def _mandatory(name: str) -> EngineError:
+    return EngineError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
 def _walk(levels: list[tuple[Decimal, Decimal]], qty: Decimal | None, quote: Decimal | None, bound: Decimal | None,

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from app.market.sim import order_api_auth as auth
 from app.market.sim.order_api import OrderApi
 from app.market.sim.orders import OrderEngine, SymbolRules
 from tests.market.sim.fakes import SYMBOL_INFO, FakeBook, ccxt_client
@@ -468,3 +469,143 @@ def subscribed(ex: Any, url: str) -> bool:
 async def _collect(watch: Callable[..., Awaitable[list[dict[str, Any]]]], into: list[dict[str, Any]]) -> None:
     while True:
         into.extend(await watch("BTC/USDT"))
+
+
+# -- hostile input: always a Binance refusal (4xx, code and msg), never a 500 or a traceback -----------------
+
+HOSTILE = ["NaN", "nan", "Infinity", "-Infinity", "inf", "1e400", "-1", "-0", "", "9" * 19, "9" * 20, "9" * 400,
+           "0x10", " 1", "1_000", "+1", ".5", "5.", "%FF", "\u00e9", "\u0661", "1" * 20 + "." + "1" * 20,
+           "\x00", "A" * 5000]
+ENDPOINTS: dict[tuple[str, str], list[str]] = {
+    ("POST", "order"): ["quantity", "price", "stopPrice", "quoteOrderQty", "timestamp", "recvWindow", "symbol",
+                        "side", "type", "timeInForce", "newClientOrderId", "newOrderRespType", "strategyId"],
+    ("POST", "order/test"): ["quantity", "price", "strategyType", "selfTradePreventionMode"],
+    ("GET", "order"): ["orderId", "origClientOrderId", "timestamp", "recvWindow", "symbol"],
+    ("DELETE", "order"): ["orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"],
+    ("GET", "myTrades"): ["orderId", "startTime", "endTime", "fromId", "limit"],
+    ("GET", "allOrders"): ["orderId", "startTime", "endTime", "limit"],
+    ("GET", "openOrders"): ["symbol"],
+    ("DELETE", "openOrders"): ["symbol"],
+    ("GET", "account"): ["omitZeroBalances", "recvWindow", "timestamp"],
+}
+
+
+def binance_refusal(r: httpx.Response, what: Any) -> None:
+    assert 400 <= r.status_code < 500, (what, r.status_code, r.text[:200])
+    body = r.json()
+    assert isinstance(body["code"], int) and body["code"] < 0 and isinstance(body["msg"], str) and body["msg"], what
+
+
+@pytest.mark.asyncio
+async def test_hostile_values_in_every_parameter(api: OrderApi) -> None:
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1",
+             "price": "90"}
+    bases = {"order": order, "order/test": order, "account": {}}
+    # what a well-formed client id or an omitted optional field looks like: those are not hostile, they are valid
+    valid = {(n, v) for v in HOSTILE for n in ("newClientOrderId", "origClientOrderId")
+             if v == "" or auth.CLIENT_ID_RE.match(v)} | {
+        (name, "") for name in ("newOrderRespType", "selfTradePreventionMode", "cancelRestrictions", "symbol")}
+    headers = {"X-MBX-APIKEY": KEY, "Content-Type": "application/x-www-form-urlencoded"}
+    # a test order is checked as a real one (parameters and filters), and nothing is placed
+    assert await call(api, "POST", "order/test", ORDER) == (200, {})
+    refusal(await call(api, "POST", "order/test", {**ORDER, "quantity": "0.000001"}), 400, -1013,
+            "Filter failure: LOT_SIZE")
+    assert api.engine.open_orders(KEY) == []
+    async with httpx.AsyncClient(base_url=api.rest_url + "/api/v3/") as client:
+        for (method, path), names in ENDPOINTS.items():
+            for name in names:
+                for value in HOSTILE:
+                    base = {"symbol": "BTCUSDT", "orderId": "1"} if method != "POST" and path == "order" else \
+                        bases.get(path, {"symbol": "BTCUSDT"})
+                    params = base | {"timestamp": now_ms(), name: value}
+                    query = urlencode(params)
+                    if name == "timestamp":
+                        params.pop("timestamp")
+                        query = urlencode({**params, "timestamp": value})
+                    payload = query + "&signature=" + hmac.new(SECRET.encode(), query.encode(),
+                                                               hashlib.sha256).hexdigest()
+                    if method == "POST":
+                        r = await client.post(path, content=payload, headers=headers)
+                    else:
+                        r = await client.request(method, f"{path}?{payload}", headers=headers)
+                    if r.status_code == 200 and (name, value) in valid:
+                        continue
+                    binance_refusal(r, (method, path, name, value))
+                    assert r.json()["code"] != -1104, (method, path, name, "refused for the wrong reason")
+    assert api.counts["internal errors"] == 0
+
+
+@pytest.mark.asyncio
+async def test_hostile_requests(api: OrderApi, caplog: pytest.LogCaptureFixture) -> None:
+    key = {"X-MBX-APIKEY": KEY}
+    form = {**key, "Content-Type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient(base_url=api.rest_url) as client:
+        cases: list[tuple[str, str, dict[str, str], bytes | None]] = [
+            ("POST", "/api/v3/order", form, b""),  # empty body
+            ("POST", "/api/v3/order", {**key, "Content-Type": "application/json"}, b'{"symbol": "BTCUSDT"}'),
+            ("POST", "/api/v3/order", {**key, "Content-Type": "text/plain"}, b"\xff\xfe\x00"),
+            ("POST", "/api/v3/order", form, b"symbol"),  # a name without a value
+            ("POST", "/api/v3/order", form, b"&&&==&"),
+            ("POST", "/api/v3/order", form, "&".join(f"p{i}=1" for i in range(200)).encode()),
+            ("POST", "/api/v3/order", form, b"newClientOrderId=" + b"x" * 60_000),  # very long, within the limit
+            ("POST", "/api/v3/order", form, b"a=" + b"b" * 70_000),  # past it: 413
+            ("GET", "/api/v3/account?symbol=" + "A" * 20_000, key, None),  # a request line past aiohttp's 8 KiB
+            ("GET", "/api/v3/account?a=%FF%FE&timestamp=%00", key, None),
+            ("GET", f"/api/v3/account?{signed({'recvWindow': '9' * 30})}", key, None),
+            ("GET", f"/api/v3/account?{signed({})}", {"X-MBX-APIKEY": "k" * 5000}, None),
+            ("GET", f"/api/v3/account?{signed({}, ts=-5)}", key, None),
+            ("GET", f"/api/v3/account?{signed({}, ts=0)}", key, None),
+            ("GET", "/api/v3/exchangeInfo?symbols=" + "[" * 5000, {}, None),
+            ("GET", '/api/v3/exchangeInfo?symbols={"a":1}', {}, None),
+            ("GET", "/api/v3/nothing", {}, None),  # no such endpoint: 404
+            ("PUT", "/api/v3/order", key, None),  # no such method: 405
+            ("PATCH", "/api/v3/ping", {}, None),
+            ("GET", "/", {}, None),
+            ("GET", "/ws-api/v3", {}, None),  # not a WebSocket upgrade
+        ]
+        for method, url, headers, body in cases:
+            binance_refusal(await client.request(method, url, headers=headers, content=body), (method, url[:80]))
+    # bytes that are not HTTP at all: aiohttp's own 400, one log line and no traceback
+    for raw in (b"GET /api/v3/ping?\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST /api/v3/order HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+        reader, writer = await asyncio.open_connection(api.host, api.port)
+        writer.write(raw)
+        assert (await asyncio.wait_for(reader.read(200), 10)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+    assert api.counts["internal errors"] == 0
+
+
+@pytest.mark.asyncio
+async def test_hostile_ws_api_requests(api: OrderApi) -> None:
+    import aiohttp
+
+    params = {"apiKey": KEY, "timestamp": now_ms()}
+    payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    sig = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    subscribe = {"id": 0, "method": "userDataStream.subscribe.signature", "params": {**params, "signature": sig}}
+    hostile: list[str] = [
+        "", "null", "[]", '{"id": {}}', '{"id": true}', '{"id": 1, "method": 5}', '{"id": 1, "method": "ping"',
+        "[" * 10_000, '{"id": 99999999999999999999999999, "method": "ping"}',
+        '{"id": 1, "method": "userDataStream.subscribe.signature", "params": []}',
+        '{"id": 1, "method": "userDataStream.subscribe.signature", "params": {"apiKey": "test-key-1", '
+        '"timestamp": "NaN", "signature": "x"}}',
+        '{"id": 1, "method": "userDataStream.subscribe.signature", "params": {"apiKey": "test-key-1", '
+        '"timestamp": -5, "signature": "x"}}',
+        '{"id": 1, "method": "userDataStream.subscribe.signature", "params": {"apiKey": "test-key-1", '
+        '"timestamp": 1e400, "signature": "x"}}',
+        '{"id": 1, "method": "userDataStream.subscribe.signature", "params": {"apiKey": ["test-key-1"]}}',
+        '{"id": 1, "method": "userDataStream.unsubscribe", "params": {"subscriptionId": [0]}}',
+        '{"id": 1, "method": "userDataStream.unsubscribe", "params": {"subscriptionId": {"a": 1}}}',
+        '{"id": 1, "method": "userDataStream.unsubscribe", "params": {"subscriptionId": "0"}}',
+        '{"id": 1, "method": "userDataStream.unsubscribe", "params": 5}',
+    ]
+    async with aiohttp.ClientSession() as session, session.ws_connect(api.ws_api_url) as ws:
+        await ws.send_str(orjson.dumps(subscribe).decode())
+        assert orjson.loads((await ws.receive()).data)["status"] == 200
+        for text in hostile:
+            await ws.send_str(text)
+            answer = orjson.loads((await ws.receive()).data)
+            assert 400 <= answer["status"] < 500 and answer["error"]["code"] < 0 and answer["error"]["msg"], text
+        assert next(iter(api._streams.values())).subscriptions  # still subscribed: none of that unsubscribed it
+    assert api.counts["internal errors"] == 0
