@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterable
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
 from app.models import MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side, Trade
@@ -193,8 +193,9 @@ class LiveBrackets:
     async def _attach_legs(self, entry: Order) -> None:
         b, req = self.b, entry.request
         inst = b.instruments.get(req.symbol)
-        qty = entry.filled_qty - b._base_fees.get(entry.id, ZERO)
-        qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
+        # what the entry bought and the account still holds (a commission in the base coin is gone), on the lot
+        qty = min(inst.round_qty(entry.filled_qty), b.closable(req.symbol, Side.SELL if req.side is Side.BUY
+                                                                else Side.BUY))
         assert entry.avg_price is not None
         avg, long = entry.avg_price, req.side is Side.BUY
         if qty <= 0:
@@ -233,9 +234,9 @@ class LiveBrackets:
         return stop
 
     def _room(self, symbol: str, side: Side) -> Decimal:
-        """How much a reduce-only order on ``side`` may trade: what the position holds the other way."""
-        pos = self.b._positions.get(symbol, ZERO)
-        return max(pos if side is Side.SELL else -pos, ZERO)
+        """How much a reduce-only order on ``side`` may trade: what the position holds the other way (on the lot,
+        never more than the account holds)."""
+        return self.b.closable(symbol, side)
 
     async def _cancel_stop(self, stop: Order, why: str) -> None:
         b = self.b
@@ -294,9 +295,7 @@ class LiveBrackets:
                 b._emit_order(stop)
         if not tp.status.is_open:  # the stop's fills ended it meanwhile
             return
-        inst = b.instruments.get(tp.symbol)
         qty = min(tp.request.qty, self._room(tp.symbol, tp.request.side))
-        qty = (qty / inst.lot_size).to_integral_value(ROUND_DOWN) * inst.lot_size if inst.lot_size > 0 else qty
         if qty <= 0:
             self._end(tp, "take-profit reached, but no position is left to sell" if tp.request.side is Side.SELL
                       else "take-profit reached, but no position is left to buy back")

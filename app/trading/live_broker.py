@@ -216,7 +216,6 @@ class LiveBroker:
         self._first_sync = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
         self._closed = False
-        self._base_fees: dict[str, Decimal] = {}  # commission taken in the base asset, by order (not in the coins)
         self._refusal_kind: dict[str, ErrorKind] = {}  # why the exchange refused an order (bracket legs ask)
         self._brackets = LiveBrackets(self)
 
@@ -344,6 +343,8 @@ class LiveBroker:
         if self._markets:
             self._load_instruments([req.symbol])
         req = self._on_grid(req)
+        if req.reduce_only or req.origin is OrderOrigin.FLATTEN:
+            req = self._capped_to_holding(req)
         now = self.clock_ms()
         order = Order(id=f"{self.id_prefix}{self._next_order}", request=req, status=OrderStatus.NEW,
                       created_ms=now, updated_ms=now)
@@ -413,6 +414,26 @@ class LiveBroker:
             return "a stop order needs a positive stop price"
         ref = req.limit_price or req.stop_price or (self.price_of(req.symbol) if self.price_of else None)
         return inst.size_problem(req.qty, ref)  # the exchange would refuse it: say so before sending
+
+    def closable(self, symbol: str, side: Side) -> Decimal:
+        """How much a closing order on ``side`` may trade, on the lot: the session's position the other way, and
+        for a sell never more than the account holds of the coin (a commission taken in it is already gone)."""
+        inst = self.instruments.get(symbol)
+        pos = self._positions.get(symbol, ZERO)
+        room = max(pos if side is Side.SELL else -pos, ZERO)
+        if side is Side.SELL and self.account is not None:
+            room = min(room, max(self._balances.get(inst.base, ZERO), ZERO))
+        return inst.round_qty(room)
+
+    def _capped_to_holding(self, req: OrderRequest) -> OrderRequest:
+        """A closing order (flatten, the kill switch, bracket exits) never sells more than is held: the exchange
+        would refuse the whole order for a balance short by a commission."""
+        room = self.closable(req.symbol, req.side)
+        if req.qty <= room:
+            return req
+        log.info("closing order %s %s %s capped to %s: what the account holds", req.side.value, _fmt(req.qty),
+                 req.symbol, _fmt(room))
+        return dataclasses.replace(req, qty=room)
 
     def _spend_asset(self, req: OrderRequest) -> str:
         inst = self.instruments.get(req.symbol)
@@ -790,15 +811,16 @@ class LiveBroker:
             self.counters.errors += 1
             log.error("order %s was concluded never placed, yet the exchange filled it: taking the fill", order.id)
         inst = self.instruments.get(order.symbol)
-        fee = t.fee if t.fee_asset in (None, inst.quote) else \
-            (t.fee * t.price).quantize(Q8, ROUND_HALF_EVEN) if t.fee_asset == inst.base else ZERO
-        if t.fee and t.fee_asset == inst.base:
-            self._base_fees[order.id] = self._base_fees.get(order.id, ZERO) + t.fee
+        # The commission exactly as the exchange charged it, in its asset (the portfolio knows what each takes).
+        fill = Fill(id=fid, order_id=order.id, symbol=order.symbol, side=order.request.side, qty=t.qty,
+                    price=t.price, fee=t.fee, liquidity=Liquidity.MAKER if t.maker else Liquidity.TAKER,
+                    exchange_ms=t.ms or self.clock_ms(), fee_asset=t.fee_asset)
+        base_fee = t.fee if t.fee and t.fee_asset == inst.base else ZERO
         if t.fee and t.fee_asset not in (None, inst.quote, inst.base):
             log.warning("fill %s: commission %s %s is not counted in %s", fid, t.fee, t.fee_asset, inst.quote)
-        fill = Fill(id=fid, order_id=order.id, symbol=order.symbol, side=order.request.side, qty=t.qty,
-                    price=t.price, fee=fee, liquidity=Liquidity.MAKER if t.maker else Liquidity.TAKER,
-                    exchange_ms=t.ms or self.clock_ms())
+        # Order.fees is what the blotter adds up: the commission's value in the quote (a base fee at the fill price)
+        fee = t.fee if t.fee_asset in (None, inst.quote) else \
+            (base_fee * t.price).quantize(Q8, ROUND_HALF_EVEN)
         notional = self._notional.get(order.id, ZERO) + t.qty * t.price
         self._notional[order.id] = notional
         order.filled_qty += t.qty
@@ -806,7 +828,8 @@ class LiveBroker:
         order.fees += fee
         order.updated_ms = self.clock_ms()
         signed = t.qty if order.request.side is Side.BUY else -t.qty
-        self._positions[order.symbol] = self._positions.get(order.symbol, ZERO) + signed
+        # the position the account holds: a commission taken in the base coin leaves it too
+        self._positions[order.symbol] = self._positions.get(order.symbol, ZERO) + signed - base_fee
         self._expect_balances(inst.base, inst.quote, signed, t)
         self.counters.fills += 1
         if recovered or rec is not None:

@@ -6,9 +6,16 @@ Accounting (average cost, one currency):
   average and the fill price; a fill that reduces it realises ``closed_qty * (price - avg)`` (sign-adjusted for
   shorts) and leaves the average unchanged; a fill that flips it realises the closed part and opens the rest at
   the fill price;
-- fees are charged to cash and deducted from the position's ``realized_pnl`` (which is "after fees", as
-  ``Position`` documents), and totalled in ``Position.fees`` and ``Portfolio.fees``;
-- cash: a buy pays ``qty * price + fee``, a sell receives ``qty * price - fee``;
+- fees are deducted from the position's ``realized_pnl`` (which is "after fees", as ``Position`` documents), and
+  totalled in ``Position.fees`` and ``Portfolio.fees``, in the quote currency. Where the commission was paid
+  (``Fill.fee_asset``, as the exchange says it) decides what it takes:
+  - the quote currency (``None``: every paper fill): it comes out of cash;
+  - the base asset (Binance charges a buy in the coin received): it comes out of the position, exactly as the
+    account holds it (a buy of 1 with a 0.001 base fee holds 0.999; a sell gives up ``qty + fee``); its value at
+    the fill price is the fee counted in PnL;
+  - any other asset (BNB): it is recorded in ``Portfolio.other_fees`` by asset and logged once per asset, but not
+    counted in PnL or equity (the portfolio holds one currency and has no price for it);
+- cash: a buy pays ``qty * price`` (+ a quote fee), a sell receives ``qty * price`` (- a quote fee);
 - equity = cash + Σ qty × mark, where the mark is the last price given to ``mark()`` (the average price until one
   is known). Computed from cash, equity is exact; unrealised PnL uses the average price, which is kept to 1e-8,
   so ``starting_cash + realised + unrealised`` can differ from equity by less than ``qty × 1e-8``.
@@ -25,10 +32,14 @@ Restart: ``app.trading.restore`` replays every journaled fill through ``apply_fi
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 
 from app.models import Fill, Position, Side
+
+log = logging.getLogger(__name__)
 
 PRICE_Q = Decimal("1e-8")
 MONEY_Q = Decimal("1e-8")
@@ -48,12 +59,37 @@ def utc_day_start(ms: int) -> int:
     return ms - ms % DAY_MS
 
 
-def apply_to_position(pos: Position, fill: Fill) -> None:
+class FeeIn(StrEnum):
+    QUOTE = "quote"
+    BASE = "base"
+    OTHER = "other"
+
+
+def fee_in(fill: Fill, quote: str | None = None) -> FeeIn:
+    """Which asset of the fill's symbol its commission was paid in. ``quote``: the portfolio's currency; without it
+    the symbol's spelling decides (``BTCUSDT``: BTC is the base, USDT the quote)."""
+    asset = fill.fee_asset
+    if asset is None or asset == quote or (quote is None and fill.symbol.endswith(asset)):
+        return FeeIn.QUOTE
+    if fill.symbol.startswith(asset) and (quote is None or fill.symbol == asset + quote):
+        return FeeIn.BASE
+    return FeeIn.OTHER
+
+
+def apply_to_position(pos: Position, fill: Fill, quote: str | None = None) -> None:
     """The one rule that applies a fill to a position (see the module docstring); ``Portfolio.apply_fill`` and the
     journal's reports both use it, so a position is the same number wherever it is computed."""
     qty, price, fee = fill.qty, fill.price, fill.fee
     if qty <= 0:
         raise ValueError(f"fill {fill.id} has a non-positive quantity {qty}")
+    kind = fee_in(fill, quote)
+    if kind is FeeIn.BASE:  # the coins paid leave the position; their value at the fill price is the fee
+        qty = qty - fee if fill.side is Side.BUY else qty + fee
+        fee = q_money(fee * price)
+    elif kind is FeeIn.OTHER:  # no price for it here: recorded by the portfolio, not in PnL
+        fee = ZERO
+    if qty <= 0:
+        raise ValueError(f"fill {fill.id}: its commission {fill.fee} {fill.fee_asset} is not less than its quantity")
     signed = qty if fill.side is Side.BUY else -qty
     old = pos.qty
     if old == 0 or (old > 0) == (signed > 0):  # open or add
@@ -84,6 +120,7 @@ class Portfolio:
         self.starting_cash = q_money(Decimal(starting_cash))
         self.cash = self.starting_cash
         self.fees = ZERO
+        self.other_fees: dict[str, Decimal] = {}  # commissions paid in a third asset (BNB): not in PnL or equity
         self.fills_applied = 0
         self._positions: dict[str, Position] = {}
         self._marks: dict[str, Decimal] = {}
@@ -97,11 +134,21 @@ class Portfolio:
     def apply_fill(self, fill: Fill) -> None:
         """Apply a fill, live or replayed from the journal on restart: the same call, the same arithmetic."""
         self._roll_day(fill.exchange_ms)
-        apply_to_position(self.position(fill.symbol), fill)
+        pos = self.position(fill.symbol)
+        fees_before = pos.fees
+        apply_to_position(pos, fill, self.quote_currency)
+        kind = fee_in(fill, self.quote_currency)
         notional = fill.qty * fill.price
-        fee = fill.fee
-        self.cash = q_money(self.cash - notional - fee if fill.side is Side.BUY else self.cash + notional - fee)
-        self.fees = q_money(self.fees + fee)
+        cash_fee = fill.fee if kind is FeeIn.QUOTE else ZERO
+        self.cash = q_money(self.cash - notional - cash_fee if fill.side is Side.BUY
+                            else self.cash + notional - cash_fee)
+        self.fees = q_money(self.fees + pos.fees - fees_before)
+        if kind is FeeIn.OTHER and fill.fee:
+            asset = fill.fee_asset or ""
+            if asset not in self.other_fees:
+                log.warning("commission paid in %s (fill %s): recorded, but not counted in PnL or equity, which are "
+                            "in %s", asset, fill.id, self.quote_currency)
+            self.other_fees[asset] = self.other_fees.get(asset, ZERO) + fill.fee
         self._marks.setdefault(fill.symbol, q_price(fill.price))
         self.fills_applied += 1
         self.version += 1

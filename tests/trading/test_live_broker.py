@@ -17,7 +17,7 @@ import pytest_asyncio
 from app.market.instruments import Instruments
 from app.market.sim.order_api import OrderApi
 from app.market.sim.orders import OrderEngine, SymbolRules
-from app.models import OrderRequest, OrderStatus, OrderType, Side
+from app.models import OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
 from app.trading.journal import Journal
 from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
 from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
@@ -77,6 +77,12 @@ def req(side: Side, qty: str, price: str | None = None, **kw: Any) -> OrderReque
     if price is None:
         return OrderRequest(SYM, side, OrderType.MARKET, D(qty), **kw)
     return OrderRequest(SYM, side, OrderType.LIMIT, D(qty), limit_price=D(price), **kw)
+
+
+def api_balances(api: OrderApi) -> dict[str, D]:
+    """The exchange's own books for the account: free + locked per asset, non-zero."""
+    totals = {a: b.free + b.locked for a, b in api.engine.balances(KEY).items()}
+    return {a: t for a, t in totals.items() if t}
 
 
 def exchange_orders(api: OrderApi) -> list[Any]:
@@ -154,7 +160,15 @@ async def test_a_filled_market_order(broker: LiveBroker, api: OrderApi, journal:
     assert (recorded.status, recorded.exchange_id, recorded.filled_qty) == (OrderStatus.FILLED, order.exchange_id,
                                                                            D("1.5"))
     assert broker.counters.fills == 2 and broker.counters.orders_sent == 1
-    assert broker.balances["BTC"] == D("2.5") and broker.balances["USDT"] == D("10000") - D("150.5") - D("0.1505")
+    # each fill's commission exactly as the exchange charged it, in its asset (the quote, or the coin a buy got)
+    charged = {f"built-in:{t.trade_id}": (t.commission, t.commission_asset) for t in api.engine.my_trades(KEY, SYM)}
+    assert {f.id: (f.fee, f.fee_asset) for f in fills} == charged
+    in_base = sum((f.fee for f in fills if f.fee_asset == "BTC"), D(0))
+    in_quote = sum((f.fee for f in fills if f.fee_asset in (None, "USDT")), D(0))
+    assert in_base + in_quote > 0
+    assert broker.balances["BTC"] == D("2.5") - in_base
+    assert broker.balances["USDT"] == D("10000") - D("150.5") - in_quote
+    assert broker.balances == api_balances(api)
 
 
 @pytest.mark.asyncio
@@ -356,3 +370,39 @@ async def test_cancel_all_cancels_every_open_order_at_the_exchange_and_reports_r
     assert (a.status, b.status) == (OrderStatus.CANCELED, OrderStatus.CANCELED)
     assert broker.open_orders() == []
     assert broker.counters.cancel_refusals == 1
+
+
+# ----- commissions in the coin, closing orders ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_closing_order_never_sells_more_than_the_account_holds(journal: Journal) -> None:
+    """Binance charges a buy's commission in the coin: a buy of 1 holds 0.999. The portfolio (from the journal's
+    fills) and the broker say what the account holds, and flatten sells exactly that (asking for more would be
+    refused whole for balance)."""
+    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
+    engine.open_account(KEY, {"USDT": D(1000)})  # no coins before this session
+    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as api:
+        b = make_broker(api, journal)
+        await b.connect()
+        await b.start()
+        try:
+            await _flatten_what_is_held(b, api, journal)
+        finally:
+            await b.aclose()
+
+
+async def _flatten_what_is_held(b: LiveBroker, api: OrderApi, journal: Journal) -> None:
+    from app.trading.portfolio import Portfolio
+
+    bought = await b.submit(req(Side.BUY, "1"))
+    assert bought.status is OrderStatus.FILLED
+    await until(lambda: b.counters.fills == 1, "the fill")
+    holds = api.engine.balances(KEY)["BTC"].free  # 0.999 when the commission was in BTC
+    pf = Portfolio(starting_cash=D(1000))
+    for f in journal.all_fills():
+        pf.apply_fill(f)
+    assert pf.position(SYM).qty == holds == b.closable(SYM, Side.SELL)
+    flat = await b.submit(req(Side.SELL, "1", origin=OrderOrigin.FLATTEN))  # the position as asked: 1
+    assert flat.status is OrderStatus.FILLED and flat.filled_qty == holds
+    assert api.engine.balances(KEY)["BTC"].free == 0

@@ -124,3 +124,45 @@ def test_resume_day_carries_the_day_pnl_on():
 def test_non_positive_fill_is_refused():
     with pytest.raises(ValueError, match="non-positive"):
         Portfolio().apply_fill(fill(Side.BUY, "0", "1", "0"))
+
+
+# ----- the commission's asset (Binance: a buy pays in the base coin, a sell in the quote, or BNB) ---------------------
+
+
+def asset_fill(side: Side, qty: str, price: str, fee: str, asset: str | None) -> Fill:
+    global _n
+    _n += 1
+    return Fill(f"F{_n}", f"O{_n}", S, side, D(qty), D(price), D(fee), Liquidity.TAKER, DAY1 + 1000,
+                fee_asset=asset)
+
+
+def test_a_fee_in_the_base_asset_comes_out_of_the_position_as_the_account_holds_it():
+    pf = Portfolio(starting_cash=D("1000"))
+    pf.apply_fill(asset_fill(Side.BUY, "1", "100", "0.001", "BTC"))
+    p = pf.position(S)
+    assert (p.qty, p.avg_price) == (D("0.999"), D("100"))  # the coins the exchange credited
+    assert pf.cash == D("900")  # the quote paid is qty × price: no quote fee
+    assert (p.fees, pf.fees, p.realized_pnl) == (D("0.1"), D("0.1"), D("-0.1"))  # 0.001 BTC at 100
+    assert pf.equity() == D("999.9") == pf.starting_cash + pf.realized_pnl() + pf.unrealized_pnl(S)
+    pf.apply_fill(asset_fill(Side.SELL, "0.999", "110", "0.10989", "USDT"))  # a sell pays in the quote
+    assert p.qty == 0 and pf.cash == D("900") + D("109.89") - D("0.10989")
+    assert pf.equity() == pf.starting_cash + pf.realized_pnl()
+    assert pf.other_fees == {}
+
+
+def test_a_fee_in_a_third_asset_is_recorded_but_not_in_pnl(caplog: pytest.LogCaptureFixture):
+    pf = Portfolio(starting_cash=D("1000"))
+    pf.apply_fill(asset_fill(Side.BUY, "1", "100", "0.0002", "BNB"))
+    pf.apply_fill(asset_fill(Side.BUY, "1", "100", "0.0003", "BNB"))
+    p = pf.position(S)
+    assert (p.qty, pf.cash, pf.fees, p.realized_pnl) == (D("2"), D("800"), D("0"), D("0"))
+    assert pf.other_fees == {"BNB": D("0.0005")}
+    warnings = [r.getMessage() for r in caplog.records if "BNB" in r.getMessage()]
+    assert len(warnings) == 1 and "not counted in PnL" in warnings[0]  # said once, not per fill
+
+
+def test_apply_to_position_without_a_currency_reads_the_symbol():
+    pos = Position(S)
+    apply_to_position(pos, asset_fill(Side.BUY, "1", "100", "0.001", "BTC"))
+    apply_to_position(pos, asset_fill(Side.BUY, "1", "100", "0.1", "USDT"))
+    assert (pos.qty, pos.fees) == (D("1.999"), D("0.2"))
