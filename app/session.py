@@ -190,6 +190,11 @@ class Session:
         if live is not None:
             broker = live
             live.journal_hook = self.journal.record_reconciliation  # what each reconciliation found
+            # A broker task that died (the user stream's supervisor, an order's follow-up) is a FAULT on the status
+            # bar like any part of the terminal; what the trader must read (a position the account does not hold)
+            # goes to the messages.
+            live.on_fault = self._live_broker_fault
+            live.on_warning = lambda sentence: self.desk.say("warn", sentence)
         else:
             # Order ids carry the session start so they never collide with a previous session's in the journal.
             # One registry of instruments shared by proposals, risk and the broker; filled from the exchange at start.
@@ -388,6 +393,11 @@ class Session:
                                    "be refused until the exchange answers")
         else:
             self.desk.say("info", f"{self.broker_label}: account reconciled, user stream on")
+
+    def _live_broker_fault(self, name: str, exc: BaseException) -> None:
+        """The live broker's ``on_fault``: one of its tasks ended with an error. Nobody restarts that task, so it
+        is a FAULT in red on the status bar until the terminal restarts (the smoke test fails on it too)."""
+        self.supervisor.record_fault(f"live broker · {name}", exc, stopped=True)
 
     def _absorb_recovered_fills(self, journaled: set[str], day_open: bool) -> None:
         """The starting cash was the account's balance less what the journal's fills moved; fills made while the

@@ -282,3 +282,32 @@ async def test_the_user_stream_down_is_reported_after_a_few_seconds_and_cleared_
     finally:
         session.desk.broker = paper
         await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_live_brokers_faults_warnings_and_user_stream_reach_the_trader(tmp_path):
+    import time
+
+    start = await open_live(settings(tmp_path), yes)
+    session = Session(settings(tmp_path), live=start)
+    try:
+        await session.start()
+        broker = session.desk.broker
+        await wait_until(lambda: broker.stream_up, timeout=15, what="the user stream")
+        assert session.user_stream_down_s() is None
+
+        async def boom() -> None:
+            raise RuntimeError("a broker task failed")
+
+        broker._spawn(boom(), "probe")  # any task of the broker that dies
+        await wait_until(lambda: "live broker · probe" in session.supervisor.faults, what="the fault")
+        status = session.supervisor.status()
+        assert status.text == "FAULT live broker · probe" and status.level == "bad" and session.task_faults == 1
+        broker.on_warning("The account holds less BTC than the journal says.")
+        assert session.desk.messages[-1][1:] == ("warn", "The account holds less BTC than the journal says.")
+        broker._set_stream(False)  # the stream dropped (the broker's own bookkeeping of it)
+        now = time.monotonic()
+        assert session.user_stream_down_s(now) is None
+        assert session.user_stream_down_s(now + STREAM_DOWN_SHOWN_S + 2) == pytest.approx(STREAM_DOWN_SHOWN_S + 2)
+    finally:
+        await session.stop()
