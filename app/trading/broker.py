@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from app.market.book import OrderBook
 from app.market.instruments import Instrument, Instruments
@@ -81,6 +81,7 @@ HUNDRED = Decimal(100)
 
 OrderListener = Callable[[Order], None]
 FillListener = Callable[[Fill], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +150,39 @@ def on_filters(req: OrderRequest, inst: Instrument) -> OrderRequest:
     return dataclasses.replace(req, **changes) if changes else req
 
 
-def _fmt(x: Decimal) -> str:
+def fmt_decimal(x: Decimal) -> str:
+    """A quantity or price as the trader reads it: no exponent, no trailing zeros ("0.5", "100")."""
     return f"{x.normalize():f}"
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def notify(listeners: Iterable[Callable[[T], None]], item: T, what: str) -> int:
+    """Call each listener with ``item`` (synchronously, in order); one that raises is logged and the rest still
+    called. Returns how many failed (the brokers count them; a live broker refuses to send an order whose NEW the
+    journal did not take)."""
+    failed = 0
+    for cb in list(listeners):
+        try:
+            cb(item)
+        except Exception:
+            failed += 1
+            log.exception("%s listener failed on %s", what, getattr(item, "id", item))
+    return failed
+
+
+def end_order(order: Order, status: OrderStatus, reason: str | None, now_ms: int) -> None:
+    """An order's new state and why (a reason given replaces the old one; None keeps it)."""
+    order.status = status
+    if reason is not None:
+        order.reject_reason = reason
+    order.updated_ms = now_ms
+
+
+_fmt = fmt_decimal
+_wall_ms = wall_ms
 
 
 class PaperBroker:
@@ -455,12 +483,9 @@ class PaperBroker:
                 self._fill_market(order)
 
     def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
-        order.status = status
-        if reason is not None:
-            order.reject_reason = reason
+        end_order(order, status, reason, self.clock_ms())
         if status is OrderStatus.REJECTED:
             self.rejected += 1
-        order.updated_ms = self.clock_ms()
         self._open.pop(order.id, None)
         self._working.pop(order.id, None)
         self._notional.pop(order.id, None)
@@ -689,18 +714,8 @@ class PaperBroker:
 
     def _emit_order(self, order: Order) -> None:
         self.version += 1
-        for cb in list(self._order_listeners):
-            try:
-                cb(order)
-            except Exception:
-                self.listener_errors += 1
-                log.exception("order listener failed on %s", order.id)
+        self.listener_errors += notify(self._order_listeners, order, "order")
 
     def _emit_fill(self, fill: Fill) -> None:
         self.version += 1
-        for cb in list(self._fill_listeners):
-            try:
-                cb(fill)
-            except Exception:
-                self.listener_errors += 1
-                log.exception("fill listener failed on %s", fill.id)
+        self.listener_errors += notify(self._fill_listeners, fill, "fill")

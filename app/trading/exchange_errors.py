@@ -86,10 +86,12 @@ def explain(exc: BaseException, *, asset: str | None = None) -> str:
 def is_uncertain(exc: BaseException) -> bool:
     """The request may have been executed although no answer says so: look before trying again."""
     names = _names(exc)
+    code, _ = binance_error(exc)
+    if code in (-1006, -1007):  # "execution status unknown": whatever class ccxt files it under (OperationFailed,
+        return True  # BadResponse, RequestTimeout, ExchangeError depending on the URL)
     if names & {"RateLimitExceeded", "DDoSProtection", "InvalidNonce"}:
         return False  # refused before execution
-    code, _ = binance_error(exc)
-    if code is not None and code not in (-1006, -1007):  # -1006/-1007: "execution status unknown"
+    if code is not None:
         return False  # the exchange answered with a definite error
     return bool(names & {"NetworkError", "RequestTimeout", "ExchangeNotAvailable", "TimeoutError",
                          "ConnectionError", "ClientError", "OSError"})

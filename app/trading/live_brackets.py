@@ -34,6 +34,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
 from app.models import MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side, Trade
+from app.trading.broker import fmt_decimal as _fmt
 from app.trading.exchange_errors import ErrorKind, classify, explain
 
 if TYPE_CHECKING:
@@ -54,10 +55,6 @@ def is_held(order: Order) -> bool:
 def _held_note(side: Side, price: Decimal) -> str:
     return (f"take-profit held by the terminal, not at the exchange: a market {side.value.lower()} is sent when a "
             f"trade reaches {price.normalize():f} (only while the terminal runs)")
-
-
-def _fmt(x: Decimal) -> str:
-    return f"{x.normalize():f}"
 
 
 class LiveBrackets:

@@ -67,7 +67,7 @@ class ExOrder:
 
 
 def make_client(exchange: str, api_key: str, secret: str, *, testnet: bool, rest: str | None, ws_api: str | None,
-                timeout_ms: int = 10_000) -> Any:
+                timeout_ms: int = 10_000, recv_window_ms: int | None = None) -> Any:
     """A ccxt.pro client for spot trading. ``rest``/``ws_api`` (the built-in exchange on loopback) replace every
     URL of the client; any endpoint the built-in exchange does not serve then fails there, never on the internet."""
     import ccxt.pro as ccxtpro
@@ -83,6 +83,8 @@ def make_client(exchange: str, api_key: str, secret: str, *, testnet: bool, rest
             "fetchMarkets": {"types": ["spot"]},  # no futures/options exchangeInfo
             "warnOnFetchOpenOrdersWithoutSymbol": False,
         })
+        if recv_window_ms is not None:  # how long after its timestamp Binance still accepts a signed request
+            options["recvWindow"] = recv_window_ms
     client = getattr(ccxtpro, ccxt_id)({
         "apiKey": api_key, "secret": secret, "enableRateLimit": True, "timeout": timeout_ms, "options": options,
     })
