@@ -140,7 +140,10 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
         self._start_timeout_s = start_timeout_s if start_timeout_s is not None else 3 * timeout_ms / 1000 + 5
         self._kill_wait_s = timeout_ms / 1000  # the kill switch waits this long for submits awaiting their answer
         name = EXCHANGE_NAMES[exchange]
-        self.label = f"LIVE · {name}" + (" testnet" if testnet and exchange != "built-in" else "")
+        # The one label every screen and the smoke test show: the network is always named on a real exchange, so
+        # real money never reads like a test ("LIVE · Binance MAINNET", "LIVE · Binance testnet").
+        network = "" if exchange == "built-in" else (" testnet" if testnet else " MAINNET")
+        self.label = f"LIVE · {name}{network}"
         self.account: LiveAccount | None = None
         self.counters = LiveCounters()
         self.version = 0

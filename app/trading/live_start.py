@@ -110,12 +110,25 @@ def run_key_pair() -> tuple[str, str]:
     return key, secret
 
 
+def _play_account(settings: Settings, symbols: list[str]) -> dict[str, Decimal]:
+    """The built-in exchange's account for a live run: the paper account's money in the quote currency and none of
+    the symbols' coins (the exchange would otherwise give some of each), so the account is exactly what the
+    terminal's portfolio starts from and reconciliation has no difference to report."""
+    from app.market.instruments import split_symbol
+
+    pairs = [split_symbol(sym) for sym in symbols]
+    balances = {base: Decimal(0) for base, _quote in pairs}
+    for _base, quote in pairs:  # a quote currency is money even where another symbol trades it as a coin
+        balances[quote] = Decimal(settings.starting_cash)
+    return balances
+
+
 async def start_exchange(settings: Settings, symbols: list[str], trading_keys: tuple[str, str] | None = None
                          ) -> ExchangeSimulator | ExchangeProcess:
     """The built-in exchange, in its own process unless ``sim_process`` is off; with ``trading_keys`` (key,
-    secret) its trading API is on for that account, funded with ``starting_cash`` USDT (the paper account's money)
-    beside the exchange's default coins. Raises ExchangeStartError (process), RecordingError or SimulatorPortInUse
-    (in-process) when it cannot start."""
+    secret) its trading API is on for that account, funded with ``starting_cash`` of the quote currency only
+    (``_play_account``). Raises ExchangeStartError (process), RecordingError or SimulatorPortInUse (in-process) when
+    it cannot start."""
     s = settings
     if s.sim_process:
         from app.market.sim.process import ExchangeProcess
@@ -123,7 +136,7 @@ async def start_exchange(settings: Settings, symbols: list[str], trading_keys: t
         kw: dict[str, Any] = {}
         if trading_keys:
             kw["trading_keys"] = trading_keys
-            kw["balances"] = f"USDT={s.starting_cash}"
+            kw["balances"] = ",".join(f"{a}={v}" for a, v in _play_account(s, symbols).items())
         exchange: ExchangeSimulator | ExchangeProcess = ExchangeProcess(
             symbols=symbols, trades_per_s=s.sim_trades_per_s, protocol=s.sim_protocol, port=s.sim_port,
             replay=s.replay, replay_speed=s.replay_speed, **kw,
@@ -142,7 +155,7 @@ async def start_exchange(settings: Settings, symbols: list[str], trading_keys: t
         if trading_keys:
             from app.market.sim.order_api_setup import TradingSetup
 
-            kw["trading"] = TradingSetup(keys=dict([trading_keys]), balances={"USDT": s.starting_cash})
+            kw["trading"] = TradingSetup(keys=dict([trading_keys]), balances=_play_account(s, symbols))
         exchange = ExchangeSimulator(source, port=s.sim_port, protocol=s.sim_protocol, **kw)
     await exchange.start()
     return exchange

@@ -32,6 +32,14 @@ def _time(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S") if ms else ""
 
 
+def _fee(f: Fill) -> str:
+    """In the quote currency to 4 places as before; a fee the exchange took in a coin (a live buy pays in the base,
+    or BNB) keeps every digit and names its asset: 0.00001 BTC must not read 0.0000."""
+    if f.fee_asset is None:
+        return _num(f.fee, 4)
+    return f"{_num(f.fee)} {f.fee_asset}"
+
+
 def _num(v: Decimal | None, places: int | None = None) -> str:
     if v is None:
         return ""
@@ -91,7 +99,7 @@ def fill_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> t
         Column("Side", lambda f: f.side.value, align_right=False, colour=lambda f: _side_colour(f.side)),
         Column("Qty", lambda f: _qty(inst, f.symbol, f.qty)),
         Column("Price", lambda f: _price(inst, f.symbol, f.price)),
-        Column("Fee", lambda f: _num(f.fee, 4)),
+        Column("Fee", _fee),
         Column("Liq.", lambda f: f.liquidity.value, align_right=False),
     )
 

@@ -81,6 +81,9 @@ def test_constructor_refusals_are_sentences() -> None:
     assert (b.mode, b.label) == ("LIVE", "LIVE · Binance testnet")
     b2 = LiveBroker(exchange="built-in", api_key="k", secret="s", endpoints=LiveEndpoints("http://x", "ws://x"), **kw)
     assert b2.label == "LIVE · built-in exchange"
+    # Real money is named as such: the label every screen shows never reads like a test on the real account.
+    main = LiveBroker(exchange="binance", api_key="k", secret="s", **{**kw, "testnet": False})
+    assert main.label == "LIVE · Binance MAINNET"
 
 
 def test_submit_before_connect_is_rejected_not_raised() -> None:

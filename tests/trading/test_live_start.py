@@ -86,6 +86,8 @@ async def test_declined_at_the_confirmation_stays_paper_and_keeps_the_exchange_i
                                                   "Trading on PAPER."
         account, label = asked.shown[0]
         assert label == "LIVE · built-in exchange" and account.exchange == "built-in" and account.account
+        # The play account is the paper account's money and none of the coins: nothing for reconciliation to report.
+        assert account.balances == {"USDT": D(10_000)}
         assert start.exchange is not None and start.exchange.ws_url  # the session uses it for market data
         assert session.desk.broker.mode == "PAPER" and session.simulator is start.exchange
         assert session.journal.path == tmp_path / "journal.sqlite3"  # the paper journal

@@ -72,3 +72,17 @@ def test_rows_that_leave_are_removed_and_the_selection_stays_on_its_row(qtbot):
     assert ids(model) == ["A", "C", "E"] and selected_id(view) == "C"
     model.set_rows([rows[4], rows[4], rows[0]])  # a key twice is one row
     assert ids(model) == ["A", "E"]
+
+
+def test_a_fee_taken_in_a_coin_keeps_its_digits_and_names_its_asset():
+    # A live buy on Binance pays its commission in the base coin: 0.00001 BTC must not read "0.0000".
+    from app.models import Fill, Liquidity
+    from app.ui.blotter import FILL_COLUMNS
+
+    fee = next(c for c in FILL_COLUMNS if c.title == "Fee")
+    coin = Fill("F1", "O1", "BTCUSDT", Side.BUY, Decimal("0.01"), Decimal("60000"), Decimal("0.00001"),
+                Liquidity.TAKER, 1_700_000_000_000, fee_asset="BTC")
+    quote = Fill("F2", "O1", "BTCUSDT", Side.SELL, Decimal("0.01"), Decimal("60000"), Decimal("0.6"),
+                 Liquidity.TAKER, 1_700_000_000_000)
+    assert fee.value(coin) == "0.00001 BTC"
+    assert fee.value(quote) == "0.6000"
