@@ -76,26 +76,33 @@ class ExchangeUpdates:
             self._apply_trade(t, rec, recovered=rec is not None)
 
     def _skip_counted(self, order: Order, trades: list[ExTrade]) -> None:
-        """A restored order's earliest trades, up to the filled quantity the journal holds, are in the journal
-        already: never emitted again, even when ``restore_ids`` was not given their fill ids."""
+        """A restored order's fills the journal holds are never emitted again. The journaled fill ids
+        (``restore_ids``) say exactly which trades those are: a crash can leave a later trade journaled without an
+        earlier one, so the order's filled quantity cannot tell them. Only what the journal counted without a known
+        id (``restore_ids`` not given the fill ids) is taken from the exchange's earliest other trades."""
         counted = self._counted.pop(order.id, None)
         if counted is None:
             return
-        done = ZERO
+        known = sum((t.qty for t in trades if self._fill_id(t) in self._fill_ids), ZERO)
+        rest, done = counted - known, ZERO
         for t in trades:
-            fid = f"{self.exchange}:{t.trade_id}"
-            if fid not in self._fill_ids:
-                if done + t.qty > counted:
-                    break
-                self._fill_ids.add(fid)
+            fid = self._fill_id(t)
+            if fid in self._fill_ids:
+                continue
+            if done + t.qty > rest:
+                break
+            self._fill_ids.add(fid)
             done += t.qty
-        if done != counted:
+        if known + done != counted:
             self.counters.errors += 1
-            log.error("order %s: the journal holds %s filled, the exchange's first trades %s", order.id, counted,
-                      done)
+            log.error("order %s: the journal holds %s filled, the exchange's trades %s of it by id and %s more "
+                      "taken as the earliest", order.id, counted, known, done)
+
+    def _fill_id(self, t: ExTrade) -> str:
+        return f"{self.exchange}:{t.trade_id}"
 
     def _apply_trade(self, t: ExTrade, rec: Reconciliation | None, *, recovered: bool = False) -> None:
-        fid = f"{self.exchange}:{t.trade_id}"
+        fid = self._fill_id(t)
         if fid in self._fill_ids:
             return
         order = self._find(t.client_id, t.order_exchange_id)

@@ -5,6 +5,7 @@ reconciliation exactly as the desk does. No test talks to a real exchange."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal as D
@@ -339,6 +340,46 @@ async def test_a_restart_with_open_orders_recovers_the_fills_made_while_away(api
         # numbering carries on after the journal's ids
         nxt = await second.submit(req(Side.BUY, "0.1", "90"))
         assert nxt.id == "T3"
+    finally:
+        await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_restart_skips_exactly_the_journaled_fills_when_a_later_one_is_journaled_and_an_earlier_not(
+        api: OrderApi, journal: Journal) -> None:
+    """A crash can leave the journal holding an order's later trade without an earlier one (journaled from the
+    stream before the earlier one was recovered over REST): the journal's fill ids say which trades it holds, not
+    the order's filled quantity taken from the exchange's earliest trades."""
+    first = make_broker(api, journal)
+    await first.connect()
+    await first.start()
+    sell = await first.submit(req(Side.SELL, "0.5", "120"))
+    api.engine.on_trade(SYM, D("121"), D("0.1"))  # T1
+    api.engine.on_trade(SYM, D("121"), D("0.2"))  # T2
+    await until(lambda: len(journal.all_fills()) == 2, "both fills journaled")
+    await first.aclose()
+    t1, t2 = (f"built-in:{t.trade_id}" for t in api.engine.my_trades(KEY, SYM))
+    # the crash: T2 and the order update it caused are in the journal, T1 is not
+    with sqlite3.connect(journal.path) as conn:
+        conn.execute("DELETE FROM fills WHERE id = ?", (t1,))
+        conn.execute("UPDATE orders SET filled_qty = '0.2', avg_price = '121' WHERE id = ?", (sell.id,))
+    records = journal.restart_records()
+    assert [f.id for f in records.fills] == [t2]
+    (restored,) = records.open_orders
+    assert restored.filled_qty == D("0.2")
+
+    second = make_broker(api, journal)
+    second.restore_ids([o.id for o in journal.recent_orders()], [f.id for f in records.fills])
+    second.restore_open_orders(records.open_orders)
+    await second.connect()
+    await second.start()
+    try:
+        start = journal.reconciliations()[0]
+        assert [f["id"] for f in start.report["fills_recovered"]] == [t1] and start.report["errors"] == []
+        assert second.counters.errors == 0
+        assert sorted(f.id for f in journal.all_fills()) == sorted([t1, t2])
+        assert sum(f.qty for f in journal.all_fills()) == D("0.3")
+        assert second.get(sell.id).filled_qty == D("0.3")
     finally:
         await second.aclose()
 
