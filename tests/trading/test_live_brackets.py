@@ -4,47 +4,16 @@ market reaches it, the legs are linked, survive a restart, and the kill switch e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal as D
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from app.market.sim.order_api import OrderApi
-from app.market.sim.orders import OrderEngine, SymbolRules
 from app.models import Order, OrderOrigin, OrderStatus, OrderType, Side, Trade
 from app.trading.journal import Journal
 from app.trading.live_broker import LiveBroker
-from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
-from tests.trading.test_live_broker import KEY, SECRET, SYM, make_broker, now_ms, req, stream_caught_up, until
-
-
-@pytest_asyncio.fixture
-async def api() -> AsyncIterator[OrderApi]:
-    # asks 100 x 1, 101 x 2; bids 99 x 1, 98 x 2
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
-        yield server
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Any:
-    with Journal(tmp_path / "journal-live.sqlite3") as j:
-        yield j
-
-
-@pytest_asyncio.fixture
-async def broker(api: OrderApi, journal: Journal) -> AsyncIterator[LiveBroker]:
-    b = make_broker(api, journal)
-    await b.connect()
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.aclose()
+from tests.trading.live_support import KEY, SYM, make_broker, now_ms, req, started, stream_caught_up, until
 
 
 def trade(price: str) -> Trade:
@@ -221,9 +190,7 @@ async def test_the_kill_switch_cancels_both_legs(broker: LiveBroker, api: OrderA
 @pytest.mark.parametrize("stop_filled_while_away", [False, True])
 async def test_a_restart_restores_the_stop_from_the_exchange_and_the_held_take_profit(
         api: OrderApi, journal: Journal, stop_filled_while_away: bool) -> None:
-    first = make_broker(api, journal)
-    await first.connect()
-    await first.start()
+    first = await started(make_broker(api, journal))
     try:
         entry, stop, tp = await bracketed_entry(first)
     finally:
@@ -238,8 +205,7 @@ async def test_a_restart_restores_the_stop_from_the_exchange_and_the_held_take_p
     second.restore_ids([o.id for o in journal.recent_orders()], [f.id for f in records.fills])
     second.set_position(SYM, held(api, entry))  # what the desk does from the journal's positions
     second.restore_open_orders(records.open_orders)
-    await second.connect()
-    await second.start()
+    await started(second)
     try:
         start = journal.reconciliations()[-1]
         assert start.trigger == "start" and start.report["errors"] == [] and start.report["unknown_orders"] == []

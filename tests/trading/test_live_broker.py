@@ -4,12 +4,9 @@ reconciliation exactly as the desk does. No test talks to a real exchange."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal as D
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,68 +14,11 @@ import pytest_asyncio
 
 from app.market.instruments import Instruments
 from app.market.sim.order_api import OrderApi
-from app.market.sim.orders import OrderEngine, SymbolRules
-from app.models import OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from app.models import OrderOrigin, OrderStatus, Side
 from app.trading.journal import Journal
 from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
-from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
-
-KEY, SECRET = "live-test-key-0001", "live-test-secret-0001"
-SYM = "BTCUSDT"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@pytest_asyncio.fixture
-async def api() -> AsyncIterator[OrderApi]:
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
-        yield server
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Any:
-    with Journal(tmp_path / "journal-live.sqlite3") as j:
-        yield j
-
-
-def make_broker(api: OrderApi, journal: Journal, *, secret: str = SECRET, key: str = KEY,
-                prefix: str = "T", ws_api: str | None = None, symbols: tuple[str, ...] = (SYM,),
-                **kw: Any) -> LiveBroker:
-    broker = LiveBroker(exchange="built-in", api_key=key, secret=secret, testnet=False, instruments=Instruments(),
-                        endpoints=LiveEndpoints(api.rest_url, ws_api or api.ws_api_url), id_prefix=prefix,
-                        journal_hook=journal.record_reconciliation, symbols=list(symbols), **kw)
-    broker.add_listener(journal.record_order, journal.record_fill)  # what the desk does: journal first
-    return broker
-
-
-@pytest_asyncio.fixture
-async def broker(api: OrderApi, journal: Journal) -> AsyncIterator[LiveBroker]:
-    b = make_broker(api, journal)
-    await b.connect()
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.aclose()
-
-
-async def until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def req(side: Side, qty: str, price: str | None = None, **kw: Any) -> OrderRequest:
-    if price is None:
-        return OrderRequest(SYM, side, OrderType.MARKET, D(qty), **kw)
-    return OrderRequest(SYM, side, OrderType.LIMIT, D(qty), limit_price=D(price), **kw)
+from tests.market.sim.fakes import order_api
+from tests.trading.live_support import KEY, SECRET, SYM, make_broker, req, started, stream_caught_up, until
 
 
 def api_balances(api: OrderApi) -> dict[str, D]:
@@ -89,14 +29,6 @@ def api_balances(api: OrderApi) -> dict[str, D]:
 
 def exchange_orders(api: OrderApi) -> list[Any]:
     return api.engine.all_orders(KEY, SYM)
-
-
-async def stream_caught_up(broker: LiveBroker, api: OrderApi) -> None:
-    """Every trade the exchange made for this account has come through the user stream too."""
-    trades = len(api.engine.my_trades(KEY, SYM))
-    await until(lambda: broker.counters.stream_trades >= trades, "the user stream")
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 # ----- connect ------------------------------------------------------------------------------------------------------
@@ -266,9 +198,7 @@ async def test_an_order_in_flight_when_the_connection_drops_is_found_by_client_i
 async def quick_broker(api: OrderApi, journal: Journal) -> AsyncIterator[LiveBroker]:
     """A broker whose requests the exchange refuses 1.5 s after their timestamp (recvWindow): a lost order is
     concluded sooner."""
-    b = make_broker(api, journal, recv_window_ms=1500)
-    await b.connect()
-    await b.start()
+    b = await started(make_broker(api, journal, recv_window_ms=1500))
     try:
         yield b
     finally:
@@ -297,9 +227,7 @@ async def test_an_order_that_never_reached_the_exchange_is_rejected_as_never_pla
 @pytest.mark.parametrize("fill_ids_given", [True, False])
 async def test_a_restart_with_open_orders_recovers_the_fills_made_while_away(api: OrderApi, journal: Journal,
                                                                             fill_ids_given: bool) -> None:
-    first = make_broker(api, journal)
-    await first.connect()
-    await first.start()
+    first = await started(make_broker(api, journal))
     sell = await first.submit(req(Side.SELL, "0.5", "120"))
     buy = await first.submit(req(Side.BUY, "1", "95"))
     api.engine.on_trade(SYM, D("121"), D("0.1"))  # the sell fills in part while the terminal runs
@@ -350,9 +278,7 @@ async def test_a_restart_skips_exactly_the_journaled_fills_when_a_later_one_is_j
     """A crash can leave the journal holding an order's later trade without an earlier one (journaled from the
     stream before the earlier one was recovered over REST): the journal's fill ids say which trades it holds, not
     the order's filled quantity taken from the exchange's earliest trades."""
-    first = make_broker(api, journal)
-    await first.connect()
-    await first.start()
+    first = await started(make_broker(api, journal))
     sell = await first.submit(req(Side.SELL, "0.5", "120"))
     api.engine.on_trade(SYM, D("121"), D("0.1"))  # T1
     api.engine.on_trade(SYM, D("121"), D("0.2"))  # T2
@@ -436,12 +362,8 @@ async def test_a_closing_order_never_sells_more_than_the_account_holds(journal: 
     """Binance charges a buy's commission in the coin: a buy of 1 holds 0.999. The portfolio (from the journal's
     fills) and the broker say what the account holds, and flatten sells exactly that (asking for more would be
     refused whole for balance)."""
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(1000)})  # no coins before this session
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as api:
-        b = make_broker(api, journal)
-        await b.connect()
-        await b.start()
+    async with order_api(KEY, SECRET, {"USDT": D(1000)}) as api:  # no coins before this session
+        b = await started(make_broker(api, journal))
         try:
             await _flatten_what_is_held(b, api, journal)
         finally:

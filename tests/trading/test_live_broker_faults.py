@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
-from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -17,34 +16,12 @@ import pytest_asyncio
 from aiohttp import web
 
 from app.market.sim.order_api import OrderApi
-from app.market.sim.orders import OrderEngine, SymbolRules
 from app.models import Order, OrderRequest, OrderStatus, OrderType, Side
 from app.trading.exchange_errors import is_uncertain
 from app.trading.journal import Journal
-from app.trading.live_broker import LiveBroker, LiveBrokerError
-from tests.market.sim.fakes import SYMBOL_INFO, FakeBook
-from tests.trading.test_live_broker import KEY, SECRET, SYM, make_broker, now_ms, req, until
-
-
-@pytest_asyncio.fixture
-async def api() -> AsyncIterator[OrderApi]:
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
-        yield server
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Any:
-    with Journal(tmp_path / "journal-live.sqlite3") as j:
-        yield j
-
-
-async def started(b: LiveBroker) -> LiveBroker:
-    await b.connect()
-    await b.start()
-    return b
-
+from app.trading.live_broker import LiveBrokerError
+from tests.market.sim.fakes import order_api
+from tests.trading.live_support import KEY, SECRET, SYM, make_broker, req, started, until
 
 # ----- C: the kill switch and an order whose request has not arrived yet ---------------------------------------------
 
@@ -230,9 +207,7 @@ PEPE_INFO: dict[str, Any] = {
 async def test_a_quantity_a_float_cannot_hold_reaches_the_exchange_exactly(journal: Journal) -> None:
     qty = D("98765432.12345671")  # as a float: 98765432.12345672
     assert D(repr(float(qty))) != qty
-    engine = OrderEngine([SymbolRules.from_symbol_info(PEPE_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(1_000_000)})
-    async with OrderApi(engine, {KEY: SECRET}, [PEPE_INFO]) as api:
+    async with order_api(KEY, SECRET, {"USDT": D(1_000_000)}, symbol_info=PEPE_INFO) as api:
         b = await started(make_broker(api, journal, symbols=("PEPEUSDT",)))
         try:
             order = await b.submit(OrderRequest("PEPEUSDT", Side.BUY, OrderType.LIMIT, qty,

@@ -1,9 +1,17 @@
-"""A small fixed book and BTCUSDT rules for the trading side's tests."""
+"""A small fixed book and BTCUSDT rules for the trading side's tests, and the built-in exchange's trading API on
+loopback over them (one account), shared by its own tests and the live broker's."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal as D
 from typing import Any
+
+from app.market.sim.order_api import OrderApi
+from app.market.sim.orders import OrderEngine, SymbolRules
+from tests.conftest import wait_until
 
 SYMBOL_INFO: dict[str, Any] = {
     "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": [
@@ -49,3 +57,24 @@ def ccxt_client(rest_url: str, ws_api_url: str, key: str, secret: str) -> Any:
     urls["api"]["ws"]["ws-api"]["spot"] = ws_api_url
     ex.urls = urls
     return ex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+BALANCES = {"USDT": D(10_000), "BTC": D(1)}
+
+
+@contextlib.asynccontextmanager
+async def order_api(key: str, secret: str, balances: Mapping[str, D] = BALANCES, *,
+                    symbol_info: dict[str, Any] = SYMBOL_INFO, **kw: Any) -> AsyncIterator[OrderApi]:
+    """The trading API serving one account over the fixed book, with ``symbol_info``'s rules (BTCUSDT's)."""
+    engine = OrderEngine([SymbolRules.from_symbol_info(symbol_info)], FakeBook(), now_ms)
+    engine.open_account(key, dict(balances))
+    async with OrderApi(engine, {key: secret}, [symbol_info], **kw) as server:
+        yield server
+
+
+async def until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    await wait_until(pred, timeout=timeout, what=what)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal as D
 from typing import Any
@@ -20,26 +19,27 @@ import pytest_asyncio
 from app.market.sim import order_api_auth as auth
 from app.market.sim.order_api import OrderApi
 from app.market.sim.orders import OrderEngine, SymbolRules
-from tests.market.sim.fakes import SYMBOL_INFO, FakeBook, ccxt_client
+from tests.market.sim.fakes import SYMBOL_INFO, FakeBook, ccxt_client, now_ms, order_api, until
 
 KEY, SECRET = "test-key-1", "test-secret-1"
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @pytest_asyncio.fixture
 async def api() -> AsyncIterator[OrderApi]:
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO]) as server:
+    async with order_api(KEY, SECRET) as server:
         yield server
 
 
 def signed(params: dict[str, Any], secret: str = SECRET, ts: int | None = None) -> str:
     query = urlencode({**params, "timestamp": now_ms() if ts is None else ts})
     return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+
+
+def ws_params(secret: str = SECRET, **extra: Any) -> dict[str, Any]:
+    """The WebSocket API's signed params: HMAC over the params sorted by name (not the order sent, as REST)."""
+    params = {"apiKey": KEY, "timestamp": now_ms(), **extra}
+    payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    return {**params, "signature": hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()}
 
 
 async def call(api: OrderApi, method: str, path: str, params: dict[str, Any] | None = None, *,
@@ -259,12 +259,6 @@ async def test_delay_next_response_handles_the_order_at_once_and_answers_later(a
     assert api.counts["delayed"] == 2
 
 
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.asyncio
 async def test_ws_api_subscribe_refusals(api: OrderApi) -> None:
     import aiohttp
@@ -272,11 +266,6 @@ async def test_ws_api_subscribe_refusals(api: OrderApi) -> None:
     async def ask(message: Any) -> dict[str, Any]:
         await ws.send_str(message if isinstance(message, str) else orjson.dumps(message).decode())
         return orjson.loads((await ws.receive()).data)
-
-    def ws_params(secret: str = SECRET, **extra: Any) -> dict[str, Any]:
-        params = {"apiKey": KEY, "timestamp": now_ms(), **extra}
-        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
-        return {**params, "signature": hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()}
 
     async with aiohttp.ClientSession() as session, session.ws_connect(api.ws_api_url) as ws:
         bad = await ask({"id": "1", "method": "userDataStream.subscribe.signature", "params": ws_params("nope")})
@@ -303,14 +292,9 @@ async def test_ws_api_client_that_stops_reading_is_cut_off(caplog: pytest.LogCap
     with a log line once the socket's buffers are full and its outbox is past the limit; another is untouched."""
     import aiohttp
 
-    engine = OrderEngine([SymbolRules.from_symbol_info(SYMBOL_INFO)], FakeBook(), now_ms)
-    engine.open_account(KEY, {"USDT": D(10_000), "BTC": D(1)})
     async def subscribe(ws: Any) -> None:
-        params = {"apiKey": KEY, "timestamp": now_ms()}
-        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
-        sig = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
         await ws.send_str(orjson.dumps({"id": 1, "method": "userDataStream.subscribe.signature",
-                                        "params": {**params, "signature": sig}}).decode())
+                                        "params": ws_params()}).decode())
         assert orjson.loads((await ws.receive()).data)["status"] == 200
 
     async def read(ws: Any) -> None:
@@ -318,9 +302,10 @@ async def test_ws_api_client_that_stops_reading_is_cut_off(caplog: pytest.LogCap
             received[0] += 1
 
     received = [0]
-    async with OrderApi(engine, {KEY: SECRET}, [SYMBOL_INFO], outbox_limit=50) as server, \
+    async with order_api(KEY, SECRET, outbox_limit=50) as server, \
             aiohttp.ClientSession() as session, session.ws_connect(server.ws_api_url) as stuck, \
             session.ws_connect(server.ws_api_url) as reader:
+        engine = server.engine
         await subscribe(stuck)
         await subscribe(reader)
         reading = asyncio.create_task(read(reader))
@@ -580,10 +565,7 @@ async def test_hostile_requests(api: OrderApi, caplog: pytest.LogCaptureFixture)
 async def test_hostile_ws_api_requests(api: OrderApi) -> None:
     import aiohttp
 
-    params = {"apiKey": KEY, "timestamp": now_ms()}
-    payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
-    sig = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
-    subscribe = {"id": 0, "method": "userDataStream.subscribe.signature", "params": {**params, "signature": sig}}
+    subscribe = {"id": 0, "method": "userDataStream.subscribe.signature", "params": ws_params()}
     hostile: list[str] = [
         "", "null", "[]", '{"id": {}}', '{"id": true}', '{"id": 1, "method": 5}', '{"id": 1, "method": "ping"',
         "[" * 10_000, '{"id": 99999999999999999999999999, "method": "ping"}',

@@ -4,7 +4,6 @@ trades, in process (ExchangeSimulator) and as a child process (ExchangeProcess, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
 
@@ -16,15 +15,9 @@ from app.market.sim.order_api_setup import TradingSetup, keys_from_env, parse_ba
 from app.market.sim.process import ExchangeProcess
 from app.market.sim.server import ExchangeSimulator
 from app.market.sim.synthetic import SyntheticMarket
-from tests.market.sim.fakes import ccxt_client
+from tests.market.sim.fakes import ccxt_client, until
 
 KEY, SECRET = "sim-key", "sim-secret"
-
-
-async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.02)
 
 
 def test_levels_are_the_book_on_its_grids() -> None:
@@ -98,7 +91,8 @@ async def test_ccxt_trades_on_the_synthetic_market() -> None:
                     watched.extend(await ex.watch_orders())
 
             watcher = asyncio.create_task(collect())
-            await until(lambda: any(s.subscriptions for s in sim.trading.api._streams.values()))  # type: ignore
+            await until(lambda: any(s.subscriptions for s in sim.trading.api._streams.values()),  # type: ignore
+                        "subscribed", timeout=30)
             asks = source.levels("BTCUSDT", "asks", 20)
             bought = await ex.create_order("BTC/USDT", "market", "buy", 0.01)
             assert bought["status"] == "closed" and bought["filled"] == 0.01
@@ -106,7 +100,8 @@ async def test_ccxt_trades_on_the_synthetic_market() -> None:
             # a buy at the best bid rests, and fills once the market trades below it
             bid = source.levels("BTCUSDT", "bids", 1)[0][0]
             resting = await ex.create_order("BTC/USDT", "limit", "buy", 0.01, float(bid))
-            await until(lambda: any(o["id"] == resting["id"] and o["status"] == "closed" for o in watched))
+            await until(lambda: any(o["id"] == resting["id"] and o["status"] == "closed" for o in watched),
+                        "the resting order filled", timeout=30)
             trades = await ex.fetch_my_trades("BTC/USDT")
             maker = [t for t in trades if t["order"] == resting["id"]]
             assert [t["takerOrMaker"] for t in maker] == ["maker"] * len(maker)
