@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
@@ -227,6 +227,12 @@ def parse_binance(data: Any, symbols: Iterable[str]) -> tuple[dict[str, Instrume
         why = "the answer has no list of symbols"
         return {}, dict.fromkeys(wanted, why)
     entries = {e.get("symbol"): e for e in data["symbols"] if isinstance(e, Mapping)}
+    return collect_instruments(wanted, entries, _binance_entry)
+
+
+def collect_instruments(wanted: Iterable[str], entries: Mapping[str, Any],
+                        parse: Callable[[str, Any], Instrument]) -> tuple[dict[str, Instrument], dict[str, str]]:
+    """Each wanted symbol's entry (keyed by our symbol) parsed, or why not: one bad entry costs only its symbol."""
     found: dict[str, Instrument] = {}
     problems: dict[str, str] = {}
     for symbol in wanted:
@@ -235,7 +241,7 @@ def parse_binance(data: Any, symbols: Iterable[str]) -> tuple[dict[str, Instrume
             problems[symbol] = "the exchange does not list it"
             continue
         try:
-            found[symbol] = _binance_entry(symbol, entry)
+            found[symbol] = parse(symbol, entry)
         except InstrumentError as exc:
             problems[symbol] = str(exc)
     return found, problems
@@ -292,25 +298,18 @@ def parse_kraken(data: Any, symbols: Iterable[str]) -> tuple[dict[str, Instrumen
         if isinstance(entry, Mapping) and isinstance(entry.get("wsname"), str):
             base, _, quote = entry["wsname"].partition("/")
             pairs[_KRAKEN_ALIASES.get(base, base) + _KRAKEN_ALIASES.get(quote, quote)] = entry
-    found: dict[str, Instrument] = {}
-    problems: dict[str, str] = {}
-    for symbol in wanted:
-        entry = pairs.get(symbol.replace("/", ""))
-        if entry is None:
-            problems[symbol] = "the exchange does not list it"
-            continue
-        try:
-            pair_decimals = _int(entry.get("pair_decimals"), "pair_decimals")
-            lot_decimals = _int(entry.get("lot_decimals"), "lot_decimals")
-            tick = (_dec(entry["tick_size"], "tick_size") if entry.get("tick_size") is not None
-                    else Decimal(1).scaleb(-pair_decimals))
-            step = Decimal(1).scaleb(-lot_decimals)
-            found[symbol] = Instrument.from_steps(
-                symbol, tick, step, min_qty=max(_dec(entry.get("ordermin", "0"), "ordermin"), step),
-                min_notional=_dec(entry.get("costmin", "0"), "costmin"))
-        except InstrumentError as exc:
-            problems[symbol] = str(exc)
-    return found, problems
+    listed = {s: pairs[s.replace("/", "")] for s in wanted if s.replace("/", "") in pairs}
+    return collect_instruments(wanted, listed, _kraken_entry)
+
+
+def _kraken_entry(symbol: str, entry: Mapping[str, Any]) -> Instrument:
+    pair_decimals = _int(entry.get("pair_decimals"), "pair_decimals")
+    lot_decimals = _int(entry.get("lot_decimals"), "lot_decimals")
+    tick = (_dec(entry["tick_size"], "tick_size") if entry.get("tick_size") is not None
+            else Decimal(1).scaleb(-pair_decimals))
+    step = Decimal(1).scaleb(-lot_decimals)
+    return Instrument.from_steps(symbol, tick, step, min_qty=max(_dec(entry.get("ordermin", "0"), "ordermin"), step),
+                                 min_notional=_dec(entry.get("costmin", "0"), "costmin"))
 
 
 def _int(v: Any, what: str) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.market.instruments import Instrument, InstrumentError, parse_binance
+from app.market.instruments import Instrument, InstrumentError, collect_instruments, parse_binance
 from app.models import Side
 
 BINANCE_LIKE = frozenset({"binance", "built-in"})  # the built-in exchange speaks Binance spot's API
@@ -140,24 +140,20 @@ def instruments_from_markets(exchange: str, markets: Mapping[str, Mapping[str, A
     wanted = [s.upper() for s in symbols]
     if exchange in BINANCE_LIKE:
         return parse_binance({"symbols": [m["info"] for s, m in markets.items() if s in wanted]}, wanted)
-    found: dict[str, Instrument] = {}
-    problems: dict[str, str] = {}
-    for s in wanted:
-        m = markets.get(s)
-        if m is None:
-            problems[s] = "the exchange does not list it"
-            continue
-        try:
-            tick = _num(m["precision"].get("price"), "price precision")
-            lot = _num(m["precision"].get("amount"), "amount precision")
-            limits = m.get("limits") or {}
-            min_qty = _opt((limits.get("amount") or {}).get("min")) or lot
-            min_notional = _opt((limits.get("cost") or {}).get("min")) or ZERO
-            found[s] = Instrument.from_steps(s, tick, lot, min_qty=max(min_qty, lot), min_notional=min_notional,
-                                             base=m.get("base"), quote=m.get("quote"))
-        except (InstrumentError, KeyError, TypeError) as exc:
-            problems[s] = str(exc)
-    return found, problems
+    return collect_instruments(wanted, markets, _from_ccxt_market)
+
+
+def _from_ccxt_market(symbol: str, m: Mapping[str, Any]) -> Instrument:
+    try:
+        tick = _num(m["precision"].get("price"), "price precision")
+        lot = _num(m["precision"].get("amount"), "amount precision")
+        limits = m.get("limits") or {}
+        min_qty = _opt((limits.get("amount") or {}).get("min")) or lot
+        min_notional = _opt((limits.get("cost") or {}).get("min")) or ZERO
+    except (KeyError, TypeError) as exc:
+        raise InstrumentError(str(exc)) from None
+    return Instrument.from_steps(symbol, tick, lot, min_qty=max(min_qty, lot), min_notional=min_notional,
+                                 base=m.get("base"), quote=m.get("quote"))
 
 
 def _num(v: Any, what: str) -> Decimal:

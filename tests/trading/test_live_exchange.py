@@ -14,7 +14,7 @@ import pytest
 
 from app.market.instruments import Instruments
 from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
-from app.trading.live_exchange import ClientSetupError, balances_of, make_client, parse_order
+from app.trading.live_exchange import ClientSetupError, balances_of, instruments_from_markets, make_client, parse_order
 
 
 def strings(node: Any) -> list[str]:
@@ -115,3 +115,20 @@ def test_exact_amounts_from_binance_text_and_other_exchanges_floats() -> None:
     assert balances_of({"info": {"balances": [{"asset": "BTC", "free": "0.5", "locked": "0.25"},
                                               {"asset": "ETH", "free": "0", "locked": "0"}]}}) == {"BTC": D("0.75")}
     assert balances_of({"info": {}, "total": {"USD": 12.5, "XBT": 0}}) == {"USD": D("12.5")}
+
+
+def test_filters_from_ccxts_markets_for_an_exchange_not_like_binance() -> None:
+    """Coinbase and Kraken: the filters come from ccxt's unified precision and limits; a symbol not listed or a
+    market without usable numbers costs only that symbol, in words."""
+    markets: dict[str, Any] = {
+        "BTCUSD": {"precision": {"price": 0.01, "amount": 1e-8}, "limits": {"amount": {"min": 1e-6},
+                   "cost": {"min": 1}}, "base": "BTC", "quote": "USD"},
+        "ETHUSD": {"precision": {"price": None, "amount": 1e-8}},
+        "SOLUSD": {"limits": {}},
+    }
+    found, problems = instruments_from_markets("kraken", markets, ["btcusd", "ETHUSD", "SOLUSD", "XRPUSD"])
+    btc = found["BTCUSD"]
+    assert (btc.tick_size, btc.lot_size, btc.min_qty, btc.min_notional, btc.base, btc.quote) == \
+        (D("0.01"), D("1E-8"), D("0.000001"), D(1), "BTC", "USD")
+    assert problems == {"ETHUSD": "price precision is None", "SOLUSD": "'precision'",
+                        "XRPUSD": "the exchange does not list it"}
