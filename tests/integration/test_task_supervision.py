@@ -44,6 +44,10 @@ async def test_a_market_consumer_that_raises_is_restarted_counted_reported_and_s
     try:
         window.show()
         await wait_until(lambda: session.supervisor.faults.get("market") is not None, what="the market task fault")
+        # The restart comes after the supervisor's back-off. (The broker's task applies what waits on the market
+        # subscription before each of its batches, so trades may be applied meanwhile: wait for the restart itself.)
+        await wait_until(lambda: session.supervisor.faults["market"].restarts == 1, timeout=15,
+                         what="the market task restarted")
         market = session.market["BTCUSDT"]
         trades = market.trades
         await wait_until(lambda: market.trades > trades + 5, timeout=15, what="trades applied after the restart")
