@@ -175,7 +175,7 @@ def main() -> int:
         p.error("--orders must be at least 5")
     # Both paths trade one account: the live broker adopts the bare client's orders as "placed elsewhere" (what it
     # must do with another program's orders) and says so once per order; the benchmark does not need to hear it.
-    logging.getLogger("app.trading.live_broker").setLevel(logging.ERROR)
+    logging.getLogger("app.trading").setLevel(logging.ERROR)
     out = asyncio.run(run(args))
     out["machine"] = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
     if args.json:
