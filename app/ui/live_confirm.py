@@ -36,8 +36,10 @@ class LiveConfirmDialog(QtWidgets.QMessageBox):
         self.setWindowTitle(f"Trade live? {label}")
         self.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         where = label.removeprefix("LIVE · ")  # the broker's label is the one name for it everywhere
-        money = ("real money" if account.exchange != "built-in" and not account.testnet
-                 else "play money" if account.exchange != "built-in" else "the built-in exchange's play account")
+        if account.exchange == "built-in":
+            where, money = f"the {where}", "its play account for this run"
+        else:
+            money = "play money" if account.testnet else "REAL MONEY"
         auto = AUTO_ON if auto_approve else AUTO_OFF
         self.setText(f"Approved orders will be sent to {where} ({money}).\n{auto}")
         self.setInformativeText(

@@ -41,7 +41,7 @@ async def test_the_confirmation_names_exchange_account_and_network_and_stays_in_
     main = LiveAccount("binance", False, "AbC1…x9Yz", {})
     task = asyncio.ensure_future(confirm_live(main, "LIVE · Binance MAINNET", opened=shown.append))
     await wait_until(lambda: len(shown) == 2, what="the second dialog")
-    assert "Binance MAINNET (real money)" in shown[1].text()
+    assert "Binance MAINNET (REAL MONEY)" in shown[1].text()
     assert shown[1].go_button.text() == GO
     shown[1].go_button.click()
     assert await task is True
