@@ -101,6 +101,15 @@ def test_importing_the_live_broker_does_not_import_ccxt() -> None:
     assert json.loads(out.stdout) == []
 
 
+def test_a_paper_session_and_its_window_import_nothing_of_live_trading() -> None:
+    # Start-up must not pay for ccxt (~0.5 s), aiohttp or the built-in exchange's trading API unless live starts.
+    code = ("import sys, json, app.__main__, app.session, app.ui.main_window; "
+            "print(json.dumps(sorted({m.split('.')[0] if not m.startswith('app.') else m for m in sys.modules "
+            "if m.startswith(('ccxt', 'aiohttp', 'app.trading.live_broker', 'app.market.sim.order_api'))})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
 def test_exact_amounts_from_binance_text_and_other_exchanges_floats() -> None:
     raw = {"info": {"orderId": 7, "clientOrderId": "L1", "origQty": "0.10000000", "executedQty": "0.03000000",
                     "status": "PARTIALLY_FILLED", "price": "60000.01", "type": "LIMIT", "side": "BUY"},
