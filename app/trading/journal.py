@@ -781,19 +781,23 @@ class Journal:
             c.execute("UPDATE proposals SET status = ? WHERE id = ?", (kind, proposal_id))
 
     def record_order(self, order: Order) -> None:
-        """Insert the order, or update its status, fills and fees (the request itself never changes).
+        """Insert the order, or update its status, fills, fees and quantity. The quantity may only shrink: a bracket
+        leg is cut down to what its filled sibling left (an amend down, as exchanges allow); the rest of the request
+        never changes.
 
-        An id already recorded for a different order (another symbol, side, type, quantity or creation time: a
-        broker whose ids restart with each session) raises JournalError instead of overwriting the old one."""
+        An id already recorded for a different order (another symbol, side, type or creation time, or a larger
+        quantity: a broker whose ids restart with each session) raises JournalError instead of overwriting it."""
         r = order.request
         with self._write() as c:
             cur = c.execute(
                 f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                 "?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, filled_qty = excluded.filled_qty, "
                 "avg_price = excluded.avg_price, fees = excluded.fees, reject_reason = excluded.reject_reason, "
-                "updated_ms = excluded.updated_ms, exchange_id = COALESCE(excluded.exchange_id, orders.exchange_id) "
+                "updated_ms = excluded.updated_ms, exchange_id = COALESCE(excluded.exchange_id, orders.exchange_id), "
+                "qty = excluded.qty "
                 "WHERE orders.symbol = excluded.symbol AND orders.side = excluded.side AND orders.type = excluded.type "
-                "AND orders.qty = excluded.qty AND orders.created_ms = excluded.created_ms",
+                "AND CAST(excluded.qty AS REAL) <= CAST(orders.qty AS REAL) "
+                "AND orders.created_ms = excluded.created_ms",
                 (
                     order.id,
                     r.proposal_id,

@@ -448,3 +448,27 @@ async def test_restart_restores_working_orders_oco_links_and_numbering():
     sl, tp = after.get("P2"), after.get("P3")
     assert tp.status is OrderStatus.FILLED and sl.status is OrderStatus.CANCELED
     assert tape.fills[0].id == "PF2"  # the entry's fill was PF1
+
+
+@pytest.mark.asyncio
+async def test_a_bracket_leg_shrunk_by_its_sibling_is_journaled_and_restored_at_its_new_size(tmp_path):
+    # The take-profit fills in part and the stop shrinks to what is left: the journal must take the smaller size
+    # (it refused any change of quantity, so the shrink was lost as a listener error and a restart brought the stop
+    # back at the entry's full size).
+    from app.trading.journal import Journal
+
+    broker, _, _ = make(asks=((60000.0, 1.0),))
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        broker.add_listener(journal.record_order, journal.record_fill)
+        await broker.submit(market(Side.BUY, "0.1", stop_loss_pct=D("1"), take_profit_pct=D("2")))
+        sl, tp = broker.open_orders(S)
+        broker.on_trade(trade(61200.01, 0.04))
+        assert sl.request.qty == D("0.06") and broker.listener_errors == 0
+        stored = {o.id: o for o in journal.open_orders()}
+        assert stored[sl.id].request.qty == D("0.06") and stored[tp.id].filled_qty == D("0.04")
+        # Growing an order, or another order under the same id, is still refused.
+        from app.trading.journal import JournalError
+
+        bigger = dataclasses.replace(sl, request=dataclasses.replace(sl.request, qty=D("0.2")))
+        with pytest.raises(JournalError, match="another order"):
+            journal.record_order(bigger)
