@@ -101,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_built = False
         self.bridge = UiBridge(session, self, self)
         self._restore_ui_state(restore_view)
+        self._fit_to_screen()
         if build_panels:
             self.build_panels()
 
@@ -156,6 +157,17 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setWidget(_placeholder(""))
         self.addDockWidget(area, dock)
         return dock
+
+    def _fit_to_screen(self) -> None:
+        """A window larger than the screen's work area (1440x900 on a 1280x720 screen, or a layout saved on a
+        bigger monitor) would leave the status bar (LIVE, prices) and the docks' right edge off-screen, and a window
+        manager does not shrink it: open it maximized instead. Offscreen there is no screen to fit (its 800x800
+        is a placeholder): screenshots and tests keep the window's own size."""
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        if screen is None or QtGui.QGuiApplication.platformName() in ("offscreen", "minimal"):
+            return
+        if should_maximize(self.size(), screen.availableGeometry()):
+            self.setWindowState(self.windowState() | QtCore.Qt.WindowState.WindowMaximized)
 
     # ----- window state between runs (QSettings) ------------------------------------------------------------
     def _restore_ui_state(self, restore_view: bool) -> None:
@@ -557,3 +569,13 @@ def apply_theme(app: QtWidgets.QApplication, name: str = "dark") -> None:
         palette.setColor(role, QtGui.QColor(colour))
     app.setPalette(palette)
     app.setStyleSheet(theme.stylesheet(t))
+
+
+# Room for the window manager's title bar and borders, which QWidget.size() does not include.
+FRAME_ALLOWANCE = QtCore.QSize(16, 48)
+
+
+def should_maximize(size: QtCore.QSize, available: QtCore.QRect) -> bool:
+    """Whether a window of ``size`` (its client area) would not fit in ``available`` (a screen's work area)."""
+    return (size.width() + FRAME_ALLOWANCE.width() > available.width()
+            or size.height() + FRAME_ALLOWANCE.height() > available.height())

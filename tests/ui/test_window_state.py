@@ -95,3 +95,17 @@ async def test_frame_first_then_panels(qtbot, tmp_path):
     w.refresh_slow(0.0)
     w.close()
     session.journal.close()
+
+
+def test_a_window_larger_than_the_screen_opens_maximized_and_one_that_fits_keeps_its_size():
+    # 1440x900 on a 1280x720 screen left the status bar (LIVE, prices) below the screen's edge.
+    from PySide6 import QtCore
+
+    from app.ui.main_window import should_maximize
+
+    default = QtCore.QSize(1440, 900)
+    assert should_maximize(default, QtCore.QRect(0, 0, 1280, 720))
+    assert should_maximize(default, QtCore.QRect(0, 0, 1600, 900))  # the height with its title bar does not fit
+    assert not should_maximize(default, QtCore.QRect(0, 0, 1600, 1000))
+    assert not should_maximize(default, QtCore.QRect(0, 0, 1920, 1050))
+    assert should_maximize(QtCore.QSize(1900, 1000), QtCore.QRect(0, 0, 1600, 1000))  # a layout saved elsewhere
