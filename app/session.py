@@ -190,6 +190,8 @@ class Session:
         if live is not None:
             broker = live
             live.journal_hook = self.journal.record_reconciliation  # what each reconciliation found
+            # done entries whose legs a crash may have left unplaced, and their legs: placed at reconciliation
+            live.restore_bracket_orders(self.journal.bracket_orders())
             # A broker task that died (the user stream's supervisor, an order's follow-up) is a FAULT on the status
             # bar like any part of the terminal; what the trader must read (a position the account does not hold)
             # goes to the messages.

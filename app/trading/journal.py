@@ -981,6 +981,26 @@ class Journal:
         )
         return [_order(r) for r in rows]
 
+    def bracket_orders(self) -> list[Order]:
+        """For a live restart (``LiveBroker.restore_bracket_orders``): the done entries with a stop-loss or
+        take-profit whose legs were never placed (a crash between the fill and the legs) or still work, each with
+        every leg it had, oldest first. An entry whose legs have all ended is history: not read."""
+        open_ = (OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
+        entries = (
+            "SELECT e.id FROM orders e WHERE e.origin != ? AND e.status NOT IN (?, ?) "
+            "AND (e.stop_loss_pct IS NOT NULL OR e.take_profit_pct IS NOT NULL) "
+            "AND (NOT EXISTS (SELECT 1 FROM orders l WHERE l.parent_id = e.id) "
+            "     OR EXISTS (SELECT 1 FROM orders l WHERE l.parent_id = e.id AND l.status IN (?, ?)))"
+        )
+        args = (OrderOrigin.BRACKET.value, *open_, *open_)
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id IN ({entries}) "
+            f"OR (origin = ? AND parent_id IN ({entries})) ORDER BY created_ms, rowid",
+            (*args, OrderOrigin.BRACKET.value, *args),
+        )
+        orders = [_order(r) for r in rows]
+        return [o for o in orders if o.request.origin is OrderOrigin.BRACKET or o.filled_qty > 0]
+
     def pending_proposals(self) -> list[str]:
         """Ids of the proposals never reviewed, oldest first."""
         rows = self._conn.execute("SELECT id FROM proposals WHERE status = ? ORDER BY created_ms, rowid", (PENDING,))

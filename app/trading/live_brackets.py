@@ -22,6 +22,28 @@ coins; the second fails for balance), and only the stop must survive the termina
   request, so the held order is replaced by one for the smaller quantity) and ends it when the stop has filled.
   When the position is gone (flattened, sold elsewhere), both legs end: the stop canceled at the exchange, the
   take-profit here. ``cancel_all`` (the kill switch) ends the held take-profits here and the stops at the exchange.
+- **After a crash** (``repair``, at every reconciliation: start and each reconnect; each finding is journaled in the
+  reconciliation's ``bracket_repairs`` and told to the trader). Covered:
+
+  - *the entry filled, its legs not placed*: a done entry of the journal (``Journal.bracket_orders``, given through
+    ``restore_bracket_orders``) on a session symbol with no leg ever recorded gets its legs as at its completion,
+    for what is still held (the position, less what open stops already cover, capped to the account's coins). An
+    open stop at the exchange on that symbol and side (its own leg, or an adopted one) means no second stop and
+    no take-profit.
+  - *the stop canceled for the take-profit, the exit not sent*: a held take-profit whose stop is canceled (not
+    filled) while the position remains exits now if the last price is at or through it, else a new stop at the
+    original price (``avg × (1 ∓ sl%)``) protects the position again. A stop the exchange canceled by itself
+    counts the same.
+  - *an entry open in the journal* (its last update lost): the reconciliation learns it is done and the legs follow
+    as usual; *a stop in flight* is settled by client id like any order (never sent twice).
+
+  Not covered: legs that ended on purpose are not put back (a stop the trader canceled, the kill switch, a stop
+  that sold, a stop the exchange refused when it was placed); a take-profit is held only while the terminal runs,
+  so a price that reaches it while the terminal is closed does nothing until the next trade at or through it (the
+  stop still rests at the exchange); a position without a journaled entry (coins bought elsewhere) gets no legs;
+  when the last price is unknown at start a take-profit's gap gets a stop, and the next trade at the take-profit
+  exits as usual. A crash between the exit being sent and its fill is settled by client id (the exit is an
+  ordinary order).
 """
 
 from __future__ import annotations
@@ -39,17 +61,24 @@ from app.trading.exchange_errors import ErrorKind, classify, explain
 
 if TYPE_CHECKING:
     from app.trading.live_broker import LiveBroker
+    from app.trading.live_records import Reconciliation
 
 log = logging.getLogger(__name__)
 
 HELD_SUFFIX = "-TP"
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+TRADER_CANCELED = "canceled by the trader"  # a stop leg the trader canceled: its position is left as he chose
 
 
 def is_held(order: Order) -> bool:
     """A take-profit the terminal holds: never sent, never to be looked up at the exchange."""
     return order.id.endswith(HELD_SUFFIX) and order.request.origin is OrderOrigin.BRACKET and not order.exchange_id
+
+
+def _closing(req: OrderRequest) -> Side:
+    """The side that closes what ``req`` opens."""
+    return Side.SELL if req.side is Side.BUY else Side.BUY
 
 
 def _held_note(side: Side, price: Decimal) -> str:
@@ -68,6 +97,8 @@ class LiveBrackets:
         self._ending: set[str] = set()  # stops being canceled because their position is gone
         self._tp_stops: set[str] = set()  # stops canceled by a take-profit: not "the position is gone"
         self._closed_at_market: set[str] = set()  # stops refused as already reached: the position closed instead
+        self._past_entries: dict[str, Order] = {}  # done entries from the journal (restart), by id
+        self._past_legs: dict[str, list[Order]] = {}  # their legs from the journal, by parent, oldest first
 
     # ------------------------------------------------------------------------------------------------ hooks
 
@@ -85,6 +116,18 @@ class LiveBrackets:
                 self._held[o.id] = o
             elif o.request.type is OrderType.STOP_MARKET:
                 self._stop_of[pid] = o.id
+
+    def restore_history(self, orders: Iterable[Order]) -> None:
+        """The journal's done bracketed entries and their legs (``Journal.bracket_orders``), before ``start``: an
+        entry with a leg recorded had its legs placed; one without is what a crash left, for ``repair``."""
+        for o in orders:
+            pid = o.request.parent_id
+            if o.request.origin is OrderOrigin.BRACKET:
+                if pid is not None:
+                    self._attached.add(pid)
+                    self._past_legs.setdefault(pid, []).append(o)
+            elif not o.status.is_open and o.filled_qty > 0 and o.avg_price is not None:
+                self._past_entries[o.id] = o
 
     def pending(self, order_id: str) -> asyncio.Task[None] | None:
         return self._attaching.get(order_id)
@@ -152,6 +195,128 @@ class LiveBrackets:
         self._end(tp, reason)
         return True
 
+    # ------------------------------------------------------------------------------------------------ after a crash
+
+    async def repair(self, rec: Reconciliation) -> None:
+        """At every reconciliation, once orders, fills and balances are settled: the legs a crash left missing
+        (module docstring). Each finding goes to ``rec.bracket_repairs`` and to the trader."""
+        for entry in sorted(self._past_entries.values(), key=lambda o: o.created_ms):
+            if entry.id not in self._attached and entry.symbol in self.b._symbols:
+                await self._repair_entry(entry, rec)
+        for tp in list(self._held.values()):
+            await self._repair_take_profit(tp, rec)
+
+    async def _repair_entry(self, entry: Order, rec: Reconciliation) -> None:
+        """A done entry of the journal with no leg ever recorded: the terminal stopped before placing them."""
+        b, req, sym = self.b, entry.request, entry.symbol
+        self._attached.add(entry.id)  # decided once: never a second set of legs for it
+        close = _closing(req)
+        found = self._open_stop(entry.id, sym, close)
+        what = (f"{entry.id} ({req.side.value} {_fmt(entry.filled_qty)} {sym}) was filled, but the terminal stopped "
+                "before its bracket legs were placed")
+        if found is not None:  # adopted from the exchange: its coins are locked; a second stop would be refused
+            self._found(rec, entry, "already protected",
+                        f"{what}; the stop-loss {found.id} at {_fmt(found.request.stop_price or ZERO)} already rests "
+                        f"at the exchange for {sym}: no second stop was placed, no take-profit is held.",
+                        stop=found.id)
+            return
+        qty = min(b.instruments.get(sym).round_qty(entry.filled_qty), self._free_room(sym, close))
+        if qty <= 0:
+            log.info("entry %s: its legs were never placed and no position is left to protect", entry.id)
+            return
+        stop, tp = await self._place_legs(entry, qty)
+        held = (f"; the take-profit {tp.id} is held at {_fmt(tp.request.limit_price or ZERO)}" if tp is not None
+                else "")
+        if stop is None:
+            action, note = "legs placed", f"{what}; it has no stop-loss{held}."
+        elif stop.status.is_open or stop.status is OrderStatus.FILLED:
+            action, note = "legs placed", (f"{what}; its stop-loss {stop.id} for {_fmt(qty)} at "
+                                           f"{_fmt(stop.request.stop_price or ZERO)} is at the exchange now{held}.")
+        elif self._out_at_market(stop):
+            action, note = "closed at market", (f"{what}; the market is already through its stop-loss price "
+                                                f"{_fmt(stop.request.stop_price or ZERO)}, so the position was "
+                                                "closed at market.")
+        else:
+            action, note = "stop refused", (f"{what}; its stop-loss was refused ({stop.reject_reason}): the "
+                                            f"position is NOT protected at the exchange{held}.")
+        self._found(rec, entry, action, note, stop=stop.id if stop else None, take_profit=tp.id if tp else None)
+
+    async def _repair_take_profit(self, tp: Order, rec: Reconciliation) -> None:
+        """A held take-profit whose stop was canceled (the take-profit reached) and no exit followed: exit now if
+        the market is at or through it, else a new stop at the original price protects the position again."""
+        b, pid, side, sym = self.b, tp.request.parent_id, tp.request.side, tp.symbol
+        if pid is None or tp.id in self._triggering or not tp.status.is_open:
+            return  # its exit is under way (or done): not a gap
+        if self._open_stop(pid, sym, side) is not None:
+            return
+        stop = self._last_stop(pid)
+        if (stop is None or stop.status is not OrderStatus.CANCELED or stop.filled_qty > 0
+                or stop.reject_reason == TRADER_CANCELED):
+            return  # no stop-loss asked for; one that sold (its take-profit shrank); or the trader's choice
+        room = min(tp.request.qty, self._free_room(sym, side))
+        if room <= 0:
+            return  # nothing left to protect: the position is gone
+        entry = b._orders.get(pid) or self._past_entries.get(pid)
+        stop_price = (self._stop_price(entry) if entry is not None else None) or stop.request.stop_price
+        limit = tp.request.limit_price
+        assert limit is not None and stop_price is not None
+        price = b.price_of(sym) if b.price_of is not None else None
+        what = (f"The stop-loss {stop.id} of {pid} is no longer at the exchange (canceled: the take-profit was "
+                f"reached, and no exit followed) while its take-profit {tp.id} at {_fmt(limit)} is still held: "
+                f"{_fmt(room)} {sym} was unprotected")
+        if price is not None and (price >= limit if side is Side.SELL else price <= limit):
+            self._triggering.add(tp.id)
+            exit_order = await self._take_profit(tp, price, stop_price)
+            if exit_order is None:
+                self._found(rec, None, "exit failed", f"{what}; the market is at {_fmt(price)}, but the exit could "
+                            "not be sent (see the log): the take-profit stays held.", take_profit=tp.id, parent=pid)
+                return
+            self._found(rec, None, "exit sent", f"{what}; the market is at {_fmt(price)}, so the exit "
+                        f"{exit_order.id} (market) was sent now.", take_profit=tp.id, exit=exit_order.id, parent=pid)
+            return
+        base = dataclasses.replace(tp.request, type=OrderType.MARKET, qty=room, limit_price=None)
+        new = await self._place_stop(base, stop_price)
+        if new.status.is_open or new.status is OrderStatus.FILLED:
+            action, note = "stop placed", (f"{what}; a new stop-loss {new.id} at {_fmt(stop_price)} is at the "
+                                           "exchange now, the take-profit stays held.")
+        elif self._out_at_market(new):
+            action, note = "closed at market", (f"{what}; the market is already through the stop-loss price "
+                                                f"{_fmt(stop_price)}, so the position was closed at market.")
+        else:
+            action, note = "stop refused", (f"{what}; a new stop-loss was refused ({new.reject_reason}): the "
+                                            "position is NOT protected at the exchange.")
+        self._found(rec, None, action, note, take_profit=tp.id, stop=new.id, parent=pid)
+
+    def _found(self, rec: Reconciliation, entry: Order | None, action: str, note: str, **ids: str | None) -> None:
+        parent = ids.pop("parent", None) or (entry.id if entry is not None else None)
+        rec.bracket_repairs.append({"entry": parent, "action": action, "note": note,
+                                    **{k: v for k, v in ids.items() if v is not None}})
+        self.b._warn(note)
+
+    def _open_stop(self, parent_id: str, symbol: str, side: Side) -> Order | None:
+        """An open stop at the exchange (or on its way) protecting ``parent_id``'s position: its own leg, or an
+        adopted stop (origin MANUAL) on the same symbol and side, whose coins are locked already."""
+        for o in self.b._open.values():
+            r = o.request
+            if (r.type is OrderType.STOP_MARKET and o.symbol == symbol and r.side is side
+                    and (r.parent_id == parent_id or r.origin is OrderOrigin.MANUAL)):
+                return o
+        return None
+
+    def _free_room(self, symbol: str, side: Side) -> Decimal:
+        """What a new stop on ``side`` may cover: the position less what open stops already cover."""
+        covered = sum((o.remaining for o in self.b._open.values() if o.request.type is OrderType.STOP_MARKET
+                       and o.symbol == symbol and o.request.side is side), ZERO)
+        return self.b.instruments.get(symbol).round_qty(max(self._room(symbol, side) - covered, ZERO))
+
+    def _last_stop(self, parent_id: str) -> Order | None:
+        """The entry's latest stop leg: this session's (or restored), else the journal's."""
+        stop = self.b._orders.get(self._stop_of.get(parent_id, ""))
+        if stop is not None:
+            return stop
+        past = [o for o in self._past_legs.get(parent_id, ()) if o.request.type is OrderType.STOP_MARKET]
+        return past[-1] if past else None
+
     # ------------------------------------------------------------------------------------------------ legs
 
     def _takes_of(self, parent_id: str) -> list[Order]:
@@ -189,28 +354,44 @@ class LiveBrackets:
 
     async def _attach_legs(self, entry: Order) -> None:
         b, req = self.b, entry.request
-        inst = b.instruments.get(req.symbol)
         # what the entry bought and the account still holds (a commission in the base coin is gone), on the lot
-        qty = min(inst.round_qty(entry.filled_qty), b.closable(req.symbol, Side.SELL if req.side is Side.BUY
-                                                                else Side.BUY))
-        assert entry.avg_price is not None
-        avg, long = entry.avg_price, req.side is Side.BUY
+        qty = min(b.instruments.get(req.symbol).round_qty(entry.filled_qty), b.closable(req.symbol, _closing(req)))
         if qty <= 0:
             log.warning("entry %s: nothing to protect after commission (%s filled)", entry.id, entry.filled_qty)
             return
-        base = OrderRequest(symbol=req.symbol, side=Side.SELL if long else Side.BUY, type=OrderType.MARKET,
-                            qty=qty, origin=OrderOrigin.BRACKET, proposal_id=req.proposal_id, parent_id=entry.id,
+        await self._place_legs(entry, qty)
+
+    async def _place_legs(self, entry: Order, qty: Decimal) -> tuple[Order | None, Order | None]:
+        """The stop at the exchange, then the take-profit held here, for ``qty`` of what ``entry`` bought (or sold);
+        no take-profit once the stop found the market already through it (the position is out)."""
+        req = entry.request
+        inst = self.b.instruments.get(req.symbol)
+        assert entry.avg_price is not None
+        base = OrderRequest(symbol=req.symbol, side=_closing(req), type=OrderType.MARKET, qty=qty,
+                            origin=OrderOrigin.BRACKET, proposal_id=req.proposal_id, parent_id=entry.id,
                             reduce_only=True)
-        if req.stop_loss_pct is not None:
-            k = 1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED
-            stop = await self._place_stop(base, inst.round_price(avg * k, ROUND_HALF_EVEN))
-            if stop.status is OrderStatus.FILLED or (stop.status is OrderStatus.REJECTED and stop.id in
-                                                     self._closed_at_market):
-                return  # the position is already out: no take-profit for it
+        stop: Order | None = None
+        if (stop_price := self._stop_price(entry)) is not None:
+            stop = await self._place_stop(base, stop_price)
+            if stop.status is OrderStatus.FILLED or self._out_at_market(stop):
+                return stop, None  # the position is already out: no take-profit for it
+        tp: Order | None = None
         if req.take_profit_pct is not None:
-            k = 1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED
-            self._hold(dataclasses.replace(base, type=OrderType.LIMIT,
-                                           limit_price=inst.round_price(avg * k, ROUND_HALF_EVEN)))
+            k = 1 + req.take_profit_pct / HUNDRED if req.side is Side.BUY else 1 - req.take_profit_pct / HUNDRED
+            tp = self._hold(dataclasses.replace(base, type=OrderType.LIMIT,
+                                                limit_price=inst.round_price(entry.avg_price * k, ROUND_HALF_EVEN)))
+        return stop, tp
+
+    def _stop_price(self, entry: Order) -> Decimal | None:
+        req = entry.request
+        if req.stop_loss_pct is None or entry.avg_price is None:
+            return None
+        k = 1 - req.stop_loss_pct / HUNDRED if req.side is Side.BUY else 1 + req.stop_loss_pct / HUNDRED
+        return self.b.instruments.get(req.symbol).round_price(entry.avg_price * k, ROUND_HALF_EVEN)
+
+    def _out_at_market(self, stop: Order) -> bool:
+        """The stop was refused as already reached and the position closed at market instead."""
+        return stop.status is OrderStatus.REJECTED and stop.id in self._closed_at_market
 
     async def _place_stop(self, base: OrderRequest, stop_price: Decimal) -> Order:
         b = self.b
@@ -252,18 +433,21 @@ class LiveBrackets:
             stop.reject_reason = f"canceled: {why}"
             b._emit_order(stop)
 
-    async def _take_profit(self, tp: Order, price: Decimal) -> None:
+    async def _take_profit(self, tp: Order, price: Decimal, stop_price: Decimal | None = None) -> Order | None:
         try:
-            await self._take_profit_now(tp, price)
+            return await self._take_profit_now(tp, price, stop_price)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.b.counters.errors += 1
             log.exception("take-profit %s could not be carried out", tp.id)
+            return None
         finally:
             self._triggering.discard(tp.id)
 
-    async def _take_profit_now(self, tp: Order, price: Decimal) -> None:
+    async def _take_profit_now(self, tp: Order, price: Decimal, stop_price: Decimal | None = None) -> Order | None:
+        """Cancel the stop at the exchange, then exit at market; returns the exit order (None: none sent).
+        ``stop_price``: where a stop protects what the exit leaves, when the stop is not in this session's books."""
         b = self.b
         stop = b._orders.get(self._stop_of.get(tp.request.parent_id or "", ""))
         if stop is not None and stop.status.is_open:
@@ -282,28 +466,30 @@ class LiveBrackets:
                 else:  # stays held; the next trade at the price tries again
                     log.warning("take-profit %s: the stop %s could not be canceled: %s", tp.id, stop.id,
                                 explain(exc))
-                return
+                return None
             b.counters.cancels += 1
             await b._apply_rest_order(stop, resp)
             if stop.status.is_open:
-                return
+                return None
             if stop.status is OrderStatus.CANCELED:
                 stop.reject_reason = f"canceled: the take-profit {tp.id} was reached"
                 b._emit_order(stop)
         if not tp.status.is_open:  # the stop's fills ended it meanwhile
-            return
+            return None
         qty = min(tp.request.qty, self._room(tp.symbol, tp.request.side))
         if qty <= 0:
             self._end(tp, "take-profit reached, but no position is left to sell" if tp.request.side is Side.SELL
                       else "take-profit reached, but no position is left to buy back")
-            return
+            return None
         exit_id = f"{b.id_prefix}{b._next_order}"
         self._end(tp, f"take-profit reached at {_fmt(price)}: exit sent to the exchange as {exit_id} (market)")
         exit_req = dataclasses.replace(tp.request, type=OrderType.MARKET, qty=qty, limit_price=None)
         exit_order = await b.submit(exit_req)
-        if exit_order.filled_qty < qty and stop is not None and stop.request.stop_price is not None:
+        stop_price = stop_price or (stop.request.stop_price if stop is not None else None)
+        if exit_order.filled_qty < qty and stop_price is not None:
             rest = min(qty - exit_order.filled_qty, self._room(tp.symbol, tp.request.side))
             if rest > 0:  # the exit did not complete: the rest must not stay unprotected
                 log.warning("take-profit exit %s filled %s of %s: a stop protects the rest", exit_order.id,
                             exit_order.filled_qty, qty)
-                await self._place_stop(dataclasses.replace(exit_req, qty=rest), stop.request.stop_price)
+                await self._place_stop(dataclasses.replace(exit_req, qty=rest), stop_price)
+        return exit_order

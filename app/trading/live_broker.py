@@ -48,7 +48,7 @@ from app.market.instruments import Instruments
 from app.models import Fill, MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
 from app.trading.broker import CancelReport, FillListener, OrderListener, fmt_decimal, notify, on_filters, wall_ms
 from app.trading.exchange_errors import ErrorKind, classify, explain, is_uncertain
-from app.trading.live_brackets import HELD_SUFFIX, LiveBrackets, is_held
+from app.trading.live_brackets import HELD_SUFFIX, TRADER_CANCELED, LiveBrackets, is_held
 from app.trading.live_exchange import (
     BINANCE_LIKE,
     ClientSetupError,
@@ -301,6 +301,11 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
             self._load_instruments(self._symbols)
         self.version += 1
 
+    def restore_bracket_orders(self, orders: Iterable[Order]) -> None:
+        """The journal's done bracketed entries and their legs (``Journal.bracket_orders``), before ``start``: the
+        reconciliations place the legs a crash left missing (``live_brackets``)."""
+        self._brackets.restore_history(orders)
+
     def _number_of(self, oid: str) -> int:
         oid = oid.removesuffix(HELD_SUFFIX)
         rest = oid[len(self.id_prefix):] if oid.startswith(self.id_prefix) else ""
@@ -428,6 +433,10 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
             return False
         self.counters.cancels += 1
         await self._apply_rest_order(order, resp)
+        if (order.status is OrderStatus.CANCELED and order.request.origin is OrderOrigin.BRACKET
+                and order.request.type is OrderType.STOP_MARKET):  # no reconciliation puts back what he took off
+            order.reject_reason = TRADER_CANCELED
+            self._emit_order(order)
         return not order.status.is_open
 
     async def cancel_all(self, symbol: str | None = None) -> CancelReport:

@@ -6,7 +6,8 @@ lost. A part of ``LiveBroker`` (a mixin: it works on the broker's books).
   not know are adopted (origin MANUAL); balances are compared with the last snapshot and the fills since; each
   session symbol's position (from fills) is compared with the coins the account holds, and a difference is
   reported (in the journal every time; a warning to the trader when it changes). Orders whose submit still awaits
-  the exchange's answer are never concluded on: they are listed as unresolved.
+  the exchange's answer are never concluded on: they are listed as unresolved. Last, bracket legs a crash left
+  missing are placed (``live_brackets``: ``bracket_repairs``).
 - **"Never placed" is concluded late.** Binance refuses a request once its ``timestamp + recvWindow`` has passed on
   the exchange's clock. So an order whose answer was lost (a timeout, a cut connection, -1006/-1007 "execution
   status unknown") is REJECTED as never placed only when the exchange's clock (``GET /time``) is past that moment
@@ -65,6 +66,11 @@ class Reconciler:
                         rec.unknown_orders.append(self._summary(adopted, note="open at the exchange, not in the "
                                                                               "journal: adopted (origin MANUAL)"))
             await self._compare_balances(rec)
+            try:  # legs a crash left missing, now that orders, fills and positions are settled
+                await self._brackets.repair(rec)
+            except Exception as exc:
+                log.exception("the bracket legs could not be checked")
+                rec.errors.append(f"bracket legs could not be checked: {explain(exc)}")
             self._finish(rec)
             return rec
 

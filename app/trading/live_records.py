@@ -53,19 +53,23 @@ class Reconciliation:
     # difference. Reported every time; ``changed`` says whether it differs from what the last report said.
     position_differences: list[dict[str, Any]] = field(default_factory=list)
     unresolved: list[dict[str, Any]] = field(default_factory=list)  # orders awaiting their answer: not concluded
+    # bracket legs a crash left missing (an entry done without its stop; a take-profit whose stop was canceled
+    # before its exit was sent) and what was done about each: entry, symbol, action, note, and the orders' ids
+    bracket_repairs: list[dict[str, Any]] = field(default_factory=list)
     changed_positions: bool = False
 
     def report(self) -> dict[str, Any]:
         return {"orders_updated": self.orders_updated, "fills_recovered": self.fills_recovered,
                 "unknown_orders": self.unknown_orders, "balance_differences": self.balance_differences,
                 "errors": self.errors, "position_differences": self.position_differences,
-                "unresolved": self.unresolved}
+                "unresolved": self.unresolved, "bracket_repairs": self.bracket_repairs}
 
     @property
     def clean(self) -> bool:
         """Nothing new: a position difference already reported (coins held before this session) does not count."""
         return not (self.orders_updated or self.fills_recovered or self.unknown_orders or self.balance_differences
-                    or self.errors or self.unresolved or self.changed_positions)
+                    or self.errors or self.unresolved or self.bracket_repairs
+                    or self.changed_positions)
 
 
 @dataclass

@@ -4,6 +4,8 @@ market reaches it, the legs are linked, survive a restart, and the kill switch e
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 from decimal import Decimal as D
 from typing import Any
 
@@ -228,3 +230,101 @@ async def test_a_restart_restores_the_stop_from_the_exchange_and_the_held_take_p
         assert nxt.id == "T5"  # numbering carried on after T3-TP and the exit T4
     finally:
         await second.aclose()
+
+
+async def restarted(api: OrderApi, journal: Journal, position: D, **kw: Any) -> LiveBroker:
+    """A second broker on the same journal and account, restored as the session restores it."""
+    records = journal.restart_records()
+    again = make_broker(api, journal, **kw)
+    again.restore_ids([o.id for o in journal.recent_orders()], [f.id for f in records.fills])
+    again.set_position(SYM, position)
+    again.restore_open_orders(records.open_orders)
+    again.restore_bracket_orders(journal.bracket_orders())
+    return await started(again)
+
+
+def start_report(journal: Journal) -> dict[str, Any]:
+    return next(r for r in journal.reconciliations() if r.trigger == "start").report
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("market", ["102", "103"])  # below the take-profit; at it
+@pytest.mark.parametrize("cancel_journaled", [False, True])
+async def test_a_crash_between_the_stops_cancel_and_the_take_profit_exit_is_made_safe_at_restart(
+        api: OrderApi, journal: Journal, market: str, cancel_journaled: bool) -> None:
+    first = await started(make_broker(api, journal))
+    try:
+        entry, stop, tp = await bracketed_entry(first)
+    finally:
+        await first.aclose()
+    # The take-profit was reached: the stop was canceled at the exchange, and the terminal died before the exit.
+    api.engine.cancel(KEY, SYM, client_id=stop.id)
+    if cancel_journaled:  # the cancel's answer was journaled too; or the journal still says the stop works
+        journal.record_order(dataclasses.replace(stop, status=OrderStatus.CANCELED,
+                                                 reject_reason=f"canceled: the take-profit {tp.id} was reached"))
+    got = held(api, entry)
+    warnings: list[str] = []
+    second = await restarted(api, journal, got, price_of=lambda _s: D(market), on_warning=warnings.append)
+    try:
+        (repair,) = start_report(journal)["bracket_repairs"]
+        assert repair["entry"] == entry.id and repair["take_profit"] == tp.id
+        warnings = [w for w in warnings if tp.id in w]  # the account's other coin is reported too
+        assert len(warnings) == 1
+        if market == "103":  # the market is at the take-profit: the exit goes now
+            out = next(o for o in second.orders if o.request.type is OrderType.MARKET and o.request.side is Side.SELL)
+            assert (out.status, out.filled_qty, out.request.parent_id) == (OrderStatus.FILLED, got, entry.id)
+            assert second.get(tp.id).status is OrderStatus.CANCELED and second.open_orders() == []
+            assert second._positions[SYM] == 0 and api.engine.open_orders(KEY, SYM) == []
+            assert repair["action"] == "exit sent" and repair["exit"] == out.id and "exit" in warnings[0]
+            return
+        # below it: a new stop at the original price protects the position again; the take-profit stays held
+        (again,) = [o for o in second.open_orders() if o.request.type is OrderType.STOP_MARKET]
+        assert again.id != stop.id and again.exchange_id
+        assert (again.request.qty, again.request.stop_price, again.request.parent_id) == (got, D(98), entry.id)
+        ex = at_exchange(api, again.id)
+        assert (ex.type, ex.qty, ex.stop_price, ex.status) == ("STOP_LOSS", got, D(98), "NEW")
+        assert second.get(tp.id).status is OrderStatus.NEW
+        assert repair["action"] == "stop placed" and repair["stop"] == again.id and "stop-loss" in warnings[0]
+        second.on_market([trade("103")])  # the take-profit still works: the new stop canceled, the exit sent
+        await until(lambda: second._positions[SYM] == 0 and not second.open_orders(), "the exit")
+        assert at_exchange(api, again.id).status == "CANCELED"
+    finally:
+        await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_already_at_the_exchange_is_never_doubled_by_the_restart_repair(api: OrderApi,
+                                                                                      journal: Journal) -> None:
+    first = await started(make_broker(api, journal))
+    try:
+        entry = await first.submit(req(Side.BUY, "0.5"))
+    finally:
+        await first.aclose()
+    # The crash left the entry's legs unjournaled, but a stop for its coins rests at the exchange (placed by hand,
+    # or by a terminal whose journal did not keep it): adopted at restart, it counts as the protection.
+    with sqlite3.connect(journal.path) as conn:
+        conn.execute("UPDATE orders SET stop_loss_pct = '2', take_profit_pct = '3' WHERE id = ?", (entry.id,))
+    got = held(api, entry)
+    api.engine.place(KEY, symbol=SYM, side="SELL", type="STOP_LOSS", quantity=got, stop_price=D(97),
+                     client_id="by-hand-1")
+    warnings: list[str] = []
+    second = await restarted(api, journal, got, on_warning=warnings.append)
+    try:
+        assert [o.type for o in api.engine.open_orders(KEY, SYM)] == ["STOP_LOSS"]  # still one
+        assert [o.request.origin for o in second.open_orders()] == [OrderOrigin.MANUAL]  # adopted; nothing held
+        (repair,) = start_report(journal)["bracket_repairs"]
+        assert repair["entry"] == entry.id and repair["action"] == "already protected"
+        assert any(entry.id in w for w in warnings)
+    finally:
+        await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_the_trader_canceled_is_not_put_back_by_a_reconciliation(broker: LiveBroker, api: OrderApi,
+                                                                             journal: Journal) -> None:
+    _, stop, tp = await bracketed_entry(broker)
+    assert await broker.cancel(stop.id)  # his choice: the position without a stop, the take-profit still held
+    rec = await broker.reconcile("reconnect")
+    assert rec.bracket_repairs == [] and stop.reject_reason == "canceled by the trader"
+    assert [o.id for o in broker.open_orders()] == [tp.id] and api.engine.open_orders(KEY, SYM) == []
+    assert {o.id: o.reject_reason for o in journal.recent_orders()}[stop.id] == "canceled by the trader"

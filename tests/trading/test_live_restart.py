@@ -131,3 +131,56 @@ async def test_a_live_restart_settles_orders_in_flight_and_elsewhere_with_the_ex
     assert [(f[0], f[2]) for f in fills if f[1] == bought.order_id] == bought_fills
     assert sum(D(f[2]) for f in fills) == qty
     assert rows(journal, "SELECT COUNT(*) FROM reconciliations WHERE trigger = 'start'") == [(2,)]  # one a session
+
+
+@pytest.mark.asyncio
+async def test_a_crash_between_an_entrys_fill_and_its_stop_places_the_legs_at_restart_and_never_twice(tmp_path):
+    exchange = ExchangeSimulator(MultiMarket.for_symbols([BTC], 100.0),
+                                 trading=TradingSetup(keys={KEY: SECRET}, balances={"USDT": D("10000")}))
+    await exchange.start()
+    engine = exchange.trading.engine
+
+    def stops_at_exchange() -> list:
+        return [o for o in engine.all_orders(KEY, BTC) if o.type == "STOP_LOSS"]
+
+    try:
+        async with live_session(tmp_path, exchange, [BTC]) as first:
+            desk = first.desk
+            await wait_until(lambda: desk.last_price(BTC) is not None, timeout=15, what="a last price")
+            entry = await desk.submit_manual(OrderRequest(BTC, Side.BUY, OrderType.MARKET, D("0.01"),
+                                                          origin=OrderOrigin.MANUAL))
+            assert entry.ok, entry.message
+            await wait_until(lambda: desk.broker.get(entry.order_id).status is OrderStatus.FILLED, timeout=10,
+                             what="the entry filled")
+            avg = desk.broker.get(entry.order_id).avg_price
+            journal = first.journal.path
+        # The crash came after the entry's fill was journaled and before its legs were placed: the journal holds a
+        # done entry with a stop-loss and a take-profit, and no leg of it; the exchange holds no stop.
+        with sqlite3.connect(journal) as conn:
+            conn.execute("UPDATE orders SET stop_loss_pct = '5', take_profit_pct = '5' WHERE id = ?",
+                         (entry.order_id,))
+        assert stops_at_exchange() == []
+
+        async with live_session(tmp_path, exchange, [BTC]) as second:
+            broker = second.desk.broker
+            legs = {o.request.type: o for o in broker.open_orders(BTC)}
+            stop, tp = legs[OrderType.STOP_MARKET], legs[OrderType.LIMIT]
+            held = second.desk.portfolio.position(BTC).qty
+            (ex,) = stops_at_exchange()
+            assert (ex.client_id, ex.status, ex.qty) == (stop.id, "NEW", held)
+            assert stop.request.parent_id == tp.request.parent_id == entry.order_id
+            assert stop.request.stop_price == (avg * D("0.95")).quantize(D("0.01"))
+            assert tp.id.endswith("-TP") and tp.request.qty == held
+            start = next(r for r in second.journal.reconciliations() if r.trigger == "start")
+            (found,) = start.report["bracket_repairs"]
+            assert found["entry"] == entry.order_id and found["stop"] == stop.id and found["take_profit"] == tp.id
+            assert any(level == "warn" and entry.order_id in text and "stop-loss" in text
+                       for _, level, text in second.desk.messages)
+
+        async with live_session(tmp_path, exchange, [BTC]) as third:  # a further restart finds the legs working
+            assert {o.id for o in third.desk.broker.open_orders(BTC)} == {stop.id, tp.id}
+            start = next(r for r in third.journal.reconciliations() if r.trigger == "start")
+            assert start.report.get("bracket_repairs", []) == []
+        assert len(stops_at_exchange()) == 1
+    finally:
+        await exchange.stop()
