@@ -428,8 +428,10 @@ class TradingDesk:
         inst = self.instruments.get(req.symbol)
         qty = inst.fmt_qty(order.request.qty)  # as the broker took it, on the lot grid
         price = f" @ {inst.fmt_price(order.request.limit_price)}" if order.request.limit_price is not None else ""
-        self._say("info", f"sent {req.side.value} {qty} {req.symbol} {req.type.value.lower()}{price}")
-        return ActionResult(True, f"order {order.id} sent", order_id=order.id)
+        what = f"{req.side.value} {qty} {req.symbol} {req.type.value.lower()}{price}"
+        self._say("info", f"sent {what}")
+        # What the trader reads under the ticket or the card: the order in words, where it went, then its id.
+        return ActionResult(True, f"{self.broker.mode} {what} sent · order {order.id}", order_id=order.id)
 
     def _on_order(self, order: Order) -> None:
         self.journal.record_order(order)

@@ -78,6 +78,7 @@ def _pnl_colour(v: Decimal) -> str | None:
 def order_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
     return (
         Column("Time", lambda o: _time(o.created_ms), align_right=False),
+        Column("Symbol", lambda o: o.symbol, align_right=False),  # orders of every symbol share the table
         Column("Id", lambda o: o.id, align_right=False),
         Column("Origin", lambda o: o.request.origin.value, align_right=False),
         Column("Side", lambda o: o.request.side.value, align_right=False,
@@ -95,6 +96,7 @@ def order_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> 
 def fill_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
     return (
         Column("Time", lambda f: _time(f.exchange_ms), align_right=False),
+        Column("Symbol", lambda f: f.symbol, align_right=False),
         Column("Order", lambda f: f.order_id, align_right=False),
         Column("Side", lambda f: f.side.value, align_right=False, colour=lambda f: _side_colour(f.side)),
         Column("Qty", lambda f: _qty(inst, f.symbol, f.qty)),

@@ -20,6 +20,8 @@ async def test_quantity_and_limit_price_are_rounded_before_risk_and_the_broker(t
         sent = await desk.submit_manual(OrderRequest("XRPUSDT", Side.BUY, OrderType.LIMIT, D("10.37"),
                                                      limit_price=D("0.59017"), origin=OrderOrigin.MANUAL))
         assert sent.ok, sent.message
+        # The confirmation says the order in words and where it went, not only its id.
+        assert sent.message == f"PAPER BUY 10.3 XRPUSDT limit @ 0.5901 sent · order {sent.order_id}"
         order = desk.broker.get(sent.order_id)
         assert (order.request.qty, order.request.limit_price) == (D("10.3"), D("0.5901"))  # a buy never pays more
         assert desk.risk.vetoes == {}

@@ -86,3 +86,16 @@ def test_a_fee_taken_in_a_coin_keeps_its_digits_and_names_its_asset():
                  Liquidity.TAKER, 1_700_000_000_000)
     assert fee.value(coin) == "0.00001 BTC"
     assert fee.value(quote) == "0.6000"
+
+
+def test_orders_and_fills_name_their_symbol():
+    # The tables hold every symbol's orders and fills: without a Symbol column a BTC order and an ETH order with the
+    # same side and size read the same.
+    from app.models import Fill, Liquidity
+    from app.ui.blotter import FILL_COLUMNS
+
+    eth = Order("E1", OrderRequest("ETHUSDT", Side.SELL, OrderType.MARKET, Decimal("0.5")), OrderStatus.FILLED, 1)
+    symbol = next(c for c in ORDER_COLUMNS if c.title == "Symbol")
+    assert symbol.value(eth) == "ETHUSDT" and symbol.value(order("B1")) == "BTCUSDT"
+    fill = Fill("F1", "E1", "ETHUSDT", Side.SELL, Decimal("0.5"), Decimal("3000"), Decimal("1.5"), Liquidity.TAKER, 1)
+    assert next(c for c in FILL_COLUMNS if c.title == "Symbol").value(fill) == "ETHUSDT"
