@@ -204,6 +204,8 @@ def parse_trade(t: Mapping[str, Any], symbol: str, *, order: ExOrder | None = No
     price = _dec(_first(info, "L", "price"), t.get("price"))
     if qty is None or price is None or side is None:
         raise ValueError(f"a trade without quantity, price or side: {t!r}")
+    if qty <= 0 or price <= 0:  # applied as a fill it would turn the position the wrong way
+        raise ValueError(f"a trade with quantity {qty} at price {price}: both must be positive")
     return ExTrade(
         trade_id=str(_first(info, "t", "tradeId", "id") or t.get("id")),
         order_exchange_id=str(_first(info, "i", "orderId") or t.get("order") or (order.exchange_id if order

@@ -14,7 +14,14 @@ import pytest
 
 from app.market.instruments import Instruments
 from app.trading.live_broker import LiveBroker, LiveBrokerError, LiveEndpoints
-from app.trading.live_exchange import ClientSetupError, balances_of, instruments_from_markets, make_client, parse_order
+from app.trading.live_exchange import (
+    ClientSetupError,
+    balances_of,
+    instruments_from_markets,
+    make_client,
+    parse_order,
+    parse_trade,
+)
 
 
 def strings(node: Any) -> list[str]:
@@ -141,3 +148,11 @@ def test_filters_from_ccxts_markets_for_an_exchange_not_like_binance() -> None:
         (D("0.01"), D("1E-8"), D("0.000001"), D(1), "BTC", "USD")
     assert problems == {"ETHUSD": "price precision is None", "SOLUSD": "'precision'",
                         "XRPUSD": "the exchange does not list it"}
+
+
+@pytest.mark.parametrize(("qty", "price"), [("0", "60000"), ("-0.1", "60000"), ("0.1", "0"), ("0.1", "-1")])
+def test_a_trade_with_a_quantity_or_price_that_is_not_positive_is_refused(qty: str, price: str) -> None:
+    # From a hostile or broken stream: applied as a fill it would turn the position the wrong way.
+    raw = {"info": {"t": 9, "i": 7, "S": "BUY", "l": qty, "L": price, "n": "0", "N": "USDT", "T": 1}, "id": "9"}
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_trade(raw, "BTCUSDT")
