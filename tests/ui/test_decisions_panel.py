@@ -148,7 +148,7 @@ def test_a_rationale_without_spaces_wraps_inside_a_narrow_card(qtbot):
     card = PendingCard(p)
     qtbot.addWidget(card)
     panel_svc = DecisionService(OfflineProvider(), market_with_bars(), timeframe="1s")
-    from app.view import decision_board
+    from app.view.decisions import decision_board
 
     (row,) = decision_board(panel_svc, book, book.instruments, book.clock()).pending
     card.show_row(row, target=False)

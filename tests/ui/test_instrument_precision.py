@@ -15,7 +15,7 @@ from app.trading.proposals import ProposalBook
 from app.ui.blotter import DeclaredTableModel, _id, _symbol, fill_columns, order_columns, position_columns
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.decisions import PendingCard
-from app.view import decision_board
+from app.view.decisions import decision_board
 
 XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_notional=D("5"))
 

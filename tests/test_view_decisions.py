@@ -20,7 +20,7 @@ from app.market.instruments import Instrument, Instruments
 from app.market.state import MarketData
 from app.models import Side, Trade
 from app.trading.proposals import ProposalBook
-from app.view import audit_text, badge_text, cache_line, decision_board, duration_text, key_target
+from app.view.decisions import audit_text, badge_text, cache_line, decision_board, duration_text, key_target
 
 T0 = 1_700_000_000_000
 XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_notional=D("5"))
