@@ -29,7 +29,10 @@ MASK = "***"
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s]: %(message)s"
-NOISY = ("websockets", "httpx", "httpcore")
+# Libraries whose INFO lines are per request or per frame: WARNING and above only. openai's client speaks through
+# httpx2 / httpcore2 (its "HTTP Request: POST .../chat/completions" line per decision filled the log dock), other
+# code through httpx / httpcore.
+NOISY = ("websockets", "httpx", "httpcore", "httpx2", "httpcore2", "openai")
 
 log = logging.getLogger(__name__)
 
