@@ -1,4 +1,5 @@
-"""The latest market picture per symbol: candles for every timeframe, best bid/offer, last trade.
+"""The latest market picture per symbol: candles for every timeframe, best bid/offer, last trade, and the most recent
+trades (the Trades dock's tape).
 
 Written by the session's market task from bus batches; read by the UI on its timer (``version`` tells it
 whether anything changed).
@@ -6,12 +7,15 @@ whether anything changed).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from app.market.candles import TIMEFRAMES, CandleAggregator
 from app.models import Candle, MarketEvent, Quote, Trade
+
+RECENT_TRADES = 500  # trades kept per symbol for the tape (and the sizes a big print is judged against)
 
 
 @dataclass(slots=True)
@@ -20,8 +24,16 @@ class SymbolMarket:
     candles: CandleAggregator
     quote: Quote | None = None
     last_trade: Trade | None = None
-    trades: int = 0
+    trades: int = 0  # applied since start
     version: int = 0
+    # The newest RECENT_TRADES trades, oldest first, as the exchange sent them.
+    recent: deque[Trade] = field(default_factory=lambda: deque(maxlen=RECENT_TRADES))
+
+    @property
+    def recent_first_seq(self) -> int:
+        """The number since start (0-based) of the oldest trade in ``recent``: a trade's sequence number stays put
+        while it is kept, so it identifies a trade whose exchange id repeats."""
+        return self.trades - len(self.recent)
 
 
 @dataclass
@@ -56,6 +68,7 @@ class MarketData:
             m = self.by_symbol[symbol]
             m.candles.on_trades(ts)
             m.last_trade = ts[-1]
+            m.recent.extend(ts)
             self.last_exchange_ms = max(self.last_exchange_ms, max(t.exchange_ms for t in ts))
             m.trades += len(ts)
             m.version += 1
