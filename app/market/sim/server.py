@@ -522,6 +522,8 @@ class ExchangeSimulator:
             start = _int_param(params, "startTime", None, 0, 2**63 - 1)
             end = _int_param(params, "endTime", None, 0, 2**63 - 1)
             return await self.source.klines(symbol, interval, limit, start, end)
+        if path == "/api/v3/ticker/24hr":
+            return await _tickers_24h(self.source, params)
         raise RestError(404, -1, f"no such endpoint: {path}")
 
 
@@ -543,6 +545,61 @@ def _exchange_info(source: Any, params: dict[str, str]) -> dict[str, Any]:
         raise invalid_symbol()
     return {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
             "symbols": [markets[w.upper()].symbol_info() for w in wanted]}
+
+
+async def _tickers_24h(source: Any, params: dict[str, str]) -> Any:
+    """``/api/v3/ticker/24hr`` (``symbol=A``: one object; ``symbols=["A","B"]`` or nothing: a list) from the
+    source's own bars: the rolling 24 h as 5 min klines (the first open to the last close). A symbol the source does
+    not make is Binance's "invalid symbol"."""
+    if "symbol" in params:
+        return await _ticker_24h(source, _param(params, "symbol").upper())
+    if "symbols" in params:
+        try:
+            wanted = orjson.loads(params["symbols"])
+        except orjson.JSONDecodeError:
+            raise RestError(400, -1100, "Illegal characters found in parameter 'symbols'.") from None
+        if not isinstance(wanted, list) or not wanted or any(not isinstance(w, str) for w in wanted):
+            raise RestError(400, -1100, "Illegal characters found in parameter 'symbols'.")
+    else:
+        markets = getattr(source, "markets", None)
+        wanted = list(markets) if markets else sorted(getattr(source, "symbols_held", ()))
+        if not wanted and isinstance(source, SyntheticMarket):
+            wanted = [source.symbol]
+    return [await _ticker_24h(source, w.upper()) for w in wanted]
+
+
+async def _ticker_24h(source: Any, symbol: str) -> dict[str, Any]:
+    from decimal import Decimal
+
+    if not source.serves(f"{symbol.lower()}@trade"):
+        raise invalid_symbol()
+    now_ms = time.time_ns() // 1_000_000
+    bars = await source.klines(symbol, "5m", 289)  # 288 whole bars and the one forming: 24 h to the bar
+    if not bars:
+        raise invalid_symbol()
+    hi = max(bars, key=lambda b: float(b[2]))[2]
+    lo = min(bars, key=lambda b: float(b[3]))[3]
+    open_, last = Decimal(bars[0][1]), Decimal(bars[-1][4])
+    volume = sum(Decimal(b[5]) for b in bars)
+    quote_volume = sum(Decimal(b[7]) for b in bars)
+    change = last - open_
+    eight = Decimal("1e-8")
+    try:
+        book = await source.depth_snapshot(symbol, 1)
+        bid, ask = (book["bids"] or [["0", "0"]])[0], (book["asks"] or [["0", "0"]])[0]
+    except RestError:  # a replay without a book yet
+        bid = ask = ["0.00000000", "0.00000000"]
+    return {
+        "symbol": symbol, "priceChange": f"{change.quantize(eight)}",
+        "priceChangePercent": f"{(change / open_ * 100).quantize(Decimal('0.001'))}",
+        "weightedAvgPrice": f"{(quote_volume / volume).quantize(eight) if volume else last}",
+        "prevClosePrice": bars[0][1], "lastPrice": bars[-1][4], "lastQty": "0.00000000",
+        "bidPrice": bid[0], "bidQty": bid[1], "askPrice": ask[0], "askQty": ask[1],
+        "openPrice": bars[0][1], "highPrice": hi, "lowPrice": lo,
+        "volume": f"{volume.quantize(eight)}", "quoteVolume": f"{quote_volume.quantize(eight)}",
+        "openTime": bars[0][0], "closeTime": now_ms, "firstId": -1, "lastId": -1,
+        "count": sum(int(b[8]) for b in bars),
+    }
 
 
 def _property(client: _Client, method: str, params: Any, request_id: Any) -> dict[str, Any]:

@@ -1,0 +1,203 @@
+"""24 h statistics: the built-in exchange serves Binance's /ticker/24hr from its own market, the poller reads it over
+loopback, and an answer that is hostile or absurd is refused at the boundary and counted, never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import httpx
+import pytest
+
+from app.market.exchanges import plan
+from app.market.sim.markets import MultiMarket
+from app.market.sim.server import ExchangeSimulator
+from app.market.ticker24h import (
+    Ticker24hError,
+    Ticker24hPoller,
+    Ticker24hSource,
+    parse_binance_answer,
+    parse_coinbase_product,
+    source_for,
+)
+
+SYMBOLS = ["BTCUSDT", "XRPUSDT"]
+
+
+def client_factory():
+    client = httpx.AsyncClient(timeout=5.0)
+
+    async def get() -> httpx.AsyncClient:
+        return client
+
+    return client, get
+
+
+def good_entry(symbol: str = "BTCUSDT", last: str = "61000.00", open_: str = "60000.00") -> dict:
+    high, low = max(float(last), float(open_)) * 1.01, min(float(last), float(open_)) * 0.99
+    return {"symbol": symbol, "lastPrice": last, "openPrice": open_, "highPrice": f"{high:.8f}",
+            "lowPrice": f"{low:.8f}",
+            "priceChangePercent": f"{(float(last) - float(open_)) / float(open_) * 100:.3f}",
+            "quoteVolume": "123456789.12", "volume": "2000.5", "closeTime": 1_700_000_000_000}
+
+
+# ----- the built-in exchange on loopback --------------------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["binance", "binance-futures"])
+async def test_the_built_in_exchange_serves_24h_statistics_the_poller_reads(protocol):
+    async with ExchangeSimulator(MultiMarket.for_symbols(SYMBOLS, 20.0), protocol=protocol) as sim:
+        exchange = "binance-futures" if protocol == "binance-futures" else "binance"
+        feed = plan(exchange, SYMBOLS, ws_url=sim.ws_url, rest_url=sim.rest_url, simulated=True)
+        source = source_for(exchange, feed, simulated=True)
+        assert isinstance(source, Ticker24hSource)
+        client, get = client_factory()
+        try:
+            poller = Ticker24hPoller(get, source, SYMBOLS)
+            await poller.poll_once()
+            # What the exchange's own 24 h klines say: the first open and the last close of a day of 5 min bars.
+            bars = (await client.get(f"{sim.rest_url}/api/v3/klines",
+                                     params={"symbol": "XRPUSDT", "interval": "5m", "limit": 289})).json()
+        finally:
+            await client.aclose()
+    assert poller.failures == 0 and poller.refused == 0, poller.last_error
+    assert set(poller.stats) == set(SYMBOLS)
+    xrp = poller.get("XRPUSDT")
+    assert xrp is not None
+    assert xrp.open == pytest.approx(float(bars[0][1]))
+    assert xrp.low <= xrp.last <= xrp.high and xrp.low <= xrp.open <= xrp.high
+    assert xrp.change_pct == pytest.approx((xrp.last - xrp.open) / xrp.open * 100, abs=1e-3)
+    assert 0.3 < xrp.last < 1.2, "the synthetic XRP market starts near 0.6"
+    assert xrp.quote_volume > 0
+    assert poller.why_missing("XRPUSDT") == ""
+
+
+@pytest.mark.asyncio
+async def test_the_built_in_exchange_refuses_an_unknown_symbol_as_binance_does():
+    async with ExchangeSimulator(MultiMarket.for_symbols(SYMBOLS, 20.0)) as sim, httpx.AsyncClient() as client:
+        resp = await client.get(f"{sim.rest_url}/api/v3/ticker/24hr", params={"symbol": "NOPEUSDT"})
+        every = await client.get(f"{sim.rest_url}/api/v3/ticker/24hr")
+    assert resp.status_code == 400 and resp.json()["code"] == -1121
+    assert [e["symbol"] for e in every.json()] == SYMBOLS
+
+
+# ----- hostile answers --------------------------------------------------------------------------------------------
+class CannedExchange:
+    """A real HTTP server on loopback that answers every request with the body it is given."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: bytes = b"[]"
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> CannedExchange:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readline() not in (b"\r\n", b""):
+            pass
+        self.requests += 1
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close"
+                     b"\r\n\r\n%s" % (self.status, len(self.body), self.body))
+        await writer.drain()
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_absurd_values_are_refused_counted_and_never_shown():
+    async with CannedExchange() as exchange:
+        client, get = client_factory()
+        poller = Ticker24hPoller(get, Ticker24hSource("binance", exchange.url), SYMBOLS)
+        try:
+            exchange.body = json.dumps([good_entry("BTCUSDT"), good_entry("XRPUSDT", "0.6100", "0.6000")]).encode()
+            await poller.poll_once()
+            assert poller.get("XRPUSDT") is not None and poller.refused == 0
+
+            bad_xrp = good_entry("XRPUSDT", "1e400", "0.6000")  # infinite once parsed
+            exchange.body = json.dumps([good_entry("BTCUSDT", "62000.00"), bad_xrp,
+                                        good_entry("EVILUSDT")]).encode()
+            await poller.poll_once()
+        finally:
+            await client.aclose()
+    assert poller.refused == 2, "the infinite price and the symbol nobody asked for"
+    assert poller.get("XRPUSDT") is None, "a refused value is not shown, nor the previous one as if it were current"
+    assert "XRPUSDT" in poller.why_missing("XRPUSDT") or "lastPrice" in poller.why_missing("XRPUSDT")
+    assert poller.get("BTCUSDT") is not None and poller.get("BTCUSDT").last == 62000.0
+    assert "EVILUSDT" not in poller.stats
+
+
+@pytest.mark.asyncio
+async def test_a_failing_exchange_is_counted_and_logged_and_the_poller_goes_on(caplog):
+    async with CannedExchange() as exchange:
+        client, get = client_factory()
+        poller = Ticker24hPoller(get, Ticker24hSource("binance", exchange.url), SYMBOLS, interval_s=0.01)
+        try:
+            exchange.status, exchange.body = 500, b'{"code":-1000}'
+            await poller.poll_once()
+            exchange.status, exchange.body = 200, b'{"not": "a list"}'
+            await poller.poll_once()
+            exchange.body = b"not json at all"
+            await poller.poll_once()
+            # run() never ends on a failure: it keeps polling at its interval
+            exchange.status, exchange.body = 500, b"{}"
+            task = asyncio.create_task(poller.run())
+            while exchange.requests < 6:
+                await asyncio.sleep(0.01)
+            assert not task.done()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await client.aclose()
+    assert poller.failures >= 6
+    assert poller.stats == {}
+    assert "HTTP 500" in poller.why_missing("BTCUSDT")
+    assert any("24 h statistics" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("lastPrice", "-5"), ("lastPrice", "nan"), ("openPrice", "0"), ("highPrice", "1"),  # high under low
+    ("lowPrice", "abc"), ("quoteVolume", "-1"), ("priceChangePercent", "55.0"),  # disagrees with open and last
+    ("symbol", 7), ("lastPrice", True), ("lastPrice", "1e13"),
+])
+def test_each_absurd_field_is_refused_with_a_reason(field, value):
+    entry = good_entry()
+    entry[field] = value
+    found, problems = parse_binance_answer([entry], ["BTCUSDT"], received_ms=1)
+    assert found == {}
+    assert problems and all(isinstance(v, str) and v for v in problems.values())
+
+
+def test_a_good_answer_parses_to_finite_numbers():
+    found, problems = parse_binance_answer([good_entry()], ["BTCUSDT"], received_ms=5)
+    assert problems == {}
+    t = found["BTCUSDT"]
+    assert t.change_pct == pytest.approx(1000 / 60000 * 100)
+    assert all(math.isfinite(x) for x in (t.last, t.open, t.high, t.low, t.quote_volume))
+    assert t.received_ms == 5
+
+
+def test_coinbase_product_gives_its_24h_change_and_kraken_says_why_not():
+    t = parse_coinbase_product({"product_id": "BTC-USD", "price": "61000.5", "price_percentage_change_24h": "1.5",
+                                "volume_24h": "1000"}, "BTCUSD", received_ms=1)
+    assert t.last == 61000.5 and t.change_pct == 1.5
+    assert t.open == pytest.approx(61000.5 / 1.015)
+    with pytest.raises(Ticker24hError):
+        parse_coinbase_product({"price": "61000.5", "price_percentage_change_24h": "inf"}, "BTCUSD", received_ms=1)
+    with pytest.raises(Ticker24hError):
+        parse_coinbase_product({"price": "61000.5", "price_percentage_change_24h": "-100"}, "BTCUSD", received_ms=1)
+    kraken = source_for("kraken", plan("kraken", ["BTCUSD"]), simulated=False)
+    assert isinstance(kraken, str) and "Kraken" in kraken
+    coinbase = source_for("coinbase", plan("coinbase", ["BTCUSD"]), simulated=False)
+    assert isinstance(coinbase, Ticker24hSource) and coinbase.api == "coinbase"
