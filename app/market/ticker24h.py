@@ -82,6 +82,19 @@ def source_for(exchange: str, feed: FeedPlan, *, simulated: bool) -> Ticker24hSo
     return f"no 24 h statistics for {exchange}"
 
 
+class Ticker24hUnavailable:
+    """What the watchlist reads where the exchange gives no 24 h statistics: none, and the reason."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def get(self, symbol: str) -> Ticker24h | None:
+        return None
+
+    def why_missing(self, symbol: str) -> str:
+        return self.why
+
+
 # ----- parsing (pure) -----------------------------------------------------------------------------------------
 def _num(entry: Mapping[str, Any], name: str, *, sign: str = "positive", optional: bool = False) -> float | None:
     """``sign``: "positive", "nonneg" or "any"."""
