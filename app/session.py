@@ -18,7 +18,7 @@ from app.llm.local import DECISION_TIMEOUT_S as LOCAL_DECISION_TIMEOUT_S
 from app.llm.local import LocalModelProvider
 from app.llm.providers import DecisionProvider, OfflineProvider, OpenAIProvider
 from app.llm.service import DecisionService
-from app.market import exchanges, history
+from app.market import exchanges, history, ticker24h
 from app.market.adapters import binance, coinbase, kraken
 from app.market.book_guard import CoinbaseSequenceGuard, KrakenBookGuard
 from app.market.bus import EventBus, Subscription
@@ -89,6 +89,9 @@ class Session:
         self.history_loaded: dict[str, int] = {}
         self.supervisor = Supervisor()  # every task's lifetime: faults counted, restarted or shown as FAULT
         self._http = None  # httpx.AsyncClient, made on first use
+        # The watchlist's 24 h statistics: polled from the feed's exchange once it is known (start), or why none.
+        self.ticker24h: ticker24h.Ticker24hPoller | ticker24h.Ticker24hUnavailable = ticker24h.Ticker24hUnavailable(
+            "24 h statistics not loaded yet")
         self._sequenced_book = True
         self._depth_path, self._klines_path = exchanges.SPOT_DEPTH_PATH, exchanges.SPOT_KLINES_PATH
         self.kraken_books: KrakenBookGuard | None = None
@@ -375,6 +378,11 @@ class Session:
         sup.supervise("market", lambda: self._run_market(rest_base), restart_factory=self._consume_market)
         sup.supervise("decisions", self.decisions.run)
         sup.supervise("desk", lambda: self._run_desk(rest_base))
+        self.ticker24h = ticker24h.for_feed(s.sim_protocol if s.exchange == "sim" else s.exchange, feed,
+                                            simulated=s.exchange == "sim", client=self._http_client,
+                                            symbols=self.symbols)
+        if isinstance(self.ticker24h, ticker24h.Ticker24hPoller):  # slow, never fatal: failures are counted
+            sup.supervise("24 h statistics", self.ticker24h.run)
         # Its own subscription, consumed by its own task: the desk does not feed the broker.
         sup.supervise(f"{self.desk.broker.mode.lower()} broker", self._run_broker)
         self.decisions.on_task_fault = lambda name, exc: sup.record_fault(name, exc, stopped=False)

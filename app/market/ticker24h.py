@@ -294,3 +294,12 @@ class Ticker24hPoller:
             else:
                 raise Ticker24hError(f"unknown statistics API {api!r}")
         return out
+
+
+def for_feed(exchange: str, feed: FeedPlan, *, simulated: bool, client: Callable[[], Awaitable[httpx.AsyncClient]],
+             symbols: Iterable[str]) -> Ticker24hPoller | Ticker24hUnavailable:
+    """The session's 24 h statistics for this feed: a poller (to run, supervised) or the reason there are none."""
+    source = source_for(exchange, feed, simulated=simulated)
+    if isinstance(source, str):
+        return Ticker24hUnavailable(source)
+    return Ticker24hPoller(client, source, symbols)

@@ -201,3 +201,29 @@ def test_coinbase_product_gives_its_24h_change_and_kraken_says_why_not():
     assert isinstance(kraken, str) and "Kraken" in kraken
     coinbase = source_for("coinbase", plan("coinbase", ["BTCUSD"]), simulated=False)
     assert isinstance(coinbase, Ticker24hSource) and coinbase.api == "coinbase"
+
+
+@pytest.mark.asyncio
+async def test_the_session_polls_the_built_in_exchange_and_the_watchlist_shows_the_24h_change(tmp_path):
+    import time
+
+    from app.config import Settings
+    from app.session import Session
+    from app.view.watchlist import PriceMemory, watchlist
+    from tests.conftest import wait_until
+
+    s = Settings(symbols=["XRPUSDT"], sim_process=False, sim_trades_per_s=50.0, history_bars=0,
+                 journal_path=tmp_path / "journal.sqlite3", decision_source="rules")
+    session = Session(s)
+    assert session.ticker24h.get("XRPUSDT") is None and session.ticker24h.why_missing("XRPUSDT")
+    try:
+        await session.start()
+        assert "24 h statistics" in {t.get_name() for t in session.supervisor.tasks}
+        await wait_until(lambda: session.ticker24h.get("XRPUSDT") is not None, timeout=15, what="24 h statistics")
+        await wait_until(lambda: session.market["XRPUSDT"].last_trade is not None, timeout=15, what="a trade")
+        row = watchlist(session.market, session.instruments, memory=PriceMemory(), stats24h=session.ticker24h,
+                        now_ns=time.perf_counter_ns()).row("XRPUSDT")
+    finally:
+        await session.stop()
+    assert row.change_24h.endswith(" %") and row.change_24h_pct is not None
+    assert session.task_faults == 0
