@@ -344,6 +344,24 @@ class PaperBroker:
                 n += 1
         return CancelReport(n)
 
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
+        """Move a bracket leg (the desk's ``move_bracket``): the leg is canceled and ``req`` (its new price, for what
+        the old one had left) placed at once, as the legs are (exchange-side), linked to the same sibling (OCO).
+        None when ``order_id`` is no open bracket leg."""
+        old = self._open.get(order_id)
+        if old is None or old.request.origin is not OrderOrigin.BRACKET:
+            return None
+        sibling_id = self._oco.get(order_id)
+        req = dataclasses.replace(req, qty=old.remaining, origin=OrderOrigin.BRACKET,
+                                  parent_id=old.request.parent_id, reduce_only=True)
+        self._close(old, OrderStatus.CANCELED, f"moved: replaced by {self.id_prefix}{self._next_order}")
+        new = self._register(req)
+        if new.status.is_open:
+            if sibling_id is not None and sibling_id in self._open:
+                self._oco[new.id], self._oco[sibling_id] = sibling_id, new.id
+            self._arrive(new)
+        return new
+
     async def start(self) -> None:
         """Nothing to connect or reconcile: the paper account is the journal's."""
 

@@ -289,7 +289,190 @@ class TradingDesk:
         return ActionResult(True, f"rejected {p.action.value} {p.decision.symbol}")
 
     async def submit_manual(self, req: OrderRequest) -> ActionResult:
+        if req.type is OrderType.STOP_MARKET:  # a stop entry must wait for the market, not trigger on arrival
+            problem = self._stop_entry_problem(self._on_filters(req))
+            if problem is not None:
+                return self._refuse(problem)
         return await self._send(req)
+
+    # ----- the screen's commands (the ticket, the blotter, the chart, hotkeys) --------------------------------
+    async def replace_order(self, order_id: str, *, price: Decimal | None = None, qty: Decimal | None = None,
+                            stop_price: Decimal | None = None) -> ActionResult:
+        """Modify a working limit or stop order: its price and/or quantity. Done as cancel + new (paper and live
+        alike: the journal keeps each order's request as sent), through the same filters and risk checks as a new
+        order, judged without the order it replaces. ``qty`` is the new order's quantity (default: what the old one
+        had left). A bracket leg is moved with ``move_bracket`` (its quantity follows the position)."""
+        old = self.broker.get(order_id)
+        if old is None or not old.status.is_open:
+            return self._refuse(f"order {order_id} is not working: nothing to replace")
+        r, inst = old.request, self.instruments.get(old.symbol)
+        if r.type is OrderType.MARKET:
+            return self._refuse(f"order {order_id} is a market order: only a limit or stop order can be replaced")
+        if r.origin is OrderOrigin.BRACKET:
+            if qty is not None and qty != old.remaining:
+                return self._refuse(f"order {order_id} is a bracket leg: its quantity follows the position; "
+                                    "move its price instead")
+            if r.type is OrderType.STOP_MARKET:
+                return await self.move_bracket(old.symbol, stop_loss=stop_price or price)
+            return await self.move_bracket(old.symbol, take_profit=price)
+        changes: dict[str, Any] = {"qty": old.remaining if qty is None else qty}
+        if r.type is OrderType.LIMIT and price is not None:
+            changes["limit_price"] = price
+        if r.type is OrderType.STOP_MARKET and (stop_price or price) is not None:
+            changes["stop_price"] = stop_price or price
+        req = self._on_filters(dataclasses.replace(r, **changes))
+        if (req.qty, req.limit_price, req.stop_price) == (old.remaining, r.limit_price, r.stop_price):
+            return self._refuse(f"order {order_id} already is {self._describe(req, inst)}: nothing to change")
+        if req.type is OrderType.STOP_MARKET and (problem := self._stop_entry_problem(req)) is not None:
+            return self._refuse(problem)
+        veto = self._veto(req, without=order_id)
+        if veto is not None:
+            return veto
+        if not await self.broker.cancel(order_id):
+            return self._refuse(f"order {order_id} was not replaced: it could not be canceled (filled or ended "
+                                "meanwhile)")
+        result = await self._submit(req)
+        if not result.ok:
+            return self._refuse(f"order {order_id} was canceled, but its replacement was refused: {result.message}")
+        return ActionResult(True, f"{self.broker.mode} {self._describe(req, inst)} replaces order {order_id} · "
+                                  f"order {result.order_id}", order_id=result.order_id)
+
+    async def move_bracket(self, symbol: str, *, stop_loss: Decimal | None = None,
+                           take_profit: Decimal | None = None) -> ActionResult:
+        """Move the position's working stop-loss and/or take-profit to absolute prices (on the tick). A stop-loss on
+        the wrong side of the market (it would trigger at once), or a take-profit already reached, is refused in
+        words; the moved leg goes through the risk checks as a new order. Paper: the leg is replaced and stays linked
+        to its sibling (OCO); live: the stop is canceled at the exchange and placed again at the new price (a
+        refused new stop is put back at the old price), the take-profit the terminal holds is replaced here."""
+        if stop_loss is None and take_profit is None:
+            return self._refuse("give a stop-loss or a take-profit price to move to")
+        inst = self.instruments.get(symbol)
+        pos = self.portfolio.position(symbol)
+        if pos.qty == 0:
+            return self._refuse(f"no {symbol} position: no stop-loss or take-profit to move")
+        last = self.last_price(symbol)
+        if last is None:
+            return self._refuse(f"no market price for {symbol} yet: the bracket cannot be checked")
+        long = pos.qty > 0
+        what = "long" if long else "short"
+        legs = [o for o in self.broker.open_orders(symbol) if o.request.origin is OrderOrigin.BRACKET]
+        plan: list[tuple[Order, OrderRequest, str]] = []
+        for name, price, kind in (("stop-loss", stop_loss, OrderType.STOP_MARKET),
+                                  ("take-profit", take_profit, OrderType.LIMIT)):
+            if price is None:
+                continue
+            if not price > 0:
+                return self._refuse(f"{name} price {inst.fmt_price(price)} must be greater than zero")
+            px = inst.round_price(price)
+            mine = [o for o in legs if o.request.type is kind]
+            if not mine:
+                return self._refuse(f"no {name} working on the {symbol} position to move")
+            below = name == "stop-loss" if long else name == "take-profit"
+            if (px >= last) if below else (px <= last):
+                side = "below" if below else "above"
+                act = "sell" if long else "buy back"
+                return self._refuse(
+                    f"{name} {inst.fmt_price(px)} for the {what} {symbol} position is not {side} the market "
+                    f"{inst.fmt_price(last)}: it would {act} at once; a {name} on a {what} sits {side} the market")
+            field = "stop_price" if kind is OrderType.STOP_MARKET else "limit_price"
+            plan += [(o, dataclasses.replace(o.request, qty=o.remaining, **{field: px}), name) for o in mine]
+        for old, req, _name in plan:
+            # Judged as the leg it replaces: without it, and without its OCO sibling (at most one of them fills).
+            pid = old.request.parent_id
+            pair = {o.id for o in legs if o.id == old.id or (pid is not None and o.request.parent_id == pid)}
+            veto = self._veto(req, without=pair)
+            if veto is not None:
+                return veto
+        replace_leg = getattr(self.broker, "replace_leg", None)
+        if replace_leg is None:
+            return self._refuse(f"{self.broker.label} cannot move bracket legs")
+        said: list[str] = []
+        ok = True
+        for old, req, name in plan:
+            px = req.stop_price if req.type is OrderType.STOP_MARKET else req.limit_price
+            was = old.request.stop_price if req.type is OrderType.STOP_MARKET else old.request.limit_price
+            new = await replace_leg(old.id, req)
+            self.version += 1
+            if new is None or not (new.status.is_open or new.status is OrderStatus.FILLED):
+                ok = False
+                why = (new.reject_reason if new is not None else None) or "the old leg could not be canceled"
+                said.append(f"{name} not moved ({why}); it stays at {inst.fmt_price(was)}")
+                continue
+            said.append(f"{name} {inst.fmt_price(was)} -> {inst.fmt_price(px)} "
+                        f"({req.side.value} {inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}")
+        text = f"{self.broker.mode} {symbol} {what}: " + "; ".join(said)
+        self._say("info" if ok else "warn", text)
+        return ActionResult(ok, text)
+
+    async def cancel_all(self, symbols: Iterable[str] | None = None) -> ActionResult:
+        """Cancel every working order (of ``symbols``, or every symbol): no flatten, no halt. What the exchange
+        would not cancel is said."""
+        targets = [None] if symbols is None else list(symbols)
+        canceled, refused = 0, []
+        for s in targets:
+            report = await self.broker.cancel_all(s)
+            canceled += report.canceled
+            refused += report.refused
+        where = "every symbol" if symbols is None else ", ".join(str(s) for s in targets)
+        text = f"{self.broker.mode} cancel all ({where}): {canceled} orders canceled"
+        if refused:
+            text += f"; the exchange refused to cancel {len(refused)}: {'; '.join(refused)}"
+        self._say("info" if not refused else "warn", text)
+        self.version += 1
+        return ActionResult(not refused, text)
+
+    async def flatten_all(self) -> ActionResult:
+        """Close every position at market (each symbol's working orders canceled first), without halting."""
+        results = []
+        for s in self.books:
+            if self.portfolio.position(s).qty != 0:
+                result, _report = await self._flatten(s)
+                results.append(result)
+        if not results:
+            return self._refuse("no position to flatten")
+        failed = [r.message for r in results if not r.ok]
+        text = f"{self.broker.mode} flatten all: {len(results) - len(failed)} of {len(results)} positions closing"
+        if failed:
+            text += f" (failed: {'; '.join(failed)})"
+        self._say("info" if not failed else "warn", text)
+        self.version += 1
+        return ActionResult(not failed, text)
+
+    def set_auto_approve(self, on: bool) -> ActionResult:
+        """Turn auto-approve on or off (the window asks the trader first when live); said in the desk's messages."""
+        was = self.proposals.auto_approve
+        self.proposals.auto_approve = on
+        self.version += 1
+        state = "ON" if on else "OFF"
+        if was != on:
+            self._say("warn" if on else "info", f"auto-approve {state} ({self.broker.label})")
+        return ActionResult(True, f"auto-approve {state}")
+
+    def _stop_entry_problem(self, req: OrderRequest) -> str | None:
+        """A stop order waits for the market to reach it: a buy stop above the market, a sell stop below. One already
+        reached would trigger on arrival, a market order in disguise: refused in words."""
+        last = self.last_price(req.symbol)
+        if req.stop_price is None or last is None:
+            return None  # risk says what is missing
+        inst = self.instruments.get(req.symbol)
+        buy = req.side is Side.BUY
+        if (req.stop_price <= last) if buy else (req.stop_price >= last):
+            side = "above" if buy else "below"
+            return (f"{req.side.value} stop {inst.fmt_price(req.stop_price)} {req.symbol} is not {side} the market "
+                    f"{inst.fmt_price(last)}: it would trigger at once; a {req.side.value.lower()} stop sits {side} "
+                    "the market (use a market or limit order to trade now)")
+        return None
+
+    @staticmethod
+    def _describe(req: OrderRequest, inst: Any) -> str:
+        """An order in the trader's words: BUY 10.3 XRPUSDT limit @ 0.5901 (stop @ … for a stop order)."""
+        price = ""
+        if req.type is OrderType.LIMIT and req.limit_price is not None:
+            price = f" @ {inst.fmt_price(req.limit_price)}"
+        elif req.type is OrderType.STOP_MARKET and req.stop_price is not None:
+            price = f" @ {inst.fmt_price(req.stop_price)}"
+        kind = "stop" if req.type is OrderType.STOP_MARKET else req.type.value.lower()
+        return f"{req.side.value} {inst.fmt_qty(req.qty)} {req.symbol} {kind}{price}"
 
     async def cancel(self, order_id: str) -> ActionResult:
         if await self.broker.cancel(order_id):
@@ -406,12 +589,14 @@ class TradingDesk:
             fitted = dataclasses.replace(fitted, qty=req.qty)
         return fitted
 
-    def _veto(self, req: OrderRequest) -> ActionResult | None:
+    def _veto(self, req: OrderRequest, *, without: str | set[str] = frozenset()) -> ActionResult | None:
+        """Risk's verdict; ``without``: the orders a replacement stands for (not counted among the open ones)."""
+        without = {without} if isinstance(without, str) else without
         veto = self.risk.check(
             req,
             last_price=self.last_price(req.symbol),
             position=self.portfolio.position(req.symbol),
-            open_orders=self.broker.open_orders(req.symbol),
+            open_orders=[o for o in self.broker.open_orders(req.symbol) if o.id not in without],
             day_pnl=self.portfolio.day_pnl(self._wall_ms()),
         )
         if veto is None:
@@ -425,10 +610,7 @@ class TradingDesk:
         self.version += 1
         if order.status is OrderStatus.REJECTED:
             return self._refuse(f"broker rejected the order: {order.reject_reason}")
-        inst = self.instruments.get(req.symbol)
-        qty = inst.fmt_qty(order.request.qty)  # as the broker took it, on the lot grid
-        price = f" @ {inst.fmt_price(order.request.limit_price)}" if order.request.limit_price is not None else ""
-        what = f"{req.side.value} {qty} {req.symbol} {req.type.value.lower()}{price}"
+        what = self._describe(order.request, self.instruments.get(req.symbol))  # as the broker took it
         self._say("info", f"sent {what}")
         # What the trader reads under the ticket or the card: the order in words, where it went, then its id.
         return ActionResult(True, f"{self.broker.mode} {what} sent · order {order.id}", order_id=order.id)

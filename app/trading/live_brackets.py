@@ -195,6 +195,52 @@ class LiveBrackets:
         self._end(tp, reason)
         return True
 
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
+        """Move a leg: a held take-profit is replaced here (nothing at the exchange); a stop is canceled at the
+        exchange first (the coins it locks are free only then), then placed at the new price for what it had left.
+        A new stop the exchange refuses is placed again at the old price, so the position is never left without
+        one; the refused order is returned (its reason says why). None: no open leg, or the old stop could not be
+        canceled (it stays)."""
+        b = self.b
+        old = b._open.get(order_id)
+        if old is None or old.request.origin is not OrderOrigin.BRACKET:
+            return None
+        if is_held(old):
+            assert req.limit_price is not None
+            new = self._hold(dataclasses.replace(old.request, limit_price=req.limit_price))
+            self._end(old, f"moved: replaced by {new.id} at {_fmt(req.limit_price)}")
+            return new
+        if old.request.type is not OrderType.STOP_MARKET or req.stop_price is None:
+            return None
+        was = old.request.stop_price
+        self._tp_stops.add(old.id)  # canceled on purpose, the position stays: not "the position is gone"
+        try:
+            resp = await b._cancel_at_exchange(old.symbol, old.exchange_id, None if old.exchange_id else old.id)
+        except Exception as exc:
+            self._tp_stops.discard(old.id)
+            b.counters.cancel_refusals += 1
+            log.warning("stop %s not moved: it could not be canceled: %s", old.id, explain(exc))
+            if classify(exc) is ErrorKind.UNKNOWN_ORDER:
+                await b._refresh(old, "stop move: not cancelable")
+            return None
+        b.counters.cancels += 1
+        await b._apply_rest_order(old, resp)
+        if old.status is not OrderStatus.CANCELED:
+            return None  # it filled meanwhile: the position is out
+        old.reject_reason = f"moved: replaced by a stop at {_fmt(req.stop_price)}"
+        b._emit_order(old)
+        qty = min(old.remaining, self._room(old.symbol, old.request.side))
+        if qty <= 0:
+            return None
+        base = dataclasses.replace(old.request, type=OrderType.MARKET, qty=qty, stop_price=None)
+        new = await self._place_stop(base, req.stop_price)
+        if not (new.status.is_open or new.status is OrderStatus.FILLED) and not self._out_at_market(new) \
+                and was is not None:
+            log.warning("stop %s refused at %s (%s): placed again at %s", new.id, req.stop_price, new.reject_reason,
+                        was)
+            await self._place_stop(base, was)
+        return new
+
     # ------------------------------------------------------------------------------------------------ after a crash
 
     async def repair(self, rec: Reconciliation) -> None:

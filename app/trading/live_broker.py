@@ -439,6 +439,11 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
             self._emit_order(order)
         return not order.status.is_open
 
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
+        """Move a bracket leg to ``req``'s price (``LiveBrackets.replace_leg``); None: no open leg, or the stop at the
+        exchange could not be canceled."""
+        return await self._brackets.replace_leg(order_id, req)
+
     async def cancel_all(self, symbol: str | None = None) -> CancelReport:
         """Cancel every open order *at the exchange* for ``symbol`` (or every symbol of this session), ours or not;
         each refusal is one sentence."""
