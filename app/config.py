@@ -52,6 +52,68 @@ SymbolKey = Annotated[str, AfterValidator(_symbol)]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 
 
+# ---- trading hotkeys ---------------------------------------------------------------------------------------------
+# Every key the terminal answers to, in one table: the window binds from it and Help > Keyboard shortcuts lists it.
+# (action, group, what it does, default key). ``hotkeys`` in the settings file overrides single entries; an empty
+# string leaves an action without a key.
+HOTKEY_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("buy_at_ask", "Trading", "Buy at the ask (the ticket's quantity)", "Ctrl+Shift+B"),
+    ("sell_at_bid", "Trading", "Sell at the bid (the ticket's quantity)", "Ctrl+Shift+S"),
+    ("cancel_all", "Trading", "Cancel all working orders (positions stay)", "Ctrl+Shift+C"),
+    ("flatten_all", "Trading", "Flatten all positions", "Ctrl+Shift+F"),
+    ("kill_switch", "Trading", "Kill switch: cancel all, flatten, halt", "Ctrl+Shift+K"),
+    ("approve", "Decisions", "Approve the highlighted proposal", "A"),
+    ("reject", "Decisions", "Reject the highlighted proposal", "R"),
+    ("modify", "Decisions", "Modify the highlighted proposal", "M"),
+    ("ask_now", "Decisions", "Ask for a decision now", "Ctrl+Return"),
+    ("follow_live_edge", "Chart", "Follow the live edge (newest candle)", "End"),
+    *((f"timeframe_{tf}", "Chart", f"Chart timeframe {tf}", str(i)) for i, tf in enumerate(TIMEFRAMES, start=1)),
+    ("settings", "Window", "Settings", "Ctrl+,"),
+    ("keyboard_help", "Window", "Keyboard shortcuts (this list)", "F1"),
+    ("quit", "Window", "Quit", "Ctrl+Q"),
+)
+DEFAULT_HOTKEYS: dict[str, str] = {name: key for name, _, _, key in HOTKEY_ACTIONS}
+HOTKEY_LABELS: dict[str, str] = {name: label for name, _, label, _ in HOTKEY_ACTIONS}
+
+_MODIFIERS = {"ctrl": "Ctrl", "control": "Ctrl", "shift": "Shift", "alt": "Alt", "meta": "Meta"}
+_NAMED_KEYS = {k.lower(): k for k in (
+    "Return", "Enter", "Esc", "Escape", "Tab", "Backspace", "Space", "Insert", "Del", "Delete", "Home", "End",
+    "PgUp", "PgDown", "PageUp", "PageDown", "Left", "Right", "Up", "Down", "Pause", "Print",
+)}
+_PUNCTUATION = set("`-=[]\\;',./+*")
+
+
+def parse_key(text: str) -> str:
+    """A key sequence in Qt's portable text ("Ctrl+Shift+B", "F9", "End", "A"), canonical; "" for none.
+    ValueError, in words, for what is not one key with optional modifiers (Qt is not imported here)."""
+    text = text.strip()
+    if not text:
+        return ""
+    parts = text.split("+")
+    if text.endswith("++"):  # "Ctrl++": the plus key
+        parts = [*text[:-2].split("+"), "+"] if text[:-2] else ["+"]
+    *mods, key = [p.strip() for p in parts]
+    seen = []
+    for m in mods:
+        canon = _MODIFIERS.get(m.lower())
+        if canon is None:
+            raise ValueError(f"{text!r}: {m!r} is not a modifier (Ctrl, Shift, Alt, Meta)")
+        if canon in seen:
+            raise ValueError(f"{text!r}: {canon} twice")
+        seen.append(canon)
+    lower = key.lower()
+    if len(key) == 1 and (key.isalnum() or key in _PUNCTUATION):
+        name = key.upper()
+    elif lower in _NAMED_KEYS:
+        name = _NAMED_KEYS[lower]
+    elif lower[:1] == "f" and lower[1:].isdigit() and 1 <= int(lower[1:]) <= 35:
+        name = f"F{int(lower[1:])}"
+    else:
+        raise ValueError(f"{text!r} is not a key sequence (examples: Ctrl+Shift+B, F9, End, A)")
+    order = ["Ctrl", "Alt", "Shift", "Meta"]
+    return "+".join([*sorted(seen, key=order.index), name])
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -135,6 +197,35 @@ class Settings(BaseModel):
         "model_miss": 10_000.0, "approve_to_fill": 1_000.0,
     })
     theme: Literal["dark", "light"] = "dark"
+    # Trading hotkeys: action -> key ("Ctrl+Shift+B", "F9", "" for none); see HOTKEY_ACTIONS. An unknown action or
+    # a key that does not parse falls back to its default (settings_store names it); one key for two actions is
+    # refused.
+    hotkeys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
+
+    @field_validator("hotkeys")
+    @classmethod
+    def _valid_hotkeys(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = [k for k in v if k not in DEFAULT_HOTKEYS]
+        if unknown:
+            raise ValueError(f"unknown hotkey action {', '.join(map(repr, unknown))}: known are "
+                             f"{', '.join(DEFAULT_HOTKEYS)}")
+        keys = {**DEFAULT_HOTKEYS}
+        problems = []
+        for action, text in v.items():
+            try:
+                keys[action] = parse_key(str(text))
+            except ValueError as exc:
+                problems.append(f"{action}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        by_key: dict[str, list[str]] = {}
+        for action, key in keys.items():
+            if key:
+                by_key.setdefault(key, []).append(action)
+        dup = {k: a for k, a in by_key.items() if len(a) > 1}
+        if dup:
+            raise ValueError("; ".join(f"{k} is bound to both {' and '.join(a)}" for k, a in dup.items()))
+        return keys
 
     @field_validator("cache_tolerances")
     @classmethod

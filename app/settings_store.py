@@ -37,7 +37,7 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
-from app.config import PER_RUN_FIELDS, Settings
+from app.config import DEFAULT_HOTKEYS, PER_RUN_FIELDS, Settings, parse_key
 from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
 
 APP_NAME = "ai-trading-terminal"
@@ -57,6 +57,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "auto_approve", "auto_approve_min_confidence", "auto_approve_max_order_value", "journal_path")),
     ("Performance", ("ui_refresh_hz", "perf_thresholds_ms")),
     ("Appearance", ("theme", "sound_on_proposal")),
+    ("Keys", ("hotkeys",)),
 )
 
 # One line on each setting: the comment in the file and the tooltip in the dialog.
@@ -118,6 +119,8 @@ HELP: dict[str, str] = {
     "perf_thresholds_ms": "p99 thresholds in ms per performance stage; over one the panel and status bar warn",
     "theme": "dark or light",
     "sound_on_proposal": "a beep with each new proposal (the Decisions panel flashes either way)",
+    "hotkeys": "keyboard shortcuts: action = key (Ctrl+Shift+B, F9, End, A; empty: none); one key per action; "
+               "Help > Keyboard shortcuts lists them",
 }
 
 # Settings of earlier releases that mean something else now: ignored with a message saying what replaced them.
@@ -217,6 +220,21 @@ def validate_file_data(data: Mapping[str, Any], path: Path) -> tuple[Settings, l
             problems.append(ConfigProblem(path, f"cache_tolerances.{key}", "is not a cache feature (known: "
                                                  f"{', '.join(FEATURE_NAMES)}); ignored"))
         data["cache_tolerances"] = tolerances
+    hotkeys = data.get("hotkeys")
+    if isinstance(hotkeys, dict):  # an unknown action or a key that does not parse is one bad entry
+        kept = {}
+        for action, text in hotkeys.items():
+            if action not in DEFAULT_HOTKEYS:
+                problems.append(ConfigProblem(path, f"hotkeys.{action}", "is not a hotkey action (known: "
+                                                     f"{', '.join(DEFAULT_HOTKEYS)}); ignored"))
+                continue
+            try:
+                kept[action] = parse_key(str(text))
+            except ValueError as exc:
+                problems.append(ConfigProblem(path, f"hotkeys.{action}", f"{exc}; using the default "
+                                                     f"{DEFAULT_HOTKEYS[action] or '(none)'}"))
+                continue
+        data["hotkeys"] = kept
     for name in data.keys() & Settings.model_fields.keys():  # a table in the file adds to the default table
         default = getattr(defaults, name)
         if isinstance(default, dict) and isinstance(data[name], dict):

@@ -211,7 +211,8 @@ def test_file_shows_every_setting_and_leaves_out_per_run_options(tmp_path):
                            max_open_orders=3), path)
     text = path.read_text()
     assert tomllib.loads(text) == {"max_open_orders": 3, "cache_tolerances": {}, "perf_thresholds_ms": {},
-                                   "max_order_value_by_symbol": {}, "max_position_value_by_symbol": {}}
+                                   "max_order_value_by_symbol": {}, "max_position_value_by_symbol": {},
+                                   "hotkeys": {}}
     assigned = {line.removeprefix("# ").partition(" = ")[0] for line in text.splitlines() if " = " in line}
     assigned |= {line.strip("[]") for line in text.splitlines() if line.startswith("[")}
     assert assigned >= set(Settings.model_fields) - PER_RUN_FIELDS

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from PySide6 import QtCore, QtWidgets
 
-from app.config import PER_RUN_FIELDS, Settings
+from app.config import HOTKEY_LABELS, PER_RUN_FIELDS, Settings
 from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
 from app.market.candles import TIMEFRAMES
 from app.settings_store import HELP, SECTIONS, save_settings
@@ -44,6 +44,25 @@ LABELS: dict[str, str] = {
     "proposal_expiry_s": "Proposal expiry (s)", "max_drift_pct": "Max drift (%)", "auto_approve": "Auto-approve",
     "journal_path": "Journal file", "ui_refresh_hz": "Chart refresh (Hz)", "perf_thresholds_ms": "p99 thresholds (ms)",
     "theme": "Theme", "live_trading": "Live trading (real orders)", "live_testnet": "On the testnet (play money)",
+    "sim_process": "Built-in exchange in its own process", "decision_source": "Without an endpoint",
+    "local_model_threads": "Local model threads", "decision_interval_s": "Ask every (s)",
+    "cache_price_band_atr": "Price band (ATRs)", "sound_on_proposal": "Sound on a new proposal",
+    "hotkeys": "Keyboard shortcuts",
+}
+# Entries of tables whose keys are not words a trader reads: the hotkeys' actions.
+ENTRY_LABELS: dict[str, dict[str, str]] = {
+    "hotkeys": HOTKEY_LABELS,
+    "cache_tolerances": {
+        "ret_1": "Return, last bar (%)", "ret_5": "Return, 5 bars (%)", "ret_15": "Return, 15 bars (%)",
+        "ret_60": "Return, 60 bars (%)", "ema_spread_pct": "EMA fast vs slow (%)", "rsi": "RSI",
+        "atr_pct": "ATR (% of price)", "vwap_dist_pct": "Distance from VWAP (%)", "volume_ratio": "Volume ratio",
+        "spread_bps": "Bid/ask spread (bps)", "move_pct": "Move of the forming bar (%)",
+    },
+    "perf_thresholds_ms": {
+        "loop_lag": "Event-loop lag", "ui_frame": "UI frame", "receive_to_bus": "Receive to bus",
+        "candle_update": "Candle update", "model_miss": "Model answer (not cached)",
+        "approve_to_fill": "Approve to fill", "exchange_to_receive": "Exchange to receive",
+    },
 }
 EDITOR_MIN_WIDTH = 260
 _PLACEHOLDERS = {"llm_url": "empty: offline rules", "journal_path": "empty: user data directory",
@@ -84,11 +103,16 @@ class SettingsDialog(QtWidgets.QDialog):
     key_saved = QtCore.Signal()  # a new API key was stored (even if writing the file then failed)
 
     def __init__(self, settings: Settings, path: Path, secrets: Any = None,
-                 parent: QtWidgets.QWidget | None = None, *, mode_text: str = "PAPER") -> None:
+                 parent: QtWidgets.QWidget | None = None, *, mode_text: str = "PAPER",
+                 overridden: dict[str, str] | None = None) -> None:
         """``mode_text``: where this run's orders go ("PAPER", "LIVE · Binance testnet"), shown on the Live
-        trading tab: a change there applies from the next start, never to the running session."""
+        trading tab: a change there applies from the next start, never to the running session. ``overridden``:
+        settings this run's command-line flags override (field -> "--model gpt-4o"): the dialog says so, since
+        it shows the file's values, not the ones in use."""
         super().__init__(parent)
         self.mode_text = mode_text
+        self.overridden = dict(overridden or {})
+        self.name_labels: dict[str, QtWidgets.QLabel] = {}
         self.setWindowTitle("Settings")
         self.setObjectName("settingsDialog")
         self.original = settings
@@ -103,6 +127,12 @@ class SettingsDialog(QtWidgets.QDialog):
         outer = QtWidgets.QVBoxLayout(self)
         outer.setContentsMargins(8, 8, 8, 8)
         outer.setSpacing(6)
+        self.flags_note = QtWidgets.QLabel(self._flags_text())
+        self.flags_note.setObjectName("flagOverrides")
+        self.flags_note.setWordWrap(True)
+        self.flags_note.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.flags_note.setVisible(bool(self.overridden))
+        outer.addWidget(self.flags_note)
         self.tabs = QtWidgets.QTabWidget()
         for title, names in SECTIONS:
             page = QtWidgets.QWidget()
@@ -150,6 +180,13 @@ class SettingsDialog(QtWidgets.QDialog):
         self.validate()
 
     # ----- building -----------------------------------------------------------------------------------------
+    def _flags_text(self) -> str:
+        if not self.overridden:
+            return ""
+        what = ", ".join(f"{LABELS.get(n, n)} ({flag})" for n, flag in self.overridden.items())
+        return (f"Overridden by command-line flags in this run: {what}. This dialog shows and saves the file's "
+                "values, which apply when the terminal starts without those flags.")
+
     def _error_label(self) -> QtWidgets.QLabel:
         label = QtWidgets.QLabel("")
         label.setObjectName("formError")
@@ -160,8 +197,13 @@ class SettingsDialog(QtWidgets.QDialog):
 
     def _row(self, grid: QtWidgets.QGridLayout, key: str, label: str, editor: QtWidgets.QWidget, tip: str) -> None:
         row = grid.rowCount()
+        flag = self.overridden.get(key)
+        if flag is not None:  # the value in use now is the flag's, not this one
+            label = f"{label} ⚑"
+            tip = f"Overridden in this run by {flag}; this is the file's value. {tip}".strip()
         name = QtWidgets.QLabel(label)
         name.setToolTip(tip)
+        self.name_labels[key] = name
         editor.setToolTip(tip)
         editor.setObjectName(f"setting_{key.replace('.', '__')}")
         error = self._error_label()
@@ -232,7 +274,9 @@ class SettingsDialog(QtWidgets.QDialog):
             line.setPlaceholderText(f"default {_text(defaults[entry])}" if entry in defaults else "")
             line.textChanged.connect(self.validate)
             self._getters[f"{name}.{entry}"] = line.text
-            self._row(grid, f"{name}.{entry}", f"  {entry}", line, HELP.get(name, ""))
+            words = ENTRY_LABELS.get(name, {}).get(entry)
+            self._row(grid, f"{name}.{entry}", f"  {words or entry}", line,
+                      f"{entry}: {HELP.get(name, '')}" if words else HELP.get(name, ""))
 
     def _add_live_rows(self, grid: QtWidgets.QGridLayout) -> None:
         """This run's mode, and each exchange's keys: entered, cleared, and where the ones in use come from."""

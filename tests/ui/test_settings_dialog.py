@@ -147,7 +147,7 @@ def test_the_dialog_shows_the_settings_it_was_given(make_dialog):
     assert dialog.editors["cache_tolerances.rsi"].text() == ""
     assert dialog.candidate == s and dialog.summary.text() == "No changes."
     assert [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())] == [
-        "Market data", "Model", "Cache", "Live trading", "Risk && fees", "Performance", "Appearance"]
+        "Market data", "Model", "Cache", "Live trading", "Risk && fees", "Performance", "Appearance", "Keys"]
 
 
 def test_a_key_is_applied_even_when_the_file_cannot_be_written(make_dialog, qtbot, tmp_path, monkeypatch):
