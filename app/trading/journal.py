@@ -48,6 +48,7 @@ switch / resume / risk-state event. The journal itself does no arithmetic on pos
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import logging
 import sqlite3
@@ -325,6 +326,24 @@ class RestartRecords:
     risk_control: RiskEventRecord | None  # the last KILL / RESUME / STATE event
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRecords:
+    """The trade history a (re)started terminal shows (``Journal.history``), read in one snapshot and bounded.
+
+    ``fills`` replayed from ``start_positions`` (what the last balance before ``since_ms`` held, or flat) rebuild
+    every position, closed or open, as the portfolio's own rule makes it; the journal does no arithmetic on them."""
+
+    since_ms: int
+    start_positions: dict[str, tuple[Decimal, Decimal]]  # symbol -> (signed qty, avg price) before ``fills``
+    fills: list[Fill]  # oldest first; the first ones may be a little older than since_ms (since the balance)
+    orders: list[Order]  # created since since_ms, and every order still open; newest first
+    fills_truncated: bool = False  # more fills than the bound: the oldest were left out (and the start is flat)
+    orders_truncated: bool = False
+
+
+HISTORY_FILL_LIMIT = 50_000  # ~5 MB of Fill objects: months of an active paper account
+HISTORY_ORDER_LIMIT = 500
+
 ACCOUNT_MODES = ("PAPER", "LIVE")
 
 
@@ -423,6 +442,20 @@ class CounterfactualReport:
 
 
 # ----- helpers ------------------------------------------------------------------------------------------------------
+
+
+# Columns holding a moment as epoch milliseconds (UTC); durations in ms (latency_ms, decision_time_ms) are not times.
+EPOCH_MS_COLUMNS = frozenset({"created_ms", "expires_ms", "state_ms", "at_ms", "updated_ms", "exchange_ms",
+                              "day_start_ms"})
+
+
+def iso_utc(ms: int | None) -> str:
+    """Epoch milliseconds as ISO-8601 UTC to the millisecond (``2024-08-08T10:00:00.000Z``); empty for none (and
+    for 0, which the journal writes for a time it never knew)."""
+    if not ms:
+        return ""
+    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 
 def _money(v: Decimal | int | None) -> str | None:
@@ -950,6 +983,57 @@ class Journal:
         rows = self._conn.execute(f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY seq DESC LIMIT ?", (limit,))
         return [_fill(r) for r in rows]
 
+    def fills_since(self, since_ms: int, limit: int = 1000) -> list[Fill]:
+        """The newest ``limit`` fills whose exchange time is at or after ``since_ms``, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_FILL_COLUMNS} FROM fills WHERE exchange_ms >= ? ORDER BY seq DESC LIMIT ?", (since_ms, limit)
+        ).fetchall()
+        return [_fill(r) for r in reversed(rows)]
+
+    def orders_since(self, since_ms: int, limit: int = HISTORY_ORDER_LIMIT) -> list[Order]:
+        """The newest ``limit`` orders created at or after ``since_ms``, and every order still open, newest first."""
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE created_ms >= ? OR status IN (?, ?) "
+            "ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+            (since_ms, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, limit),
+        )
+        return [_order(r) for r in rows]
+
+    def history(self, since_ms: int, *, fill_limit: int = HISTORY_FILL_LIMIT,
+                order_limit: int = HISTORY_ORDER_LIMIT) -> HistoryRecords:
+        """Orders and fills for the blotter's history after a restart (see ``HistoryRecords``), in one snapshot:
+        the positions of the last balance recorded at or before ``since_ms`` and every fill recorded after it (at
+        most ``fill_limit``, the newest), the orders since ``since_ms`` (at most ``order_limit``)."""
+        c = self._conn
+        c.execute("BEGIN")  # a read transaction: the balance and the fills after it agree
+        try:
+            start = c.execute(
+                "SELECT positions, fill_seq FROM balances WHERE at_ms <= ? ORDER BY at_ms DESC, id DESC LIMIT 1",
+                (since_ms,),
+            ).fetchone()
+            start_seq = 0 if start is None else start["fill_seq"]
+            rows = c.execute(
+                f"SELECT {_FILL_COLUMNS} FROM fills WHERE seq > ? ORDER BY seq DESC LIMIT ?",
+                (start_seq, fill_limit + 1),
+            ).fetchall()
+            orders = [_order(r) for r in c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE created_ms >= ? OR status IN (?, ?) "
+                "ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+                (since_ms, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, order_limit + 1),
+            )]
+        finally:
+            c.execute("COMMIT")
+        fills_truncated = len(rows) > fill_limit
+        positions = {} if start is None or fills_truncated else _positions(start["positions"])
+        return HistoryRecords(
+            since_ms=since_ms,
+            start_positions=positions,
+            fills=[_fill(r) for r in reversed(rows[:fill_limit])],
+            orders=orders[:order_limit],
+            fills_truncated=fills_truncated,
+            orders_truncated=len(orders) > order_limit,
+        )
+
     def all_fills(self) -> list[Fill]:
         """Every fill, oldest first: to rebuild a Portfolio with its own arithmetic (and rounding) on restart."""
         return [_fill(r) for r in self._conn.execute(f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY seq")]
@@ -1050,7 +1134,9 @@ class Journal:
 
     # ----- export -----------------------------------------------------------------------------------------------
     def export_csv(self, directory: Path | str) -> list[Path]:
-        """One CSV per table (``TABLES`` order), header first, rows in recording order, money as stored."""
+        """One CSV per table (``TABLES`` order), header first, rows in recording order, money as stored. Beside
+        every epoch-millisecond time column (``created_ms``) is the same time for people, ISO-8601 in UTC
+        (``created_utc``: 2024-08-08T10:00:00.000Z); the epoch columns stay for programs."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         out: list[Path] = []
@@ -1060,10 +1146,23 @@ class Journal:
             for table in TABLES:
                 cur = c.execute(f"SELECT * FROM {table} ORDER BY rowid")
                 path = directory / f"{table}.csv"
+                names = [d[0] for d in cur.description]
+                times = [i for i, n in enumerate(names) if n in EPOCH_MS_COLUMNS]
+                header: list[str] = []
+                for i, n in enumerate(names):
+                    header.append(n)
+                    if i in times:
+                        header.append(n.removesuffix("_ms") + "_utc")
                 with path.open("w", newline="", encoding="utf-8") as fh:
                     w = csv.writer(fh)
-                    w.writerow([d[0] for d in cur.description])
-                    w.writerows(tuple(row) for row in cur)
+                    w.writerow(header)
+                    for row in cur:
+                        out_row: list[Any] = []
+                        for i, v in enumerate(tuple(row)):
+                            out_row.append(v)
+                            if i in times:
+                                out_row.append(iso_utc(v))
+                        w.writerow(out_row)
                 out.append(path)
         finally:
             c.execute("COMMIT")

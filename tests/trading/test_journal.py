@@ -438,14 +438,14 @@ def test_export_csv_one_file_per_table_with_headers(db: Path, tmp_path: Path) ->
         "proposals": 2, "reviews": 1, "orders": 1, "fills": 1, "balances": 1, "risk_events": 1,
         "reconciliations": 1, "account_stamp": 1}
     assert tables["fills"][0] == ["seq", "id", "order_id", "symbol", "side", "qty", "price", "fee", "liquidity",
-                                  "exchange_ms", "fee_asset"]
+                                  "exchange_ms", "exchange_utc", "fee_asset"]
     assert tables["fills"][1][5:8] == ["0.5", "60000.50", "3.000025"]
-    assert tables["reviews"][0] == ["id", "proposal_id", "at_ms", "kind", "original", "reason", "decision_time_ms",
-                                    "edited"]
+    assert tables["reviews"][0] == ["id", "proposal_id", "at_ms", "at_utc", "kind", "original", "reason",
+                                    "decision_time_ms", "edited"]
     assert tables["orders"][1][tables["orders"][0].index("status")] == "FILLED"
-    assert tables["proposals"][0][:3] == ["id", "created_ms", "expires_ms"]
+    assert tables["proposals"][0][:5] == ["id", "created_ms", "created_utc", "expires_ms", "expires_utc"]
     assert "cost" in tables["proposals"][0] and "features" in tables["proposals"][0]
-    assert tables["balances"][0][:5] == ["id", "at_ms", "cash", "equity", "positions"]
+    assert tables["balances"][0][:6] == ["id", "at_ms", "at_utc", "cash", "equity", "positions"]
 
 
 # ----- counterfactual -----------------------------------------------------------------------------------------------
