@@ -132,10 +132,19 @@ def _spread(inst: Instrument, market_quote) -> tuple[str, str, str]:
     if ask < bid:
         return DASH, DASH, f"the book is crossed (bid {inst.fmt_price(bid)} above ask {inst.fmt_price(ask)})"
     spread, mid = ask - bid, (ask + bid) / 2
-    bps = spread / mid * 10_000
-    return (inst.fmt_price(spread), f"{bps:.1f}",
+    bps = _bps(spread / mid * 10_000)
+    return (inst.fmt_price(spread), bps,
             f"bid {inst.fmt_price(bid)} · ask {inst.fmt_price(ask)} · spread {inst.fmt_price(spread)} "
-            f"{inst.quote} = {bps:.1f} bps of the mid")
+            f"{inst.quote} = {bps} bps of the mid")
+
+
+def _bps(x: float) -> str:
+    """Basis points with the digits that matter: one BTC tick (0.002 bps) must not read "0.0", as if no spread."""
+    if x >= 9.95:
+        return f"{x:.0f}"
+    if x >= 0.995:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if x >= 0.005 else "<0.01" if x > 0 else "0"
 
 
 def _stats_24h(inst: Instrument, symbol: str, stats: Stats24h | None) -> tuple[str, float | None, str]:

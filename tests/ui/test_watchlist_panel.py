@@ -1,0 +1,125 @@
+"""The Watchlist dock's panel, offscreen: it paints the view's rows, updates them in place (the trader's selection and
+the rows stay), colours changes with the theme, and a click or Enter on a row asks for that symbol."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+from PySide6 import QtCore, QtGui
+
+from app.market.instruments import Instrument, Instruments
+from app.market.state import MarketData
+from app.models import Quote, Side, Trade
+from app.ui import theme
+from app.ui.watchlist import COLUMNS, WatchlistPanel
+from app.view.watchlist import PriceMemory, Watchlist, watchlist
+
+SYMBOLS = ["BTCUSDT", "XRPUSDT", "ETHUSDT"]
+INSTRUMENTS = Instruments.of(Instrument.from_steps("BTCUSDT", Decimal("0.01"), Decimal("0.00001")),
+                             Instrument.from_steps("XRPUSDT", Decimal("0.0001"), Decimal("0.1")),
+                             Instrument.from_steps("ETHUSDT", Decimal("0.01"), Decimal("0.0001")))
+
+
+def snapshot(prices: dict[str, float], memory: PriceMemory, pending=()) -> Watchlist:
+    market = MarketData(list(prices), capacity=10)
+    for i, (s, p) in enumerate(prices.items()):
+        market.apply([Trade(s, p, 1.0, Side.BUY, i, 1_700_000_000_000, 0), Quote(s, p, 1.0, p * 1.0001, 1.0, 1, 0, 0)])
+    return watchlist(market, INSTRUMENTS, memory=memory, pending_symbols=pending, now_ns=0)
+
+
+def col(title: str) -> int:
+    return [c.title for c in COLUMNS].index(title)
+
+
+def text(panel: WatchlistPanel, row: int, title: str) -> str:
+    m = panel.model
+    return m.data(m.index(row, col(title)))
+
+
+def test_renders_every_row_with_its_numbers_right_aligned_and_coloured(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    memory = PriceMemory()
+    snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory)
+    panel.render(snapshot({"BTCUSDT": 61_200.0, "XRPUSDT": 0.594, "ETHUSDT": 3000.0}, memory, pending={"XRPUSDT"}))
+    m = panel.model
+    assert m.rowCount() == 3
+    assert [text(panel, r, "Symbol") for r in range(3)] == SYMBOLS
+    assert text(panel, 0, "Last") == "61,200.00" and text(panel, 1, "Last") == "0.5940"
+    assert text(panel, 0, "Session") == "+2.00 %" and text(panel, 1, "Session") == "-1.00 %"
+    idx = m.index(0, col("Last"))
+    assert m.data(idx, QtCore.Qt.ItemDataRole.TextAlignmentRole) & QtCore.Qt.AlignmentFlag.AlignRight
+    up = m.data(m.index(0, col("Session")), QtCore.Qt.ItemDataRole.ForegroundRole)
+    down = m.data(m.index(1, col("Session")), QtCore.Qt.ItemDataRole.ForegroundRole)
+    assert isinstance(up, QtGui.QBrush) and up.color() == QtGui.QColor(theme.current().up)
+    assert down.color() == QtGui.QColor(theme.current().down)
+    assert text(panel, 1, "") == "●" and text(panel, 0, "") == "", "the pending proposal's marker"
+    assert "proposal" in m.data(m.index(1, col("")), QtCore.Qt.ItemDataRole.ToolTipRole)
+    assert "first trade" in m.data(m.index(0, col("Session")), QtCore.Qt.ItemDataRole.ToolTipRole)
+
+
+def test_a_keyed_update_changes_cells_in_place_and_keeps_the_selection(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    memory = PriceMemory()
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory))
+    panel.show()
+    panel.view.selectRow(1)
+    resets, changed = [], []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    panel.model.dataChanged.connect(lambda tl, _br, _roles=(): changed.append(tl.row()))
+
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.61, "ETHUSDT": 3000.0}, memory))
+
+    assert resets == [], "the same symbols: no rebuild"
+    assert changed == [1], "only XRP's row changed"
+    assert text(panel, 1, "Last") == "0.6100"
+    assert [i.row() for i in panel.view.selectionModel().selectedRows()] == [1]
+    # Other symbols: the rows are rebuilt
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "SOLUSDT": 150.0}, memory))
+    assert resets == [1] and panel.model.rowCount() == 2 and text(panel, 1, "Symbol") == "SOLUSDT"
+
+
+def test_a_click_or_enter_on_a_row_chooses_its_symbol_and_the_current_one_is_highlighted(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, PriceMemory()))
+    panel.resize(520, 200)
+    panel.show()
+    qtbot.waitExposed(panel)
+    chosen: list[str] = []
+    panel.symbol_chosen.connect(chosen.append)
+
+    rect = panel.view.visualRect(panel.model.index(1, col("Last")))
+    qtbot.mouseClick(panel.view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
+    assert chosen == ["XRPUSDT"]
+
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(2, 0))
+    qtbot.keyClick(panel.view, QtCore.Qt.Key.Key_Return)
+    assert chosen == ["XRPUSDT", "ETHUSDT"]
+
+    panel.set_current("BTCUSDT")
+    m = panel.model
+    font = m.data(m.index(0, col("Symbol")), QtCore.Qt.ItemDataRole.FontRole)
+    assert isinstance(font, QtGui.QFont) and font.bold()
+    assert m.data(m.index(1, col("Symbol")), QtCore.Qt.ItemDataRole.FontRole) is None
+    assert m.data(m.index(0, col("Symbol")), QtCore.Qt.ItemDataRole.BackgroundRole) is not None
+    # The highlight survives a refresh, and is on no row for a symbol the list does not hold
+    panel.render(snapshot({"BTCUSDT": 60_100.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, PriceMemory()))
+    assert m.data(m.index(0, col("Symbol")), QtCore.Qt.ItemDataRole.FontRole).bold()
+    panel.set_current("DOGEUSDT")
+    assert all(m.data(m.index(r, col("Symbol")), QtCore.Qt.ItemDataRole.FontRole) is None for r in range(3))
+
+
+def test_a_stale_symbol_is_muted_and_says_so(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    snap = snapshot({"BTCUSDT": 60_000.0}, PriceMemory())
+    row = dataclasses.replace(snap.rows[0], stale=True, tooltip="stale: no trade for 3 min")
+    panel.render(Watchlist((row,)))
+    m = panel.model
+    brush = m.data(m.index(0, col("Last")), QtCore.Qt.ItemDataRole.ForegroundRole)
+    assert brush.color() == QtGui.QColor(theme.current().muted)
+    assert "stale" in m.data(m.index(0, col("Symbol")), QtCore.Qt.ItemDataRole.ToolTipRole)
