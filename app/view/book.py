@@ -23,7 +23,7 @@ from app.models import Side, Trade
 
 LADDER_DEPTH = 20  # levels shown on each side of the touch
 TAPE_ROWS = 60  # trades shown, newest first
-BIG_QUANTILE = 0.9  # a print is big when its size is above this quantile of the recent sizes
+BIG_QUANTILE = 0.95  # a print is big when its size is above this quantile of the recent sizes
 BIG_MIN_TRADES = 20  # fewer recent trades than this: nothing is called big
 MAX_READ_LEVELS = 1000  # the most levels read from a book for one grouped ladder
 

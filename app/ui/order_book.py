@@ -1,0 +1,272 @@
+"""The Order book dock: a price ladder of the symbol on screen, asks above and bids below the spread, each level with
+its size, the cumulative size and a size bar; a click on a level puts its price in the ticket (``price_chosen``).
+
+It renders ``app.view.book.BookLadder`` snapshots at the refresh rate (4 Hz, 20+ levels a side), so the rows are
+built once and a refresh only sets what changed: each row paints its own texts and bar and repaints only when they
+differ. The ladder keeps the touch in the middle at any height: rows that do not fit are the farthest ones, hidden;
+the panel never asks for the height of the whole ladder (a dock must not push the window past the screen).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.models import Side
+from app.ui import theme
+from app.view.book import LADDER_DEPTH, BookLadder, LadderLevel
+
+COLUMNS = (0.40, 0.30, 0.30)  # price, size, total: shares of the row's width
+SPREAD_COLUMNS = (0.40, 0.60)  # mid, spread
+PAD = 6  # pixels of margin at each side of a row
+
+
+def row_height(font: QtGui.QFont) -> int:
+    return QtGui.QFontMetrics(font).height() + 3
+
+
+class PaintedRow(QtWidgets.QWidget):
+    """One line of right-aligned texts over an optional bar, painted by itself (no child labels: a refresh that
+    changes nothing costs a comparison). ``texts``: what it shows now, for tests and accessibility."""
+
+    clicked = QtCore.Signal()
+
+    def __init__(self, columns: tuple[float, ...], parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.columns = columns
+        self.texts: tuple[str, ...] = ("",) * len(columns)
+        self.colors: tuple[str | None, ...] = (None,) * len(columns)  # None: the theme's text colour
+        self.bar = 0.0  # 0..1 of the width, drawn from the right edge
+        self.depth_bar = 0.0  # a fainter bar under it (the cumulative size)
+        self.bar_color: str | None = None
+        self.bold = False
+        self.tint: str | None = None  # a background tint across the whole row
+        self.align_left = frozenset[int]()  # columns aligned left (a time), the others right
+        self._hover = False
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, False)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+
+    def show_values(self, texts: tuple[str, ...], colors: tuple[str | None, ...], bar: float = 0.0,
+                    bar_color: str | None = None, bold: bool = False, tint: str | None = None,
+                    depth_bar: float = 0.0) -> bool:
+        """Set what the row shows; repaint only when something changed. True when it did."""
+        state = (texts, colors, round(bar, 3), round(depth_bar, 3), bar_color, bold, tint)
+        if state == (self.texts, self.colors, round(self.bar, 3), round(self.depth_bar, 3), self.bar_color,
+                     self.bold, self.tint):
+            return False
+        self.texts, self.colors, self.bar, self.depth_bar = texts, colors, bar, depth_bar
+        self.bar_color, self.bold, self.tint = bar_color, bold, tint
+        self.update()
+        return True
+
+    def enterEvent(self, event) -> None:
+        self._hover = True
+        self.update()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self._hover = False
+        self.update()
+        super().leaveEvent(event)
+
+    def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:
+        if event.button() == QtCore.Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+    def paintEvent(self, event) -> None:
+        t = theme.current()
+        p = QtGui.QPainter(self)
+        r = self.rect()
+        if self.tint:
+            c = QtGui.QColor(self.tint)
+            c.setAlpha(30)
+            p.fillRect(r, c)
+        for fraction, alpha in ((self.depth_bar, 18), (self.bar, 60)):
+            if fraction > 0 and self.bar_color:
+                c = QtGui.QColor(self.bar_color)
+                c.setAlpha(alpha)
+                w = max(1, round(r.width() * min(1.0, fraction)))
+                p.fillRect(QtCore.QRect(r.right() - w + 1, r.top() + 1, w, r.height() - 2), c)
+        if self._hover and any(self.texts):
+            c = QtGui.QColor(t.text)
+            c.setAlpha(22)
+            p.fillRect(r, c)
+        font = QtGui.QFont(self.font())
+        font.setBold(self.bold)
+        p.setFont(font)
+        fm = QtGui.QFontMetrics(font)
+        x = r.left() + PAD
+        inner = r.width() - 2 * PAD
+        for i, (share, text) in enumerate(zip(self.columns, self.texts, strict=True)):
+            w = round(inner * share)
+            if text:
+                p.setPen(QtGui.QColor(self.colors[i] or t.text))
+                flags = QtCore.Qt.AlignmentFlag
+                align = flags.AlignLeft if i in self.align_left else flags.AlignRight
+                # a narrow dock cuts a text with an ellipsis at its end, never a digit in half
+                text = fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, w - 4)
+                p.drawText(QtCore.QRect(x, r.top(), w - 4, r.height()), align | flags.AlignVCenter, text)
+            x += w
+        p.end()
+
+
+class LevelRow(PaintedRow):
+    """A level of the ladder; empty when the book has fewer levels than the ladder has rows."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(COLUMNS, parent)
+        self.level: LadderLevel | None = None
+
+    def show_level(self, level: LadderLevel | None) -> bool:
+        self.level = level
+        if level is None:
+            changed = self.show_values(("", "", ""), (None, None, None))
+            if changed:
+                self.setToolTip("")
+                self.unsetCursor()
+            return changed
+        t = theme.current()
+        side = t.down if level.side is Side.SELL else t.up
+        changed = self.show_values((level.price_text, level.size_text, level.cum_text), (side, None, t.muted),
+                                   bar=level.bar, bar_color=side, bold=level.best, depth_bar=level.cum_bar)
+        if changed:
+            self.setToolTip(f"click: put {level.price_text} in the ticket")
+            self.setCursor(QtCore.Qt.CursorShape.PointingHandCursor)
+        return changed
+
+
+class _Ladder(QtWidgets.QWidget):
+    """The rows, laid out by hand: the spread line in the middle, asks above, bids below, as many as fit."""
+
+    def __init__(self, panel: OrderBookPanel) -> None:
+        super().__init__(panel)
+        self.panel = panel
+        self.asks: list[LevelRow] = []  # top-down: slot 0 is the farthest ask
+        self.bids: list[LevelRow] = []  # slot 0 is the best bid
+        # the mid under the prices, the spread under size and total
+        self.spread = PaintedRow(SPREAD_COLUMNS, self)
+        self.spread.setObjectName("bookSpread")
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
+
+    def build(self, depth: int) -> None:
+        for row in (*self.asks, *self.bids):
+            row.deleteLater()
+        self.asks = [self._row() for _ in range(depth)]
+        self.bids = [self._row() for _ in range(depth)]
+        self._place()
+
+    def _row(self) -> LevelRow:
+        row = LevelRow(self)
+        row.clicked.connect(lambda row=row: self.panel._choose(row.level))
+        return row
+
+    def sizeHint(self) -> QtCore.QSize:
+        h = row_height(self.font())
+        return QtCore.QSize(240, h * (2 * len(self.asks) + 1))
+
+    def minimumSizeHint(self) -> QtCore.QSize:
+        return QtCore.QSize(120, row_height(self.font()) * 3)  # the touch and the spread, at the least
+
+    def resizeEvent(self, event) -> None:
+        self._place()
+        super().resizeEvent(event)
+
+    def visible_per_side(self) -> int:
+        h = row_height(self.font())
+        return max(1, min(len(self.asks), (self.height() - h) // (2 * h)))
+
+    def _place(self) -> None:
+        h = row_height(self.font())
+        w = self.width()
+        n = self.visible_per_side()
+        mid_y = (self.height() - h) // 2
+        self.spread.setGeometry(0, mid_y, w, h)
+        depth = len(self.asks)
+        for slot, row in enumerate(self.asks):
+            k = depth - slot  # 1: the row just above the spread
+            row.setVisible(k <= n)
+            row.setGeometry(0, mid_y - k * h, w, h)
+        for slot, row in enumerate(self.bids):
+            row.setVisible(slot < n)
+            row.setGeometry(0, mid_y + (slot + 1) * h, w, h)
+
+
+class OrderBookPanel(QtWidgets.QWidget):
+    """The Order book dock's content. ``render(BookLadder)``; ``price_chosen(Decimal)`` when a level is clicked."""
+
+    price_chosen = QtCore.Signal(object)  # a Decimal in the instrument's precision
+
+    def __init__(self, depth: int = LADDER_DEPTH, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("orderBook")
+        self.ladder: BookLadder | None = None
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 0)
+        lay.setSpacing(0)
+        self.status = QtWidgets.QLabel("no book yet")
+        self.status.setObjectName("bookStatus")
+        self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.status.setContentsMargins(PAD, 0, PAD, 2)
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        lay.addWidget(self.status)
+        self.header = PaintedRow(COLUMNS)
+        self.header.setFixedHeight(row_height(self.font()))
+        self.header.show_values(("Price", "Size", "Total"), (theme.current().muted,) * 3)
+        lay.addWidget(self.header)
+        self.view = _Ladder(self)
+        lay.addWidget(self.view, 1)
+        self.view.build(depth)
+
+    # ----- reads (tests, the lead) ---------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return len(self.view.asks)
+
+    def ask_rows(self) -> list[LevelRow]:
+        """Top-down, the farthest ask first."""
+        return list(self.view.asks)
+
+    def bid_rows(self) -> list[LevelRow]:
+        """The best bid first."""
+        return list(self.view.bids)
+
+    def spread_text(self) -> str:
+        """The line between asks and bids: the mid and the spread, or why the ladder is empty."""
+        return "   ".join(t for t in self.view.spread.texts if t)
+
+    # ----- render --------------------------------------------------------------------------------------------
+    def render(self, ladder: BookLadder) -> None:  # type: ignore[override]  # QWidget.render paints to a device
+        """Show ``ladder``: rows are rebuilt only when its depth changes, otherwise their texts are set in place."""
+        if ladder.depth != self.depth:
+            self.view.build(ladder.depth)
+        self.ladder = ladder
+        rows = self.view.asks
+        pad = len(rows) - len(ladder.asks)  # a thin book: the asks sit just above the spread, blanks above them
+        for slot, row in enumerate(rows):
+            row.show_level(ladder.asks[slot - pad] if slot >= pad else None)
+        for slot, row in enumerate(self.view.bids):
+            row.show_level(ladder.bids[slot] if slot < len(ladder.bids) else None)
+        t = theme.current()
+        line = self.view.spread
+        if ladder.status == "SYNCED":
+            line.show_values((ladder.mid_text, ladder.spread_text), (None, t.muted), bold=True)
+            tip = f"mid {ladder.mid_text} · spread {ladder.spread_text}"
+        else:
+            line.show_values(("", ladder.status_text), (None, t.warn if ladder.status == "RESYNCING" else t.muted))
+            tip = ladder.status_text
+        if line.toolTip() != tip:
+            line.setToolTip(tip)
+        status = f"{ladder.symbol} · {ladder.status_text} · step {ladder.group_text}"
+        if self.status.text() != status:
+            self.status.setText(status)
+            level = {"SYNCED": "ok", "RESYNCING": "warn"}.get(ladder.status, "muted")
+            if self.status.property("level") != level:
+                self.status.setProperty("level", level)
+                color = {"ok": theme.current().muted, "warn": theme.current().warn}.get(level, theme.current().muted)
+                self.status.setStyleSheet(f"color: {color};")
+
+    def _choose(self, level: LadderLevel | None) -> None:
+        if level is not None:
+            self.price_chosen.emit(Decimal(level.price))

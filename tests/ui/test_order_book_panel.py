@@ -1,0 +1,122 @@
+"""The Order book dock offscreen: the ladder as the trader reads it (asks above, bids below, the touch beside the
+spread line), rows built once and updated in place at the refresh rate, a click on a level putting its price in the
+ticket in the instrument's precision, a book that resyncs showing nothing to click, and a dock that never asks for
+the whole ladder's height."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from PySide6 import QtCore
+
+from app.market.book import OrderBook
+from app.market.instruments import Instrument
+from app.ui.order_book import OrderBookPanel
+from app.view.book import book_ladder
+from tests.test_view_book import BTC, XRP, btc_book, snapshot
+
+
+def panel(qtbot, depth: int = 20, size=(260, 800)) -> OrderBookPanel:
+    w = OrderBookPanel(depth=depth)
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def shown(rows) -> list[tuple[str, ...]]:
+    return [r.texts for r in rows if any(r.texts)]
+
+
+def test_asks_above_bids_below_with_the_touch_next_to_the_spread(qtbot):
+    w = panel(qtbot, depth=5)
+    w.render(book_ladder(btc_book(), BTC, depth=5))
+    asks, bids = w.ask_rows(), w.bid_rows()
+    assert [r.texts for r in asks] == [("", "", ""), ("", "", ""), ("61,840.10", "4.00000", "5.25000"),
+                                       ("61,838.00", "0.25000", "1.25000"), ("61,837.63", "1.00000", "1.00000")]
+    assert shown(bids) == [("61,837.62", "0.50000", "0.50000"), ("61,837.50", "1.50000", "2.00000"),
+                           ("61,830.00", "2.00000", "4.00000")]
+    assert asks[-1].bold and bids[0].bold and not bids[1].bold  # the touch stands out
+    # the best ask sits just above the spread line, the best bid just below it
+    spread = w.view.spread.geometry()
+    assert asks[-1].geometry().bottom() < spread.top() and bids[0].geometry().top() > spread.bottom()
+    assert asks[-1].geometry().bottom() + 1 == spread.top()
+    assert w.spread_text() == "61,837.625   0.01 · 1 tick · 0.0 bps"
+    assert w.view.spread.toolTip() == "mid 61,837.625 · spread 0.01 · 1 tick · 0.0 bps"
+    assert "BTCUSDT" in w.status.text() and "synced" in w.status.text()
+    assert asks[2].bar == 1.0 and 0 < bids[0].bar < asks[2].bar  # size bars on one scale
+
+
+def test_a_refresh_updates_the_same_rows_in_place(qtbot):
+    w = panel(qtbot, depth=20)
+    book = btc_book()
+    w.render(book_ladder(book, BTC, depth=20))
+    rows = [*w.ask_rows(), *w.bid_rows()]
+    children = len(w.findChildren(QtCore.QObject))
+    book.apply(snapshot("BTCUSDT", bids=[(61837.70, 3.0)], asks=[(61837.71, 0.5), (61838.0, 2.0)], last_id=101))
+    w.render(book_ladder(book, BTC, depth=20))
+    assert [*w.ask_rows(), *w.bid_rows()] == rows  # the very same row widgets
+    assert len(w.findChildren(QtCore.QObject)) == children  # nothing built, nothing left behind
+    assert shown(w.ask_rows()) == [("61,838.00", "2.00000", "2.50000"), ("61,837.71", "0.50000", "0.50000")]
+    assert shown(w.bid_rows()) == [("61,837.70", "3.00000", "3.00000")]
+    # an unchanged ladder repaints nothing
+    assert not any(r.show_level(r.level) for r in rows)
+
+
+def test_a_click_on_a_level_puts_its_price_in_the_ticket_in_the_instruments_precision(qtbot):
+    w = panel(qtbot, depth=5)
+    book = OrderBook("XRPUSDT")
+    book.apply(snapshot("XRPUSDT", bids=[(0.5901, 100.0), (0.59, 5.0)], asks=[(0.5903, 10.3)]))
+    w.render(book_ladder(book, XRP, depth=5))
+    bid2 = w.bid_rows()[1]
+    with qtbot.waitSignal(w.price_chosen) as got:
+        qtbot.mouseClick(bid2, QtCore.Qt.MouseButton.LeftButton)
+    assert got.args == [Decimal("0.5900")] and isinstance(got.args[0], Decimal)
+    assert str(got.args[0]) == "0.5900"
+    with qtbot.waitSignal(w.price_chosen) as got:
+        qtbot.mouseClick(w.ask_rows()[-1], QtCore.Qt.MouseButton.LeftButton)
+    assert got.args == [Decimal("0.5903")]
+    assert "0.5903" in w.ask_rows()[-1].toolTip()
+    with qtbot.assertNotEmitted(w.price_chosen):  # an empty row is not a price
+        qtbot.mouseClick(w.ask_rows()[0], QtCore.Qt.MouseButton.LeftButton)
+
+
+def test_a_book_that_resyncs_empties_the_ladder_and_says_so(qtbot):
+    w = panel(qtbot, depth=10)
+    book = btc_book()
+    w.render(book_ladder(book, BTC, depth=10))
+    book.mark_gap()
+    w.render(book_ladder(book, BTC, depth=10))
+    assert shown(w.ask_rows()) == shown(w.bid_rows()) == []
+    assert w.spread_text() == "resyncing: waiting for a fresh snapshot"
+    assert "resyncing" in w.status.text()
+    with qtbot.assertNotEmitted(w.price_chosen):
+        qtbot.mouseClick(w.bid_rows()[0], QtCore.Qt.MouseButton.LeftButton)
+
+
+def test_a_short_dock_keeps_the_touch_in_the_middle_and_asks_for_little_height(qtbot):
+    w = panel(qtbot, depth=25, size=(260, 240))
+    book = OrderBook("BTCUSDT")
+    book.apply(snapshot("BTCUSDT", bids=[(100.0 - i / 100, 1.0) for i in range(1, 40)],
+                        asks=[(100.0 + i / 100, 1.0) for i in range(30)]))
+    w.render(book_ladder(book, BTC, depth=25))
+    visible_asks = [r for r in w.ask_rows() if r.isVisible()]
+    visible_bids = [r for r in w.bid_rows() if r.isVisible()]
+    assert 2 <= len(visible_asks) == len(visible_bids) < 25
+    assert visible_asks[-1].texts[0] == "100.00" and visible_bids[0].texts[0] == "99.99"  # the touch stays on screen
+    assert all(w.rect().contains(r.geometry().translated(w.view.pos())) for r in (*visible_asks, *visible_bids))
+    assert w.minimumSizeHint().height() < 200  # a dock of 25 levels a side does not force a tall window
+    assert w.minimumSizeHint().width() < 200
+
+
+def test_a_deeper_ladder_rebuilds_once(qtbot):
+    w = panel(qtbot, depth=5)
+    w.render(book_ladder(btc_book(), BTC, depth=5))
+    w.render(book_ladder(btc_book(), BTC, depth=30))
+    assert w.depth == 30 and len(w.ask_rows()) == len(w.bid_rows()) == 30
+    assert shown(w.bid_rows())[0] == ("61,837.62", "0.50000", "0.50000")
+    thin = Instrument.from_steps("BTCUSDT", Decimal("0.01"), Decimal("0.00001"))
+    rows = w.ask_rows()
+    w.render(book_ladder(btc_book(), thin, depth=30))
+    assert w.ask_rows() == rows
