@@ -1,23 +1,39 @@
-"""Orders, fills and positions as table models with declared columns (as vnpy's monitors do): one column table per
-view instead of a class of hand-written code per table. Rows are pulled from the desk on the UI timer.
+"""The Orders dock: working orders, orders, fills, positions and the trade history, as table models with declared
+columns (as vnpy's monitors do). It renders ``app.view.blotter.BlotterView`` snapshots and never walks the desk.
 
 Rows are keyed (order id, fill id, symbol; vnpy's ``data_key``) and updated in place: a refresh inserts new rows,
 removes gone ones and signals ``dataChanged`` for rows whose cells changed. Never a model reset, which would drop the
-trader's selection (and the working order the ticket is about to cancel) four times a second."""
+trader's selection (and the working order the ticket is about to cancel) four times a second.
+
+Columns: numbers first, each at a width that holds its text (a fee in a coin, "0.00001 BTC", included), headers
+aligned as their cells; the order id last, whole when there is room, else elided in the middle with the full id in
+its tooltip and copyable (context menu, Ctrl+C)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.instruments import Instrument, defaults_for
-from app.models import Fill, Order, Position, Side
+from app.models import Fill, Order, Position
 from app.ui import theme
+from app.view.blotter import (
+    BlotterView,
+    ClosedRow,
+    DeskBlotter,
+    FillRow,
+    OrderRow,
+    PnlRow,
+    PositionRow,
+    fill_row,
+    order_row,
+)
+
+ID_CHARS = 22  # an id column's width in digits before it elides in the middle (a paper id is ~16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,102 +42,155 @@ class Column:
     value: Callable[[Any], Any]
     align_right: bool = True
     colour: Callable[[Any], str | None] | None = None
+    chars: int = 8  # the width it starts at, in digits of the table's font
+    tooltip: Callable[[Any], str | None] | None = None
+    is_id: bool = False  # copyable; elided in the middle, never cut at its end
 
 
-def _time(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S") if ms else ""
+def _side_colour(side: str) -> str | None:
+    t = theme.current()
+    return t.up if side in ("BUY", "LONG") else t.down if side in ("SELL", "SHORT") else None
 
 
-def _fee(f: Fill) -> str:
-    """In the quote currency to 4 places as before; a fee the exchange took in a coin (a live buy pays in the base,
-    or BNB) keeps every digit and names its asset: 0.00001 BTC must not read 0.0000."""
-    if f.fee_asset is None:
-        return _num(f.fee, 4)
-    return f"{_num(f.fee)} {f.fee_asset}"
+def _sign_colour(sign: int) -> str | None:
+    t = theme.current()
+    return t.up if sign > 0 else t.down if sign < 0 else None
 
 
-def _num(v: Decimal | None, places: int | None = None) -> str:
-    if v is None:
-        return ""
-    if places is not None:
-        return f"{v:,.{places}f}"
-    return f"{v.normalize():f}"
+def _order_tip(r: OrderRow) -> str:
+    return f"order {r.order_id} · {r.time_utc}" + (f"\n{r.note}" if r.note else "")
 
 
+def _fill_tip(r: FillRow) -> str:
+    return f"fill {r.fill_id} of order {r.order_id} · {r.time_utc}"
+
+
+def working_columns() -> tuple[Column, ...]:
+    return (
+        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False, chars=8),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
+        Column("Type", lambda r: r.type, False, chars=11),
+        Column("Qty", lambda r: r.qty, chars=9),
+        Column("Price", lambda r: r.price, chars=10),
+        Column("Filled", lambda r: r.filled, chars=9),
+        Column("Status", lambda r: r.status, False, chars=9),
+        Column("Origin", lambda r: r.origin, False, chars=7),
+        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_order_tip, is_id=True),
+    )
+
+
+def history_order_columns() -> tuple[Column, ...]:
+    return (
+        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False, chars=8),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
+        Column("Type", lambda r: r.type, False, chars=11),
+        Column("Qty", lambda r: r.qty, chars=9),
+        Column("Price", lambda r: r.price, chars=10),
+        Column("Filled", lambda r: r.filled, chars=9),
+        Column("Avg", lambda r: r.avg, chars=10),
+        Column("Status", lambda r: r.status, False, chars=9, tooltip=lambda r: r.note or None),
+        Column("Origin", lambda r: r.origin, False, chars=7),
+        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_order_tip, is_id=True),
+        Column("Note", lambda r: r.note, False, chars=16, tooltip=lambda r: r.note or None),
+    )
+
+
+def fill_row_columns() -> tuple[Column, ...]:
+    return (
+        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False, chars=8),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
+        Column("Qty", lambda r: r.qty, chars=9),
+        Column("Price", lambda r: r.price, chars=10),
+        Column("Fee", lambda r: r.fee, chars=12),
+        Column("Liq.", lambda r: r.liquidity, False, chars=5),
+        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_fill_tip, is_id=True),
+    )
+
+
+def position_row_columns() -> tuple[Column, ...]:
+    return (
+        Column("Symbol", lambda r: r.symbol, False, chars=8),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=5),
+        Column("Qty", lambda r: r.qty, colour=lambda r: _side_colour(r.side), chars=9),
+        Column("Avg price", lambda r: r.avg, chars=10),
+        Column("Mark", lambda r: r.mark, chars=10),
+        Column("Unrealised", lambda r: r.unrealised, colour=lambda r: _sign_colour(r.unrealised_sign), chars=9,
+               tooltip=lambda r: "this position's unrealised PnL at the mark, quote currency"),
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=9,
+               tooltip=lambda r: "realised on this position so far (partial exits), after fees"),
+        Column("Fees", lambda r: r.fees, chars=7),
+        Column("Opened", lambda r: r.opened, False, chars=12),
+    )
+
+
+def closed_columns() -> tuple[Column, ...]:
+    return (
+        Column("Closed", lambda r: r.closed, False, chars=12),
+        Column("Symbol", lambda r: r.symbol, False, chars=8),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=5),
+        Column("Qty", lambda r: r.qty, chars=9, tooltip=lambda r: "the largest size held"),
+        Column("Entry", lambda r: r.entry, chars=10),
+        Column("Exit", lambda r: r.exit, chars=10),
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=9,
+               tooltip=lambda r: "after fees"),
+        Column("Fees", lambda r: r.fees, chars=7),
+        Column("Fills", lambda r: str(r.fills), chars=4),
+        Column("Opened", lambda r: r.opened, False, chars=12),
+    )
+
+
+def pnl_columns(first: str) -> tuple[Column, ...]:
+    return (
+        Column(first, lambda r: r.label, False, chars=14),
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=12,
+               tooltip=lambda r: "realised PnL after fees"),
+        Column("Fees", lambda r: r.fees, chars=10),
+        Column("Closed", lambda r: str(r.closed), chars=5, tooltip=lambda r: "positions closed"),
+        Column("Fills", lambda r: str(r.fills), chars=5),
+    )
+
+
+# ----- the same columns over orders, fills and positions (tables and tests built from domain objects) -------------
 def _no_instrument(symbol: str) -> Instrument | None:
     return None
 
 
-def _price(instrument_of: Callable[[str], Instrument | None], symbol: str, v: Decimal | None) -> str:
-    """A price in its symbol's precision (XRP's 0.6012, BTC's 61,400.00); unknown filters: five significant
-    digits from the price itself."""
-    if v is None:
-        return ""
-    return (instrument_of(symbol) or defaults_for(symbol, v)).fmt_price(v)
+def _inst(instrument_of: Callable[[str], Instrument | None], symbol: str, v: Decimal | None) -> Instrument:
+    """Its instrument; unknown filters: about five significant digits from the price itself."""
+    return instrument_of(symbol) or defaults_for(symbol, v)
 
 
-def _qty(instrument_of: Callable[[str], Instrument | None], symbol: str, v: Decimal | None) -> str:
-    inst = instrument_of(symbol)
-    return _num(v) if inst is None or v is None else inst.fmt_qty(v)
-
-
-def _side_colour(side: Side) -> str:
-    t = theme.current()
-    return t.up if side is Side.BUY else t.down
-
-
-def _pnl_colour(v: Decimal) -> str | None:
-    t = theme.current()
-    return t.up if v > 0 else t.down if v < 0 else None
+def _over(columns: Sequence[Column], convert: Callable[[Any], Any]) -> tuple[Column, ...]:
+    def wrap(f: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+        return None if f is None else (lambda x: f(convert(x)))
+    return tuple(replace(c, value=wrap(c.value), colour=wrap(c.colour), tooltip=wrap(c.tooltip)) for c in columns)
 
 
 def order_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
-    return (
-        Column("Time", lambda o: _time(o.created_ms), align_right=False),
-        Column("Symbol", lambda o: o.symbol, align_right=False),  # orders of every symbol share the table
-        Column("Id", lambda o: o.id, align_right=False),
-        Column("Origin", lambda o: o.request.origin.value, align_right=False),
-        Column("Side", lambda o: o.request.side.value, align_right=False,
-               colour=lambda o: _side_colour(o.request.side)),
-        Column("Type", lambda o: o.request.type.value, align_right=False),
-        Column("Qty", lambda o: _qty(inst, o.symbol, o.request.qty)),
-        Column("Price", lambda o: _price(inst, o.symbol, o.request.limit_price or o.request.stop_price)),
-        Column("Filled", lambda o: _qty(inst, o.symbol, o.filled_qty)),
-        Column("Avg", lambda o: _price(inst, o.symbol, o.avg_price)),
-        Column("Status", lambda o: o.status.value, align_right=False),
-        Column("Note", lambda o: o.reject_reason or "", align_right=False),
-    )
+    def convert(o: Order) -> OrderRow:
+        ref = o.request.limit_price or o.request.stop_price or o.avg_price
+        return order_row(o, _inst(inst, o.symbol, ref), o.created_ms)
+    return _over(history_order_columns(), convert)
 
 
 def fill_columns(inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
-    return (
-        Column("Time", lambda f: _time(f.exchange_ms), align_right=False),
-        Column("Symbol", lambda f: f.symbol, align_right=False),
-        Column("Order", lambda f: f.order_id, align_right=False),
-        Column("Side", lambda f: f.side.value, align_right=False, colour=lambda f: _side_colour(f.side)),
-        Column("Qty", lambda f: _qty(inst, f.symbol, f.qty)),
-        Column("Price", lambda f: _price(inst, f.symbol, f.price)),
-        Column("Fee", _fee),
-        Column("Liq.", lambda f: f.liquidity.value, align_right=False),
-    )
-
-
-ORDER_COLUMNS = order_columns()  # without instruments: precision from each price
-FILL_COLUMNS = fill_columns()
+    return _over(fill_row_columns(), lambda f: fill_row(f, _inst(inst, f.symbol, f.price), f.exchange_ms))
 
 
 def position_columns(unrealized: Callable[[str], Decimal], mark: Callable[[str], Decimal | None],
                      inst: Callable[[str], Instrument | None] = _no_instrument) -> tuple[Column, ...]:
-    return (
-        Column("Symbol", lambda p: p.symbol, align_right=False),
-        Column("Qty", lambda p: _qty(inst, p.symbol, p.qty), colour=lambda p: _pnl_colour(p.qty)),
-        Column("Avg price", lambda p: _price(inst, p.symbol, p.avg_price)),
-        Column("Mark", lambda p: _price(inst, p.symbol, mark(p.symbol))),
-        Column("Unrealised", lambda p: _num(unrealized(p.symbol), 2),
-               colour=lambda p: _pnl_colour(unrealized(p.symbol))),
-        Column("Realised", lambda p: _num(p.realized_pnl, 2), colour=lambda p: _pnl_colour(p.realized_pnl)),
-        Column("Fees", lambda p: _num(p.fees, 4)),
-    )
+    from app.view.blotter import _position_row
+
+    def convert(p: Position) -> PositionRow:
+        return _position_row(p, _inst(inst, p.symbol, p.avg_price), mark(p.symbol), None, 0, None)
+    return _over(position_row_columns(), convert)
+
+
+ORDER_COLUMNS = order_columns()  # without instruments: precision from each price
+FILL_COLUMNS = fill_columns()
 
 
 def _id(row: Order | Fill) -> str:
@@ -132,20 +201,29 @@ def _symbol(row: Position) -> str:
     return row.symbol
 
 
+def _key(row: Any) -> str:
+    return row.key
+
+
+# ----- the model ----------------------------------------------------------------------------------------------------
 class DeclaredTableModel(QtCore.QAbstractTableModel):
-    def __init__(self, columns: Sequence[Column], key: Callable[[Any], Hashable] = id,
+    def __init__(self, columns: Sequence[Column], key: Callable[[Any], Hashable] = _key,
                  parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.columns = tuple(columns)
         self.key = key
         self._rows: list[Any] = []
         self._keys: list[Hashable] = []
-        # What each row's cells showed last: text and colour per column. Rows are often the same object mutated in
+        # What each row's cells showed last: text and colour per column. Rows may be the same object mutated in
         # place (an order filling), so "changed" is judged by what the trader would see, not by identity.
         self._cells: list[tuple[tuple[str, str | None], ...]] = []
 
     def _render(self, item: Any) -> tuple[tuple[str, str | None], ...]:
         return tuple((str(c.value(item)), c.colour(item) if c.colour is not None else None) for c in self.columns)
+
+    @property
+    def keys(self) -> tuple[Hashable, ...]:
+        return tuple(self._keys)
 
     def set_rows(self, rows: Sequence[Any]) -> None:
         """Show ``rows`` (in this order) with the fewest changes: removes, inserts, then changed cells."""
@@ -219,9 +297,17 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
     def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.columns)
 
+    def _alignment(self, col: Column) -> QtCore.Qt.AlignmentFlag:
+        h = QtCore.Qt.AlignmentFlag.AlignRight if col.align_right else QtCore.Qt.AlignmentFlag.AlignLeft
+        return h | QtCore.Qt.AlignmentFlag.AlignVCenter
+
     def headerData(self, section: int, orientation, role: int = QtCore.Qt.ItemDataRole.DisplayRole):
-        if role == QtCore.Qt.ItemDataRole.DisplayRole and orientation == QtCore.Qt.Orientation.Horizontal:
+        if orientation != QtCore.Qt.Orientation.Horizontal or not 0 <= section < len(self.columns):
+            return None
+        if role == QtCore.Qt.ItemDataRole.DisplayRole:
             return self.columns[section].title
+        if role == QtCore.Qt.ItemDataRole.TextAlignmentRole:  # a title over its cells, not centred across two
+            return self._alignment(self.columns[section])
         return None
 
     def data(self, index: QtCore.QModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole):
@@ -232,62 +318,187 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
             return text
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole:
-            h = QtCore.Qt.AlignmentFlag.AlignRight if col.align_right else QtCore.Qt.AlignmentFlag.AlignLeft
-            return h | QtCore.Qt.AlignmentFlag.AlignVCenter
+            return self._alignment(col)
         if role == QtCore.Qt.ItemDataRole.ForegroundRole and colour:
             return QtGui.QBrush(QtGui.QColor(colour))
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
+            return col.tooltip(self._rows[index.row()]) if col.tooltip is not None else None
         return None
 
 
-def table_view(model: QtCore.QAbstractTableModel) -> QtWidgets.QTableView:
+def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
+    """A table whose columns start at widths that hold their texts (``Column.chars``), resizable by the trader; the
+    last column takes the room left; an id column elides in the middle (its ends are what tell two ids apart)."""
     view = QtWidgets.QTableView()
     view.setModel(model)
     view.verticalHeader().setVisible(False)
     view.verticalHeader().setDefaultSectionSize(20)
     view.setShowGrid(False)
     view.setAlternatingRowColors(True)
+    view.setWordWrap(False)
+    view.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
     view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
     view.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-    view.horizontalHeader().setStretchLastSection(True)
+    header = view.horizontalHeader()
+    header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(True)
+    header.setHighlightSections(False)
+    columns = getattr(model, "columns", ())
+    fm = view.fontMetrics()
+    pad = 2 * view.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_FocusFrameHMargin) + 8
+    hfm = QtGui.QFontMetrics(header.font())
+    for n, col in enumerate(columns):
+        width = max(fm.horizontalAdvance("0" * col.chars), hfm.horizontalAdvance(col.title) + 6) + pad
+        header.resizeSection(n, width)
+    header.setMinimumSectionSize(24)
     return view
 
 
+def _copy(text: str) -> None:
+    QtWidgets.QApplication.clipboard().setText(text)
+
+
 class Blotter(QtWidgets.QTabWidget):
-    """Positions, working orders, all orders and fills; refreshed when the desk's version moves."""
+    """Working orders, orders, fills, positions and the trade history; renders ``BlotterView`` snapshots.
 
-    def __init__(self, desk, parent: QtWidgets.QWidget | None = None) -> None:
+    ``Blotter(desk)`` takes its snapshots from ``app.view.blotter.DeskBlotter`` (the desk and the journal's history)
+    at each ``refresh``; ``Blotter()`` only renders what it is given (``render``)."""
+
+    modify_requested = QtCore.Signal(str)  # an order id: the trader asks to modify this working order
+    cancel_requested = QtCore.Signal(str)  # an order id: the trader asks to cancel this working order
+
+    def __init__(self, desk=None, parent: QtWidgets.QWidget | None = None, *,
+                 source: Callable[[], BlotterView] | None = None) -> None:
         super().__init__(parent)
-        self.desk = desk
-        self._version = -1
-        pf = desk.portfolio
-        inst = desk.instruments.get  # every price and quantity in its symbol's precision
-        self.positions = DeclaredTableModel(position_columns(pf.unrealized_pnl, desk.last_price, inst), key=_symbol)
-        self.working = DeclaredTableModel(order_columns(inst), key=_id)
-        self.orders = DeclaredTableModel(order_columns(inst), key=_id)
-        self.fills = DeclaredTableModel(fill_columns(inst), key=_id)
-        self.positions_view = table_view(self.positions)
+        self.setObjectName("blotter")
+        if source is None and desk is not None:
+            source = DeskBlotter.load(desk).snapshot
+        self._source = source
+        self.view: BlotterView | None = None
+        self.working = DeclaredTableModel(working_columns())
+        self.orders = DeclaredTableModel(history_order_columns())
+        self.fills = DeclaredTableModel(fill_row_columns())
+        self.positions = DeclaredTableModel(position_row_columns())
+        self.closed = DeclaredTableModel(closed_columns())
+        self.days = DeclaredTableModel(pnl_columns("Day (UTC)"))
+        self.symbols = DeclaredTableModel(pnl_columns("Symbol"))
         self.working_view = table_view(self.working)
+        self.orders_view = table_view(self.orders)
+        self.fills_view = table_view(self.fills)
+        self.positions_view = table_view(self.positions)
+        self.closed_view = table_view(self.closed)
+        self.days_view = table_view(self.days)
+        self.symbols_view = table_view(self.symbols)
+        self.history_line = QtWidgets.QLabel("no trade history")
+        self.history_line.setObjectName("historyLine")
+        self.history_line.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.history_line.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                        QtWidgets.QSizePolicy.Policy.Preferred)
+        history = QtWidgets.QWidget()
+        box = QtWidgets.QVBoxLayout(history)
+        box.setContentsMargins(0, 2, 0, 0)
+        box.setSpacing(2)
+        box.addWidget(self.history_line)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.closed_view)
+        totals = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        totals.addWidget(self.days_view)
+        totals.addWidget(self.symbols_view)
+        split.addWidget(totals)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        box.addWidget(split, 1)
+        self.history = history
+        self.addTab(self.working_view, "Working")
+        self.addTab(self.orders_view, "Orders")
+        self.addTab(self.fills_view, "Fills")
         self.addTab(self.positions_view, "Positions")
-        self.addTab(self.working_view, "Working orders")
-        self.addTab(table_view(self.orders), "Orders")
-        self.addTab(table_view(self.fills), "Fills")
+        self.addTab(history, "History")
+        self.setTabToolTip(4, "Closed positions with their realised PnL, and realised PnL per UTC day and per symbol, "
+                              "from the journal: kept across restarts")
+        for view in (self.working_view, self.orders_view, self.fills_view, self.positions_view, self.closed_view):
+            view.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+            view.customContextMenuRequested.connect(lambda pos, v=view: self._menu(v, pos))
+            view.installEventFilter(self)  # Ctrl+C: the table itself would copy the clicked cell only
+        self.working_view.doubleClicked.connect(self._double_clicked)
 
-    def selected_working_order(self) -> Order | None:
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if (event.type() == QtCore.QEvent.Type.KeyPress and isinstance(obj, QtWidgets.QTableView)
+                and event.matches(QtGui.QKeySequence.StandardKey.Copy)):  # type: ignore[attr-defined]
+            self._copy_selected(obj)
+            return True
+        return super().eventFilter(obj, event)
+
+    # ----- rendering ------------------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        if self._source is not None:
+            self.render(self._source())
+
+    def render(self, view: BlotterView) -> None:
+        """Show ``view``: rows keyed, updated in place (the selection stays on its row)."""
+        if view is self.view:
+            return
+        last = self.view
+        self.view = view
+        for model, rows in ((self.working, view.working), (self.orders, view.orders), (self.fills, view.fills),
+                            (self.positions, view.positions), (self.closed, view.closed), (self.days, view.days),
+                            (self.symbols, view.symbols)):
+            model.set_rows(rows)
+        if last is None or last.history_line != view.history_line:
+            self.history_line.setText(view.history_line)
+            self.history_line.setToolTip(view.history_line)
+
+    # ----- what the trader asks ---------------------------------------------------------------------------------
+    def selected_working_order(self) -> OrderRow | None:
+        """The working order selected (its ``id`` is the order id), or None."""
         rows = self.working_view.selectionModel().selectedRows()
         return self.working.row(rows[0].row()) if rows else None
 
-    def refresh(self, force: bool = False) -> None:
-        d = self.desk
-        if d.version == self._version and not force:
-            # Marks move unrealised PnL even when nothing else changed.
-            self.positions.set_rows(self._open_positions())
-            return
-        self._version = d.version
-        self.positions.set_rows(self._open_positions())
-        self.working.set_rows(list(reversed(d.broker.open_orders())))
-        self.orders.set_rows(list(reversed(d.broker.orders[-300:])))
-        self.fills.set_rows(list(reversed(d.fills[-300:])))
+    def selected_working_order_id(self) -> str | None:
+        row = self.selected_working_order()
+        return None if row is None else row.order_id
 
-    def _open_positions(self) -> list[Position]:
-        return [p for s in self.desk.books if (p := self.desk.portfolio.position(s)).qty != 0]
+    def _double_clicked(self, index: QtCore.QModelIndex) -> None:
+        if index.isValid():
+            self.modify_requested.emit(self.working.row(index.row()).order_id)
+
+    def _row_at(self, view: QtWidgets.QTableView, pos: QtCore.QPoint) -> Any:
+        index = view.indexAt(pos)
+        if not index.isValid():
+            return None
+        view.selectRow(index.row())
+        return view.model().row(index.row())  # type: ignore[attr-defined]
+
+    def menu_for(self, view: QtWidgets.QTableView, row: Any) -> QtWidgets.QMenu:
+        """The context menu of ``row`` (shown by a right click; built apart so a test can read it)."""
+        menu = QtWidgets.QMenu(self)
+        if isinstance(row, OrderRow) and row.working:
+            menu.addAction("Modify…").triggered.connect(lambda: self.modify_requested.emit(row.order_id))
+            menu.addAction("Cancel order").triggered.connect(lambda: self.cancel_requested.emit(row.order_id))
+            menu.addSeparator()
+        if isinstance(row, (OrderRow, FillRow)):
+            menu.addAction(f"Copy order id {row.order_id}").triggered.connect(lambda: _copy(row.order_id))
+        if isinstance(row, FillRow):
+            menu.addAction("Copy fill id").triggered.connect(lambda: _copy(row.fill_id))
+        if isinstance(row, (PositionRow, ClosedRow, PnlRow, OrderRow, FillRow)):
+            menu.addAction("Copy row").triggered.connect(lambda: _copy(self._row_text(view, row)))
+        return menu
+
+    def _menu(self, view: QtWidgets.QTableView, pos: QtCore.QPoint) -> None:
+        row = self._row_at(view, pos)
+        if row is not None:
+            self.menu_for(view, row).exec(view.viewport().mapToGlobal(pos))
+
+    def _row_text(self, view: QtWidgets.QTableView, row: Any) -> str:
+        model: DeclaredTableModel = view.model()  # type: ignore[assignment]
+        return "\t".join(str(c.value(row)) for c in model.columns)
+
+    def _copy_selected(self, view: QtWidgets.QTableView) -> None:
+        """Ctrl+C: an order's or a fill's order id (what a trader pastes into a support ticket), else the row."""
+        rows = view.selectionModel().selectedRows()
+        if not rows:
+            return
+        row = view.model().row(rows[0].row())  # type: ignore[attr-defined]
+        _copy(row.order_id if isinstance(row, (OrderRow, FillRow)) else self._row_text(view, row))
