@@ -15,8 +15,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.models import Side
 from app.ui import theme
-from app.view.book import LADDER_DEPTH, BookLadder, LadderLevel
+from app.view.book import LADDER_DEPTH, BookLadder, LadderLevel, step_text
 
+GROUPS = (1, 10, 100, 1000, 10_000)  # a level's width in ticks, offered to the trader
 COLUMNS = (0.40, 0.30, 0.30)  # price, size, total: shares of the row's width
 SPREAD_COLUMNS = (0.40, 0.60)  # mid, spread
 PAD = 6  # pixels of margin at each side of a row
@@ -197,6 +198,7 @@ class OrderBookPanel(QtWidgets.QWidget):
     """The Order book dock's content. ``render(BookLadder)``; ``price_chosen(Decimal)`` when a level is clicked."""
 
     price_chosen = QtCore.Signal(object)  # a Decimal in the instrument's precision
+    group_changed = QtCore.Signal(int)  # the trader chose a level's width in ticks (pass it to book_ladder)
 
     def __init__(self, depth: int = LADDER_DEPTH, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -210,7 +212,20 @@ class OrderBookPanel(QtWidgets.QWidget):
         self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.status.setContentsMargins(PAD, 0, PAD, 2)
         self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        lay.addWidget(self.status)
+        self.group = GROUPS[0]
+        self._tick: Decimal | None = None
+        self.step = QtWidgets.QComboBox()
+        self.step.setObjectName("bookStep")
+        self.step.setToolTip("The price step of one level: the levels within a step are summed "
+                             "(asks rounded up, bids down)")
+        self.step.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.step.currentIndexChanged.connect(self._step_chosen)
+        top = QtWidgets.QHBoxLayout()
+        top.setContentsMargins(0, 0, PAD, 0)
+        top.setSpacing(4)
+        top.addWidget(self.status, 1)
+        top.addWidget(self.step)
+        lay.addLayout(top)
         self.header = PaintedRow(COLUMNS)
         self.header.setFixedHeight(row_height(self.font()))
         self.header.show_values(("Price", "Size", "Total"), (theme.current().muted,) * 3)
@@ -258,7 +273,9 @@ class OrderBookPanel(QtWidgets.QWidget):
             tip = ladder.status_text
         if line.toolTip() != tip:
             line.setToolTip(tip)
-        status = f"{ladder.symbol} · {ladder.status_text} · step {ladder.group_text}"
+        if ladder.tick != self._tick:
+            self._steps(ladder.tick)
+        status = f"{ladder.symbol} · {ladder.status_text}"
         if self.status.text() != status:
             self.status.setText(status)
             level = {"SYNCED": "ok", "RESYNCING": "warn"}.get(ladder.status, "muted")
@@ -266,6 +283,22 @@ class OrderBookPanel(QtWidgets.QWidget):
                 self.status.setProperty("level", level)
                 color = {"ok": theme.current().muted, "warn": theme.current().warn}.get(level, theme.current().muted)
                 self.status.setStyleSheet(f"color: {color};")
+
+    def _steps(self, tick: Decimal) -> None:
+        """The steps offered, in the symbol's prices (its tick changed: another symbol)."""
+        self._tick = tick
+        blocked = self.step.blockSignals(True)
+        self.step.clear()
+        for g in GROUPS:
+            self.step.addItem(step_text(tick, g), g)
+        self.step.setCurrentIndex(GROUPS.index(self.group) if self.group in GROUPS else 0)
+        self.step.blockSignals(blocked)
+
+    def _step_chosen(self, index: int) -> None:
+        group = self.step.itemData(index)
+        if isinstance(group, int) and group != self.group:
+            self.group = group
+            self.group_changed.emit(group)
 
     def _choose(self, level: LadderLevel | None) -> None:
         if level is not None:

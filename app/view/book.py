@@ -111,6 +111,8 @@ class BookLadder:
     status_text: str  # the same in the trader's words
     depth: int  # levels asked for on each side (the widget's fixed rows)
     group_text: str  # the price step of one level
+    tick: Decimal  # the instrument's tick: a level is ``group`` ticks wide
+    group: int
 
     @property
     def keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -150,7 +152,7 @@ def book_ladder(book: BookSource | None, instrument: Instrument, depth: int = LA
     state = book.status if book is not None else "NO BOOK"
     status = state if state in ("SYNCED", "RESYNCING") else "NO BOOK"
     empty = BookLadder(inst.symbol, (), (), "—", "—", status, STATUS_WORDS[status], depth,
-                       _fmt_places(step, places))
+                       _fmt_places(step, places), inst.tick_size, group)
     if book is None or status != "SYNCED":
         return empty
     read = min(MAX_READ_LEVELS, depth * group) if group > 1 else depth
@@ -185,7 +187,15 @@ def book_ladder(book: BookSource | None, instrument: Instrument, depth: int = LA
         bps = spread / mid * 10_000 if mid else Decimal(0)
         spread_text = f"{inst.fmt_price(spread)} · {tick_text} · {bps:.1f} bps"
     return BookLadder(inst.symbol, tuple(reversed(ask_levels)), tuple(bid_levels), mid_text, spread_text, status,
-                      STATUS_WORDS[status], depth, _fmt_places(step, places))
+                      STATUS_WORDS[status], depth, _fmt_places(step, places), inst.tick_size, group)
+
+
+def step_text(tick: Decimal, group: int, price_decimals: int | None = None) -> str:
+    """The price step of ``group`` ticks as the ladder writes prices ("0.10" for 10 ticks of 0.01)."""
+    step = tick * group
+    places = max(price_decimals if price_decimals is not None else max(0, -tick.normalize().as_tuple().exponent),
+                 -step.normalize().as_tuple().exponent)  # type: ignore[operator]
+    return _fmt_places(step, max(0, places))
 
 
 def _cumulative(levels: list[tuple[Decimal, float]]) -> list[float]:

@@ -120,3 +120,22 @@ def test_a_deeper_ladder_rebuilds_once(qtbot):
     rows = w.ask_rows()
     w.render(book_ladder(btc_book(), thin, depth=30))
     assert w.ask_rows() == rows
+
+
+def test_the_trader_chooses_the_price_step_of_a_level(qtbot):
+    w = panel(qtbot, depth=10)
+    book = btc_book()
+    w.render(book_ladder(book, BTC, depth=10, group=w.group))
+    assert w.group == 1
+    assert [w.step.itemText(i) for i in range(w.step.count())] == ["0.01", "0.10", "1.00", "10.00", "100.00"]
+    with qtbot.waitSignal(w.group_changed) as got:
+        w.step.setCurrentIndex(2)
+    assert got.args == [100] and w.group == 100
+    w.render(book_ladder(book, BTC, depth=10, group=w.group))
+    assert shown(w.ask_rows()) == [("61,841.00", "4.00000", "5.25000"), ("61,838.00", "1.25000", "1.25000")]
+    assert w.step.currentText() == "1.00"
+    xrp = OrderBook("XRPUSDT")
+    xrp.apply(snapshot("XRPUSDT", bids=[(0.5901, 100.0)], asks=[(0.5903, 10.3)]))
+    w.render(book_ladder(xrp, XRP, depth=10, group=w.group))  # another symbol: the steps follow its tick
+    assert [w.step.itemText(i) for i in range(w.step.count())][:3] == ["0.0001", "0.0010", "0.0100"]
+    assert w.step.currentText() == "0.0100" and w.group == 100
