@@ -66,4 +66,6 @@ def test_chart_prices_follow_the_instrument(qtbot):
     chart.set_instrument(XRP)
     assert chart.last_line.text == "0.6012"  # rewritten at once, not at the next trade
     assert chart.fmt_price(0.60123) == "0.6012"
-    assert chart.position_lines["entry"].label.format == "ENTRY {value:,.4f}"
+    chart.show_position(Position("XRPUSDT", qty=D("100"), avg_price=D("0.6012")), (D("0.59"), None), [], D("0.6"))
+    assert chart.position_lines["entry"].text == "LONG 100.0 @ 0.6012 · -0.12 USDT"
+    assert chart.position_lines["sl"].text == "SL 0.5900 · -1.86 %"

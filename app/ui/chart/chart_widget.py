@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from decimal import Decimal
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.candles import TIMEFRAMES, CandleSeries
-from app.market.instruments import Instrument
+from app.market.instruments import Instrument, split_symbol
 from app.ui import theme
 from app.ui.chart.items import (
     CandlestickItem,
@@ -21,6 +22,7 @@ from app.ui.chart.items import (
     price_decimals,
     set_y_range,
 )
+from app.ui.chart.levels import TYPE_WORDS, AxisPriceTag, ChartOrder, LevelLine
 from app.ui.chart.overlays import IndicatorOverlays
 
 # Proposal arrows take their cache badge's colour (as in the decision cards).
@@ -31,6 +33,11 @@ BADGE_COLOURS = {"HIT": "#3fb950", "SIMILAR": "#58a6ff", "MISS": "#d29922", "OFF
 class ChartWidget(QtWidgets.QWidget):
     timeframe_changed = QtCore.Signal(str)
     symbol_changed = QtCore.Signal(str)
+    # The trader dragged a working order's line / the position's stop-loss or take-profit line and let go: the new
+    # price on the instrument's tick (Decimal). Wired to desk.replace_order / desk.move_bracket; the chart shows the
+    # dropped price while the desk answers and whatever the next update says after (a refused move goes back).
+    order_moved = QtCore.Signal(str, object)  # order id, price
+    bracket_moved = QtCore.Signal(str, str, object)  # symbol, "SL" | "TP", price
 
     DEFAULT_VISIBLE_BARS = 150
 
@@ -167,24 +174,38 @@ class ChartWidget(QtWidgets.QWidget):
         self.volume_plot.addItem(self.volume)
         self.volume_plot.addItem(self.live_volume)
         self.last_line = LastPriceLine(t)
-        self.last_line.setZValue(7)  # its price tag stays readable over markers at the live edge
+        self.last_line.setZValue(7)
         self.price_plot.addItem(self.last_line, ignoreBounds=True)
+        # The last price's tag on the price axis: inside the plot it covered the newest candles.
+        self.last_line.tag = AxisPriceTag(self.price_plot.getAxis("right"), self.price_plot.vb)
+        self.last_line.set_colors(t)
+        self._axis_width = 72
         self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.grid))
         self.cross_h = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.grid))
         for line in (self.cross_v, self.cross_h):
             line.setVisible(False)
             self.price_plot.addItem(line, ignoreBounds=True)
-        self.position_lines = {}
-        for name, colour, style in (("entry", t.accent, QtCore.Qt.PenStyle.SolidLine),
-                                    ("sl", t.down, QtCore.Qt.PenStyle.DashLine),
-                                    ("tp", t.up, QtCore.Qt.PenStyle.DashLine)):
-            line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(colour, style=style),
-                                   label=f"{name.upper()} {{value:.2f}}",
-                                   labelOpts={"position": 0.05, "color": colour, "anchors": [(0, 1), (0, 1)]})
-            line.setVisible(False)
-            line.setZValue(4)
+        # The position's entry (with its open PnL), stop-loss and take-profit: labelled at the right edge above the
+        # line on a filled box, over the candles and indicator curves; the stop and target are dragged to move them.
+        self.position_lines: dict[str, LevelLine] = {}
+        for name, which, colour, style in (("entry", "ENTRY", t.accent, QtCore.Qt.PenStyle.SolidLine),
+                                           ("sl", "SL", t.down, QtCore.Qt.PenStyle.DashLine),
+                                           ("tp", "TP", t.up, QtCore.Qt.PenStyle.DashLine)):
+            line = LevelLine(colour, style, movable=name != "entry")
+            line.set_fill(t.background)
+            line.setZValue(6.5 if name == "entry" else 6.4)
+            line.snap = self._snap
+            if name != "entry":
+                line.on_moved = lambda price, which=which: self.bracket_moved.emit(
+                    self.symbol_label.text(), which, self._decimal(price))
             self.price_plot.addItem(line, ignoreBounds=True)
             self.position_lines[name] = line
+        self._entry: tuple[Decimal, Decimal] | None = None  # (signed qty, average price) of the shown position
+        self._levels_shown: tuple | None = None
+        # Working orders of the symbol on screen, by order id; rebuilt only when the rows change.
+        self.order_lines: dict[str, LevelLine] = {}
+        self._orders_shown: tuple | None = None
+        self.order_lines_built = 0  # how many times the order lines were updated (tests: no per-frame rebuilds)
         self.fill_markers = pg.ScatterPlotItem(size=9, pen=pg.mkPen(t.text, width=1))
         self.fill_markers.setZValue(6)
         self.price_plot.addItem(self.fill_markers)
@@ -200,6 +221,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.volume_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.price_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.price_plot.vb.sigRangeChanged.connect(self._layout_labels)
 
     # ----- public -------------------------------------------------------------------------------------------
     def set_overlay(self, key: str, on: bool) -> None:
@@ -235,6 +257,7 @@ class ChartWidget(QtWidgets.QWidget):
         if self.symbol_choice.currentText() != symbol:
             self.symbol_choice.setCurrentText(symbol)
         self._fills_shown = self._proposals_shown = -1
+        self._orders_shown = None
         self._view_ready = False
         self.follow = True
         self.follow_button.setChecked(True)
@@ -258,7 +281,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.follow = bool(on)
         self.follow_button.setChecked(self.follow)
         if self.follow:
-            self._apply_follow(force=True)
+            self._apply_follow()  # back to the live edge with the bars in view the trader chose (End kept no zoom)
 
     def refresh(self, series: CandleSeries) -> bool:
         """Pull the series; redraw only what changed. Returns True if anything was redrawn."""
@@ -291,6 +314,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.live_candle.set_bar(bar, self.bar_s)
         self.live_volume.set_bar(bar, self.bar_s)
         self.last_line.set_price(bar[4], up=bar[4] >= bar[1])
+        self._fit_axis_to_tag()
         if self.follow:
             self._apply_follow(force=not self._view_ready)
             self._view_ready = True
@@ -303,16 +327,37 @@ class ChartWidget(QtWidgets.QWidget):
             self._update_overlays()
         return True
 
-    def show_position(self, position, bracket, fills) -> None:
-        """Entry, stop-loss and take-profit lines for an open position; a marker per fill (▲ buy, ▼ sell)."""
+    def show_position(self, position, bracket, fills, mark: Decimal | None = None) -> None:
+        """Entry, stop-loss and take-profit lines for an open position; a marker per fill (▲ buy, ▼ sell).
+
+        The entry line reads "LONG 0.500 @ 60,000.0 · +123.45 USDT": the open PnL at ``mark`` (the portfolio's mark
+        price), or at the chart's last price when none is given. Stop and target read "SL 59,280.0 · -1.20 %": how
+        far from the entry, in the position's favour (+) or against it (-)."""
         sl, tp = bracket
         has_pos = position is not None and position.qty != 0
-        for name, value in (("entry", position.avg_price if has_pos else None), ("sl", sl if has_pos else None),
-                            ("tp", tp if has_pos else None)):
+        self._entry = (position.qty, position.avg_price) if has_pos else None
+        levels = (self._entry, sl, tp) if has_pos else None
+        if levels != self._levels_shown:  # a new entry, stop or target is brought into view at once
+            self._levels_shown = levels
+            refit = True
+        else:
+            refit = False
+        if has_pos:
+            if mark is None and np.isfinite(self.last_line.value()):
+                mark = Decimal(repr(self.last_line.value()))
+            self.position_lines["entry"].set_level(float(position.avg_price), self._entry_text(mark))
+        else:
+            self.position_lines["entry"].set_level(None)
+        for name, value in (("sl", sl), ("tp", tp)):
             line = self.position_lines[name]
-            line.setVisible(value is not None)
-            if value is not None:
-                line.setPos(float(value))
+            if has_pos and value is not None:
+                line.text_at = lambda price, name=name: self._bracket_text(name, self._decimal(price))
+                line.set_level(float(value), self._bracket_text(name, Decimal(value)))
+            else:
+                line.set_level(None)
+        if refit:
+            self._fit_y()
+            self._levels_changed()
         if len(fills) == self._fills_shown:
             return
         self._fills_shown = len(fills)
@@ -325,6 +370,117 @@ class ChartWidget(QtWidgets.QWidget):
             symbol=["t1" if f.side.value == "BUY" else "t" for f in mine],
             brush=[pg.mkBrush(t.up if f.side.value == "BUY" else t.down) for f in mine],
         )
+
+    def _entry_text(self, mark: Decimal | None) -> str:
+        qty, avg = self._entry
+        text = f"{'LONG' if qty > 0 else 'SHORT'} {self._fmt_volume(abs(qty))} @ {self.fmt_price(avg)}"
+        if mark is None:
+            return text
+        pnl = qty * (mark - avg)
+        if self.instrument is not None:
+            return f"{text} · {self.instrument.fmt_money(pnl, sign=True)} {self.instrument.quote}".rstrip()
+        return f"{text} · {pnl:+,.2f} {split_symbol(self.symbol_label.text())[1]}".rstrip()
+
+    def _bracket_text(self, name: str, price: Decimal) -> str:
+        text = f"{name.upper()} {self.fmt_price(price)}"
+        if self._entry is None or not self._entry[1]:
+            return text
+        qty, avg = self._entry
+        pct = (price - avg) / avg * 100 * (1 if qty > 0 else -1)
+        return f"{text} · {pct:+.2f} %"
+
+    def show_orders(self, rows) -> None:
+        """Working orders as dashed lines by side, labelled "BUY LMT 0.500 @ 60,100.0"; only the symbol on screen's.
+        ``rows``: ChartOrder (app/ui/chart/levels.py). Limit and stop lines are dragged to move the order
+        (``order_moved``). Nothing is redrawn while the rows stay the same."""
+        symbol = self.symbol_label.text()
+        mine = tuple(r for r in rows if r.symbol == symbol)
+        if mine == self._orders_shown and not any(line.pending for line in self.order_lines.values()):
+            return
+        self._orders_shown = mine
+        self.order_lines_built += 1
+        t = theme.current()
+        keep = {r.order_id for r in mine}
+        for oid in [oid for oid in self.order_lines if oid not in keep]:
+            self.price_plot.removeItem(self.order_lines.pop(oid))
+        for r in mine:
+            line = self.order_lines.get(r.order_id)
+            if line is None:
+                line = LevelLine(t.up if r.side == "BUY" else t.down, QtCore.Qt.PenStyle.DashLine, movable=r.movable)
+                line.set_fill(t.background)
+                line.setZValue(6.3)
+                line.snap = self._snap
+                line.on_moved = lambda price, oid=r.order_id: self.order_moved.emit(oid, self._decimal(price))
+                self.price_plot.addItem(line, ignoreBounds=True)
+                self.order_lines[r.order_id] = line
+            line.movable = r.movable
+            line.text_at = (lambda price, r=r: r.label) if r.label else (
+                lambda price, r=r: self._order_text(r, self._decimal(price)))
+            line.set_level(float(r.price), r.label or self._order_text(r, r.price))
+        self._levels_changed()
+
+    def _levels_changed(self) -> None:
+        self._layout_labels()
+        if self.follow and self._view_ready:
+            self._apply_follow()  # room for the labels right of the live candle
+
+    def _level_lines(self) -> list[LevelLine]:
+        return [line for line in (*self.position_lines.values(), *self.order_lines.values())
+                if line.isVisible() and line.text]
+
+    def _layout_labels(self, *_args) -> None:
+        """Labels that would overlap (an order near the target) sit side by side, the position's first."""
+        placed: list[QtCore.QRectF] = []
+        for line in sorted(self._level_lines(), key=lambda line: -line.zValue()):
+            line.set_label_shift(0.0)
+            rect = line.label_scene_rect()
+            shift = 0.0
+            moved = True
+            while moved:
+                moved = False
+                for other in placed:
+                    if rect.translated(-shift, 0).intersects(other):
+                        shift = rect.right() - other.left() + 4.0
+                        moved = True
+            line.set_label_shift(shift)
+            placed.append(rect.translated(-shift, 0))
+
+    def _right_margin_s(self) -> float:
+        """Room right of the live candle's start when following: four bars, or the candle and the widest level
+        label (rounded up to 40 px so a changing PnL does not shake the view), so labels never cover new candles."""
+        widest = max((line.label_width_px() + line.label_shift_px for line in self._level_lines()), default=0.0)
+        if not widest:
+            return self.bar_s * 4
+        px = self.price_plot.vb.viewPixelSize()[0]
+        room = min(float(np.ceil((widest + 8) / 40.0) * 40.0), 0.35 * self.price_plot.vb.width())  # candles first
+        return max(self.bar_s * 4, self.bar_s + room * px)
+
+    def _order_text(self, row: ChartOrder, price: Decimal) -> str:
+        return f"{row.side} {TYPE_WORDS.get(row.type, row.type)} {row.qty_text} @ {self.fmt_price(price)}"
+
+    def _snap(self, y: float) -> float:
+        """A price on the instrument's tick (without an instrument: about five significant digits)."""
+        return float(self._decimal(y))
+
+    def _decimal(self, price: float) -> Decimal:
+        if not np.isfinite(price):
+            return Decimal(0)
+        if self.instrument is not None:
+            return self.instrument.round_price(Decimal(repr(price)))
+        return Decimal(f"{price:.{price_decimals(price)}f}")
+
+    def last_price_tag_rect(self) -> QtCore.QRectF:
+        """Where the last-price tag is, in scene coordinates (empty when it is not shown)."""
+        tag = self.last_line.tag
+        return tag.sceneBoundingRect() if tag is not None and tag.isVisible() else QtCore.QRectF()
+
+    def _fit_axis_to_tag(self) -> None:
+        # A price longer than the axis is wide (100,000.00 at 2 decimals) widens all three axes alike (x aligned).
+        need = int(np.ceil(self.last_line.tag.needed_width)) if self.last_line.tag is not None else 0
+        if need > self._axis_width:
+            self._axis_width = need
+            for plot in (self.price_plot, self.volume_plot, self.osc_plot):
+                plot.getAxis("right").setWidth(need)
 
     def show_proposals(self, decisions, version: int) -> None:
         """An arrow per BUY/SELL decision at the price the model saw, coloured by its cache badge."""
@@ -356,7 +512,7 @@ class ChartWidget(QtWidgets.QWidget):
         width = x1 - x0
         if force or width <= 0 or width > self.bar_s * 20_000:
             width = self.bar_s * self.DEFAULT_VISIBLE_BARS
-        right = float(self._x[-1]) + self.bar_s * 4
+        right = float(self._x[-1]) + self._right_margin_s()
         self._applying_range = True
         try:
             vb.setXRange(right - width, right, padding=0)
@@ -376,9 +532,10 @@ class ChartWidget(QtWidgets.QWidget):
             return
         lo, hi = float(a.low[i0:i1].min()), float(a.high[i0:i1].max())
         # Keep an open position's entry, stop and target in view: a trader must see where they are.
+        # The levels' own prices, not where a drag holds them: the range must not run after the mouse.
         for line in self.position_lines.values():
-            if line.isVisible():
-                lo, hi = min(lo, line.value()), max(hi, line.value())
+            if line.isVisible() and np.isfinite(line.truth):
+                lo, hi = min(lo, line.truth), max(hi, line.truth)
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-5)
         set_y_range(self.price_plot.vb, lo - pad, hi + pad)
         set_y_range(self.volume_plot.vb, 0.0, float(a.volume[i0:i1].max()) * 1.1 or 1.0)
@@ -396,7 +553,8 @@ class ChartWidget(QtWidgets.QWidget):
             return
         (_x0, x1), _ = self.price_plot.vb.viewRange()
         # Zooming with the live edge in view keeps following; dragging it out of view stops.
-        still_at_edge = x1 >= float(self._x[-1]) + self.bar_s
+        # bool(): the view's range may be numpy floats, and a numpy bool makes setChecked raise (follow stuck on).
+        still_at_edge = bool(x1 >= float(self._x[-1]) + self.bar_s)
         if self.follow != still_at_edge:
             self.follow = still_at_edge
             self.follow_button.setChecked(still_at_edge)
@@ -410,8 +568,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.instrument = instrument
         d = None if instrument is None else instrument.price_decimals
         self.last_line.set_decimals(d)
-        for name, line in self.position_lines.items():
-            line.label.setFormat(f"{name.upper()} {{value:,.{2 if d is None else d}f}}")
+        self._orders_shown = None  # order labels are rewritten in the new precision at the next update
 
     def fmt_price(self, x: float) -> str:
         if self.instrument is not None:

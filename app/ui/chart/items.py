@@ -289,12 +289,11 @@ def price_decimals(price: float) -> int:
 
 
 class LastPriceLine(pg.GraphicsObject):
-    """The last price: a dashed line across the view and a tag at its right edge, painted in one item.
+    """The last price: a dashed line across the view; its price tag sits on the price axis (``tag``, set by the
+    chart), so it never covers the newest candles.
 
     pyqtgraph's InfiniteLine with a label did the same through signals, a QTextDocument and two geometry updates:
     half of each chart frame at 30 Hz. Here a new price is one geometry change and one repaint."""
-
-    TAG_PAD_PX = 3.0
 
     def __init__(self, t: theme.Theme) -> None:
         super().__init__()
@@ -303,14 +302,14 @@ class LastPriceLine(pg.GraphicsObject):
         self.decimals: int | None = None  # the instrument's price decimals; None: from the price's magnitude
         self._up = True
         self._bounds: QtCore.QRectF | None = None
-        self._font = QtGui.QFont()
-        self._metrics = QtGui.QFontMetricsF(self._font)
+        self.tag = None  # an AxisPriceTag (app/ui/chart/levels.py) on the price axis, or None: no tag
         self.set_colors(t)
 
     def set_colors(self, t: theme.Theme) -> None:
         self._line_pen = pg.mkPen(t.muted, style=QtCore.Qt.PenStyle.DashLine)
         self._up_colour, self._down_colour = QtGui.QColor(t.up), QtGui.QColor(t.down)
-        self._fill = QtGui.QColor(t.panel)
+        if self.tag is not None:
+            self.tag.set_colours(t.panel)
         self.update()
 
     def value(self) -> float:
@@ -332,11 +331,16 @@ class LastPriceLine(pg.GraphicsObject):
     def set_price(self, price: float, up: bool) -> None:
         if price == self._price and up == self._up:
             return
-        self.prepareGeometryChange()
-        self._price, self._up, self._bounds = price, up, None
+        moved = price != self._price
+        self._price, self._up = price, up
         d = price_decimals(price) if self.decimals is None else self.decimals
         self._text = f"{price:,.{d}f}"
-        self.update()
+        if self.tag is not None:
+            self.tag.set(price, self._text, self._up_colour if up else self._down_colour)
+        if moved:
+            self.prepareGeometryChange()
+            self._bounds = None
+            self.update()
 
     def viewTransformChanged(self) -> None:  # pyqtgraph calls this when the view pans or zooms
         self.prepareGeometryChange()
@@ -349,7 +353,7 @@ class LastPriceLine(pg.GraphicsObject):
             if vr is None or not np.isfinite(self._price):
                 self._bounds = QtCore.QRectF()
             else:
-                half = (self._metrics.height() / 2 + self.TAG_PAD_PX) * (self.pixelHeight() or 0.0)
+                half = 2 * (self.pixelHeight() or 0.0)
                 self._bounds = QtCore.QRectF(vr.left(), self._price - half, vr.width(), 2 * half)
         return self._bounds
 
@@ -357,20 +361,5 @@ class LastPriceLine(pg.GraphicsObject):
         vr = self.viewRect()
         if vr is None or not np.isfinite(self._price):
             return
-        y = self._price
         p.setPen(self._line_pen)
-        p.drawLine(QtCore.QPointF(vr.left(), y), QtCore.QPointF(vr.right(), y))
-        # The tag in device pixels, so the text keeps its size whatever the zoom.
-        right = p.transform().map(QtCore.QPointF(vr.right(), y))
-        p.save()
-        p.resetTransform()
-        p.setFont(self._font)
-        w = self._metrics.horizontalAdvance(self._text) + 2 * self.TAG_PAD_PX
-        h = self._metrics.height() + self.TAG_PAD_PX
-        box = QtCore.QRectF(right.x() - w - 1, right.y() - h / 2, w, h)
-        colour = self._up_colour if self._up else self._down_colour
-        p.setPen(QtGui.QPen(colour))
-        p.setBrush(self._fill)
-        p.drawRect(box)
-        p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
-        p.restore()
+        p.drawLine(QtCore.QPointF(vr.left(), self._price), QtCore.QPointF(vr.right(), self._price))
