@@ -89,6 +89,7 @@ class Session:
         self.history_loaded: dict[str, int] = {}
         self.supervisor = Supervisor()  # every task's lifetime: faults counted, restarted or shown as FAULT
         self._http = None  # httpx.AsyncClient, made on first use
+        self._http_building: asyncio.Future | None = None
         # The watchlist's 24 h statistics: polled from the feed's exchange once it is known (start), or why none.
         self.ticker24h: ticker24h.Ticker24hPoller | ticker24h.Ticker24hUnavailable = ticker24h.Ticker24hUnavailable(
             "24 h statistics not loaded yet")
@@ -589,7 +590,12 @@ class Session:
         """One REST client for the session. httpx's import and TLS context (certificate loading) take ~100 ms:
         built in a worker thread so the window keeps painting; requests are async on this loop."""
         if self._http is None:
-            self._http = await asyncio.to_thread(history.make_client)
+            # One build shared by every part asking at start (instruments, history, depth, 24 h statistics): a
+            # client each would leave all but the last one open.
+            if self._http_building is None:
+                self._http_building = asyncio.ensure_future(asyncio.to_thread(history.make_client))
+            client = await asyncio.shield(self._http_building)
+            self._http = self._http or client
         return self._http
 
     async def _load_history(self, rest_base: str) -> None:

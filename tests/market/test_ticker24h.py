@@ -227,3 +227,23 @@ async def test_the_session_polls_the_built_in_exchange_and_the_watchlist_shows_t
         await session.stop()
     assert row.change_24h.endswith(" %") and row.change_24h_pct is not None
     assert session.task_faults == 0
+
+
+@pytest.mark.asyncio
+async def test_the_session_makes_one_rest_client_however_many_parts_ask_for_it_at_once(tmp_path, monkeypatch):
+    """Instruments, history, depth and the 24 h poller all ask for the client at start: one is built (and closed at
+    stop), not one each with all but the last left open."""
+    from app.config import Settings
+    from app.market import history
+    from app.session import Session
+
+    made: list[httpx.AsyncClient] = []
+    real = history.make_client
+    monkeypatch.setattr(history, "make_client", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    s = Settings(symbols=["XRPUSDT"], sim_process=False, history_bars=0, journal_path=tmp_path / "j.sqlite3",
+                 decision_source="rules")
+    session = Session(s)
+    clients = await asyncio.gather(*(session._http_client() for _ in range(4)))
+    await session.stop()
+    assert len(made) == 1 and all(c is made[0] for c in clients)
+    assert made[0].is_closed
