@@ -233,7 +233,10 @@ def _time_text(ms: int, tz: dt.tzinfo | None) -> str:
     return f"{t:%H:%M:%S}.{ms % 1000:03d}"
 
 
-def _keys(trades: Sequence[Trade], first_seq: int) -> list[str]:
+def _keys(trades: Sequence[Trade], first_seq: int) -> list[str] | None:
+    """Each trade's key, or None when no id repeats (the usual case: the key is the id, made only for rows shown)."""
+    if len({t.trade_id for t in trades}) == len(trades):
+        return None
     seen: set[int] = set()
     keys = []
     for i, t in enumerate(trades):
@@ -265,7 +268,8 @@ def tape(trades: Iterable[Trade], instrument: Instrument, limit: int = TAPE_ROWS
     rows = []
     for i in range(n - 1, max(-1, n - 1 - limit), -1):
         t = trades[i]
-        rows.append(TapeRow(key=keys[i], time_text=_time_text(t.exchange_ms, tz), price_text=inst.fmt_price(t.price),
+        rows.append(TapeRow(key=str(t.trade_id) if keys is None else keys[i], time_text=_time_text(t.exchange_ms, tz),
+                            price_text=inst.fmt_price(t.price),
                             qty_text=inst.fmt_qty(t.qty), side=t.side,
                             big=threshold is not None and t.qty > threshold))
     return Tape(inst.symbol, tuple(rows), big_text)
