@@ -280,3 +280,16 @@ def test_chart_orders_from_the_broker_leave_out_bracket_legs_and_market_orders()
     ], BTC)
     assert rows == [ChartOrder("A", "BTCUSDT", "BUY", "LIMIT", D("60100"), "0.300"),
                     ChartOrder("B", "BTCUSDT", "SELL", "STOP_MARKET", D("59000"), "0.500")]
+
+
+def test_an_order_filled_while_it_is_dragged_is_not_moved(chart, series, qtbot):
+    chart.refresh(series)
+    rows = orders_near(chart)
+    chart.show_orders(rows)
+    line = chart.order_lines["O1"]
+    line.drag_start()
+    line.drag_move(float(rows[0].price) - 50)
+    chart.show_orders(rows[1:])  # O1 filled meanwhile
+    with qtbot.assertNotEmitted(chart.order_moved):
+        line.drag_finish()
+    assert "O1" not in chart.order_lines and line.scene() is None

@@ -402,7 +402,10 @@ class ChartWidget(QtWidgets.QWidget):
         t = theme.current()
         keep = {r.order_id for r in mine}
         for oid in [oid for oid in self.order_lines if oid not in keep]:
-            self.price_plot.removeItem(self.order_lines.pop(oid))
+            gone = self.order_lines.pop(oid)
+            gone.set_level(None)  # filled or canceled while dragged: its drop moves nothing
+            gone.on_moved = None
+            self.price_plot.removeItem(gone)
         for r in mine:
             line = self.order_lines.get(r.order_id)
             if line is None:

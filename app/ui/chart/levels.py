@@ -122,6 +122,7 @@ class LevelLine(pg.GraphicsObject):
         """Show the level at ``price`` (None: hidden). Returns True if anything changed on screen."""
         if price is None:
             self.truth, self._truth_text, self.pending = float("nan"), "", None
+            self.dragging = False  # gone while dragged (filled, canceled, position closed): nothing to move
             if self.isVisible():
                 self.setVisible(False)
                 return True
