@@ -19,7 +19,7 @@ from app.trading.portfolio import Portfolio
 from app.trading.proposals import ProposalBook
 from app.trading.restore import restore
 from app.trading.risk import RiskLimits, RiskManager
-from app.view.blotter import DeskBlotter, TradeHistory, blotter_view, time_text
+from app.view.blotter import DeskBlotter, RowCache, TradeHistory, blotter_view, time_text
 from tests.conftest import wait_until
 
 UTC = dt.UTC
@@ -128,6 +128,27 @@ def test_orders_and_fills_newest_first_in_their_precision_with_whole_ids():
     assert [(f.key, f.fee, f.liquidity) for f in v.fills] == [("F1", "0.00001 BTC", "TAKER"),
                                                               ("F0", "0.0601 USDT", "TAKER")]
     assert v.fills[0].time_utc == "2024-08-08 09:59:59 UTC"
+
+
+def test_rows_are_reused_only_while_what_they_show_is_unchanged():
+    # A rebuild after one fill formats that fill, not three hundred rows; but an order that changed, or a time whose
+    # day has passed, is never shown as it was.
+    a = Order("A", OrderRequest("XRPUSDT", Side.BUY, OrderType.LIMIT, D("100"), limit_price=D("0.6")),
+              OrderStatus.NEW, NOW - 1000)
+    b = Order("B", a.request, OrderStatus.FILLED, NOW - 2000, filled_qty=D("100"), avg_price=D("0.6"))
+    cache = RowCache()
+
+    def build(now_ms: int = NOW):
+        return blotter_view(working=[a], orders=[a, b], fills=(), positions=(), mark=lambda s: None,
+                            instruments=INSTRUMENTS, now_ms=now_ms, tz=UTC, cache=cache)
+
+    first = build()
+    a.status, a.filled_qty, a.avg_price = OrderStatus.PARTIALLY_FILLED, D("40"), D("0.6")  # in place, as brokers do
+    second = build()
+    assert second.orders[1] is first.orders[1]  # B: unchanged, reused
+    assert (second.orders[0].status, second.orders[0].filled) == ("PARTIALLY_FILLED", "40.0")
+    tomorrow = build(NOW + DAY)
+    assert tomorrow.orders[1].time == "Aug 08 09:59"  # yesterday's order now says its date
 
 
 def test_times_say_the_date_when_not_today():

@@ -212,6 +212,8 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
         super().__init__(parent)
         self.columns = tuple(columns)
         self.key = key
+        # Snapshot rows (keyed by ``.key``) are frozen: the very same row object shows the very same cells.
+        self._frozen_rows = key is _key
         self._rows: list[Any] = []
         self._keys: list[Hashable] = []
         # What each row's cells showed last: text and colour per column. Rows may be the same object mutated in
@@ -256,6 +258,9 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
         i = 0
         while i < len(rows):
             if i < len(self._keys) and self._keys[i] == keys[i]:
+                if self._frozen_rows and self._rows[i] is rows[i]:
+                    i += 1
+                    continue
                 self._rows[i] = rows[i]
                 cells = self._render(rows[i])
                 if cells != self._cells[i]:

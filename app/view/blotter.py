@@ -41,6 +41,7 @@ class OrderRow:
     type: str
     qty: str
     price: str  # the limit or stop price; "" for a market order
+    price_value: Decimal | None  # the same as a number (the chart draws working orders at it)
     filled: str
     avg: str
     status: str
@@ -307,6 +308,7 @@ def order_row(o: Order, inst: Instrument, now_ms: int, tz: dt.tzinfo | None = No
         key=o.id, order_id=o.id, time=time_text(o.created_ms, now_ms, tz), time_utc=utc_text(o.created_ms),
         symbol=o.symbol, origin=r.origin.value, side=r.side.value, type=r.type.value, qty=_qty(inst, r.qty),
         price=_price(inst, r.limit_price if r.limit_price is not None else r.stop_price),
+        price_value=r.limit_price if r.limit_price is not None else r.stop_price,
         filled=_qty(inst, o.filled_qty) if o.filled_qty else "", avg=_price(inst, o.avg_price),
         status=o.status.value, note=o.reject_reason or "", working=o.status.is_open, created_ms=o.created_ms)
 
@@ -343,9 +345,11 @@ def _closed_row(t: ClosedTrade, inst: Instrument, now_ms: int, tz: dt.tzinfo | N
         realised_sign=_sign(t.realised), fees=inst.fmt_money(t.fees), fills=t.fills)
 
 
-def _pnl_row(key: str, label: str, t: PnlTotal, fmt: Callable[..., str]) -> PnlRow:
-    return PnlRow(key=key, label=label, realised=fmt(t.realised, sign=t.realised != 0), realised_sign=_sign(t.realised),
-                  fees=fmt(t.fees), fills=t.fills, closed=t.closed)
+def _pnl_row(key: str, label: str, t: PnlTotal, fmt: Callable[..., str], quote: str) -> PnlRow:
+    """``fmt``: the quote currency's amounts (cents for USDT, 8 places for BTC)."""
+    return PnlRow(key=key, label=label, realised=f"{fmt(t.realised, sign=t.realised != 0)} {quote}".strip(),
+                  realised_sign=_sign(t.realised), fees=f"{fmt(t.fees)} {quote}".strip(), fills=t.fills,
+                  closed=t.closed)
 
 
 def _history_line(history: TradeHistory, now_ms: int) -> str:
@@ -359,17 +363,59 @@ def _history_line(history: TradeHistory, now_ms: int) -> str:
 
 
 # ----- the snapshot -------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RowCache:
+    """Rows already made, reused while what they show is unchanged (an order by its state, a fill and a closed
+    position by id) and the local day is the same (a time shows its date once its day has passed): a rebuild after
+    one fill then formats one fill, not three hundred."""
+
+    day: dt.date | None = None
+    orders: dict[tuple, OrderRow] = field(default_factory=dict)
+    fills: dict[str, FillRow] = field(default_factory=dict)
+    closed: dict[str, ClosedRow] = field(default_factory=dict)
+
+    def start(self, now_ms: int, tz: dt.tzinfo | None, bound: int) -> None:
+        day = dt.datetime.fromtimestamp(now_ms / 1000, tz=tz).date()
+        if day != self.day or max(len(self.orders), len(self.fills), len(self.closed)) > bound:
+            self.day = day
+            self.orders.clear()
+            self.fills.clear()
+            self.closed.clear()
+
+
 def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Sequence[Fill],
                  positions: Iterable[Position], mark: Callable[[str], Decimal | None], instruments: Instruments,
                  now_ms: int, history: TradeHistory | None = None, tz: dt.tzinfo | None = None,
                  order_rows: int = ORDER_ROWS, fill_rows: int = FILL_ROWS, closed_rows: int = CLOSED_ROWS,
-                 ) -> BlotterView:
+                 cache: RowCache | None = None) -> BlotterView:
     """The Orders dock's snapshot. ``working``/``orders``/``fills``: in any order (each is shown newest first, one
     row per id: the first given wins, so pass this run's live objects before the journal's copies); ``positions``:
     the portfolio's (flat ones are left out); ``mark``: a symbol's last price; ``history``: closed positions and
     PnL per day and symbol (none without it); ``tz``: for the times (None: local)."""
     inst = instruments.get
     quote = history.quote if history is not None else "USDT"
+    if cache is None:
+        cache = RowCache()
+    cache.start(now_ms, tz, 4 * (order_rows + fill_rows + closed_rows))
+
+    def orow(o: Order) -> OrderRow:
+        k = (o.id, o.request, o.status, o.filled_qty, o.avg_price, o.reject_reason, o.updated_ms, o.created_ms)
+        row = cache.orders.get(k)
+        if row is None:
+            row = cache.orders[k] = order_row(o, inst(o.symbol), now_ms, tz)
+        return row
+
+    def frow(f: Fill) -> FillRow:
+        row = cache.fills.get(f.id)
+        if row is None:
+            row = cache.fills[f.id] = fill_row(f, inst(f.symbol), now_ms, quote, tz)
+        return row
+
+    def crow(t: ClosedTrade) -> ClosedRow:
+        row = cache.closed.get(t.key)
+        if row is None:
+            row = cache.closed[t.key] = _closed_row(t, inst(t.symbol), now_ms, tz)
+        return row
 
     def unique_orders(rows: Iterable[Order]) -> list[Order]:
         seen: dict[str, Order] = {}
@@ -383,8 +429,7 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
             seen.setdefault(f.id, f)
         return sorted(seen.values(), key=lambda f: f.exchange_ms, reverse=True)
 
-    working_rows = tuple(order_row(o, inst(o.symbol), now_ms, tz) for o in unique_orders(working)
-                         if o.status.is_open)
+    working_rows = tuple(orow(o) for o in unique_orders(working) if o.status.is_open)
     order_list = unique_orders(orders)[:order_rows]
     fill_list = unique_fills(fills)[:fill_rows]
     open_positions = [p for p in positions if p.qty != 0]
@@ -395,23 +440,18 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
     symbols: tuple[PnlRow, ...] = ()
     line = "no trade history"
     if history is not None:
-        closed_rows_ = tuple(_closed_row(t, inst(t.symbol), now_ms, tz)
-                             for t in reversed(history.closed[-closed_rows:]))
-        first = inst(history.closed[-1].symbol) if history.closed else None
-
-        def money(v: Decimal, sign: bool = False) -> str:
-            return f"{v:{'+' if sign else ''},.2f} {quote}" if first is None or first.quote in ("", quote) \
-                else f"{first.fmt_money(v, sign=sign)} {quote}"
+        closed_rows_ = tuple(crow(t) for t in reversed(history.closed[-closed_rows:]))
+        money = Instrument.from_steps(f"PNL{quote}", Decimal("1e-8"), Decimal(1), quote=quote).fmt_money
 
         days = tuple(_pnl_row(dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"),
-                              dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%a %Y-%m-%d"), t, money)
+                              dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%a %Y-%m-%d"), t, money, quote)
                      for d, t in sorted(history.days.items(), reverse=True))
-        symbols = tuple(_pnl_row(s, s, t, money) for s, t in sorted(history.symbols.items()))
+        symbols = tuple(_pnl_row(s, s, t, money, quote) for s, t in sorted(history.symbols.items()))
         line = _history_line(history, now_ms)
     return BlotterView(
         working=working_rows,
-        orders=tuple(order_row(o, inst(o.symbol), now_ms, tz) for o in order_list),
-        fills=tuple(fill_row(f, inst(f.symbol), now_ms, quote, tz) for f in fill_list),
+        orders=tuple(orow(o) for o in order_list),
+        fills=tuple(frow(f) for f in fill_list),
         positions=position_rows, closed=closed_rows_, days=days, symbols=symbols, history_line=line)
 
 
@@ -442,6 +482,7 @@ class DeskBlotter:
     history: TradeHistory
     journal_orders: list[Order]
     tz: dt.tzinfo | None = None
+    cache: RowCache = field(default_factory=RowCache)
     _version: int = -1
     _last: BlotterView | None = None
 
@@ -459,7 +500,6 @@ class DeskBlotter:
     def snapshot(self, now_ms: int | None = None) -> BlotterView:
         d = self.desk
         now_ms = d.now_ms() if now_ms is None else now_ms
-        self.history.add(sorted(d.fills, key=lambda f: f.exchange_ms))  # restored fills are known: skipped
         pf = d.portfolio
         positions = [pf.position(s) for s in d.books]  # type: ignore[attr-defined]
         last = self._last
@@ -471,10 +511,12 @@ class DeskBlotter:
                 self._last = replace(last, positions=rows)
             return self._last
         self._version = d.version
+        self.history.add(sorted(d.fills, key=lambda f: f.exchange_ms))  # restored fills are known: skipped
         broker = d.broker
         live_orders = list(getattr(broker, "orders", ()))[-ORDER_ROWS:]
         self._last = blotter_view(
             working=broker.open_orders(),  # type: ignore[attr-defined]
             orders=[*reversed(live_orders), *self.journal_orders], fills=d.fills, positions=positions,
-            mark=d.last_price, instruments=d.instruments, now_ms=now_ms, history=self.history, tz=self.tz)
+            mark=d.last_price, instruments=d.instruments, now_ms=now_ms, history=self.history, tz=self.tz,
+            cache=self.cache)
         return self._last
