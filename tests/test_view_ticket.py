@@ -92,3 +92,13 @@ def test_the_ticket_says_what_is_missing_or_wrong_in_words():
     view = ticket_view("XRPUSDT", instrument=XRP, mode="PAPER", side=Side.SELL, order_type=OrderType.STOP_MARKET,
                        qty_text="10", price_text="0.55", replacing="P7")
     assert view.order_text == "SELL 10.0 XRPUSDT stop @ 0.5500 (replaces P7)" and view.order_value == "5.50 USDT"
+
+
+def test_a_marketable_limit_is_measured_from_the_touch_it_takes_not_its_limit():
+    view = ticket_view("XRPUSDT", instrument=XRP, mode="PAPER", side=Side.BUY, order_type=OrderType.LIMIT,
+                       qty_text="100", price_text="0.6010", stop_loss_text="0.5890", bid=D("0.5999"), ask=D("0.6001"))
+    assert view.stop_loss == "0.5890 (−1.85 %)" and view.order_value == "60.01 USDT"
+    resting = ticket_view("XRPUSDT", instrument=XRP, mode="PAPER", side=Side.BUY, order_type=OrderType.LIMIT,
+                          qty_text="100", price_text="0.5900", stop_loss_text="0.5782", bid=D("0.5999"),
+                          ask=D("0.6001"))
+    assert resting.stop_loss == "0.5782 (−2.00 %)" and resting.order_value == "59.00 USDT"

@@ -33,6 +33,8 @@ class AccountRow:
     value: str
     tone: str = ""  # "up" / "down" for a PnL, "ok" / "warn" / "bad" for the risk state, "" otherwise
     tip: str = ""
+    name: str = ""  # the figure without its scope: "Unrealised" (a table puts the scope in its column header)
+    scope: str = "account"  # "account" or "symbol": what the figure covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +78,21 @@ def account_view(portfolio, *, symbol: str, instruments: Instruments, now_ms: in
     ccy = f" {currency}" if currency else ""
     sym_ccy = f" {inst.quote}" if inst.quote else ""
     open_count = len(held)
+    sym = "symbol"
     rows = (
         AccountRow("equity", "Equity · account", f"{_money(portfolio.equity())}{ccy}",
-                   tip="cash plus every position at its last price"),
-        AccountRow("cash", "Cash · account", f"{_money(portfolio.cash)}{ccy}"),
+                   tip="cash plus every position at its last price", name="Equity"),
+        AccountRow("cash", "Cash · account", f"{_money(portfolio.cash)}{ccy}", name="Cash"),
         AccountRow("day_pnl", "Day PnL · account", f"{_money(day, sign=True)}{ccy}", _tone(day),
-                   "equity now less equity at the start of the UTC day, every symbol"),
+                   "equity now less equity at the start of the UTC day, every symbol", name="Day PnL"),
         AccountRow("unrealised_account", "Unrealised · account", f"{_money(unreal_all, sign=True)}{ccy}",
-                   _tone(unreal_all), f"open PnL of {open_count} position{'s' if open_count != 1 else ''}"),
+                   _tone(unreal_all), f"open PnL of {open_count} position{'s' if open_count != 1 else ''}",
+                   name="Unrealised"),
         AccountRow("unrealised_symbol", f"Unrealised · {symbol}", f"{inst.fmt_money(unreal_sym, sign=True)}{sym_ccy}",
-                   _tone(unreal_sym), f"open PnL of the {symbol} position only"),
-        AccountRow("position", f"Position · {symbol}", position_text),
+                   _tone(unreal_sym), f"open PnL of the {symbol} position only", name="Unrealised", scope=sym),
+        AccountRow("position", f"Position · {symbol}", position_text, name="Position", scope=sym),
         AccountRow("risk", "Risk", risk_state,
-                   {"ACTIVE": "ok", "REDUCING": "warn"}.get(risk_state, "bad"), risk_reason),
+                   {"ACTIVE": "ok", "REDUCING": "warn"}.get(risk_state, "bad"), risk_reason, name="Risk"),
     )
     return AccountView(rows, symbol, currency)
 
@@ -141,11 +145,15 @@ def _number(text: str, what: str) -> Decimal | None:
 
 def reference_price(side: Side, order_type: OrderType, price: Decimal | None, bid: Decimal | None,
                     ask: Decimal | None, last: Decimal | None) -> Decimal | None:
-    """The price the order is expected to fill at: its limit or stop price, else the touch it would take (the ask
-    for a buy, the bid for a sell), else the last trade."""
+    """The price the order is expected to fill at: its stop price; its limit price, or the touch when the limit is
+    marketable (a buy limit at or above the ask takes the ask); a market order the touch it would take (the ask for a
+    buy, the bid for a sell), else the last trade."""
+    touch = ask if side is Side.BUY else bid
+    if order_type is OrderType.LIMIT and price is not None and touch is not None and touch > 0:
+        marketable = price >= touch if side is Side.BUY else price <= touch
+        return touch if marketable else price
     if order_type is not OrderType.MARKET and price is not None:
         return price
-    touch = ask if side is Side.BUY else bid
     return touch if touch is not None and touch > 0 else last
 
 
