@@ -58,7 +58,7 @@ def test_a_position_that_goes_flat_stays_listed_with_its_realised_pnl():
     assert (closed.realised, closed.realised_sign, closed.fees, closed.fills) == ("+15.89", 1, "0.11", 3)
     assert (closed.opened, closed.closed) == ("09:59:00", "09:59:50")
     assert closed.key == "XRPUSDT:F1"
-    assert [(r.label, r.realised, r.closed, r.fills) for r in v.days] == [("Thu 2024-08-08", "+15.89 USDT", 1, 3)]
+    assert [(r.label, r.realised, r.closed, r.fills) for r in v.days] == [("2024-08-08", "+15.89 USDT", 1, 3)]
     assert [(r.label, r.realised) for r in v.symbols] == [("XRPUSDT", "+15.89 USDT")]
     assert "+15.89 USDT" in v.history_line and "1 position closed" in v.history_line
 
@@ -121,7 +121,7 @@ def test_orders_and_fills_newest_first_in_their_precision_with_whole_ids():
     assert [r.key for r in v.working] == [long_id]
     assert [r.order_id for r in v.orders] == [long_id, "P1-1"]
     assert v.orders[0].status == "NEW" and v.orders[0].working
-    assert (v.orders[0].price, v.orders[0].qty, v.orders[0].type) == ("59,000.50", "0.00100", "STOP_MARKET")
+    assert (v.orders[0].price, v.orders[0].qty, v.orders[0].type) == ("59,000.50", "0.00100", "STOP MKT")
     assert (v.orders[1].price, v.orders[1].avg, v.orders[1].filled, v.orders[1].time) == (
         "0.6011", "0.6011", "100.0", "Aug 07 10:00")
     assert v.working[0].id == long_id  # what cancel takes
@@ -146,7 +146,7 @@ def test_rows_are_reused_only_while_what_they_show_is_unchanged():
     a.status, a.filled_qty, a.avg_price = OrderStatus.PARTIALLY_FILLED, D("40"), D("0.6")  # in place, as brokers do
     second = build()
     assert second.orders[1] is first.orders[1]  # B: unchanged, reused
-    assert (second.orders[0].status, second.orders[0].filled) == ("PARTIALLY_FILLED", "40.0")
+    assert (second.orders[0].status, second.orders[0].filled) == ("PARTIAL", "40.0")
     tomorrow = build(NOW + DAY)
     assert tomorrow.orders[1].time == "Aug 08 09:59"  # yesterday's order now says its date
 

@@ -33,7 +33,7 @@ from app.view.blotter import (
     order_row,
 )
 
-ID_CHARS = 22  # an id column's width in digits before it elides in the middle (a paper id is ~16)
+ID_CHARS = 17  # an id column's width in digits (a paper id is 16); a longer id elides in the middle
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,6 @@ class Column:
     value: Callable[[Any], Any]
     align_right: bool = True
     colour: Callable[[Any], str | None] | None = None
-    chars: int = 8  # the width it starts at, in digits of the table's font
     tooltip: Callable[[Any], str | None] | None = None
     is_id: bool = False  # copyable; elided in the middle, never cut at its end
 
@@ -67,89 +66,89 @@ def _fill_tip(r: FillRow) -> str:
 
 def working_columns() -> tuple[Column, ...]:
     return (
-        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
-        Column("Symbol", lambda r: r.symbol, False, chars=8),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
-        Column("Type", lambda r: r.type, False, chars=11),
-        Column("Qty", lambda r: r.qty, chars=9),
-        Column("Price", lambda r: r.price, chars=10),
-        Column("Filled", lambda r: r.filled, chars=9),
-        Column("Status", lambda r: r.status, False, chars=9),
-        Column("Origin", lambda r: r.origin, False, chars=7),
-        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_order_tip, is_id=True),
+        Column("Time", lambda r: r.time, False, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Type", lambda r: r.type, False),
+        Column("Qty", lambda r: r.qty),
+        Column("Price", lambda r: r.price),
+        Column("Filled", lambda r: r.filled),
+        Column("Status", lambda r: r.status, False),
+        Column("Origin", lambda r: r.origin, False),
+        Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
     )
 
 
 def history_order_columns() -> tuple[Column, ...]:
     return (
-        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
-        Column("Symbol", lambda r: r.symbol, False, chars=8),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
-        Column("Type", lambda r: r.type, False, chars=11),
-        Column("Qty", lambda r: r.qty, chars=9),
-        Column("Price", lambda r: r.price, chars=10),
-        Column("Filled", lambda r: r.filled, chars=9),
-        Column("Avg", lambda r: r.avg, chars=10),
-        Column("Status", lambda r: r.status, False, chars=9, tooltip=lambda r: r.note or None),
-        Column("Origin", lambda r: r.origin, False, chars=7),
-        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_order_tip, is_id=True),
-        Column("Note", lambda r: r.note, False, chars=16, tooltip=lambda r: r.note or None),
+        Column("Time", lambda r: r.time, False, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Type", lambda r: r.type, False),
+        Column("Qty", lambda r: r.qty),
+        Column("Price", lambda r: r.price),
+        Column("Filled", lambda r: r.filled),
+        Column("Avg", lambda r: r.avg),
+        Column("Status", lambda r: r.status, False, tooltip=lambda r: r.note or None),
+        Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
+        Column("Origin", lambda r: r.origin, False),
+        Column("Note", lambda r: r.note, False, tooltip=lambda r: r.note or None),
     )
 
 
 def fill_row_columns() -> tuple[Column, ...]:
     return (
-        Column("Time", lambda r: r.time, False, chars=12, tooltip=lambda r: r.time_utc),
-        Column("Symbol", lambda r: r.symbol, False, chars=8),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=4),
-        Column("Qty", lambda r: r.qty, chars=9),
-        Column("Price", lambda r: r.price, chars=10),
-        Column("Fee", lambda r: r.fee, chars=12),
-        Column("Liq.", lambda r: r.liquidity, False, chars=5),
-        Column("Order id", lambda r: r.order_id, False, chars=ID_CHARS, tooltip=_fill_tip, is_id=True),
+        Column("Time", lambda r: r.time, False, tooltip=lambda r: r.time_utc),
+        Column("Symbol", lambda r: r.symbol, False),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Qty", lambda r: r.qty),
+        Column("Price", lambda r: r.price),
+        Column("Fee", lambda r: r.fee),
+        Column("Liq.", lambda r: r.liquidity, False),
+        Column("Order id", lambda r: r.order_id, False, tooltip=_fill_tip, is_id=True),
     )
 
 
 def position_row_columns() -> tuple[Column, ...]:
     return (
-        Column("Symbol", lambda r: r.symbol, False, chars=8),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=5),
-        Column("Qty", lambda r: r.qty, colour=lambda r: _side_colour(r.side), chars=9),
-        Column("Avg price", lambda r: r.avg, chars=10),
-        Column("Mark", lambda r: r.mark, chars=10),
-        Column("Unrealised", lambda r: r.unrealised, colour=lambda r: _sign_colour(r.unrealised_sign), chars=9,
+        Column("Symbol", lambda r: r.symbol, False),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Qty", lambda r: r.qty, colour=lambda r: _side_colour(r.side)),
+        Column("Avg price", lambda r: r.avg),
+        Column("Mark", lambda r: r.mark),
+        Column("Unrealised", lambda r: r.unrealised, colour=lambda r: _sign_colour(r.unrealised_sign),
                tooltip=lambda r: "this position's unrealised PnL at the mark, quote currency"),
-        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=9,
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
                tooltip=lambda r: "realised on this position so far (partial exits), after fees"),
-        Column("Fees", lambda r: r.fees, chars=7),
-        Column("Opened", lambda r: r.opened, False, chars=12),
+        Column("Fees", lambda r: r.fees),
+        Column("Opened", lambda r: r.opened, False),
     )
 
 
 def closed_columns() -> tuple[Column, ...]:
     return (
-        Column("Closed", lambda r: r.closed, False, chars=12),
-        Column("Symbol", lambda r: r.symbol, False, chars=8),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), chars=5),
-        Column("Qty", lambda r: r.qty, chars=9, tooltip=lambda r: "the largest size held"),
-        Column("Entry", lambda r: r.entry, chars=10),
-        Column("Exit", lambda r: r.exit, chars=10),
-        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=9,
-               tooltip=lambda r: "after fees"),
-        Column("Fees", lambda r: r.fees, chars=7),
-        Column("Fills", lambda r: str(r.fills), chars=4),
-        Column("Opened", lambda r: r.opened, False, chars=12),
+        Column("Closed", lambda r: r.closed, False),
+        Column("Symbol", lambda r: r.symbol, False),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
+               tooltip=lambda r: f"after fees ({r.fees}), {r.fills} fills"),
+        Column("Qty", lambda r: r.qty, tooltip=lambda r: "the largest size held"),
+        Column("Entry", lambda r: r.entry),
+        Column("Exit", lambda r: r.exit),
+        Column("Fees", lambda r: r.fees),
+        Column("Opened", lambda r: r.opened, False),
     )
 
 
 def pnl_columns(first: str) -> tuple[Column, ...]:
+    def tip(r: PnlRow) -> str:
+        return f"realised after fees; fees {r.fees}; {r.closed} positions closed; {r.fills} fills"
     return (
-        Column(first, lambda r: r.label, False, chars=14),
-        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign), chars=12,
-               tooltip=lambda r: "realised PnL after fees"),
-        Column("Fees", lambda r: r.fees, chars=10),
-        Column("Closed", lambda r: str(r.closed), chars=5, tooltip=lambda r: "positions closed"),
-        Column("Fills", lambda r: str(r.fills), chars=5),
+        Column(first, lambda r: r.label, False),
+        Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
+               tooltip=tip),
+        Column("Trades", lambda r: str(r.closed), tooltip=lambda r: "positions closed"),
+        Column("Fees", lambda r: r.fees),
     )
 
 
@@ -296,6 +295,11 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
     def row(self, i: int) -> Any:
         return self._rows[i]
 
+    def texts(self, column: int, first: int = 0, last: int | None = None) -> list[str]:
+        """What column ``column`` shows in rows ``first`` to ``last`` (inclusive)."""
+        end = len(self._cells) if last is None else last + 1
+        return [cells[column][0] for cells in self._cells[first:end]]
+
     def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
 
@@ -332,8 +336,8 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
 
 
 def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
-    """A table whose columns start at widths that hold their texts (``Column.chars``), resizable by the trader; the
-    last column takes the room left; an id column elides in the middle (its ends are what tell two ids apart)."""
+    """A table whose columns are as wide as their widest text (``fit_columns``), resizable by the trader; the last
+    column takes the room left; an id column elides in the middle (its ends are what tell two ids apart)."""
     view = QtWidgets.QTableView()
     view.setModel(model)
     view.verticalHeader().setVisible(False)
@@ -349,15 +353,36 @@ def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
     header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
     header.setStretchLastSection(True)
     header.setHighlightSections(False)
-    columns = getattr(model, "columns", ())
-    fm = view.fontMetrics()
-    pad = 2 * view.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_FocusFrameHMargin) + 8
-    hfm = QtGui.QFontMetrics(header.font())
-    for n, col in enumerate(columns):
-        width = max(fm.horizontalAdvance("0" * col.chars), hfm.horizontalAdvance(col.title) + 6) + pad
-        header.resizeSection(n, width)
     header.setMinimumSectionSize(24)
+    header.setDefaultSectionSize(48)  # the stretched last column may shrink to this before the table scrolls
+    columns = getattr(model, "columns", ())
+    hfm = QtGui.QFontMetrics(header.font())
+    for n, col in enumerate(columns[:-1]):  # the last one takes the room left (stretched)
+        header.resizeSection(n, hfm.horizontalAdvance(col.title) + HEADER_PAD)
+    if isinstance(model, DeclaredTableModel):
+        model.rowsInserted.connect(lambda _p, first, last: fit_columns(view, first, last))
+        model.dataChanged.connect(lambda tl, br, _roles=(): fit_columns(view, tl.row(), br.row()))
     return view
+
+
+HEADER_PAD = 18  # the header's padding (6 px a side in the style sheet) and a little air
+CELL_PAD = 14  # a cell's margins and a little air
+
+
+def fit_columns(view: QtWidgets.QTableView, first: int, last: int) -> None:
+    """Widen each column (never narrow: the trader may have widened it) to hold the texts of rows ``first`` to
+    ``last``: a number is never elided. An id column stops at ``ID_CHARS`` digits and elides the rest in the middle
+    (whole in its tooltip); the last column is stretched to the room left."""
+    model: DeclaredTableModel = view.model()  # type: ignore[assignment]
+    header = view.horizontalHeader()
+    fm = view.fontMetrics()
+    id_cap = fm.horizontalAdvance("0" * ID_CHARS) + CELL_PAD
+    for n, col in enumerate(model.columns[:-1]):
+        widest = max((fm.horizontalAdvance(t) for t in model.texts(n, first, last)), default=0) + CELL_PAD
+        if col.is_id:
+            widest = min(widest, id_cap)
+        if widest > header.sectionSize(n):
+            header.resizeSection(n, widest)
 
 
 def _copy(text: str) -> None:
@@ -386,7 +411,7 @@ class Blotter(QtWidgets.QTabWidget):
         self.fills = DeclaredTableModel(fill_row_columns())
         self.positions = DeclaredTableModel(position_row_columns())
         self.closed = DeclaredTableModel(closed_columns())
-        self.days = DeclaredTableModel(pnl_columns("Day (UTC)"))
+        self.days = DeclaredTableModel(pnl_columns("UTC day"))
         self.symbols = DeclaredTableModel(pnl_columns("Symbol"))
         self.working_view = table_view(self.working)
         self.orders_view = table_view(self.orders)
@@ -414,6 +439,7 @@ class Blotter(QtWidgets.QTabWidget):
         split.addWidget(totals)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setSizes([430, 270])
         box.addWidget(split, 1)
         self.history = history
         self.addTab(self.working_view, "Working")

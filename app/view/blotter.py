@@ -302,15 +302,22 @@ def _money(inst: Instrument, v: Decimal, sign: bool = True) -> str:
     return inst.fmt_money(v, sign=sign and v != 0)
 
 
+# Short words where the exchange's are long, so a narrow dock keeps the numbers and the id in view.
+TYPE_TEXT = {"STOP_MARKET": "STOP MKT"}
+STATUS_TEXT = {"PARTIALLY_FILLED": "PARTIAL"}
+
+
 def order_row(o: Order, inst: Instrument, now_ms: int, tz: dt.tzinfo | None = None) -> OrderRow:
     r = o.request
     return OrderRow(
         key=o.id, order_id=o.id, time=time_text(o.created_ms, now_ms, tz), time_utc=utc_text(o.created_ms),
-        symbol=o.symbol, origin=r.origin.value, side=r.side.value, type=r.type.value, qty=_qty(inst, r.qty),
+        symbol=o.symbol, origin=r.origin.value, side=r.side.value, type=TYPE_TEXT.get(r.type.value, r.type.value),
+        qty=_qty(inst, r.qty),
         price=_price(inst, r.limit_price if r.limit_price is not None else r.stop_price),
         price_value=r.limit_price if r.limit_price is not None else r.stop_price,
         filled=_qty(inst, o.filled_qty) if o.filled_qty else "", avg=_price(inst, o.avg_price),
-        status=o.status.value, note=o.reject_reason or "", working=o.status.is_open, created_ms=o.created_ms)
+        status=STATUS_TEXT.get(o.status.value, o.status.value), note=o.reject_reason or "", working=o.status.is_open,
+        created_ms=o.created_ms)
 
 
 def fill_row(f: Fill, inst: Instrument, now_ms: int, quote: str = "USDT", tz: dt.tzinfo | None = None) -> FillRow:
@@ -444,7 +451,7 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
         money = Instrument.from_steps(f"PNL{quote}", Decimal("1e-8"), Decimal(1), quote=quote).fmt_money
 
         days = tuple(_pnl_row(dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"),
-                              dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%a %Y-%m-%d"), t, money, quote)
+                              dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"), t, money, quote)
                      for d, t in sorted(history.days.items(), reverse=True))
         symbols = tuple(_pnl_row(s, s, t, money, quote) for s, t in sorted(history.symbols.items()))
         line = _history_line(history, now_ms)

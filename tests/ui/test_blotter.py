@@ -86,7 +86,7 @@ def test_a_selected_order_stays_selected_when_a_row_changes_and_one_is_added(qtb
     assert selected_key(view) == "B", "the trader's selection followed its order"
     assert signals.resets == 0 and signals.inserted == 1 and signals.removed == 0
     assert signals.changed == [2], "only the changed row is redrawn"
-    assert cell(model, 2, "Status") == "PARTIALLY_FILLED" and cell(model, 2, "Filled") == "0.00400"
+    assert cell(model, 2, "Status") == "PARTIAL" and cell(model, 2, "Filled") == "0.00400"
 
 
 def test_rows_that_leave_are_removed_and_the_selection_stays_on_its_row(qtbot):
