@@ -396,7 +396,7 @@ class Blotter(QtWidgets.QTabWidget):
     at each ``refresh``; ``Blotter()`` only renders what it is given (``render``)."""
 
     modify_requested = QtCore.Signal(str)  # an order id: the trader asks to modify this working order
-    cancel_requested = QtCore.Signal(str)  # an order id: the trader asks to cancel this working order
+    cancel_requested = QtCore.Signal(str)  # an order id: the trader asks to cancel this working order (menu, Delete)
 
     def __init__(self, desk=None, parent: QtWidgets.QWidget | None = None, *,
                  source: Callable[[], BlotterView] | None = None) -> None:
@@ -460,6 +460,12 @@ class Blotter(QtWidgets.QTabWidget):
                 and event.matches(QtGui.QKeySequence.StandardKey.Copy)):  # type: ignore[attr-defined]
             self._copy_selected(obj)
             return True
+        if (obj is self.working_view and event.type() == QtCore.QEvent.Type.KeyPress
+                and event.key() == QtCore.Qt.Key.Key_Delete):  # type: ignore[attr-defined]
+            oid = self.selected_working_order_id()
+            if oid is not None:
+                self.cancel_requested.emit(oid)
+            return oid is not None
         return super().eventFilter(obj, event)
 
     # ----- rendering ------------------------------------------------------------------------------------------

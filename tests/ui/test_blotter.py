@@ -169,7 +169,7 @@ def test_an_order_id_is_whole_in_its_tooltip_and_copied_whole(qtbot):
 
 
 # ----- what the trader asks ---------------------------------------------------------------------------------------
-def test_a_working_order_is_modified_by_double_click_or_menu_and_cancelled_by_menu(qtbot):
+def test_a_working_order_is_modified_by_double_click_or_menu_and_cancelled_by_menu_or_delete(qtbot):
     blotter = Blotter()
     qtbot.addWidget(blotter)
     blotter.show()
@@ -189,6 +189,10 @@ def test_a_working_order_is_modified_by_double_click_or_menu_and_cancelled_by_me
     actions["Modify…"].trigger()
     actions["Cancel order"].trigger()
     assert modify == ["W1", "W2"] and cancel == ["W2"]
+    view.setFocus()
+    view.selectRow(1)
+    qtbot.keyClick(view, QtCore.Qt.Key.Key_Delete)  # the selected working order
+    assert cancel == ["W2", "W1"]
     done = order_row(order("D1", status=OrderStatus.FILLED), BTC, NOW, UTC)
     assert "Modify…" not in [a.text() for a in blotter.menu_for(blotter.orders_view, done).actions()]
 
