@@ -211,12 +211,13 @@ class ProposalActions(QtCore.QObject):
         if not result.needs_confirmation:
             self.desk.proposals.release(p)  # refused (a veto, the broker): the trader may still act on it
             return
+        order, question = self.drift_question(p, edits, result.message)
         box = QtWidgets.QMessageBox(
-            QtWidgets.QMessageBox.Icon.Warning, f"Price moved · {self.mode}",
-            f"{result.message}\n\nSend anyway as a {self.mode} order?",
+            QtWidgets.QMessageBox.Icon.Warning, f"Price moved · {self.mode}", question,
             QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self.parent_widget,
         )
-        box.button(QtWidgets.QMessageBox.StandardButton.Yes).setText(f"Send {self.mode} order")
+        box.button(QtWidgets.QMessageBox.StandardButton.Yes).setText(
+            f"Send {self.mode} {order}" if order else f"Send {self.mode} order")
         box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.No)
         box.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         # Held while the trader reads the question: it must not expire or be superseded under his "Yes". Released
@@ -234,6 +235,26 @@ class ProposalActions(QtCore.QObject):
 
         box.finished.connect(answered)
         self._open(box)
+
+    def drift_question(self, p: Proposal, edits: OrderEdits | None, fallback: str) -> tuple[str, str]:
+        """The order the Yes would send ("BUY 163.9 XRPUSDT") and the question naming it and the move: from, to, by
+        how much (signed) and the bound. ``edits``: a modified order (None: the proposal's own, as it is now)."""
+        desk = self.desk
+        symbol = p.decision.symbol
+        inst = desk.instruments.get(symbol)
+        edits = edits or desk.implied_edits(p)
+        now = desk.last_price(symbol)
+        if edits is None or now is None or p.price is None or p.price <= 0:
+            return "", f"{fallback}\n\nSend anyway as a {self.mode} order?"
+        order = f"{edits.side.value} {inst.fmt_qty(edits.qty)} {symbol}"
+        kind = edits.type.value.lower()
+        if edits.limit_price is not None:
+            kind += f" @ {inst.fmt_price(edits.limit_price)}"
+        move = (now - p.price) / p.price * 100
+        question = (f"{order} {kind}: the price moved {move:+.2f} % since the proposal ({inst.fmt_price(p.price)} -> "
+                    f"{inst.fmt_price(now)}); the bound is {desk.proposals.max_drift_pct:g} %.\n\n"
+                    f"Send {order} anyway as a {self.mode} order?")
+        return order, question
 
     def _open(self, dialog: QtWidgets.QDialog) -> None:
         """Open ``dialog`` (never exec), reachable as ``self.dialog`` while open and deleted once closed: each
