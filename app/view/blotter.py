@@ -510,7 +510,8 @@ class DeskBlotter:
         pf = d.portfolio
         positions = [pf.position(s) for s in d.books]  # type: ignore[attr-defined]
         last = self._last
-        if last is not None and d.version == self._version:  # only the marks moved
+        today = dt.datetime.fromtimestamp(now_ms / 1000, tz=self.tz).date()
+        if last is not None and d.version == self._version and today == self.cache.day:  # only the marks moved
             rows = tuple(_position_row(p, d.instruments.get(p.symbol), d.last_price(p.symbol), self.history, now_ms,
                                        self.tz) for p in sorted((p for p in positions if p.qty != 0),
                                                                 key=lambda p: p.symbol))
