@@ -297,3 +297,24 @@ async def test_live_move_bracket_moves_the_stop_at_the_exchange_and_the_held_tak
         assert len([o for o in api.engine.all_orders(KEY, SYM) if o.status == "NEW"]) == 1  # one stop, never two
     finally:
         await desk.broker.aclose()
+
+
+@pytest.mark.asyncio
+async def test_live_a_manual_stop_rests_at_the_exchange_and_is_replaced_there(api: OrderApi, live_journal):
+    desk = await live_desk(api, live_journal)
+    try:
+        refused = await desk.submit_manual(OrderRequest(SYM, Side.BUY, OrderType.STOP_MARKET, D("0.1"),
+                                                        stop_price=D("99")))
+        assert not refused.ok and "not above the market 100.00" in refused.message
+        sent = await desk.submit_manual(OrderRequest(SYM, Side.BUY, OrderType.STOP_MARKET, D("0.1"),
+                                                     stop_price=D("102")))
+        assert sent.ok and sent.message.startswith(f"LIVE BUY 0.10000 {SYM} stop @ 102.00 sent"), sent.message
+        ex = api.engine.get(KEY, SYM, client_id=sent.order_id)
+        assert (ex.type, ex.side, ex.stop_price, ex.status) == ("STOP_LOSS", "BUY", D("102"), "NEW")
+        moved = await desk.replace_order(sent.order_id, stop_price=D("101.5"))
+        assert moved.ok, moved.message
+        assert api.engine.get(KEY, SYM, client_id=sent.order_id).status == "CANCELED"
+        ex = api.engine.get(KEY, SYM, client_id=moved.order_id)
+        assert (ex.type, ex.side, ex.stop_price, ex.status) == ("STOP_LOSS", "BUY", D("101.5"), "NEW")
+    finally:
+        await desk.broker.aclose()
