@@ -70,6 +70,7 @@ def test_stop_loss_and_take_profit_are_typed_as_price_or_percent_and_shown_as_bo
     assert view.stop_loss == "58,800.00 (−2.00 %)" and view.stop_loss_pct == D("2.0000")
     assert view.take_profit == "61,800.00 (+3.00 %)" and view.take_profit_pct == D("3")
     assert view.order_text == "BUY 0.01000 BTCUSDT limit @ 60,000.00 · SL 58,800.00 · TP 61,800.00"
+    assert view.summary == "600.00 USDT · SL −2.00 % · TP 61,800.00"  # what the trader did not type
     wrong = ticket_view("BTCUSDT", instrument=BTC, mode="PAPER", side=Side.BUY, order_type=OrderType.LIMIT,
                         qty_text="0.01", price_text="60000", stop_loss_text="61000")
     assert wrong.problem == "stop-loss 61,000.00 must be below the entry 60,000.00 for a buy"

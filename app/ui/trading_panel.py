@@ -89,8 +89,8 @@ class TradingPanel(QtWidgets.QWidget):
         self.scroll.setWidget(body)
         root.addWidget(self.scroll)
         outer = QtWidgets.QVBoxLayout(body)
-        outer.setContentsMargins(4, 4, 4, 4)
-        outer.setSpacing(3)
+        outer.setContentsMargins(4, 2, 4, 2)
+        outer.setSpacing(2)
 
         ticket = QtWidgets.QGroupBox(f"Order ticket · {self.mode_text}")
         ticket.setObjectName("orderTicket")
@@ -128,7 +128,8 @@ class TradingPanel(QtWidgets.QWidget):
         self.readback = QtWidgets.QLabel("")
         self.readback.setObjectName("ticketReadback")
         self.readback.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        self.readback.setWordWrap(True)
+        self.readback.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.readback_text = ""  # the line before eliding
         self.submit = QtWidgets.QPushButton(f"Send {self.mode} order")
         self.submit.setObjectName("sendOrder")
         self.submit.setProperty("mode", self.mode)
@@ -139,9 +140,12 @@ class TradingPanel(QtWidgets.QWidget):
         self.leave_modify.setToolTip("Leave Modify: the ticket sends a new order again")
         self.leave_modify.clicked.connect(self.clear_modify)
         self.leave_modify.setVisible(False)
-        form.addWidget(self.symbol_label, 0, 0)
-        form.addWidget(self.bid_button, 0, 1)
-        form.addWidget(self.ask_button, 0, 2)
+        top = QtWidgets.QHBoxLayout()  # the symbol at its own width, bid and ask sharing the rest
+        top.setSpacing(4)
+        top.addWidget(self.symbol_label)
+        top.addWidget(self.bid_button, 1)
+        top.addWidget(self.ask_button, 1)
+        form.addLayout(top, 0, 0, 1, 3)
         form.addWidget(self.side, 1, 0)
         form.addWidget(self.type, 1, 1)
         form.addWidget(self.qty, 1, 2)
@@ -157,7 +161,7 @@ class TradingPanel(QtWidgets.QWidget):
         for col in range(3):
             form.setColumnStretch(col, 1)
         for w in (self.side, self.type, self.qty, self.price, self.stop_loss, self.take_profit, self.bid_button,
-                  self.ask_button, self.symbol_label):
+                  self.ask_button):
             w.setMinimumWidth(60)
             w.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, w.sizePolicy().verticalPolicy())
         outer.addWidget(ticket)
@@ -173,7 +177,7 @@ class TradingPanel(QtWidgets.QWidget):
         first.setSpacing(3)
         second.setSpacing(3)
         buttons.addLayout(first)
-        buttons.addLayout(second)
+        buttons.addLayout(second)  # then the kill switch alone, the full width: never cut, never missed
         self.cancel_button = QtWidgets.QPushButton("Cancel selected")
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.cancel_all_button = QtWidgets.QPushButton("Cancel all")
@@ -192,9 +196,9 @@ class TradingPanel(QtWidgets.QWidget):
         self.resume_button.clicked.connect(lambda: self.show_result(self.desk.resume()))
         first.addWidget(self.cancel_button)
         first.addWidget(self.cancel_all_button)
-        first.addWidget(self.resume_button)
         second.addWidget(self.flatten_button)
-        second.addWidget(self.kill_button)
+        second.addWidget(self.resume_button)
+        buttons.addWidget(self.kill_button)
         outer.addLayout(buttons)
 
         self.message = QtWidgets.QLabel("")
@@ -448,18 +452,15 @@ class TradingPanel(QtWidgets.QWidget):
             self.ask_button.setText(ask)
         self.bid_button.setEnabled(view.bid_price is not None)
         self.ask_button.setEnabled(view.ask_price is not None)
-        parts = [f"value {view.order_value}"]
-        if view.pct_equity:
-            parts.append(view.pct_equity)
-        if view.stop_loss:
-            parts.append(f"SL {view.stop_loss}")
-        if view.take_profit:
-            parts.append(f"TP {view.take_profit}")
-        text = " · ".join(parts)
-        if view.problem and self._typed():
-            text += f"\n{view.problem}"
-        self.readback.setText(text)
-        self.readback.setToolTip(view.order_text)
+        # One line, elided to the ticket's width (the whole of it in the tooltip): it must not push Send away.
+        text = view.problem if view.problem and self._typed() else view.summary
+        full = "\n".join(t for t in (view.order_text, f"value {view.order_value} {view.pct_equity}".rstrip(),
+                                      f"SL {view.stop_loss}" if view.stop_loss else "",
+                                      f"TP {view.take_profit}" if view.take_profit else "", view.problem) if t)
+        self.readback.setText(self.readback.fontMetrics().elidedText(
+            text, QtCore.Qt.TextElideMode.ElideRight, max(self.readback.width(), 120)))
+        self.readback_text = text
+        self.readback.setToolTip(full)
         self.submit.setToolTip(view.order_text if not view.problem else view.problem)
         if self.qty.placeholderText() != view.qty_hint:
             self.qty.setPlaceholderText(view.qty_hint)

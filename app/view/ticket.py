@@ -106,6 +106,7 @@ class Bracket:
     price: Decimal
     pct: Decimal
     text: str  # "58,800.00 (−2.00 %)"
+    other: str  # what was not typed: "−2.00 %" for a price, "58,800.00" for a percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class TicketView:
     stop_loss: str  # "58,800.00 (−2.00 %)" or ""
     take_profit: str
     order_text: str  # "BUY 0.01000 BTCUSDT limit @ 60,000.00 · SL 58,800.00 · TP 63,000.00"
+    summary: str  # one line under the ticket: "600.00 USDT · 6.0 % of equity · SL −2.00 % · TP 61,800.00"
     problem: str  # what is wrong with the ticket now, in words ("" when it could be sent)
     qty_hint: str  # "quantity, step 0.00001 BTC"
     price_hint: str  # "limit price, tick 0.01" / "stop price, tick 0.01" / "market: at the touch"
@@ -175,10 +177,10 @@ def parse_bracket(text: str, which: str, *, side: Side, ref: Decimal | None, ins
         if v >= 100 and below:
             raise ValueError(f"{which} {t} must be below 100 %")
         if ref is None:
-            return Bracket(ZERO, v, f"{v.normalize():f} %")
+            return Bracket(ZERO, v, f"{v.normalize():f} %", "")
         k = 1 - v / HUNDRED if below else 1 + v / HUNDRED
         price = inst.round_price(ref * k)
-        return Bracket(price, v, f"{inst.fmt_price(price)} ({'−' if below else '+'}{v:.2f} %)")
+        return Bracket(price, v, f"{inst.fmt_price(price)} ({'−' if below else '+'}{v:.2f} %)", inst.fmt_price(price))
     price = inst.round_price(v)
     if ref is None:
         raise ValueError(f"{which} as a price needs a market price or a limit price to measure from")
@@ -187,8 +189,8 @@ def parse_bracket(text: str, which: str, *, side: Side, ref: Decimal | None, ins
         raise ValueError(f"{which} {inst.fmt_price(price)} must be {where} the entry {inst.fmt_price(ref)} for a "
                          f"{side.value.lower()}")
     pct = abs(price - ref) / ref * HUNDRED
-    return Bracket(price, pct.quantize(Decimal("0.0001")),
-                   f"{inst.fmt_price(price)} ({'−' if below else '+'}{pct:.2f} %)")
+    signed = f"{'−' if below else '+'}{pct:.2f} %"
+    return Bracket(price, pct.quantize(Decimal("0.0001")), f"{inst.fmt_price(price)} ({signed})", signed)
 
 
 def ticket_view(symbol: str, *, instrument: Instrument, mode: str, side: Side, order_type: OrderType,
@@ -242,8 +244,10 @@ def ticket_view(symbol: str, *, instrument: Instrument, mode: str, side: Side, o
     if order_type is not OrderType.MARKET:
         hint += f", tick {inst.fmt_price(inst.tick_size)}"
     spread = "—" if bid is None or ask is None else inst.fmt_price(ask - bid)
+    summary = " · ".join([value_text] + ([pct_text] if pct_text else [])
+                         + [f"{name} {b.other}" for name, b in (("SL", sl), ("TP", tp)) if b is not None and b.other])
     return TicketView(
-        symbol=symbol, title=f"{symbol} · {mode}", bid=inst.fmt_price(bid), ask=inst.fmt_price(ask),
+        summary=summary, symbol=symbol, title=f"{symbol} · {mode}", bid=inst.fmt_price(bid), ask=inst.fmt_price(ask),
         bid_price=bid, ask_price=ask, spread=spread, order_value=value_text, pct_equity=pct_text,
         stop_loss=sl.text if sl is not None else "", take_profit=tp.text if tp is not None else "",
         order_text=words, problem=problem,

@@ -72,10 +72,10 @@ def test_the_ticket_reads_back_symbol_bid_ask_value_and_share_of_equity_and_a_cl
     panel.qty.setText("1000")
     assert panel.symbol_label.text() == "XRPUSDT"
     assert (panel.bid_button.text(), panel.ask_button.text()) == ("Bid 0.5999", "Ask 0.6001")
-    assert panel.readback.text() == "value 600.10 USDT · 6.0 % of equity"  # a market buy takes the ask
+    assert panel.readback_text == "600.10 USDT · 6.0 % of equity"  # a market buy takes the ask
     panel.bid_button.click()
     assert panel.type.currentText() == "LIMIT" and panel.price.text() == "0.5999"
-    assert panel.readback.text() == "value 599.90 USDT · 6.0 % of equity"
+    assert panel.readback_text == "599.90 USDT · 6.0 % of equity"
     panel.set_price(D("0.61234"))  # a click on the ladder: on the tick
     assert panel.price.text() == "0.6123"
 
@@ -88,7 +88,8 @@ async def test_stop_loss_and_take_profit_typed_as_prices_reach_the_order_and_bot
     panel.stop_loss.setText("0.5890")
     panel.take_profit.setText("2%")
     # measured from where it will fill (the ask it takes), so the legs land where they were typed
-    assert "SL 0.5890 (−1.85 %)" in panel.readback.text() and "TP 0.6121 (+2.00 %)" in panel.readback.text()
+    assert panel.readback_text == "60.01 USDT · 0.6 % of equity · SL −1.85 % · TP 0.6121"  # what was not typed
+    assert "SL 0.5890 (−1.85 %)\nTP 0.6121 (+2.00 %)" in panel.readback.toolTip()
     panel.submit.click()
     await settled(panel)
     assert panel.last_result.ok, panel.last_result.message
@@ -128,7 +129,7 @@ async def test_modify_loads_a_working_order_and_replace_sends_the_new_price(pane
     assert panel.load_order(old)
     assert panel.submit.text() == "Replace PAPER order" and panel.leave_modify.isVisible()
     assert (panel.qty.text(), panel.price.text(), panel.side.isEnabled()) == ("20.0", "0.5900", False)
-    assert panel.readback.toolTip().endswith(f"(replaces {old})")
+    assert panel.readback.toolTip().splitlines()[0] == f"BUY 20.0 XRPUSDT limit @ 0.5900 (replaces {old})"
     panel.price.setText("0.5950")
     panel.last_result = None
     panel.submit.click()
@@ -157,10 +158,13 @@ async def test_buy_at_the_ask_sends_the_tickets_quantity_as_a_limit_at_the_touch
 def test_send_is_visible_without_scrolling_in_the_docks_size_at_1280x720(qtbot, desk):
     panel = TradingPanel(desk, "BTCUSDT", touch=lambda s: TOUCH[s])
     qtbot.addWidget(panel)
-    panel.resize(320, 200)  # the bottom dock at 1280x720, less its title bar
+    panel.resize(284, 218)  # what the bottom dock gives it in a 1280x720 window (less the dock title bar)
     panel.show()
     qtbot.waitUntil(panel.isVisible)
-    assert panel.minimumSizeHint().height() <= 200  # never forces the window taller
+    panel.qty.setText("0.01")
+    panel.stop_loss.setText("58800")  # the read-back line stays one line (elided), whatever it holds
+    panel.take_profit.setText("3%")
+    assert panel.minimumSizeHint().height() <= 218  # never forces the window taller
     view = panel.scroll.viewport()
     for button in (panel.submit, panel.kill_button, panel.flatten_button):
         rect = QtCore.QRect(button.mapTo(view, QtCore.QPoint(0, 0)), button.size())
