@@ -25,6 +25,7 @@ from app.models import Order, OrderOrigin, OrderRequest, OrderType, Side
 from app.trading.desk import ActionResult, TradingDesk
 from app.view.ticket import AccountView, TicketView, account_view, ticket_view
 
+SIDE_BY_SIDE_PX = 560  # from this width the account sits beside the ticket (seen without scrolling)
 TYPE_NAMES = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "STOP": OrderType.STOP_MARKET}
 TYPE_TEXT = {v: k for k, v in TYPE_NAMES.items()}
 Touch = Callable[[str], tuple[Decimal | None, Decimal | None]]
@@ -88,9 +89,13 @@ class TradingPanel(QtWidgets.QWidget):
         body = QtWidgets.QWidget()
         self.scroll.setWidget(body)
         root.addWidget(self.scroll)
-        outer = QtWidgets.QVBoxLayout(body)
-        outer.setContentsMargins(4, 2, 4, 2)
+        # Narrow: the account below the ticket and its buttons; wide enough (SIDE_BY_SIDE_PX), beside them.
+        self.columns = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.Direction.TopToBottom, body)
+        self.columns.setContentsMargins(4, 2, 4, 2)
+        self.columns.setSpacing(6)
+        outer = QtWidgets.QVBoxLayout()
         outer.setSpacing(2)
+        self.columns.addLayout(outer, 3)
 
         ticket = QtWidgets.QGroupBox(f"Order ticket · {self.mode_text}")
         ticket.setObjectName("orderTicket")
@@ -213,10 +218,20 @@ class TradingPanel(QtWidgets.QWidget):
         self.account_grid.setVerticalSpacing(1)
         self.account_labels: dict[str, QtWidgets.QLabel] = {}
         self.account_values: dict[str, QtWidgets.QLabel] = {}
-        outer.addLayout(self.account_grid)
-        outer.addStretch(1)
+        account = QtWidgets.QVBoxLayout()
+        account.addLayout(self.account_grid)
+        account.addStretch(1)
+        self.columns.addLayout(account, 2)
         self._account_keys: tuple[str, ...] = ()
         self.refresh()
+
+    def resizeEvent(self, event) -> None:
+        side = event.size().width() >= SIDE_BY_SIDE_PX
+        direction = (QtWidgets.QBoxLayout.Direction.LeftToRight if side
+                     else QtWidgets.QBoxLayout.Direction.TopToBottom)
+        if self.columns.direction() != direction:
+            self.columns.setDirection(direction)
+        super().resizeEvent(event)
 
     # ----- compatibility: the figures as before (tests and the window read them) -------------------------------
     @property

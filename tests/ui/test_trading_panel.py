@@ -170,3 +170,15 @@ def test_send_is_visible_without_scrolling_in_the_docks_size_at_1280x720(qtbot, 
         rect = QtCore.QRect(button.mapTo(view, QtCore.QPoint(0, 0)), button.size())
         assert view.rect().contains(rect), button.text()
         assert button.fontMetrics().horizontalAdvance(button.text()) <= button.width()  # the words not cut
+
+
+def test_a_wide_dock_shows_the_account_beside_the_ticket_without_scrolling(qtbot, desk):
+    panel = TradingPanel(desk, "BTCUSDT", touch=lambda s: TOUCH[s])
+    qtbot.addWidget(panel)
+    panel.resize(600, 218)
+    panel.show()
+    qtbot.waitUntil(panel.isVisible)
+    view = panel.scroll.viewport()
+    for widget in (panel.submit, panel.kill_button, panel.equity, panel.unrealized, panel.risk_state):
+        assert view.rect().contains(QtCore.QRect(widget.mapTo(view, QtCore.QPoint(0, 0)), widget.size()))
+    assert panel.equity.mapTo(panel, QtCore.QPoint(0, 0)).x() > panel.submit.mapTo(panel, QtCore.QPoint(0, 0)).x()
