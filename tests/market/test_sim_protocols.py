@@ -35,7 +35,7 @@ def _check_sane(events: list[MarketEvent]) -> None:
     assert all(a.exchange_ms <= b.exchange_ms for a, b in itertools.pairwise(trades))
     assert all(a.trade_id < b.trade_id for a, b in itertools.pairwise(trades))
     assert all(q.bid < q.ask and q.bid_qty > 0 and q.ask_qty > 0 for q in quotes)
-    assert abs(trades[-1].price / 60_000 - 1) < 0.05
+    assert abs(trades[-1].price / 60_000 - 1) < 0.15  # the synthetic path stays within ~10 % of its start price
 
 
 @pytest.mark.asyncio

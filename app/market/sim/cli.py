@@ -22,7 +22,7 @@ from app.market.sim.protocols import PROTOCOLS
 from app.market.sim.replay import ReplaySource
 from app.market.sim.server import ExchangeSimulator
 from app.market.sim.source import MarketSource, SimulatorPortInUse
-from app.market.sim.synthetic import SyntheticMarket
+from app.market.sim.synthetic import DEFAULT_SEED, SyntheticMarket
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +41,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="exit when this process is gone (the terminal that started this exchange)")
     parser.add_argument("--rate", type=float, default=25.0, help="synthetic trades per second")
     parser.add_argument("--price", type=float, default=60_000.0, help="synthetic start price")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the synthetic markets' seed: the market is a function of the clock and the seed, so a "
+                             f"restart with the same seed continues it (default {DEFAULT_SEED})")
     parser.add_argument("--replay", metavar="FILE", help="replay a recording instead of a synthetic market")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     parser.add_argument("--trading", action="store_true",
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay:
             source = ReplaySource(args.replay, args.speed)
         elif args.symbols:
-            source = MultiMarket.for_symbols([x for x in args.symbols.split(",") if x], args.rate)
+            source = MultiMarket.for_symbols([x for x in args.symbols.split(",") if x], args.rate, args.seed)
         else:
             source = SyntheticMarket(args.symbol, args.price, args.rate, args.seed)
         trading = _trading_setup(args)

@@ -29,10 +29,13 @@ KNOWN = {
 }
 
 
-def market_for(symbol: str, trades_per_s: float, seed: int | None = None) -> SyntheticMarket:
+def market_for(symbol: str, trades_per_s: float, seed: int | None = None, *, start_ms: int | None = None
+               ) -> SyntheticMarket:
+    """That symbol's market near its known price; the default seed makes the same market every run (a restart
+    continues it)."""
     price, decimals = KNOWN.get(symbol.upper(), (100.0, 2))
     return SyntheticMarket(symbol=symbol, start_price=price, trades_per_s=trades_per_s, seed=seed,
-                           price_decimals=decimals)
+                           price_decimals=decimals, start_ms=start_ms)
 
 
 class MultiMarket:
@@ -49,8 +52,8 @@ class MultiMarket:
         self.finished = asyncio.Event()  # generated markets never end
 
     @classmethod
-    def for_symbols(cls, symbols: Sequence[str], trades_per_s: float) -> MultiMarket:
-        return cls([market_for(s, trades_per_s) for s in symbols])
+    def for_symbols(cls, symbols: Sequence[str], trades_per_s: float, seed: int | None = None) -> MultiMarket:
+        return cls([market_for(s, trades_per_s, seed) for s in symbols])
 
     def serves(self, stream: str) -> bool:
         return any(m.serves(stream) for m in self.markets.values())

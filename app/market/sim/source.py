@@ -191,6 +191,12 @@ class Bars:
             c["V"][i] += qty
             c["Q"][i] += qty * price
 
+    def replace_last(self, values: dict[str, Any]) -> None:
+        """Sets these columns of the last row (the one in progress), e.g. to the row it was meant to add up to."""
+        i = self._len - 1
+        for k, v in values.items():
+            self._cols[k][i] = v
+
     def window(self, start_ms: int, end_ms: int) -> dict[str, np.ndarray]:
         """Rows opening in [start_ms, end_ms), with their open times as ``t``."""
         i0 = min(max(0, (start_ms - self.start_ms) // self.step_ms), self._len)
