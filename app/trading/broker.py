@@ -362,6 +362,16 @@ class PaperBroker:
             self._arrive(new)
         return new
 
+    async def add_leg(self, req: OrderRequest, sibling_id: str | None = None) -> Order:
+        """A bracket leg for a position that lacks one (the desk's ``move_bracket``): placed at once, reduce-only,
+        linked to ``sibling_id`` (OCO) when that leg is open."""
+        new = self._register(dataclasses.replace(req, origin=OrderOrigin.BRACKET, reduce_only=True))
+        if new.status.is_open:
+            if sibling_id is not None and sibling_id in self._open and sibling_id not in self._oco:
+                self._oco[new.id], self._oco[sibling_id] = sibling_id, new.id
+            self._arrive(new)
+        return new
+
     async def start(self) -> None:
         """Nothing to connect or reconcile: the paper account is the journal's."""
 

@@ -339,7 +339,8 @@ class TradingDesk:
 
     async def move_bracket(self, symbol: str, *, stop_loss: Decimal | None = None,
                            take_profit: Decimal | None = None) -> ActionResult:
-        """Move the position's working stop-loss and/or take-profit to absolute prices (on the tick). A stop-loss on
+        """Move the position's stop-loss and/or take-profit to absolute prices (on the tick); one not working yet is
+        placed (reduce-only, for the position, linked to the other leg when there is one). A stop-loss on
         the wrong side of the market (it would trigger at once), or a take-profit already reached, is refused in
         words; the moved leg goes through the risk checks as a new order. Paper: the leg is replaced and stays linked
         to its sibling (OCO); live: the stop is canceled at the exchange and placed again at the new price (a
@@ -356,7 +357,7 @@ class TradingDesk:
         long = pos.qty > 0
         what = "long" if long else "short"
         legs = [o for o in self.broker.open_orders(symbol) if o.request.origin is OrderOrigin.BRACKET]
-        plan: list[tuple[Order, OrderRequest, str]] = []
+        plan: list[tuple[Order | None, OrderRequest, str]] = []  # (the leg moved, or the one added beside)
         for name, price, kind in (("stop-loss", stop_loss, OrderType.STOP_MARKET),
                                   ("take-profit", take_profit, OrderType.LIMIT)):
             if price is None:
@@ -365,8 +366,6 @@ class TradingDesk:
                 return self._refuse(f"{name} price {inst.fmt_price(price)} must be greater than zero")
             px = inst.round_price(price)
             mine = [o for o in legs if o.request.type is kind]
-            if not mine:
-                return self._refuse(f"no {name} working on the {symbol} position to move")
             below = name == "stop-loss" if long else name == "take-profit"
             if (px >= last) if below else (px <= last):
                 side = "below" if below else "above"
@@ -375,31 +374,51 @@ class TradingDesk:
                     f"{name} {inst.fmt_price(px)} for the {what} {symbol} position is not {side} the market "
                     f"{inst.fmt_price(last)}: it would {act} at once; a {name} on a {what} sits {side} the market")
             field = "stop_price" if kind is OrderType.STOP_MARKET else "limit_price"
-            plan += [(o, dataclasses.replace(o.request, qty=o.remaining, **{field: px}), name) for o in mine]
+            if mine:
+                plan += [(o, dataclasses.replace(o.request, qty=o.remaining, **{field: px}), name) for o in mine]
+                continue
+            # None working: one is placed, linked to the other leg when there is one (OCO), else for the position.
+            others = [o for o in legs if o.request.type is not kind] or [None]
+            for sib in others:
+                qty = sib.remaining if sib is not None else inst.round_qty(abs(pos.qty))
+                parent = sib.request.parent_id if sib is not None else None
+                req = OrderRequest(symbol, Side.SELL if long else Side.BUY, kind, qty, origin=OrderOrigin.BRACKET,
+                                   reduce_only=True, parent_id=parent or f"{symbol}:position", **{field: px})
+                plan.append((sib, req, name))
         for old, req, _name in plan:
-            # Judged as the leg it replaces: without it, and without its OCO sibling (at most one of them fills).
-            pid = old.request.parent_id
-            pair = {o.id for o in legs if o.id == old.id or (pid is not None and o.request.parent_id == pid)}
+            # Judged as the leg it stands for: without the leg it replaces and that leg's OCO sibling, or beside the
+            # leg it is added to (at most one of a pair fills).
+            pid = old.request.parent_id if old is not None else None
+            pair = {o.id for o in legs if old is not None and (o.id == old.id or (pid is not None
+                                                                                  and o.request.parent_id == pid))}
             veto = self._veto(req, without=pair)
             if veto is not None:
                 return veto
         replace_leg = getattr(self.broker, "replace_leg", None)
-        if replace_leg is None:
+        add_leg = getattr(self.broker, "add_leg", None)
+        if replace_leg is None or add_leg is None:
             return self._refuse(f"{self.broker.label} cannot move bracket legs")
         said: list[str] = []
         ok = True
         for old, req, name in plan:
             px = req.stop_price if req.type is OrderType.STOP_MARKET else req.limit_price
-            was = old.request.stop_price if req.type is OrderType.STOP_MARKET else old.request.limit_price
-            new = await replace_leg(old.id, req)
+            adding = old is None or old.request.type is not req.type
+            if adding:
+                new = await add_leg(req, old.id if old is not None else None)
+                was = None
+            else:
+                assert old is not None
+                was = old.request.stop_price if req.type is OrderType.STOP_MARKET else old.request.limit_price
+                new = await replace_leg(old.id, req)
             self.version += 1
             if new is None or not (new.status.is_open or new.status is OrderStatus.FILLED):
                 ok = False
                 why = (new.reject_reason if new is not None else None) or "the old leg could not be canceled"
-                said.append(f"{name} not moved ({why}); it stays at {inst.fmt_price(was)}")
+                said.append(f"{name} not placed ({why})" if adding else
+                            f"{name} not moved ({why}); it stays at {inst.fmt_price(was)}")
                 continue
-            said.append(f"{name} {inst.fmt_price(was)} -> {inst.fmt_price(px)} "
-                        f"({req.side.value} {inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}")
+            move = f"placed at {inst.fmt_price(px)}" if adding else f"{inst.fmt_price(was)} -> {inst.fmt_price(px)}"
+            said.append(f"{name} {move} ({req.side.value} {inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}")
         text = f"{self.broker.mode} {symbol} {what}: " + "; ".join(said)
         self._say("info" if ok else "warn", text)
         return ActionResult(ok, text)

@@ -241,6 +241,24 @@ class LiveBrackets:
             await self._place_stop(base, was)
         return new
 
+    async def add_leg(self, req: OrderRequest) -> Order | None:
+        """A leg for a position without one, linked to its sibling by ``parent_id``: a stop at the exchange (for
+        what the account holds), or a take-profit held here. None when nothing is left to protect."""
+        pid = req.parent_id or ""
+        self._attached.add(pid)
+        base = dataclasses.replace(req, type=OrderType.MARKET, origin=OrderOrigin.BRACKET, reduce_only=True,
+                                   limit_price=None, stop_price=None)
+        if req.type is OrderType.STOP_MARKET and req.stop_price is not None:
+            qty = min(req.qty, self._free_room(req.symbol, req.side))
+            if qty <= 0:
+                return None
+            return await self._place_stop(dataclasses.replace(base, qty=qty), req.stop_price)
+        if req.type is OrderType.LIMIT and req.limit_price is not None:
+            qty = min(req.qty, self._room(req.symbol, req.side))
+            return self._hold(dataclasses.replace(base, type=OrderType.LIMIT, qty=qty,
+                                                  limit_price=req.limit_price)) if qty > 0 else None
+        return None
+
     # ------------------------------------------------------------------------------------------------ after a crash
 
     async def repair(self, rec: Reconciliation) -> None:

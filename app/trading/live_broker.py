@@ -444,6 +444,10 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
         exchange could not be canceled."""
         return await self._brackets.replace_leg(order_id, req)
 
+    async def add_leg(self, req: OrderRequest, sibling_id: str | None = None) -> Order | None:
+        """A bracket leg for a position that lacks one (``LiveBrackets.add_leg``)."""
+        return await self._brackets.add_leg(req)
+
     async def cancel_all(self, symbol: str | None = None) -> CancelReport:
         """Cancel every open order *at the exchange* for ``symbol`` (or every symbol of this session), ours or not;
         each refusal is one sentence."""

@@ -318,3 +318,43 @@ async def test_live_a_manual_stop_rests_at_the_exchange_and_is_replaced_there(ap
         assert (ex.type, ex.side, ex.stop_price, ex.status) == ("STOP_LOSS", "BUY", D("101.5"), "NEW")
     finally:
         await desk.broker.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_position_without_a_bracket_gets_a_stop_loss_then_a_take_profit_linked_to_it(desk):
+    assert (await desk.submit_manual(OrderRequest("XRPUSDT", Side.BUY, OrderType.MARKET, D("100")))).ok
+    await wait_until(lambda: desk.portfolio.position("XRPUSDT").qty == D("100"), what="the buy")
+    placed = await desk.move_bracket("XRPUSDT", stop_loss=D("0.5900"))
+    assert placed.ok and "stop-loss placed at 0.5900 (SELL 100.0 XRPUSDT) · order" in placed.message
+    (stop,) = desk.broker.open_orders("XRPUSDT")
+    assert (stop.request.origin, stop.request.reduce_only, stop.request.parent_id) == \
+        (OrderOrigin.BRACKET, True, "XRPUSDT:position")
+    assert (await desk.move_bracket("XRPUSDT", take_profit=D("0.6100"))).ok
+    assert desk.bracket_levels("XRPUSDT") == (D("0.5900"), D("0.6100"))
+    market(desk, "XRPUSDT", 0.6110)  # the take-profit fills; its sibling, the stop, is canceled (OCO)
+    await wait_until(lambda: desk.portfolio.position("XRPUSDT").qty == 0, what="the take-profit")
+    assert stop.status is OrderStatus.CANCELED and desk.broker.open_orders() == []
+
+
+@pytest.mark.asyncio
+async def test_live_a_position_without_a_bracket_gets_a_stop_at_the_exchange_and_a_held_take_profit(
+        api: OrderApi, live_journal):
+    desk = await live_desk(api, live_journal)
+    try:
+        assert (await desk.submit_manual(OrderRequest(SYM, Side.BUY, OrderType.MARKET, D("0.5")))).ok
+        await stream_caught_up(desk.broker, api)
+        await until(lambda: desk.portfolio.position(SYM).qty > 0, "the position")
+        placed = await desk.move_bracket(SYM, stop_loss=D("98"), take_profit=D("103"))
+        assert placed.ok, placed.message
+        legs = {o.request.type: o for o in desk.broker.open_orders(SYM)}
+        stop, tp = legs[OrderType.STOP_MARKET], legs[OrderType.LIMIT]
+        ex = api.engine.get(KEY, SYM, client_id=stop.id)
+        assert (ex.type, ex.side, ex.stop_price, ex.status) == ("STOP_LOSS", "SELL", D("98"), "NEW")
+        assert tp.id.endswith("-TP") and tp.request.parent_id == stop.request.parent_id == f"{SYM}:position"
+        desk.broker.on_market([Trade(SYM, 103.0, 1.0, Side.BUY, 2, NOW, 0)])  # the take-profit is reached
+        await until(lambda: api.engine.get(KEY, SYM, client_id=stop.id).status == "CANCELED", "the stop canceled")
+        await until(lambda: not tp.status.is_open and desk.broker.open_orders(SYM) == [], "the exit")
+        await stream_caught_up(desk.broker, api)
+        await until(lambda: desk.portfolio.position(SYM).qty == 0, "flat")
+    finally:
+        await desk.broker.aclose()
