@@ -321,7 +321,8 @@ class LiveBrackets:
         if room <= 0:
             return  # nothing left to protect: the position is gone
         entry = b._orders.get(pid) or self._past_entries.get(pid)
-        stop_price = (self._stop_price(entry) if entry is not None else None) or stop.request.stop_price
+        # The last stop's own price: where the trader moved it, if he did (else the entry's percentage anyway).
+        stop_price = stop.request.stop_price or (self._stop_price(entry) if entry is not None else None)
         limit = tp.request.limit_price
         assert limit is not None and stop_price is not None
         price = b.price_of(sym) if b.price_of is not None else None

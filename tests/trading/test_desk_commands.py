@@ -4,6 +4,7 @@ PaperBroker and a real SQLite journal; live through the LiveBroker against the b
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
@@ -21,7 +22,7 @@ from app.trading.portfolio import Portfolio
 from app.trading.proposals import ProposalBook
 from app.trading.risk import RiskLimits, RiskManager, RiskState
 from tests.conftest import wait_until
-from tests.trading.live_support import KEY, SECRET, SYM, started, stream_caught_up, until
+from tests.trading.live_support import KEY, SECRET, SYM, make_broker, started, stream_caught_up, until
 
 NOW = 1_723_161_255_000
 XRP = Instrument.from_steps("XRPUSDT", D("0.0001"), D("0.1"), min_qty=D("1"), min_notional=D("5"))
@@ -358,3 +359,28 @@ async def test_live_a_position_without_a_bracket_gets_a_stop_at_the_exchange_and
         await until(lambda: desk.portfolio.position(SYM).qty == 0, "flat")
     finally:
         await desk.broker.aclose()
+
+
+@pytest.mark.asyncio
+async def test_live_a_moved_stop_is_put_back_at_its_moved_price_by_the_restart_repair(api: OrderApi, live_journal):
+    """The take-profit was reached (the moved stop canceled), the terminal died before the exit: the repair's new
+    stop goes where the trader moved it, not back to the entry's percentage."""
+    from tests.trading.test_live_brackets import bracketed_entry, held, restarted, start_report
+
+    first = await started(make_broker(api, live_journal))
+    try:
+        entry, stop, _tp = await bracketed_entry(first)
+        moved = await first.replace_leg(stop.id, dataclasses.replace(stop.request, stop_price=D("98.5")))
+        assert moved is not None and moved.status is OrderStatus.NEW
+    finally:
+        await first.aclose()
+    api.engine.cancel(KEY, SYM, client_id=moved.id)
+    second = await restarted(api, live_journal, held(api, entry), price_of=lambda _s: D("102"))
+    try:
+        (repair,) = start_report(live_journal)["bracket_repairs"]
+        assert repair["action"] == "stop placed"
+        (again,) = [o for o in second.open_orders() if o.request.type is OrderType.STOP_MARKET]
+        assert again.request.stop_price == D("98.5")
+        assert api.engine.get(KEY, SYM, client_id=again.id).stop_price == D("98.5")
+    finally:
+        await second.aclose()
