@@ -199,8 +199,9 @@ class LiveBrackets:
         """Move a leg: a held take-profit is replaced here (nothing at the exchange); a stop is canceled at the
         exchange first (the coins it locks are free only then), then placed at the new price for what it had left.
         A new stop the exchange refuses is placed again at the old price, so the position is never left without
-        one; the refused order is returned (its reason says why). None: no open leg, or the old stop could not be
-        canceled (it stays)."""
+        one; the refused order is returned (its reason says why). One the exchange says would trigger at once (the
+        market moved past it meanwhile) closes the position at market, as the stop would have (``_place_stop``).
+        None: no open leg, or the old stop could not be canceled (it stays)."""
         b = self.b
         old = b._open.get(order_id)
         if old is None or old.request.origin is not OrderOrigin.BRACKET:
