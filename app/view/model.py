@@ -1,0 +1,85 @@
+"""ViewModel: every snapshot the window renders, built from a session at the refresh rate, without Qt.
+
+Widgets never walk the session's objects (``desk.broker.orders``, ``desk.books``, ``session.kraken_books``) nor
+write its attributes: they render what this class builds and send what the trader asks to the desk's command
+methods. The builders are the pure functions of the other modules of this package; this class only knows where
+in the session each one's inputs live, and keeps the little state that spans refreshes (the watchlist's first
+prices, the blotter's journal history).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from app.models import Side
+from app.view.blotter import BlotterView, DeskBlotter, OrderRow
+from app.view.book import BookLadder, BookSource, Tape, book_ladder, kraken_book, tape
+from app.view.ticket import AccountView, account_view
+from app.view.watchlist import PriceMemory, Watchlist, watchlist
+
+if TYPE_CHECKING:
+    from app.session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """The best bid and ask of a symbol: from its local book when it has a valid one, else the exchange's quote."""
+
+    bid: Decimal | None
+    ask: Decimal | None
+
+
+class ViewModel:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._prices = PriceMemory()  # the watchlist's "since this session" reference, one per run
+        self._blotter: DeskBlotter | None = None  # reads the journal's history once, on first use
+
+    # ----- market ---------------------------------------------------------------------------------------------
+    def watchlist(self) -> Watchlist:
+        s = self.session
+        pending = {p.decision.symbol for p in s.desk.proposals.pending()}
+        return watchlist(s.market, s.desk.instruments, memory=self._prices, pending_symbols=pending,
+                         stats24h=getattr(s, "ticker24h", None), now_ns=time.perf_counter_ns())
+
+    def book_source(self, symbol: str) -> BookSource | None:
+        """Kraken's books live in the checksum guard (the desk's never get its updates); every other exchange's in
+        the desk."""
+        s = self.session
+        return kraken_book(s.kraken_books, symbol) or s.desk.books.get(symbol)
+
+    def book(self, symbol: str, *, depth: int = 20, group: int = 1) -> BookLadder:
+        return book_ladder(self.book_source(symbol), self.session.desk.instruments.get(symbol), depth, group=group)
+
+    def tape(self, symbol: str, limit: int = 60) -> Tape:
+        m = self.session.market[symbol]
+        return tape(m.recent, self.session.desk.instruments.get(symbol), limit, first_seq=m.recent_first_seq)
+
+    def touch(self, symbol: str) -> Touch:
+        book = self.book_source(symbol)
+        if book is not None and book.status == "SYNCED":
+            bids, asks = book.levels(Side.BUY, 1), book.levels(Side.SELL, 1)
+            if bids and asks:
+                return Touch(Decimal(str(bids[0][0])), Decimal(str(asks[0][0])))
+        q = self.session.market[symbol].quote
+        return Touch(q.bid, q.ask) if q is not None else Touch(None, None)
+
+    # ----- trading --------------------------------------------------------------------------------------------
+    def account(self, symbol: str) -> AccountView:
+        desk = self.session.desk
+        risk = desk.risk
+        reason = risk.transitions[-1][1] if risk.transitions else ""
+        return account_view(desk.portfolio, symbol=symbol, instruments=desk.instruments, now_ms=desk.now_ms(),
+                            risk_state=risk.state.value, risk_reason=reason, currency=risk.limits.quote_currency)
+
+    def blotter(self) -> BlotterView:
+        if self._blotter is None:
+            self._blotter = DeskBlotter.load(self.session.desk)
+        return self._blotter.snapshot()
+
+    def working_orders(self, symbol: str) -> tuple[OrderRow, ...]:
+        """The symbol's working orders as the blotter shows them (the chart draws these)."""
+        return tuple(r for r in self.blotter().working if r.symbol == symbol)

@@ -1,0 +1,69 @@
+"""ViewModel on a real session (the built-in exchange on loopback, paper, a real journal file): every part of the
+screen comes out of it as a frozen snapshot, without Qt, and it reads what the session really has."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+
+from app.config import Settings
+from app.models import FeedState, OrderOrigin, OrderRequest, OrderType, Side
+from app.session import Session
+from app.view.model import ViewModel
+from tests.conftest import wait_until
+
+
+def _frozen(snapshot) -> bool:
+    try:
+        setattr(snapshot, dataclasses.fields(snapshot)[0].name, None)
+    except dataclasses.FrozenInstanceError:
+        return True
+    return False
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_every_panel_snapshot_comes_from_the_session(tmp_path):
+    session = Session(Settings(symbol="BTCUSDT", symbols=["BTCUSDT", "ETHUSDT"], sim_process=False,
+                               history_bars=0, decision_source="rules", sim_trades_per_s=50.0,
+                               journal_path=tmp_path / "j.sqlite3"))
+    await session.start()
+    vm = ViewModel(session)
+    try:
+        await wait_until(lambda: session.feed.state is FeedState.LIVE
+                         and all(session.market[s].last_trade is not None for s in session.symbols)
+                         and vm.book("BTCUSDT").status == "SYNCED", timeout=20, what="both symbols trading, a book")
+
+        watch = vm.watchlist()
+        assert [r.symbol for r in watch.rows] == ["BTCUSDT", "ETHUSDT"]
+        assert all(r.last != "—" for r in watch.rows)
+
+        ladder = vm.book("BTCUSDT", depth=5)
+        touch = vm.touch("BTCUSDT")
+        assert touch.bid is not None and touch.ask is not None and touch.bid < touch.ask
+        assert ladder.status == "SYNCED" and ladder.bids and ladder.asks, ladder.status_text
+        assert ladder.bids[0].price == touch.bid and ladder.asks[-1].price == touch.ask
+
+        assert vm.tape("ETHUSDT").rows, "the tape has the symbol's trades"
+        assert all(r.key for r in vm.tape("ETHUSDT").rows)
+
+        # An order sent through the desk (the command side) shows in the blotter and as a working order.
+        far = (touch.bid * Decimal("0.97")).quantize(Decimal("0.01"))
+        result = await session.desk.submit_manual(OrderRequest("BTCUSDT", Side.BUY, OrderType.LIMIT,
+                                                                Decimal("0.001"), limit_price=far,
+                                                                origin=OrderOrigin.MANUAL))
+        assert result.ok, result.message
+        working = vm.working_orders("BTCUSDT")
+        assert len(working) == 1 and working[0].price_value == far
+        assert vm.working_orders("ETHUSDT") == ()
+        assert [r.order_id for r in vm.blotter().working] == [working[0].order_id]
+
+        account = vm.account("BTCUSDT")
+        assert account.rows
+
+        for snapshot in (watch, ladder, vm.tape("BTCUSDT"), vm.blotter(), account, touch):
+            assert _frozen(snapshot), type(snapshot).__name__
+    finally:
+        await session.stop()
