@@ -33,7 +33,7 @@ from app.trading.journal import (
 from app.trading.portfolio import apply_to_position
 
 HORIZON_MS = 15 * 60_000
-PROPOSAL_LIMIT = 100_000  # reviewed proposals read for CLOSE rows (a year of one a minute is ~500,000)
+PROPOSAL_LIMIT = 20_000  # the newest proposals read for CLOSE rows (two weeks of one a minute)
 ZERO = Decimal(0)
 
 
@@ -50,7 +50,8 @@ def counterfactual_report(
     "CLOSE"), all rows in the order the proposals were made, and the totals over all of them."""
     base = journal.counterfactual_report(path, equity=equity, horizon_ms=horizon_ms, fee_rate=fee_rate,
                                          since_ms=since_ms)
-    closes = [p for p in journal.proposals(PROPOSAL_LIMIT)
+    proposals = journal.proposals(PROPOSAL_LIMIT)
+    closes = [p for p in proposals
               if p.review is not None and p.decision.body is not None and p.decision.body.action == Action.CLOSE
               and (since_ms is None or p.created_ms >= since_ms)]
     if not closes:
@@ -60,7 +61,7 @@ def counterfactual_report(
     for o in journal.orders_since(0, limit=PROPOSAL_LIMIT):
         if o.request.proposal_id is not None:
             orders_of.setdefault(o.request.proposal_id, []).append(o.id)
-    made = {p.id: p.created_ms for p in journal.proposals(PROPOSAL_LIMIT)}
+    made = {p.id: p.created_ms for p in proposals}
     rows = [*base.rows, *(_close_row(p, path, fills, orders_of.get(p.id, []), horizon_ms) for p in closes)]
     rows.sort(key=lambda r: (made.get(r.proposal_id, r.entry_ms), r.proposal_id))
     return totals(rows, base.equity, horizon_ms)
