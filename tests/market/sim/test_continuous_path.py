@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
+import httpx
 import numpy as np
 
 from app.market.adapters import binance
 from app.market.sim.markets import MultiMarket, market_for
+from app.market.sim.process import ExchangeProcess
+from app.market.sim.replay import ReplaySource
 from app.market.sim.synthetic import SyntheticMarket
 from app.models import Candle, Trade
 
@@ -96,8 +100,6 @@ def test_symbols_with_one_seed_follow_their_own_paths_near_their_own_prices():
 
 
 def test_hourly_history_is_quick_enough_for_a_terminal_start():
-    import time
-
     m = market_for("BTCUSDT", 25.0)
     t0 = time.perf_counter()
     for interval in ("1s", "1m", "5m", "15m", "1h"):
@@ -106,8 +108,6 @@ def test_hourly_history_is_quick_enough_for_a_terminal_start():
 
 
 def test_a_replay_serves_its_recording_not_the_synthetic_path(tmp_path):
-    from app.market.sim.replay import ReplaySource
-
     market = SyntheticMarket(seed=5, trades_per_s=30, start_ms=T1)
     lines = []
     for now in range(T1 + 100, T1 + 20_000, 100):
@@ -130,3 +130,30 @@ def test_a_replay_serves_its_recording_not_the_synthetic_path(tmp_path):
     # the recording's own seconds, at the recording's time (not the clock's), bar for bar what the market served
     assert [replayed[t][:4] + replayed[t][5:] for t in wholly_recorded] == [
         recorded[t][:4] + recorded[t][5:] for t in wholly_recorded]
+
+
+async def _closed_minutes(exchange: ExchangeProcess, symbol: str) -> dict[int, list]:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"{exchange.rest_url}/api/v3/klines",
+                                params={"symbol": symbol, "interval": "1m", "limit": 120})
+    rows = resp.json()
+    return {r[0]: r[1:6] for r in rows[:-2]}  # the bar in progress (and one that may close meanwhile) left out
+
+
+def test_the_terminal_s_exchange_process_serves_the_same_history_after_a_restart():
+    """As the terminal starts it (no seed given): stopped and started again, the same bars."""
+
+    async def one_run() -> dict[str, dict[int, list]]:
+        exchange = ExchangeProcess(symbols=["BTCUSDT", "SOLUSDT"], trades_per_s=20.0)
+        await exchange.start()
+        try:
+            return {s: await _closed_minutes(exchange, s) for s in ("BTCUSDT", "SOLUSDT")}
+        finally:
+            await exchange.stop()
+
+    before = asyncio.run(one_run())
+    after = asyncio.run(one_run())
+    for symbol in ("BTCUSDT", "SOLUSDT"):
+        shared = sorted(set(before[symbol]) & set(after[symbol]))
+        assert len(shared) >= 100
+        assert [before[symbol][t] for t in shared] == [after[symbol][t] for t in shared], symbol
