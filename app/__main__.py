@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Test hook: a smoke run sends one market buy of QTY on the chart's symbol once it has a price (through the
     # desk: rounding, risk, journal), so scripts can check the order path end to end. Never against a real account.
     p.add_argument("--smoke-order", type=str, metavar="QTY", help=argparse.SUPPRESS)
+    # Test hook: a smoke run's ticket starts with this quantity, so a scripted key press (buy at the ask, sell at
+    # the bid) has something to send (tests/ui/test_real_window_keys.py).
+    p.add_argument("--ticket-qty", type=str, metavar="QTY", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -133,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke_order is not None and (args.smoke_test is None or (args.live and args.exchange != "sim")):
         print("error: --smoke-order is for smoke tests on paper or the built-in exchange", file=sys.stderr)
         return 2
+    if args.ticket_qty is not None and args.smoke_test is None:
+        print("error: --ticket-qty is for smoke tests", file=sys.stderr)
+        return 2
     if args.confirm_live and not args.live:
         print("error: --confirm-live confirms live trading asked for with --live on the same command line; it is "
               "never implied (add --live, or leave both out to trade on paper)", file=sys.stderr)
@@ -162,6 +168,30 @@ _FLAG_FIELDS = {
 }
 
 
+def _flag_words(args: argparse.Namespace, flags: dict) -> dict[str, str]:
+    """The settings this run's flags override, as the flag was given (field -> "--model gpt-4o"): the settings
+    dialog shows the file's values and names these."""
+    from app.config import PER_RUN_FIELDS
+
+    words: dict[str, str] = {}
+    for opt, field in _FLAG_FIELDS.items():
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
+        if field == "llm_model" and "decision_source" in flags:
+            field = "decision_source"
+        if field in PER_RUN_FIELDS:  # never in the file: nothing there to override
+            continue
+        flag = "--" + opt.replace("_", "-")
+        if opt == "live_testnet":
+            words[field] = "--testnet" if value else "--mainnet"
+        elif isinstance(value, bool):
+            words[field] = flag
+        else:
+            words[field] = f"{flag} {value}"
+    return words
+
+
 def _settings_from(args: argparse.Namespace):
     """``(settings, problems)``: the settings file (``args.config``) with the flags given on top, and the file's
     problems as lines for the user; None (after printing why) when a flag is invalid."""
@@ -189,6 +219,7 @@ def _settings_from(args: argparse.Namespace):
             msg = str(err["msg"]).removeprefix("Value error, ").replace("Input should be ", "must be ")
             print(f"error: {option.get(field, field)}: {msg}", file=sys.stderr)
         return None
+    args.flag_overrides = _flag_words(args, flags)
     if settings.replay is not None and settings.exchange != "sim":
         print(f"error: --replay plays a recording through the built-in exchange; it cannot be combined with "
               f"--exchange {settings.exchange}", file=sys.stderr)
@@ -330,7 +361,7 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     window = MainWindow(
         session, handler, build_panels=False, ui_state=None if automated else _ui_state(args.config),
         restore_view=args.symbol is None and args.timeframe is None,  # unless this run's flags chose them
-        config_path=args.config,
+        config_path=args.config, flag_overrides=getattr(args, "flag_overrides", None),
     )
     done: asyncio.Future[str] = loop.create_future()
 
@@ -346,6 +377,8 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     await _next_qt_turn()  # the show and first paint happen there; never processEvents() inside a task
     startup_s = _seconds_since_process_start()
     window.build_panels()  # after the first paint: the frame is on screen while the side panels are made
+    if getattr(args, "ticket_qty", None):
+        window.trading_panel.qty.setText(args.ticket_qty)
     log.info("first window shown %.0f ms after process start, panels ready at %.0f ms", startup_s * 1000,
              _seconds_since_process_start() * 1000)
     window.show_settings_problems(args.settings_problems)
@@ -514,7 +547,12 @@ def smoke_counters(session, window) -> dict:
         "broker_label": session.broker_label,
         "auto_approve": desk.proposals.auto_approve,
         "live": _live_counters(session),
-        "docks": [d.windowTitle() for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()],
+        # The docks open on screen (a tab behind another counts: one click shows it), in the window's order.
+        "docks": [d.windowTitle() for d in getattr(window, "docks", window.findChildren(QtWidgets.QDockWidget))
+                  if d.toggleViewAction().isChecked()],
+        # Other windows open at the end (dialogs: Keyboard shortcuts, Settings ...), for scripted key tests.
+        "windows": sorted(w.windowTitle() for w in QtWidgets.QApplication.topLevelWidgets()
+                          if w.isVisible() and isinstance(w, QtWidgets.QDialog)),
         "state": _state_summary(session),
     }
 

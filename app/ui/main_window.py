@@ -18,6 +18,22 @@ from app.ui import live_status, theme
 from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.log_dock import BufferingHandler
+from app.ui.status_bar import StatusStrip
+from app.view.status import (
+    RANK_EQUITY,
+    RANK_FAULT,
+    RANK_FEED,
+    RANK_MODE,
+    RANK_PENDING,
+    RANK_PRICES,
+    RANK_RATE,
+    RANK_RISK,
+    RANK_SLOW,
+    SlowWatch,
+    StatusItem,
+    StatusView,
+    status_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +46,7 @@ if TYPE_CHECKING:
     from app.ui.trading_panel import TradingPanel
 
 PERF_MIN_HEIGHT = 140
-UI_STATE_VERSION = 2  # bump when the docks change so an old saved layout is ignored rather than misapplied
+UI_STATE_VERSION = 3  # bump when the docks change so an old saved layout is ignored rather than misapplied
 
 STATE_STYLE = {
     FeedState.LIVE: ("LIVE", "ok"),
@@ -55,17 +71,19 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def __init__(self, session: Session, log_handler: BufferingHandler, *, build_panels: bool = True,
                  ui_state: QtCore.QSettings | None = None, restore_view: bool = True,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, flag_overrides: dict[str, str] | None = None) -> None:
         """``build_panels=False`` shows the chart, menus, status bar and empty dock frames only; the caller runs
         ``build_panels()`` after the first paint, so the window appears before its side panels are built.
         ``ui_state`` keeps dock layout, geometry, symbol and timeframe between runs (None: nothing persisted);
         ``restore_view=False`` keeps the symbol and timeframe the command line chose. ``config_path`` is the
-        settings file File > Settings edits (None: the menu item is disabled)."""
+        settings file File > Settings edits (None: the menu item is disabled); ``flag_overrides``: the settings this
+        run's command-line flags override (field -> "--model gpt-4o"), named by the settings dialog."""
         super().__init__()
         self.session = session
         self._log_handler = log_handler
         self._ui_state = ui_state
         self.config_path = config_path
+        self.flag_overrides = dict(flag_overrides or {})
         self._dialogs: dict[str, QtWidgets.QDialog] = {}  # non-modal dialogs kept alive while open
         s = session.settings
         self.setWindowTitle(self._title(s.symbol))
@@ -79,20 +97,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.symbol_changed.connect(self.set_symbol)
         self.setCentralWidget(self.chart)
 
-        right, bottom = QtCore.Qt.DockWidgetArea.RightDockWidgetArea, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea
+        area = QtCore.Qt.DockWidgetArea
+        left, right, bottom = area.LeftDockWidgetArea, area.RightDockWidgetArea, area.BottomDockWidgetArea
+        # Titles name what each dock holds (the View menu and `--smoke-test N --json` use them too).
+        self.watchlist_dock = self._dock("Watchlist", left, "Every feed symbol: last, change, spread")
+        self.book_dock = self._dock("Order book", left, "The order book of the symbol on screen")
+        self.trades_dock = self._dock("Trades", left, "Time and sales of the symbol on screen")
         self.decisions_dock = self._dock("Decisions", right)
-        self.orders_dock = self._dock("Orders · Positions", bottom)
-        self.trading_dock = self._dock("Account · Ticket", bottom)
         self.perf_dock = self._dock("Performance", right)
+        self.orders_dock = self._dock("Orders", bottom)
+        self.trading_dock = self._dock("Account · Ticket", bottom)
         self.log_dock = self._dock("Log", bottom)
+        self.docks = (self.watchlist_dock, self.book_dock, self.trades_dock, self.decisions_dock, self.orders_dock,
+                      self.trading_dock, self.perf_dock, self.log_dock)
+        self.splitDockWidget(self.watchlist_dock, self.book_dock, QtCore.Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.book_dock, self.trades_dock)
+        self.book_dock.raise_()
         self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
         self.orders_dock.raise_()
         # The Decisions dock is what the trader acts from: the right column runs the window's full height (the
-        # bottom docks stay under the chart) and most of it is the Decisions dock's: pending proposals and one line
-        # per symbol are visible without scrolling; the performance panel keeps the rest.
+        # bottom docks stay under the chart and the watchlist) and most of it is the Decisions dock's: pending
+        # proposals and one line per symbol are visible without scrolling; the performance panel keeps the rest.
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, right)
         self.setCorner(QtCore.Qt.Corner.TopRightCorner, right)
+        self.setCorner(QtCore.Qt.Corner.TopLeftCorner, left)
+        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, bottom)
         self._default_dock_sizes()
 
         self._build_status_bar()
@@ -146,17 +176,43 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_built = True
 
     def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.orders_dock, self.trading_dock], [700, 340], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [440, 440], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [700, 230], QtCore.Qt.Orientation.Vertical)
-        self.resizeDocks([self.orders_dock], [230], QtCore.Qt.Orientation.Vertical)
+        h, v = QtCore.Qt.Orientation.Horizontal, QtCore.Qt.Orientation.Vertical
+        self.resizeDocks([self.orders_dock, self.trading_dock], [700, 340], h)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [400, 400], h)
+        self.resizeDocks([self.decisions_dock, self.perf_dock], [700, 230], v)
+        self.resizeDocks([self.watchlist_dock, self.book_dock], [240, 240], h)
+        self.resizeDocks([self.watchlist_dock, self.book_dock], [260, 400], v)
+        self.resizeDocks([self.orders_dock], [230], v)
 
-    def _dock(self, title: str, area) -> QtWidgets.QDockWidget:
+    def _dock(self, title: str, area, hint: str = "") -> QtWidgets.QDockWidget:
+        """A dock the trader can close (×), float and dock again; the View menu brings it back. A floating dock
+        wears an accent title bar (its ``floating`` property, styled in the theme) and comes back on top, active,
+        when reopened (it used to reopen behind the main window)."""
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(title.lower().replace(" · ", "_").replace(" ", "_"))
-        dock.setWidget(_placeholder(""))
+        F = QtWidgets.QDockWidget.DockWidgetFeature
+        dock.setFeatures(F.DockWidgetClosable | F.DockWidgetMovable | F.DockWidgetFloatable)
+        dock.setWidget(_placeholder(hint))
+        dock.topLevelChanged.connect(lambda floating, d=dock: self._dock_floating(d, floating))
+        dock.toggleViewAction().triggered.connect(lambda on, d=dock: on and self.bring_dock(d))
         self.addDockWidget(area, dock)
         return dock
+
+    def _dock_floating(self, dock: QtWidgets.QDockWidget, floating: bool) -> None:
+        # QDockWidget's own "floating" property selects the style (QDockWidget[floating="true"]): polish again.
+        dock.style().unpolish(dock)
+        dock.style().polish(dock)
+        if floating:
+            self.bring_dock(dock)
+
+    def bring_dock(self, dock: QtWidgets.QDockWidget) -> None:
+        """Show a dock where the trader sees it: docked, its tab in front; floating, its window raised above the
+        main window and active (now, and once more after the window manager mapped it)."""
+        dock.show()
+        dock.raise_()
+        if dock.isFloating():
+            dock.activateWindow()
+            QtCore.QTimer.singleShot(0, dock, lambda: (dock.raise_(), dock.activateWindow()))
 
     def _fit_to_screen(self) -> None:
         """A window larger than the screen's work area (1440x900 on a 1280x720 screen, or a layout saved on a
@@ -202,59 +258,58 @@ class MainWindow(QtWidgets.QMainWindow):
         return f"AI Trading Terminal — {symbol} — {self.session.source_label} — {self.session.broker_label}"
 
     def _build_status_bar(self) -> None:
+        """One strip, most important first: where orders go (LIVE in red, PAPER calm), then the prices of the
+        symbol on screen, then faults, feed, risk, equity, the SLOW badge, pending proposals, the message rate, the
+        data source and the model. At 1280 px the least important items are hidden whole; the prices never are."""
         sb = self.statusBar()
-        # Where orders go, first on the left: LIVE in red (an exchange account), PAPER calm.
         session = self.session
-        self.mode_label = QtWidgets.QLabel(session.broker_label)
-        self.mode_label.setObjectName("brokerMode")
+        self.status_strip = strip = StatusStrip()
+
+        def label(name: str = "", text: str = "") -> QtWidgets.QLabel:
+            lab = QtWidgets.QLabel(text)
+            if name:
+                lab.setObjectName(name)
+            return lab
+
+        self.mode_label = label("brokerMode", session.broker_label)
         self.mode_label.setProperty("mode", "LIVE" if session.is_live else "PAPER")
         self.mode_label.setToolTip(self._mode_tooltip())
-        self.source_label = QtWidgets.QLabel(self.session.source_label)
-        self.source_label.setObjectName("sourceLabel")
-        self.source_label.setToolTip("Where market data comes from")
-        self.feed_label = QtWidgets.QLabel("● CONNECTING")
-        self.feed_label.setObjectName("feedState")
-        self.feed_label.setProperty("level", "warn")
-        self.rate_label = QtWidgets.QLabel("0 msg/s")
-        self.price_label = QtWidgets.QLabel("")
-        self.price_label.setObjectName("priceLabel")
-        p = self.session.provider
-        self.model_status = QtWidgets.QLabel(provider_label(p))
-        self.model_status.setObjectName("sourceLabel")
-        self.model_status.setToolTip(provider_tooltip(p, self.session.model_fallback))
-        self.pending_label = QtWidgets.QLabel("")
-        self.pending_label.setObjectName("pendingCount")
-        self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
-        self.pending_label.setVisible(False)
         # Live only, red beside the label: orders sent with nobody confirming each; fills not arriving.
         self.auto_label = live_status.auto_badge()
         self.stream_label = live_status.stream_label()
-        sb.addWidget(self.mode_label)
-        sb.addWidget(self.auto_label)
-        sb.addWidget(self.stream_label)
-        sb.addWidget(self.source_label)
-        sb.addWidget(self.model_status)
-        sb.addWidget(self.pending_label)
-        self.risk_label = QtWidgets.QLabel("")
-        self.risk_label.setObjectName("riskState")
-        self.equity_label = QtWidgets.QLabel("")
-        self.equity_label.setObjectName("priceLabel")
-        self.perf_badge = QtWidgets.QLabel("")
-        self.perf_badge.setObjectName("perfBadge")
-        self.perf_badge.setVisible(False)
+        self.price_label = label("priceLabel", f"{self.symbol} —")
         # Red, naming the part that failed: the terminal never runs half-dead without saying so.
-        self.fault_label = QtWidgets.QLabel("")
-        self.fault_label.setObjectName("feedState")
+        self.fault_label = label("feedState")
         self.fault_label.setProperty("level", "bad")
-        self.fault_label.setVisible(False)
-        self._fault_shown: tuple[str, str, str] | None = None  # (text, level, tooltip) on the label now
-        sb.addPermanentWidget(self.fault_label)
-        sb.addPermanentWidget(self.perf_badge)
-        sb.addPermanentWidget(self.equity_label)
-        sb.addPermanentWidget(self.risk_label)
-        sb.addPermanentWidget(self.price_label)
-        sb.addPermanentWidget(self.rate_label)
-        sb.addPermanentWidget(self.feed_label)
+        self.feed_label = label("feedState", "● CONNECTING")
+        self.feed_label.setProperty("level", "warn")
+        self.risk_label = label("riskState")
+        self.equity_label = label("priceLabel")
+        self.perf_badge = label("perfBadge")
+        self.pending_label = label("pendingCount")
+        self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
+        self.rate_label = label("", "0 msg/s")
+        self.source_label = label("sourceLabel", session.source_label)
+        self.source_label.setToolTip("Where market data comes from")
+        p = session.provider
+        self.model_status = label("sourceLabel", provider_label(p))
+        self.model_status.setToolTip(provider_tooltip(p, session.model_fallback))
+        self._status_labels = {"prices": self.price_label, "fault": self.fault_label, "feed": self.feed_label,
+                               "risk": self.risk_label, "equity": self.equity_label, "slow": self.perf_badge,
+                               "pending": self.pending_label, "rate": self.rate_label}
+        for lab, rank, wanted in (
+            (self.mode_label, RANK_MODE, True), (self.auto_label, RANK_MODE, False),
+            (self.stream_label, RANK_FAULT, False), (self.price_label, RANK_PRICES, True),
+            (self.fault_label, RANK_FAULT, False), (self.feed_label, RANK_FEED, True),
+            (self.risk_label, RANK_RISK, False), (self.equity_label, RANK_EQUITY, False),
+            (self.perf_badge, RANK_SLOW, False), (self.pending_label, RANK_PENDING, False),
+            (self.rate_label, RANK_RATE, True), (self.source_label, RANK_RATE + 1, True),
+            (self.model_status, RANK_RATE + 2, True),
+        ):
+            strip.add(lab, rank, wanted)
+        sb.addWidget(strip, 1)
+        self.slow_watch = SlowWatch(session.settings.perf_thresholds_ms)
+        self.status: StatusView | None = None
 
     def _mode_tooltip(self) -> str:
         session = self.session
@@ -266,43 +321,48 @@ class MainWindow(QtWidgets.QMainWindow):
         return f"Orders are filled on paper against the live market (no exchange account).{why}"
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        settings_action = file_menu.addAction("&Settings…")
-        settings_action.setShortcut(QtGui.QKeySequence("Ctrl+,"))
+        """Menus; every key is bound from the one hotkey table (``Settings.hotkeys``, defaults in
+        ``app.config.HOTKEY_ACTIONS``), which Help > Keyboard shortcuts lists."""
+        self.hotkeys: dict[str, str] = dict(self.session.settings.hotkeys)
+        self.hotkey_actions: dict[str, QtGui.QAction] = {}
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        settings_action = self._action(file_menu, "settings", "&Settings…", self.open_settings)
         settings_action.setEnabled(self.config_path is not None)
-        settings_action.triggered.connect(self.open_settings)
         file_menu.addAction("Open &log folder").triggered.connect(self._open_log_folder)
         file_menu.addSeparator()
-        quit_action = file_menu.addAction("&Quit")
-        quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        view = self.menuBar().addMenu("&View")
-        for dock in (self.decisions_dock, self.orders_dock, self.trading_dock, self.perf_dock, self.log_dock):
+        self._action(file_menu, "quit", "&Quit", self.close)
+        view = bar.addMenu("&View")
+        for dock in self.docks:
             view.addAction(dock.toggleViewAction())
         view.addSeparator()
-        # End itself belongs to the chart's own shortcut; a second binding here would make both ambiguous (and
-        # Qt then fires neither). The tab shows the key in the menu without binding it.
-        follow = view.addAction("Follow live edge\tEnd")
-        follow.triggered.connect(lambda: self.chart.set_follow(True))
-        decide = self.menuBar().addMenu("&Decisions")
-        ask = decide.addAction("Ask now")
-        ask.setShortcut(QtGui.QKeySequence("Ctrl+Return"))
-        ask.triggered.connect(lambda: self.panels_built and self.decisions_panel.ask_now())
+        self._action(view, "follow_live_edge", "Follow live edge", lambda: self.chart.set_follow(True))
+        tf_menu = view.addMenu("Timeframe")
+        for tf in self.chart._tf_buttons:
+            self._action(tf_menu, f"timeframe_{tf}", tf, lambda tf=tf: self.chart.set_timeframe(tf))
+        # The window binds the chart's keys from the table: the chart's own End would make both ambiguous (Qt
+        # then fires neither).
+        for shortcut in self.chart.findChildren(QtGui.QShortcut):
+            shortcut.setEnabled(False)
+        decide = bar.addMenu("&Decisions")
+        self._action(decide, "ask_now", "Ask now", lambda: self.panels_built and self.decisions_panel.ask_now())
         decide.addSeparator()
         # Single keys act on the proposal the Decisions dock highlights (the symbol on screen's newest, else the
         # clicked card), never another symbol's; text fields keep their letters (Qt gives them priority).
-        for text, key, act in (("Approve highlighted proposal", "A", "approve"),
-                               ("Reject highlighted proposal", "R", "reject"),
-                               ("Modify highlighted proposal…", "M", "modify")):
-            action = decide.addAction(text)
-            action.setShortcut(QtGui.QKeySequence(key))
-            action.triggered.connect(lambda _=False, act=act: self._on_proposal_key(act))
-        trade = self.menuBar().addMenu("&Trading")
-        kill = trade.addAction("Kill switch: cancel all, flatten, halt")
-        kill.setShortcut(QtGui.QKeySequence("Ctrl+Shift+K"))
-        kill.triggered.connect(lambda: self.panels_built and self.trading_panel.kill_button.click())
-        flatten = trade.addAction("Flatten position")
+        for act, text in (("approve", "Approve highlighted proposal"), ("reject", "Reject highlighted proposal"),
+                          ("modify", "Modify highlighted proposal…")):
+            self._action(decide, act, text, lambda act=act: self._on_proposal_key(act))
+        trade = bar.addMenu("&Trading")
+        self._action(trade, "buy_at_ask", "Buy at the ask (ticket quantity)",
+                     lambda: self.trade_hotkey("buy_at_ask"))
+        self._action(trade, "sell_at_bid", "Sell at the bid (ticket quantity)",
+                     lambda: self.trade_hotkey("sell_at_bid"))
+        self._action(trade, "cancel_all", "Cancel all working orders", lambda: self.trade_hotkey("cancel_all"))
+        self._action(trade, "flatten_all", "Flatten all positions", lambda: self.trade_hotkey("flatten_all"))
+        flatten = trade.addAction("Flatten position (symbol on screen)")
         flatten.triggered.connect(lambda: self.panels_built and self.trading_panel.flatten_button.click())
+        self._action(trade, "kill_switch", "Kill switch: cancel all, flatten, halt",
+                     lambda: self.panels_built and self.trading_panel.kill_button.click())
         trade.addSeparator()
         auto = self.auto_action = trade.addAction("Auto-approve within its strict limits")
         auto.setCheckable(True)
@@ -312,11 +372,51 @@ class MainWindow(QtWidgets.QMainWindow):
         trade.addSeparator()
         trade.addAction("Counterfactual report…").triggered.connect(self._show_report)
         trade.addAction("Export journal to CSV").triggered.connect(self._export_csv)
-        tf_menu = view.addMenu("Timeframe")
-        for tf in self.chart._tf_buttons:
-            tf_menu.addAction(tf).triggered.connect(lambda _=False, tf=tf: self.chart.set_timeframe(tf))
-        help_menu = self.menuBar().addMenu("&Help")
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "keyboard_help", "&Keyboard shortcuts", self.open_keyboard_help)
         help_menu.addAction("&About AI Trading Terminal").triggered.connect(self.open_about)
+
+    def _action(self, menu: QtWidgets.QMenu, name: str, text: str, slot) -> QtGui.QAction:
+        """A menu item bound to the hotkey table's key for ``name`` (none when the table leaves it empty)."""
+        action = menu.addAction(text)
+        key = self.hotkeys.get(name, "")
+        if key:
+            action.setShortcut(QtGui.QKeySequence(key))
+        action.setObjectName(f"hotkey_{name}")
+        action.triggered.connect(lambda _=False: slot())
+        self.hotkey_actions[name] = action
+        return action
+
+    def trade_hotkey(self, name: str) -> None:
+        """Buy at the ask / sell at the bid with the ticket's quantity (the ticket says what happened), cancel all
+        working orders, flatten all positions: through the desk's commands, results in the ticket's message line."""
+        if not self.panels_built:
+            return
+        from app.models import Side
+        from app.ui.trading_panel import run_action
+
+        panel = self.trading_panel
+        if name in ("buy_at_ask", "sell_at_bid"):
+            send = getattr(panel, "send_at_touch", None)
+            if send is None:
+                panel.show_result(ActionResult(False, "buy at the ask / sell at the bid: not available yet"))
+                return
+            send(Side.BUY if name == "buy_at_ask" else Side.SELL)
+            return
+        command = getattr(self.session.desk, name, None)  # cancel_all, flatten_all
+        if command is None:
+            panel.show_result(ActionResult(False, f"{name.replace('_', ' ')}: not available"))
+            return
+        run_action(command(), panel.show_result)
+
+    def open_keyboard_help(self) -> QtWidgets.QDialog:
+        if "keys" in self._dialogs:
+            self._dialogs["keys"].raise_()
+            self._dialogs["keys"].activateWindow()
+            return self._dialogs["keys"]
+        from app.ui.help import KeyboardHelp
+
+        return self._keep("keys", KeyboardHelp(self.hotkeys, self), modal=False)
 
     # ----- dialogs ------------------------------------------------------------------------------------------
     def _keep(self, name: str, dialog: QtWidgets.QDialog, modal: bool = True) -> QtWidgets.QDialog:
@@ -343,7 +443,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         loaded = load_settings(self.config_path, backup=False)
         dialog = SettingsDialog(loaded.settings, self.config_path, Secrets(), self,
-                                mode_text=self.session.broker_label)
+                                mode_text=self.session.broker_label, overridden=self.flag_overrides)
         dialog.key_saved.connect(self.session.apply_model_key)  # a new key applies at once
         return self._keep("settings", dialog)
 
@@ -401,12 +501,14 @@ class MainWindow(QtWidgets.QMainWindow):
         text = f"{n} pending" if n else ""
         if self.pending_label.text() != text:
             self.pending_label.setText(text)
-            self.pending_label.setVisible(bool(n))
+        self.status_strip.want(self.pending_label, bool(n))
 
-    def _show_perf_badge(self, text: str) -> None:
-        self.perf_badge.setVisible(bool(text))
-        self.perf_badge.setText(f"⚠ SLOW: {text.split(';')[0]}" if text else "")
-        self.perf_badge.setToolTip(text)
+    def _show_perf_badge(self, _text: str = "") -> None:
+        """After each performance refresh: the badge only for a sustained slowness (``SlowWatch``), never for
+        one p99 window over a target; it goes once the stage has recovered."""
+        badge = self.slow_watch.observe(time.monotonic(), self.perf_panel.badge_p99_ns())
+        item = None if badge is None else StatusItem("slow", badge.text, "warn", RANK_SLOW, badge.tooltip)
+        self.status_strip.apply(self.perf_badge, item)
 
     def set_symbol(self, symbol: str) -> None:
         if symbol not in self.session.symbols or symbol == self.symbol:
@@ -448,13 +550,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.auto_action.blockSignals(False)
 
     def _show_auto_approve(self) -> None:
-        self.auto_label.setVisible(self.session.is_live and self.session.desk.proposals.auto_approve)
+        self.status_strip.want(self.auto_label, self.session.is_live and self.session.desk.proposals.auto_approve)
 
     def _show_stream(self) -> None:
         text = live_status.stream_text(self.session.user_stream_down_s())
         if self.stream_label.text() != text:
             self.stream_label.setText(text)
-            self.stream_label.setVisible(bool(text))
+        self.status_strip.want(self.stream_label, bool(text))
 
     def _export_csv(self) -> None:
         folder = self.session.journal.path.parent / "export"
@@ -479,64 +581,50 @@ class MainWindow(QtWidgets.QMainWindow):
         return text
 
     def refresh_slow(self, rate: float) -> None:
-        f = self.session.feed
-        text = f"● {self.feed_state_text()}"
-        if self.feed_label.text() != text:
-            self.feed_label.setText(text)
-            self.feed_label.setProperty("level", STATE_STYLE[f.state][1])
-            self.feed_label.style().unpolish(self.feed_label)
-            self.feed_label.style().polish(self.feed_label)
-            self.feed_label.setToolTip(f.last_error or "")
-        self.rate_label.setText(f"{rate:,.0f} msg/s")
-        self._show_faults()
+        self._show_status(rate)
         self._show_stream()
         p = self.session.decisions.provider
         model_text = provider_label(p)
         if self.model_status.text() != model_text:
             self.model_status.setText(model_text)
             self.model_status.setToolTip(provider_tooltip(p, self.session.model_fallback))
-        m = self.session.market[self.symbol]
-        if m.last_trade is not None:
-            q = m.quote
-            inst = self.session.desk.instruments.get(m.symbol)  # XRP at 0.6012, not 0.60
-            book = f"   bid {inst.fmt_price(q.bid)} / ask {inst.fmt_price(q.ask)}" if q is not None else ""
-            self.price_label.setText(f"{m.symbol} {inst.fmt_price(m.last_trade.price)}{book}")
+        self.status_strip.fit()  # texts changed width: what fits may have changed
         if not self.panels_built:
             return
         self.decisions_panel.refresh()
-        self._show_pending_count()
         self.blotter.refresh()
         self.trading_panel.refresh()
         desk = self.session.desk
-        risk = desk.risk.state.value
-        if self.risk_label.text() != f"RISK {risk}":
-            self.risk_label.setText(f"RISK {risk}")
-            self.risk_label.setProperty("level", {"ACTIVE": "ok", "REDUCING": "warn"}.get(risk, "bad"))
-            self.risk_label.style().unpolish(self.risk_label)
-            self.risk_label.style().polish(self.risk_label)
         pf = desk.portfolio
-        self.equity_label.setText(f"equity {pf.equity():,.2f}  day {pf.day_pnl(desk.now_ms()):+,.2f}")
         self.chart.set_instrument(desk.instruments.get(self.symbol))
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
 
-    def _show_faults(self) -> None:
-        # Red while a part is down or stopped, amber for a while after it runs again, then gone; short text
-        # (it shares the status bar with the prices), the details in the tooltip. Time-dependent: checked each tick.
-        status = self.session.supervisor.status()
-        shown = None if status is None else (status.text, status.level, status.tooltip)
-        if shown == self._fault_shown:
-            return
-        self._fault_shown = shown
-        self.fault_label.setVisible(status is not None)
-        if status is None:
-            return
-        self.fault_label.setText(status.text)
-        self.fault_label.setToolTip(status.tooltip)
-        self.fault_label.setProperty("level", status.level)
-        self.fault_label.style().unpolish(self.fault_label)
-        self.fault_label.style().polish(self.fault_label)
+    def status_snapshot(self, rate: float) -> StatusView:
+        """The status bar's model for now (``app.view.status``): read from the session, nothing written."""
+        session, desk = self.session, self.session.desk
+        f = session.feed
+        m = session.market[self.symbol]
+        inst = desk.instruments.get(self.symbol)  # XRP at 0.6012, not 0.60
+        q = m.quote
+        status = session.supervisor.status()
+        pf = desk.portfolio
+        return status_view(
+            symbol=self.symbol, last=m.last_trade.price if m.last_trade is not None else None,
+            bid=q.bid if q is not None else None, ask=q.ask if q is not None else None, fmt_price=inst.fmt_price,
+            feed_text=self.feed_state_text(), feed_level=STATE_STYLE[f.state][1], feed_tooltip=f.last_error or "",
+            rate=rate, risk=desk.risk.state.value if self.panels_built else None,
+            equity=pf.equity() if self.panels_built else None,
+            day_pnl=pf.day_pnl(desk.now_ms()) if self.panels_built else None,
+            fault=None if status is None else (status.text, status.level, status.tooltip),
+            slow=self.slow_watch.badge(), pending=len(desk.proposals.pending()),
+        )
+
+    def _show_status(self, rate: float) -> None:
+        view = self.status = self.status_snapshot(rate)
+        for key, lab in self._status_labels.items():
+            self.status_strip.apply(lab, view.get(key))
 
     def refresh_perf(self, spread: bool = True) -> None:
         """``spread``: the panel's steps in separate turns of the loop (the timer); False: all now."""

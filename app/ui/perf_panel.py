@@ -70,6 +70,7 @@ class PerfPanel(QtWidgets.QWidget):
         self.breaches: list[str] = []
         self._over: set[str] = set()  # stages over their threshold at the last refresh
         self._snaps: dict = {}  # stage -> StageSnapshot of the last refresh, shared by its steps
+        self._uptime_s = 0.0
         self._colours: dict[tuple[int, int], str] = {}
         self._sockets_at, self._socket_count = -1e9, 0
         outer = QtWidgets.QVBoxLayout(self)
@@ -169,6 +170,7 @@ class PerfPanel(QtWidgets.QWidget):
 
     def _refresh_stages(self, uptime_s: float) -> None:
         s = self.session
+        self._uptime_s = uptime_s
         self._snaps = snaps = {name: s.metrics.recorder(name).snapshot(self.window_name) for name in ROWS}
         self.breaches = []
         self._over = set()
@@ -180,6 +182,14 @@ class PerfPanel(QtWidgets.QWidget):
                 self.breaches.append(f"{name.replace('_', ' ')} p99 {format_ns(snap.p99)}")
                 self._warn(name, snap.p99, limit)
         self.threshold_crossed.emit("; ".join(self.breaches))
+
+    def badge_p99_ns(self) -> dict[str, float | None]:
+        """Each stage's p99 (ns) at the last refresh, for the status bar's SLOW badge (``app.view.status.SlowWatch``
+        decides, with its own limits and only when sustained); None for a stage without samples, or for every
+        stage during the start-up grace period."""
+        if self._uptime_s < WARMUP_S:
+            return {}
+        return {name: snap.p99 if snap.count else None for name, snap in self._snaps.items()}
 
     def _refresh_table(self) -> None:
         t = theme.current()

@@ -35,7 +35,9 @@ async def test_panel_shows_stage_percentiles_flags_a_stall_and_exports(qtbot, tm
         for stage in ("receive_to_bus", "candle_update", "ui_frame", "exchange_to_receive", LOOP_LAG):
             assert values[stage] not in ("—", ""), stage
         assert any("loop lag" in b for b in panel.breaches)  # an 80 ms stall is over the 5 ms threshold
-        assert window.perf_badge.isVisible() and "loop lag" in window.perf_badge.text()
+        # The panel colours the stage; the status bar's SLOW badge waits for a sustained slowness (one stall in
+        # one p99 window is not one: app/view/status.py SlowWatch, tested with a stated time series).
+        assert window.perf_badge.isHidden()
         json_path, csv_path = panel.export_snapshot()
         snap = load_json(json_path)
         assert snap["stages"]["receive_to_bus"]["all"].count > 0
