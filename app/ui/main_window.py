@@ -144,9 +144,13 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.ui.blotter import Blotter
         from app.ui.decisions import DecisionsPanel
         from app.ui.log_dock import LogView
+        from app.ui.order_book import OrderBookPanel
         from app.ui.perf_panel import PerfPanel
         from app.ui.proposal_actions import ProposalActions
+        from app.ui.tape import TapePanel
         from app.ui.trading_panel import TradingPanel
+        from app.ui.watchlist import WatchlistPanel
+        from app.view.model import ViewModel
 
         session = self.session
         self.blotter: Blotter = Blotter(session.desk)
@@ -162,7 +166,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.perf_panel: PerfPanel = PerfPanel(session)
         self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
         self.log_view: LogView = LogView(self._log_handler)
-        for dock, widget in ((self.decisions_dock, self.decisions_panel), (self.orders_dock, self.blotter),
+        # The market panels render the view model's snapshots; what the trader asks goes to the chart / ticket.
+        self.view_model = ViewModel(session)
+        self.watchlist_panel = WatchlistPanel()
+        self.watchlist_panel.symbol_chosen.connect(self.set_symbol)
+        self.watchlist_panel.set_current(self.symbol)
+        self.book_panel = OrderBookPanel()
+        self.book_panel.price_chosen.connect(self.trading_panel.set_price)  # a click on a level prices the ticket
+        self._book_group = 1
+        self.book_panel.group_changed.connect(self._set_book_group)
+        self.tape_panel = TapePanel()
+        for dock, widget in ((self.watchlist_dock, self.watchlist_panel), (self.book_dock, self.book_panel),
+                             (self.trades_dock, self.tape_panel),
+                             (self.decisions_dock, self.decisions_panel), (self.orders_dock, self.blotter),
                              (self.trading_dock, self.trading_panel), (self.perf_dock, self.perf_panel),
                              (self.log_dock, self.log_view)):
             old = dock.widget()
@@ -519,6 +535,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.panels_built:
             self.trading_panel.symbol = symbol
             self.decisions_panel.symbol = symbol
+            self.watchlist_panel.set_current(symbol)
             self.bridge.tick()
 
     def _auto_limits_text(self) -> str:
@@ -594,12 +611,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.decisions_panel.refresh()
         self.blotter.refresh()
         self.trading_panel.refresh()
+        self._render_market_panels()
         desk = self.session.desk
         pf = desk.portfolio
         self.chart.set_instrument(desk.instruments.get(self.symbol))
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
         self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
         self.log_view.flush()
+
+    def _render_market_panels(self) -> None:
+        """Watchlist, order book and trades from the view model; a closed or hidden dock costs nothing."""
+        vm = self.view_model
+        if self.watchlist_dock.isVisible():
+            self.watchlist_panel.render(vm.watchlist())
+        if self.book_dock.isVisible():
+            self.book_panel.render(vm.book(self.symbol, depth=self.book_panel.depth, group=self._book_group))
+        if self.trades_dock.isVisible():
+            self.tape_panel.render(vm.tape(self.symbol))
+
+    def _set_book_group(self, ticks: int) -> None:
+        self._book_group = max(1, int(ticks))
+        if self.book_dock.isVisible():
+            self.book_panel.render(self.view_model.book(self.symbol, depth=self.book_panel.depth,
+                                                        group=self._book_group))
 
     def status_snapshot(self, rate: float) -> StatusView:
         """The status bar's model for now (``app.view.status``): read from the session, nothing written."""

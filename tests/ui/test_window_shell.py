@@ -235,3 +235,17 @@ def test_decimal_prices_in_the_status_bar_use_the_instruments_precision(window):
     view = window.status_snapshot(0.0)
     assert view.keys[0] == "prices" and view.get("prices").text.startswith("BTCUSDT 60,000.00")
     assert isinstance(window.session.desk.portfolio.equity(), Decimal)
+
+
+@pytest.mark.asyncio
+async def test_the_market_docks_hold_their_panels_and_send_what_the_trader_chooses(window):
+    assert window.watchlist_dock.widget() is window.watchlist_panel
+    assert window.book_dock.widget() is window.book_panel and window.trades_dock.widget() is window.tape_panel
+    _priced(window.session, "BTCUSDT", 60_000.0)
+    _priced(window.session, "ETHUSDT", 3_000.0)
+    window.refresh_slow(0.0)
+    assert window.watchlist_panel.model.rowCount() >= 2
+    window.watchlist_panel.symbol_chosen.emit("ETHUSDT")  # a click on the watchlist's row
+    assert window.symbol == "ETHUSDT" and window.trading_panel.symbol == "ETHUSDT"
+    window.book_panel.price_chosen.emit(Decimal("3000.5"))  # a click on a ladder level
+    assert window.trading_panel.price.text() == "3000.50"
