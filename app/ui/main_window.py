@@ -196,7 +196,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resizeDocks([self.orders_dock, self.trading_dock], [700, 340], h)
         self.resizeDocks([self.decisions_dock, self.perf_dock], [400, 400], h)
         self.resizeDocks([self.decisions_dock, self.perf_dock], [700, 230], v)
-        self.resizeDocks([self.watchlist_dock, self.book_dock], [240, 240], h)
+        # The watchlist's columns (last, session %, 24 h %, spread) want ~300 px; a narrow screen takes it from here.
+        self.resizeDocks([self.watchlist_dock, self.book_dock], [300, 300], h)
         self.resizeDocks([self.watchlist_dock, self.book_dock], [260, 400], v)
         self.resizeDocks([self.orders_dock], [230], v)
 
