@@ -23,7 +23,7 @@ from app.llm.service import DecisionService, ModelState
 from app.market.instruments import Instruments
 from app.trading.proposals import Proposal, ProposalBook, ProposalStatus
 from app.ui import theme
-from app.view import DecisionBoard, HistoryRow, PendingRow, SymbolRow, decision_board, duration_text
+from app.view.decisions import DecisionBoard, HistoryRow, PendingRow, SymbolRow, decision_board, duration_text
 
 ACTION_LEVEL = {"BUY": "buy", "SELL": "sell", "HOLD": "hold", "CLOSE": "close", "ERROR": "error"}
 BADGE_TIPS = {
