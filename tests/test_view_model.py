@@ -63,7 +63,7 @@ async def test_every_panel_snapshot_comes_from_the_session(tmp_path):
         account = vm.account("BTCUSDT")
         assert account.rows
 
-        for snapshot in (watch, ladder, vm.tape("BTCUSDT"), vm.blotter(), account, touch):
+        for snapshot in (watch, ladder, vm.tape("BTCUSDT"), vm.blotter(), account):
             assert _frozen(snapshot), type(snapshot).__name__
     finally:
         await session.stop()

@@ -153,9 +153,14 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.view.model import ViewModel
 
         session = self.session
-        self.blotter: Blotter = Blotter(session.desk)
+        # Every panel renders the view model's snapshots; what the trader asks goes to the desk's commands.
+        self.view_model = vm = ViewModel(session)
+        self.blotter: Blotter = Blotter(source=vm.blotter)
         self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter,
-                                                        mode_text=session.broker_label)
+                                                        mode_text=session.broker_label,
+                                                        touch=vm.touch)
+        self.blotter.modify_requested.connect(self._modify_order)
+        self.blotter.cancel_requested.connect(self._cancel_order)
         # A / R / M act on what the Decisions dock highlights: the symbol on screen's proposal, else the selected one.
         self.proposal_actions: ProposalActions = ProposalActions(
             session.desk, self.trading_panel.show_result, self, target=lambda: self.decisions_panel.target())
@@ -166,8 +171,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.perf_panel: PerfPanel = PerfPanel(session)
         self.perf_panel.threshold_crossed.connect(self._show_perf_badge)
         self.log_view: LogView = LogView(self._log_handler)
-        # The market panels render the view model's snapshots; what the trader asks goes to the chart / ticket.
-        self.view_model = ViewModel(session)
+        self.chart.order_moved.connect(self._move_order)
+        self.chart.bracket_moved.connect(self._move_bracket)
         self.watchlist_panel = WatchlistPanel()
         self.watchlist_panel.symbol_chosen.connect(self.set_symbol)
         self.watchlist_panel.set_current(self.symbol)
@@ -414,17 +419,44 @@ class MainWindow(QtWidgets.QMainWindow):
 
         panel = self.trading_panel
         if name in ("buy_at_ask", "sell_at_bid"):
-            send = getattr(panel, "send_at_touch", None)
-            if send is None:
-                panel.show_result(ActionResult(False, "buy at the ask / sell at the bid: not available yet"))
-                return
-            send(Side.BUY if name == "buy_at_ask" else Side.SELL)
+            panel.send_at_touch(Side.BUY if name == "buy_at_ask" else Side.SELL)
             return
-        command = getattr(self.session.desk, name, None)  # cancel_all, flatten_all
-        if command is None:
-            panel.show_result(ActionResult(False, f"{name.replace('_', ' ')}: not available"))
-            return
+        desk = self.session.desk
+        command = {"cancel_all": desk.cancel_all, "flatten_all": desk.flatten_all}[name]
         run_action(command(), panel.show_result)
+
+    # ----- what the trader asks from the chart and the blotter: the desk's commands, results under the ticket -----
+    def _command(self, coro) -> None:
+        from app.ui.trading_panel import run_action
+
+        run_action(coro, self.trading_panel.show_result)
+
+    def _move_order(self, order_id: str, price) -> None:
+        """A working order's line dragged on the chart: a limit moves its limit, a stop its stop (risk checks again)."""
+        row = next((r for r in self.view_model.chart_orders(self.symbol) if r.order_id == order_id), None)
+        if row is None:
+            self.trading_panel.show_result(ActionResult(False, f"order {order_id} is no longer working"))
+            return
+        if row.type == "LIMIT":
+            self._command(self.session.desk.replace_order(order_id, price=price))
+        else:
+            self._command(self.session.desk.replace_order(order_id, stop_price=price))
+
+    def _move_bracket(self, symbol: str, which: str, price) -> None:
+        desk = self.session.desk
+        if which == "SL":
+            self._command(desk.move_bracket(symbol, stop_loss=price))
+        else:
+            self._command(desk.move_bracket(symbol, take_profit=price))
+
+    def _modify_order(self, order_id: str) -> None:
+        """The blotter's Modify…: the ticket takes the working order; Send becomes Replace."""
+        if self.trading_panel.load_order(order_id):
+            self.trading_dock.show()
+            self.trading_dock.raise_()
+
+    def _cancel_order(self, order_id: str) -> None:
+        self._command(self.session.desk.cancel(order_id))
 
     def open_keyboard_help(self) -> QtWidgets.QDialog:
         if "keys" in self._dialogs:
@@ -492,7 +524,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_report(self) -> None:
         from app.ui.reports import show_report
 
-        show_report(self, self.session.journal, self.session.market, self.session.desk.portfolio.equity())
+        show_report(self, self.session.journal, self.session.market, self.session.desk.portfolio.equity(),
+                    instruments=self.session.desk.instruments)
 
     def _on_proposal_key(self, act: str) -> None:
         if self.panels_built:
@@ -555,7 +588,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._apply_auto_approve(on)
 
     def _apply_auto_approve(self, on: bool) -> None:
-        self.session.desk.proposals.auto_approve = on
+        self.session.desk.set_auto_approve(on)
         log.warning("auto-approve %s (%s)", "ON" if on else "OFF", self.session.broker_label)
         self._check_auto(on)
         self._show_auto_approve()
@@ -609,15 +642,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_strip.fit()  # texts changed width: what fits may have changed
         if not self.panels_built:
             return
+        vm = self.view_model
         self.decisions_panel.refresh()
         self.blotter.refresh()
-        self.trading_panel.refresh()
+        self.trading_panel.refresh(vm.account(self.symbol))
         self._render_market_panels()
         desk = self.session.desk
-        pf = desk.portfolio
         self.chart.set_instrument(desk.instruments.get(self.symbol))
         self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
-        self.chart.show_position(pf.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills)
+        self.chart.show_position(desk.portfolio.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills,
+                                 vm.mark(self.symbol))
+        self.chart.show_orders(vm.chart_orders(self.symbol))
         self.log_view.flush()
 
     def _render_market_panels(self) -> None:

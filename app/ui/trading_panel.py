@@ -23,7 +23,7 @@ from PySide6 import QtCore, QtWidgets
 from app.market.instruments import amount_problem
 from app.models import Order, OrderOrigin, OrderRequest, OrderType, Side
 from app.trading.desk import ActionResult, TradingDesk
-from app.view.ticket import AccountView, TicketView, account_view, ticket_view
+from app.view.ticket import AccountView, TicketView, desk_account_view, ticket_view
 
 SIDE_BY_SIDE_PX = 560  # from this width the account sits beside the ticket (seen without scrolling)
 TYPE_NAMES = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "STOP": OrderType.STOP_MARKET}
@@ -508,13 +508,9 @@ class TradingPanel(QtWidgets.QWidget):
     def refresh_ticket(self) -> None:
         self.render_ticket(self._view())
 
-    def refresh(self) -> None:
-        desk = self.desk
-        risk = desk.risk
-        reason = risk.transitions[-1][1] if risk.transitions else ""
-        self.render_account(account_view(desk.portfolio, symbol=self.symbol, instruments=desk.instruments,
-                                         now_ms=desk.now_ms(), risk_state=risk.state.value, risk_reason=reason,
-                                         currency=risk.limits.quote_currency))
+    def refresh(self, account: AccountView | None = None) -> None:
+        """``account``: the view model's account snapshot (the window passes it); None builds it from the desk."""
+        self.render_account(account or desk_account_view(self.desk, self.symbol))
         if self.modifying is not None and not self.modifying.status.is_open:
             self.show_result(ActionResult(False, f"order {self.modifying.id} is no longer working: "
                                                  f"{self.modifying.status.value.lower()}"))

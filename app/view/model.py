@@ -10,23 +10,23 @@ prices, the blotter's journal history).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from app.models import Side
 from app.view.blotter import BlotterView, DeskBlotter, OrderRow
 from app.view.book import BookLadder, BookSource, Tape, book_ladder, kraken_book, tape
-from app.view.ticket import AccountView, account_view
+from app.view.chart import ChartOrder, chart_orders
+from app.view.ticket import AccountView, desk_account_view
 from app.view.watchlist import PriceMemory, Watchlist, watchlist
 
 if TYPE_CHECKING:
     from app.session import Session
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """The best bid and ask of a symbol: from its local book when it has a valid one, else the exchange's quote."""
+class Touch(NamedTuple):
+    """The best bid and ask of a symbol: from its local book when it has a valid one, else the exchange's quote.
+    A pair, so ``bid, ask = vm.touch(symbol)`` reads it."""
 
     bid: Decimal | None
     ask: Decimal | None
@@ -64,16 +64,14 @@ class ViewModel:
             bids, asks = book.levels(Side.BUY, 1), book.levels(Side.SELL, 1)
             if bids and asks:
                 return Touch(Decimal(str(bids[0][0])), Decimal(str(asks[0][0])))
-        q = self.session.market[symbol].quote
-        return Touch(q.bid, q.ask) if q is not None else Touch(None, None)
+        q = self.session.market[symbol].quote  # floats on the hot path: money from here on is Decimal
+        if q is None or not (q.bid > 0 and q.ask > 0):
+            return Touch(None, None)
+        return Touch(Decimal(str(q.bid)), Decimal(str(q.ask)))
 
     # ----- trading --------------------------------------------------------------------------------------------
     def account(self, symbol: str) -> AccountView:
-        desk = self.session.desk
-        risk = desk.risk
-        reason = risk.transitions[-1][1] if risk.transitions else ""
-        return account_view(desk.portfolio, symbol=symbol, instruments=desk.instruments, now_ms=desk.now_ms(),
-                            risk_state=risk.state.value, risk_reason=reason, currency=risk.limits.quote_currency)
+        return desk_account_view(self.session.desk, symbol)
 
     def blotter(self) -> BlotterView:
         if self._blotter is None:
@@ -81,5 +79,14 @@ class ViewModel:
         return self._blotter.snapshot()
 
     def working_orders(self, symbol: str) -> tuple[OrderRow, ...]:
-        """The symbol's working orders as the blotter shows them (the chart draws these)."""
+        """The symbol's working orders as the blotter shows them."""
         return tuple(r for r in self.blotter().working if r.symbol == symbol)
+
+    def chart_orders(self, symbol: str) -> tuple[ChartOrder, ...]:
+        """The lines the chart draws for the symbol's working orders (bracket legs are the position's SL / TP)."""
+        desk = self.session.desk
+        return tuple(chart_orders(desk.broker.open_orders(symbol), desk.instruments.get(symbol)))
+
+    def mark(self, symbol: str) -> Decimal | None:
+        """The price open PnL is valued at (the portfolio's mark, as the account uses)."""
+        return self.session.desk.portfolio.mark_price(symbol)

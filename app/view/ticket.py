@@ -99,6 +99,14 @@ def account_view(portfolio, *, symbol: str, instruments: Instruments, now_ms: in
 
 # ----- the ticket ----------------------------------------------------------------------------------------------
 
+def desk_account_view(desk, symbol: str) -> AccountView:
+    """``account_view`` of a trading desk's portfolio and risk (what the window shows for ``symbol``)."""
+    risk = desk.risk
+    reason = risk.transitions[-1][1] if risk.transitions else ""
+    return account_view(desk.portfolio, symbol=symbol, instruments=desk.instruments, now_ms=desk.now_ms(),
+                        risk_state=risk.state.value, risk_reason=reason, currency=risk.limits.quote_currency)
+
+
 @dataclass(frozen=True, slots=True)
 class Bracket:
     """A stop-loss or take-profit as typed, read back: the price and the percent from the expected fill."""

@@ -13,7 +13,7 @@ from app.market.instruments import Instrument
 from app.models import Position
 from app.ui.chart import levels
 from app.ui.chart.chart_widget import ChartWidget
-from app.ui.chart.levels import ChartOrder
+from app.view.chart import ChartOrder, chart_orders
 from tests.ui.test_chart import aggregator_with_trades
 
 BTC = Instrument.from_steps("BTCUSDT", D("0.1"), D("0.001"))
@@ -272,7 +272,7 @@ def test_chart_orders_from_the_broker_leave_out_bracket_legs_and_market_orders()
         req = OrderRequest("BTCUSDT", side, typ, D("0.5"), limit_price=limit, stop_price=stop, origin=origin)
         return Order(oid, req, OrderStatus.NEW, 0, filled_qty=D(filled))
 
-    rows = levels.chart_orders([
+    rows = chart_orders([
         order("A", Side.BUY, OrderType.LIMIT, limit=D("60100"), filled="0.2"),
         order("B", Side.SELL, OrderType.STOP_MARKET, stop=D("59000")),
         order("C", Side.SELL, OrderType.STOP_MARKET, OrderOrigin.BRACKET, stop=D("59000")),  # the SL line

@@ -22,8 +22,9 @@ from app.ui.chart.items import (
     price_decimals,
     set_y_range,
 )
-from app.ui.chart.levels import TYPE_WORDS, AxisPriceTag, ChartOrder, LevelLine
+from app.ui.chart.levels import TYPE_WORDS, AxisPriceTag, LevelLine
 from app.ui.chart.overlays import IndicatorOverlays
+from app.view.chart import ChartOrder
 
 # Proposal arrows take their cache badge's colour (as in the decision cards).
 OVERLAY_LIVE_HZ = 4.0  # how often EMA/VWAP/bands/oscillator follow the forming bar (closed bars: at once)
@@ -391,7 +392,7 @@ class ChartWidget(QtWidgets.QWidget):
 
     def show_orders(self, rows) -> None:
         """Working orders as dashed lines by side, labelled "BUY LMT 0.500 @ 60,100.0"; only the symbol on screen's.
-        ``rows``: ChartOrder (app/ui/chart/levels.py). Limit and stop lines are dragged to move the order
+        ``rows``: ChartOrder (app/view/chart.py). Limit and stop lines are dragged to move the order
         (``order_moved``). Nothing is redrawn while the rows stay the same."""
         symbol = self.symbol_label.text()
         mine = tuple(r for r in rows if r.symbol == symbol)

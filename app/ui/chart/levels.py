@@ -13,51 +13,13 @@ the truth changes it is shown at once, and if it has not changed by then (the mo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.market.instruments import Instrument
-from app.models import Order, OrderOrigin, OrderType
-
 TYPE_WORDS = {"LIMIT": "LMT", "STOP_MARKET": "STP", "STOP_LIMIT": "STP LMT", "MARKET": "MKT"}
-
-
-@dataclass(frozen=True, slots=True)
-class ChartOrder:
-    """A working order as the chart draws it. ``qty_text`` in the instrument's precision; ``label`` optional
-    (default "BUY LMT 0.500 @ 60,100.0")."""
-
-    order_id: str
-    symbol: str
-    side: str  # "BUY" | "SELL"
-    type: str  # "LIMIT" | "STOP_MARKET" | ...
-    price: Decimal
-    qty_text: str
-    label: str = ""
-
-    @property
-    def movable(self) -> bool:
-        return self.type != "MARKET"
-
-
-def chart_orders(orders: Iterable[Order], instrument: Instrument) -> list[ChartOrder]:
-    """The chart rows of working orders: limits at their limit price, stops at their stop price, the quantity still
-    to fill. Bracket legs are left out (the position's SL / TP lines show them), and so are market orders."""
-    rows = []
-    for o in orders:
-        r = o.request
-        if r.origin is OrderOrigin.BRACKET or r.type is OrderType.MARKET:
-            continue
-        price = r.limit_price if r.type is OrderType.LIMIT else r.stop_price
-        if price is None:
-            continue
-        rows.append(ChartOrder(o.id, r.symbol, r.side.value, r.type.value, price, instrument.fmt_qty(o.remaining)))
-    return rows
 
 
 class LevelLine(pg.GraphicsObject):

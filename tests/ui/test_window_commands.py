@@ -1,0 +1,96 @@
+"""What the trader asks from the chart and the Orders dock reaches the desk's commands, through the same risk
+checks as a new order: a dragged order line replaces the order at the new price, a dragged stop-loss moves the
+position's stop, the blotter's Modify… loads the ticket and its Cancel cancels; the chart draws the working orders
+and the account panel renders the view model's snapshot."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from PySide6 import QtWidgets
+
+from app.config import Settings
+from app.models import OrderOrigin, OrderRequest, OrderType, Side
+from app.session import Session
+from app.ui.log_dock import BufferingHandler
+from app.ui.main_window import MainWindow, apply_theme
+from tests.conftest import wait_until
+from tests.ui.test_window_shell import _priced
+
+D = Decimal
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    apply_theme(QtWidgets.QApplication.instance())
+    session = Session(Settings(journal_path=tmp_path / "j.sqlite3", history_bars=0, symbol="BTCUSDT"))
+    w = MainWindow(session, BufferingHandler())
+    qtbot.addWidget(w)
+    w.show()
+    _priced(session, "BTCUSDT", 60000.0, spread=0.5)
+    yield w
+    session.journal.close()
+
+
+async def _limit_buy(window, price: str) -> str:
+    result = await window.session.desk.submit_manual(
+        OrderRequest("BTCUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), limit_price=D(price), origin=OrderOrigin.MANUAL))
+    assert result.ok, result.message
+    return result.order_id
+
+
+def _working(window) -> list:
+    return window.session.desk.broker.open_orders("BTCUSDT")
+
+
+@pytest.mark.asyncio
+async def test_a_working_order_is_drawn_and_dragging_its_line_replaces_it_at_the_new_price(window):
+    oid = await _limit_buy(window, "59500")
+    window.refresh_slow(0.0)
+    drawn = window.view_model.chart_orders("BTCUSDT")
+    assert [(r.order_id, r.price) for r in drawn] == [(oid, D("59500"))]
+    assert oid in window.chart.order_lines  # the line the trader drags
+
+    window.chart.order_moved.emit(oid, D("59400.00"))
+    await wait_until(lambda: [o.request.limit_price for o in _working(window)] == [D("59400.00")]
+                     and window.trading_panel.last_result is not None, what="the order replaced at the dragged price")
+    assert window.trading_panel.last_result.ok and "replaces order" in window.trading_panel.last_result.message
+
+
+@pytest.mark.asyncio
+async def test_a_drag_beyond_the_risk_band_is_refused_in_words_and_the_order_stays(window):
+    oid = await _limit_buy(window, "59500")
+    window.chart.order_moved.emit(oid, D("40000.00"))  # 33 % from the market: outside the price band
+    await wait_until(lambda: window.trading_panel.last_result is not None
+                     and not window.trading_panel.last_result.ok, what="the refusal")
+    assert "risk" in window.trading_panel.last_result.message
+    assert [o.id for o in _working(window)] == [oid]
+
+
+@pytest.mark.asyncio
+async def test_dragging_the_stop_loss_line_moves_the_positions_stop(window):
+    desk = window.session.desk
+    result = await desk.submit_manual(OrderRequest("BTCUSDT", Side.BUY, OrderType.MARKET, D("0.01"),
+                                                   origin=OrderOrigin.MANUAL, stop_loss_pct=D("2")))
+    assert result.ok, result.message
+    _priced(window.session, "BTCUSDT", 60000.0, spread=0.5)
+    await wait_until(lambda: desk.bracket_levels("BTCUSDT")[0] is not None, what="the position's stop-loss")
+    window.chart.bracket_moved.emit("BTCUSDT", "SL", D("59000.00"))
+    await wait_until(lambda: desk.bracket_levels("BTCUSDT")[0] == D("59000.00"), what="the stop moved")
+
+
+@pytest.mark.asyncio
+async def test_the_blotters_modify_loads_the_ticket_and_its_cancel_cancels(window):
+    oid = await _limit_buy(window, "59500")
+    window.refresh_slow(0.0)
+    window.blotter.modify_requested.emit(oid)
+    assert window.trading_panel.modifying is not None and window.trading_panel.modifying.id == oid
+    window.blotter.cancel_requested.emit(oid)
+    await wait_until(lambda: not _working(window), what="the order canceled")
+
+
+def test_the_account_panel_renders_the_view_models_snapshot(window):
+    window.refresh_slow(0.0)
+    view = window.view_model.account("BTCUSDT")
+    assert window.trading_panel.equity.text() == view.row("equity").value
