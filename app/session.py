@@ -594,7 +594,15 @@ class Session:
             # client each would leave all but the last one open.
             if self._http_building is None:
                 self._http_building = asyncio.ensure_future(asyncio.to_thread(history.make_client))
-            client = await asyncio.shield(self._http_building)
+            building = self._http_building
+            try:
+                client = await asyncio.shield(building)
+            except Exception:
+                # A failed build is not kept: the next caller builds again (a cancelled caller is not a failure:
+                # CancelledError is no Exception, and the shielded build goes on for the others).
+                if self._http_building is building and building.done():
+                    self._http_building = None
+                raise
             self._http = self._http or client
         return self._http
 

@@ -105,8 +105,11 @@ def _num(entry: Mapping[str, Any], name: str, *, sign: str = "positive", optiona
         raise Ticker24hError(f"{name} is {v!r}, not a number")
     try:
         x = float(v)
-    except ValueError:
-        raise Ticker24hError(f"{name} is {v!r}, not a number") from None
+    except OverflowError:  # a JSON integer of hundreds of digits: valid JSON, no float holds it
+        raise Ticker24hError(f"{name} is an integer of about {int(abs(v)).bit_length() * 0.30103:.0f} digits, "
+                             "too large to be a price or volume") from None
+    except (ArithmeticError, ValueError):
+        raise Ticker24hError(f"{name} is {v!r:.40}, not a number") from None
     if not math.isfinite(x):
         raise Ticker24hError(f"{name} is {v!r}, not a finite number")
     if sign == "positive" and x <= 0:
@@ -247,8 +250,10 @@ class Ticker24hPoller:
             answers = await self._fetch(client)
         except httpx.HTTPStatusError as exc:
             return self._failed(f"the exchange answered HTTP {exc.response.status_code}")
-        except (httpx.HTTPError, Ticker24hError, ValueError) as exc:
-            return self._failed(str(exc) or type(exc).__name__)
+        except (httpx.HTTPError, Ticker24hError, ValueError, ArithmeticError) as exc:
+            # ArithmeticError: whatever an answer can still overflow past the per-value checks is the answer's
+            # fault, counted as a failure; it must not end the poller's task (a FAULT).
+            return self._failed(str(exc)[:200] or type(exc).__name__)
         self.last_error = ""
         for found, problems in answers:
             self.stats.update(found)

@@ -21,6 +21,7 @@ from app.market.ticker24h import (
     parse_coinbase_product,
     source_for,
 )
+from tests.conftest import wait_until
 
 SYMBOLS = ["BTCUSDT", "XRPUSDT"]
 
@@ -139,6 +140,41 @@ async def test_absurd_values_are_refused_counted_and_never_shown():
 
 
 @pytest.mark.asyncio
+async def test_a_huge_json_integer_is_refused_and_counted_and_the_poller_lives_on():
+    """A 400-digit integer (valid JSON, no quotes) overflows a float: that entry is refused and counted, the others
+    are shown, and poll_once returns (an escaping OverflowError ended the poller's task: a FAULT)."""
+    huge = "1" + "0" * 400
+    async with CannedExchange() as exchange:
+        client, get = client_factory()
+        poller = Ticker24hPoller(get, Ticker24hSource("binance", exchange.url), SYMBOLS, interval_s=0.01)
+        try:
+            body = json.dumps([good_entry("BTCUSDT"), good_entry("XRPUSDT", "0.6100", "0.6000")])
+            exchange.body = body.replace('"0.6100"', huge).encode()
+            await poller.poll_once()
+            task = asyncio.create_task(poller.run())
+            await wait_until(lambda: poller.polls >= 3 or task.done(), timeout=10, what="three polls")
+            assert not task.done(), "the poller's task ended"
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await client.aclose()
+    assert poller.get("BTCUSDT") is not None and poller.get("XRPUSDT") is None
+    assert poller.refused >= 1 and poller.failures == 0
+    assert "lastPrice" in poller.why_missing("XRPUSDT")
+
+
+@pytest.mark.parametrize("value", [10 ** 400, -(10 ** 400)], ids=["plus", "minus"])
+def test_a_huge_integer_in_any_field_is_refused_with_a_reason(value):
+    for field in ("lastPrice", "openPrice", "highPrice", "lowPrice", "quoteVolume", "priceChangePercent"):
+        entry = good_entry()
+        entry[field] = value
+        found, problems = parse_binance_answer([entry], ["BTCUSDT"], received_ms=1)
+        assert found == {} and field in problems["BTCUSDT"], (field, problems)
+    with pytest.raises(Ticker24hError):
+        parse_coinbase_product({"price": "61000.5", "price_percentage_change_24h": value}, "BTCUSD", received_ms=1)
+
+
+@pytest.mark.asyncio
 async def test_a_failing_exchange_is_counted_and_logged_and_the_poller_goes_on(caplog):
     async with CannedExchange() as exchange:
         client, get = client_factory()
@@ -153,8 +189,7 @@ async def test_a_failing_exchange_is_counted_and_logged_and_the_poller_goes_on(c
             # run() never ends on a failure: it keeps polling at its interval
             exchange.status, exchange.body = 500, b"{}"
             task = asyncio.create_task(poller.run())
-            while exchange.requests < 6:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: exchange.requests >= 6 or task.done(), timeout=10, what="six polls")
             assert not task.done()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -247,3 +282,36 @@ async def test_the_session_makes_one_rest_client_however_many_parts_ask_for_it_a
     await session.stop()
     assert len(made) == 1 and all(c is made[0] for c in clients)
     assert made[0].is_closed
+
+
+@pytest.mark.asyncio
+async def test_a_failed_rest_client_build_is_retried_by_the_next_caller(tmp_path, monkeypatch):
+    """The first build fails (say, a certificate store unreadable for a moment): that caller sees the error, the next
+    one builds again instead of re-raising the same error for the rest of the session."""
+    from app.config import Settings
+    from app.market import history
+    from app.session import Session
+
+    made: list[httpx.AsyncClient] = []
+    real = history.make_client
+
+    def flaky(*a, **k):
+        if not made:
+            made.append(None)
+            raise OSError("certificates unreadable")
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(history, "make_client", flaky)
+    s = Settings(symbols=["XRPUSDT"], sim_process=False, history_bars=0, journal_path=tmp_path / "j.sqlite3",
+                 decision_source="rules")
+    session = Session(s)
+    try:
+        with pytest.raises(OSError):
+            await session._http_client()
+        client = await session._http_client()
+        assert client is made[-1] and isinstance(client, httpx.AsyncClient)
+        assert await session._http_client() is client
+    finally:
+        await session.stop()
+    assert client.is_closed
