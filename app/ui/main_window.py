@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.llm.local import provider_label, provider_tooltip
-from app.models import FeedState
 from app.session import Session
 from app.trading.desk import ActionResult
 from app.ui import live_status, theme
@@ -19,6 +19,7 @@ from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.log_dock import BufferingHandler
 from app.ui.status_bar import StatusStrip
+from app.view.model import ViewModel
 from app.view.status import (
     RANK_EQUITY,
     RANK_FAULT,
@@ -32,7 +33,6 @@ from app.view.status import (
     SlowWatch,
     StatusItem,
     StatusView,
-    status_view,
 )
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,9 @@ if TYPE_CHECKING:
     from app.ui.trading_panel import TradingPanel
 
 PERF_MIN_HEIGHT = 140
+RENDER_LOG_EVERY_S = 60.0  # a panel that keeps failing is logged once a minute, counted every time
 UI_STATE_VERSION = 3  # bump when the docks change so an old saved layout is ignored rather than misapplied
 
-STATE_STYLE = {
-    FeedState.LIVE: ("LIVE", "ok"),
-    FeedState.CONNECTING: ("CONNECTING", "warn"),
-    FeedState.RECONNECTING: ("RECONNECTING", "warn"),
-    FeedState.STALE: ("STALE", "bad"),
-    FeedState.STOPPED: ("STOPPED", "bad"),
-}
 
 
 def _placeholder(text: str) -> QtWidgets.QWidget:
@@ -80,6 +74,9 @@ class MainWindow(QtWidgets.QMainWindow):
         run's command-line flags override (field -> "--model gpt-4o"), named by the settings dialog."""
         super().__init__()
         self.session = session
+        self.view_model = ViewModel(session)  # every snapshot the window renders
+        self.render_failures: dict[str, int] = {}  # panel -> refreshes that raised (logged once a minute)
+        self._render_logged: dict[str, float] = {}
         self._log_handler = log_handler
         self._ui_state = ui_state
         self.config_path = config_path
@@ -150,11 +147,10 @@ class MainWindow(QtWidgets.QMainWindow):
         from app.ui.tape import TapePanel
         from app.ui.trading_panel import TradingPanel
         from app.ui.watchlist import WatchlistPanel
-        from app.view.model import ViewModel
 
         session = self.session
         # Every panel renders the view model's snapshots; what the trader asks goes to the desk's commands.
-        self.view_model = vm = ViewModel(session)
+        vm = self.view_model
         self.blotter: Blotter = Blotter(source=vm.blotter)
         self.trading_panel: TradingPanel = TradingPanel(session.desk, self.symbol, self.blotter,
                                                         mode_text=session.broker_label,
@@ -619,18 +615,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trading_panel.show_result(ActionResult(True, f"{len(paths)} CSV files written to {folder}"))
 
     # ----- refreshed by the bridge --------------------------------------------------------------------------
-    def feed_state_text(self) -> str:
-        f = self.session.feed
-        text, _ = STATE_STYLE[f.state]
-        if f.state is FeedState.RECONNECTING and f.reconnects:
-            text = f"{text} ({f.reconnects})"
-        resyncing = [s for s, b in self.session.desk.books.items() if b.status == "RESYNCING"]
-        guard = self.session.kraken_books
-        resyncing += sorted(guard.resyncing) if guard is not None else []
-        if f.state is FeedState.LIVE and resyncing:
-            text = f"{text} · RESYNCING {', '.join(resyncing)}"
-        return text
-
     def refresh_slow(self, rate: float) -> None:
         self._show_status(rate)
         self._show_stream()
@@ -642,18 +626,33 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_strip.fit()  # texts changed width: what fits may have changed
         if not self.panels_built:
             return
-        vm = self.view_model
-        self.decisions_panel.refresh()
-        self.blotter.refresh()
-        self.trading_panel.refresh(vm.account(self.symbol))
-        self._render_market_panels()
-        desk = self.session.desk
-        self.chart.set_instrument(desk.instruments.get(self.symbol))
-        self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
-        self.chart.show_position(desk.portfolio.position(self.symbol), desk.bracket_levels(self.symbol), desk.fills,
-                                 vm.mark(self.symbol))
-        self.chart.show_orders(vm.chart_orders(self.symbol))
+        vm, symbol = self.view_model, self.symbol
+        # Each panel on its own: one that fails is logged and counted, and the others (and the chart) still refresh.
+        self._render("decisions", self.decisions_panel.refresh)
+        self._render("orders", self.blotter.refresh)
+        self._render("account", lambda: self.trading_panel.refresh(vm.account(symbol)))
+        self._render("market", self._render_market_panels)
+        self._render("chart levels", lambda: self._render_chart_levels(symbol))
         self.log_view.flush()
+
+    def _render(self, name: str, render: Callable[[], object]) -> None:
+        try:
+            render()
+        except Exception:
+            self.render_failures[name] = self.render_failures.get(name, 0) + 1
+            now = time.monotonic()
+            if now - self._render_logged.get(name, -RENDER_LOG_EVERY_S) >= RENDER_LOG_EVERY_S:
+                self._render_logged[name] = now
+                log.exception("the %s panel failed to refresh (%d times so far); the others go on",
+                              name, self.render_failures[name])
+
+    def _render_chart_levels(self, symbol: str) -> None:
+        desk, vm = self.session.desk, self.view_model
+        self.chart.set_instrument(desk.instruments.get(symbol))
+        self.chart.show_proposals(self.session.decisions.decisions, self.session.decisions.version)
+        p = vm.chart_position(symbol)
+        self.chart.show_position(p.position, (p.stop, p.target), p.fills, p.mark)
+        self.chart.show_orders(vm.chart_orders(symbol))
 
     def _render_market_panels(self) -> None:
         """Watchlist, order book and trades from the view model; a closed or hidden dock costs nothing."""
@@ -672,24 +671,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                                         group=self._book_group))
 
     def status_snapshot(self, rate: float) -> StatusView:
-        """The status bar's model for now (``app.view.status``): read from the session, nothing written."""
-        session, desk = self.session, self.session.desk
-        f = session.feed
-        m = session.market[self.symbol]
-        inst = desk.instruments.get(self.symbol)  # XRP at 0.6012, not 0.60
-        q = m.quote
-        status = session.supervisor.status()
-        pf = desk.portfolio
-        return status_view(
-            symbol=self.symbol, last=m.last_trade.price if m.last_trade is not None else None,
-            bid=q.bid if q is not None else None, ask=q.ask if q is not None else None, fmt_price=inst.fmt_price,
-            feed_text=self.feed_state_text(), feed_level=STATE_STYLE[f.state][1], feed_tooltip=f.last_error or "",
-            rate=rate, risk=desk.risk.state.value if self.panels_built else None,
-            equity=pf.equity() if self.panels_built else None,
-            day_pnl=pf.day_pnl(desk.now_ms()) if self.panels_built else None,
-            fault=None if status is None else (status.text, status.level, status.tooltip),
-            slow=self.slow_watch.badge(), pending=len(desk.proposals.pending()),
-        )
+        """The status bar's model for now (``ViewModel.status``); account figures once the panels are built."""
+        return self.view_model.status(self.symbol, rate, slow=self.slow_watch.badge(), account=self.panels_built)
 
     def _show_status(self, rate: float) -> None:
         view = self.status = self.status_snapshot(rate)

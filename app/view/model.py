@@ -9,14 +9,16 @@ prices, the blotter's journal history).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
-from app.models import Side
+from app.models import FeedState, Fill, Position, Side
 from app.view.blotter import BlotterView, DeskBlotter, OrderRow
 from app.view.book import BookLadder, BookSource, Tape, book_ladder, kraken_book, tape
 from app.view.chart import ChartOrder, chart_orders
+from app.view.status import FEED_STYLE, SlowBadge, StatusView, status_view
 from app.view.ticket import AccountView, desk_account_view
 from app.view.watchlist import PriceMemory, Watchlist, watchlist
 
@@ -30,6 +32,17 @@ class Touch(NamedTuple):
 
     bid: Decimal | None
     ask: Decimal | None
+
+
+class ChartPosition(NamedTuple):
+    """What the chart draws of a symbol's position: a copy of it (None when flat), its stop and target, the
+    symbol's fills (markers) and the mark price its open PnL is valued at."""
+
+    position: Position | None
+    stop: Decimal | None
+    target: Decimal | None
+    fills: tuple[Fill, ...]
+    mark: Decimal | None
 
 
 class ViewModel:
@@ -69,6 +82,39 @@ class ViewModel:
             return Touch(None, None)
         return Touch(Decimal(str(q.bid)), Decimal(str(q.ask)))
 
+    # ----- status bar -----------------------------------------------------------------------------------------
+    def feed_text(self) -> str:
+        """"LIVE", "RECONNECTING (3)", "LIVE · RESYNCING BTCUSDT": the feed and any book being rebuilt."""
+        s = self.session
+        f = s.feed
+        text = FEED_STYLE[f.state][0]
+        if f.state is FeedState.RECONNECTING and f.reconnects:
+            text = f"{text} ({f.reconnects})"
+        resyncing = [sym for sym, b in s.desk.books.items() if b.status == "RESYNCING"]
+        resyncing += sorted(s.kraken_books.resyncing) if s.kraken_books is not None else []
+        if f.state is FeedState.LIVE and resyncing:
+            text = f"{text} · RESYNCING {', '.join(resyncing)}"
+        return text
+
+    def status(self, symbol: str, rate: float, *, slow: SlowBadge | None = None, account: bool = True) -> StatusView:
+        """The status bar for ``symbol`` now; ``account=False`` leaves out risk and money (before the panels exist,
+        the desk may still be restoring)."""
+        s = self.session
+        desk, f = s.desk, s.feed
+        m = s.market[symbol]
+        q = m.quote
+        fault = s.supervisor.status()
+        pf = desk.portfolio
+        return status_view(
+            symbol=symbol, last=m.last_trade.price if m.last_trade is not None else None,
+            bid=q.bid if q is not None else None, ask=q.ask if q is not None else None,
+            fmt_price=desk.instruments.get(symbol).fmt_price,  # XRP at 0.6012, not 0.60
+            feed_text=self.feed_text(), feed_level=FEED_STYLE[f.state][1], feed_tooltip=f.last_error or "",
+            rate=rate, risk=desk.risk.state.value if account else None, equity=pf.equity() if account else None,
+            day_pnl=pf.day_pnl(desk.now_ms()) if account else None,
+            fault=None if fault is None else (fault.text, fault.level, fault.tooltip),
+            slow=slow, pending=len(desk.proposals.pending()))
+
     # ----- trading --------------------------------------------------------------------------------------------
     def account(self, symbol: str) -> AccountView:
         return desk_account_view(self.session.desk, symbol)
@@ -87,6 +133,9 @@ class ViewModel:
         desk = self.session.desk
         return tuple(chart_orders(desk.broker.open_orders(symbol), desk.instruments.get(symbol)))
 
-    def mark(self, symbol: str) -> Decimal | None:
-        """The price open PnL is valued at (the portfolio's mark, as the account uses)."""
-        return self.session.desk.portfolio.mark_price(symbol)
+    def chart_position(self, symbol: str) -> ChartPosition:
+        desk = self.session.desk
+        pos = desk.portfolio.position(symbol)
+        stop, target = desk.bracket_levels(symbol)
+        return ChartPosition(dataclasses.replace(pos) if pos is not None and pos.qty != 0 else None, stop, target,
+                             tuple(f for f in desk.fills if f.symbol == symbol), desk.portfolio.mark_price(symbol))

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.models import FeedState
+
 # Ranks: lower is kept longer when the bar is narrow. Where orders go (PAPER/LIVE) and the prices come first.
 RANK_MODE = 0
 RANK_PRICES = 1
@@ -33,6 +35,16 @@ SUSTAIN_WINDOW_S = 60.0  # look at the last minute of observations
 SUSTAIN_MIN_S = 30.0  # ... of which at least half a minute must be covered before the badge can show
 SUSTAIN_FRACTION = 0.75  # over the limit in at least three quarters of them
 RECOVER_S = 15.0  # the badge goes once the stage has been under its limit this long
+
+
+# The feed's state in the status bar: its word and its level (colour).
+FEED_STYLE: dict[FeedState, tuple[str, str]] = {
+    FeedState.LIVE: ("LIVE", "ok"),
+    FeedState.CONNECTING: ("CONNECTING", "warn"),
+    FeedState.RECONNECTING: ("RECONNECTING", "warn"),
+    FeedState.STALE: ("STALE", "bad"),
+    FeedState.STOPPED: ("STOPPED", "bad"),
+}
 
 
 @dataclass(frozen=True, slots=True)

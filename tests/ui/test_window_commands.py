@@ -94,3 +94,20 @@ def test_the_account_panel_renders_the_view_models_snapshot(window):
     window.refresh_slow(0.0)
     view = window.view_model.account("BTCUSDT")
     assert window.trading_panel.equity.text() == view.row("equity").value
+
+
+@pytest.mark.asyncio
+async def test_a_panel_that_fails_to_refresh_is_counted_and_logged_and_the_others_still_refresh(window, monkeypatch,
+                                                                                                caplog):
+    oid = await _limit_buy(window, "59500")
+
+    def broken() -> None:
+        raise RuntimeError("a bad row")
+
+    monkeypatch.setattr(window.blotter, "refresh", broken)
+    window.refresh_slow(0.0)
+    window.refresh_slow(0.0)
+    assert window.render_failures == {"orders": 2}
+    assert sum("orders panel failed to refresh" in r.getMessage() for r in caplog.records) == 1  # once a minute
+    assert oid in window.chart.order_lines  # the chart's levels come after the broken panel: still drawn
+    assert window.trading_panel.equity.text() == window.view_model.account("BTCUSDT").row("equity").value

@@ -359,9 +359,10 @@ class ChartWidget(QtWidgets.QWidget):
         if refit:
             self._fit_y()
             self._levels_changed()
-        if len(fills) == self._fills_shown:
+        shown = (len(fills), fills[-1].id if fills else None)  # the desk keeps its newest fills: count and newest
+        if shown == self._fills_shown:
             return
-        self._fills_shown = len(fills)
+        self._fills_shown = shown
         t = theme.current()
         mine = [f for f in fills if f.symbol == self.symbol_label.text()]
         bar_ms = TIMEFRAMES[self.timeframe]
