@@ -215,3 +215,94 @@ async def test_after_a_restart_orders_fills_closed_positions_and_day_pnl_are_sti
     assert after.closed[0].realised.startswith("+")  # bought at 0.6, sold at 0.61, less the paper fees
     assert [(d.key, d.realised, d.closed) for d in after.days] == [(d.key, d.realised, d.closed) for d in before.days]
     assert after.days[0].key == "2024-08-08" and after.days[0].closed == 1
+
+
+# ----- review fixes: the account currency's precision, fill bursts, the history read off the loop ----------------
+def test_the_history_line_totals_in_the_account_currencys_precision():
+    fills = [fill("F1", "XRPUSDT", Side.BUY, "1", "0.60000000", NOW - 60_000),
+             fill("F2", "XRPUSDT", Side.SELL, "1", "0.60012345", NOW - 30_000)]
+    btc = TradeHistory.from_records(HistoryRecords(NOW - 30 * DAY, {}, fills, []), quote="BTC")
+    v = view(btc)
+    assert "+0.00012345 BTC" in v.history_line, v.history_line  # not "+0.00 BTC" for a real gain
+    assert v.days[0].realised == "+0.00012345 BTC"
+
+
+def paper_fill(i: int, ms: int) -> Fill:
+    """A round trip of 10 XRP every two fills: bought at 0.6000, sold at 0.6010 (+0.01 each, no fee)."""
+    buy = i % 2 == 0
+    return fill(f"B{i}", "XRPUSDT", Side.BUY if buy else Side.SELL, "10", "0.6000" if buy else "0.6010", ms,
+                oid=f"BO{i}")
+
+
+def emit(desk: TradingDesk, i: int, ms: int) -> None:
+    """What the paper broker does for a market order that fills: the order, then its fill, to its listeners."""
+    f = paper_fill(i, ms)
+    desk.broker._emit_order(Order(f.order_id, OrderRequest("XRPUSDT", f.side, OrderType.MARKET, f.qty),
+                                  OrderStatus.NEW, created_ms=ms))
+    desk.broker._emit_fill(f)
+
+
+def test_a_burst_of_more_fills_than_the_desk_keeps_between_two_refreshes_is_all_counted(tmp_path: Path):
+    """The desk keeps its newest 1,000 fills; 1,200 between two refreshes must all reach the day's and the
+    symbol's totals and the closed positions (the blotter takes them from the broker's fill listener)."""
+    desk = xrp_desk(tmp_path / "journal.sqlite3", NOW)
+    try:
+        blotter = DeskBlotter.load(desk, tz=UTC)
+        assert blotter.snapshot().closed == ()
+        for i in range(1200):  # the broker reports each fill to its listeners, the desk's first
+            emit(desk, i, NOW + i)
+        assert len(desk.fills) == 1000
+        v = blotter.snapshot(NOW + 2000)
+    finally:
+        desk.journal.close()
+    assert [(d.fills, d.closed, d.realised) for d in v.days] == [(1200, 600, "+6.00 USDT")]
+    assert len(v.closed) == 300 and "600 positions closed" in v.history_line  # 300 rows shown, 600 counted
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("during", ["before the read", "after the read"])
+async def test_the_history_is_read_off_the_loop_and_fills_during_the_load_count_once(tmp_path: Path, monkeypatch,
+                                                                                     during: str):
+    """``DeskBlotter.start`` returns at once (the History tab says it is loading) and reads the journal in a thread
+    with a connection of its own; fills that arrive meanwhile are counted once whether or not the read saw them."""
+    import threading
+
+    import app.view.blotter as blotter_module
+    from app.view.blotter import LOADING_LINE
+
+    path = tmp_path / "journal.sqlite3"
+    desk = xrp_desk(path, NOW)
+    for i in range(40):  # an earlier session's 20 round trips, in the journal
+        emit(desk, i, NOW - 3_600_000 + i)
+    gate, readers = threading.Event(), []
+    real = blotter_module.read_history
+
+    def gated(*args, **kwargs):
+        readers.append(threading.get_ident())
+        if during == "before the read":
+            assert gate.wait(10)
+        records = real(*args, **kwargs)
+        if during == "after the read":
+            assert gate.wait(10)
+        return records
+
+    monkeypatch.setattr(blotter_module, "read_history", gated)
+    try:
+        blotter = DeskBlotter.start(desk, tz=UTC)
+        first = blotter.snapshot()
+        assert first.history_loading and first.history_line == LOADING_LINE and first.closed == ()
+        for i in range(40, 44):  # two more round trips while the history loads
+            emit(desk, i, NOW + i)
+        assert blotter.snapshot().history_loading
+        gate.set()
+        await wait_until(lambda: not blotter.snapshot().history_loading, what="the history loaded")
+        v = blotter.snapshot()
+        emit(desk, 44, NOW + 100)
+        emit(desk, 45, NOW + 101)
+        after = blotter.snapshot()
+    finally:
+        desk.journal.close()
+    assert readers and readers[0] != threading.get_ident(), "the journal was read on the loop thread"
+    assert sum(d.fills for d in v.days) == 44 and sum(d.closed for d in v.days) == 22
+    assert "22 positions closed" in v.history_line and not v.history_loading
+    assert sum(d.fills for d in after.days) == 46 and len(after.closed) == 23

@@ -642,6 +642,51 @@ def _risk_event(r: sqlite3.Row) -> RiskEventRecord:
     return RiskEventRecord(r["at_ms"], r["kind"], r["code"], r["message"], _loads(r["order_json"]))
 
 
+def read_history(path: Path, since_ms: int, *, fill_limit: int = HISTORY_FILL_LIMIT,
+                 order_limit: int = HISTORY_ORDER_LIMIT) -> HistoryRecords:
+    """``Journal.history`` of the journal file at ``path`` through a read-only connection of its own, made and closed
+    in the calling thread: for a worker thread (the blotter's history at start), while the loop thread's
+    ``Journal`` goes on writing (WAL: the read is one consistent snapshot)."""
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return _read_history(conn, since_ms, fill_limit, order_limit)
+    finally:
+        conn.close()
+
+
+def _read_history(c: sqlite3.Connection, since_ms: int, fill_limit: int, order_limit: int) -> HistoryRecords:
+    c.execute("BEGIN")  # a read transaction: the balance and the fills after it agree
+    try:
+        start = c.execute(
+            "SELECT positions, fill_seq FROM balances WHERE at_ms <= ? ORDER BY at_ms DESC, id DESC LIMIT 1",
+            (since_ms,),
+        ).fetchone()
+        start_seq = 0 if start is None else start["fill_seq"]
+        rows = c.execute(
+            f"SELECT {_FILL_COLUMNS} FROM fills WHERE seq > ? ORDER BY seq DESC LIMIT ?",
+            (start_seq, fill_limit + 1),
+        ).fetchall()
+        orders = [_order(r) for r in c.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE created_ms >= ? OR status IN (?, ?) "
+            "ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+            (since_ms, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, order_limit + 1),
+        )]
+    finally:
+        c.execute("COMMIT")
+    fills_truncated = len(rows) > fill_limit
+    positions = {} if start is None or fills_truncated else _positions(start["positions"])
+    return HistoryRecords(
+        since_ms=since_ms,
+        start_positions=positions,
+        fills=[_fill(r) for r in reversed(rows[:fill_limit])],
+        orders=orders[:order_limit],
+        fills_truncated=fills_truncated,
+        orders_truncated=len(orders) > order_limit,
+    )
+
+
 # ----- the journal --------------------------------------------------------------------------------------------------
 
 
@@ -1003,36 +1048,9 @@ class Journal:
                 order_limit: int = HISTORY_ORDER_LIMIT) -> HistoryRecords:
         """Orders and fills for the blotter's history after a restart (see ``HistoryRecords``), in one snapshot:
         the positions of the last balance recorded at or before ``since_ms`` and every fill recorded after it (at
-        most ``fill_limit``, the newest), the orders since ``since_ms`` (at most ``order_limit``)."""
-        c = self._conn
-        c.execute("BEGIN")  # a read transaction: the balance and the fills after it agree
-        try:
-            start = c.execute(
-                "SELECT positions, fill_seq FROM balances WHERE at_ms <= ? ORDER BY at_ms DESC, id DESC LIMIT 1",
-                (since_ms,),
-            ).fetchone()
-            start_seq = 0 if start is None else start["fill_seq"]
-            rows = c.execute(
-                f"SELECT {_FILL_COLUMNS} FROM fills WHERE seq > ? ORDER BY seq DESC LIMIT ?",
-                (start_seq, fill_limit + 1),
-            ).fetchall()
-            orders = [_order(r) for r in c.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE created_ms >= ? OR status IN (?, ?) "
-                "ORDER BY created_ms DESC, rowid DESC LIMIT ?",
-                (since_ms, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, order_limit + 1),
-            )]
-        finally:
-            c.execute("COMMIT")
-        fills_truncated = len(rows) > fill_limit
-        positions = {} if start is None or fills_truncated else _positions(start["positions"])
-        return HistoryRecords(
-            since_ms=since_ms,
-            start_positions=positions,
-            fills=[_fill(r) for r in reversed(rows[:fill_limit])],
-            orders=orders[:order_limit],
-            fills_truncated=fills_truncated,
-            orders_truncated=len(orders) > order_limit,
-        )
+        most ``fill_limit``, the newest), the orders since ``since_ms`` (at most ``order_limit``). Off the loop
+        thread: ``read_history`` (its own read-only connection)."""
+        return _read_history(self._conn, since_ms, fill_limit, order_limit)
 
     def all_fills(self) -> list[Fill]:
         """Every fill, oldest first: to rebuild a Portfolio with its own arithmetic (and rounding) on restart."""

@@ -403,7 +403,7 @@ class Blotter(QtWidgets.QTabWidget):
         super().__init__(parent)
         self.setObjectName("blotter")
         if source is None and desk is not None:
-            source = DeskBlotter.load(desk).snapshot
+            source = DeskBlotter.start(desk).snapshot
         self._source = source
         self.view: BlotterView | None = None
         self.working = DeclaredTableModel(working_columns())
@@ -486,6 +486,9 @@ class Blotter(QtWidgets.QTabWidget):
         if last is None or last.history_line != view.history_line:
             self.history_line.setText(view.history_line)
             self.history_line.setToolTip(view.history_line)
+        if last is None or last.history_loading != view.history_loading:
+            i = self.indexOf(self.history)
+            self.setTabText(i, "History (loading…)" if view.history_loading else "History")
 
     # ----- what the trader asks ---------------------------------------------------------------------------------
     def selected_working_order(self) -> OrderRow | None:

@@ -11,15 +11,21 @@ call). Every price and quantity is text in its instrument's precision; times com
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
 from app.market.instruments import Instrument, Instruments
 from app.models import Fill, Order, Position, Side
-from app.trading.journal import HistoryRecords
+from app.trading.journal import HistoryRecords, read_history
 from app.trading.portfolio import DAY_MS, apply_to_position, utc_day_start
+
+log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 30  # how far back a restart reads the journal for the blotter's history
 ORDER_ROWS = 300  # the Orders tab: the newest orders
@@ -127,6 +133,7 @@ class BlotterView:
     days: tuple[PnlRow, ...]  # newest first
     symbols: tuple[PnlRow, ...]  # by symbol
     history_line: str  # what the History tab covers, and its total, in words
+    history_loading: bool = False  # the journal's history is still being read (history_line says so)
 
     @property
     def keys(self) -> tuple[tuple[str, ...], ...]:
@@ -359,12 +366,18 @@ def _pnl_row(key: str, label: str, t: PnlTotal, fmt: Callable[..., str], quote: 
                   closed=t.closed)
 
 
+def quote_money(quote: str) -> Callable[..., str]:
+    """Amounts of the account currency in its precision: cents for USDT, 8 places for BTC."""
+    return Instrument.from_steps(f"PNL{quote}", Decimal("1e-8"), Decimal(1), quote=quote).fmt_money
+
+
 def _history_line(history: TradeHistory, now_ms: int) -> str:
     total = sum((t.realised for t in history.days.values()), ZERO)
     closed = sum(t.closed for t in history.days.values())
     since = dt.datetime.fromtimestamp(history.since_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d") \
         if history.since_ms else "the first fill"
-    text = (f"realised since {since} (UTC days, after fees): {total:+,.2f} {history.quote} · "
+    text = (f"realised since {since} (UTC days, after fees): "
+            f"{quote_money(history.quote)(total, sign=total != 0)} {history.quote} · "
             f"{closed} position{'' if closed == 1 else 's'} closed")
     return f"{text} · {history.note}" if history.note else text
 
@@ -448,7 +461,7 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
     line = "no trade history"
     if history is not None:
         closed_rows_ = tuple(crow(t) for t in reversed(history.closed[-closed_rows:]))
-        money = Instrument.from_steps(f"PNL{quote}", Decimal("1e-8"), Decimal(1), quote=quote).fmt_money
+        money = quote_money(quote)
 
         days = tuple(_pnl_row(dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"),
                               dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"), t, money, quote)
@@ -479,52 +492,133 @@ class _Desk(Protocol):
     def now_ms(self) -> int: ...
 
 
-@dataclass(slots=True)
+LOADING_LINE = "loading history…"  # the History tab while the journal is read off the loop thread
+
+
+def _history_in_thread(read: Callable[[], tuple[TradeHistory, list[Order]]]) -> Future:
+    """``read()`` in a daemon thread of its own; its result (or error) in the returned future. A thread, not the
+    loop's executor: the blotter is built from a Qt timer as well as from coroutines."""
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+
+    def run() -> None:
+        try:
+            future.set_result(read())
+        except BaseException as exc:  # handed to the loop thread, which says it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="blotter history", daemon=True).start()
+    return future
+
+
 class DeskBlotter:
-    """The Orders dock's snapshots from a trading desk, with the journal's history since the last restart: reads
-    the journal once (``TradeHistory.load`` and the orders since then), then takes each new fill from the desk.
+    """The Orders dock's snapshots from a trading desk, with the journal's history since the last restart.
+
+    ``start`` reads the journal's history (up to ``HISTORY_FILL_LIMIT`` fills, replayed) in a thread of its own
+    with its own read-only connection, so the first refresh does not hold the event loop; until it is in, the
+    History tab says ``LOADING_LINE``. ``load`` reads it at once (tests, scripts). Either way every new fill is
+    taken from the broker's fill listener (after the desk's own, which journals it), not sampled from
+    ``desk.fills`` (the newest 1,000): a burst of any size between two refreshes is all counted. Fills that arrive
+    while the history loads wait and are added after it; one the read already holds is taken once (by id).
     Orders and fills are rebuilt only when the desk's version moves; positions (marks) at every call."""
 
-    desk: _Desk
-    history: TradeHistory
-    journal_orders: list[Order]
-    tz: dt.tzinfo | None = None
-    cache: RowCache = field(default_factory=RowCache)
-    _version: int = -1
-    _last: BlotterView | None = None
+    def __init__(self, desk: _Desk, history: TradeHistory | None, journal_orders: list[Order],
+                 tz: dt.tzinfo | None = None, *, loading: Future | None = None) -> None:
+        self.desk = desk
+        self.history = history if history is not None else TradeHistory(quote=_quote(desk))
+        self.journal_orders = journal_orders
+        self.tz = tz
+        self.cache = RowCache()
+        self.loading: Future | None = loading  # the history being read; None once it is in
+        self._new: list[Fill] = []  # fills from the broker not yet taken into the history
+        self._version = -1
+        self._last: BlotterView | None = None
+        me = weakref.ref(self)
+
+        def on_fill(fill: Fill) -> None:  # a blotter dropped by its window leaves no work behind
+            blotter = me()
+            if blotter is not None:
+                blotter._new.append(fill)
+
+        add = getattr(getattr(desk, "broker", None), "add_listener", None)
+        self.listening = add is not None
+        if add is not None:
+            add(lambda order: None, on_fill)
 
     @classmethod
     def load(cls, desk, *, days: int = HISTORY_DAYS, tz: dt.tzinfo | None = None) -> DeskBlotter:
+        """With the journal's history read now, on this thread."""
         now_ms = desk.now_ms()
         journal = getattr(desk, "journal", None)
-        quote = getattr(desk.portfolio, "quote_currency", "USDT")
         if journal is None:
-            return cls(desk, TradeHistory(since_ms=now_ms, quote=quote, floor_ms=now_ms), [], tz)
+            return cls(desk, TradeHistory(since_ms=now_ms, quote=_quote(desk), floor_ms=now_ms), [], tz)
         records = journal.history(now_ms - days * DAY_MS)
-        history = TradeHistory.from_records(records, quote)
-        return cls(desk, history, records.orders, tz)
+        return cls(desk, TradeHistory.from_records(records, _quote(desk)), records.orders, tz)
+
+    @classmethod
+    def start(cls, desk, *, days: int = HISTORY_DAYS, tz: dt.tzinfo | None = None) -> DeskBlotter:
+        """At once, with the journal's history read in a worker thread (see the class); a journal without a file
+        (none at all) is read here."""
+        journal = getattr(desk, "journal", None)
+        path = getattr(journal, "path", None)
+        if journal is None or path is None:
+            return cls.load(desk, days=days, tz=tz)
+        since_ms, quote = desk.now_ms() - days * DAY_MS, _quote(desk)
+
+        def read() -> tuple[TradeHistory, list[Order]]:
+            records = read_history(path, since_ms)
+            return TradeHistory.from_records(records, quote), records.orders
+
+        return cls(desk, None, [], tz, loading=_history_in_thread(read))
+
+    def _take_history(self) -> None:
+        """The loaded history, once its thread is done; then the fills that came meanwhile."""
+        future = self.loading
+        if future is None or not future.done():
+            return
+        self.loading = None
+        self._version = -1  # rebuild: closed positions and day totals arrive now
+        try:
+            self.history, self.journal_orders = future.result()
+        except Exception as exc:  # the trader sees why; this run's fills still count
+            log.warning("the trade history could not be read from the journal: %s", exc)
+            now_ms = self.desk.now_ms()
+            self.history = TradeHistory(since_ms=now_ms, quote=_quote(self.desk), floor_ms=now_ms,
+                                        note=f"the journal's history could not be read ({exc})")
 
     def snapshot(self, now_ms: int | None = None) -> BlotterView:
         d = self.desk
         now_ms = d.now_ms() if now_ms is None else now_ms
+        self._take_history()
         pf = d.portfolio
         positions = [pf.position(s) for s in d.books]  # type: ignore[attr-defined]
         last = self._last
         today = dt.datetime.fromtimestamp(now_ms / 1000, tz=self.tz).date()
+        history = None if self.loading is not None else self.history
         if last is not None and d.version == self._version and today == self.cache.day:  # only the marks moved
-            rows = tuple(_position_row(p, d.instruments.get(p.symbol), d.last_price(p.symbol), self.history, now_ms,
+            rows = tuple(_position_row(p, d.instruments.get(p.symbol), d.last_price(p.symbol), history, now_ms,
                                        self.tz) for p in sorted((p for p in positions if p.qty != 0),
                                                                 key=lambda p: p.symbol))
             if rows != last.positions:
                 self._last = replace(last, positions=rows)
             return self._last
         self._version = d.version
-        self.history.add(sorted(d.fills, key=lambda f: f.exchange_ms))  # restored fills are known: skipped
+        if history is not None:
+            if self.listening:
+                new, self._new = self._new, []
+            else:  # a desk whose broker has no listener: its newest fills (restored ones are known: skipped)
+                new = list(d.fills)
+            history.add(sorted(new, key=lambda f: f.exchange_ms))
         broker = d.broker
         live_orders = list(getattr(broker, "orders", ()))[-ORDER_ROWS:]
-        self._last = blotter_view(
+        view = blotter_view(
             working=broker.open_orders(),  # type: ignore[attr-defined]
             orders=[*reversed(live_orders), *self.journal_orders], fills=d.fills, positions=positions,
-            mark=d.last_price, instruments=d.instruments, now_ms=now_ms, history=self.history, tz=self.tz,
+            mark=d.last_price, instruments=d.instruments, now_ms=now_ms, history=history, tz=self.tz,
             cache=self.cache)
+        self._last = view if history is not None else replace(view, history_line=LOADING_LINE, history_loading=True)
         return self._last
+
+
+def _quote(desk) -> str:
+    return getattr(desk.portfolio, "quote_currency", "USDT")

@@ -49,7 +49,7 @@ class ViewModel:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._prices = PriceMemory()  # the watchlist's "since this session" reference, one per run
-        self._blotter: DeskBlotter | None = None  # reads the journal's history once, on first use
+        self._blotter: DeskBlotter | None = None  # reads the journal's history once, off the loop, on first use
 
     # ----- market ---------------------------------------------------------------------------------------------
     def watchlist(self) -> Watchlist:
@@ -121,7 +121,7 @@ class ViewModel:
 
     def blotter(self) -> BlotterView:
         if self._blotter is None:
-            self._blotter = DeskBlotter.load(self.session.desk)
+            self._blotter = DeskBlotter.start(self.session.desk)  # the journal's history read in a thread
         return self._blotter.snapshot()
 
     def working_orders(self, symbol: str) -> tuple[OrderRow, ...]:

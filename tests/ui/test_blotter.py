@@ -251,3 +251,26 @@ def test_fill_columns_name_the_symbol_and_the_fee_asset():
                  INSTRUMENTS.get("ETHUSDT"), NOW, "USDT", UTC)
     values = {c.title: c.value(f) for c in fill_row_columns()}
     assert values["Symbol"] == "ETHUSDT" and values["Fee"].endswith(" USDT") and values["Liq."] == "TAKER"
+
+
+def test_the_history_tab_says_it_is_loading_until_the_journal_is_read(qtbot, tmp_path: Path, monkeypatch):
+    import threading
+
+    import app.view.blotter as blotter_module
+
+    gate = threading.Event()
+    real = blotter_module.read_history
+    monkeypatch.setattr(blotter_module, "read_history", lambda *a, **k: gate.wait(10) and real(*a, **k))
+    desk = xrp_desk(tmp_path / "journal.sqlite3", NOW)
+    try:
+        blotter = Blotter(desk)
+        qtbot.addWidget(blotter)
+        blotter.refresh()
+        tab = blotter.indexOf(blotter.history)
+        assert blotter.tabText(tab) == "History (loading…)"
+        assert blotter.history_line.text() == "loading history…"
+        gate.set()
+        qtbot.waitUntil(lambda: (blotter.refresh(), blotter.tabText(tab) == "History")[1], timeout=10_000)
+        assert blotter.history_line.text().startswith("realised since")
+    finally:
+        desk.journal.close()
