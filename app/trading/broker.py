@@ -93,6 +93,24 @@ class CancelReport:
     refused: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class LegMove:
+    """What moving a bracket leg (``Broker.replace_leg``) did, for the desk to say truthfully.
+
+    ``moved``: the leg is at the new price (``new``, open or already filled), or ``closed_at_market`` when the market
+    was already through it. Not moved: ``kept`` is the old leg still working (never canceled) or put back at the old
+    price, ``filled`` the old leg filled meanwhile (the position is out), ``unprotected`` the old leg is gone and
+    could not be put back (the position has no stop); ``why`` says why in words."""
+
+    moved: bool = False
+    new: Order | None = None
+    kept: Order | None = None
+    why: str = ""
+    filled: bool = False
+    unprotected: bool = False
+    closed_at_market: bool = False
+
+
 @runtime_checkable
 class Broker(Protocol):
     """The order side of the terminal: PaperBroker (simulated fills) or LiveBroker (an exchange account). The desk
@@ -109,6 +127,16 @@ class Broker(Protocol):
     async def cancel(self, order_id: str) -> bool: ...
 
     async def cancel_all(self, symbol: str | None = None) -> CancelReport: ...
+
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> LegMove:
+        """Move the bracket leg ``order_id`` to ``req``'s price, for what it has left; a new leg that is refused puts
+        the old one back at its price (``LegMove`` says which)."""
+        ...
+
+    async def add_leg(self, req: OrderRequest, sibling_id: str | None = None) -> Order | None:
+        """A bracket leg for a position that lacks one, linked to the open leg ``sibling_id`` when given (the two
+        cover the same coins, one ends the other); None when nothing is left to protect."""
+        ...
 
     def open_orders(self, symbol: str | None = None) -> list[Order]: ...
 
@@ -344,23 +372,39 @@ class PaperBroker:
                 n += 1
         return CancelReport(n)
 
-    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> LegMove:
         """Move a bracket leg (the desk's ``move_bracket``): the leg is canceled and ``req`` (its new price, for what
-        the old one had left) placed at once, as the legs are (exchange-side), linked to the same sibling (OCO).
-        None when ``order_id`` is no open bracket leg."""
+        the old one had left) placed at once, as the legs are (exchange-side), linked to the same sibling (OCO). A new
+        leg that is refused puts the old one back at its price, linked alike (as the live broker does)."""
         old = self._open.get(order_id)
+        if old is None and (done := self._orders.get(order_id)) is not None and done.status is OrderStatus.FILLED:
+            return LegMove(filled=True)
         if old is None or old.request.origin is not OrderOrigin.BRACKET:
-            return None
+            return LegMove(why=f"{order_id} is no open bracket leg")
         sibling_id = self._oco.get(order_id)
         req = dataclasses.replace(req, qty=old.remaining, origin=OrderOrigin.BRACKET,
                                   parent_id=old.request.parent_id, reduce_only=True)
         self._close(old, OrderStatus.CANCELED, f"moved: replaced by {self.id_prefix}{self._next_order}")
         new = self._register(req)
-        if new.status.is_open:
-            if sibling_id is not None and sibling_id in self._open:
-                self._oco[new.id], self._oco[sibling_id] = sibling_id, new.id
-            self._arrive(new)
-        return new
+        if self._place_leg(new, sibling_id):
+            return LegMove(moved=True, new=new)
+        back = self._register(dataclasses.replace(old.request, qty=req.qty))
+        if self._place_leg(back, sibling_id):
+            log.warning("bracket leg %s refused (%s): %s put back at the old price", new.id, new.reject_reason,
+                        back.id)
+            return LegMove(new=new, kept=back, why=new.reject_reason or "refused")
+        log.error("bracket leg %s refused (%s) and the old leg could not be put back (%s): %s unprotected", new.id,
+                  new.reject_reason, back.reject_reason, old.symbol)
+        return LegMove(new=new, why=new.reject_reason or "refused", unprotected=True)
+
+    def _place_leg(self, leg: Order, sibling_id: str | None) -> bool:
+        """A leg registered by ``replace_leg``: linked to the sibling (OCO) and arrived; False if it was refused."""
+        if not leg.status.is_open:
+            return False
+        if sibling_id is not None and sibling_id in self._open:
+            self._oco[leg.id], self._oco[sibling_id] = sibling_id, leg.id
+        self._arrive(leg)
+        return True
 
     async def add_leg(self, req: OrderRequest, sibling_id: str | None = None) -> Order:
         """A bracket leg for a position that lacks one (the desk's ``move_bracket``): placed at once, reduce-only,

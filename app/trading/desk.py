@@ -8,11 +8,12 @@ feeds it market data (the session does, for the paper broker) and never assumes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -35,7 +36,7 @@ from app.models import (
     Trade,
 )
 from app.perf.metrics import APPROVE_TO_FILL, HUMAN_DECISION, PROPOSAL_TO_FILL, Metrics
-from app.trading.broker import Broker, CancelReport, on_filters
+from app.trading.broker import Broker, CancelReport, LegMove, on_filters
 from app.trading.journal import Journal
 from app.trading.portfolio import Portfolio
 from app.trading.proposals import OrderEdits, Proposal, ProposalBook, ProposalStatus
@@ -107,6 +108,9 @@ class TradingDesk:
         self.auto_refused = 0  # proposals it left to the trader (its own limits, drift, risk or broker refusals)
         self._spawn = spawn
         self._auto_tasks: set[asyncio.Task[Any]] = set()  # referenced until done; cancelled at close
+        # Order commands on a symbol (replace, move the bracket, cancel, cancel all, flatten, the kill switch) run one
+        # at a time: one never acts on what another is halfway through changing (``_serial``).
+        self._locks: dict[str, asyncio.Lock] = {}
         broker.add_listener(self._on_order, self._on_fill)
         # Every change of risk state is journaled here, whatever caused it (an order check, the clock, kill,
         # resume, restore), so a restart takes back the state the terminal was really in.
@@ -300,10 +304,21 @@ class TradingDesk:
                             stop_price: Decimal | None = None) -> ActionResult:
         """Modify a working limit or stop order: its price and/or quantity. Done as cancel + new (paper and live
         alike: the journal keeps each order's request as sent), through the same filters and risk checks as a new
-        order, judged without the order it replaces. ``qty`` is the new order's quantity (default: what the old one
-        had left). A bracket leg is moved with ``move_bracket`` (its quantity follows the position)."""
+        order, judged without the order it replaces, and judged again once the cancel is done (a kill switch pressed
+        meanwhile stops the replacement). ``qty`` is the new order's quantity; None (the ticket, unless the trader
+        edited it): what the old order has left once canceled, so a fill that lands during the cancel is never
+        bought again (of a ``qty`` given, what filled during the cancel is taken off). A bracket leg is moved
+        alone (``move_bracket``'s way; its quantity follows the position)."""
         old = self.broker.get(order_id)
         if old is None or not old.status.is_open:
+            return self._refuse(f"order {order_id} is not working: nothing to replace")
+        async with self._serial([old.symbol]):
+            return await self._replace_order(old, price=price, qty=qty, stop_price=stop_price)
+
+    async def _replace_order(self, old: Order, *, price: Decimal | None, qty: Decimal | None,
+                             stop_price: Decimal | None) -> ActionResult:
+        order_id = old.id
+        if not old.status.is_open:  # it ended while another command on the symbol ran
             return self._refuse(f"order {order_id} is not working: nothing to replace")
         r, inst = old.request, self.instruments.get(old.symbol)
         if r.type is OrderType.MARKET:
@@ -313,8 +328,8 @@ class TradingDesk:
                 return self._refuse(f"order {order_id} is a bracket leg: its quantity follows the position; "
                                     "move its price instead")
             if r.type is OrderType.STOP_MARKET:
-                return await self.move_bracket(old.symbol, stop_loss=stop_price or price)
-            return await self.move_bracket(old.symbol, take_profit=price)
+                return await self._move_bracket(old.symbol, stop_loss=stop_price or price, only=order_id)
+            return await self._move_bracket(old.symbol, take_profit=price, only=order_id)
         changes: dict[str, Any] = {"qty": old.remaining if qty is None else qty}
         if r.type is OrderType.LIMIT and price is not None:
             changes["limit_price"] = price
@@ -328,13 +343,29 @@ class TradingDesk:
         veto = self._veto(req, without=order_id)
         if veto is not None:
             return veto
+        filled_before = old.filled_qty
         if not await self.broker.cancel(order_id):
+            if old.status is OrderStatus.FILLED:
+                return self._refuse(f"order {order_id} filled meanwhile ({inst.fmt_qty(old.filled_qty)} "
+                                    f"{old.symbol}): nothing left to replace")
             return self._refuse(f"order {order_id} was not replaced: it could not be canceled (filled or ended "
                                 "meanwhile)")
+        # What filled while the cancel was on its way (the cancel's answer, the user stream) is not bought again.
+        during = old.filled_qty - filled_before
+        left = old.remaining if qty is None else qty - during
+        if left != req.qty:
+            req = self._on_filters(dataclasses.replace(req, qty=max(left, Decimal(0))))
+        if req.qty <= 0:
+            return self._refuse(f"order {order_id} was canceled after {inst.fmt_qty(old.filled_qty)} of "
+                                f"{inst.fmt_qty(r.qty)} {old.symbol} filled: nothing left to replace")
+        veto = self._veto(req)  # again: the kill switch, or the market, may have changed during the cancel
+        if veto is not None:
+            return self._refuse(f"order {order_id} was canceled; its replacement was not sent: {veto.message}")
         result = await self._submit(req)
         if not result.ok:
             return self._refuse(f"order {order_id} was canceled, but its replacement was refused: {result.message}")
-        return ActionResult(True, f"{self.broker.mode} {self._describe(req, inst)} replaces order {order_id} · "
+        note = (f" ({inst.fmt_qty(during)} filled during the cancel: not bought again)" if during > 0 else "")
+        return ActionResult(True, f"{self.broker.mode} {self._describe(req, inst)} replaces order {order_id}{note} · "
                                   f"order {result.order_id}", order_id=result.order_id)
 
     async def move_bracket(self, symbol: str, *, stop_loss: Decimal | None = None,
@@ -344,7 +375,16 @@ class TradingDesk:
         the wrong side of the market (it would trigger at once), or a take-profit already reached, is refused in
         words; the moved leg goes through the risk checks as a new order. Paper: the leg is replaced and stays linked
         to its sibling (OCO); live: the stop is canceled at the exchange and placed again at the new price (a
-        refused new stop is put back at the old price), the take-profit the terminal holds is replaced here."""
+        refused new stop is put back at the old price), the take-profit the terminal holds is replaced here. What
+        happened is said as it is: moved, not moved (the old leg kept or put back), the old stop filled meanwhile, or
+        NO STOP (the old one canceled and not put back: an error, the position unprotected)."""
+        async with self._serial([symbol]):
+            return await self._move_bracket(symbol, stop_loss=stop_loss, take_profit=take_profit)
+
+    async def _move_bracket(self, symbol: str, *, stop_loss: Decimal | None = None,
+                            take_profit: Decimal | None = None, only: str | None = None) -> ActionResult:
+        """``move_bracket`` under the symbol's lock; ``only``: move that leg alone (a blotter or chart replace of
+        one order), not every stop-loss (or take-profit) of the symbol."""
         if stop_loss is None and take_profit is None:
             return self._refuse("give a stop-loss or a take-profit price to move to")
         inst = self.instruments.get(symbol)
@@ -365,7 +405,9 @@ class TradingDesk:
             if not price > 0:
                 return self._refuse(f"{name} price {inst.fmt_price(price)} must be greater than zero")
             px = inst.round_price(price)
-            mine = [o for o in legs if o.request.type is kind]
+            mine = [o for o in legs if o.request.type is kind and (only is None or o.id == only)]
+            if only is not None and not mine:
+                return self._refuse(f"order {only} is not a working {name} of {symbol}: nothing to move")
             below = name == "stop-loss" if long else name == "take-profit"
             if (px >= last) if below else (px <= last):
                 side = "below" if below else "above"
@@ -394,59 +436,115 @@ class TradingDesk:
             veto = self._veto(req, without=pair)
             if veto is not None:
                 return veto
-        replace_leg = getattr(self.broker, "replace_leg", None)
-        add_leg = getattr(self.broker, "add_leg", None)
-        if replace_leg is None or add_leg is None:
-            return self._refuse(f"{self.broker.label} cannot move bracket legs")
         said: list[str] = []
-        ok = True
+        ok, level = True, "info"
         for old, req, name in plan:
             px = req.stop_price if req.type is OrderType.STOP_MARKET else req.limit_price
             adding = old is None or old.request.type is not req.type
-            if adding:
-                new = await add_leg(req, old.id if old is not None else None)
-                was = None
-            else:
-                assert old is not None
-                was = old.request.stop_price if req.type is OrderType.STOP_MARKET else old.request.limit_price
-                new = await replace_leg(old.id, req)
             self.version += 1
-            if new is None or not (new.status.is_open or new.status is OrderStatus.FILLED):
-                ok = False
-                why = (new.reject_reason if new is not None else None) or "the old leg could not be canceled"
-                said.append(f"{name} not placed ({why})" if adding else
-                            f"{name} not moved ({why}); it stays at {inst.fmt_price(was)}")
+            if adding:
+                new = await self.broker.add_leg(req, old.id if old is not None else None)
+                if new is None or not (new.status.is_open or new.status is OrderStatus.FILLED):
+                    ok = False
+                    why = (new.reject_reason if new is not None else None) or "nothing left to protect"
+                    said.append(f"{name} not placed ({why})")
+                    continue
+                said.append(f"{name} placed at {inst.fmt_price(px)} ({req.side.value} "
+                            f"{inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}")
                 continue
-            move = f"placed at {inst.fmt_price(px)}" if adding else f"{inst.fmt_price(was)} -> {inst.fmt_price(px)}"
-            said.append(f"{name} {move} ({req.side.value} {inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}")
+            assert old is not None
+            was = old.request.stop_price if req.type is OrderType.STOP_MARKET else old.request.limit_price
+            move = await self.broker.replace_leg(old.id, req)
+            text, good, bad = self._say_move(move, name, was, px, symbol, inst)
+            said.append(text)
+            ok = ok and good
+            if bad:
+                level = "error"
+            elif not good and level == "info":
+                level = "warn"
         text = f"{self.broker.mode} {symbol} {what}: " + "; ".join(said)
-        self._say("info" if ok else "warn", text)
+        if level == "error":
+            log.error("%s", text)
+        self._say(level, text)
         return ActionResult(ok, text)
 
+    @staticmethod
+    def _say_move(move: LegMove, name: str, was: Decimal | None, px: Decimal | None, symbol: str,
+                  inst: Any) -> tuple[str, bool, bool]:
+        """A leg's move in words, whether it moved, and whether the position is left without its stop."""
+        why = f" ({move.why})" if move.why else ""
+        if move.closed_at_market:
+            return (f"{name} not moved: the market is already through {inst.fmt_price(px)}, so the position was "
+                    f"closed at market{why}"), False, False
+        if move.moved and move.new is not None:
+            new = move.new
+            return (f"{name} {inst.fmt_price(was)} -> {inst.fmt_price(px)} ({new.request.side.value} "
+                    f"{inst.fmt_qty(new.request.qty)} {symbol}) · order {new.id}"), True, False
+        if move.filled:
+            return (f"{name} not moved: the {name} at {inst.fmt_price(was)} filled meanwhile (the position it "
+                    f"protected is closed){why}"), False, False
+        if move.unprotected:
+            return (f"{name} NOT moved{why}, and the old {name} at {inst.fmt_price(was)} could not be put back: "
+                    f"NO STOP, the {symbol} position is unprotected; place a stop-loss or flatten"), False, True
+        if move.kept is not None and move.new is None:
+            return f"{name} not moved{why}; it stays at {inst.fmt_price(was)}", False, False
+        if move.kept is not None:
+            return (f"{name} not moved{why}; put back at {inst.fmt_price(was)} · order {move.kept.id}"), False, False
+        return f"{name} not moved{why or ' (no position left to protect)'}", False, False
+
     async def cancel_all(self, symbols: Iterable[str] | None = None) -> ActionResult:
-        """Cancel every working order (of ``symbols``, or every symbol): no flatten, no halt. What the exchange
-        would not cancel is said."""
-        targets = [None] if symbols is None else list(symbols)
-        canceled, refused = 0, []
-        for s in targets:
-            report = await self.broker.cancel_all(s)
-            canceled += report.canceled
-            refused += report.refused
-        where = "every symbol" if symbols is None else ", ".join(str(s) for s in targets)
-        text = f"{self.broker.mode} cancel all ({where}): {canceled} orders canceled"
+        """Cancel every working order (of ``symbols``, or every symbol): no flatten, no halt. The stop-loss and
+        take-profit of an open position are kept (canceling them would leave the position unprotected; the kill
+        switch flattens instead). What the exchange would not cancel is said."""
+        targets = None if symbols is None else {str(s) for s in symbols}
+        async with self._serial(self._all_symbols() if targets is None else targets):
+            canceled, kept, refused = 0, 0, []
+            for o in list(self.broker.open_orders()):
+                if (targets is not None and o.symbol not in targets) or not o.status.is_open:
+                    continue  # canceling one may end another (OCO)
+                if self._protects_position(o):
+                    kept += 1
+                    continue
+                if await self.broker.cancel(o.id):
+                    canceled += 1
+                elif o.status.is_open:
+                    refused.append(f"{o.id} ({self._describe(o.request, self.instruments.get(o.symbol))})")
+        where = "every symbol" if targets is None else ", ".join(str(s) for s in symbols or ())
+        text = f"{self.broker.mode} cancel all ({where}): {canceled} order{'' if canceled == 1 else 's'} canceled"
+        if kept:
+            text += "; stops and targets of open positions kept"
         if refused:
             text += f"; the exchange refused to cancel {len(refused)}: {'; '.join(refused)}"
         self._say("info" if not refused else "warn", text)
         self.version += 1
         return ActionResult(not refused, text)
 
+    def _protects_position(self, order: Order) -> bool:
+        """A stop-loss or take-profit leg of a position still open."""
+        return (order.request.origin is OrderOrigin.BRACKET
+                and self.portfolio.position(order.symbol).qty != 0)
+
+    def _all_symbols(self) -> set[str]:
+        return set(self.books) | {o.symbol for o in self.broker.open_orders()} | {
+            p.symbol for p in self.portfolio.positions if p.qty != 0}
+
+    @contextlib.asynccontextmanager
+    async def _serial(self, symbols: Iterable[str]) -> AsyncIterator[None]:
+        """Hold the order-command lock of each symbol (taken in name order, so two commands never deadlock). Not
+        re-entrant: a command calls the others' unlocked halves (``_flatten``, ``_move_bracket``)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for s in sorted(set(symbols)):
+                await stack.enter_async_context(self._locks.setdefault(s, asyncio.Lock()))
+            yield
+
     async def flatten_all(self) -> ActionResult:
         """Close every position at market (each symbol's working orders canceled first), without halting."""
         results = []
-        for s in self.books:
-            if self.portfolio.position(s).qty != 0:
-                result, _report = await self._flatten(s)
-                results.append(result)
+        async with self._serial(self._all_symbols()):
+            for s in self.books:
+                if self.portfolio.position(s).qty != 0:
+                    result, _report = await self._flatten(s)
+                    results.append(result)
         if not results:
             return self._refuse("no position to flatten")
         failed = [r.message for r in results if not r.ok]
@@ -494,12 +592,15 @@ class TradingDesk:
         return f"{req.side.value} {inst.fmt_qty(req.qty)} {req.symbol} {kind}{price}"
 
     async def cancel(self, order_id: str) -> ActionResult:
-        if await self.broker.cancel(order_id):
-            return ActionResult(True, f"cancel sent for {order_id}")
+        order = self.broker.get(order_id)
+        async with self._serial([order.symbol] if order is not None else []):
+            if await self.broker.cancel(order_id):
+                return ActionResult(True, f"cancel sent for {order_id}")
         return self._refuse(f"order {order_id} is not open")
 
     async def flatten(self, symbol: str) -> ActionResult:
-        result, _report = await self._flatten(symbol)
+        async with self._serial([symbol]):
+            result, _report = await self._flatten(symbol)
         return result
 
     async def _flatten(self, symbol: str) -> tuple[ActionResult, CancelReport]:
@@ -523,17 +624,18 @@ class TradingDesk:
         flatten every position; the result names anything the exchange refused."""
         # KILL first: the HALTED state event that risk.kill() journals (through _on_risk_state) is the last word.
         self.journal.record_risk_event(self._wall_ms(), "KILL", "kill_switch", "kill switch: cancel all, flatten, halt")
-        self.risk.kill()
-        report = await self.broker.cancel_all()
-        refused = list(report.refused)
-        canceled = report.canceled
-        results = []
-        for s in self.books:
-            if self.portfolio.position(s).qty != 0:
-                result, again = await self._flatten(s)
-                results.append(result)
-                canceled += again.canceled
-                refused += [r for r in again.refused if r not in refused]
+        self.risk.kill()  # at once: a command under way checks risk again before it sends anything
+        async with self._serial(self._all_symbols()):  # then after the commands under way: theirs canceled too
+            report = await self.broker.cancel_all()
+            refused = list(report.refused)
+            canceled = report.canceled
+            results = []
+            for s in self.books:
+                if self.portfolio.position(s).qty != 0:
+                    result, again = await self._flatten(s)
+                    results.append(result)
+                    canceled += again.canceled
+                    refused += [r for r in again.refused if r not in refused]
         failed = [r.message for r in results if not r.ok]
         msg = f"KILL SWITCH: halted, {canceled} orders canceled, {len(results)} positions flattened"
         if refused:

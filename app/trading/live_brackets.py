@@ -56,6 +56,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
 from app.models import MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side, Trade
+from app.trading.broker import LegMove
 from app.trading.broker import fmt_decimal as _fmt
 from app.trading.exchange_errors import ErrorKind, classify, explain
 
@@ -195,24 +196,30 @@ class LiveBrackets:
         self._end(tp, reason)
         return True
 
-    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> LegMove:
         """Move a leg: a held take-profit is replaced here (nothing at the exchange); a stop is canceled at the
         exchange first (the coins it locks are free only then), then placed at the new price for what it had left.
-        A new stop the exchange refuses is placed again at the old price, so the position is never left without
-        one; the refused order is returned (its reason says why). One the exchange says would trigger at once (the
-        market moved past it meanwhile) closes the position at market, as the stop would have (``_place_stop``).
-        None: no open leg, or the old stop could not be canceled (it stays)."""
+        A new stop the exchange refuses is placed again at the old price, and that put-back is checked: if it is
+        refused too, the position has no stop (an error in the log, ``unprotected``). One the exchange says would
+        trigger at once (the market moved past it meanwhile) closes the position at market, as the stop would have
+        (``_place_stop``). A stop that could not be canceled stays (``kept``); one that filled during the cancel
+        is said (``filled``)."""
         b = self.b
         old = b._open.get(order_id)
-        if old is None or old.request.origin is not OrderOrigin.BRACKET:
-            return None
+        if old is None:
+            done = b._orders.get(order_id)
+            if done is not None and done.status is OrderStatus.FILLED:
+                return LegMove(filled=True)
+            return LegMove(why=f"{order_id} is no open bracket leg")
+        if old.request.origin is not OrderOrigin.BRACKET:
+            return LegMove(why=f"{order_id} is no bracket leg")
         if is_held(old):
             assert req.limit_price is not None
             new = self._hold(dataclasses.replace(old.request, limit_price=req.limit_price))
             self._end(old, f"moved: replaced by {new.id} at {_fmt(req.limit_price)}")
-            return new
+            return LegMove(moved=True, new=new)
         if old.request.type is not OrderType.STOP_MARKET or req.stop_price is None:
-            return None
+            return LegMove(kept=old, why="only a stop price moves a stop-loss")
         was = old.request.stop_price
         self._tp_stops.add(old.id)  # canceled on purpose, the position stays: not "the position is gone"
         try:
@@ -220,27 +227,47 @@ class LiveBrackets:
         except Exception as exc:
             self._tp_stops.discard(old.id)
             b.counters.cancel_refusals += 1
-            log.warning("stop %s not moved: it could not be canceled: %s", old.id, explain(exc))
+            why = f"it could not be canceled: {explain(exc)}"
+            log.warning("stop %s not moved: %s", old.id, why)
             if classify(exc) is ErrorKind.UNKNOWN_ORDER:
                 await b._refresh(old, "stop move: not cancelable")
-            return None
+            return self._after_failed_cancel(old, why)
         b.counters.cancels += 1
         await b._apply_rest_order(old, resp)
         if old.status is not OrderStatus.CANCELED:
-            return None  # it filled meanwhile: the position is out
+            return self._after_failed_cancel(old, "the exchange did not cancel it")
         old.reject_reason = f"moved: replaced by a stop at {_fmt(req.stop_price)}"
         b._emit_order(old)
         qty = min(old.remaining, self._room(old.symbol, old.request.side))
         if qty <= 0:
-            return None
+            return LegMove(filled=old.filled_qty > 0, why="no position left to protect")
         base = dataclasses.replace(old.request, type=OrderType.MARKET, qty=qty, stop_price=None)
         new = await self._place_stop(base, req.stop_price)
-        if not (new.status.is_open or new.status is OrderStatus.FILLED) and not self._out_at_market(new) \
-                and was is not None:
-            log.warning("stop %s refused at %s (%s): placed again at %s", new.id, req.stop_price, new.reject_reason,
-                        was)
-            await self._place_stop(base, was)
-        return new
+        if new.status.is_open or new.status is OrderStatus.FILLED:
+            return LegMove(moved=True, new=new)
+        if self._out_at_market(new):
+            return LegMove(new=new, closed_at_market=True)
+        why = new.reject_reason or "refused"
+        if was is None:
+            return LegMove(new=new, why=why, unprotected=True)
+        log.warning("stop %s refused at %s (%s): placed again at %s", new.id, req.stop_price, why, was)
+        back = await self._place_stop(base, was)
+        if back.status.is_open or back.status is OrderStatus.FILLED:
+            return LegMove(new=new, kept=back, why=why)
+        if self._out_at_market(back):
+            return LegMove(new=new, closed_at_market=True, why=why)
+        log.error("stop %s refused at %s (%s) and the old stop could not be put back at %s (%s): %s %s is NOT "
+                  "protected", new.id, req.stop_price, why, was, back.reject_reason, _fmt(qty), old.symbol)
+        return LegMove(new=new, why=f"{why}; put back: {back.reject_reason or 'refused'}", unprotected=True)
+
+    def _after_failed_cancel(self, old: Order, why: str) -> LegMove:
+        """The stop was not canceled: still working (kept), filled meanwhile, or gone for another reason."""
+        if old.status.is_open:
+            return LegMove(kept=old, why=why)
+        if old.status is OrderStatus.FILLED:
+            return LegMove(filled=True)
+        return LegMove(why=f"{why}; it is no longer at the exchange ({old.status.value.lower()})",
+                       unprotected=self._room(old.symbol, old.request.side) > 0)
 
     async def add_leg(self, req: OrderRequest) -> Order | None:
         """A leg for a position without one, linked to its sibling by ``parent_id``: a stop at the exchange (for

@@ -46,7 +46,16 @@ from typing import Any
 
 from app.market.instruments import Instruments
 from app.models import Fill, MarketEvent, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
-from app.trading.broker import CancelReport, FillListener, OrderListener, fmt_decimal, notify, on_filters, wall_ms
+from app.trading.broker import (
+    CancelReport,
+    FillListener,
+    LegMove,
+    OrderListener,
+    fmt_decimal,
+    notify,
+    on_filters,
+    wall_ms,
+)
 from app.trading.exchange_errors import ErrorKind, classify, explain, is_uncertain
 from app.trading.live_brackets import HELD_SUFFIX, TRADER_CANCELED, LiveBrackets, is_held
 from app.trading.live_exchange import (
@@ -439,13 +448,18 @@ class LiveBroker(UserStream, Reconciler, ExchangeUpdates):
             self._emit_order(order)
         return not order.status.is_open
 
-    async def replace_leg(self, order_id: str, req: OrderRequest) -> Order | None:
-        """Move a bracket leg to ``req``'s price (``LiveBrackets.replace_leg``); None: no open leg, or the stop at the
-        exchange could not be canceled."""
+    async def replace_leg(self, order_id: str, req: OrderRequest) -> LegMove:
+        """Move a bracket leg to ``req``'s price (``LiveBrackets.replace_leg``); the ``LegMove`` says what happened,
+        the old stop put back or not."""
         return await self._brackets.replace_leg(order_id, req)
 
     async def add_leg(self, req: OrderRequest, sibling_id: str | None = None) -> Order | None:
-        """A bracket leg for a position that lacks one (``LiveBrackets.add_leg``)."""
+        """A bracket leg for a position that lacks one (``LiveBrackets.add_leg``), linked to the open leg
+        ``sibling_id`` when given: under its parent, so a take-profit cancels that stop before its exit and a stop's
+        fills shrink or end that take-profit."""
+        sibling = self._open.get(sibling_id) if sibling_id else None
+        if sibling is not None and sibling.request.parent_id:
+            req = dataclasses.replace(req, parent_id=sibling.request.parent_id)
         return await self._brackets.add_leg(req)
 
     async def cancel_all(self, symbol: str | None = None) -> CancelReport:

@@ -208,8 +208,9 @@ async def test_cancel_all_cancels_every_working_order_without_flattening_or_halt
     await long_with_bracket(desk)
     await working_limit(desk)
     result = await desk.cancel_all()
-    assert result.ok and result.message == "PAPER cancel all (every symbol): 3 orders canceled"
-    assert desk.broker.open_orders() == []
+    assert result.ok and result.message == ("PAPER cancel all (every symbol): 1 order canceled; stops and targets of "
+                                            "open positions kept")
+    assert len(desk.broker.open_orders()) == 2  # the position's stop-loss and take-profit
     assert desk.portfolio.position("XRPUSDT").qty == D("100") and desk.risk.state is RiskState.ACTIVE
 
 
@@ -370,8 +371,9 @@ async def test_live_a_moved_stop_is_put_back_at_its_moved_price_by_the_restart_r
     first = await started(make_broker(api, live_journal))
     try:
         entry, stop, _tp = await bracketed_entry(first)
-        moved = await first.replace_leg(stop.id, dataclasses.replace(stop.request, stop_price=D("98.5")))
-        assert moved is not None and moved.status is OrderStatus.NEW
+        move = await first.replace_leg(stop.id, dataclasses.replace(stop.request, stop_price=D("98.5")))
+        moved = move.new
+        assert move.moved and moved is not None and moved.status is OrderStatus.NEW
     finally:
         await first.aclose()
     api.engine.cancel(KEY, SYM, client_id=moved.id)
