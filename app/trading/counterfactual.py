@@ -16,11 +16,10 @@ No position at the time, or no price after it: no score (counted in ``no_data``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 
 from app.llm.schema import Action
-from app.models import Position
+from app.models import Fill, Position
 from app.trading.journal import (
     CounterfactualReport,
     CounterfactualRow,
@@ -29,11 +28,13 @@ from app.trading.journal import (
     PricePath,
     ProposalRecord,
     ReviewKind,
+    report_totals,
 )
 from app.trading.portfolio import apply_to_position
 
 HORIZON_MS = 15 * 60_000
 PROPOSAL_LIMIT = 20_000  # the newest proposals read for CLOSE rows (two weeks of one a minute)
+FILL_LIMIT = 20_000  # the fills read for the positions those closes meant to close (as the blotter's history)
 ZERO = Decimal(0)
 
 
@@ -45,56 +46,57 @@ def counterfactual_report(
     horizon_ms: int = HORIZON_MS,
     fee_rate: Decimal = ZERO,
     since_ms: int | None = None,
+    fill_limit: int = FILL_LIMIT,
 ) -> CounterfactualReport:
     """``Journal.counterfactual_report`` (same arguments) with the reviewed CLOSE proposals added as rows (action
-    "CLOSE"), all rows in the order the proposals were made, and the totals over all of them."""
+    "CLOSE"), all rows in the order the proposals were made, and the totals over all of them (the journal's rule).
+
+    The positions the closes meant to close come from one pass over the fills, in time order, from the journal's
+    last balance before the first close (``Journal.history``: its positions, then at most ``fill_limit`` fills, the
+    newest). When there were more, the positions start flat at the first fill read, and a close made before it has
+    no score (its position is not known)."""
     base = journal.counterfactual_report(path, equity=equity, horizon_ms=horizon_ms, fee_rate=fee_rate,
                                          since_ms=since_ms)
     proposals = journal.proposals(PROPOSAL_LIMIT)
-    closes = [p for p in proposals
-              if p.review is not None and p.decision.body is not None and p.decision.body.action == Action.CLOSE
-              and (since_ms is None or p.created_ms >= since_ms)]
+    closes = sorted((p for p in proposals
+                     if p.review is not None and p.decision.body is not None
+                     and p.decision.body.action == Action.CLOSE and (since_ms is None or p.created_ms >= since_ms)),
+                    key=lambda p: p.created_ms)
     if not closes:
         return base
-    fills = journal.all_fills()
+    records = journal.history(closes[0].created_ms, fill_limit=fill_limit, order_limit=0)
+    fills = sorted(records.fills, key=lambda f: f.exchange_ms)  # stable: the journal's order among equal times
+    known_from = fills[0].exchange_ms if records.fills_truncated and fills else None
     orders_of: dict[str, list[str]] = {}
     for o in journal.orders_since(0, limit=PROPOSAL_LIMIT):
         if o.request.proposal_id is not None:
             orders_of.setdefault(o.request.proposal_id, []).append(o.id)
+    fills_of: dict[str, list[Fill]] = {}
+    for f in fills:
+        fills_of.setdefault(f.order_id, []).append(f)
+    positions = {s: Position(s, qty, avg) for s, (qty, avg) in records.start_positions.items()}
+    rows = list(base.rows)
+    i = 0
+    for p in closes:  # oldest first, the fills applied up to each close once
+        while i < len(fills) and fills[i].exchange_ms <= p.created_ms:
+            f = fills[i]
+            apply_to_position(positions.setdefault(f.symbol, Position(f.symbol)), f)
+            i += 1
+        held = positions.get(p.decision.symbol)
+        qty = None if known_from is not None and p.created_ms < known_from else held.qty if held else ZERO
+        closing = [f for oid in orders_of.get(p.id, ()) for f in fills_of.get(oid, ())]
+        rows.append(_close_row(p, path, qty, closing, horizon_ms))
     made = {p.id: p.created_ms for p in proposals}
-    rows = [*base.rows, *(_close_row(p, path, fills, orders_of.get(p.id, []), horizon_ms) for p in closes)]
     rows.sort(key=lambda r: (made.get(r.proposal_id, r.entry_ms), r.proposal_id))
     return totals(rows, base.equity, horizon_ms)
 
 
-def totals(rows: list[CounterfactualRow], equity: Decimal, horizon_ms: int) -> CounterfactualReport:
-    """The report's sums, as the journal makes them (see CounterfactualReport)."""
-
-    def total(rs: Iterable[CounterfactualRow], attr: str) -> Decimal:
-        return sum((v for r in rs if (v := getattr(r, attr)) is not None), ZERO)
-
-    simulated = [r for r in rows if r.sim_pnl is not None]
-    taken = [r for r in rows if r.taken]
-    rejected = total((r for r in rows if r.kind == ReviewKind.REJECTED), "sim_pnl")
-    expired = total((r for r in rows if r.kind == ReviewKind.EXPIRED), "sim_pnl")
-    override = sum(((r.actual_pnl or ZERO) - r.sim_pnl for r in simulated if r.sim_pnl is not None), ZERO)
-    return CounterfactualReport(
-        rows=rows,
-        equity=equity,
-        horizon_ms=horizon_ms,
-        rejected_pnl=rejected,
-        expired_pnl=expired,
-        missed_pnl=rejected + expired,
-        taken_pnl=total(taken, "actual_pnl"),
-        taken_sim_pnl=total(taken, "sim_pnl"),
-        model_pnl=total(simulated, "sim_pnl"),
-        override_value=override,
-        no_data=len(rows) - len(simulated),
-    )
+totals = report_totals  # the journal's sums: one rule for both reports
 
 
-def _close_row(p: ProposalRecord, path: PricePath, fills: list, order_ids: list[str], horizon_ms: int
+def _close_row(p: ProposalRecord, path: PricePath, qty: Decimal | None, closing: list[Fill], horizon_ms: int
                ) -> CounterfactualRow:
+    """``qty``: the position held when the proposal was made (None: not known); ``closing``: its orders' fills."""
     assert p.review is not None
     symbol = p.decision.symbol
     kind = ReviewKind(p.review.kind)
@@ -102,19 +104,13 @@ def _close_row(p: ProposalRecord, path: PricePath, fills: list, order_ids: list[
     end = start + horizon_ms
     last = (p.features or {}).get("last_price")
     entry = None if last is None else _num(last)
-    position = Position(symbol)
-    for f in fills:  # oldest first: the position the proposal would have closed
-        if f.symbol == symbol and f.exchange_ms <= p.created_ms:
-            apply_to_position(position, f)
-    qty = position.qty
     points = sorted((int(ms), _num(px)) for ms, px in path(symbol, start, end) if start < ms <= end)
     exit_ms, exit_price = points[-1] if points else (None, None)
-    score = entry is not None and entry > 0 and qty != 0 and exit_price is not None
+    score = entry is not None and entry > 0 and bool(qty) and exit_price is not None
     sim = qty * (entry - exit_price) if score else None  # type: ignore[operator]
+    qty = ZERO if qty is None else qty
     actual = fees = None
     if kind.taken and exit_price is not None:
-        mine = set(order_ids)
-        closing = [f for f in fills if f.order_id in mine]
         fees = sum((f.fee for f in closing), ZERO)
         actual = sum((f.qty * (f.price - exit_price) * (1 if f.side.value == "SELL" else -1) for f in closing),
                      ZERO) - fees

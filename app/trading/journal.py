@@ -441,6 +441,34 @@ class CounterfactualReport:
     no_data: int
 
 
+def report_totals(rows: list[CounterfactualRow], equity: Decimal, horizon_ms: int) -> CounterfactualReport:
+    """The report over ``rows`` (oldest first) with its sums (see ``CounterfactualReport``): the one rule for the
+    journal's BUY / SELL report and for the one with CLOSE rows added (``app.trading.counterfactual``)."""
+    zero = Decimal(0)
+
+    def total(rs: Iterable[CounterfactualRow], attr: str) -> Decimal:
+        return sum((v for r in rs if (v := getattr(r, attr)) is not None), zero)
+
+    simulated = [r for r in rows if r.sim_pnl is not None]
+    taken = [r for r in rows if r.taken]
+    rejected = total((r for r in rows if r.kind == ReviewKind.REJECTED), "sim_pnl")
+    expired = total((r for r in rows if r.kind == ReviewKind.EXPIRED), "sim_pnl")
+    override = sum(((r.actual_pnl or zero) - r.sim_pnl for r in simulated if r.sim_pnl is not None), zero)
+    return CounterfactualReport(
+        rows=rows,
+        equity=equity,
+        horizon_ms=horizon_ms,
+        rejected_pnl=rejected,
+        expired_pnl=expired,
+        missed_pnl=rejected + expired,
+        taken_pnl=total(taken, "actual_pnl"),
+        taken_sim_pnl=total(taken, "sim_pnl"),
+        model_pnl=total(simulated, "sim_pnl"),
+        override_value=override,
+        no_data=len(rows) - len(simulated),
+    )
+
+
 # ----- helpers ------------------------------------------------------------------------------------------------------
 
 
@@ -1219,30 +1247,7 @@ class Journal:
             params = (since_ms,)
         rows = self._conn.execute(_PROPOSAL_SELECT + where + " ORDER BY p.created_ms, p.rowid", params).fetchall()
         report_rows = [self._counterfactual_row(_proposal(r), path, equity, horizon_ms, fee_rate) for r in rows]
-
-        zero = Decimal(0)
-
-        def total(rs: Iterable[CounterfactualRow], attr: str) -> Decimal:
-            return sum((v for r in rs if (v := getattr(r, attr)) is not None), zero)
-
-        simulated = [r for r in report_rows if r.sim_pnl is not None]
-        taken = [r for r in report_rows if r.taken]
-        rejected = total((r for r in report_rows if r.kind == ReviewKind.REJECTED), "sim_pnl")
-        expired = total((r for r in report_rows if r.kind == ReviewKind.EXPIRED), "sim_pnl")
-        override = sum(((r.actual_pnl or zero) - r.sim_pnl for r in simulated if r.sim_pnl is not None), zero)
-        return CounterfactualReport(
-            rows=report_rows,
-            equity=equity,
-            horizon_ms=horizon_ms,
-            rejected_pnl=rejected,
-            expired_pnl=expired,
-            missed_pnl=rejected + expired,
-            taken_pnl=total(taken, "actual_pnl"),
-            taken_sim_pnl=total(taken, "sim_pnl"),
-            model_pnl=total(simulated, "sim_pnl"),
-            override_value=override,
-            no_data=len(report_rows) - len(simulated),
-        )
+        return report_totals(report_rows, equity, horizon_ms)
 
     def _counterfactual_row(
         self, p: ProposalRecord, path: PricePath, equity: Decimal, horizon_ms: int, fee_rate: Decimal

@@ -104,3 +104,48 @@ def test_the_text_names_symbol_and_time_and_the_prices_it_scores_against(journal
     assert "the 1 m candles this terminal holds" in text  # which prices it scores against
     assert "CLOSE" in text and "saved" in text  # how a CLOSE is scored, in words
     assert "nothing to close" in text  # why C3 has no score
+
+
+def test_many_closes_over_many_fills_are_scored_in_one_pass_over_a_bounded_read(tmp_path: Path, monkeypatch):
+    """Each CLOSE is scored with the position held when it was made: 60 closes over 300 fills replay the fills once
+    (not once per close), from a bounded read of the journal (never every fill it holds)."""
+    import app.trading.counterfactual as cf
+
+    j = Journal(tmp_path / "journal.sqlite3")
+    try:
+        for k in range(300):  # a buy of 0.01 BTC every minute: 0.01 * (k + 1) held after the k-th
+            ms = T0 + k * MIN
+            j.record_order(order(f"M{k}", Side.BUY, "0.01", created_ms=ms))
+            j.record_fill(fill(f"F{k}", f"M{k}", Side.BUY, "0.01", "60000", "0", ms=ms))
+        closes = {}
+        for n in range(60):  # a rejected CLOSE half a minute after every fifth buy
+            k = 5 * n
+            ms = T0 + k * MIN + 30_000
+            j.record_proposal(f"C{n}", close_decision(ms=ms), make_state(ms=ms, position=PositionState.LONG), ms,
+                              ms + 30_000)
+            j.record_review(f"C{n}", "REJECTED", ms + 1_000)
+            closes[f"C{n}"] = D("0.01") * (k + 1)
+        replayed = []
+        real_apply = cf.apply_to_position
+        monkeypatch.setattr(cf, "apply_to_position", lambda p, f: (replayed.append(f.id), real_apply(p, f))[1])
+
+        def every_fill():
+            raise AssertionError("every fill the journal holds was read")
+
+        monkeypatch.setattr(j, "all_fills", every_fill)
+        path = lambda s, a, b: [(a + 15 * MIN, 60_100.0)]  # noqa: E731
+        rep = cf.counterfactual_report(j, path, equity=D("10000"), horizon_ms=15 * MIN)
+    finally:
+        j.close()
+    got = {r.proposal_id: r.open_qty for r in rep.rows if r.action == "CLOSE"}
+    assert got == closes  # the position each close would have closed
+    assert all(rep_row.sim_pnl == closes[rep_row.proposal_id] * D("-100.0") for rep_row in rep.rows)
+    assert len(replayed) <= 300, f"{len(replayed)} fill replays for 300 fills"
+
+
+def test_the_report_adds_its_totals_by_the_journals_own_rule():
+    """One rule, one place: the CLOSE report's totals are the journal's, not a copy that can drift from it."""
+    import app.trading.counterfactual as cf
+    import app.trading.journal as journal_module
+
+    assert cf.totals is journal_module.report_totals
