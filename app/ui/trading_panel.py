@@ -76,6 +76,7 @@ class TradingPanel(QtWidgets.QWidget):
         self.touch = touch or self._book_touch
         self.last_result: ActionResult | None = None
         self.modifying: Order | None = None  # the working order a Send replaces (Modify mode)
+        self.loaded_qty = ""  # the quantity text Modify loaded: unchanged, the replacement takes what is left then
         self.ticket_snapshot: TicketView | None = None
         self.account_snapshot: AccountView | None = None
         # In a scroll area: the panel never forces the window's minimum size (the dock may be short at 1280x720);
@@ -186,7 +187,8 @@ class TradingPanel(QtWidgets.QWidget):
         self.cancel_button = QtWidgets.QPushButton("Cancel selected")
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.cancel_all_button = QtWidgets.QPushButton("Cancel all")
-        self.cancel_all_button.setToolTip("Cancel every working order (no flatten, no halt)")
+        self.cancel_all_button.setToolTip("Cancel every working order; the stop-loss and take-profit of open positions "
+                                          "are kept (no flatten, no halt)")
         self.cancel_all_button.clicked.connect(lambda: self._run(self.desk.cancel_all()))
         self.flatten_button = QtWidgets.QPushButton(f"Flatten position ({self.mode})")
         self.flatten_button.clicked.connect(lambda: self._run(self.desk.flatten(self.symbol)))
@@ -298,6 +300,7 @@ class TradingPanel(QtWidgets.QWidget):
         self.side.setCurrentText(r.side.value)
         self.type.setCurrentText(TYPE_TEXT[r.type])
         self.qty.setText(f"{inst.round_qty(order.remaining):f}")
+        self.loaded_qty = self.qty.text()
         price = r.limit_price if r.type is OrderType.LIMIT else r.stop_price
         self.price.setText("" if price is None else f"{price:f}")
         self.stop_loss.clear()
@@ -369,7 +372,10 @@ class TradingPanel(QtWidgets.QWidget):
     def _send_replace(self, order: Order) -> None:
         try:
             price = parse_decimal(self.price.text(), "price")
-            qty = parse_decimal(self.qty.text(), "quantity") if self.qty.isEnabled() else None
+            # The quantity as loaded is not sent: the desk takes what the order has left once canceled (a fill
+            # since Modify, or during the cancel, is never bought again). One the trader edited is sent as typed.
+            edited = self.qty.isEnabled() and self.qty.text().strip() != self.loaded_qty.strip()
+            qty = parse_decimal(self.qty.text(), "quantity") if edited else None
         except ValueError as exc:
             self.show_result(ActionResult(False, str(exc)))
             return

@@ -12,7 +12,7 @@ import pytest
 from PySide6 import QtCore
 
 from app.market.instruments import Instruments
-from app.models import OrderOrigin, OrderStatus, OrderType, Side
+from app.models import OrderOrigin, OrderStatus, OrderType, Side, Trade
 from app.trading.broker import PaperBroker
 from app.trading.journal import Journal
 from app.ui.trading_panel import TradingPanel
@@ -140,6 +140,47 @@ async def test_modify_loads_a_working_order_and_replace_sends_the_new_price(pane
     assert new.request.limit_price == D("0.5950")
     await wait_until(lambda: panel.submit.text() == "Send PAPER order", what="the ticket back to new orders")
     assert not panel.load_order("P999") and "not a working" in panel.message.text()
+
+
+@pytest.mark.asyncio
+async def test_replace_after_a_partial_fill_sends_what_is_left_not_the_quantity_loaded(panel, desk):
+    """Modify loaded 20; 8 fill before Replace is pressed: the replacement is for the 12 left, never 20 again."""
+    panel.type.setCurrentText("LIMIT")
+    panel.qty.setText("20")
+    panel.price.setText("0.5900")
+    panel.submit.click()
+    await settled(panel)
+    old = panel.last_result.order_id
+    assert panel.load_order(old) and panel.qty.text() == "20.0"
+    batch = [Trade("XRPUSDT", 0.5899, 8.0, Side.SELL, 800_001, NOW, 0)]  # 8 trade through the resting limit
+    desk.on_market(batch)
+    desk.broker.on_market(batch)
+    assert desk.broker.get(old).filled_qty == D("8")
+    panel.price.setText("0.5950")
+    panel.last_result = None
+    panel.submit.click()
+    await settled(panel)
+    assert panel.last_result.ok, panel.last_result.message
+    (new,) = desk.broker.open_orders("XRPUSDT")
+    assert new.request.qty == D("12.0") and new.request.limit_price == D("0.5950")
+    assert desk.portfolio.position("XRPUSDT").qty == D("8")
+
+
+@pytest.mark.asyncio
+async def test_a_quantity_the_trader_edits_in_modify_is_sent_as_typed(panel, desk):
+    panel.type.setCurrentText("LIMIT")
+    panel.qty.setText("20")
+    panel.price.setText("0.5900")
+    panel.submit.click()
+    await settled(panel)
+    assert panel.load_order(panel.last_result.order_id)
+    panel.qty.setText("30")
+    panel.last_result = None
+    panel.submit.click()
+    await settled(panel)
+    assert panel.last_result.ok, panel.last_result.message
+    (new,) = desk.broker.open_orders("XRPUSDT")
+    assert new.request.qty == D("30.0")
 
 
 @pytest.mark.asyncio
