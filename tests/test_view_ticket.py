@@ -103,3 +103,20 @@ def test_a_marketable_limit_is_measured_from_the_touch_it_takes_not_its_limit():
                           qty_text="100", price_text="0.5900", stop_loss_text="0.5782", bid=D("0.5999"),
                           ask=D("0.6001"))
     assert resting.stop_loss == "0.5782 (−2.00 %)" and resting.order_value == "59.00 USDT"
+
+
+def test_account_money_is_in_the_account_currencys_precision_not_always_cents():
+    """A BTC account: equity 0.51234567 BTC must not read "0.51" (a cent of BTC hides hundreds of dollars)."""
+    eth = Instrument.from_steps("ETHBTC", D("0.000001"), D("0.0001"))
+    pf = Portfolio(starting_cash=D("0.51234567"))
+    pf.day_pnl(NOW)
+    view = account_view(pf, symbol="ETHBTC", instruments=Instruments.of(eth), now_ms=NOW, risk_state="ACTIVE",
+                        currency="BTC")
+    assert view.row("equity").value == "0.512346 BTC"  # the BTC quote's precision (the ETHBTC tick)
+    assert view.row("cash").value == "0.512346 BTC"
+    assert view.row("day_pnl").value == "+0.000000 BTC"
+    other = account_view(pf, symbol="BTCUSDT", instruments=INSTRUMENTS, now_ms=NOW, risk_state="ACTIVE",
+                         currency="BTC")
+    assert other.row("equity").value == "0.51234567 BTC"  # no instrument quoted in BTC: a coin's 8 places
+    usdt = account_view(pf, symbol="BTCUSDT", instruments=INSTRUMENTS, now_ms=NOW, risk_state="ACTIVE")
+    assert usdt.row("equity").value == "0.51 USDT"

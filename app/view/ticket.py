@@ -13,11 +13,11 @@ order is expected to fill at (its limit or stop price, else the touch it would t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from app.market.instruments import Instrument, Instruments, amount_problem
+from app.market.instruments import _FIAT_LIKE, Instrument, Instruments, amount_problem
 from app.models import OrderType, Side
 
 HUNDRED = Decimal(100)
@@ -51,8 +51,20 @@ class AccountView:
         return next(r for r in self.rows if r.key == key)
 
 
-def _money(x: Decimal, *, sign: bool = False) -> str:
-    return f"{x:+,.2f}" if sign else f"{x:,.2f}"
+def money_format(currency: str, instruments: Instruments, symbols: Iterable[str]) -> Callable[..., str]:
+    """How an amount of the account's ``currency`` is written: as a symbol quoted in it writes its money (the first
+    of ``symbols`` that is: cents for a dollar-like quote, the tick's decimals for a coin), else cents for a
+    dollar-like currency and a coin's 8 places for any other (0.51234567 BTC must not read 0.51)."""
+    for s in symbols:
+        inst = instruments.get(s)
+        if inst.quote == currency:
+            return inst.fmt_money
+    places = 2 if currency in _FIAT_LIKE else 8
+
+    def fmt(x: Decimal, *, sign: bool = False) -> str:
+        return f"{x:+,.{places}f}" if sign else f"{x:,.{places}f}"
+
+    return fmt
 
 
 def _tone(x: Decimal) -> str:
@@ -76,6 +88,7 @@ def account_view(portfolio, *, symbol: str, instruments: Instruments, now_ms: in
         position_text = (f"{'LONG' if pos.qty > 0 else 'SHORT'} {inst.fmt_qty(abs(pos.qty))} {inst.base} @ "
                          f"{inst.fmt_price(pos.avg_price)}")
     ccy = f" {currency}" if currency else ""
+    _money = money_format(currency, instruments, [symbol, *held])
     sym_ccy = f" {inst.quote}" if inst.quote else ""
     open_count = len(held)
     sym = "symbol"
