@@ -3,6 +3,7 @@ with the data source, feed state and message rate."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.log_dock import BufferingHandler
 from app.ui.status_bar import StatusStrip
-from app.view.model import ViewModel
 from app.view.status import (
     RANK_EQUITY,
     RANK_FAULT,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from app.ui.perf_panel import PerfPanel
     from app.ui.proposal_actions import ProposalActions
     from app.ui.trading_panel import TradingPanel
+    from app.view.model import ViewModel
 
 PERF_MIN_HEIGHT = 140
 RENDER_LOG_EVERY_S = 60.0  # a panel that keeps failing is logged once a minute, counted every time
@@ -74,7 +75,6 @@ class MainWindow(QtWidgets.QMainWindow):
         run's command-line flags override (field -> "--model gpt-4o"), named by the settings dialog."""
         super().__init__()
         self.session = session
-        self.view_model = ViewModel(session)  # every snapshot the window renders
         self.render_failures: dict[str, int] = {}  # panel -> refreshes that raised (logged once a minute)
         self._render_logged: dict[str, float] = {}
         self._log_handler = log_handler
@@ -131,6 +131,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._fit_to_screen()
         if build_panels:
             self.build_panels()
+
+    @functools.cached_property
+    def view_model(self) -> ViewModel:
+        """Every snapshot the window renders. Made on first use (the first refresh, after the first paint): its
+        snapshot types cost ~10-30 ms to define, which need not delay the window."""
+        from app.view.model import ViewModel
+
+        return ViewModel(self.session)
 
     def build_panels(self) -> None:
         """The side panels, into the dock frames made by __init__ (about half of the window's construction)."""

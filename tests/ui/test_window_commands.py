@@ -111,3 +111,15 @@ async def test_a_panel_that_fails_to_refresh_is_counted_and_logged_and_the_other
     assert sum("orders panel failed to refresh" in r.getMessage() for r in caplog.records) == 1  # once a minute
     assert oid in window.chart.order_lines  # the chart's levels come after the broken panel: still drawn
     assert window.trading_panel.equity.text() == window.view_model.account("BTCUSDT").row("equity").value
+
+
+def test_the_view_model_is_not_imported_before_the_first_paint():
+    # Its snapshot types take ~10-30 ms to define: made on the first refresh, after the window is on screen.
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json, app.__main__, app.session, app.ui.main_window; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('app.view'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "app.view.model" not in json.loads(out.stdout)
