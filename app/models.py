@@ -139,6 +139,15 @@ class OrderRequest:
     reduce_only: bool = False
     stop_loss_pct: Decimal | None = None  # bracket legs to attach once the entry fills, % from the fill price
     take_profit_pct: Decimal | None = None
+    # Or at absolute prices (typed as prices on the ticket): used as given, whatever the fill (a price wins over a %).
+    stop_loss_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+
+    @property
+    def bracketed(self) -> bool:
+        """Whether legs are to be attached once the entry fills."""
+        return (self.stop_loss_pct is not None or self.take_profit_pct is not None
+                or self.stop_loss_price is not None or self.take_profit_price is not None)
 
 
 @dataclass(slots=True)

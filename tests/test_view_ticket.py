@@ -67,7 +67,10 @@ def test_the_ticket_reads_back_symbol_touch_value_and_share_of_equity_in_the_ins
 def test_stop_loss_and_take_profit_are_typed_as_price_or_percent_and_shown_as_both():
     view = ticket_view("BTCUSDT", instrument=BTC, mode="LIVE", side=Side.BUY, order_type=OrderType.LIMIT,
                        qty_text="0.01", price_text="60000", stop_loss_text="58800", take_profit_text="3%")
-    assert view.stop_loss == "58,800.00 (−2.00 %)" and view.stop_loss_pct == D("2.0000")
+    assert view.stop_loss == "58,800.00 (−2.00 %)"
+    # the order carries each as typed: the stop-loss as its price (lands there whatever the fill), the target as a %
+    assert (view.stop_loss_price, view.stop_loss_pct) == (D("58800.00"), None)
+    assert view.take_profit_price is None
     assert view.take_profit == "61,800.00 (+3.00 %)" and view.take_profit_pct == D("3")
     assert view.order_text == "BUY 0.01000 BTCUSDT limit @ 60,000.00 · SL 58,800.00 · TP 61,800.00"
     assert view.summary == "600.00 USDT · SL −2.00 % · TP 61,800.00"  # what the trader did not type

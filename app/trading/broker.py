@@ -572,7 +572,7 @@ class PaperBroker:
         req = order.request
         if order.filled_qty <= 0 or order.id in self._bracketed:
             return
-        if req.stop_loss_pct is None and req.take_profit_pct is None:
+        if not req.bracketed:
             return
         self._bracketed.add(order.id)
         assert order.avg_price is not None
@@ -589,13 +589,15 @@ class PaperBroker:
             parent_id=order.id,
             reduce_only=True,
         )
-        if req.stop_loss_pct is not None:
-            k = 1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED
-            stop = self._tick(avg * k, order.symbol)
+        if req.stop_loss_price is not None or req.stop_loss_pct is not None:  # a price typed: where it was typed
+            k = (1 - req.stop_loss_pct / HUNDRED if long else 1 + req.stop_loss_pct / HUNDRED) \
+                if req.stop_loss_pct is not None else 1
+            stop = self._tick(req.stop_loss_price or avg * k, order.symbol)
             legs.append(self._register(dataclasses.replace(base, type=OrderType.STOP_MARKET, stop_price=stop)))
-        if req.take_profit_pct is not None:
-            k = 1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED
-            limit = self._tick(avg * k, order.symbol)
+        if req.take_profit_price is not None or req.take_profit_pct is not None:
+            k = (1 + req.take_profit_pct / HUNDRED if long else 1 - req.take_profit_pct / HUNDRED) \
+                if req.take_profit_pct is not None else 1
+            limit = self._tick(req.take_profit_price or avg * k, order.symbol)
             legs.append(self._register(dataclasses.replace(base, type=OrderType.LIMIT, limit_price=limit)))
         legs = [leg for leg in legs if leg.status.is_open]
         if len(legs) == 2:

@@ -256,8 +256,17 @@ def _to_v5(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _to_v6(conn: sqlite3.Connection) -> None:
+    for stmt in (
+        # Bracket legs at absolute prices (typed as prices on the ticket), used as given whatever the fill.
+        "ALTER TABLE orders ADD COLUMN stop_loss_price TEXT",
+        "ALTER TABLE orders ADD COLUMN take_profit_price TEXT",
+    ):
+        conn.execute(stmt)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: released files depend on them.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4, _to_v5)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4, _to_v5, _to_v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -541,7 +550,7 @@ _FILL_COLUMNS = "id, order_id, symbol, side, qty, price, fee, liquidity, exchang
 _ORDER_COLUMNS = (
     "id, proposal_id, origin, symbol, side, type, qty, limit_price, stop_price, parent_id, reduce_only, "
     "stop_loss_pct, take_profit_pct, status, filled_qty, avg_price, fees, reject_reason, created_ms, updated_ms, "
-    "exchange_id"
+    "exchange_id, stop_loss_price, take_profit_price"
 )
 _PROPOSAL_SELECT = """
     SELECT p.*, r.at_ms AS r_at_ms, r.kind AS r_kind, r.original AS r_original, r.edited AS r_edited,
@@ -588,6 +597,8 @@ def _order(row: sqlite3.Row) -> Order:
         reduce_only=bool(row["reduce_only"]),
         stop_loss_pct=_dec(row["stop_loss_pct"]),
         take_profit_pct=_dec(row["take_profit_pct"]),
+        stop_loss_price=_dec(row["stop_loss_price"]),
+        take_profit_price=_dec(row["take_profit_price"]),
     )
     return Order(
         id=row["id"],
@@ -896,8 +907,8 @@ class Journal:
         r = order.request
         with self._write() as c:
             cur = c.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, filled_qty = excluded.filled_qty, "
+                f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
+                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, filled_qty = excluded.filled_qty, "
                 "avg_price = excluded.avg_price, fees = excluded.fees, reject_reason = excluded.reject_reason, "
                 "updated_ms = excluded.updated_ms, exchange_id = COALESCE(excluded.exchange_id, orders.exchange_id), "
                 "qty = excluded.qty "
@@ -926,6 +937,8 @@ class Journal:
                     order.created_ms,
                     order.updated_ms,
                     order.exchange_id,
+                    _money(r.stop_loss_price),
+                    _money(r.take_profit_price),
                 ),
             )
             if cur.rowcount == 0:
@@ -1118,7 +1131,8 @@ class Journal:
         open_ = (OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
         entries = (
             "SELECT e.id FROM orders e WHERE e.origin != ? AND e.status NOT IN (?, ?) "
-            "AND (e.stop_loss_pct IS NOT NULL OR e.take_profit_pct IS NOT NULL) "
+            "AND (e.stop_loss_pct IS NOT NULL OR e.take_profit_pct IS NOT NULL OR e.stop_loss_price IS NOT NULL "
+            "     OR e.take_profit_price IS NOT NULL) "
             "AND (NOT EXISTS (SELECT 1 FROM orders l WHERE l.parent_id = e.id) "
             "     OR EXISTS (SELECT 1 FROM orders l WHERE l.parent_id = e.id AND l.status IN (?, ?)))"
         )

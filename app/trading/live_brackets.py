@@ -138,7 +138,7 @@ class LiveBrackets:
         shrink or end its take-profit."""
         req = order.request
         if req.origin is not OrderOrigin.BRACKET:
-            if ((req.stop_loss_pct is not None or req.take_profit_pct is not None) and not order.status.is_open
+            if (req.bracketed and not order.status.is_open
                     and order.filled_qty > 0 and order.id not in self._attached):
                 self._attached.add(order.id)
                 task = asyncio.get_running_loop().create_task(self._attach(order), name=f"live-bracket-{order.id}")
@@ -469,7 +469,10 @@ class LiveBrackets:
             if stop.status is OrderStatus.FILLED or self._out_at_market(stop):
                 return stop, None  # the position is already out: no take-profit for it
         tp: Order | None = None
-        if req.take_profit_pct is not None:
+        if req.take_profit_price is not None:  # typed as a price: where it was typed, whatever the fill
+            tp = self._hold(dataclasses.replace(base, type=OrderType.LIMIT,
+                                                limit_price=inst.round_price(req.take_profit_price, ROUND_HALF_EVEN)))
+        elif req.take_profit_pct is not None:
             k = 1 + req.take_profit_pct / HUNDRED if req.side is Side.BUY else 1 - req.take_profit_pct / HUNDRED
             tp = self._hold(dataclasses.replace(base, type=OrderType.LIMIT,
                                                 limit_price=inst.round_price(entry.avg_price * k, ROUND_HALF_EVEN)))
@@ -477,6 +480,8 @@ class LiveBrackets:
 
     def _stop_price(self, entry: Order) -> Decimal | None:
         req = entry.request
+        if req.stop_loss_price is not None:  # typed as a price: where it was typed, whatever the fill
+            return self.b.instruments.get(req.symbol).round_price(req.stop_loss_price, ROUND_HALF_EVEN)
         if req.stop_loss_pct is None or entry.avg_price is None:
             return None
         k = 1 - req.stop_loss_pct / HUNDRED if req.side is Side.BUY else 1 + req.stop_loss_pct / HUNDRED

@@ -61,6 +61,13 @@ def parse_decimal(text: str, what: str) -> Decimal:
     return v
 
 
+def _bracket(view: TicketView) -> dict[str, Decimal | None]:
+    """The ticket's stop-loss and take-profit as typed: a price as that price (the leg lands there whatever the
+    fill), a percent as a percent from the fill."""
+    return {"stop_loss_pct": view.stop_loss_pct, "take_profit_pct": view.take_profit_pct,
+            "stop_loss_price": view.stop_loss_price, "take_profit_price": view.take_profit_price}
+
+
 class TradingPanel(QtWidgets.QWidget):
     def __init__(self, desk: TradingDesk, symbol: str, blotter=None, parent: QtWidgets.QWidget | None = None, *,
                  mode_text: str | None = None, touch: Touch | None = None) -> None:
@@ -127,7 +134,8 @@ class TradingPanel(QtWidgets.QWidget):
         self.price.setEnabled(False)
         self.stop_loss = QtWidgets.QLineEdit()
         self.stop_loss.setPlaceholderText("stop-loss: price or %")
-        self.stop_loss.setToolTip("A price (58800) or a percent from the fill (2%); placed once the order fills")
+        self.stop_loss.setToolTip("A price (58800: placed there, whatever the fill) or a percent from the fill (2%); "
+                                  "placed once the order fills")
         self.take_profit = QtWidgets.QLineEdit()
         self.take_profit.setPlaceholderText("take-profit: price or %")
         self.take_profit.setToolTip(self.stop_loss.toolTip())
@@ -283,8 +291,7 @@ class TradingPanel(QtWidgets.QWidget):
             self.show_result(ActionResult(False, f"{word}: {view.problem}"))
             return None
         req = OrderRequest(symbol, side, OrderType.LIMIT, parse_decimal(self.qty.text(), "quantity"),
-                           limit_price=price, origin=OrderOrigin.MANUAL, stop_loss_pct=view.stop_loss_pct,
-                           take_profit_pct=view.take_profit_pct)
+                           limit_price=price, origin=OrderOrigin.MANUAL, **_bracket(view))
         return self._run(self.desk.submit_manual(req))
 
     def load_order(self, order_id: str) -> bool:
@@ -355,8 +362,7 @@ class TradingPanel(QtWidgets.QWidget):
         if view.problem and (self.stop_loss.text().strip() or self.take_profit.text().strip()):
             raise ValueError(view.problem)  # a bracket that cannot be read is never dropped silently
         return OrderRequest(self.symbol, Side(self.side.currentText()), otype, qty, limit_price=limit,
-                            stop_price=stop, origin=OrderOrigin.MANUAL, stop_loss_pct=view.stop_loss_pct,
-                            take_profit_pct=view.take_profit_pct)
+                            stop_price=stop, origin=OrderOrigin.MANUAL, **_bracket(view))
 
     def send_ticket(self) -> None:
         if self.modifying is not None:

@@ -6,9 +6,10 @@ the other; the risk state. ``ticket_view``: what the ticket holds now, read back
 the order's value and its share of equity, the stop-loss and take-profit as both price and percent, and the order in
 words, or what is wrong with it. Every text is in the instrument's precision; the widgets only paint.
 
-The ticket takes stop-loss and take-profit as prices (a trader thinks in price) or as percents ("2%"); the order
-carries percents from the fill price (``OrderRequest.stop_loss_pct``), so a price is converted against the price the
-order is expected to fill at (its limit or stop price, else the touch it would take) and both are shown.
+The ticket takes stop-loss and take-profit as prices (a trader thinks in price) or as percents ("2%"), and the order
+carries them as typed: a price as that price (``OrderRequest.stop_loss_price``: the leg lands there whatever the fill,
+slippage or a stop entry), a percent as a percent from the fill (``stop_loss_pct``). Each is read back as both, measured
+from the price the order is expected to fill at (its limit or stop price, else the touch it would take).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class Bracket:
     pct: Decimal
     text: str  # "58,800.00 (−2.00 %)"
     other: str  # what was not typed: "−2.00 %" for a price, "58,800.00" for a percent
+    typed_price: bool = False  # typed as a price (the order carries the price), else as a percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +150,10 @@ class TicketView:
     problem: str  # what is wrong with the ticket now, in words ("" when it could be sent)
     qty_hint: str  # "quantity, step 0.00001 BTC"
     price_hint: str  # "limit price, tick 0.01" / "stop price, tick 0.01" / "market: at the touch"
-    stop_loss_pct: Decimal | None  # what the order will carry
+    stop_loss_pct: Decimal | None  # what the order will carry: a percent typed
     take_profit_pct: Decimal | None
+    stop_loss_price: Decimal | None = None  # or a price typed (on the tick)
+    take_profit_price: Decimal | None = None
 
 
 def _number(text: str, what: str) -> Decimal | None:
@@ -211,7 +215,7 @@ def parse_bracket(text: str, which: str, *, side: Side, ref: Decimal | None, ins
                          f"{side.value.lower()}")
     pct = abs(price - ref) / ref * HUNDRED
     signed = f"{'−' if below else '+'}{pct:.2f} %"
-    return Bracket(price, pct.quantize(Decimal("0.0001")), f"{inst.fmt_price(price)} ({signed})", signed)
+    return Bracket(price, pct.quantize(Decimal("0.0001")), f"{inst.fmt_price(price)} ({signed})", signed, True)
 
 
 def ticket_view(symbol: str, *, instrument: Instrument, mode: str, side: Side, order_type: OrderType,
@@ -273,5 +277,8 @@ def ticket_view(symbol: str, *, instrument: Instrument, mode: str, side: Side, o
         stop_loss=sl.text if sl is not None else "", take_profit=tp.text if tp is not None else "",
         order_text=words, problem=problem,
         qty_hint=f"quantity, step {inst.fmt_qty(inst.lot_size)} {inst.base}".rstrip(), price_hint=hint,
-        stop_loss_pct=sl.pct if sl is not None else None, take_profit_pct=tp.pct if tp is not None else None,
+        stop_loss_pct=sl.pct if sl is not None and not sl.typed_price else None,
+        take_profit_pct=tp.pct if tp is not None and not tp.typed_price else None,
+        stop_loss_price=sl.price if sl is not None and sl.typed_price else None,
+        take_profit_price=tp.price if tp is not None and tp.typed_price else None,
     )

@@ -354,7 +354,7 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
 def test_migrates_a_hand_built_v1_database(db: Path) -> None:
     build_v1(db)
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 5
+        assert j.schema_version == SCHEMA_VERSION == 6
         c = j._conn
         assert columns(c, "reviews")[-1] == "edited"
         assert columns(c, "balances")[-3:] == ["day_start_ms", "day_start_equity", "marks"]

@@ -42,7 +42,7 @@ def test_a_v3_journal_opens_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     build_v3(db)
     assert sqlite3.connect(db).execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 5
+        assert j.schema_version == SCHEMA_VERSION == 6
         (open_order,) = j.open_orders()
         assert (open_order.id, str(open_order.request.qty), open_order.exchange_id) == ("P1", "0.250", None)
         assert [o.id for o in j.recent_orders()] == ["P2", "P1"]
@@ -116,7 +116,7 @@ def test_a_v4_journal_migrates_to_v5_its_fills_paid_in_the_quote_and_unstamped(t
     db = tmp_path / "journal.sqlite3"
     build_v4(db)
     with Journal(db) as j:
-        assert j.schema_version == SCHEMA_VERSION == 5
+        assert j.schema_version == SCHEMA_VERSION == 6
         (old,) = j.all_fills()
         assert (old.id, old.fee, old.fee_asset) == ("PF1", D("0.006"), None)  # None = the quote currency
         assert j.account_stamp() is None  # made before v5: never stamped

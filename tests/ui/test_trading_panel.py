@@ -95,9 +95,28 @@ async def test_stop_loss_and_take_profit_typed_as_prices_reach_the_order_and_bot
     assert panel.last_result.ok, panel.last_result.message
     assert panel.last_result.message.startswith("PAPER BUY 100.0 XRPUSDT limit @ 0.6010 sent · order")
     entry = desk.broker.get(panel.last_result.order_id)
-    assert (entry.request.stop_loss_pct, entry.request.take_profit_pct) == (D("1.8497"), D("2"))
+    # the stop-loss typed as a price goes as that price; the take-profit typed as a percent as that percent
+    assert (entry.request.stop_loss_price, entry.request.stop_loss_pct) == (D("0.5890"), None)
+    assert (entry.request.take_profit_price, entry.request.take_profit_pct) == (None, D("2"))
     await wait_until(lambda: len(desk.broker.open_orders("XRPUSDT")) == 2, what="the legs")
     assert entry.avg_price == D("0.6001") and desk.bracket_levels("XRPUSDT") == (D("0.5890"), D("0.6121"))
+
+
+@pytest.mark.asyncio
+async def test_a_stop_loss_typed_as_a_price_lands_there_when_the_fill_is_not_the_touch_the_ticket_saw(qtbot, desk):
+    """The ticket saw an ask of 0.6050 (it moved since): the buy fills at 0.6001, the legs still go where typed."""
+    p = TradingPanel(desk, "XRPUSDT", touch=lambda s: (D("0.6048"), D("0.6050")))
+    qtbot.addWidget(p)
+    p.qty.setText("100")
+    p.stop_loss.setText("0.5890")
+    p.take_profit.setText("0.6200")
+    p.submit.click()
+    await settled(p)
+    assert p.last_result.ok, p.last_result.message
+    entry = desk.broker.get(p.last_result.order_id)
+    assert (entry.request.stop_loss_price, entry.request.take_profit_price) == (D("0.5890"), D("0.6200"))
+    await wait_until(lambda: len(desk.broker.open_orders("XRPUSDT")) == 2, what="the legs")
+    assert entry.avg_price == D("0.6001") and desk.bracket_levels("XRPUSDT") == (D("0.5890"), D("0.6200"))
 
 
 @pytest.mark.asyncio
