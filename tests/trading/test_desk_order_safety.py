@@ -218,3 +218,26 @@ async def test_live_add_leg_links_the_take_profit_to_the_given_stop(api: OrderAp
         assert tp is not None and tp.request.parent_id == stop.request.parent_id
     finally:
         await desk.broker.aclose()
+
+
+@pytest.mark.asyncio
+async def test_live_a_partial_fill_during_the_cancel_is_not_bought_again(api: OrderApi, live_journal):
+    """The built-in exchange fills 0.08 of a resting 0.2 while the cancel is on its way: the replacement is 0.12."""
+    desk = await live_desk(api, live_journal)
+    try:
+        sent = await desk.submit_manual(OrderRequest(SYM, Side.BUY, OrderType.LIMIT, D("0.2"), limit_price=D("97")))
+        assert sent.ok, sent.message
+        real = desk.broker._cancel_at_exchange
+
+        async def cancel_at_exchange(symbol, exchange_id, client_id):
+            api.engine.on_trade(SYM, D("96.9"), D("0.08"))  # trades through the limit before the cancel arrives
+            return await real(symbol, exchange_id, client_id)
+
+        desk.broker._cancel_at_exchange = cancel_at_exchange
+        result = await desk.replace_order(sent.order_id, price=D("97.5"))
+        assert result.ok, result.message
+        assert desk.broker.get(sent.order_id).filled_qty == D("0.08")
+        new = api.engine.get(KEY, SYM, client_id=result.order_id)
+        assert new.qty == D("0.12"), "the replacement must be for what was left after the cancel, not 0.2"
+    finally:
+        await desk.broker.aclose()
