@@ -78,13 +78,15 @@ def test_spread_in_price_and_basis_points():
     market = MarketData(SYMBOLS, capacity=100)
     market.apply([quote("BTCUSDT", 60_000.00, 60_000.60), quote("XRPUSDT", 0.6000, 0.6001)])
     w = board(market, PriceMemory(), now_s=0)
-    assert w.row("BTCUSDT").spread == "0.60" and w.row("BTCUSDT").spread_bps == "0.10"
+    # one precision for every row (one decimal), so the column reads as one scale
+    assert w.row("BTCUSDT").spread == "0.60" and w.row("BTCUSDT").spread_bps == "0.1"
     assert w.row("XRPUSDT").spread == "0.0001" and w.row("XRPUSDT").spread_bps == "1.7"
     # One tick on BTC is a fraction of a basis point: it reads as small, never as "0.0" (no spread)
     market.apply([quote("BTCUSDT", 60_000.00, 60_000.01), quote("ETHUSDT", 3000.00, 3006.00)])
     w = board(market, PriceMemory(), now_s=0)
-    assert w.row("BTCUSDT").spread == "0.01" and w.row("BTCUSDT").spread_bps == "<0.01"
-    assert w.row("ETHUSDT").spread_bps == "20"
+    assert w.row("BTCUSDT").spread == "0.01" and w.row("BTCUSDT").spread_bps == "<0.1"
+    assert "0.01 USDT" in w.row("BTCUSDT").spread_tip  # the price spread in the tooltip
+    assert w.row("ETHUSDT").spread_bps == "20.0"
     market.apply([quote("ETHUSDT", 3000.00, 3000.00)])  # locked: no spread at all
     assert board(market, PriceMemory(), now_s=0).row("ETHUSDT").spread_bps == "0"
 

@@ -44,10 +44,13 @@ COLUMNS: tuple[Column, ...] = (
            lambda r: r.change, lambda r: r.change_tip, lambda r: _colour(r.direction)),
     Column("24 h", "The exchange's own 24 h change, where it gives one", lambda r: r.change_24h,
            lambda r: r.change_24h_tip, lambda r: _colour(r.direction_24h)),
-    Column("Spread", "Ask − bid, in the quote currency", lambda r: r.spread, lambda r: r.spread_tip),
-    Column("bps", "The spread in basis points of the mid price", lambda r: r.spread_bps, lambda r: r.spread_tip),
+    Column("Spread", "Ask − bid in basis points (bps) of the mid price; the spread in price in the tooltip",
+           lambda r: r.spread_bps, lambda r: r.spread_tip),
 )
 _SYMBOL = 1
+# Columns hidden whole, in this order, when the dock is too narrow for all of them (the least important first);
+# the marker, Symbol and Last are always shown.
+HIDE_ORDER: tuple[str, ...] = ("Spread", "24 h", "Session")
 
 
 class WatchlistModel(QtCore.QAbstractTableModel):
@@ -146,7 +149,8 @@ class WatchlistPanel(QtWidgets.QWidget):
         view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         view.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        view.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        # Never a horizontal scrollbar: scrolling it hid the Symbol; a narrow dock hides whole columns instead (_fit).
+        view.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header = view.horizontalHeader()
         header.setMinimumSectionSize(14)
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
@@ -157,17 +161,52 @@ class WatchlistPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(view)
-        self.setMinimumWidth(0)  # a dock of any width: the table scrolls rather than pushing the window wider
+        self.setMinimumWidth(0)  # a dock of any width: columns are hidden rather than pushing the window wider
+        self._fitted: tuple[tuple[int, ...], int] | None = None  # the widths and room last fitted
+        view.viewport().installEventFilter(self)
 
     def render(self, snapshot: Watchlist) -> None:
         self.model.set_snapshot(snapshot)
+        self._fit()
+
+    def needed_widths(self) -> tuple[int, ...]:
+        """Each column's width for its widest text or its title."""
+        view, header = self.view, self.view.horizontalHeader()
+        return tuple(max(view.sizeHintForColumn(i), header.sectionSizeHint(i)) for i in range(len(COLUMNS)))
+
+    def _fit(self) -> None:
+        """Show every column that fits the dock's width, hiding whole ones in ``HIDE_ORDER`` when they do not."""
+        view = self.view
+        widths = self.needed_widths()
+        room = view.viewport().width()
+        if (widths, room) == self._fitted:
+            return
+        self._fitted = (widths, room)
+        titles = [c.title for c in COLUMNS]
+        hidden: set[int] = set()
+        used = sum(widths)
+        for title in HIDE_ORDER:
+            if used <= room:
+                break
+            i = titles.index(title)
+            hidden.add(i)
+            used -= widths[i]
+        for i in range(len(COLUMNS)):
+            if view.isColumnHidden(i) != (i in hidden):
+                view.setColumnHidden(i, i in hidden)
 
     def set_current(self, symbol: str | None) -> None:
         """Highlight the symbol on screen (bold, tinted); no row for a symbol the list does not hold."""
         self.model.set_current(symbol)
 
     def sizeHint(self) -> QtCore.QSize:
-        return QtCore.QSize(380, 160)
+        """The rows' height (the header and one line a symbol, not more) and the columns' width, at most 330 px."""
+        view = self.view
+        frame = 2 * view.frameWidth()
+        rows = max(1, self.model.rowCount())
+        h = view.horizontalHeader().sizeHint().height() + rows * view.verticalHeader().defaultSectionSize() + frame
+        w = sum(self.needed_widths()) + frame + view.verticalScrollBar().sizeHint().width()
+        return QtCore.QSize(max(200, min(330, w)), h)
 
     def _chosen(self, index: QtCore.QModelIndex) -> None:
         symbol = self.model.symbol_at(index.row()) if index.isValid() else None
@@ -175,6 +214,9 @@ class WatchlistPanel(QtWidgets.QWidget):
             self.symbol_chosen.emit(symbol)
 
     def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if obj is self.view.viewport() and event.type() == QtCore.QEvent.Type.Resize:
+            self._fit()
+            return False
         if (obj is self.view and event.type() == QtCore.QEvent.Type.KeyPress
                 and event.key() in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter)):  # type: ignore[attr-defined]
             self._chosen(self.view.currentIndex())

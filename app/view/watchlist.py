@@ -55,7 +55,7 @@ class WatchRow:
     change_24h_tip: str  # the day's open, high, low and volume; or why there is none
     direction_24h: str
     spread: str  # ask - bid in the symbol's precision, or "—"
-    spread_bps: str  # the spread in basis points of the mid, or "—"
+    spread_bps: str  # the spread in basis points of the mid, one decimal ("0.3", "<0.1"), or "—"
     spread_tip: str
     pending: bool  # a proposal for this symbol waits for the trader
     stale: bool  # it has traded, but not for ``stale_after_s``
@@ -132,19 +132,18 @@ def _spread(inst: Instrument, market_quote) -> tuple[str, str, str]:
     if ask < bid:
         return DASH, DASH, f"the book is crossed (bid {inst.fmt_price(bid)} above ask {inst.fmt_price(ask)})"
     spread, mid = ask - bid, (ask + bid) / 2
-    bps = _bps(spread / mid * 10_000)
+    bps = bps_text(spread / mid * 10_000)
     return (inst.fmt_price(spread), bps,
             f"bid {inst.fmt_price(bid)} · ask {inst.fmt_price(ask)} · spread {inst.fmt_price(spread)} "
             f"{inst.quote} = {bps} bps of the mid")
 
 
-def _bps(x: float) -> str:
-    """Basis points with the digits that matter: one BTC tick (0.002 bps) must not read "0.0", as if no spread."""
-    if x >= 9.95:
-        return f"{x:.0f}"
-    if x >= 0.995:
-        return f"{x:.1f}"
-    return f"{x:.2f}" if x >= 0.005 else "<0.01" if x > 0 else "0"
+def bps_text(x: float) -> str:
+    """Basis points at one precision for every symbol (one decimal: "0.3", "1.3", "20.0"), so a column of them reads
+    as one scale; a spread under 0.05 bps (one BTC tick is 0.002) reads "<0.1", never "0.0" as if there were none."""
+    if x <= 0:
+        return "0"
+    return "<0.1" if x < 0.05 else f"{x:,.1f}"
 
 
 def _stats_24h(inst: Instrument, symbol: str, stats: Stats24h | None) -> tuple[str, float | None, str]:

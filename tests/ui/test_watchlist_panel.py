@@ -123,3 +123,61 @@ def test_a_stale_symbol_is_muted_and_says_so(qtbot):
     brush = m.data(m.index(0, col("Last")), QtCore.Qt.ItemDataRole.ForegroundRole)
     assert brush.color() == QtGui.QColor(theme.current().muted)
     assert "stale" in m.data(m.index(0, col("Symbol")), QtCore.Qt.ItemDataRole.ToolTipRole)
+
+
+def _snapshot_with_spread(memory: PriceMemory) -> Watchlist:
+    return snapshot({"BTCUSDT": 61_837.62, "XRPUSDT": 0.6159, "ETHUSDT": 3_021.55}, memory)
+
+
+def test_one_spread_column_in_basis_points_with_the_price_spread_in_its_tooltip(qtbot):
+    titles = [c.title for c in COLUMNS]
+    assert titles.count("Spread") == 1 and "bps" not in titles
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    panel.render(_snapshot_with_spread(PriceMemory()))
+    m = panel.model
+    assert text(panel, 0, "Spread") == "1.0"  # bps, one decimal
+    assert "bps" in m.headerData(col("Spread"), QtCore.Qt.Orientation.Horizontal, QtCore.Qt.ItemDataRole.ToolTipRole)
+    assert "spread 6.18 USDT" in m.data(m.index(0, col("Spread")), QtCore.Qt.ItemDataRole.ToolTipRole)
+
+
+def _fit(panel: WatchlistPanel, width: int, qtbot) -> dict[str, bool]:
+    panel.resize(width, 200)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.render(_snapshot_with_spread(PriceMemory()))
+    QtCore.QCoreApplication.processEvents()
+    view = panel.view
+    shown = {c.title: not view.isColumnHidden(i) for i, c in enumerate(COLUMNS)}
+    used = sum(view.columnWidth(i) for i in range(len(COLUMNS)) if not view.isColumnHidden(i))
+    assert used <= view.viewport().width(), (width, used, view.viewport().width())  # nothing behind a scrollbar
+    assert not view.horizontalScrollBar().isVisible()
+    for title in ("Symbol", "Last"):  # never cut: each at least as wide as its widest text
+        i = col(title)
+        assert view.columnWidth(i) >= view.sizeHintForColumn(i), title
+    return shown
+
+
+def test_the_watchlist_fits_its_dock_without_a_horizontal_scrollbar_hiding_whole_columns(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    wide = _fit(panel, 420, qtbot)
+    assert all(wide.values())
+    mid = _fit(panel, 260, qtbot)
+    assert mid["Symbol"] and mid["Last"] and mid["Session"]
+    # the least important go first, whole: Spread before 24 h
+    assert not mid["Spread"] or mid["24 h"]
+    narrow = _fit(panel, 150, qtbot)
+    assert narrow["Symbol"] and narrow["Last"] and not narrow["Spread"] and not narrow["24 h"]
+    back = _fit(panel, 420, qtbot)  # wider again: the columns come back
+    assert all(back.values())
+
+
+def test_the_panel_asks_for_the_height_its_rows_need_not_more(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    panel.render(_snapshot_with_spread(PriceMemory()))
+    view = panel.view
+    rows_h = view.horizontalHeader().sizeHint().height() + 3 * view.verticalHeader().defaultSectionSize()
+    assert rows_h <= panel.sizeHint().height() <= rows_h + 12
+    assert panel.sizeHint().width() <= 330
