@@ -19,7 +19,7 @@ from app.market.book_guard import KrakenBookGuard
 from app.market.instruments import Instrument
 from app.market.state import MarketData
 from app.models import BookUpdate, Side, Trade
-from app.view.book import BookLadder, book_ladder, kraken_book, tape
+from app.view.book import BookLadder, book_ladder, compact_qty, kraken_book, tape
 from tests.conftest import BINANCE_CAPTURE, require_data
 from tests.market.test_kraken_adapter import BOOK, MATIC_CRC
 
@@ -61,8 +61,11 @@ def test_asks_above_bids_below_the_touch_with_cumulative_size_and_bars():
     assert lad.bids[0].bar == pytest.approx(0.125)
     assert lad.asks[0].cum_bar == pytest.approx(1.0) and lad.bids[-1].cum_bar == pytest.approx(4.0 / 5.25)
     assert {lv.side for lv in lad.asks} == {Side.SELL} and {lv.side for lv in lad.bids} == {Side.BUY}
-    assert lad.spread_text == "0.01 · 1 tick · 0.0 bps"
-    assert lad.mid_text == "61,837.625"  # half a tick: one more decimal rather than a rounded lie
+    # short enough for a 240 px dock; the basis points as the watchlist writes them (never "0.0", as if none)
+    assert lad.spread_text == "1 tick · <0.1 bps"
+    assert lad.mid_text == "61,837.62"  # the instrument's precision (the exact mid, half a tick, in the tooltip)
+    assert "spread 0.01 USDT" in lad.spread_tip and "mid 61,837.625" in lad.spread_tip
+    assert "bid 61,837.62" in lad.spread_tip and "ask 61,837.63" in lad.spread_tip
     assert (lad.status, lad.status_text) == ("SYNCED", "synced")
     assert lad.keys == (tuple(lv.key for lv in lad.asks), tuple(lv.key for lv in lad.bids))
 
@@ -74,8 +77,21 @@ def test_a_level_click_price_is_a_decimal_in_the_instruments_precision():
     assert [lv.price for lv in lad.bids] == [Decimal("0.5901"), Decimal("0.5900")]
     assert str(lad.bids[1].price) == "0.5900"  # the tick's decimals, as the ticket shows it
     assert lad.asks[0].price == Decimal("0.5903") and lad.asks[0].size_text == "10.3"
-    assert lad.spread_text == "0.0002 · 2 ticks · 3.4 bps"
+    assert lad.spread_text == "2 ticks · 3.4 bps"
     assert lad.mid_text == "0.5902"
+    assert "spread 0.0002 USDT" in lad.spread_tip
+
+
+def test_big_sizes_have_a_compact_form_for_a_narrow_column():
+    book = OrderBook("XRPUSDT")
+    book.apply(snapshot("XRPUSDT", bids=[(0.6159, 17_254.3), (0.6158, 1_254_000.0)], asks=[(0.6160, 950.5)]))
+    lad = book_ladder(book, XRP, depth=5)
+    best, second = lad.bids
+    assert (best.size_text, best.size_short) == ("17,254.3", "17.3K")
+    assert (second.size_text, second.size_short) == ("1,254,000.0", "1.25M")
+    assert second.cum_text == "1,271,254.3" and second.cum_short == "1.27M"
+    assert lad.asks[0].size_short == "950.5"  # under a thousand: as it is
+    assert compact_qty(123_456.0) == "123K" and compact_qty(2_500_000_000.0) == "2.50B" and compact_qty(0.0) == "0"
 
 
 def test_depth_limits_each_side_and_a_thin_book_shows_what_it_has():

@@ -37,6 +37,7 @@ class PaintedRow(QtWidgets.QWidget):
         super().__init__(parent)
         self.columns = columns
         self.texts: tuple[str, ...] = ("",) * len(columns)
+        self.short: tuple[str, ...] = ()  # a compact form of each text, drawn when the full one does not fit
         self.colors: tuple[str | None, ...] = (None,) * len(columns)  # None: the theme's text colour
         self.bar = 0.0  # 0..1 of the width, drawn from the right edge
         self.depth_bar = 0.0  # a fainter bar under it (the cumulative size)
@@ -50,13 +51,14 @@ class PaintedRow(QtWidgets.QWidget):
 
     def show_values(self, texts: tuple[str, ...], colors: tuple[str | None, ...], bar: float = 0.0,
                     bar_color: str | None = None, bold: bool = False, tint: str | None = None,
-                    depth_bar: float = 0.0) -> bool:
-        """Set what the row shows; repaint only when something changed. True when it did."""
-        state = (texts, colors, round(bar, 3), round(depth_bar, 3), bar_color, bold, tint)
+                    depth_bar: float = 0.0, short: tuple[str, ...] = ()) -> bool:
+        """Set what the row shows; repaint only when something changed. True when it did. ``short``: a compact
+        form of each text ("17.3K"), drawn in a column too narrow for the full one."""
+        state = (texts, colors, round(bar, 3), round(depth_bar, 3), bar_color, bold, tint, short)
         if state == (self.texts, self.colors, round(self.bar, 3), round(self.depth_bar, 3), self.bar_color,
-                     self.bold, self.tint):
+                     self.bold, self.tint, self.short):
             return False
-        self.texts, self.colors, self.bar, self.depth_bar = texts, colors, bar, depth_bar
+        self.texts, self.colors, self.bar, self.depth_bar, self.short = texts, colors, bar, depth_bar, short
         self.bar_color, self.bold, self.tint = bar_color, bold, tint
         self.update()
         return True
@@ -94,23 +96,38 @@ class PaintedRow(QtWidgets.QWidget):
             c = QtGui.QColor(t.text)
             c.setAlpha(22)
             p.fillRect(r, c)
-        font = QtGui.QFont(self.font())
-        font.setBold(self.bold)
+        font = self._font()
         p.setFont(font)
-        fm = QtGui.QFontMetrics(font)
         x = r.left() + PAD
-        inner = r.width() - 2 * PAD
-        for i, (share, text) in enumerate(zip(self.columns, self.texts, strict=True)):
-            w = round(inner * share)
+        for i, (w, text) in enumerate(zip(self._widths(), self.drawn_texts(), strict=True)):
             if text:
                 p.setPen(QtGui.QColor(self.colors[i] or t.text))
                 flags = QtCore.Qt.AlignmentFlag
                 align = flags.AlignLeft if i in self.align_left else flags.AlignRight
-                # a narrow dock cuts a text with an ellipsis at its end, never a digit in half
-                text = fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, w - 4)
                 p.drawText(QtCore.QRect(x, r.top(), w - 4, r.height()), align | flags.AlignVCenter, text)
             x += w
         p.end()
+
+    def _font(self) -> QtGui.QFont:
+        font = QtGui.QFont(self.font())
+        font.setBold(self.bold)
+        return font
+
+    def _widths(self) -> list[int]:
+        inner = self.width() - 2 * PAD
+        return [round(inner * share) for share in self.columns]
+
+    def drawn_texts(self) -> tuple[str, ...]:
+        """What each column draws at the row's width: the full text where it fits, else its compact form, else
+        the text cut with an ellipsis at its end (never a digit in half)."""
+        fm = QtGui.QFontMetrics(self._font())
+        out = []
+        for i, (w, text) in enumerate(zip(self._widths(), self.texts, strict=True)):
+            room = w - 4
+            if text and fm.horizontalAdvance(text) > room and i < len(self.short) and self.short[i]:
+                text = self.short[i]
+            out.append(fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, room) if text else "")
+        return tuple(out)
 
 
 class LevelRow(PaintedRow):
@@ -131,9 +148,11 @@ class LevelRow(PaintedRow):
         t = theme.current()
         side = t.down if level.side is Side.SELL else t.up
         changed = self.show_values((level.price_text, level.size_text, level.cum_text), (side, None, t.muted),
-                                   bar=level.bar, bar_color=side, bold=level.best, depth_bar=level.cum_bar)
+                                   bar=level.bar, bar_color=side, bold=level.best, depth_bar=level.cum_bar,
+                                   short=(level.price_text, level.size_short, level.cum_short))
         if changed:
-            self.setToolTip(f"click: put {level.price_text} in the ticket")
+            self.setToolTip(f"{level.price_text} · size {level.size_text} · total {level.cum_text}\n"
+                            f"click: put {level.price_text} in the ticket")
             self.setCursor(QtCore.Qt.CursorShape.PointingHandCursor)
         return changed
 
@@ -267,7 +286,7 @@ class OrderBookPanel(QtWidgets.QWidget):
         line = self.view.spread
         if ladder.status == "SYNCED":
             line.show_values((ladder.mid_text, ladder.spread_text), (None, t.muted), bold=True)
-            tip = f"mid {ladder.mid_text} · spread {ladder.spread_text}"
+            tip = ladder.spread_tip or f"mid {ladder.mid_text} · spread {ladder.spread_text}"
         else:
             line.show_values(("", ladder.status_text), (None, t.warn if ladder.status == "RESYNCING" else t.muted))
             tip = ladder.status_text

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from app.market.instruments import Instrument
 from app.models import Side, Trade
+from app.view.watchlist import bps_text
 
 LADDER_DEPTH = 20  # levels shown on each side of the touch
 TAPE_ROWS = 60  # trades shown, newest first
@@ -95,6 +96,8 @@ class LadderLevel:
     price_text: str
     size_text: str
     cum_text: str  # the size from the touch up to and including this level
+    size_short: str  # the size for a narrow column: "17.3K", "1.25M" (the full text in the tooltip)
+    cum_short: str
     bar: float  # size / the largest size shown (both sides on one scale), 0..1
     cum_bar: float  # cumulative / the largest cumulative shown, 0..1
     best: bool  # the touch
@@ -105,14 +108,15 @@ class BookLadder:
     symbol: str
     asks: tuple[LadderLevel, ...]  # top-down as on a ladder: the farthest first, the best ask last
     bids: tuple[LadderLevel, ...]  # the best bid first
-    mid_text: str
-    spread_text: str  # "0.01 · 1 tick · 1.6 bps"
+    mid_text: str  # in the instrument's precision (a mid half a tick off the grid is rounded; exact in the tip)
+    spread_text: str  # "1 tick · 1.6 bps": short enough for a narrow dock
     status: str  # SYNCED, RESYNCING, NO BOOK
     status_text: str  # the same in the trader's words
     depth: int  # levels asked for on each side (the widget's fixed rows)
     group_text: str  # the price step of one level
     tick: Decimal  # the instrument's tick: a level is ``group`` ticks wide
     group: int
+    spread_tip: str = ""  # bid, ask, the spread in price and the exact mid, for the spread line's tooltip
 
     @property
     def keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -134,6 +138,20 @@ def _grouped(rows: list[tuple[float, float]], step: Decimal, rounding: str, dept
                 break
             out.append((bucket, q))
     return out
+
+
+def compact_qty(x: float) -> str:
+    """A size in three significant digits with K / M / B from a thousand up ("17.3K", "123K", "1.25M"), for a
+    column too narrow for the full text; below a thousand the number itself, at most four significant digits."""
+    if x == 0:
+        return "0"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= scale * 0.9995:
+            v = x / scale
+            if abs(v) >= 999.5 and unit != "B":
+                continue
+            return f"{v:.{0 if abs(v) >= 99.95 else 1 if abs(v) >= 9.995 else 2}f}{unit}"
+    return f"{x:.4g}"
 
 
 def _fmt_places(x: Decimal, places: int) -> str:
@@ -168,26 +186,31 @@ def book_ladder(book: BookSource | None, instrument: Instrument, depth: int = LA
     def level(side: Side, i: int, price: Decimal, qty: float, cum: float) -> LadderLevel:
         text = _fmt_places(price, places)
         return LadderLevel(key=text, side=side, price=price.quantize(quantum), price_text=text,
-                           size_text=inst.fmt_qty(qty), cum_text=inst.fmt_qty(cum), bar=qty / biggest,
+                           size_text=inst.fmt_qty(qty), cum_text=inst.fmt_qty(cum), size_short=compact_qty(qty),
+                           cum_short=compact_qty(cum), bar=qty / biggest,
                            cum_bar=cum / biggest_cum, best=i == 0)
 
     ask_levels = [level(Side.SELL, i, p, q, cum_asks[i]) for i, (p, q) in enumerate(asks)]
     bid_levels = [level(Side.BUY, i, p, q, cum_bids[i]) for i, (p, q) in enumerate(bids)]
     mid_text = spread_text = "—"
+    spread_tip = ""
     best_bid, best_ask = book.levels(Side.BUY, 1), book.levels(Side.SELL, 1)
     if best_bid and best_ask:
         bid, ask = _dec(best_bid[0][0]), _dec(best_ask[0][0])
         mid = (bid + ask) / 2
-        mid_places = inst.price_decimals + (0 if inst.on_tick(mid) else 1)  # half a tick: one more decimal
-        mid_text = _fmt_places(mid, mid_places)
+        mid_text = inst.fmt_price(mid)
+        exact_mid = _fmt_places(mid, inst.price_decimals + (0 if inst.on_tick(mid) else 1))  # half a tick
         spread = ask - bid
         ticks = spread / inst.tick_size
         tick_text = f"{ticks:,.0f} tick{'' if ticks == 1 else 's'}" if ticks == ticks.to_integral_value() \
             else f"{ticks:,.1f} ticks"
-        bps = spread / mid * 10_000 if mid else Decimal(0)
-        spread_text = f"{inst.fmt_price(spread)} · {tick_text} · {bps:.1f} bps"
+        bps = float(spread / mid * 10_000) if mid else 0.0
+        spread_text = f"{tick_text} · {bps_text(bps)} bps"
+        quote = f" {inst.quote}" if inst.quote else ""
+        spread_tip = (f"bid {inst.fmt_price(bid)} · ask {inst.fmt_price(ask)}\nspread {inst.fmt_price(spread)}{quote} "
+                      f"= {tick_text} = {bps:.3g} bps of the mid {exact_mid}")
     return BookLadder(inst.symbol, tuple(reversed(ask_levels)), tuple(bid_levels), mid_text, spread_text, status,
-                      STATUS_WORDS[status], depth, _fmt_places(step, places), inst.tick_size, group)
+                      STATUS_WORDS[status], depth, _fmt_places(step, places), inst.tick_size, group, spread_tip)
 
 
 def step_text(tick: Decimal, group: int, price_decimals: int | None = None) -> str:

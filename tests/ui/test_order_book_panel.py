@@ -42,8 +42,8 @@ def test_asks_above_bids_below_with_the_touch_next_to_the_spread(qtbot):
     spread = w.view.spread.geometry()
     assert asks[-1].geometry().bottom() < spread.top() and bids[0].geometry().top() > spread.bottom()
     assert asks[-1].geometry().bottom() + 1 == spread.top()
-    assert w.spread_text() == "61,837.625   0.01 · 1 tick · 0.0 bps"
-    assert w.view.spread.toolTip() == "mid 61,837.625 · spread 0.01 · 1 tick · 0.0 bps"
+    assert w.spread_text() == "61,837.62   1 tick · <0.1 bps"
+    assert "mid 61,837.625" in w.view.spread.toolTip() and "spread 0.01 USDT" in w.view.spread.toolTip()
     assert "BTCUSDT" in w.status.text() and "synced" in w.status.text()
     assert asks[2].bar == 1.0 and 0 < bids[0].bar < asks[2].bar  # size bars on one scale
 
@@ -139,3 +139,20 @@ def test_the_trader_chooses_the_price_step_of_a_level(qtbot):
     w.render(book_ladder(xrp, XRP, depth=10, group=w.group))  # another symbol: the steps follow its tick
     assert [w.step.itemText(i) for i in range(w.step.count())][:3] == ["0.0001", "0.0010", "0.0100"]
     assert w.step.currentText() == "0.0100" and w.group == 100
+
+
+def test_at_a_narrow_dock_the_spread_line_is_whole_and_big_sizes_go_compact_not_elided(qtbot):
+    w = panel(qtbot, depth=5, size=(240, 400))
+    w.render(book_ladder(btc_book(), BTC, depth=5))
+    assert "…" not in "".join(w.view.spread.drawn_texts())  # "1 tick · <0.1 bps", not "0.01 · 1 tick · 0.0…"
+    book = OrderBook("XRPUSDT")
+    book.apply(snapshot("XRPUSDT", bids=[(0.6159, 17_254.3), (0.6158, 1_254_000.0)], asks=[(0.6160, 950.5)]))
+    w.render(book_ladder(book, XRP, depth=5))
+    best, second = w.bid_rows()[:2]
+    assert best.texts == ("0.6159", "17,254.3", "17,254.3")  # the full texts are what the row holds
+    drawn = second.drawn_texts()
+    assert "…" not in "".join(drawn) and drawn[1:] == ("1.25M", "1.27M")
+    assert "1,254,000.0" in second.toolTip() and "1,271,254.3" in second.toolTip()  # full in the tooltip
+    w.resize(420, 400)
+    QtCore.QCoreApplication.processEvents()
+    assert best.drawn_texts() == ("0.6159", "17,254.3", "17,254.3")  # room enough: full
