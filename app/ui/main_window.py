@@ -101,7 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.book_dock = self._dock("Order book", left, "The order book of the symbol on screen")
         self.trades_dock = self._dock("Trades", left, "Time and sales of the symbol on screen")
         self.decisions_dock = self._dock("Decisions", right)
-        self.perf_dock = self._dock("Performance", right)
+        self.perf_dock = self._dock("Performance", bottom)
         self.orders_dock = self._dock("Orders", bottom)
         self.trading_dock = self._dock("Account · Ticket", bottom)
         self.log_dock = self._dock("Log", bottom)
@@ -112,10 +112,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.book_dock.raise_()
         self.splitDockWidget(self.orders_dock, self.trading_dock, QtCore.Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.orders_dock, self.log_dock)
+        self.tabifyDockWidget(self.log_dock, self.perf_dock)
         self.orders_dock.raise_()
-        # The Decisions dock is what the trader acts from: the right column runs the window's full height (the
-        # bottom docks stay under the chart and the watchlist) and most of it is the Decisions dock's: pending
-        # proposals and one line per symbol are visible without scrolling; the performance panel keeps the rest.
+        # The Decisions dock is what the trader acts from: the right column is its own and runs the window's full
+        # height (pending proposals and one line per symbol without scrolling). The bottom row, under the chart and
+        # the watchlist, is what the trader trades from: the orders (Log and Performance tabbed behind them) and
+        # the account and ticket, wide enough to show both side by side.
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, right)
         self.setCorner(QtCore.Qt.Corner.TopRightCorner, right)
         self.setCorner(QtCore.Qt.Corner.TopLeftCorner, left)
@@ -202,9 +204,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _default_dock_sizes(self) -> None:
         h, v = QtCore.Qt.Orientation.Horizontal, QtCore.Qt.Orientation.Vertical
-        self.resizeDocks([self.orders_dock, self.trading_dock], [700, 340], h)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [400, 400], h)
-        self.resizeDocks([self.decisions_dock, self.perf_dock], [700, 230], v)
+        self.resizeDocks([self.decisions_dock], [380], h)
+        # The ticket wants ~580 px to show the account beside it; on a narrow screen the orders keep half the row.
+        bottom = max(800, self.width() - 380)
+        ticket = 580 if bottom >= 1000 else bottom // 2
+        self.resizeDocks([self.orders_dock, self.trading_dock], [bottom - ticket, ticket], h)
         # The watchlist's columns (last, session %, 24 h %, spread) want ~300 px; a narrow screen takes it from here.
         self.resizeDocks([self.watchlist_dock, self.book_dock], [300, 300], h)
         self.resizeDocks([self.watchlist_dock, self.book_dock], [260, 400], v)

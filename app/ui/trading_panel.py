@@ -216,6 +216,7 @@ class TradingPanel(QtWidgets.QWidget):
         buttons.addWidget(self.kill_button)
         outer.addLayout(buttons)
 
+        # What happened to the last thing sent; a short dock scrolls to it when it changes (show_result).
         self.message = QtWidgets.QLabel("")
         self.message.setObjectName("deskMessage")
         self.message.setWordWrap(True)
@@ -413,6 +414,8 @@ class TradingPanel(QtWidgets.QWidget):
         self.message.setProperty("level", "ok" if result.ok else "bad")
         self.message.style().unpolish(self.message)
         self.message.style().polish(self.message)
+        if self.isVisible():  # a short dock scrolls to it: a refusal is never left unread below the fold
+            QtCore.QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(self.message, 0, 0))
 
     # ----- rendering ----------------------------------------------------------------------------------------
     def render_account(self, view: AccountView) -> None:

@@ -14,6 +14,7 @@ from PySide6 import QtCore
 from app.market.instruments import Instruments
 from app.models import OrderOrigin, OrderStatus, OrderType, Side, Trade
 from app.trading.broker import PaperBroker
+from app.trading.desk import ActionResult
 from app.trading.journal import Journal
 from app.ui.trading_panel import TradingPanel
 from tests.conftest import wait_until
@@ -230,6 +231,10 @@ def test_send_is_visible_without_scrolling_in_the_docks_size_at_1280x720(qtbot, 
         rect = QtCore.QRect(button.mapTo(view, QtCore.QPoint(0, 0)), button.size())
         assert view.rect().contains(rect), button.text()
         assert button.fontMetrics().horizontalAdvance(button.text()) <= button.width()  # the words not cut
+    # A refusal is never left unread below the fold: the short dock scrolls to it.
+    panel.show_result(ActionResult(False, "risk: order value 6,000.00 is over the limit 5,000 for BTCUSDT"))
+    qtbot.waitUntil(lambda: view.rect().contains(
+        QtCore.QRect(panel.message.mapTo(view, QtCore.QPoint(0, 0)), panel.message.size())), timeout=2000)
 
 
 def test_a_wide_dock_shows_the_account_beside_the_ticket_without_scrolling(qtbot, desk):
