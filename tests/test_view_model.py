@@ -67,3 +67,24 @@ async def test_every_panel_snapshot_comes_from_the_session(tmp_path):
             assert _frozen(snapshot), type(snapshot).__name__
     finally:
         await session.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_the_status_bar_the_ticket_and_the_order_book_show_one_touch(tmp_path):
+    session = Session(Settings(symbol="BTCUSDT", symbols=["BTCUSDT"], sim_process=False, history_bars=0,
+                               decision_source="rules", sim_trades_per_s=50.0, journal_path=tmp_path / "j.sqlite3"))
+    await session.start()
+    vm = ViewModel(session)
+    try:
+        await wait_until(lambda: vm.book("BTCUSDT").status == "SYNCED" and session.market["BTCUSDT"].quote is not None,
+                         timeout=20, what="a synced book and a quote")
+        session.market["BTCUSDT"].quote = dataclasses.replace(session.market["BTCUSDT"].quote, bid=1.0, ask=2.0)
+        bid, ask = vm.touch("BTCUSDT")  # from the local book, not the (here absurd) quote
+        ladder = vm.book("BTCUSDT")
+        assert (bid, ask) == (ladder.bids[0].price, ladder.asks[-1].price)
+        text = " ".join(i.text for i in vm.status("BTCUSDT", 0.0).items)
+        inst = session.desk.instruments.get("BTCUSDT")
+        assert f"bid {inst.fmt_price(bid)}" in text and f"ask {inst.fmt_price(ask)}" in text
+    finally:
+        await session.stop()

@@ -102,13 +102,12 @@ class ViewModel:
         s = self.session
         desk, f = s.desk, s.feed
         m = s.market[symbol]
-        q = m.quote
+        bid, ask = self.touch(symbol)  # the same touch as the order book and the ticket, never a second source
         fault = s.supervisor.status()
         pf = desk.portfolio
         return status_view(
             symbol=symbol, last=m.last_trade.price if m.last_trade is not None else None,
-            bid=q.bid if q is not None else None, ask=q.ask if q is not None else None,
-            fmt_price=desk.instruments.get(symbol).fmt_price,  # XRP at 0.6012, not 0.60
+            bid=bid, ask=ask, fmt_price=desk.instruments.get(symbol).fmt_price,  # XRP at 0.6012, not 0.60
             feed_text=self.feed_text(), feed_level=FEED_STYLE[f.state][1], feed_tooltip=f.last_error or "",
             rate=rate, risk=desk.risk.state.value if account else None, equity=pf.equity() if account else None,
             day_pnl=pf.day_pnl(desk.now_ms()) if account else None,
