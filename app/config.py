@@ -59,7 +59,7 @@ PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 HOTKEY_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("buy_at_ask", "Trading", "Buy at the ask (the ticket's quantity)", "Ctrl+Shift+B"),
     ("sell_at_bid", "Trading", "Sell at the bid (the ticket's quantity)", "Ctrl+Shift+S"),
-    ("cancel_all", "Trading", "Cancel all working orders (positions stay)", "Ctrl+Shift+C"),
+    ("cancel_all", "Trading", "Cancel all working orders (positions and their stops and targets stay)", "Ctrl+Shift+C"),
     ("flatten_all", "Trading", "Flatten all positions", "Ctrl+Shift+F"),
     ("kill_switch", "Trading", "Kill switch: cancel all, flatten, halt", "Ctrl+Shift+K"),
     ("approve", "Decisions", "Approve the highlighted proposal", "A"),

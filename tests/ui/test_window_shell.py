@@ -179,7 +179,7 @@ def test_a_key_from_the_settings_file_is_the_one_bound_and_listed(qtbot, tmp_pat
     qtbot.addWidget(dialog)
     rows = {dialog.table.item(i, 1).text(): dialog.table.item(i, 0).text() for i in range(dialog.table.rowCount())}
     assert rows["Buy at the ask (the ticket's quantity)"] == "F9"
-    assert rows["Cancel all working orders (positions stay)"] == "(none)"
+    assert rows["Cancel all working orders (positions and their stops and targets stay)"] == "(none)"
     w.close()
     session.journal.close()
 
