@@ -31,6 +31,11 @@ OVERLAY_LIVE_HZ = 4.0  # how often EMA/VWAP/bands/oscillator follow the forming 
 BADGE_COLOURS = {"HIT": "#3fb950", "SIMILAR": "#58a6ff", "MISS": "#d29922", "OFFLINE": "#7d8590"}
 
 
+def _marker_tip(x: float, y: float, data) -> str:
+    """A fill's or a proposal's marker, hovered: what it is, in words."""
+    return str(data) if data is not None else ""
+
+
 class ChartWidget(QtWidgets.QWidget):
     timeframe_changed = QtCore.Signal(str)
     symbol_changed = QtCore.Signal(str)
@@ -119,6 +124,8 @@ class ChartWidget(QtWidgets.QWidget):
         # The read-out takes the room there is and never asks for more: as a plain label its one line of OHLCV set
         # the window's minimum width on hover (1440 -> 2112 px), pushing the right-hand docks off a 1280 px screen.
         self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.readout_full = ""  # the whole read-out; the label shows it elided at its width
+        self.readout.installEventFilter(self)
         row.addSpacing(12)
         row.addWidget(self.readout, 1)
         self.follow_button = QtWidgets.QToolButton(bar)
@@ -207,21 +214,28 @@ class ChartWidget(QtWidgets.QWidget):
         self.order_lines: dict[str, LevelLine] = {}
         self._orders_shown: tuple | None = None
         self.order_lines_built = 0  # how many times the order lines were updated (tests: no per-frame rebuilds)
-        self.fill_markers = pg.ScatterPlotItem(size=9, pen=pg.mkPen(t.text, width=1))
+        # Fills are diamonds in the side's colour with a light outline: proposals are the (badge-coloured) arrows.
+        # Hovering one says what it is ("Fill · BUY 0.100 @ 60,000.0").
+        self.fill_markers = pg.ScatterPlotItem(size=9, symbol="d", pen=pg.mkPen(t.text, width=1), hoverable=True,
+                                               tip=_marker_tip)
         self.fill_markers.setZValue(6)
         self.price_plot.addItem(self.fill_markers)
         self._fills_shown = -1
-        self.proposal_markers = pg.ScatterPlotItem(size=13, pen=pg.mkPen(t.background, width=1))
+        self.proposal_markers = pg.ScatterPlotItem(size=13, pen=pg.mkPen(t.background, width=1), hoverable=True,
+                                                   tip=_marker_tip)
         self.proposal_markers.setZValue(6)
         self.price_plot.addItem(self.proposal_markers)
         self._proposals_shown = -1
         self.overlays = IndicatorOverlays(self.price_plot, self.osc_plot)
         self._overlay_buttons["ema"].setChecked(self.overlays.show_ema)
         self._overlay_buttons["vwap"].setChecked(self.overlays.show_vwap)
-        self.osc_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
-        self.volume_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
-        self.price_plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self._dragging = False  # a mouse drag pans the view: follow stays off until it ends
+        self._drag_left_follow = False  # the drag began while following (pulled away from the live edge)
+        for plot in (self.osc_plot, self.volume_plot, self.price_plot):
+            plot.vb.sigRangeChangedManually.connect(self._on_manual_range)
+            plot.vb.mouseDragEvent = self._wrap_drag(plot.vb.mouseDragEvent)
         self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.glw.viewport().installEventFilter(self)
         self.price_plot.vb.sigRangeChanged.connect(self._layout_labels)
 
     # ----- public -------------------------------------------------------------------------------------------
@@ -329,7 +343,7 @@ class ChartWidget(QtWidgets.QWidget):
         return True
 
     def show_position(self, position, bracket, fills, mark: Decimal | None = None) -> None:
-        """Entry, stop-loss and take-profit lines for an open position; a marker per fill (▲ buy, ▼ sell).
+        """Entry, stop-loss and take-profit lines for an open position; a diamond per fill (green buy, red sell).
 
         The entry line reads "LONG 0.500 @ 60,000.0 · +123.45 USDT": the open PnL at ``mark`` (the portfolio's mark
         price), or at the chart's last price when none is given. Stop and target read "SL 59,280.0 · -1.20 %": how
@@ -369,7 +383,8 @@ class ChartWidget(QtWidgets.QWidget):
         self.fill_markers.setData(
             x=[(f.exchange_ms - f.exchange_ms % bar_ms) / 1000.0 + self.bar_s / 2 for f in mine],
             y=[float(f.price) for f in mine],
-            symbol=["t1" if f.side.value == "BUY" else "t" for f in mine],
+            symbol=["d"] * len(mine),
+            data=[f"Fill · {f.side.value} {self._fmt_volume(f.qty)} @ {self.fmt_price(f.price)}" for f in mine],
             brush=[pg.mkBrush(t.up if f.side.value == "BUY" else t.down) for f in mine],
         )
 
@@ -463,9 +478,34 @@ class ChartWidget(QtWidgets.QWidget):
     def _order_text(self, row: ChartOrder, price: Decimal) -> str:
         return f"{row.side} {TYPE_WORDS.get(row.type, row.type)} {row.qty_text} @ {self.fmt_price(price)}"
 
+    SNAP_PX = 3.0  # a dragged level moves in round steps of about this many pixels
+
+    def snap_step(self) -> Decimal:
+        """The step a dragged level moves in: the tick times 1, 2 or 5 x 10^k, the smallest one at least SNAP_PX
+        pixels tall at the zoom on screen (a trader places at 57,700, not 57,700.44). Always a multiple of the tick;
+        without an instrument the tick is the last of about five significant digits."""
+        tick = self.instrument.tick_size if self.instrument is not None else None
+        if tick is None or tick <= 0:
+            ref = self.last_line.value()
+            tick = Decimal(1).scaleb(-price_decimals(ref if np.isfinite(ref) else 1.0))
+        px = float(self.price_plot.vb.viewPixelSize()[1])
+        if not np.isfinite(px) or px <= 0:
+            return tick
+        want = self.SNAP_PX * px / float(tick)  # how many ticks make SNAP_PX pixels
+        if want <= 1:
+            return tick
+        decade = Decimal(10) ** int(np.floor(np.log10(want)))
+        for m in (1, 2, 5, 10):
+            if float(decade * m) >= want:
+                return tick * decade * m
+        return tick * decade * 10
+
     def _snap(self, y: float) -> float:
-        """A price on the instrument's tick (without an instrument: about five significant digits)."""
-        return float(self._decimal(y))
+        """A price on the drag's round step (snap_step), so on the instrument's tick."""
+        if not np.isfinite(y):
+            return y
+        step = self.snap_step()
+        return float((self._decimal(y) / step).to_integral_value() * step)
 
     def _decimal(self, price: float) -> Decimal:
         if not np.isfinite(price):
@@ -495,7 +535,7 @@ class ChartWidget(QtWidgets.QWidget):
         pts = [d for d in decisions if d.body is not None and d.body.action.value in ("BUY", "SELL")
                and d.symbol == self.symbol_label.text()]
         bar_ms = TIMEFRAMES[self.timeframe]
-        xs, ys, symbols, brushes = [], [], [], []
+        xs, ys, symbols, brushes, tips = [], [], [], [], []
         for d in pts:
             i = int(np.searchsorted(self._x, (d.state_ms - 1) / 1000.0, side="right")) - 1 if len(self._x) else -1
             if i < 0:
@@ -506,7 +546,8 @@ class ChartWidget(QtWidgets.QWidget):
             ys.append(float(a.low[i]) if buy else float(a.high[i]))
             symbols.append("t1" if buy else "t")
             brushes.append(pg.mkBrush(BADGE_COLOURS.get(d.meta.cache_status.value, "#7d8590")))
-        self.proposal_markers.setData(x=xs, y=ys, symbol=symbols, brush=brushes)
+            tips.append(f"Proposal · {d.body.action.value} ({d.meta.cache_status.value})")
+        self.proposal_markers.setData(x=xs, y=ys, symbol=symbols, brush=brushes, data=tips)
 
     # ----- view range ---------------------------------------------------------------------------------------
     def _apply_follow(self, force: bool = False) -> None:
@@ -553,18 +594,50 @@ class ChartWidget(QtWidgets.QWidget):
             return True
         return False
 
+    def _wrap_drag(self, original):
+        """A view box's mouse drag, told to the chart: a drag pans smoothly, never snapped back mid-way."""
+        def mouse_drag(ev, axis=None):
+            if ev.isStart():
+                self._dragging = True
+                self._drag_left_follow = self.follow
+            try:
+                original(ev, axis=axis)
+            finally:
+                if ev.isFinish():
+                    self._dragging = False
+                    self._drag_ended()
+        return mouse_drag
+
+    def _live_edge_in_view(self) -> bool:
+        (_x0, x1), _ = self.price_plot.vb.viewRange()
+        # bool(): the view's range may be numpy floats, and a numpy bool makes setChecked raise (follow stuck on).
+        return bool(x1 >= float(self._x[-1]) + self.bar_s)
+
+    def _set_follow_state(self, on: bool) -> None:
+        if self.follow != on:
+            self.follow = on
+            self.follow_button.setChecked(on)
+
     def _on_manual_range(self, *_args) -> None:
         if self._applying_range or len(self._x) == 0:
             return
-        (_x0, x1), _ = self.price_plot.vb.viewRange()
-        # Zooming with the live edge in view keeps following; dragging it out of view stops.
-        # bool(): the view's range may be numpy floats, and a numpy bool makes setChecked raise (follow stuck on).
-        still_at_edge = bool(x1 >= float(self._x[-1]) + self.bar_s)
-        if self.follow != still_at_edge:
-            self.follow = still_at_edge
-            self.follow_button.setChecked(still_at_edge)
+        if self._dragging:
+            # Each small step of a drag used to find the newest candle still in view, turn follow back on and snap
+            # to the live edge: a drag never moved the chart. A drag pans; follow waits for its end.
+            self._set_follow_state(False)
+            return
+        # Zooming (the wheel) with the live edge in view keeps following; taking it out of view stops.
+        self._set_follow_state(self._live_edge_in_view())
         if self.follow:
             self._apply_follow()
+
+    def _drag_ended(self) -> None:
+        """A drag that brought the live edge back into view follows it again; one that pulled away from it does
+        not (End or Live does)."""
+        if len(self._x) == 0 or self._drag_left_follow:
+            return
+        if self._live_edge_in_view():
+            self.set_follow(True)
 
     def set_instrument(self, instrument: Instrument | None) -> None:
         """Prices on this chart (read-out, last-price tag, position lines) in the instrument's precision."""
@@ -593,22 +666,52 @@ class ChartWidget(QtWidgets.QWidget):
     def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
         vb = self.price_plot.vb
         inside = self.price_plot.sceneBoundingRect().contains(pos) and self._series is not None
-        self.cross_v.setVisible(inside)
-        self.cross_h.setVisible(inside)
         if not inside or len(self._x) == 0:
-            self.readout.setText("")
+            self._hide_crosshair()
             return
+        self.cross_v.setVisible(True)
+        self.cross_h.setVisible(True)
         p = vb.mapSceneToView(pos)
         self.cross_v.setPos(p.x())
         self.cross_h.setPos(p.y())
         i = int(np.searchsorted(self._x, p.x(), side="right")) - 1
         a = self._series.arrays()
         if not 0 <= i < len(a.open_ms):
-            self.readout.setText(self.fmt_price(p.y()))
+            self._set_readout(self.fmt_price(p.y()))
             return
-        when = dt.datetime.fromtimestamp(self._x[i]).strftime("%Y-%m-%d %H:%M:%S")
-        self.readout.setText(
-            f"{when}   O {self.fmt_price(a.open[i])}  H {self.fmt_price(a.high[i])}  L {self.fmt_price(a.low[i])}"
-            f"  C {self.fmt_price(a.close[i])}  V {self._fmt_volume(a.volume[i])}  N {int(a.trades[i])}"
-            + self._indicator_text()
+        self._set_readout(
+            f"{self._bar_time(float(self._x[i]))}  O {self.fmt_price(a.open[i])}  H {self.fmt_price(a.high[i])}"
+            f"  L {self.fmt_price(a.low[i])}  C {self.fmt_price(a.close[i])}  V {self._fmt_volume(a.volume[i])}"
+            f"  N {int(a.trades[i])}" + self._indicator_text()
         )
+
+    def _bar_time(self, t: float) -> str:
+        """A bar's time, short: 15:05 today, 05 Dec 15:05 this year, 05 Dec 2025 15:05 before (seconds on 1s)."""
+        when = dt.datetime.fromtimestamp(t)
+        clock = "%H:%M:%S" if self.bar_s < 60 else "%H:%M"
+        today = dt.date.today()
+        if when.date() == today:
+            return when.strftime(clock)
+        return when.strftime(("%d %b " if when.year == today.year else "%d %b %Y ") + clock)
+
+    def _set_readout(self, text: str) -> None:
+        """The read-out, elided at the room the toolbar gives it (the whole line in its tooltip): at 1600 px the
+        Live button cut it mid-number ("O 57,")."""
+        self.readout_full = text
+        metrics = self.readout.fontMetrics()
+        self.readout.setText(metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight,
+                                                max(0, self.readout.width())))
+        self.readout.setToolTip(text)
+
+    def _hide_crosshair(self) -> None:
+        self.cross_v.setVisible(False)
+        self.cross_h.setVisible(False)
+        self._set_readout("")
+
+    def eventFilter(self, obj, event) -> bool:
+        kind = event.type()
+        if obj is self.glw.viewport() and kind == QtCore.QEvent.Type.Leave:
+            self._hide_crosshair()  # the lines and the read-out stayed frozen after the mouse left
+        elif obj is self.readout and kind == QtCore.QEvent.Type.Resize and self.readout_full:
+            self._set_readout(self.readout_full)
+        return False
