@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 LEVELS: tuple[tuple[str, int], ...] = (
     ("DEBUG", logging.DEBUG), ("INFO", logging.INFO), ("WARNING", logging.WARNING), ("ERROR", logging.ERROR),
@@ -88,6 +88,31 @@ class LogView(QtWidgets.QWidget):
 
         self.level_combo.currentIndexChanged.connect(self._rerender)
         self.filter_edit.textChanged.connect(self._rerender)
+        # Follow the newest line unless the trader scrolled up to read: new lines (and a view laid out again)
+        # keep the bottom in view only while it was at the bottom.
+        self.following = True
+        bar = self.text.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._range_changed)
+
+    def _scrolled(self, value: int) -> None:
+        if self.isVisible():  # a hidden view's range is not the trader's doing
+            self.following = value >= self.text.verticalScrollBar().maximum()
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        if self.following:
+            self.text.verticalScrollBar().setValue(maximum)
+
+    def scroll_to_newest(self) -> None:
+        self.following = True
+        bar = self.text.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def showEvent(self, event) -> None:
+        """Opened (its tab chosen, its dock shown): the newest line, after the view has its size."""
+        super().showEvent(event)
+        self.scroll_to_newest()
+        QtCore.QTimer.singleShot(0, self, self.scroll_to_newest)
 
     @property
     def level(self) -> int:
@@ -112,8 +137,7 @@ class LogView(QtWidgets.QWidget):
     def _rerender(self, *_: object) -> None:
         level, needle = self.level, self.filter_edit.text().strip().lower()
         self.text.setPlainText("\n".join(line for lv, line in self._records if self._shown((lv, line), level, needle)))
-        bar = self.text.verticalScrollBar()
-        bar.setValue(bar.maximum())
+        self.scroll_to_newest()
 
     def clear(self) -> None:
         self._handler.take()

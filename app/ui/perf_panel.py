@@ -35,7 +35,7 @@ SHORT_NAMES = {
     "tick_to_proposal": "tick→proposal",
     "proposal_to_fill": "proposal→fill",
 }
-WARN_EVERY_S = 30.0
+CALM_S = 60.0  # a crossing ends once the stage has stayed under its threshold this long (a p99 near it flaps)
 WARMUP_S = 20.0  # start-up (imports, history, first paints) is not the steady state the thresholds are about
 SPARK_POINTS = 120
 
@@ -64,7 +64,8 @@ class PerfPanel(QtWidgets.QWidget):
         # p99 thresholds from the settings (ms -> ns); stages without one are informational.
         self.thresholds_ns = {k: ms * 1e6 for k, ms in session.settings.perf_thresholds_ms.items()}
         self.window_name = "1m"
-        self._last_warn: dict[str, float] = {}
+        # stage over its threshold -> [since, worst p99 ns, under since or None]
+        self._episodes: dict[str, list] = {}
         self._rates: deque[float] = deque(maxlen=SPARK_POINTS)
         self._lags: deque[float] = deque(maxlen=SPARK_POINTS)
         self.breaches: list[str] = []
@@ -177,10 +178,12 @@ class PerfPanel(QtWidgets.QWidget):
         for name in ROWS:
             snap = snaps[name]
             limit = self.thresholds_ns.get(name)
-            if limit is not None and snap.count > 0 and snap.p99 > limit and uptime_s >= WARMUP_S:
+            if limit is None or snap.count == 0 or uptime_s < WARMUP_S:
+                continue
+            if snap.p99 > limit:
                 self._over.add(name)
                 self.breaches.append(f"{name.replace('_', ' ')} p99 {format_ns(snap.p99)}")
-                self._warn(name, snap.p99, limit)
+            self._log_crossing(name, snap.p99, limit)
         self.threshold_crossed.emit("; ".join(self.breaches))
 
     def badge_p99_ns(self) -> dict[str, float | None]:
@@ -234,11 +237,28 @@ class PerfPanel(QtWidgets.QWidget):
             self._sockets_at, self._socket_count = now, probes.open_sockets()
         return self._socket_count
 
-    def _warn(self, name: str, p99: float, limit: float) -> None:
+    def _log_crossing(self, name: str, p99: float, limit: float) -> None:
+        """Log a threshold crossing once per episode: a warning when the stage goes over, a line when it is back
+        under for ``CALM_S`` (with how long it lasted and its worst p99), nothing while it stays on one side (the
+        panel and the status bar show it meanwhile). A warning every window filled the log with one sentence."""
         now = time.monotonic()
-        if now - self._last_warn.get(name, -1e9) >= WARN_EVERY_S:  # rate-limited: once per stage per 30 s
-            self._last_warn[name] = now
-            log.warning("performance: %s p99 %s is over its threshold %s", name, format_ns(p99), format_ns(limit))
+        episode = self._episodes.get(name)
+        if p99 > limit:
+            if episode is None:
+                self._episodes[name] = [now, p99, None]
+                log.warning("performance: %s p99 %s is over its threshold %s", name, format_ns(p99),
+                            format_ns(limit))
+            else:
+                episode[1], episode[2] = max(episode[1], p99), None
+        elif episode is not None:
+            if episode[2] is None:
+                episode[2] = now
+            if now - episode[2] >= CALM_S:
+                del self._episodes[name]
+                lasted = episode[2] - episode[0]
+                log.info("performance: %s p99 %s is back under its threshold %s (over for %s, worst %s)", name,
+                         format_ns(p99), format_ns(limit),
+                         f"{lasted:.0f} s" if lasted < 90 else f"{lasted / 60:.1f} min", format_ns(episode[1]))
 
     # ----- actions ------------------------------------------------------------------------------------------
     def export_snapshot(self) -> list[Path]:

@@ -112,3 +112,54 @@ def test_crash_dialog_shows_a_selectable_path_without_blocking(qtbot, tmp_path, 
     assert opened == [str(path.parent)] and box.isVisible()  # opening the folder leaves the box open
     box.button(QtWidgets.QMessageBox.StandardButton.Close).click()
     qtbot.waitUntil(lambda: not box.isVisible(), timeout=2000)
+
+
+def _tabs_with_log(qtbot, handler: BufferingHandler) -> tuple[QtWidgets.QTabWidget, LogView]:
+    tabs = QtWidgets.QTabWidget()
+    qtbot.addWidget(tabs)
+    tabs.addTab(QtWidgets.QLabel("another panel"), "Other")
+    view = LogView(handler)
+    tabs.addTab(view, "Log")
+    tabs.resize(500, 200)
+    tabs.show()
+    qtbot.waitExposed(tabs)
+    return tabs, view
+
+
+def _at_newest(view: LogView) -> bool:
+    bar = view.text.verticalScrollBar()
+    return bar.maximum() > 0 and bar.value() == bar.maximum()
+
+
+def test_the_log_opens_at_the_newest_line_and_follows_new_ones_unless_scrolled_up(qtbot):
+    handler = BufferingHandler()
+    log = _logger(handler, "tt.logdock.follow")
+    tabs, view = _tabs_with_log(qtbot, handler)
+    for i in range(300):  # lines arrive while the Log tab is not the one shown
+        log.info("line %d", i)
+    view.flush()
+    tabs.setCurrentIndex(1)  # the trader opens the Log tab: the newest line is in view, not the first
+    qtbot.wait(30)  # laid out at its size
+    assert _at_newest(view)
+    for i in range(300, 320):
+        log.info("line %d", i)
+    view.flush()
+    qtbot.waitUntil(lambda: _at_newest(view))  # following the newest
+    bar = view.text.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)  # the trader scrolls up to read: new lines do not pull the view away
+    kept = bar.value()
+    for i in range(320, 340):
+        log.info("line %d", i)
+    view.flush()
+    QtCore.QCoreApplication.processEvents()
+    assert bar.value() == kept
+    bar.setValue(bar.maximum())  # back at the bottom: following again
+    for i in range(340, 360):
+        log.info("line %d", i)
+    view.flush()
+    qtbot.waitUntil(lambda: _at_newest(view))
+    assert "line 359" in view.visible_text()
+    tabs.setCurrentIndex(0)  # away and back: the newest again
+    bar.setValue(0)
+    tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: _at_newest(view))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from app.config import Settings
-from app.perf.metrics import load_json
+from app.perf.metrics import StageSnapshot, load_json
 from app.session import LOOP_LAG, Session
+from app.ui import perf_panel
 from app.ui.log_dock import BufferingHandler
 from app.ui.main_window import MainWindow
-from app.ui.perf_panel import ROWS
+from app.ui.perf_panel import ROWS, PerfPanel
 from tests.conftest import wait_until
 
 
@@ -46,3 +49,48 @@ async def test_panel_shows_stage_percentiles_flags_a_stall_and_exports(qtbot, tm
         window.close()
         window.deleteLater()
         await session.stop()
+
+
+class _Stage:
+    def __init__(self) -> None:
+        self.snap = StageSnapshot()
+
+    def snapshot(self, window: str) -> StageSnapshot:
+        return self.snap
+
+
+def test_a_threshold_crossing_is_logged_once_when_it_starts_and_once_when_it_ends(qtbot, caplog, monkeypatch):
+    stages = {name: _Stage() for name in ROWS}
+    session = SimpleNamespace(settings=SimpleNamespace(perf_thresholds_ms={LOOP_LAG: 5.0}),
+                              metrics=SimpleNamespace(recorder=lambda name: stages[name]))
+    panel = PerfPanel(session)  # type: ignore[arg-type]
+    qtbot.addWidget(panel)
+    clock = [1000.0]
+    monkeypatch.setattr(perf_panel.time, "monotonic", lambda: clock[0])
+    lag = stages[LOOP_LAG]
+
+    def refresh(p99_ms: float, minutes: float = 0.5) -> None:
+        lag.snap = StageSnapshot(count=100, p50=1_000_000, p95=2_000_000, p99=int(p99_ms * 1e6), max=int(p99_ms * 1e6))
+        clock[0] += minutes * 60
+        panel._refresh_stages(60.0)
+
+    def records(level: int) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == perf_panel.log.name and r.levelno == level]
+
+    with caplog.at_level(logging.INFO, logger=perf_panel.log.name):
+        for _ in range(10):  # five minutes over the threshold: one episode, one warning
+            refresh(7.0)
+        assert len(records(logging.WARNING)) == 1 and "loop_lag" in records(logging.WARNING)[0]
+        refresh(2.0)  # back under, but a p99 near its line flaps: the end is said after a calm minute
+        refresh(8.0)
+        refresh(2.0)
+        assert not [m for m in records(logging.INFO) if "loop_lag" in m]
+        assert len(records(logging.WARNING)) == 1
+        refresh(2.0)
+        refresh(2.0)  # under for a minute: said once, with how long it lasted
+        refresh(2.0)
+        ended = [m for m in records(logging.INFO) if "loop_lag" in m]
+        assert len(ended) == 1 and "back under" in ended[0] and "6.0 min" in ended[0] and "8 ms" in ended[0]
+        refresh(9.0)  # a new episode: a new warning
+        assert len(records(logging.WARNING)) == 2
+        assert panel.breaches  # the panel still shows the breach at every refresh
