@@ -44,6 +44,7 @@ class Column:
     colour: Callable[[Any], str | None] | None = None
     tooltip: Callable[[Any], str | None] | None = None
     is_id: bool = False  # copyable; elided in the middle, never cut at its end
+    shown: bool = True  # False: hidden until the trader shows it (the header's context menu); its text is in a tooltip
 
 
 def _side_colour(side: str) -> str | None:
@@ -57,7 +58,7 @@ def _sign_colour(sign: int) -> str | None:
 
 
 def _order_tip(r: OrderRow) -> str:
-    return f"order {r.order_id} · {r.time_utc}" + (f"\n{r.note}" if r.note else "")
+    return f"order {r.order_id} · {r.origin} · {r.time_utc}" + (f"\n{r.note}" if r.note else "")
 
 
 def _fill_tip(r: FillRow) -> str:
@@ -74,7 +75,7 @@ def working_columns() -> tuple[Column, ...]:
         Column("Price", lambda r: r.price),
         Column("Filled", lambda r: r.filled),
         Column("Status", lambda r: r.status, False),
-        Column("Origin", lambda r: r.origin, False),
+        Column("Origin", lambda r: r.origin, False, shown=False),  # in the id's tooltip; the header's menu shows it
         Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
     )
 
@@ -91,8 +92,8 @@ def history_order_columns() -> tuple[Column, ...]:
         Column("Avg", lambda r: r.avg),
         Column("Status", lambda r: r.status, False, tooltip=lambda r: r.note or None),
         Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
-        Column("Origin", lambda r: r.origin, False),
-        Column("Note", lambda r: r.note, False, tooltip=lambda r: r.note or None),
+        Column("Origin", lambda r: r.origin, False, shown=False),  # in the id's tooltip
+        Column("Note", lambda r: r.note, False, tooltip=lambda r: r.note or None, shown=False),  # Status's tooltip
     )
 
 
@@ -125,18 +126,25 @@ def position_row_columns() -> tuple[Column, ...]:
     )
 
 
+def _closed_tip(r: ClosedRow) -> str:
+    return (f"opened {r.opened}, closed {r.closed}; entry {r.entry}, exit {r.exit}; "
+            f"after fees ({r.fees}), {r.fills} fills")
+
+
 def closed_columns() -> tuple[Column, ...]:
+    """Exit, Fees and Opened hidden by default (in the row's tooltip): the History tab shares its width with the
+    totals and must not scroll sideways at 1280 px."""
     return (
-        Column("Closed", lambda r: r.closed, False),
-        Column("Symbol", lambda r: r.symbol, False),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
+        Column("Closed", lambda r: r.closed, False, tooltip=_closed_tip),
+        Column("Symbol", lambda r: r.symbol, False, tooltip=_closed_tip),
+        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side), tooltip=_closed_tip),
         Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
-               tooltip=lambda r: f"after fees ({r.fees}), {r.fills} fills"),
+               tooltip=_closed_tip),
         Column("Qty", lambda r: r.qty, tooltip=lambda r: "the largest size held"),
-        Column("Entry", lambda r: r.entry),
-        Column("Exit", lambda r: r.exit),
-        Column("Fees", lambda r: r.fees),
-        Column("Opened", lambda r: r.opened, False),
+        Column("Entry", lambda r: r.entry, tooltip=_closed_tip),
+        Column("Exit", lambda r: r.exit, tooltip=_closed_tip, shown=False),
+        Column("Fees", lambda r: r.fees, tooltip=_closed_tip, shown=False),
+        Column("Opened", lambda r: r.opened, False, tooltip=_closed_tip, shown=False),
     )
 
 
@@ -148,7 +156,7 @@ def pnl_columns(first: str) -> tuple[Column, ...]:
         Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
                tooltip=tip),
         Column("Trades", lambda r: str(r.closed), tooltip=lambda r: "positions closed"),
-        Column("Fees", lambda r: r.fees),
+        Column("Fees", lambda r: r.fees, tooltip=tip, shown=False),  # in the tooltips
     )
 
 
@@ -335,10 +343,28 @@ class DeclaredTableModel(QtCore.QAbstractTableModel):
         return None
 
 
+class KeyedTableView(QtWidgets.QTableView):
+    """A table whose selection belongs to a row's key: it follows its row when rows before it come and go (the
+    model's inserts and removes), and when its row leaves, nothing is selected. Qt's own rule in single selection
+    moves the selection to the next row, so "Cancel selected" (Delete) would cancel an order the trader never
+    picked: after a replace (cancel + new) the highlight slid to the neighbour, then to a take-profit leg."""
+
+    def rowsAboutToBeRemoved(self, parent: QtCore.QModelIndex, start: int, end: int) -> None:
+        sel = self.selectionModel()
+        if sel is not None and not parent.isValid():
+            current = sel.currentIndex()
+            leaving = (current.isValid() and start <= current.row() <= end) or any(
+                start <= i.row() <= end for i in sel.selectedRows())
+            if leaving:
+                sel.clear()  # selection and current index: nothing slides onto a neighbour
+        super().rowsAboutToBeRemoved(parent, start, end)
+
+
 def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
     """A table whose columns are as wide as their widest text (``fit_columns``), resizable by the trader; the last
-    column takes the room left; an id column elides in the middle (its ends are what tell two ids apart)."""
-    view = QtWidgets.QTableView()
+    column takes the room left; an id column elides in the middle (its ends are what tell two ids apart); the
+    selection stays with its row's key and clears when that row leaves (``KeyedTableView``)."""
+    view = KeyedTableView()
     view.setModel(model)
     view.verticalHeader().setVisible(False)
     view.verticalHeader().setDefaultSectionSize(20)
@@ -357,12 +383,37 @@ def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
     header.setDefaultSectionSize(48)  # the stretched last column may shrink to this before the table scrolls
     columns = getattr(model, "columns", ())
     hfm = QtGui.QFontMetrics(header.font())
-    for n, col in enumerate(columns[:-1]):  # the last one takes the room left (stretched)
-        header.resizeSection(n, hfm.horizontalAdvance(col.title) + HEADER_PAD)
+    for n, col in enumerate(columns):
+        view.setColumnHidden(n, not col.shown)
+        if n < len(columns) - 1:  # the last one takes the room left (stretched)
+            header.resizeSection(n, hfm.horizontalAdvance(col.title) + HEADER_PAD)
+    if columns:
+        header.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(
+            lambda pos: column_menu(view).exec(header.mapToGlobal(pos)))
     if isinstance(model, DeclaredTableModel):
         model.rowsInserted.connect(lambda _p, first, last: fit_columns(view, first, last))
         model.dataChanged.connect(lambda tl, br, _roles=(): fit_columns(view, tl.row(), br.row()))
     return view
+
+
+def column_menu(view: QtWidgets.QTableView) -> QtWidgets.QMenu:
+    """The header's context menu: every column, ticked when shown; a click shows or hides it (one stays)."""
+    model: DeclaredTableModel = view.model()  # type: ignore[assignment]
+    menu = QtWidgets.QMenu(view)
+    for n, col in enumerate(model.columns):
+        action = menu.addAction(col.title)
+        action.setCheckable(True)
+        action.setChecked(not view.isColumnHidden(n))
+
+        def toggle(on: bool, n: int = n) -> None:
+            shown = sum(not view.isColumnHidden(i) for i in range(len(model.columns)))
+            if on or shown > 1:
+                view.setColumnHidden(n, not on)
+                if on:
+                    fit_columns(view, 0, model.rowCount() - 1)
+        action.toggled.connect(toggle)
+    return menu
 
 
 HEADER_PAD = 18  # the header's padding (6 px a side in the style sheet) and a little air
@@ -377,7 +428,9 @@ def fit_columns(view: QtWidgets.QTableView, first: int, last: int) -> None:
     header = view.horizontalHeader()
     fm = view.fontMetrics()
     id_cap = fm.horizontalAdvance("0" * ID_CHARS) + CELL_PAD
-    for n, col in enumerate(model.columns[:-1]):
+    shown = [n for n in range(len(model.columns)) if not view.isColumnHidden(n)]
+    for n in shown[:-1]:  # the last one shown is stretched to the room left
+        col = model.columns[n]
         widest = max((fm.horizontalAdvance(t) for t in model.texts(n, first, last)), default=0) + CELL_PAD
         if col.is_id:
             widest = min(widest, id_cap)

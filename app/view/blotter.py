@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from app.market.instruments import Instrument, Instruments
-from app.models import Fill, Order, Position, Side
+from app.models import Fill, Order, OrderStatus, Position, Side
 from app.trading.journal import HistoryRecords, read_history
 from app.trading.portfolio import DAY_MS, apply_to_position, utc_day_start
 
@@ -312,6 +313,15 @@ def _money(inst: Instrument, v: Decimal, sign: bool = True) -> str:
 # Short words where the exchange's are long, so a narrow dock keeps the numbers and the id in view.
 TYPE_TEXT = {"STOP_MARKET": "STOP MKT"}
 STATUS_TEXT = {"PARTIALLY_FILLED": "PARTIAL"}
+REPLACED = re.compile(r"replaced by (\S+)")
+
+
+def _status(o: Order) -> str:
+    """PARTIAL for PARTIALLY_FILLED; REPLACED for a canceled order whose reason names the order that replaced it
+    (a moved bracket leg: "moved: replaced by <id>")."""
+    if o.status is OrderStatus.CANCELED and o.reject_reason and REPLACED.search(o.reject_reason):
+        return "REPLACED"
+    return STATUS_TEXT.get(o.status.value, o.status.value)
 
 
 def order_row(o: Order, inst: Instrument, now_ms: int, tz: dt.tzinfo | None = None) -> OrderRow:
@@ -322,8 +332,8 @@ def order_row(o: Order, inst: Instrument, now_ms: int, tz: dt.tzinfo | None = No
         qty=_qty(inst, r.qty),
         price=_price(inst, r.limit_price if r.limit_price is not None else r.stop_price),
         price_value=r.limit_price if r.limit_price is not None else r.stop_price,
-        filled=_qty(inst, o.filled_qty) if o.filled_qty else "", avg=_price(inst, o.avg_price),
-        status=STATUS_TEXT.get(o.status.value, o.status.value), note=o.reject_reason or "", working=o.status.is_open,
+        filled=_qty(inst, o.filled_qty), avg=_price(inst, o.avg_price),
+        status=_status(o), note=o.reject_reason or "", working=o.status.is_open,
         created_ms=o.created_ms)
 
 
@@ -371,14 +381,23 @@ def quote_money(quote: str) -> Callable[..., str]:
     return Instrument.from_steps(f"PNL{quote}", Decimal("1e-8"), Decimal(1), quote=quote).fmt_money
 
 
-def _history_line(history: TradeHistory, now_ms: int) -> str:
-    total = sum((t.realised for t in history.days.values()), ZERO)
-    closed = sum(t.closed for t in history.days.values())
+def _history_line(history: TradeHistory, listed: int) -> str:
+    """The History tab's header: the sum of the closed positions (what their rows add up to; ``listed``: how many
+    rows are shown, the newest), then, apart, what the open positions have realised so far (their fees, partial
+    exits), which the day and symbol totals count as well."""
+    money = quote_money(history.quote)
+    total = sum((t.realised for t in history.closed), ZERO)
+    closed = len(history.closed)
     since = dt.datetime.fromtimestamp(history.since_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d") \
         if history.since_ms else "the first fill"
-    text = (f"realised since {since} (UTC days, after fees): "
-            f"{quote_money(history.quote)(total, sign=total != 0)} {history.quote} · "
+    text = (f"realised since {since} (after fees): {money(total, sign=total != 0)} {history.quote} · "
             f"{closed} position{'' if closed == 1 else 's'} closed")
+    if listed < closed:
+        text += f" (the newest {listed:,} listed)"
+    open_pnl = sum((o.pos.realized_pnl for o in history._open.values()), ZERO)
+    if open_pnl:
+        text += (f" · open positions so far: {money(open_pnl, sign=True)} {history.quote} (fees, partial exits; "
+                 "in the day and symbol totals)")
     return f"{text} · {history.note}" if history.note else text
 
 
@@ -386,13 +405,14 @@ def _history_line(history: TradeHistory, now_ms: int) -> str:
 @dataclass(slots=True)
 class RowCache:
     """Rows already made, reused while what they show is unchanged (an order by its state, a fill and a closed
-    position by id) and the local day is the same (a time shows its date once its day has passed): a rebuild after
-    one fill then formats one fill, not three hundred."""
+    position by id, each with the instrument it was formatted in) and the local day is the same (a time shows its
+    date once its day has passed): a rebuild after one fill then formats one fill, not three hundred. A row made
+    with the fallback instrument (before the exchange's filters arrived) is made again in the exchange's."""
 
     day: dt.date | None = None
     orders: dict[tuple, OrderRow] = field(default_factory=dict)
-    fills: dict[str, FillRow] = field(default_factory=dict)
-    closed: dict[str, ClosedRow] = field(default_factory=dict)
+    fills: dict[str, tuple[Instrument, FillRow]] = field(default_factory=dict)
+    closed: dict[str, tuple[Instrument, ClosedRow]] = field(default_factory=dict)
 
     def start(self, now_ms: int, tz: dt.tzinfo | None, bound: int) -> None:
         day = dt.datetime.fromtimestamp(now_ms / 1000, tz=tz).date()
@@ -419,23 +439,26 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
     cache.start(now_ms, tz, 4 * (order_rows + fill_rows + closed_rows))
 
     def orow(o: Order) -> OrderRow:
-        k = (o.id, o.request, o.status, o.filled_qty, o.avg_price, o.reject_reason, o.updated_ms, o.created_ms)
+        i = inst(o.symbol)
+        k = (o.id, o.request, o.status, o.filled_qty, o.avg_price, o.reject_reason, o.updated_ms, o.created_ms, i)
         row = cache.orders.get(k)
         if row is None:
-            row = cache.orders[k] = order_row(o, inst(o.symbol), now_ms, tz)
+            row = cache.orders[k] = order_row(o, i, now_ms, tz)
         return row
 
     def frow(f: Fill) -> FillRow:
-        row = cache.fills.get(f.id)
-        if row is None:
-            row = cache.fills[f.id] = fill_row(f, inst(f.symbol), now_ms, quote, tz)
-        return row
+        i = inst(f.symbol)
+        made = cache.fills.get(f.id)
+        if made is None or made[0] != i:
+            made = cache.fills[f.id] = (i, fill_row(f, i, now_ms, quote, tz))
+        return made[1]
 
     def crow(t: ClosedTrade) -> ClosedRow:
-        row = cache.closed.get(t.key)
-        if row is None:
-            row = cache.closed[t.key] = _closed_row(t, inst(t.symbol), now_ms, tz)
-        return row
+        i = inst(t.symbol)
+        made = cache.closed.get(t.key)
+        if made is None or made[0] != i:
+            made = cache.closed[t.key] = (i, _closed_row(t, i, now_ms, tz))
+        return made[1]
 
     def unique_orders(rows: Iterable[Order]) -> list[Order]:
         seen: dict[str, Order] = {}
@@ -460,14 +483,15 @@ def blotter_view(*, working: Sequence[Order], orders: Sequence[Order], fills: Se
     symbols: tuple[PnlRow, ...] = ()
     line = "no trade history"
     if history is not None:
-        closed_rows_ = tuple(crow(t) for t in reversed(history.closed[-closed_rows:]))
+        listed = history.closed[-closed_rows:]
+        closed_rows_ = tuple(crow(t) for t in reversed(listed))
         money = quote_money(quote)
 
         days = tuple(_pnl_row(dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"),
                               dt.datetime.fromtimestamp(d / 1000, tz=dt.UTC).strftime("%Y-%m-%d"), t, money, quote)
                      for d, t in sorted(history.days.items(), reverse=True))
         symbols = tuple(_pnl_row(s, s, t, money, quote) for s, t in sorted(history.symbols.items()))
-        line = _history_line(history, now_ms)
+        line = _history_line(history, len(listed))
     return BlotterView(
         working=working_rows,
         orders=tuple(orow(o) for o in order_list),
@@ -532,6 +556,7 @@ class DeskBlotter:
         self.loading: Future | None = loading  # the history being read; None once it is in
         self._new: list[Fill] = []  # fills from the broker not yet taken into the history
         self._version = -1
+        self._instruments: tuple[Instrument, ...] = ()  # the desk's symbols' instruments the rows were made in
         self._last: BlotterView | None = None
         me = weakref.ref(self)
 
@@ -595,7 +620,10 @@ class DeskBlotter:
         last = self._last
         today = dt.datetime.fromtimestamp(now_ms / 1000, tz=self.tz).date()
         history = None if self.loading is not None else self.history
-        if last is not None and d.version == self._version and today == self.cache.day:  # only the marks moved
+        # The exchange's filters may arrive after the first rows were made in the fallback's 8 places: made again.
+        instruments = tuple(d.instruments.get(s) for s in d.books)
+        if (last is not None and d.version == self._version and today == self.cache.day
+                and instruments == self._instruments):  # only the marks moved
             rows = tuple(_position_row(p, d.instruments.get(p.symbol), d.last_price(p.symbol), history, now_ms,
                                        self.tz) for p in sorted((p for p in positions if p.qty != 0),
                                                                 key=lambda p: p.symbol))
@@ -603,6 +631,7 @@ class DeskBlotter:
                 self._last = replace(last, positions=rows)
             return self._last
         self._version = d.version
+        self._instruments = instruments
         if history is not None:
             if self.listening:
                 new, self._new = self._new, []
