@@ -28,6 +28,7 @@ from app.trading.journal import (
     PricePath,
     ProposalRecord,
     ReviewKind,
+    pending_row,
     report_totals,
 )
 from app.trading.portfolio import apply_to_position
@@ -47,6 +48,7 @@ def counterfactual_report(
     fee_rate: Decimal = ZERO,
     since_ms: int | None = None,
     fill_limit: int = FILL_LIMIT,
+    now_ms: int | None = None,
 ) -> CounterfactualReport:
     """``Journal.counterfactual_report`` (same arguments) with the reviewed CLOSE proposals added as rows (action
     "CLOSE"), all rows in the order the proposals were made, and the totals over all of them (the journal's rule).
@@ -54,9 +56,10 @@ def counterfactual_report(
     The positions the closes meant to close come from one pass over the fills, in time order, from the journal's
     last balance before the first close (``Journal.history``: its positions, then at most ``fill_limit`` fills, the
     newest). When there were more, the positions start flat at the first fill read, and a close made before it has
-    no score (its position is not known)."""
+    no score (its position is not known). A proposal whose horizon ends after ``now_ms`` (the time the report is
+    made at; None: all are over) is PENDING: listed, not scored at the price of the moment, in no total."""
     base = journal.counterfactual_report(path, equity=equity, horizon_ms=horizon_ms, fee_rate=fee_rate,
-                                         since_ms=since_ms)
+                                         since_ms=since_ms, now_ms=now_ms)
     proposals = journal.proposals(PROPOSAL_LIMIT)
     closes = sorted((p for p in proposals
                      if p.review is not None and p.decision.body is not None
@@ -84,11 +87,17 @@ def counterfactual_report(
             i += 1
         held = positions.get(p.decision.symbol)
         qty = None if known_from is not None and p.created_ms < known_from else held.qty if held else ZERO
+        if now_ms is not None and p.decision.state_ms + horizon_ms > now_ms:
+            last = (p.features or {}).get("last_price")
+            entry = None if last is None else _num(last)
+            notional = abs(qty) * entry if qty is not None and entry is not None else ZERO
+            rows.append(pending_row(p, Action.CLOSE.value, entry, notional))
+            continue
         closing = [f for oid in orders_of.get(p.id, ()) for f in fills_of.get(oid, ())]
         rows.append(_close_row(p, path, qty, closing, horizon_ms))
     made = {p.id: p.created_ms for p in proposals}
     rows.sort(key=lambda r: (made.get(r.proposal_id, r.entry_ms), r.proposal_id))
-    return totals(rows, base.equity, horizon_ms)
+    return totals(rows, base.equity, horizon_ms, now_ms)
 
 
 totals = report_totals  # the journal's sums: one rule for both reports

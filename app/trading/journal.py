@@ -401,6 +401,7 @@ class Exit(StrEnum):
     STOP_LOSS = "STOP_LOSS"
     HORIZON = "HORIZON"  # neither level touched: out at the last price at or before the horizon
     NO_DATA = "NO_DATA"  # no price after the entry (or no entry price stored): left out of the totals
+    PENDING = "PENDING"  # its horizon has not passed yet (the report's now_ms): not scored, left out of the totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,23 +449,28 @@ class CounterfactualReport:
     model_pnl: Decimal
     override_value: Decimal
     no_data: int
+    pending: int = 0  # proposals whose horizon had not passed at now_ms: listed, not scored, not in the sums
+    now_ms: int | None = None  # the time the report was made at (None: every horizon taken as passed)
 
 
-def report_totals(rows: list[CounterfactualRow], equity: Decimal, horizon_ms: int) -> CounterfactualReport:
+def report_totals(rows: list[CounterfactualRow], equity: Decimal, horizon_ms: int,
+                  now_ms: int | None = None) -> CounterfactualReport:
     """The report over ``rows`` (oldest first) with its sums (see ``CounterfactualReport``): the one rule for the
-    journal's BUY / SELL report and for the one with CLOSE rows added (``app.trading.counterfactual``)."""
+    journal's BUY / SELL report and for the one with CLOSE rows added (``app.trading.counterfactual``). A PENDING
+    row (its horizon not passed at ``now_ms``) is in no sum."""
     zero = Decimal(0)
 
     def total(rs: Iterable[CounterfactualRow], attr: str) -> Decimal:
         return sum((v for r in rs if (v := getattr(r, attr)) is not None), zero)
 
+    all_rows, rows = rows, [r for r in rows if r.exit != Exit.PENDING]
     simulated = [r for r in rows if r.sim_pnl is not None]
     taken = [r for r in rows if r.taken]
     rejected = total((r for r in rows if r.kind == ReviewKind.REJECTED), "sim_pnl")
     expired = total((r for r in rows if r.kind == ReviewKind.EXPIRED), "sim_pnl")
     override = sum(((r.actual_pnl or zero) - r.sim_pnl for r in simulated if r.sim_pnl is not None), zero)
     return CounterfactualReport(
-        rows=rows,
+        rows=all_rows,
         equity=equity,
         horizon_ms=horizon_ms,
         rejected_pnl=rejected,
@@ -475,7 +481,19 @@ def report_totals(rows: list[CounterfactualRow], equity: Decimal, horizon_ms: in
         model_pnl=total(simulated, "sim_pnl"),
         override_value=override,
         no_data=len(rows) - len(simulated),
+        pending=len(all_rows) - len(rows),
+        now_ms=now_ms,
     )
+
+
+def pending_row(p: ProposalRecord, action: str, entry: Decimal | None, notional: Decimal) -> CounterfactualRow:
+    """A reviewed proposal whose horizon has not passed: listed, not scored (see ``Exit.PENDING``)."""
+    assert p.review is not None
+    kind = ReviewKind(p.review.kind)
+    return CounterfactualRow(
+        proposal_id=p.id, symbol=p.decision.symbol, action=action, kind=kind.value, taken=kind.taken,
+        entry_ms=p.decision.state_ms, entry_price=entry, notional=notional, exit_ms=None, exit_price=None,
+        exit=Exit.PENDING, sim_pnl_pct=None, sim_pnl=None)
 
 
 # ----- helpers ------------------------------------------------------------------------------------------------------
@@ -1237,8 +1255,11 @@ class Journal:
         horizon_ms: int = 15 * 60_000,
         fee_rate: Decimal = Decimal(0),
         since_ms: int | None = None,
+        now_ms: int | None = None,
     ) -> CounterfactualReport:
         """What the reviewed BUY/SELL proposals earned, or would have earned, had they been taken as proposed.
+        A proposal whose horizon ends after ``now_ms`` (the time the report is made at; None: all are over) is
+        PENDING: not scored at the price of the moment, and left out of the totals.
 
         Each one is played on ``path(symbol, entry_ms, entry_ms + horizon_ms)``: entry at the stored state's last
         price at its exchange time; exit at the first price that touches the stop-loss or take-profit level
@@ -1260,11 +1281,13 @@ class Journal:
             where += " AND p.created_ms >= ?"
             params = (since_ms,)
         rows = self._conn.execute(_PROPOSAL_SELECT + where + " ORDER BY p.created_ms, p.rowid", params).fetchall()
-        report_rows = [self._counterfactual_row(_proposal(r), path, equity, horizon_ms, fee_rate) for r in rows]
-        return report_totals(report_rows, equity, horizon_ms)
+        report_rows = [self._counterfactual_row(_proposal(r), path, equity, horizon_ms, fee_rate, now_ms)
+                       for r in rows]
+        return report_totals(report_rows, equity, horizon_ms, now_ms)
 
     def _counterfactual_row(
-        self, p: ProposalRecord, path: PricePath, equity: Decimal, horizon_ms: int, fee_rate: Decimal
+        self, p: ProposalRecord, path: PricePath, equity: Decimal, horizon_ms: int, fee_rate: Decimal,
+        now_ms: int | None = None,
     ) -> CounterfactualRow:
         body = p.decision.body
         assert body is not None and p.review is not None  # selected by the query
@@ -1275,6 +1298,8 @@ class Journal:
         last = (p.features or {}).get("last_price")
         entry = None if last is None else _num(last)
         notional = equity * _num(body.size_pct) / 100
+        if now_ms is not None and end > now_ms:
+            return pending_row(p, body.action.value, entry, notional)
         points = sorted((int(ms), _num(px)) for ms, px in path(symbol, start, end) if start < ms <= end)
 
         exit_ms: int | None = None

@@ -5,6 +5,7 @@ names the proposal's time and symbol, and the text says which prices it scored a
 from __future__ import annotations
 
 import textwrap
+import time
 from datetime import datetime
 from decimal import Decimal
 
@@ -63,10 +64,14 @@ def format_report(r: CounterfactualReport, *, instruments: Instruments | None = 
     ]
     for row in r.rows:
         inst = _instrument(instruments, row.symbol, row.entry_price)
+        head = (f"{local_time(row.entry_ms):<20}{row.symbol:<11}{row.action:<7}{row.kind:<14}"
+                f"{_p(inst, row.entry_price):>14}")
+        if row.exit == Exit.PENDING:  # not scored at the price of the moment
+            lines.append(f"{head}{'':>14}{_pending(row.entry_ms + r.horizon_ms, r.now_ms):>35}  {row.proposal_id}")
+            continue
         how = row.exit.value if row.exit != Exit.NO_DATA or row.action != "CLOSE" or row.open_qty else "NO_POS"
         lines.append(
-            f"{local_time(row.entry_ms):<20}{row.symbol:<11}{row.action:<7}{row.kind:<14}"
-            f"{_p(inst, row.entry_price):>14}{_p(inst, row.exit_price):>14}{how:>11}"
+            f"{head}{_p(inst, row.exit_price):>14}{how:>11}"
             f"{_m(inst, row.sim_pnl):>12}{_m(inst, row.actual_pnl) if row.taken else '':>12}  {row.proposal_id}"
         )
     closes = [row for row in r.rows if row.action == "CLOSE"]
@@ -80,10 +85,20 @@ def format_report(r: CounterfactualReport, *, instruments: Instruments | None = 
     if closes:
         saved = sum((row.sim_pnl for row in closes if row.sim_pnl is not None and not row.taken), Decimal(0))
         lines.append(f"of which CLOSE proposals not taken would have saved {saved:+,.2f}")
+    if r.pending:
+        lines.append(f"{r.pending} proposal{' whose horizon has' if r.pending == 1 else 's whose horizons have'} "
+                     "not passed yet: pending, left out of the totals until scored")
     if r.no_data:
         lines.append(f"{r.no_data} proposals without price data for their horizon (or a CLOSE with nothing to close, "
                      "NO_POS) are left out")
     return "\n".join(lines)
+
+
+def _pending(end_ms: int, now_ms: int | None) -> str:
+    """'pending (horizon in 7 min)': when it will be scored, in whole minutes rounded up."""
+    if now_ms is None:
+        return "pending"
+    return f"pending (horizon in {max(1, -(-(end_ms - now_ms) // 60_000))} min)"
 
 
 def _instrument(instruments: Instruments | None, symbol: str, price: Decimal | None) -> Instrument:
@@ -101,10 +116,12 @@ def _m(inst: Instrument, v: Decimal | None) -> str:
 
 
 def show_report(parent: QtWidgets.QWidget, journal: Journal, market: MarketData, equity,
-                instruments: Instruments | None = None, prices: str = PRICES) -> QtWidgets.QDialog:
+                instruments: Instruments | None = None, prices: str = PRICES,
+                now_ms: int | None = None) -> QtWidgets.QDialog:
     """Trading > Counterfactual report…: every reviewed proposal (BUY, SELL and CLOSE) scored on the candles held
     (``prices`` says which, e.g. the built-in exchange's path, the same across restarts)."""
-    report = counterfactual_report(journal, price_path_from(market), equity=equity)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms  # a horizon not passed yet: pending
+    report = counterfactual_report(journal, price_path_from(market), equity=equity, now_ms=now_ms)
     dialog = QtWidgets.QDialog(parent)
     dialog.setWindowTitle("Counterfactual report")
     layout = QtWidgets.QVBoxLayout(dialog)
