@@ -1,11 +1,18 @@
 """Help > Keyboard shortcuts: every key the terminal answers to, made from the same table the window binds its
-keys from (``Settings.hotkeys`` over ``app.config.HOTKEY_ACTIONS``), so the list cannot drift from the bindings."""
+keys from (``Settings.hotkeys`` over ``app.config.HOTKEY_ACTIONS``), so the list cannot drift from the bindings;
+then "Mouse and panel keys", what the panels answer to themselves (Delete in Orders, a double-click, a drag on the
+chart), from ``app.ui.panel_keys.PANEL_KEYS``, each row of which a test drives on its panel."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.config import HOTKEY_ACTIONS
+from app.ui.panel_keys import PANEL_KEYS
+
+PANEL_SECTION = "Mouse and panel keys"
 
 
 def help_rows(keys: dict[str, str]) -> list[tuple[str, str, str, str]]:
@@ -19,6 +26,31 @@ def help_rows(keys: dict[str, str]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def panel_key_rows() -> list[tuple[str, str, str, str]]:
+    """(panel, key or gesture, what it does, name) for every row of ``PANEL_KEYS``, in its order."""
+    return [(pk.where, pk.key, pk.does, pk.name) for pk in PANEL_KEYS]
+
+
+def _table(rows: list[tuple[str, str, str, str]], third: str, tip: Callable[[str], str]) -> QtWidgets.QTableWidget:
+    table = QtWidgets.QTableWidget(len(rows), 3)
+    table.setHorizontalHeaderLabels(["Key", "Does", third])
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setShowGrid(False)
+    table.setWordWrap(False)
+    for i, (group, key, label, name) in enumerate(rows):
+        for j, text in enumerate((key, label, group)):
+            item = QtWidgets.QTableWidgetItem(text)
+            item.setToolTip(tip(name) or label)
+            table.setItem(i, j, item)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
+    header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+    return table
+
+
 class KeyboardHelp(QtWidgets.QDialog):
     def __init__(self, keys: dict[str, str], parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -27,22 +59,17 @@ class KeyboardHelp(QtWidgets.QDialog):
         self.rows = help_rows(keys)
         outer = QtWidgets.QVBoxLayout(self)
         outer.setContentsMargins(8, 8, 8, 8)
-        self.table = QtWidgets.QTableWidget(len(self.rows), 3)
-        self.table.setHorizontalHeaderLabels(["Key", "Does", "Menu"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setShowGrid(False)
-        for i, (group, key, label, name) in enumerate(self.rows):
-            for j, text in enumerate((key, label, group)):
-                item = QtWidgets.QTableWidgetItem(text)
-                item.setToolTip(f"hotkeys.{name} in the settings file")
-                self.table.setItem(i, j, item)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        outer.addWidget(self.table, 1)
+        self.panel_rows = panel_key_rows()
+        self.table = _table(self.rows, "Menu", lambda name: f"hotkeys.{name} in the settings file")
+        outer.addWidget(self.table, 3)
+        heading = QtWidgets.QLabel(PANEL_SECTION)
+        heading.setObjectName("helpSection")
+        font = heading.font()
+        font.setBold(True)
+        heading.setFont(font)
+        outer.addWidget(heading)
+        self.panel_table = _table(self.panel_rows, "Panel", lambda name: "")
+        outer.addWidget(self.panel_table, 2)
         note = QtWidgets.QLabel(
             "Single-letter and digit keys act when no text field has the focus (a field keeps its letters). "
             "Trading keys act on the symbol on screen with the ticket's quantity. Change a key in File > Settings > "
@@ -56,11 +83,12 @@ class KeyboardHelp(QtWidgets.QDialog):
         row.addStretch(1)
         row.addWidget(close)
         outer.addLayout(row)
-        self.resize(560, 520)
+        self.resize(600, 640)
 
     def text(self) -> str:
-        """The list as plain text (one "key  what it does" line per action)."""
-        return "\n".join(f"{key}\t{label}" for _, key, label, _ in self.rows)
+        """The list as plain text (one "key  what it does" line per action; then the panels' keys)."""
+        return "\n".join([*(f"{key}\t{label}" for _, key, label, _ in self.rows), "", PANEL_SECTION,
+                          *(f"{key}\t{label}\t({where})" for where, key, label, _ in self.panel_rows)])
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
         if event.key() == QtCore.Qt.Key.Key_F1:  # F1 again closes it, as it opened it

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui import theme
+from app.ui.panel_keys import WATCHLIST_CHOOSE
 from app.view.watchlist import Watchlist, WatchRow
 
 Role = QtCore.Qt.ItemDataRole
@@ -218,7 +219,7 @@ class WatchlistPanel(QtWidgets.QWidget):
             self._fit()
             return False
         if (obj is self.view and event.type() == QtCore.QEvent.Type.KeyPress
-                and event.key() in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter)):  # type: ignore[attr-defined]
+                and event.key() in WATCHLIST_CHOOSE.qt_keys):  # type: ignore[attr-defined]
             self._chosen(self.view.currentIndex())
             return True
         return super().eventFilter(obj, event)
