@@ -75,6 +75,8 @@ def test_the_last_price_tag_sits_in_the_axis_gutter_not_over_the_newest_candles(
 
 
 def test_entry_stop_and_target_labels_read_with_separators_above_their_lines_and_over_the_candles(chart, series):
+    chart.resize(1900, 700)
+    chart.LABEL_ROOM_PX = 1000  # room for the whole entry label (a narrow chart shortens it: test_chart_walkthrough)
     chart.refresh(series)
     last = D(str(chart.last_line.value()))
     entry = BTC.round_price(last)
@@ -105,6 +107,8 @@ def test_entry_stop_and_target_labels_read_with_separators_above_their_lines_and
 
 
 def test_the_open_pnl_on_the_position_line_follows_the_mark(chart, series):
+    chart.resize(1900, 700)
+    chart.LABEL_ROOM_PX = 1000  # room for the whole entry label
     chart.refresh(series)
     chart.show_position(position("-0.25", "60000"), (None, None), [], mark=D("59900"))
     assert chart.position_lines["entry"].text == "SHORT 0.250 @ 60,000.0 · +25.00 USDT"

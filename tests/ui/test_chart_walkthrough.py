@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 from PySide6 import QtCore, QtGui, QtTest
 
-from app.models import Fill, Liquidity, Side
+from app.models import Fill, Liquidity, Position, Side
 from app.ui.chart.chart_widget import ChartWidget
 from app.view.chart import ChartOrder
 from tests.ui.test_chart import aggregator_with_trades
@@ -98,7 +98,6 @@ def test_follow_comes_back_only_when_a_drag_back_to_the_live_edge_ends(chart, se
 
 
 # ----- 2. order labels leave the candles their room -------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="being fixed")
 def test_an_order_outside_the_price_range_reserves_no_room_and_gets_an_edge_marker(chart, series):
     chart.refresh(series)
     chart.grab()
@@ -116,7 +115,6 @@ def test_an_order_outside_the_price_range_reserves_no_room_and_gets_an_edge_mark
     assert min(abs(label.top() - plot.top()), abs(label.bottom() - plot.bottom())) < 10
 
 
-@pytest.mark.xfail(strict=True, reason="being fixed")
 def test_labels_in_view_reserve_at_most_a_modest_part_of_the_width(chart, series):
     chart.resize(1280, 700)
     chart.refresh(series)
@@ -159,7 +157,6 @@ def test_the_read_out_is_compact_and_elided_at_the_room_it_has(chart, series, qt
 
 
 # ----- 4. labels over every line ----------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="being fixed")
 def test_level_labels_are_drawn_above_the_last_price_line(chart, series):
     chart.refresh(series)
     assert chart.label_layer.zValue() > chart.last_line.zValue()
@@ -195,3 +192,20 @@ def test_a_dragged_order_snaps_to_a_round_step_that_follows_the_zoom(chart, seri
         drag(chart, chart.order_lines["O1"], float(rows[0].price) - 37.37, qtbot)
     price = sig.args[1]
     assert price % step == 0 and BTC.on_tick(price)
+
+
+def test_the_entry_label_drops_the_currency_then_the_price_when_the_room_is_short(chart, series):
+    chart.refresh(series)
+    last = BTC.round_price(D(str(chart.last_line.value())))
+    entry = chart.position_lines["entry"]
+    texts = {}
+    for width in (3000, 1000, 500):
+        chart.resize(width, 700)
+        chart.LABEL_ROOM_PX = 10_000 if width == 3000 else ChartWidget.LABEL_ROOM_PX
+        chart.show_position(Position("BTCUSDT", qty=D("0.5"), avg_price=last), (None, None), [], mark=last + 10)
+        texts[width] = entry.text
+        assert entry.label_width_px() <= chart._label_room_px() or width == 500
+    price = BTC.fmt_price(last)
+    assert texts[3000] == f"LONG 0.500 @ {price} · +5.00 USDT"  # room enough: all of it
+    assert texts[500] == "LONG 0.500 · +5.00"  # a narrow chart: side, size and open PnL
+    assert texts[1000] in (f"LONG 0.500 @ {price} · +5.00", "LONG 0.500 · +5.00")

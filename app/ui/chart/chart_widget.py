@@ -22,7 +22,7 @@ from app.ui.chart.items import (
     price_decimals,
     set_y_range,
 )
-from app.ui.chart.levels import TYPE_WORDS, AxisPriceTag, LevelLine
+from app.ui.chart.levels import TYPE_WORDS, AxisPriceTag, LabelLayer, LevelLine
 from app.ui.chart.overlays import IndicatorOverlays
 from app.view.chart import ChartOrder
 
@@ -214,6 +214,10 @@ class ChartWidget(QtWidgets.QWidget):
         self.order_lines: dict[str, LevelLine] = {}
         self._orders_shown: tuple | None = None
         self.order_lines_built = 0  # how many times the order lines were updated (tests: no per-frame rebuilds)
+        # Every level's label over every line (the last price's too) and over the candles and markers.
+        self.label_layer = LabelLayer(lambda: [*self.position_lines.values(), *self.order_lines.values()])
+        self.label_layer.setZValue(20)
+        self.price_plot.addItem(self.label_layer, ignoreBounds=True)
         # Fills are diamonds in the side's colour with a light outline: proposals are the (badge-coloured) arrows.
         # Hovering one says what it is ("Fill · BUY 0.100 @ 60,000.0").
         self.fill_markers = pg.ScatterPlotItem(size=9, symbol="d", pen=pg.mkPen(t.text, width=1), hoverable=True,
@@ -360,7 +364,11 @@ class ChartWidget(QtWidgets.QWidget):
         if has_pos:
             if mark is None and np.isfinite(self.last_line.value()):
                 mark = Decimal(repr(self.last_line.value()))
-            self.position_lines["entry"].set_level(float(position.avg_price), self._entry_text(mark))
+            entry = self.position_lines["entry"]
+            room = self._label_room_px()
+            forms = self._entry_texts(mark)
+            entry.set_level(float(position.avg_price),
+                            next((f for f in forms if entry.label_width_px(f) <= room), forms[-1]))
         else:
             self.position_lines["entry"].set_level(None)
         for name, value in (("sl", sl), ("tp", tp)):
@@ -388,15 +396,25 @@ class ChartWidget(QtWidgets.QWidget):
             brush=[pg.mkBrush(t.up if f.side.value == "BUY" else t.down) for f in mine],
         )
 
-    def _entry_text(self, mark: Decimal | None) -> str:
+    def _entry_texts(self, mark: Decimal | None) -> list[str]:
+        """The entry's label, longest first: "LONG 0.500 @ 60,000.0 · +123.45 USDT", without the currency, then
+        without the price; the chart shows the first that fits the room kept for labels beside the candles."""
         qty, avg = self._entry
-        text = f"{'LONG' if qty > 0 else 'SHORT'} {self._fmt_volume(abs(qty))} @ {self.fmt_price(avg)}"
+        side = f"{'LONG' if qty > 0 else 'SHORT'} {self._fmt_volume(abs(qty))}"
+        text = f"{side} @ {self.fmt_price(avg)}"
         if mark is None:
-            return text
+            return [text, side]
         pnl = qty * (mark - avg)
         if self.instrument is not None:
-            return f"{text} · {self.instrument.fmt_money(pnl, sign=True)} {self.instrument.quote}".rstrip()
-        return f"{text} · {pnl:+,.2f} {split_symbol(self.symbol_label.text())[1]}".rstrip()
+            money, quote = self.instrument.fmt_money(pnl, sign=True), self.instrument.quote
+        else:
+            money, quote = f"{pnl:+,.2f}", split_symbol(self.symbol_label.text())[1]
+        return [f"{text} · {money} {quote}".rstrip(), f"{text} · {money}", f"{side} · {money}"]
+
+    def _label_room_px(self) -> float:
+        """The most room kept right of the live candle for level labels: LABEL_ROOM_SHARE of the plot's width and
+        LABEL_ROOM_PX at most."""
+        return min(self.LABEL_ROOM_SHARE * self.price_plot.vb.width(), self.LABEL_ROOM_PX)
 
     def _bracket_text(self, name: str, price: Decimal) -> str:
         text = f"{name.upper()} {self.fmt_price(price)}"
@@ -448,31 +466,67 @@ class ChartWidget(QtWidgets.QWidget):
         return [line for line in (*self.position_lines.values(), *self.order_lines.values())
                 if line.isVisible() and line.text]
 
+    LABEL_ROOM_SHARE = 0.18  # the most of the plot's width kept right of the live candle for level labels
+    LABEL_ROOM_PX = 220.0
+
     def _layout_labels(self, *_args) -> None:
-        """Labels that would overlap (an order near the target) sit side by side, the position's first."""
+        """Labels that would overlap (an order near the target) are stacked: the position's stay on their lines, a
+        later one moves up or down by a label or two (the room beside the candles is narrow); only when that is not
+        enough it sits to the left."""
         placed: list[QtCore.QRectF] = []
+        plot = self.price_plot.vb.sceneBoundingRect()
         for line in sorted(self._level_lines(), key=lambda line: -line.zValue()):
-            line.set_label_shift(0.0)
+            line.set_label_shift(0.0, 0.0)
             rect = line.label_scene_rect()
+            lift = self._free_lift(rect, placed, plot) if not line.off_view() else None
             shift = 0.0
-            moved = True
-            while moved:
-                moved = False
-                for other in placed:
-                    if rect.translated(-shift, 0).intersects(other):
-                        shift = rect.right() - other.left() + 4.0
-                        moved = True
-            line.set_label_shift(shift)
-            placed.append(rect.translated(-shift, 0))
+            if lift is None:
+                lift = 0.0
+                moved = True
+                while moved:
+                    moved = False
+                    for other in placed:
+                        if rect.translated(-shift, 0).intersects(other):
+                            shift = rect.right() - other.left() + 4.0
+                            moved = True
+            line.set_label_shift(shift, lift)
+            placed.append(rect.translated(-shift, -lift))
+
+    @staticmethod
+    def _free_lift(rect: QtCore.QRectF, placed: list[QtCore.QRectF], plot: QtCore.QRectF) -> float | None:
+        """The smallest vertical move (pixels, up +) of at most two labels' height that clears every placed label
+        and stays in the plot; None if there is none."""
+        limit = 2.2 * rect.height()
+        tried: set[float] = set()
+        todo = [0.0]
+        while todo:
+            todo.sort(key=abs)
+            lift = todo.pop(0)
+            if lift in tried or abs(lift) > limit:
+                continue
+            tried.add(lift)
+            moved = rect.translated(0, -lift)
+            hits = [other for other in placed if moved.intersects(other)]
+            if not hits:
+                if plot.contains(moved):
+                    return lift
+                continue
+            for other in hits:
+                todo.append(round(lift + moved.bottom() - other.top() + 2.0, 1))  # up, above it
+                todo.append(round(lift - (other.bottom() - moved.top() + 2.0), 1))  # down, below it
+        return None
 
     def _right_margin_s(self) -> float:
-        """Room right of the live candle's start when following: four bars, or the candle and the widest level
-        label (rounded up to 40 px so a changing PnL does not shake the view), so labels never cover new candles."""
-        widest = max((line.label_width_px() + line.label_shift_px for line in self._level_lines()), default=0.0)
+        """Room right of the live candle's start when following: four bars, or the candle and the widest label of a
+        level in the visible price range (rounded up to 40 px so a changing PnL does not shake the view), at most
+        LABEL_ROOM_SHARE of the width and LABEL_ROOM_PX: candles first. An order out of the range has its marker at
+        the plot's edge and takes no room (a 57,000 order far below the market shifted the candles left)."""
+        widest = max((line.label_width_px() + line.label_shift_px for line in self._level_lines()
+                      if not line.off_view()), default=0.0)
         if not widest:
             return self.bar_s * 4
         px = self.price_plot.vb.viewPixelSize()[0]
-        room = min(float(np.ceil((widest + 8) / 40.0) * 40.0), 0.35 * self.price_plot.vb.width())  # candles first
+        room = min(float(np.ceil((widest + 8) / 40.0) * 40.0), self._label_room_px())
         return max(self.bar_s * 4, self.bar_s + room * px)
 
     def _order_text(self, row: ChartOrder, price: Decimal) -> str:

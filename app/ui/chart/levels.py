@@ -54,6 +54,7 @@ class LevelLine(pg.GraphicsObject):
         self.pending: tuple[float, float, float] | None = None  # (dropped price, until monotonic, truth then)
         self._grab_offset = 0.0
         self.label_shift_px = 0.0  # how far left of the right edge the label sits (the chart moves it off another)
+        self.label_lift_px = 0.0  # how far above (+) or below (-) its place the label sits (off another one)
         self.setVisible(False)
 
     # ----- state ------------------------------------------------------------------------------------------------
@@ -64,14 +65,33 @@ class LevelLine(pg.GraphicsObject):
     def text(self) -> str:
         return self._text
 
-    def label_width_px(self) -> float:
+    def label_width_px(self, text: str | None = None) -> float:
+        """The room the label takes from the plot's right edge (of ``text`` if given, else of its own)."""
+        if text is not None:
+            return self._metrics.horizontalAdvance(text) + 2 * self.PAD_PX + self.MARGIN_PX if text else 0.0
         return self._text_w + 2 * self.PAD_PX + self.MARGIN_PX if self._text else 0.0
 
-    def set_label_shift(self, px: float) -> None:
-        if px != self.label_shift_px:
+    def off_view(self) -> int:
+        """+1: the price is above the visible price range, -1: below it, 0: inside (or not shown)."""
+        vr = self.viewRect()
+        if vr is None or not np.isfinite(self._price):
+            return 0
+        lo, hi = min(vr.top(), vr.bottom()), max(vr.top(), vr.bottom())
+        return 1 if self._price > hi else -1 if self._price < lo else 0
+
+    @property
+    def shown_text(self) -> str:
+        """The label as drawn: with an arrow at the plot's top or bottom edge when the price is out of view."""
+        side = self.off_view()
+        if not side or not self._text:
+            return self._text
+        return f"{self._text} {'↑' if side > 0 else '↓'}"
+
+    def set_label_shift(self, px: float, lift: float = 0.0) -> None:
+        if px != self.label_shift_px or lift != self.label_lift_px:
             self.prepareGeometryChange()
             self._bounds = None
-            self.label_shift_px = px
+            self.label_shift_px, self.label_lift_px = px, lift
             self.update()
 
     def set_fill(self, colour: str) -> None:
@@ -143,7 +163,13 @@ class LevelLine(pg.GraphicsObject):
             return
         ev.accept()
         if ev.isStart():
+            if self.off_view():  # its label at the edge marks a price out of view: nothing there to drag
+                ev.ignore()
+                return
             self.drag_start(self.mapFromScene(ev.buttonDownScenePos()).y())
+        elif not self.dragging:
+            ev.ignore()
+            return
         self.drag_move(self.mapFromScene(ev.scenePos()).y())
         if ev.isFinish():
             self.drag_finish()
@@ -161,17 +187,26 @@ class LevelLine(pg.GraphicsObject):
         super().viewTransformChanged()
 
     def label_rect(self) -> QtCore.QRectF:
-        """The label box in view coordinates: at the right edge, above the line (below it without room above)."""
+        """The label box in view coordinates: at the right edge, above the line (below it without room above); at
+        the plot's top or bottom edge when the price is out of view."""
         vr = self.viewRect()
         pw, ph = self.pixelWidth() or 0.0, self.pixelHeight() or 0.0
         if vr is None or not np.isfinite(self._price) or not self._text:
             return QtCore.QRectF()
-        w = (self._text_w + 2 * self.PAD_PX) * pw
+        side = self.off_view()
+        text_w = self._text_w + (self._metrics.horizontalAdvance(" ↑") if side else 0.0)
+        w = (text_w + 2 * self.PAD_PX) * pw
         h = (self._metrics.height() + self.PAD_PX) * ph
         gap = self.GAP_PX * ph
         right = vr.right() - (self.MARGIN_PX + self.label_shift_px) * pw
         top_of_view = max(vr.top(), vr.bottom())  # y grows upwards in the view
-        bottom = self._price + gap if self._price + gap + h <= top_of_view else self._price - gap - h
+        if side > 0:
+            bottom = top_of_view - gap - h
+        elif side < 0:
+            bottom = min(vr.top(), vr.bottom()) + gap
+        else:
+            bottom = self._price + gap if self._price + gap + h <= top_of_view else self._price - gap - h
+            bottom += self.label_lift_px * ph
         return QtCore.QRectF(right - w, bottom, w, h)
 
     def label_scene_rect(self) -> QtCore.QRectF:
@@ -182,6 +217,8 @@ class LevelLine(pg.GraphicsObject):
             vr = self.viewRect()
             if vr is None or not np.isfinite(self._price):
                 self._bounds = QtCore.QRectF()
+            elif self.off_view():
+                self._bounds = self.label_rect()
             else:
                 half = self.GRAB_PX * (self.pixelHeight() or 0.0)
                 band = QtCore.QRectF(vr.left(), self._price - half, vr.width(), 2 * half)
@@ -192,19 +229,24 @@ class LevelLine(pg.GraphicsObject):
         path = QtGui.QPainterPath()
         b = self.boundingRect()
         if b.isValid():
-            half = self.GRAB_PX * (self.pixelHeight() or 0.0)
-            path.addRect(QtCore.QRectF(b.left(), self._price - half, b.width(), 2 * half))
+            if not self.off_view():
+                half = self.GRAB_PX * (self.pixelHeight() or 0.0)
+                path.addRect(QtCore.QRectF(b.left(), self._price - half, b.width(), 2 * half))
             path.addRect(self.label_rect())
         return path
 
     def paint(self, p: QtGui.QPainter, *args) -> None:
+        """The line only: its label is drawn by the chart's LabelLayer, above every line (the last price's too)."""
         vr = self.viewRect()
-        if vr is None or not np.isfinite(self._price):
+        if vr is None or not np.isfinite(self._price) or self.off_view():
             return
         y = self._price
         p.setPen(self.pen)
         p.drawLine(QtCore.QPointF(vr.left(), y), QtCore.QPointF(vr.right(), y))
-        if not self._text:
+
+    def paint_label(self, p: QtGui.QPainter) -> None:
+        """The label box, with ``p`` in view coordinates (the LabelLayer's painter)."""
+        if not self._text or not self.isVisible():
             return
         box = p.transform().mapRect(self.label_rect())  # in device pixels: the text keeps its size at any zoom
         p.save()
@@ -213,8 +255,39 @@ class LevelLine(pg.GraphicsObject):
         p.setPen(QtGui.QPen(self.colour))
         p.setBrush(self._fill)
         p.drawRect(box)
-        p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
+        p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, self.shown_text)
         p.restore()
+
+
+class LabelLayer(pg.GraphicsObject):
+    """The level lines' labels, in one item above every line: the last-price line struck through the position's
+    label when each level drew its own. It takes no mouse (a label is grabbed through its level's shape) and paints
+    only where the scene repaints, so a moving label costs what it did."""
+
+    def __init__(self, lines: Callable[[], list[LevelLine]]) -> None:
+        super().__init__()
+        self._lines = lines
+        self._bounds: QtCore.QRectF | None = None
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
+        self.setAcceptHoverEvents(False)
+
+    def viewTransformChanged(self) -> None:
+        self.prepareGeometryChange()
+        self._bounds = None
+        super().viewTransformChanged()
+
+    def boundingRect(self) -> QtCore.QRectF:
+        if self._bounds is None:
+            vr = self.viewRect()
+            self._bounds = QtCore.QRectF() if vr is None else QtCore.QRectF(vr)
+        return self._bounds
+
+    def shape(self) -> QtGui.QPainterPath:
+        return QtGui.QPainterPath()  # never under the mouse
+
+    def paint(self, p: QtGui.QPainter, *args) -> None:
+        for line in sorted(self._lines(), key=lambda line: line.zValue()):
+            line.paint_label(p)
 
 
 class AxisPriceTag(QtWidgets.QGraphicsItem):
