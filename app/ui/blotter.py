@@ -155,7 +155,7 @@ def pnl_columns(first: str) -> tuple[Column, ...]:
         Column(first, lambda r: r.label, False),
         Column("Realised", lambda r: r.realised, colour=lambda r: _sign_colour(r.realised_sign),
                tooltip=tip),
-        Column("Trades", lambda r: str(r.closed), tooltip=lambda r: "positions closed"),
+        Column("Trades", lambda r: str(r.closed), tooltip=tip, shown=False),
         Column("Fees", lambda r: r.fees, tooltip=tip, shown=False),  # in the tooltips
     )
 
@@ -385,8 +385,8 @@ def table_view(model: DeclaredTableModel) -> QtWidgets.QTableView:
     hfm = QtGui.QFontMetrics(header.font())
     for n, col in enumerate(columns):
         view.setColumnHidden(n, not col.shown)
-        if n < len(columns) - 1:  # the last one takes the room left (stretched)
-            header.resizeSection(n, hfm.horizontalAdvance(col.title) + HEADER_PAD)
+        header.resizeSection(n, hfm.horizontalAdvance(col.title) + HEADER_PAD)  # a stretched one: ignored
+    _stretch(view)
     if columns:
         header.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(
@@ -410,10 +410,22 @@ def column_menu(view: QtWidgets.QTableView) -> QtWidgets.QMenu:
             shown = sum(not view.isColumnHidden(i) for i in range(len(model.columns)))
             if on or shown > 1:
                 view.setColumnHidden(n, not on)
-                if on:
-                    fit_columns(view, 0, model.rowCount() - 1)
+                _stretch(view)
+                fit_columns(view, 0, model.rowCount() - 1)
         action.toggled.connect(toggle)
     return menu
+
+
+def _shown(view: QtWidgets.QTableView) -> list[int]:
+    return [n for n in range(len(getattr(view.model(), "columns", ()))) if not view.isColumnHidden(n)]
+
+
+def _stretch(view: QtWidgets.QTableView) -> None:
+    """The last column shown takes the room left when it is text (an id elides in the middle, a time or a note at
+    its end); a number is never stretched, which could cut it: it is fitted to its text like the others."""
+    shown = _shown(view)
+    columns = getattr(view.model(), "columns", ())
+    view.horizontalHeader().setStretchLastSection(bool(shown) and not columns[shown[-1]].align_right)
 
 
 HEADER_PAD = 18  # the header's padding (6 px a side in the style sheet) and a little air
@@ -428,8 +440,10 @@ def fit_columns(view: QtWidgets.QTableView, first: int, last: int) -> None:
     header = view.horizontalHeader()
     fm = view.fontMetrics()
     id_cap = fm.horizontalAdvance("0" * ID_CHARS) + CELL_PAD
-    shown = [n for n in range(len(model.columns)) if not view.isColumnHidden(n)]
-    for n in shown[:-1]:  # the last one shown is stretched to the room left
+    shown = _shown(view)
+    if header.stretchLastSection():
+        shown = shown[:-1]  # stretched to the room left
+    for n in shown:
         col = model.columns[n]
         widest = max((fm.horizontalAdvance(t) for t in model.texts(n, first, last)), default=0) + CELL_PAD
         if col.is_id:
@@ -490,9 +504,9 @@ class Blotter(QtWidgets.QTabWidget):
         totals.addWidget(self.days_view)
         totals.addWidget(self.symbols_view)
         split.addWidget(totals)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        split.setSizes([430, 270])
+        split.setStretchFactor(0, 1)  # the closed positions take what the window gives; the totals keep theirs
+        split.setStretchFactor(1, 0)
+        split.setSizes([440, 180])
         box.addWidget(split, 1)
         self.history = history
         self.addTab(self.working_view, "Working")

@@ -390,14 +390,13 @@ def _history_line(history: TradeHistory, listed: int) -> str:
     closed = len(history.closed)
     since = dt.datetime.fromtimestamp(history.since_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d") \
         if history.since_ms else "the first fill"
-    text = (f"realised since {since} (after fees): {money(total, sign=total != 0)} {history.quote} · "
+    text = (f"realised since {since}, after fees: {money(total, sign=total != 0)} {history.quote} · "
             f"{closed} position{'' if closed == 1 else 's'} closed")
     if listed < closed:
         text += f" (the newest {listed:,} listed)"
     open_pnl = sum((o.pos.realized_pnl for o in history._open.values()), ZERO)
     if open_pnl:
-        text += (f" · open positions so far: {money(open_pnl, sign=True)} {history.quote} (fees, partial exits; "
-                 "in the day and symbol totals)")
+        text += f" · open positions: {money(open_pnl, sign=True)} {history.quote} so far (fees, partial exits)"
     return f"{text} · {history.note}" if history.note else text
 
 

@@ -149,6 +149,11 @@ def test_history_and_orders_fit_a_1280_px_window_without_scrolling_sideways(qtbo
                 bar = view.horizontalScrollBar()
                 titles = [c.title for n, c in enumerate(view.model().columns) if not view.isColumnHidden(n)]
                 assert bar.maximum() == 0, f"{width} px, {blotter.tabText(tab)} {titles}: scrolls {bar.maximum()} px"
+                model, fm = view.model(), view.fontMetrics()
+                for n, col in enumerate(model.columns):
+                    if col.align_right and not view.isColumnHidden(n):  # a number is never cut
+                        widest = max((fm.horizontalAdvance(t) for t in model.texts(n)), default=0)
+                        assert widest <= view.columnWidth(n), f"{width} px, {col.title} is cut"
     assert "Exit" in [a.text() for a in column_menu(blotter.closed_view).actions()]  # a hidden one can be shown
 
 def test_the_desks_blotter_formats_again_when_the_instruments_arrive_with_nothing_else_new():
