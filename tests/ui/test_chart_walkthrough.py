@@ -10,6 +10,7 @@ import pytest
 from PySide6 import QtCore, QtGui, QtTest
 
 from app.models import Fill, Liquidity, Position, Side
+from app.ui import theme
 from app.ui.chart.chart_widget import ChartWidget
 from app.view.chart import ChartOrder
 from tests.ui.test_chart import aggregator_with_trades
@@ -161,6 +162,20 @@ def test_level_labels_are_drawn_above_the_last_price_line(chart, series):
     chart.refresh(series)
     assert chart.label_layer.zValue() > chart.last_line.zValue()
     assert all(line.zValue() < chart.label_layer.zValue() for line in chart.position_lines.values())
+
+
+def test_the_last_price_tag_is_the_axis_label_of_the_last_price_in_its_colour(chart, series):
+    chart.refresh(series)
+    image = chart.grab().toImage()
+    tag = chart.last_price_tag_rect()
+    ax = chart.price_plot.getAxis("right")
+    axis = ax.mapRectToScene(QtCore.QRectF(0, 0, ax.width(), ax.height()))
+    assert tag.left() <= axis.left() + 2 and tag.right() >= axis.right() - 3  # the tick label under it, whole
+    a = series.arrays()
+    colour = chart.last_line.tag._colour.name()
+    assert colour == (theme.current().up if a.close[-1] >= a.open[-1] else theme.current().down)
+    edge = chart.glw.mapTo(chart, chart.glw.mapFromScene(QtCore.QPointF(tag.left() + 2, tag.center().y())))
+    assert image.pixelColor(edge).name() == colour  # filled in the price's colour
 
 
 # ----- 5. fills are told apart from proposal arrows --------------------------------------------------------------

@@ -292,7 +292,10 @@ class LabelLayer(pg.GraphicsObject):
 
 class AxisPriceTag(QtWidgets.QGraphicsItem):
     """The last price's tag, drawn on the price axis (the gutter right of the plot) so it never covers the newest
-    candles. A child of the axis item; placed at the price's height whenever the price or the view changes."""
+    candles. A child of the axis item; placed at the price's height whenever the price or the view changes.
+
+    It is the axis's own label for the last price: a box the axis's width, filled in the price's colour (up / down)
+    with the text in the background's, so it replaces the tick label under it whole instead of cutting half of it."""
 
     PAD_PX = 3.0
 
@@ -306,6 +309,7 @@ class AxisPriceTag(QtWidgets.QGraphicsItem):
         self._font = QtGui.QFont()
         self._metrics = QtGui.QFontMetricsF(self._font)
         self._size = QtCore.QSizeF(0, 0)
+        self._axis_w = 0.0
         self.setZValue(10)
         self.setVisible(False)
         vb.sigRangeChanged.connect(self.place)
@@ -339,18 +343,24 @@ class AxisPriceTag(QtWidgets.QGraphicsItem):
         y_scene = self._vb.mapViewToScene(QtCore.QPointF(0.0, self._price)).y()
         y = self._axis.mapFromScene(QtCore.QPointF(0.0, y_scene)).y()
         inside = 0.0 <= y <= self._axis.boundingRect().height()
+        axis_w = float(self._axis.width())
+        if axis_w != self._axis_w:
+            self.prepareGeometryChange()
+            self._axis_w = axis_w
         if inside:
             self.setPos(1.0, y)
         if self.isVisible() != inside:
             self.setVisible(inside)
 
     def boundingRect(self) -> QtCore.QRectF:
-        return QtCore.QRectF(0.0, -self._size.height() / 2, self._size.width(), self._size.height())
+        w = max(self._size.width(), self._axis_w - 2.0)
+        return QtCore.QRectF(0.0, -self._size.height() / 2, w, self._size.height())
 
     def paint(self, p: QtGui.QPainter, *args) -> None:
         box = self.boundingRect()
         p.setFont(self._font)
         p.setPen(QtGui.QPen(self._colour))
-        p.setBrush(self._fill)
+        p.setBrush(self._colour)
         p.drawRect(box)
+        p.setPen(QtGui.QPen(self._fill))
         p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
