@@ -270,6 +270,8 @@ class LabelLayer(pg.GraphicsObject):
         self._bounds: QtCore.QRectF | None = None
         self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
         self.setAcceptHoverEvents(False)
+        # The exposed rectangle comes with each paint: a tick's repaint of the live candle draws no label far away.
+        self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def viewTransformChanged(self) -> None:
         self.prepareGeometryChange()
@@ -285,9 +287,11 @@ class LabelLayer(pg.GraphicsObject):
     def shape(self) -> QtGui.QPainterPath:
         return QtGui.QPainterPath()  # never under the mouse
 
-    def paint(self, p: QtGui.QPainter, *args) -> None:
+    def paint(self, p: QtGui.QPainter, option=None, *args) -> None:
+        exposed = option.exposedRect if option is not None else None
         for line in sorted(self._lines(), key=lambda line: line.zValue()):
-            line.paint_label(p)
+            if exposed is None or exposed.intersects(line.label_rect()):
+                line.paint_label(p)
 
 
 class AxisPriceTag(QtWidgets.QGraphicsItem):
