@@ -47,6 +47,10 @@ async def test_every_panel_snapshot_comes_from_the_session(tmp_path):
         assert ladder.bids[0].price == touch.bid and ladder.asks[-1].price == touch.ask
 
         assert vm.tape("ETHUSDT").rows, "the tape has the symbol's trades"
+        # No await between: nothing traded, nothing changed in the book: the same snapshots, not rebuilt.
+        assert vm.tape("ETHUSDT") is vm.tape("ETHUSDT") and vm.book("BTCUSDT", depth=5) is ladder
+        session.market.apply([dataclasses.replace(session.market["ETHUSDT"].last_trade, trade_id=10**12)])
+        assert vm.tape("ETHUSDT").rows[0].key == str(10**12), "a new trade makes a new snapshot"
         assert all(r.key for r in vm.tape("ETHUSDT").rows)
 
         # An order sent through the desk (the command side) shows in the blotter and as a working order.
@@ -77,8 +81,9 @@ async def test_the_status_bar_the_ticket_and_the_order_book_show_one_touch(tmp_p
     await session.start()
     vm = ViewModel(session)
     try:
-        await wait_until(lambda: vm.book("BTCUSDT").status == "SYNCED" and session.market["BTCUSDT"].quote is not None,
-                         timeout=20, what="a synced book and a quote")
+        m = session.market["BTCUSDT"]
+        await wait_until(lambda: vm.book("BTCUSDT").status == "SYNCED" and m.quote is not None
+                         and m.last_trade is not None, timeout=20, what="a synced book, a quote and a trade")
         session.market["BTCUSDT"].quote = dataclasses.replace(session.market["BTCUSDT"].quote, bid=1.0, ask=2.0)
         bid, ask = vm.touch("BTCUSDT")  # from the local book, not the (here absurd) quote
         ladder = vm.book("BTCUSDT")

@@ -49,7 +49,11 @@ class ViewModel:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._prices = PriceMemory()  # the watchlist's "since this session" reference, one per run
-        self._blotter: DeskBlotter | None = None  # reads the journal's history once, off the loop, on first use
+        self._blotter: DeskBlotter | None = None
+        # The last snapshot of the book and the tape with what it was made from: at 4 Hz most refreshes of a quiet
+        # symbol would build the same one again.
+        self._book_memo: tuple[tuple, BookLadder] | None = None
+        self._tape_memo: tuple[tuple, Tape] | None = None  # reads the journal's history once, off the loop, on first use
 
     # ----- market ---------------------------------------------------------------------------------------------
     def watchlist(self) -> Watchlist:
@@ -65,11 +69,23 @@ class ViewModel:
         return kraken_book(s.kraken_books, symbol) or s.desk.books.get(symbol)
 
     def book(self, symbol: str, *, depth: int = 20, group: int = 1) -> BookLadder:
-        return book_ladder(self.book_source(symbol), self.session.desk.instruments.get(symbol), depth, group=group)
+        """The ladder; the same snapshot again while the book, the instrument and the request are unchanged."""
+        source = self.book_source(symbol)
+        inst = self.session.desk.instruments.get(symbol)
+        key = (symbol, depth, group, id(source), getattr(source, "version", None), getattr(source, "status", None),
+               inst)
+        if key[4] is None or self._book_memo is None or self._book_memo[0] != key:
+            self._book_memo = (key, book_ladder(source, inst, depth, group=group))
+        return self._book_memo[1]
 
     def tape(self, symbol: str, limit: int = 60) -> Tape:
+        """Time and sales; the same snapshot again until the symbol trades (a trade never changes once made)."""
         m = self.session.market[symbol]
-        return tape(m.recent, self.session.desk.instruments.get(symbol), limit, first_seq=m.recent_first_seq)
+        inst = self.session.desk.instruments.get(symbol)
+        key = (symbol, limit, m.trades, inst)
+        if self._tape_memo is None or self._tape_memo[0] != key:
+            self._tape_memo = (key, tape(m.recent, inst, limit, first_seq=m.recent_first_seq))
+        return self._tape_memo[1]
 
     def touch(self, symbol: str) -> Touch:
         book = self.book_source(symbol)
