@@ -49,11 +49,11 @@ class ViewModel:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._prices = PriceMemory()  # the watchlist's "since this session" reference, one per run
-        self._blotter: DeskBlotter | None = None
+        self._blotter: DeskBlotter | None = None  # reads the journal's history once, off the loop, on first use
         # The last snapshot of the book and the tape with what it was made from: at 4 Hz most refreshes of a quiet
         # symbol would build the same one again.
         self._book_memo: tuple[tuple, BookLadder] | None = None
-        self._tape_memo: tuple[tuple, Tape] | None = None  # reads the journal's history once, off the loop, on first use
+        self._tape_memo: tuple[tuple, Tape] | None = None
 
     # ----- market ---------------------------------------------------------------------------------------------
     def watchlist(self) -> Watchlist:
