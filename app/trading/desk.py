@@ -364,6 +364,10 @@ class TradingDesk:
         result = await self._submit(req)
         if not result.ok:
             return self._refuse(f"order {order_id} was canceled, but its replacement was refused: {result.message}")
+        # The canceled order names its replacement (the blotter shows REPLACED, the journal keeps the link).
+        old.reject_reason = f"replaced by {result.order_id}"
+        self.journal.record_order(old)
+        self.version += 1
         note = (f" ({inst.fmt_qty(during)} filled during the cancel: not bought again)" if during > 0 else "")
         return ActionResult(True, f"{self.broker.mode} {self._describe(req, inst)} replaces order {order_id}{note} · "
                                   f"order {result.order_id}", order_id=result.order_id)

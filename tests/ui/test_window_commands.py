@@ -56,6 +56,12 @@ async def test_a_working_order_is_drawn_and_dragging_its_line_replaces_it_at_the
     await wait_until(lambda: [o.request.limit_price for o in _working(window)] == [D("59400.00")]
                      and window.trading_panel.last_result is not None, what="the order replaced at the dragged price")
     assert window.trading_panel.last_result.ok and "replaces order" in window.trading_panel.last_result.message
+    new_id = window.trading_panel.last_result.order_id
+    window.refresh_slow(0.0)
+    old_row = next(r for r in window.view_model.blotter().orders if r.order_id == oid)
+    assert old_row.status == "REPLACED" and new_id in old_row.note  # the blotter links the two
+    journaled = window.session.journal.history(0).orders
+    assert any(o.id == oid and o.reject_reason == f"replaced by {new_id}" for o in journaled)
 
 
 @pytest.mark.asyncio
