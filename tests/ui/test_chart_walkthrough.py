@@ -4,6 +4,8 @@ order lands on a round price."""
 
 from __future__ import annotations
 
+import re
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -146,11 +148,15 @@ def test_the_read_out_is_compact_and_elided_at_the_room_it_has(chart, series, qt
     chart.price_plot.scene().sigMouseMoved.emit(view_rect(chart).center())
     full = chart.readout_full
     assert full.count(" O ") == 1 and " H " in full and " C " in full
-    assert not full.startswith("20")  # no year: the date is short (or left out for today)
+    assert full.startswith("15 Nov 2023 ")  # another year's bar: day, month, year, then the time
+    assert re.fullmatch(r"\d\d:\d\d", chart._bar_time(time.time()))  # today's: the time only
     metrics = QtGui.QFontMetrics(chart.readout.font())
     assert metrics.horizontalAdvance(chart.readout.text()) <= chart.readout.width()
-    chart.resize(700, 700)
-    qtbot.wait(10)
+    for width in range(1200, 500, -50):  # narrower until the read-out has less room than its line (toolbar style)
+        chart.resize(width, 700)
+        qtbot.wait(10)
+        if 60 <= chart.readout.width() < metrics.horizontalAdvance(full):
+            break
     chart.price_plot.scene().sigMouseMoved.emit(view_rect(chart).center())
     shown = chart.readout.text()
     assert shown.endswith("…") and metrics.horizontalAdvance(shown) <= chart.readout.width()

@@ -365,7 +365,7 @@ class ChartWidget(QtWidgets.QWidget):
             if mark is None and np.isfinite(self.last_line.value()):
                 mark = Decimal(repr(self.last_line.value()))
             entry = self.position_lines["entry"]
-            room = self._label_room_px()
+            room = self._label_room_px() if self.isVisible() else float("inf")  # unshown: no room to measure yet
             forms = self._entry_texts(mark)
             entry.set_level(float(position.avg_price),
                             next((f for f in forms if entry.label_width_px(f) <= room), forms[-1]))
