@@ -54,24 +54,83 @@ _SYMBOL = 1
 HIDE_ORDER: tuple[str, ...] = ("Spread", "24 h", "Session")
 
 
+_DISPLAY, _TIP, _ALIGN, _FG = (int(r) for r in (Role.DisplayRole, Role.ToolTipRole, Role.TextAlignmentRole,
+                                                 Role.ForegroundRole))
+_FONT, _BACKGROUND = int(Role.FontRole), int(Role.BackgroundRole)
+_ALIGNS = tuple((QtCore.Qt.AlignmentFlag.AlignRight if c.right else QtCore.Qt.AlignmentFlag.AlignLeft)
+                | QtCore.Qt.AlignmentFlag.AlignVCenter for c in COLUMNS)
+Cell = tuple[str, str, "str | None"]  # text, tooltip, colour: what a cell shows (compared to signal a change)
+
+
+def row_cells(r: WatchRow) -> tuple[Cell, ...]:
+    """What each cell of ``r`` shows, in the theme of the moment."""
+    muted = theme.current().muted if r.stale else None  # a stale symbol's numbers are grey (not the pending dot)
+    return tuple((c.text(r), c.tip(r), muted if muted and i != 0 else c.colour(r)) for i, c in enumerate(COLUMNS))
+
+
 class WatchlistModel(QtCore.QAbstractTableModel):
+    """The rows' cells are made once per changed row of a snapshot (every role Qt asks for is looked up, never
+    computed in ``data``), and only the cells whose text, tooltip or colour changed are signalled."""
+
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.rows: tuple[WatchRow, ...] = ()
         self.keys: tuple[str, ...] = ()
         self.current: str | None = None
+        self.cells: list[tuple[Cell, ...]] = []
+        self._roles: list[list[dict[int, object]]] = []  # row, column: role -> value
+        self._theme: object = None
+        self._brushes: dict[str, QtGui.QBrush] = {}
+        self._font = QtGui.QFont()
+        self._font.setBold(True)
+        self._tint = QtGui.QBrush()
+
+    def _brush(self, colour: str | None) -> QtGui.QBrush | None:
+        if colour is None:
+            return None
+        b = self._brushes.get(colour)
+        if b is None:
+            b = self._brushes[colour] = QtGui.QBrush(QtGui.QColor(colour))
+        return b
+
+    def _role_map(self, column: int, cell: Cell) -> dict[int, object]:
+        text, tip, colour = cell
+        return {_DISPLAY: text, _TIP: tip or None, _ALIGN: _ALIGNS[column], _FG: self._brush(colour)}
+
+    def _set_theme(self) -> bool:
+        t = theme.current()
+        if t is self._theme:
+            return False
+        self._theme = t
+        self._brushes.clear()
+        accent = QtGui.QColor(t.accent)
+        accent.setAlpha(40)
+        self._tint = QtGui.QBrush(accent)
+        return True
 
     def set_snapshot(self, snapshot: Watchlist) -> None:
+        new_theme = self._set_theme()
         if snapshot.keys != self.keys:
             self.beginResetModel()
             self.rows, self.keys = snapshot.rows, snapshot.keys
+            self.cells = [row_cells(r) for r in self.rows]
+            self._roles = [[self._role_map(i, cell) for i, cell in enumerate(c)] for c in self.cells]
             self.endResetModel()
             return
         old, self.rows = self.rows, snapshot.rows
-        last = len(COLUMNS) - 1
         for i, (a, b) in enumerate(zip(old, snapshot.rows, strict=True)):
-            if a != b:  # frozen rows: equal means every cell and tooltip is the same
-                self.dataChanged.emit(self.index(i, 0), self.index(i, last))
+            if a == b and not new_theme:  # frozen rows: equal means every cell and tooltip is the same
+                continue
+            before, after = self.cells[i], row_cells(b)
+            if before == after:
+                continue
+            self.cells[i] = after
+            roles = self._roles[i]
+            for c, (x, y) in enumerate(zip(before, after, strict=True)):
+                if x != y:
+                    roles[c] = self._role_map(c, y)
+                    index = self.index(i, c)
+                    self.dataChanged.emit(index, index)
 
     def set_current(self, symbol: str | None) -> None:
         before = self.current
@@ -99,35 +158,20 @@ class WatchlistModel(QtCore.QAbstractTableModel):
         if role == Role.ToolTipRole:
             return c.header_tip
         if role == Role.TextAlignmentRole:
-            h = QtCore.Qt.AlignmentFlag.AlignRight if c.right else QtCore.Qt.AlignmentFlag.AlignLeft
-            return h | QtCore.Qt.AlignmentFlag.AlignVCenter
+            return _ALIGNS[section]
         return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Role.DisplayRole):
-        if not index.isValid():
+        row = index.row()
+        if not 0 <= row < len(self._roles):
             return None
-        r, c = self.rows[index.row()], COLUMNS[index.column()]
-        if role == Role.DisplayRole:
-            return c.text(r)
-        if role == Role.ToolTipRole:
-            return c.tip(r) or None
-        if role == Role.TextAlignmentRole:
-            h = QtCore.Qt.AlignmentFlag.AlignRight if c.right else QtCore.Qt.AlignmentFlag.AlignLeft
-            return h | QtCore.Qt.AlignmentFlag.AlignVCenter
-        if role == Role.ForegroundRole:
-            # A stale symbol's numbers are grey (the pending dot keeps its colour): an old price must not look live.
-            colour = theme.current().muted if r.stale and index.column() != 0 else c.colour(r)
-            return QtGui.QBrush(QtGui.QColor(colour)) if colour else None
-        if r.key == self.current:
-            if role == Role.FontRole:
-                font = QtGui.QFont()
-                font.setBold(True)
-                return font
-            if role == Role.BackgroundRole:
-                accent = QtGui.QColor(theme.current().accent)
-                accent.setAlpha(40)
-                return QtGui.QBrush(accent)
-        return None
+        value = self._roles[row][index.column()].get(role)
+        if value is None and self.keys[row] == self.current:
+            if role == _FONT:
+                return self._font
+            if role == _BACKGROUND:
+                return self._tint
+        return value
 
 
 class WatchlistPanel(QtWidgets.QWidget):
@@ -154,7 +198,8 @@ class WatchlistPanel(QtWidgets.QWidget):
         view.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header = view.horizontalHeader()
         header.setMinimumSectionSize(14)
-        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        # Widths are set by _fit, not by Qt measuring every cell of every row at each refresh (ResizeToContents did).
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
         header.setStretchLastSection(False)
         header.setHighlightSections(False)
         view.clicked.connect(self._chosen)
@@ -164,11 +209,37 @@ class WatchlistPanel(QtWidgets.QWidget):
         layout.addWidget(view)
         self.setMinimumWidth(0)  # a dock of any width: columns are hidden rather than pushing the window wider
         self._fitted: tuple[tuple[int, ...], int] | None = None  # the widths and room last fitted
+        self._widths: tuple[int, ...] | None = None  # needed_widths() when last measured
+        self._text_widths: tuple[int, ...] | None = None  # the widest text of each column then (text_widths())
+        self._advance: dict[tuple[str, bool], int] = {}
         view.viewport().installEventFilter(self)
 
     def render(self, snapshot: Watchlist) -> None:
         self.model.set_snapshot(snapshot)
         self._fit()
+
+    def text_widths(self) -> tuple[int, ...]:
+        """Each column's widest text in pixels (the current symbol's row bold): the columns are measured again
+        only when one of these changes (a price gains a digit, another symbol is current), not at every refresh."""
+        fm, bold = self.view.fontMetrics(), None
+        cache = self._advance
+        if len(cache) > 4096:
+            cache.clear()
+        m = self.model
+        widths = [0] * len(COLUMNS)
+        for key, cells in zip(m.keys, m.cells, strict=True):
+            is_bold = key == m.current
+            for i, (text, _, _) in enumerate(cells):
+                w = cache.get((text, is_bold))
+                if w is None:
+                    if is_bold and bold is None:
+                        font = QtGui.QFont(self.view.font())
+                        font.setBold(True)
+                        bold = QtGui.QFontMetrics(font)
+                    w = cache[(text, is_bold)] = (bold if is_bold else fm).horizontalAdvance(text)  # type: ignore[union-attr]
+                if w > widths[i]:
+                    widths[i] = w
+        return tuple(widths)
 
     def needed_widths(self) -> tuple[int, ...]:
         """Each column's width for its widest text or its title."""
@@ -178,7 +249,14 @@ class WatchlistPanel(QtWidgets.QWidget):
     def _fit(self) -> None:
         """Show every column that fits the dock's width, hiding whole ones in ``HIDE_ORDER`` when they do not."""
         view = self.view
-        widths = self.needed_widths()
+        texts = self.text_widths()
+        if self._widths is None or texts != self._text_widths:
+            self._widths, self._text_widths = self.needed_widths(), texts
+            header = view.horizontalHeader()
+            for i, w in enumerate(self._widths):
+                if header.sectionSize(i) != w and w > 0:
+                    header.resizeSection(i, w)
+        widths = self._widths
         room = view.viewport().width()
         if (widths, room) == self._fitted:
             return
@@ -199,6 +277,7 @@ class WatchlistPanel(QtWidgets.QWidget):
     def set_current(self, symbol: str | None) -> None:
         """Highlight the symbol on screen (bold, tinted); no row for a symbol the list does not hold."""
         self.model.set_current(symbol)
+        self._fit()
 
     def sizeHint(self) -> QtCore.QSize:
         """The rows' height (the header and one line a symbol, not more) and the columns' width, at most 330 px."""

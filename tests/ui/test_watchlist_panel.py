@@ -68,12 +68,17 @@ def test_a_keyed_update_changes_cells_in_place_and_keeps_the_selection(qtbot):
     panel.view.selectRow(1)
     resets, changed = [], []
     panel.model.modelReset.connect(lambda: resets.append(1))
-    panel.model.dataChanged.connect(lambda tl, _br, _roles=(): changed.append(tl.row()))
+    panel.model.dataChanged.connect(
+        lambda tl, br, _roles=(): changed.extend((r, c) for r in range(tl.row(), br.row() + 1)
+                                                 for c in range(tl.column(), br.column() + 1)))
 
     panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.61, "ETHUSDT": 3000.0}, memory))
 
     assert resets == [], "the same symbols: no rebuild"
-    assert changed == [1], "only XRP's row changed"
+    assert {r for r, _ in changed} == {1}, "only XRP's row changed"
+    cols = {c for _, c in changed}
+    assert {col("Last"), col("Session")} <= cols, "its price and change are repainted"
+    assert col("Symbol") not in cols and col("") not in cols, "not the cells that read the same"
     assert text(panel, 1, "Last") == "0.6100"
     assert [i.row() for i in panel.view.selectionModel().selectedRows()] == [1]
     # Other symbols: the rows are rebuilt
@@ -181,3 +186,26 @@ def test_the_panel_asks_for_the_height_its_rows_need_not_more(qtbot):
     rows_h = view.horizontalHeader().sizeHint().height() + 3 * view.verticalHeader().defaultSectionSize()
     assert rows_h <= panel.sizeHint().height() <= rows_h + 12
     assert panel.sizeHint().width() <= 330
+
+
+def test_a_refresh_measures_the_columns_again_only_when_a_text_gets_wider_or_narrower(qtbot):
+    panel = WatchlistPanel()
+    qtbot.addWidget(panel)
+    panel.resize(420, 200)
+    panel.show()
+    memory = PriceMemory()
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory))
+    measured = []
+    real = panel.needed_widths
+    panel.needed_widths = lambda: measured.append(1) or real()  # type: ignore[method-assign]
+
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory))
+    assert measured == [], "nothing changed: nothing measured"
+    panel.render(snapshot({"BTCUSDT": 60_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory))
+    assert measured == []
+
+    panel.render(snapshot({"BTCUSDT": 160_000.0, "XRPUSDT": 0.6, "ETHUSDT": 3000.0}, memory))
+    assert measured == [1], "a price with one more digit: the columns are measured again"
+    view = panel.view
+    i = col("Last")
+    assert view.columnWidth(i) >= view.sizeHintForColumn(i), "the wider price is not cut"
