@@ -649,15 +649,17 @@ class ChartWidget(QtWidgets.QWidget):
         return False
 
     def _wrap_drag(self, original):
-        """A view box's mouse drag, told to the chart: a drag pans smoothly, never snapped back mid-way."""
+        """A view box's mouse drag, told to the chart: a left-button drag pans smoothly, never snapped back mid-way
+        (a right-button drag zooms, as the wheel does)."""
         def mouse_drag(ev, axis=None):
-            if ev.isStart():
+            pan = ev.button() == QtCore.Qt.MouseButton.LeftButton
+            if pan and ev.isStart():
                 self._dragging = True
                 self._drag_left_follow = self.follow
             try:
                 original(ev, axis=axis)
             finally:
-                if ev.isFinish():
+                if pan and ev.isFinish() and self._dragging:
                     self._dragging = False
                     self._drag_ended()
         return mouse_drag
