@@ -175,7 +175,8 @@ class LevelLine(pg.GraphicsObject):
             self.drag_finish()
 
     def hoverEvent(self, ev) -> None:
-        if self.movable and not ev.isExit() and ev.acceptDrags(QtCore.Qt.MouseButton.LeftButton):
+        if (self.movable and not ev.isExit() and not self.off_view()
+                and ev.acceptDrags(QtCore.Qt.MouseButton.LeftButton)):
             self.setCursor(QtCore.Qt.CursorShape.SizeVerCursor)
         else:
             self.unsetCursor()
