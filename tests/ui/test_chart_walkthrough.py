@@ -118,6 +118,18 @@ def test_an_order_outside_the_price_range_reserves_no_room_and_gets_an_edge_mark
     assert min(abs(label.top() - plot.top()), abs(label.bottom() - plot.bottom())) < 10
 
 
+def test_the_edge_marker_of_an_order_out_of_view_is_not_dragged(chart, series, qtbot):
+    chart.refresh(series)
+    chart.show_orders([ChartOrder("O7", "BTCUSDT", "BUY", "LIMIT", D("30000.0"), "0.010")])
+    chart.grab()
+    line = chart.order_lines["O7"]
+    assert line.off_view() == -1
+    moved = []
+    chart.order_moved.connect(lambda *args: moved.append(args))
+    drag(chart, line, 30000.0 + 40 * chart.price_plot.vb.viewPixelSize()[1], qtbot)  # 40 px up from the marker
+    assert moved == [] and line.value() == 30000.0
+
+
 def test_labels_in_view_reserve_at_most_a_modest_part_of_the_width(chart, series):
     chart.resize(1280, 700)
     chart.refresh(series)
