@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Render the terminal with an open position to a PNG (docs/screenshot-trading.png): the real window on the
 built-in exchange, a market order with a stop-loss / take-profit bracket sent through the desk (risk, paper broker,
-journal), and a pending model proposal waiting for the trader.
+journal), a working limit order below the market, and a pending model proposal waiting for the trader.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_trading.py [PATH]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_trading.py [PATH] [--size 1600x1000]
 """
 
 from __future__ import annotations
@@ -55,10 +55,11 @@ async def until(cond, timeout=20.0):
         await asyncio.sleep(0.05)
 
 
-async def main(out: Path) -> int:
+async def main(out: Path, size: tuple[int, int]) -> int:
     journal = Path(tempfile.mkdtemp()) / "journal.sqlite3"
     session = Session(Settings(journal_path=journal, sim_trades_per_s=40.0, decision_timeframe="1m"))
     window = MainWindow(session, BufferingHandler())
+    window.resize(*size)
     window.show()
     await session.start()
     window.bridge.start()
@@ -69,6 +70,9 @@ async def main(out: Path) -> int:
         stop_loss_pct=Decimal("0.5"), take_profit_pct=Decimal("0.8")))
     print(result.message)
     await until(lambda: desk.portfolio.position("BTCUSDT").qty > 0 and all(desk.bracket_levels("BTCUSDT")))
+    below = (desk.last_price("BTCUSDT") * Decimal("0.997")).quantize(Decimal("0.01"))
+    print((await desk.submit_manual(OrderRequest("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.02"),
+                                                 limit_price=below, origin=OrderOrigin.MANUAL))).message)
     session.decisions.provider = DemoModel()
     await session.decisions.ask_now("BTCUSDT")
     await asyncio.sleep(3.0)  # let marks move and the countdown run a little
@@ -83,8 +87,15 @@ async def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshot-trading.png"
+    args = sys.argv[1:]
+    size = (1600, 1000)
+    if "--size" in args:
+        i = args.index("--size")
+        w, h = args[i + 1].lower().split("x")
+        size = (int(w), int(h))
+        del args[i:i + 2]
+    target = Path(args[0]) if args else ROOT / "docs" / "screenshot-trading.png"
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setQuitOnLastWindowClosed(False)
     apply_theme(app, "dark")
-    sys.exit(qasync.run(main(target)))
+    sys.exit(qasync.run(main(target, size)))
