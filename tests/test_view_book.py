@@ -231,6 +231,27 @@ def test_big_prints_are_the_sizes_above_the_quantile_of_recent_sizes():
     assert not any(r.big for r in tape(trades[:3], BTC, limit=20).rows)  # too few trades to call one big
 
 
+def test_a_new_trade_formats_one_row_the_others_are_the_rows_already_made(monkeypatch):
+    from app.view import book
+
+    made = []
+    real = book._time_text
+    monkeypatch.setattr(book, "_time_text", lambda ms, tz: made.append(ms) or real(ms, tz))
+    trades = [trade(i, 100.0 + i, 0.01, Side.BUY, 10_000 + i) for i in range(60)]
+    first = tape(trades, BTC, limit=60, tz=UTC)
+    made.clear()
+    again = tape([*trades[1:], trade(60, 200.0, 0.02, Side.SELL, 10_060)], BTC, limit=60, tz=UTC)
+    assert made == [T0 + 60 * 250], "one new trade: one row made"
+    assert again.rows[0].price_text == "200.00" and again.rows[1:] == first.rows[:-1]
+    assert again.rows[1] is first.rows[0]
+    # another precision for the symbol (the exchange's filters arrived): every row is written again in it
+    coarse = Instrument.from_steps("BTCUSDT", Decimal("0.1"), Decimal("0.001"))
+    assert tape(trades, coarse, limit=60, tz=UTC).rows[0].price_text == "159.0"
+    # the same trade id with other values (another session's trade) is not taken for the row already made
+    other = tape([trade(59, 300.0, 0.5, Side.SELL, 10_059)], BTC, limit=60, tz=UTC)
+    assert (other.rows[0].price_text, other.rows[0].qty_text) == ("300.00", "0.50000")
+
+
 @pytest.mark.realdata
 def test_the_tape_of_real_trades_kept_by_the_market_state():
     path = require_data(BINANCE_CAPTURE / "btcusdt_20240808.gz")

@@ -251,6 +251,29 @@ class Tape:
         return tuple(r.key for r in self.rows)
 
 
+class _RowCache:
+    """Rows already made, by the trade they show (with its key and whether it is big), for one instrument and time
+    zone: a refresh after one new trade formats one row, not sixty. Trades never change once made, and the whole
+    trade is the key, so a row is reused only for exactly what it shows."""
+
+    __slots__ = ("rows", "setting")
+
+    def __init__(self) -> None:
+        self.setting: tuple[Instrument, dt.tzinfo | None] | None = None
+        self.rows: dict[tuple[Trade, str, bool], TapeRow] = {}
+
+    def start(self, inst: Instrument, tz: dt.tzinfo | None, bound: int) -> dict[tuple[Trade, str, bool], TapeRow]:
+        setting = (inst, tz)
+        if setting != self.setting or len(self.rows) > bound:
+            self.setting = setting
+            self.rows = {}
+        return self.rows
+
+
+_ROWS: dict[str, _RowCache] = {}  # per symbol
+_MAX_SYMBOLS = 64
+
+
 def _time_text(ms: int, tz: dt.tzinfo | None) -> str:
     t = dt.datetime.fromtimestamp(ms / 1000, tz)
     return f"{t:%H:%M:%S}.{ms % 1000:03d}"
@@ -288,11 +311,21 @@ def tape(trades: Iterable[Trade], instrument: Instrument, limit: int = TAPE_ROWS
         big_text = f"big: above {inst.fmt_qty(threshold)} {inst.base} ({big_quantile * 100:.0f}th percentile of the " \
                    f"last {n} trades)".replace("  ", " ")
     keys = _keys(trades, first_seq)
+    cache = _ROWS.get(inst.symbol)
+    if cache is None:
+        if len(_ROWS) >= _MAX_SYMBOLS:
+            _ROWS.clear()
+        cache = _ROWS[inst.symbol] = _RowCache()
+    made = cache.start(inst, tz, 4 * max(limit, TAPE_ROWS))
     rows = []
     for i in range(n - 1, max(-1, n - 1 - limit), -1):
         t = trades[i]
-        rows.append(TapeRow(key=str(t.trade_id) if keys is None else keys[i], time_text=_time_text(t.exchange_ms, tz),
-                            price_text=inst.fmt_price(t.price),
-                            qty_text=inst.fmt_qty(t.qty), side=t.side,
-                            big=threshold is not None and t.qty > threshold))
+        key = str(t.trade_id) if keys is None else keys[i]
+        big = threshold is not None and t.qty > threshold
+        row = made.get((t, key, big))
+        if row is None:
+            row = made[(t, key, big)] = TapeRow(key=key, time_text=_time_text(t.exchange_ms, tz),
+                                                price_text=inst.fmt_price(t.price), qty_text=inst.fmt_qty(t.qty),
+                                                side=t.side, big=big)
+        rows.append(row)
     return Tape(inst.symbol, tuple(rows), big_text)
