@@ -9,6 +9,7 @@ the panel never asks for the height of the whole ladder (a dock must not push th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -21,6 +22,20 @@ GROUPS = (1, 10, 100, 1000, 10_000)  # a level's width in ticks, offered to the 
 COLUMNS = (0.40, 0.30, 0.30)  # price, size, total: shares of the row's width
 SPREAD_COLUMNS = (0.40, 0.60)  # mid, spread
 PAD = 6  # pixels of margin at each side of a row
+
+
+_COLOURS: dict[tuple[str, int], QtGui.QColor] = {}
+_ADVANCES: dict[str, dict[str, int]] = {}  # a font's key: a text's width in it
+
+
+def _colour(name: str, alpha: int = 255) -> QtGui.QColor:
+    c = _COLOURS.get((name, alpha))
+    if c is None:
+        if len(_COLOURS) > 256:
+            _COLOURS.clear()
+        c = _COLOURS[(name, alpha)] = QtGui.QColor(name)
+        c.setAlpha(alpha)
+    return c
 
 
 def row_height(font: QtGui.QFont) -> int:
@@ -46,22 +61,31 @@ class PaintedRow(QtWidgets.QWidget):
         self.tint: str | None = None  # a background tint across the whole row
         self.align_left = frozenset[int]()  # columns aligned left (a time), the others right
         self._hover = False
+        self._layout_key: tuple | None = None
+        self._fm_key: tuple | None = None
+        self._fm: tuple[QtGui.QFont, QtGui.QFontMetrics, Callable[[str], int]]
+        self._placed: tuple[QtGui.QFont, tuple[tuple[int, int, str, int], ...]] = (QtGui.QFont(), ())
         self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, False)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
 
     def show_values(self, texts: tuple[str, ...], colors: tuple[str | None, ...], bar: float = 0.0,
                     bar_color: str | None = None, bold: bool = False, tint: str | None = None,
                     depth_bar: float = 0.0, short: tuple[str, ...] = ()) -> bool:
-        """Set what the row shows; repaint only when something changed. True when it did. ``short``: a compact
-        form of each text ("17.3K"), drawn in a column too narrow for the full one."""
-        state = (texts, colors, round(bar, 3), round(depth_bar, 3), bar_color, bold, tint, short)
-        if state == (self.texts, self.colors, round(self.bar, 3), round(self.depth_bar, 3), self.bar_color,
-                     self.bold, self.tint, self.short):
+        """Set what the row shows; repaint only when something the trader sees changed (a bar is compared in
+        pixels at the row's width). True when it did. ``short``: a compact form of each text ("17.3K"), drawn in a
+        column too narrow for the full one."""
+        if (texts == self.texts and colors == self.colors and bar_color == self.bar_color and bold == self.bold
+                and tint == self.tint and short == self.short and self._px(bar) == self._px(self.bar)
+                and self._px(depth_bar) == self._px(self.depth_bar)):
             return False
         self.texts, self.colors, self.bar, self.depth_bar, self.short = texts, colors, bar, depth_bar, short
         self.bar_color, self.bold, self.tint = bar_color, bold, tint
         self.update()
         return True
+
+    def _px(self, fraction: float) -> int:
+        """A bar's width in pixels, as painted (0: none)."""
+        return max(1, round(self.width() * min(1.0, fraction))) if fraction > 0 else 0
 
     def enterEvent(self, event) -> None:
         self._hover = True
@@ -83,29 +107,19 @@ class PaintedRow(QtWidgets.QWidget):
         p = QtGui.QPainter(self)
         r = self.rect()
         if self.tint:
-            c = QtGui.QColor(self.tint)
-            c.setAlpha(30)
-            p.fillRect(r, c)
-        for fraction, alpha in ((self.depth_bar, 18), (self.bar, 60)):
-            if fraction > 0 and self.bar_color:
-                c = QtGui.QColor(self.bar_color)
-                c.setAlpha(alpha)
-                w = max(1, round(r.width() * min(1.0, fraction)))
-                p.fillRect(QtCore.QRect(r.right() - w + 1, r.top() + 1, w, r.height() - 2), c)
+            p.fillRect(r, _colour(self.tint, 30))
+        if self.bar_color:
+            for fraction, alpha in ((self.depth_bar, 18), (self.bar, 60)):
+                w = self._px(fraction)
+                if w:
+                    p.fillRect(r.right() - w + 1, r.top() + 1, w, r.height() - 2, _colour(self.bar_color, alpha))
         if self._hover and any(self.texts):
-            c = QtGui.QColor(t.text)
-            c.setAlpha(22)
-            p.fillRect(r, c)
-        font = self._font()
+            p.fillRect(r, _colour(t.text, 22))
+        font, placed = self._layout()
         p.setFont(font)
-        x = r.left() + PAD
-        for i, (w, text) in enumerate(zip(self._widths(), self.drawn_texts(), strict=True)):
-            if text:
-                p.setPen(QtGui.QColor(self.colors[i] or t.text))
-                flags = QtCore.Qt.AlignmentFlag
-                align = flags.AlignLeft if i in self.align_left else flags.AlignRight
-                p.drawText(QtCore.QRect(x, r.top(), w - 4, r.height()), align | flags.AlignVCenter, text)
-            x += w
+        for x, y, text, i in placed:
+            p.setPen(_colour(self.colors[i] or t.text))
+            p.drawText(x, y, text)
         p.end()
 
     def _font(self) -> QtGui.QFont:
@@ -117,17 +131,60 @@ class PaintedRow(QtWidgets.QWidget):
         inner = self.width() - 2 * PAD
         return [round(inner * share) for share in self.columns]
 
-    def drawn_texts(self) -> tuple[str, ...]:
-        """What each column draws at the row's width: the full text where it fits, else its compact form, else
-        the text cut with an ellipsis at its end (never a digit in half)."""
-        fm = QtGui.QFontMetrics(self._font())
+    def _layout(self) -> tuple[QtGui.QFont, tuple[tuple[int, int, str, int], ...]]:
+        """The font and where each text is drawn (x, baseline, the text as it fits, its column), made again only
+        when the texts, the font or the row's size changed: a repaint is a few draw calls."""
+        key = (self.texts, self.short, self.bold, self.width(), self.height(), self.align_left, self.font())
+        if key == self._layout_key:
+            return self._placed
+        font, fm, advance = self._metrics()
+        y = (self.height() - fm.height()) // 2 + fm.ascent()
+        x = PAD
+        placed = []
+        for i, (w, text) in enumerate(zip(self._widths(), self._fitted(fm, advance), strict=True)):
+            if text:
+                left = x if i in self.align_left else x + max(0, w - 4 - advance(text))
+                placed.append((left, y, text, i))
+            x += w
+        self._layout_key, self._placed = key, (font, tuple(placed))
+        return self._placed
+
+    def _metrics(self) -> tuple[QtGui.QFont, QtGui.QFontMetrics, Callable[[str], int]]:
+        """The row's font (bold or not), its metrics and a text's width, measured once per text and font."""
+        key = (self.font(), self.bold)
+        if self._fm_key != key:
+            font = self._font()
+            fm = QtGui.QFontMetrics(font)
+            widths = _ADVANCES.setdefault(font.key(), {})
+
+            def advance(text: str) -> int:
+                w = widths.get(text)
+                if w is None:
+                    if len(widths) > 8192:
+                        widths.clear()
+                    w = widths[text] = fm.horizontalAdvance(text)
+                return w
+
+            self._fm_key, self._fm = key, (font, fm, advance)
+        return self._fm
+
+    def _fitted(self, fm: QtGui.QFontMetrics, advance: Callable[[str], int]) -> tuple[str, ...]:
         out = []
         for i, (w, text) in enumerate(zip(self._widths(), self.texts, strict=True)):
             room = w - 4
-            if text and fm.horizontalAdvance(text) > room and i < len(self.short) and self.short[i]:
-                text = self.short[i]
-            out.append(fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, room) if text else "")
+            if text and advance(text) > room:
+                if i < len(self.short) and self.short[i]:
+                    text = self.short[i]
+                if advance(text) > room:
+                    text = fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, room)
+            out.append(text)
         return tuple(out)
+
+    def drawn_texts(self) -> tuple[str, ...]:
+        """What each column draws at the row's width: the full text where it fits, else its compact form, else
+        the text cut with an ellipsis at its end (never a digit in half)."""
+        _, fm, advance = self._metrics()
+        return self._fitted(fm, advance)
 
 
 class LevelRow(PaintedRow):

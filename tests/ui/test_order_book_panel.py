@@ -156,3 +156,26 @@ def test_at_a_narrow_dock_the_spread_line_is_whole_and_big_sizes_go_compact_not_
     w.resize(420, 400)
     QtCore.QCoreApplication.processEvents()
     assert best.drawn_texts() == ("0.6159", "17,254.3", "17,254.3")  # room enough: full
+
+
+def test_a_change_at_one_level_repaints_that_level_and_what_it_moves_not_the_whole_ladder(qtbot):
+    w = panel(qtbot, depth=5, size=(240, 400))
+    bids = [(100.00, 0.5), (99.99, 0.3), (99.98, 1.0)]
+    asks = [(100.01, 0.4), (100.02, 0.2), (100.03, 0.6)]
+    book = OrderBook("BTCUSDT")
+    book.apply(snapshot("BTCUSDT", bids=bids, asks=asks))
+    w.render(book_ladder(book, BTC, depth=5))
+    QtCore.QCoreApplication.processEvents()
+    repainted = []
+    for row in [*w.ask_rows(), *w.bid_rows()]:
+        row.update = lambda row=row: repainted.append(row.texts[0])  # type: ignore[method-assign]
+
+    # the biggest level, the farthest bid, grows by 0.2 %: its own row changes (size and total); every other bar
+    # moves by less than a pixel, no other text changes
+    book.apply(snapshot("BTCUSDT", bids=[*bids[:2], (99.98, 1.002)], asks=asks, last_id=101))
+    w.render(book_ladder(book, BTC, depth=5))
+    assert repainted == ["99.98"]
+
+    repainted.clear()
+    w.render(book_ladder(book, BTC, depth=5))
+    assert repainted == [], "the same book: nothing repainted"
