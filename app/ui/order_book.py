@@ -193,16 +193,19 @@ class LevelRow(PaintedRow):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(COLUMNS, parent)
         self.level: LadderLevel | None = None
+        self._theme: object = None
 
     def show_level(self, level: LadderLevel | None) -> bool:
-        self.level = level
+        t = theme.current()
+        if level == self.level and t is self._theme:  # the same level in the same colours: nothing to compare
+            return False
+        self.level, self._theme = level, t
         if level is None:
             changed = self.show_values(("", "", ""), (None, None, None))
             if changed:
                 self.setToolTip("")
                 self.unsetCursor()
             return changed
-        t = theme.current()
         side = t.down if level.side is Side.SELL else t.up
         changed = self.show_values((level.price_text, level.size_text, level.cum_text), (side, None, t.muted),
                                    bar=level.bar, bar_color=side, bold=level.best, depth_bar=level.cum_bar,
