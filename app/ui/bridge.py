@@ -85,7 +85,7 @@ class UiBridge(QtCore.QObject):
         h.append((now, self.session.feed.frames))
         while len(h) > 2 and now - h[0][0] > RATE_WINDOW_S:
             h.popleft()
-        self.window.refresh_slow(self.message_rate())
+        self.window.refresh_slow(self.message_rate(), spread=True)
 
     def refresh_perf(self) -> None:
         self.window.refresh_perf()  # its steps run (and are timed) each in a turn of its own

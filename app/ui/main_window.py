@@ -627,7 +627,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trading_panel.show_result(ActionResult(True, f"{len(paths)} CSV files written to {folder}"))
 
     # ----- refreshed by the bridge --------------------------------------------------------------------------
-    def refresh_slow(self, rate: float) -> None:
+    def refresh_slow(self, rate: float, *, spread: bool = False) -> None:
+        """The status bar now, then every panel. ``spread`` (the bridge's 4 Hz timer): each panel in a turn of the
+        event loop of its own, timed as a UI frame of its own, so the feed is read between them and no single hold
+        is the sum of all panels; False (tests, a tick): all of them now."""
         self._show_status(rate)
         self._show_stream()
         p = self.session.decisions.provider
@@ -640,12 +643,20 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         vm, symbol = self.view_model, self.symbol
         # Each panel on its own: one that fails is logged and counted, and the others (and the chart) still refresh.
-        self._render("decisions", self.decisions_panel.refresh)
-        self._render("orders", self.blotter.refresh)
-        self._render("account", lambda: self.trading_panel.refresh(vm.account(symbol)))
-        self._render("market", self._render_market_panels)
-        self._render("chart levels", lambda: self._render_chart_levels(symbol))
-        self.log_view.flush()
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("decisions", self.decisions_panel.refresh),
+            ("orders", self.blotter.refresh),
+            ("account", lambda: self.trading_panel.refresh(vm.account(symbol))),
+            *self._market_steps(),
+            ("chart levels", lambda: self._render_chart_levels(symbol)),
+            ("log", self.log_view.flush),
+        ]
+        if not spread:
+            for name, render in steps:
+                self._render(name, render)
+            return
+        for name, render in steps:
+            QtCore.QTimer.singleShot(0, self, lambda n=name, r=render: self.bridge.timed(lambda: self._render(n, r)))
 
     def _render(self, name: str, render: Callable[[], object]) -> None:
         try:
@@ -666,15 +677,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.show_position(p.position, (p.stop, p.target), p.fills, p.mark)
         self.chart.show_orders(vm.chart_orders(symbol))
 
-    def _render_market_panels(self) -> None:
+    def _market_steps(self) -> list[tuple[str, Callable[[], object]]]:
         """Watchlist, order book and trades from the view model; a closed or hidden dock costs nothing."""
-        vm = self.view_model
+        vm, symbol = self.view_model, self.symbol
+        steps: list[tuple[str, Callable[[], object]]] = []
         if self.watchlist_dock.isVisible():
-            self.watchlist_panel.render(vm.watchlist())
+            steps.append(("watchlist", lambda: self.watchlist_panel.render(vm.watchlist())))
         if self.book_dock.isVisible():
-            self.book_panel.render(vm.book(self.symbol, depth=self.book_panel.depth, group=self._book_group))
+            steps.append(("order book", lambda: self.book_panel.render(
+                vm.book(symbol, depth=self.book_panel.depth, group=self._book_group))))
         if self.trades_dock.isVisible():
-            self.tape_panel.render(vm.tape(self.symbol))
+            steps.append(("trades", lambda: self.tape_panel.render(vm.tape(symbol))))
+        return steps
 
     def _set_book_group(self, ticks: int) -> None:
         self._book_group = max(1, int(ticks))

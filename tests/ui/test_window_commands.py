@@ -129,3 +129,19 @@ def test_the_view_model_is_not_imported_before_the_first_paint():
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('app.view'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "app.view.model" not in json.loads(out.stdout)
+
+
+def test_the_4hz_refresh_spreads_its_panels_over_turns_of_the_loop(window, qtbot):
+    """No single hold of the event loop is the sum of all panels: each runs (and is timed) in a turn of its own."""
+    window.refresh_slow(0.0)  # everything once, now
+    calls: list[str] = []
+    timed: list[int] = []
+    window._render = lambda name, render: calls.append(name)  # which panels ran, and when
+    original = window.bridge.timed
+    window.bridge.timed = lambda refresh: (timed.append(1), original(refresh))
+    window.refresh_slow(0.0, spread=True)
+    assert calls == [], "nothing ran inside the timer's own turn"
+    qtbot.waitUntil(lambda: "log" in calls, timeout=2000)
+    assert calls[:3] == ["decisions", "orders", "account"] and calls[-2:] == ["chart levels", "log"]
+    assert {"watchlist", "order book"} <= set(calls)
+    assert len(timed) == len(calls)  # each one a UI frame of its own
