@@ -70,7 +70,7 @@ class UiBridge(QtCore.QObject):
     def tick(self) -> None:
         """Everything at once, now: for a caller that needs the window current (a test, the smoke test's end)."""
         self.timed(self.refresh_chart)
-        self.timed(self.refresh_panels)
+        self.timed(lambda: self.refresh_panels(spread=False))
         self.window.refresh_perf(spread=False)  # times its own steps
 
     def refresh_chart(self) -> None:
@@ -79,13 +79,13 @@ class UiBridge(QtCore.QObject):
         if w.chart.refresh(m.candles.series(w.chart.timeframe)):
             self.frames_drawn += 1
 
-    def refresh_panels(self) -> None:
+    def refresh_panels(self, spread: bool = True) -> None:
         now = time.monotonic()
         h = self._frames_hist
         h.append((now, self.session.feed.frames))
         while len(h) > 2 and now - h[0][0] > RATE_WINDOW_S:
             h.popleft()
-        self.window.refresh_slow(self.message_rate(), spread=True)
+        self.window.refresh_slow(self.message_rate(), spread=spread)
 
     def refresh_perf(self) -> None:
         self.window.refresh_perf()  # its steps run (and are timed) each in a turn of its own
