@@ -369,6 +369,7 @@ class TradingDesk:
         self.journal.record_order(old)
         self.version += 1
         note = (f" ({inst.fmt_qty(during)} filled during the cancel: not bought again)" if during > 0 else "")
+        log.info("order %s replaced by %s: %s", order_id, result.order_id, self._describe(req, inst))
         return ActionResult(True, f"{self.broker.mode} {self._describe(req, inst)} replaces order {order_id}{note} · "
                                   f"order {result.order_id}", order_id=result.order_id)
 
@@ -599,6 +600,7 @@ class TradingDesk:
         order = self.broker.get(order_id)
         async with self._serial([order.symbol] if order is not None else []):
             if await self.broker.cancel(order_id):
+                log.info("cancel sent for order %s", order_id)
                 return ActionResult(True, f"cancel sent for {order_id}")
         return self._refuse(f"order {order_id} is not open")
 
@@ -641,12 +643,13 @@ class TradingDesk:
                     canceled += again.canceled
                     refused += [r for r in again.refused if r not in refused]
         failed = [r.message for r in results if not r.ok]
-        msg = f"KILL SWITCH: halted, {canceled} orders canceled, {len(results)} positions flattened"
+        msg = f"KILL SWITCH: halted, {_count(canceled, 'order')} canceled, {_count(len(results), 'position')} flattened"
         if refused:
             msg += f"; the exchange refused to cancel {len(refused)}: {'; '.join(refused)}"
         if failed:
             msg += f" (failed: {'; '.join(failed)})"
-        self._say("error", msg)
+        # What the trader asked for is a warning; a part the exchange refused or that failed is an error.
+        self._say("error" if failed or refused else "warn", msg)
         self.version += 1
         return ActionResult(not failed and not refused, msg)
 
@@ -807,6 +810,11 @@ class TradingDesk:
         self.messages.append((self._wall_ms(), level, text))
         getattr(log, "warning" if level == "warn" else level)(text)
         self.version += 1
+
+
+def _count(n: int, word: str) -> str:
+    """"1 position", "2 positions"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _request_dict(req: OrderRequest) -> dict[str, str | None]:

@@ -386,3 +386,21 @@ async def test_live_a_moved_stop_is_put_back_at_its_moved_price_by_the_restart_r
         assert api.engine.get(KEY, SYM, client_id=again.id).stop_price == D("98.5")
     finally:
         await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_log_says_what_the_trader_did_in_words(desk, caplog):
+    """The walkthrough's log: a cancel and a replace left no line; the kill switch was an ERROR with "1 positions"."""
+    caplog.set_level("INFO", logger="app.trading.desk")
+    oid = await working_limit(desk)
+    replaced = await desk.replace_order(oid, price=D("0.5910"))
+    assert replaced.ok, replaced.message
+    assert any(f"order {oid} replaced by {replaced.order_id}" in r.getMessage() for r in caplog.records)
+    assert (await desk.cancel(replaced.order_id)).ok
+    assert any(f"cancel sent for order {replaced.order_id}" in r.getMessage() for r in caplog.records)
+    await long_with_bracket(desk)
+    caplog.clear()
+    result = await desk.kill_switch()
+    assert result.ok and "1 position flattened" in result.message, result.message
+    kill = [r for r in caplog.records if "KILL SWITCH" in r.getMessage()]
+    assert kill and all(r.levelname == "WARNING" for r in kill)  # asked for: a warning, not an error
