@@ -9,6 +9,8 @@ shortest repr). ccxt itself is imported inside ``make_client`` only: importing c
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -88,6 +90,7 @@ def make_client(exchange: str, api_key: str, secret: str, *, testnet: bool, rest
     client = getattr(ccxtpro, ccxt_id)({
         "apiKey": api_key, "secret": secret, "enableRateLimit": True, "timeout": timeout_ms, "options": options,
     })
+    client.decimal_to_precision = _own_decimal_context(client.decimal_to_precision)
     if rest is not None or ws_api is not None:
         if ccxt_id != "binance" or rest is None or ws_api is None:
             raise ClientSetupError("explicit endpoints are only for the built-in exchange (Binance's API): give both")
@@ -99,6 +102,18 @@ def make_client(exchange: str, api_key: str, secret: str, *, testnet: bool, rest
             raise ClientSetupError(f"{exchange.capitalize()} has no testnet that ccxt can reach: live trading there "
                                    "is on the real account only (turn the testnet setting off to use it)") from exc
     return client
+
+
+def _own_decimal_context(fn: Any) -> Any:
+    """ccxt's number formatter sets the calling thread's decimal context to ROUND_HALF_UP and traps Underflow, for
+    good: every Decimal the terminal rounds or formats afterwards (prices on screen, fees, quantities) would follow
+    ccxt's rules, and a tiny amount would raise. Run it in a context of its own."""
+    @functools.wraps(fn)
+    def formatted(*args: Any, **kwargs: Any) -> Any:
+        with decimal.localcontext():
+            return fn(*args, **kwargs)
+
+    return formatted
 
 
 def _point_at(client: Any, rest: str, ws_api: str) -> None:

@@ -156,3 +156,23 @@ def test_a_trade_with_a_quantity_or_price_that_is_not_positive_is_refused(qty: s
     raw = {"info": {"t": 9, "i": 7, "S": "BUY", "l": qty, "L": price, "n": "0", "N": "USDT", "T": 1}, "id": "9"}
     with pytest.raises(ValueError, match="must be positive"):
         parse_trade(raw, "BTCUSDT")
+
+
+def test_ccxts_number_formatting_leaves_the_terminals_decimal_rounding_alone() -> None:
+    """ccxt sets the thread's decimal context to ROUND_HALF_UP (and traps Underflow) whenever it formats an amount:
+    a price on screen then rounded 61,837.625 to .63 instead of .62, and a tiny amount raised."""
+    import decimal
+
+    from app.market.instruments import Instrument
+    from app.trading.live_exchange import make_client
+
+    client = make_client("binance", "k", "s", testnet=True, rest=None, ws_api=None)
+    try:
+        client.decimal_to_precision("0.125", 1, 2)  # ROUND, two decimal places, as ccxt formats an order
+        ctx = decimal.getcontext()
+        assert ctx.rounding == decimal.ROUND_HALF_EVEN and not ctx.traps[decimal.Underflow]
+        assert Instrument.from_steps("BTCUSDT", D("0.01"), D("0.00001")).fmt_price(D("61837.625")) == "61,837.62"
+    finally:
+        import asyncio
+
+        asyncio.run(client.close())
