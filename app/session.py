@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 LOOP_LAG = "loop_lag"  # how late a 20 ms timer fires: what the window feels
 
+HTTP_BUILD_WAIT_S = 5.0  # at stop: how long a REST client still being built is waited for
 STOP_TIMEOUT_S = 5.0
 STREAM_DOWN_SHOWN_S = 3.0  # the user stream down longer than this shows on the status bar, in red
 
@@ -449,7 +450,7 @@ class Session:
         # The desk first: proposals nobody reviewed are journaled EXPIRED while the journal is still open.
         closers += [("desk", self.desk.close)]
         closers += [("retired cache", self._retired_cache.aclose if self._retired_cache else None)]
-        closers += [("broker", self.desk.broker.aclose), ("http", self._http.aclose if self._http else None),
+        closers += [("broker", self.desk.broker.aclose), ("http", self._close_http),
                     ("journal", self.journal.close), ("recorder", self.recorder.close if self.recorder else None),
                     ("exchange", self.simulator.stop if self.simulator else None)]
         self._replaced_providers.clear()
@@ -463,6 +464,19 @@ class Session:
             except Exception:
                 log.exception("closing the %s failed", what)
         log.info("session stopped")
+
+    async def _close_http(self) -> None:
+        """The REST client; one still being built when the session stops is waited for (a few seconds at most) and
+        closed too: its worker thread does not outlive the loop, and no client is left open."""
+        building = self._http_building
+        if self._http is None and building is not None:
+            try:
+                self._http = await asyncio.wait_for(asyncio.shield(building), HTTP_BUILD_WAIT_S)
+            except Exception as exc:  # a failed or slow build: nothing to close (the thread ends on its own)
+                log.warning("the REST client was still being built at stop: %s", exc or type(exc).__name__)
+                return
+        if self._http is not None:
+            await self._http.aclose()
 
     def _providers(self) -> list[DecisionProvider]:
         """The provider in use and any replaced by a new key whose delayed close has not run yet."""

@@ -315,3 +315,33 @@ async def test_a_failed_rest_client_build_is_retried_by_the_next_caller(tmp_path
     finally:
         await session.stop()
     assert client.is_closed
+
+
+@pytest.mark.asyncio
+async def test_a_rest_client_still_being_built_at_stop_is_waited_for_and_closed(tmp_path, monkeypatch):
+    """A session stopped while its REST client was being built in a worker thread: the thread is waited for (it must
+    not outlive the loop) and the client it made is closed, not left open."""
+    import threading
+
+    from app.config import Settings
+    from app.market import history
+    from app.session import Session
+
+    release = threading.Event()
+    made: list[httpx.AsyncClient] = []
+    real = history.make_client
+
+    def slow(*a, **k):
+        release.wait(5)
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(history, "make_client", slow)
+    session = Session(Settings(symbols=["XRPUSDT"], sim_process=False, history_bars=0,
+                               journal_path=tmp_path / "j.sqlite3", decision_source="rules"))
+    asker = asyncio.ensure_future(session._http_client())
+    await asyncio.sleep(0.05)
+    asker.cancel()  # the part that asked is gone (the session is stopping); the build goes on in its thread
+    asyncio.get_running_loop().call_later(0.2, release.set)
+    await session.stop()
+    assert made and made[0].is_closed
