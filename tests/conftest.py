@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import decimal
 import os
 import shutil
 import tempfile
@@ -25,6 +26,17 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 # The offline rules propose unless a test asks for the local model (tests/llm/test_local_*.py and the default-run
 # tests do): a model answering in every test would change what they check and cost CPU the suite shares.
 os.environ["TRADING_TERMINAL_DECISIONS"] = "rules"
+
+
+
+@pytest.fixture(autouse=True)
+def _default_decimal_context():
+    """Every test starts with Python's default decimal context, as the terminal does: a bare ccxt client a test
+    makes for itself (not through ``live_exchange.make_client``, which keeps ccxt's context to itself) sets the
+    thread's rounding to HALF_UP for good, and later tests would round money ccxt's way."""
+    decimal.setcontext(decimal.Context())
+    yield
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BINANCE_CAPTURE = SHARED_DATA / "binance-spot-btcusdt-capture"
