@@ -30,6 +30,7 @@ from app.market.sim.source import (
 )
 
 TICK_S_SYNTH = 0.025  # synthetic step: a batch takes well under a millisecond to generate at normal rates
+ID_RATE_MARGIN = 10  # trade ids per expected trade, counted on the clock (see _init_history)
 MAX_CATCHUP_MS = 1_000  # a longer silence (paused, starved loop) is skipped as quiet time, not burst out
 _FINE_HISTORY_S = 3600  # history at 1 s resolution: 1000 1s bars and more (an hour of 1m bars)
 _MAX_HISTORY_MIN = 60_000  # ~41.7 days: 1000 hourly bars; longer asks get fewer bars
@@ -733,7 +734,9 @@ class SyntheticMarket:
         # 1 min rows from 1 s blocks from the start of the day before: every restart within a day or so
         # serves the very same bars for what it shares with the exchange before it.
         self._exact_from = (start_ms // 86_400_000 - 1) * 86_400_000
-        self._first_trade_id = 3_000_000_000 + int(second // 1000 * self._rate)  # rises with the clock
+        # Rises with the clock ten times faster than trades come, so an exchange started later (a restart) begins
+        # above every id the one before it can have sent: ids that went back would read as repeats and be dropped.
+        self._first_trade_id = 3_000_000_000 + int(start_ms * max(self._rate, 1.0) * ID_RATE_MARGIN / 1000)
         parts = [self._hour(h) for h in range(fine_start // 3_600_000, (second - 1) // 3_600_000 + 1)]
         rows = _window(parts, fine_start, second)
         _number(rows, self._first_trade_id - 1)
