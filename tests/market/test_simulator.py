@@ -124,7 +124,10 @@ async def test_combined_stream_from_url_delivers_trades_on_the_grid_with_increas
     by_stream: dict[str, list[Trade]] = {"btcusdt@trade": [], "btcusdt@aggTrade": []}
     fills: list[tuple[int, int]] = []  # aggTrade first/last trade ids
     async with connect(binance.stream_url(sim.ws_url, list(by_stream))) as ws:
-        while len(by_stream["btcusdt@aggTrade"]) < 60:
+        # 60 aggregated trades, and on until both aggressor sides have traded: the market is a function of the
+        # clock, and a second that only falls sells only (bounded: a market that never buys fails below).
+        while len(by_stream["btcusdt@aggTrade"]) < 60 or (
+                len({t.side for t in by_stream["btcusdt@trade"]}) < 2 and len(by_stream["btcusdt@trade"]) < 5_000):
             raw = await recv(ws)
             msg = orjson.loads(raw)
             assert set(msg) == {"stream", "data"}  # combined-stream envelope
