@@ -65,7 +65,8 @@ def _fill_tip(r: FillRow) -> str:
     return f"fill {r.fill_id} of order {r.order_id} · {r.time_utc}"
 
 
-def working_columns() -> tuple[Column, ...]:
+def _order_columns() -> tuple[Column, ...]:
+    """What the Working and Orders tables both start with."""
     return (
         Column("Time", lambda r: r.time, False, tooltip=lambda r: r.time_utc),
         Column("Symbol", lambda r: r.symbol, False),
@@ -74,6 +75,12 @@ def working_columns() -> tuple[Column, ...]:
         Column("Qty", lambda r: r.qty),
         Column("Price", lambda r: r.price),
         Column("Filled", lambda r: r.filled),
+    )
+
+
+def working_columns() -> tuple[Column, ...]:
+    return (
+        *_order_columns(),
         Column("Status", lambda r: r.status, False),
         Column("Origin", lambda r: r.origin, False, shown=False),  # in the id's tooltip; the header's menu shows it
         Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
@@ -82,13 +89,7 @@ def working_columns() -> tuple[Column, ...]:
 
 def history_order_columns() -> tuple[Column, ...]:
     return (
-        Column("Time", lambda r: r.time, False, tooltip=lambda r: r.time_utc),
-        Column("Symbol", lambda r: r.symbol, False),
-        Column("Side", lambda r: r.side, False, colour=lambda r: _side_colour(r.side)),
-        Column("Type", lambda r: r.type, False),
-        Column("Qty", lambda r: r.qty),
-        Column("Price", lambda r: r.price),
-        Column("Filled", lambda r: r.filled),
+        *_order_columns(),
         Column("Avg", lambda r: r.avg),
         Column("Status", lambda r: r.status, False, tooltip=lambda r: r.note or None),
         Column("Order id", lambda r: r.order_id, False, tooltip=_order_tip, is_id=True),
