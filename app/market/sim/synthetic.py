@@ -314,6 +314,7 @@ class SyntheticMarket:
         self._book = _Book(first_update_id=drawn if self._first_update_id is None else self._first_update_id)
         self._last_top: tuple[int, int, int, int] | None = None
         self._last_price: int | None = None
+        self._last_buy = True
         self._load_second(start_ms)
         self._requote()
 
@@ -329,6 +330,7 @@ class SyntheticMarket:
             self._seconds.add_trade(prices[j] / self._px, lots[j] / self._lot, buys[j], self._trade_id)
         if self._trade_i:
             self._last_price = prices[self._trade_i - 1]
+            self._last_buy = buys[self._trade_i - 1]
         self._next_trade_ms = times[self._trade_i] if self._trade_i < len(times) else math.inf
 
     def _efficient_logp(self, t: float) -> float:
@@ -412,7 +414,7 @@ class SyntheticMarket:
             self._book.reshape(self._book.bids, price, self._level_qty, self._level_gap)
             self._book.reshape(self._book.asks, price + self._spread, self._level_qty, self._level_gap)
         self._book.hit(taker_buy, lots, self._level_qty)
-        self._last_price = price
+        self._last_price, self._last_buy = price, taker_buy
         trade_id, t_ms = self._trade_id, int(t)
         self._trade_id += 1
         self._seconds.add_trade(price / self._px, lots / self._lot, taker_buy, trade_id)
@@ -502,7 +504,17 @@ class SyntheticMarket:
         return whole + self._lots_min
 
     def _requote(self) -> None:
-        mid = math.exp(self._efficient_logp(self._t_ms)) * self._px
+        """Sets the touch with the current spread. Once anything has traded, the touch stays where the last trade
+        printed (a buy at the ask, a sell at the bid) until the next trade moves it, as on a real book, where the
+        last price sits at the touch nearly all the time (outside it 3.8 % of the time in a recorded Binance BTCUSDT
+        session). Centred on the path's price between trades instead, the book jumped away from the trades: the
+        last price sat outside the touch half the time at 20 trades/s."""
+        if self._last_price is None:
+            mid = math.exp(self._efficient_logp(self._t_ms)) * self._px
+        elif self._last_buy:
+            mid = self._last_price - self._spread / 2
+        else:
+            mid = self._last_price + self._spread / 2
         bid = math.floor(mid - self._spread / 2)
         self._book.reshape(self._book.bids, bid, self._level_qty, self._level_gap)
         self._book.reshape(self._book.asks, bid + self._spread, self._level_qty, self._level_gap)
