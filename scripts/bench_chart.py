@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""Chart frame time, offscreen: 100k candles loaded, N visible, a live tick every frame.
+"""Chart frame time, offscreen: 100k candles loaded, N visible; a live tick every frame, then a pan every frame.
 
-Ours: app/ui/chart/items.py (visible slice only, merged bars, vectorised paths, the forming candle apart).
-Baseline, in the same run: pyqtgraph's documented candlestick approach, every candle recorded into one QPicture,
-which must be re-recorded when the data changes (a live tick) and is replayed whole on every paint.
-Each frame = update the data for a tick, then render the plot into an image (what the screen would show).
+Ours: app/ui/chart/items.py (merged bars, vectorised paths cached in chunks, the forming candle apart).
+Baselines, in the same run:
+- pyqtgraph's documented candlestick approach, every candle recorded into one QPicture, which must be re-recorded
+  when the data changes (a live tick) and is replayed whole on every paint;
+- finplot 1.9.7 (installed for the benchmark only, scripts/bench_peers.py): its live path (``update_data``) and its
+  pan (``update_y_zoom`` of the shifted range); it records a QPicture of a window 3x the view.
+A tick frame = update the forming bar, then render the plot into an image (what the screen would show).
+A pan frame = shift the view's x range by 1-5 % of its width (as a mouse drag does; 20 frames into history, 20 back,
+...), fit the y range to the bars in view, render.
+Each row checks that the view holds the stated number of bars and that the chart drew that many (an earlier version
+let x auto-range draw all 100k bars in every row).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/bench_chart.py [--frames 200] [--json]
 """
@@ -12,12 +19,14 @@ Each frame = update the data for a tick, then render the plot into an image (wha
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
@@ -25,7 +34,11 @@ import psutil
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.ui.chart.items import CandlestickItem, LiveCandleItem
+from app.ui.chart.items import CandlestickItem, LiveCandleItem, set_y_range
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_peers import use_peers  # noqa: E402
 
 N_BARS = 100_000
 BAR_S = 60.0
@@ -80,7 +93,8 @@ def plot_widget(visible: int, x) -> pg.PlotWidget:
     w.setBackground("#0d1117")
     w.getPlotItem().hideButtons()
     w.setXRange(float(x[-visible]), float(x[-1] + BAR_S), padding=0)
-    w.enableAutoRange(False)
+    # x=False, y=False: enableAutoRange(False) reads False as the axis argument and turns x auto-range ON.
+    w.enableAutoRange(x=False, y=False)
     w.show()
     return w
 
@@ -99,7 +113,36 @@ def tick(bars, rng) -> None:
     v[-1] += 0.01
 
 
-def frames_ours(bars, visible: int, frames: int) -> list[float]:
+def pan_steps(frames: int, seed: int = 5) -> list[float]:
+    """Shifts of the view as a share of its width: 1-5 % a frame, 20 frames into history, then 20 back, ..."""
+    rng = np.random.default_rng(seed)
+    return [float(rng.uniform(0.01, 0.05)) * (-1 if (i // 20) % 2 == 0 else 1) for i in range(frames)]
+
+
+def bars_in_view(x, x0: float, x1: float) -> int:
+    return int(np.searchsorted(x, x1, side="left") - np.searchsorted(x, x0, side="left"))
+
+
+def fit_y(w: pg.PlotWidget, x, lo, h) -> None:
+    """The view's y range to the bars in it, as the chart does after a pan (app/ui/chart/chart_widget.py _fit_y)."""
+    (x0, x1), _ = w.getViewBox().viewRange()
+    i0 = int(np.searchsorted(x, x0 - BAR_S, side="left"))
+    i1 = int(np.searchsorted(x, x1, side="right"))
+    lo_, hi_ = float(lo[i0:i1].min()), float(h[i0:i1].max())
+    pad = (hi_ - lo_) * 0.06
+    set_y_range(w.getViewBox(), lo_ - pad, hi_ + pad)
+
+
+def check_drawn(label: str, x, w: pg.PlotWidget, visible: int, drawn: int, merge: int) -> None:
+    """The row measures what it says: the view holds ``visible`` bars and the chart drew them (merged k to one)."""
+    (x0, x1), _ = w.getViewBox().viewRange()
+    in_view = bars_in_view(x, x0, x1)
+    assert abs(in_view - visible) <= 1, f"{label}: {in_view} bars in view, not {visible}"
+    expect = in_view / merge
+    assert expect <= drawn <= expect + 2 + 4 / merge, f"{label}: drew {drawn} candles for {in_view} bars (k={merge})"
+
+
+def frames_ours(bars, visible: int, frames: int) -> tuple[list[float], list[float], dict]:
     x, o, h, lo, c, v = bars
     w = plot_widget(visible, x)
     item, live = CandlestickItem(), LiveCandleItem()
@@ -107,41 +150,119 @@ def frames_ours(bars, visible: int, frames: int) -> list[float]:
     w.addItem(live)
     m = len(x) - 1
     item.set_data(x[:m], o[:m], h[:m], lo[:m], c[:m], v[:m], BAR_S, 0)
-    lo_, hi_ = lo[-visible:].min(), h[-visible:].max()
-    w.setYRange(float(lo_), float(hi_), padding=0.02)
+    fit_y(w, x, lo, h)
     image = QtGui.QImage(*SIZE, QtGui.QImage.Format.Format_RGB32)
     rng = np.random.default_rng(3)
     render(w, image)  # warm-up: builds the cached paths once
-    out = []
+    k = item.merge_factor(0, m)
+    check_drawn(f"ours, {visible} visible", x, w, visible, item.drawn_bars, k)
+    drawn = {"visible": visible, "drawn_candles": item.drawn_bars, "merge": k}
+    ticks = []
     for _ in range(frames):
         t0 = time.perf_counter_ns()
         tick(bars, rng)
         live.set_bar((float(x[-1]), float(o[-1]), float(h[-1]), float(lo[-1]), float(c[-1]), float(v[-1])), BAR_S)
         render(w, image)
-        out.append((time.perf_counter_ns() - t0) / 1e6)
+        ticks.append((time.perf_counter_ns() - t0) / 1e6)
+    built = getattr(item, "chunks_built", 0)  # (absent before the chunked cache: a before/after run)
+    pans = []
+    vb = w.getViewBox()
+    for share in pan_steps(frames):
+        t0 = time.perf_counter_ns()
+        (x0, x1), _ = vb.viewRange()
+        d = (x1 - x0) * share
+        vb.setXRange(x0 + d, x1 + d, padding=0)
+        fit_y(w, x, lo, h)
+        render(w, image)
+        pans.append((time.perf_counter_ns() - t0) / 1e6)
+    check_drawn(f"ours pan, {visible} visible", x, w, visible, item.drawn_bars, k)
+    drawn["chunks_built_pan"] = getattr(item, "chunks_built", 0) - built
     w.close()
     w.deleteLater()
-    return out
+    return ticks, pans, drawn
 
 
-def frames_baseline(bars, visible: int, frames: int) -> list[float]:
+def frames_baseline(bars, visible: int, frames: int) -> tuple[list[float], list[float]]:
     x, o, h, lo, c, _v = bars
     w = plot_widget(visible, x)
     item = QPictureCandles()
     w.addItem(item)
-    w.setYRange(float(lo[-visible:].min()), float(h[-visible:].max()), padding=0.02)
+    fit_y(w, x, lo, h)
     image = QtGui.QImage(*SIZE, QtGui.QImage.Format.Format_RGB32)
     rng = np.random.default_rng(3)
-    out = []
+    ticks = []
     for _ in range(frames):
         t0 = time.perf_counter_ns()
         tick(bars, rng)
         item.set_data(x, o, h, lo, c)  # the picture holds every candle: a tick means recording them all again
         render(w, image)
-        out.append((time.perf_counter_ns() - t0) / 1e6)
+        ticks.append((time.perf_counter_ns() - t0) / 1e6)
+    (x0, x1), _ = w.getViewBox().viewRange()
+    assert abs(bars_in_view(x, x0, x1) - visible) <= 1, "QPicture baseline: the view does not hold the bars stated"
+    pans = []
+    vb = w.getViewBox()
+    for share in pan_steps(frames):
+        t0 = time.perf_counter_ns()
+        (x0, x1), _ = vb.viewRange()
+        d = (x1 - x0) * share
+        vb.setXRange(x0 + d, x1 + d, padding=0)
+        fit_y(w, x, lo, h)
+        render(w, image)  # the picture is not re-recorded: a pan replays it whole
+        pans.append((time.perf_counter_ns() - t0) / 1e6)
     w.close()
     w.deleteLater()
-    return out
+    return ticks, pans
+
+
+def frames_finplot(bars, visible: int, frames: int) -> tuple[list[float], list[float]] | None:
+    """finplot's own paths: ``update_data`` for a tick (its live-update API), ``update_y_zoom`` for a pan (what its
+    keyboard pan calls; a mouse drag pans with pyqtgraph and fits y at the end). x is the bar index in finplot."""
+    if not use_peers():
+        return None
+    import finplot as fplt
+    import pandas as pd
+
+    x, o, h, lo, c, _v = bars
+    df = pd.DataFrame({"time": (x * 1000).astype("int64"), "open": o.copy(), "close": c.copy(), "high": h.copy(),
+                       "low": lo.copy()})
+    fplt.display_timezone = dt.UTC
+    ax = fplt.create_plot("bench", init_zoom_periods=visible, maximize=False)
+    win = ax.vb.win
+    item = fplt.candlestick_ochl(df, ax=ax)
+    fplt.show(qt_exec=False)
+    win.resize(*SIZE)
+    QtWidgets.QApplication.processEvents()
+    n = len(df)
+    ax.vb.update_y_zoom(n - visible, n)
+    image = QtGui.QImage(*SIZE, QtGui.QImage.Format.Format_RGB32)
+    render(win, image)
+    tr = ax.vb.targetRect()
+    in_view = int(np.floor(tr.right()) - np.ceil(tr.left()) + 1)
+    assert abs(in_view - visible) <= 2, f"finplot: {in_view} bars in view, not {visible}"
+    rng = np.random.default_rng(3)
+    last = n - 1
+    ticks = []
+    for _ in range(frames):
+        t0 = time.perf_counter_ns()
+        close = float(df.at[last, "close"]) * (1 + rng.normal(0, 2e-5))
+        df.at[last, "close"] = close
+        df.at[last, "high"] = max(float(df.at[last, "high"]), close)
+        df.at[last, "low"] = min(float(df.at[last, "low"]), close)
+        item.update_data(df)
+        render(win, image)
+        ticks.append((time.perf_counter_ns() - t0) / 1e6)
+    pans = []
+    for share in pan_steps(frames):
+        t0 = time.perf_counter_ns()
+        tr = ax.vb.targetRect()
+        d = tr.width() * share
+        ax.vb.update_y_zoom(tr.left() + d, tr.right() + d)
+        render(win, image)
+        pans.append((time.perf_counter_ns() - t0) / 1e6)
+    win.close()
+    win.deleteLater()
+    fplt.windows.clear()
+    return ticks, pans
 
 
 def rss_mb() -> float:
@@ -173,36 +294,68 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+VISIBLE = (500, 5000, 50_000)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=200, help="frames per measurement of ours")
-    ap.add_argument("--baseline-frames", type=int, default=8, help="frames of the (slow) baseline")
+    ap.add_argument("--frames", type=int, default=200, help="tick frames and pan frames per measurement of ours")
+    ap.add_argument("--baseline-frames", type=int, default=8, help="frames of the (slow) QPicture baseline")
+    ap.add_argument("--finplot-frames", type=int, default=60, help="frames of finplot (0: leave it out)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # noqa: F841
     pg.setConfigOptions(antialias=False)
-    bars = make_bars(N_BARS)
-    res: dict[str, float | str] = {}
-    for visible in (500, 5000, 50_000):
-        t = frames_ours(bars, visible, args.frames)
-        res[f"ours_p50_ms_{visible}"], res[f"ours_p99_ms_{visible}"] = pct(t, 50), pct(t, 99)
-    base = frames_baseline(bars, 5000, args.baseline_frames)
-    res["baseline_p50_ms"], res["baseline_p99_ms"] = pct(base, 50), pct(base, 99)
-    res["ours_p50_ms"], res["ours_p99_ms"] = res["ours_p50_ms_5000"], res["ours_p99_ms_5000"]
+    res: dict[str, float | str | None] = {}
+    drawn = {}
+    for visible in VISIBLE:
+        ticks, pans, drawn[visible] = frames_ours(make_bars(N_BARS), visible, args.frames)
+        res[f"ours_p50_ms_{visible}"], res[f"ours_p99_ms_{visible}"] = pct(ticks, 50), pct(ticks, 99)
+        res[f"pan_p50_ms_{visible}"], res[f"pan_p99_ms_{visible}"] = pct(pans, 50), pct(pans, 99)
+    for visible in VISIBLE:
+        ticks, pans = frames_baseline(make_bars(N_BARS), visible, args.baseline_frames)
+        res[f"baseline_p50_ms_{visible}"], res[f"baseline_p99_ms_{visible}"] = pct(ticks, 50), pct(ticks, 99)
+        res[f"baseline_pan_p50_ms_{visible}"], res[f"baseline_pan_p99_ms_{visible}"] = pct(pans, 50), pct(pans, 99)
+    finplot_note = ""
+    for visible in VISIBLE if args.finplot_frames else ():
+        out = frames_finplot(make_bars(N_BARS), visible, args.finplot_frames)
+        if out is None:
+            finplot_note = "finplot unavailable (scripts/bench_peers.py could not install it): its column is left out"
+            break
+        res[f"finplot_tick_p50_ms_{visible}"], res[f"finplot_tick_p99_ms_{visible}"] = pct(out[0], 50), pct(out[0], 99)
+        res[f"finplot_pan_p50_ms_{visible}"], res[f"finplot_pan_p99_ms_{visible}"] = pct(out[1], 50), pct(out[1], 99)
+    for name in ("ours_p50_ms", "ours_p99_ms", "pan_p50_ms", "pan_p99_ms", "baseline_p50_ms", "baseline_p99_ms",
+                 "baseline_pan_p50_ms", "baseline_pan_p99_ms", "finplot_tick_p50_ms", "finplot_tick_p99_ms",
+                 "finplot_pan_p50_ms", "finplot_pan_p99_ms"):
+        res[name] = res.get(f"{name}_5000")  # the headline figures: 5,000 visible of 100k (None: peer missing)
     res["speedup"] = res["baseline_p50_ms"] / res["ours_p50_ms"]
+    res["drawn_candles_5000"] = drawn[5000]["drawn_candles"]
     res["memory_100k_mb"] = memory_for_100k()
     res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"chart frame time, 100k candles, live tick every frame, {SIZE[0]}x{SIZE[1]} offscreen ({res['machine']})")
-    print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}")
-    for visible in (500, 5000, 50_000):
-        print(f"{f'ours, {visible:,} visible':28}{res[f'ours_p50_ms_{visible}']:>10.2f}"
-              f"{res[f'ours_p99_ms_{visible}']:>10.2f}")
-    print(f"{'QPicture baseline, 5,000':28}{res['baseline_p50_ms']:>10.1f}{res['baseline_p99_ms']:>10.1f}")
-    print(f"speedup at 5,000 visible (p50): {res['speedup']:.0f}x;  memory for 100k candles: "
-          f"{res['memory_100k_mb']:.1f} MB above an empty chart")
+    print(f"chart frame time, 100k candles, {SIZE[0]}x{SIZE[1]} offscreen ({res['machine']})")
+    print("tick: the forming bar changes, render; pan: the view moves 1-5 % of its width, y refits, render")
+    print(f"{'':30}{'tick p50':>10}{'tick p99':>10}{'pan p50':>10}{'pan p99':>10}   drawn")
+    for visible in VISIBLE:
+        d = drawn[visible]
+        print(f"{f'ours, {visible:,} visible':30}{res[f'ours_p50_ms_{visible}']:>10.2f}"
+              f"{res[f'ours_p99_ms_{visible}']:>10.2f}{res[f'pan_p50_ms_{visible}']:>10.2f}"
+              f"{res[f'pan_p99_ms_{visible}']:>10.2f}   {d['drawn_candles']:,} candles for {visible:,} bars"
+              f" (merged {d['merge']} to 1; {d['chunks_built_pan']} chunks built over {args.frames} pans)")
+    for visible in VISIBLE:
+        print(f"{f'QPicture baseline, {visible:,}':30}{res[f'baseline_p50_ms_{visible}']:>10.1f}"
+              f"{res[f'baseline_p99_ms_{visible}']:>10.1f}{res[f'baseline_pan_p50_ms_{visible}']:>10.1f}"
+              f"{res[f'baseline_pan_p99_ms_{visible}']:>10.1f}")
+    for visible in VISIBLE if not finplot_note and args.finplot_frames else ():
+        print(f"{f'finplot 1.9.7, {visible:,}':30}{res[f'finplot_tick_p50_ms_{visible}']:>10.1f}"
+              f"{res[f'finplot_tick_p99_ms_{visible}']:>10.1f}{res[f'finplot_pan_p50_ms_{visible}']:>10.1f}"
+              f"{res[f'finplot_pan_p99_ms_{visible}']:>10.1f}")
+    if finplot_note:
+        print(finplot_note)
+    print(f"speedup over the QPicture baseline at 5,000 visible (tick p50): {res['speedup']:.0f}x;  memory for 100k "
+          f"candles: {res['memory_100k_mb']:.1f} MB above an empty chart")
     return 0
 
 

@@ -50,11 +50,11 @@ def test_drawn_candles_are_the_series_visible_slice(chart):
     i0, i1 = chart.candles.visible_slice()
     assert 0 < i1 - i0 <= len(a.open_ms) and i1 == len(a.open_ms) - 1  # closed bars up to the live one
     assert chart.candles.drawn_bars == i1 - i0  # one candle per bar: none merged at this zoom
-    # Spot-check: the cached paths were built from exactly these bars (bounds = lowest low / highest high).
-    _up_body, up_wick, _down_body, down_wick = chart.candles._paths
-    wick_rect = up_wick.boundingRect().united(down_wick.boundingRect())
-    assert wick_rect.top() == pytest.approx(a.low[i0:i1].min())
-    assert wick_rect.bottom() == pytest.approx(a.high[i0:i1].max())
+    # The candles painted for the view are exactly these bars.
+    x, o, h, lo, c, v = chart.candles.painted_bars()
+    assert list(o) == list(a.open[i0:i1]) and list(c) == list(a.close[i0:i1])
+    assert list(h) == list(a.high[i0:i1]) and list(lo) == list(a.low[i0:i1])
+    assert list(x) == list(a.open_ms[i0:i1] / 1000.0) and list(v) == list(a.volume[i0:i1])
     # The live candle is the series' last bar.
     _x, o, h, lo, c, _v = chart.live_candle.bar
     assert (o, h, lo, c) == (a.open[-1], a.high[-1], a.low[-1], a.close[-1])

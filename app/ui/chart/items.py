@@ -74,10 +74,28 @@ def merge_bars(k: int, x, o, h, lo, c, v):
     )
 
 
+class _Chunk:
+    """The paths of CHUNK_BARS (merged) bars, and the merged bars they were built from: a chunk built for an older
+    data version is kept when its bars are still the same (only a new or revised bar rebuilds its own chunk)."""
+
+    __slots__ = ("bars", "paths", "version")
+
+    def __init__(self, version: int, bars: tuple[np.ndarray, ...], paths: tuple[QtGui.QPainterPath, ...]) -> None:
+        self.version, self.bars, self.paths = version, bars, paths
+
+
 class _SeriesItem(pg.GraphicsObject):
-    """Shared slicing, merging and path caching for candles and volume bars."""
+    """Shared slicing, merging and path caching for candles and volume bars.
+
+    The bars are cut into chunks of CHUNK_BARS drawn bars at fixed places (chunk c holds bars
+    [c * CHUNK_BARS * k, (c + 1) * CHUNK_BARS * k) at merge factor k), each with its own cached paths. A paint draws
+    the chunks that meet the view: a pan only builds the chunk it moves into (at most one every CHUNK_BARS bars),
+    never the whole view again, and the overdraw beside the view is under a chunk each side. Merge groups start at
+    multiples of k, so the candles drawn do not depend on where the view starts (no flicker while panning)."""
 
     MIN_BAR_PX = 3.0  # narrower than this and bars merge
+    CHUNK_BARS = 128  # drawn (merged) bars per cached chunk
+    MAX_CHUNKS = 32  # cached chunks kept; the ones farthest from the view go first
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,16 +103,18 @@ class _SeriesItem(pg.GraphicsObject):
         self._o = self._h = self._l = self._c = self._v = np.empty(0)
         self._bar_s = 60.0
         self._version = -1
-        self._cache_key: tuple = ()
-        self._paths: tuple[QtGui.QPainterPath, ...] = ()
+        self._chunks: dict[int, _Chunk] = {}
+        self._chunk_key: tuple = ()  # (merge factor, bar seconds, colours): a change drops every chunk
         self._bounds = QtCore.QRectF()
-        self.drawn_bars = 0  # bars painted in the last paint (after merging), for tests and smoke checks
+        self.drawn_bars = 0  # candles (after merging) meeting the view in the last paint, for tests and smoke checks
+        self.chunks_built = 0  # chunks whose paths were (re)built, for tests: a pan builds few, a tick none
+        self._painted: tuple[int, int, int] = (0, 0, 1)  # (first bar, end bar, merge factor) of the last paint
         self.set_colors(theme.current())
 
     def set_colors(self, t: theme.Theme) -> None:
         self._up_pen, self._down_pen = pg.mkPen(t.up, width=1), pg.mkPen(t.down, width=1)
         self._up_brush, self._down_brush = pg.mkBrush(t.up), pg.mkBrush(t.down)
-        self._cache_key = ()
+        self._chunks.clear()
         self.update()
 
     def set_data(self, x, o, h, lo, c, v, bar_s: float, version: int) -> None:
@@ -132,34 +152,59 @@ class _SeriesItem(pg.GraphicsObject):
         i0, i1 = self.visible_slice()
         if i1 <= i0:
             self.drawn_bars = 0
+            self._painted = (0, 0, 1)
             return
         k = self.merge_factor(i0, i1)
-        key = (self._version, i0, i1, k)
-        if key != self._cache_key:
-            self._paths = self._build(i0, i1, k)
-            self._cache_key = key
-        self._draw(p, self._paths)
+        key = (k, self._bar_s, self._up_pen.color().rgba(), self._down_pen.color().rgba())
+        if key != self._chunk_key:
+            self._chunks.clear()
+            self._chunk_key = key
+        span = self.CHUNK_BARS * k  # raw bars per chunk
+        first, last = i0 // span, (i1 - 1) // span
+        for c in range(first, last + 1):
+            self._draw(p, self._chunk(c, span, k).paths)
+        self._evict(first, last)
+        self._painted = (i0 // k * k, i1, k)
+        self.drawn_bars = (i1 - 1) // k - i0 // k + 1
 
-    def _sliced(self, i0: int, i1: int, k: int):
-        s = slice(i0, i1)
-        parts = self._x[s], self._o[s], self._h[s], self._l[s], self._c[s], self._v[s]
-        width = self._bar_s * k
-        if k > 1:
-            # Align merge groups to absolute bar numbers so panning does not make merged bars flicker.
-            shift = (k - i0 % k) % k
-            if 0 < shift < i1 - i0:
-                head = merge_bars(shift, *(a[:shift] for a in parts))
-                tail = merge_bars(k, *(a[shift:] for a in parts))
-                parts = tuple(np.concatenate([a, b]) for a, b in zip(head, tail, strict=True))
-            else:
-                parts = merge_bars(k, *parts)
-        self.drawn_bars = len(parts[0])
-        return parts, width
+    def painted_bars(self) -> tuple[np.ndarray, ...]:
+        """The (merged) bars x, open, high, low, close, volume whose paths the last paint drew for the view: the
+        cached chunks' own bars, so a chunk left stale would show here."""
+        i0, i1, k = self._painted
+        if i1 <= i0:
+            return tuple(np.empty(0) for _ in range(6))
+        span = self.CHUNK_BARS * k
+        first, last = i0 // span, (i1 - 1) // span
+        parts = [self._chunks[c].bars for c in range(first, last + 1)]
+        cut = slice(i0 // k - first * self.CHUNK_BARS, (i1 - 1) // k - first * self.CHUNK_BARS + 1)
+        return tuple(np.concatenate(col)[cut] for col in zip(*parts, strict=True))
+
+    def _chunk(self, c: int, span: int, k: int) -> _Chunk:
+        chunk = self._chunks.get(c)
+        if chunk is not None and chunk.version == self._version:
+            return chunk
+        a, b = c * span, min((c + 1) * span, len(self._x))
+        s = slice(a, b)
+        bars = merge_bars(k, self._x[s], self._o[s], self._h[s], self._l[s], self._c[s], self._v[s])
+        if chunk is not None and all(np.array_equal(u, w) for u, w in zip(bars, chunk.bars, strict=True)):
+            chunk.version = self._version  # a newer version, but none of this chunk's bars changed
+            return chunk
+        chunk = _Chunk(self._version, bars, self._build(bars, self._bar_s * k))
+        self._chunks[c] = chunk
+        self.chunks_built += 1
+        return chunk
+
+    def _evict(self, first: int, last: int) -> None:
+        if len(self._chunks) <= self.MAX_CHUNKS:
+            return
+        mid = (first + last) / 2
+        for c in sorted(self._chunks, key=lambda c: abs(c - mid))[self.MAX_CHUNKS:]:
+            del self._chunks[c]
 
     def _compute_bounds(self) -> QtCore.QRectF:
         raise NotImplementedError
 
-    def _build(self, i0: int, i1: int, k: int) -> tuple[QtGui.QPainterPath, ...]:
+    def _build(self, bars: tuple[np.ndarray, ...], width: float) -> tuple[QtGui.QPainterPath, ...]:
         raise NotImplementedError
 
     def _draw(self, p: QtGui.QPainter, paths: tuple[QtGui.QPainterPath, ...]) -> None:
@@ -173,10 +218,10 @@ class CandlestickItem(_SeriesItem):
         lo, hi = float(self._l.min()), float(self._h.max())
         return QtCore.QRectF(float(self._x[0]), lo, float(self._x[-1] - self._x[0]) + self._bar_s, hi - lo)
 
-    def _build(self, i0: int, i1: int, k: int) -> tuple[QtGui.QPainterPath, ...]:
-        (x, o, h, lo, c, _v), width = self._sliced(i0, i1, k)
+    def _build(self, bars, width: float) -> tuple[QtGui.QPainterPath, ...]:
+        x, o, h, lo, c, _v = bars
         up = c >= o
-        body_w = width * 0.7 if width / max(self.pixelWidth() or 1.0, 1e-12) >= 3 else width
+        body_w = width * 0.7  # bars merge below MIN_BAR_PX (3 px), so a body is always at least 2 px wide
         x0 = x + (width - body_w) / 2
         mid = x + width / 2
         paths = []
@@ -211,8 +256,8 @@ class VolumeItem(_SeriesItem):
             float(self._x[0]), 0.0, float(self._x[-1] - self._x[0]) + self._bar_s, float(self._v.max())
         )
 
-    def _build(self, i0: int, i1: int, k: int) -> tuple[QtGui.QPainterPath, ...]:
-        (x, o, _h, _l, c, v), width = self._sliced(i0, i1, k)
+    def _build(self, bars, width: float) -> tuple[QtGui.QPainterPath, ...]:
+        x, o, _h, _l, c, v = bars
         up = c >= o
         w = width * 0.8
         x0 = x + (width - w) / 2
