@@ -30,7 +30,7 @@ class UiBridge(QtCore.QObject):
         self.window = window
         self.frames_drawn = 0
         self._frames_hist: deque[tuple[float, int]] = deque()
-        self._frame = session.metrics.recorder(UI_FRAME)
+        self.frame_recorder = session.metrics.recorder(UI_FRAME)  # a soak may tee it
         self._timers = [
             self._timer(1000 / session.settings.ui_refresh_hz, self.refresh_chart),
             self._timer(SLOW_EVERY_S * 1000, self.refresh_panels),
@@ -50,7 +50,7 @@ class UiBridge(QtCore.QObject):
         try:
             refresh()
         finally:
-            self._frame.record(time.perf_counter_ns() - t0)
+            self.frame_recorder.record(time.perf_counter_ns() - t0)
 
     def start(self) -> None:
         for timer in self._timers:
