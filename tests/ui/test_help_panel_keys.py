@@ -74,7 +74,7 @@ def check_book_click(qtbot) -> None:
     book.apply(snapshot("XRPUSDT", bids=[(0.5901, 100.0)], asks=[(0.5903, 10.3)]))
     panel.render(book_ladder(book, XRP, depth=5))
     with qtbot.waitSignal(panel.price_chosen) as got:
-        qtbot.mouseClick(panel.bid_rows()[0], QtCore.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(panel.view, QtCore.Qt.MouseButton.LeftButton, pos=panel.bid_rows()[0].geometry().center())
     assert got.args == [D("0.5901")]
 
 

@@ -1,16 +1,17 @@
 """The Order book dock offscreen: the ladder as the trader reads it (asks above, bids below, the touch beside the
-spread line), rows built once and updated in place at the refresh rate, a click on a level putting its price in the
-ticket in the instrument's precision, a book that resyncs showing nothing to click, and a dock that never asks for
-the whole ladder's height."""
+spread line), lines made once and updated in place at the refresh rate, all painted by one widget and only where
+they changed, a click on a level putting its price in the ticket in the instrument's precision, a book that resyncs
+showing nothing to click, and a dock that never asks for the whole ladder's height."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.book import OrderBook
 from app.market.instruments import Instrument
+from app.ui import theme
 from app.ui.order_book import OrderBookPanel
 from app.view.book import book_ladder
 from tests.test_view_book import BTC, XRP, btc_book, snapshot
@@ -27,6 +28,18 @@ def panel(qtbot, depth: int = 20, size=(260, 800)) -> OrderBookPanel:
 
 def shown(rows) -> list[tuple[str, ...]]:
     return [r.texts for r in rows if any(r.texts)]
+
+
+def click(qtbot, w: OrderBookPanel, row) -> None:
+    """A left click where the trader sees ``row``."""
+    qtbot.mouseClick(w.view, QtCore.Qt.MouseButton.LeftButton, pos=row.geometry().center())
+
+
+def painted(w: OrderBookPanel) -> list[str]:
+    """The lines Qt has the ladder paint now (their price or spread text), in paint order."""
+    w.view.last_painted = []
+    QtCore.QCoreApplication.processEvents()
+    return [line.texts[0] or line.texts[-1] for line in w.view.last_painted]
 
 
 def test_asks_above_bids_below_with_the_touch_next_to_the_spread(qtbot):
@@ -71,15 +84,16 @@ def test_a_click_on_a_level_puts_its_price_in_the_ticket_in_the_instruments_prec
     w.render(book_ladder(book, XRP, depth=5))
     bid2 = w.bid_rows()[1]
     with qtbot.waitSignal(w.price_chosen) as got:
-        qtbot.mouseClick(bid2, QtCore.Qt.MouseButton.LeftButton)
+        click(qtbot, w, bid2)
     assert got.args == [Decimal("0.5900")] and isinstance(got.args[0], Decimal)
     assert str(got.args[0]) == "0.5900"
     with qtbot.waitSignal(w.price_chosen) as got:
-        qtbot.mouseClick(w.ask_rows()[-1], QtCore.Qt.MouseButton.LeftButton)
+        click(qtbot, w, w.ask_rows()[-1])
     assert got.args == [Decimal("0.5903")]
     assert "0.5903" in w.ask_rows()[-1].toolTip()
-    with qtbot.assertNotEmitted(w.price_chosen):  # an empty row is not a price
-        qtbot.mouseClick(w.ask_rows()[0], QtCore.Qt.MouseButton.LeftButton)
+    with qtbot.assertNotEmitted(w.price_chosen):  # an empty row is not a price, nor is the spread line
+        click(qtbot, w, w.ask_rows()[0])
+        click(qtbot, w, w.view.spread)
 
 
 def test_a_book_that_resyncs_empties_the_ladder_and_says_so(qtbot):
@@ -92,7 +106,8 @@ def test_a_book_that_resyncs_empties_the_ladder_and_says_so(qtbot):
     assert w.spread_text() == "resyncing: waiting for a fresh snapshot"
     assert "resyncing" in w.status.text()
     with qtbot.assertNotEmitted(w.price_chosen):
-        qtbot.mouseClick(w.bid_rows()[0], QtCore.Qt.MouseButton.LeftButton)
+        click(qtbot, w, w.bid_rows()[0])
+    assert "resyncing" in w.view.spread.drawn_texts()[1] and w.view.spread.isVisible()
 
 
 def test_a_short_dock_keeps_the_touch_in_the_middle_and_asks_for_little_height(qtbot):
@@ -166,16 +181,81 @@ def test_a_change_at_one_level_repaints_that_level_and_what_it_moves_not_the_who
     book.apply(snapshot("BTCUSDT", bids=bids, asks=asks))
     w.render(book_ladder(book, BTC, depth=5))
     QtCore.QCoreApplication.processEvents()
-    repainted = []
-    for row in [*w.ask_rows(), *w.bid_rows()]:
-        row.update = lambda row=row: repainted.append(row.texts[0])  # type: ignore[method-assign]
 
-    # the biggest level, the farthest bid, grows by 0.2 %: its own row changes (size and total); every other bar
+    # the biggest level, the farthest bid, grows by 0.2 %: its own line changes (size and total); every other bar
     # moves by less than a pixel, no other text changes
     book.apply(snapshot("BTCUSDT", bids=[*bids[:2], (99.98, 1.002)], asks=asks, last_id=101))
     w.render(book_ladder(book, BTC, depth=5))
-    assert repainted == ["99.98"]
+    assert painted(w) == ["99.98"]
 
-    repainted.clear()
     w.render(book_ladder(book, BTC, depth=5))
-    assert repainted == [], "the same book: nothing repainted"
+    assert painted(w) == [], "the same book: nothing repainted"
+    same = book_ladder(book, BTC, depth=5)
+    w.render(same)
+    w.render(same)
+    assert painted(w) == [], "the same snapshot again: not even compared"
+
+
+def near(image: QtGui.QImage, rect: QtCore.QRect, colour: str, tolerance: int = 40) -> int:
+    """How many pixels of ``rect`` in ``image`` are within ``tolerance`` (per channel) of ``colour``."""
+    want = QtGui.QColor(colour)
+    n = 0
+    for x in range(rect.left(), rect.right() + 1):
+        for y in range(rect.top(), rect.bottom() + 1):
+            c = image.pixelColor(x, y)
+            if (abs(c.red() - want.red()) <= tolerance and abs(c.green() - want.green()) <= tolerance
+                    and abs(c.blue() - want.blue()) <= tolerance):
+                n += 1
+    return n
+
+
+def test_one_widget_paints_the_ladder_prices_in_their_sides_colour_over_the_size_bars(qtbot):
+    w = panel(qtbot, depth=5, size=(300, 400))
+    w.render(book_ladder(btc_book(), BTC, depth=5))
+    assert w.view.findChildren(QtWidgets.QWidget) == []  # no widget per level: Qt paints one
+    image = w.view.grab().toImage()
+    t = theme.current()
+    best_ask, best_bid = w.ask_rows()[-1], w.bid_rows()[0]
+    price_column = QtCore.QRect(0, 0, int(w.view.width() * 0.45), w.view.line_height)
+
+    def price_pixels(row, colour: str) -> int:
+        return near(image, price_column.translated(0, row.top), colour)
+
+    assert price_pixels(best_ask, t.down) > 5 and price_pixels(best_ask, t.up) == 0  # an ask in red
+    assert price_pixels(best_bid, t.up) > 5 and price_pixels(best_bid, t.down) == 0  # a bid in green
+    # the biggest level (61,840.10, 4.0) has a bar across the whole width, the smaller ones end short of the left
+    biggest, small = w.ask_rows()[2], w.bid_rows()[0]
+    assert biggest.texts[0] == "61,840.10" and biggest.bar == 1.0
+    left_edge = QtCore.QRect(1, biggest.top + 3, 2, 2)
+    assert image.pixelColor(left_edge.topLeft()) != image.pixelColor(left_edge.topLeft().x(), small.top + 3)
+
+
+def test_hovering_a_level_shows_its_tooltip_and_the_hand(qtbot):
+    w = panel(qtbot, depth=5)
+    w.render(book_ladder(btc_book(), BTC, depth=5))
+    best_bid = w.bid_rows()[0]
+    at = best_bid.geometry().center()
+    qtbot.mouseMove(w.view, at)
+    assert w.view.cursor().shape() == QtCore.Qt.CursorShape.PointingHandCursor
+    QtWidgets.QApplication.sendEvent(w.view, QtGui.QHelpEvent(QtCore.QEvent.Type.ToolTip, at,
+                                                              w.view.mapToGlobal(at)))
+    tip = QtWidgets.QToolTip.text()
+    assert "61,837.62 · size 0.50000 · total 0.50000" in tip and "click: put 61,837.62 in the ticket" in tip
+    spread = w.view.spread.geometry().center()
+    qtbot.mouseMove(w.view, spread)
+    assert w.view.cursor().shape() != QtCore.Qt.CursorShape.PointingHandCursor  # the spread line is no price
+    QtWidgets.QApplication.sendEvent(w.view, QtGui.QHelpEvent(QtCore.QEvent.Type.ToolTip, spread,
+                                                              w.view.mapToGlobal(spread)))
+    assert "spread 0.01 USDT" in QtWidgets.QToolTip.text()
+    QtWidgets.QToolTip.hideText()
+
+
+def test_the_header_and_the_step_stay_at_a_small_window_and_no_line_is_cut(qtbot):
+    w = panel(qtbot, depth=20, size=(240, 300))
+    w.render(book_ladder(btc_book(), BTC, depth=20))
+    h = w.view.line_height
+    assert w.view.header.texts == ("Price", "Size", "Total") and w.view.header.top == 0
+    lines = [r for r in (*w.ask_rows(), w.view.spread, *w.bid_rows()) if r.isVisible()]
+    assert lines[0].top >= h and lines[-1].top + h <= w.view.height()  # under the header, none cut at the bottom
+    tops = [r.top for r in lines]
+    assert tops == list(range(tops[0], tops[0] + h * len(lines), h))  # one line under the other, no gap

@@ -1,12 +1,13 @@
 """The Trades dock offscreen: time and sales newest on top, the aggressor's side in its colour, big prints standing
-out, rows updated in place by key (an unchanged tape touches nothing), real trades from the Binance capture."""
+out, lines updated in place by key and painted by one widget only where they changed (an unchanged tape paints
+nothing), real trades from the Binance capture."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.market.state import MarketData
 from app.models import Side
@@ -15,6 +16,7 @@ from app.ui.tape import TapePanel
 from app.view.book import tape
 from tests.market.test_state_tape import real_trades
 from tests.test_view_book import BTC, UTC, trade
+from tests.ui.test_order_book_panel import near
 
 
 def panel(qtbot, rows: int = 30, size=(260, 600)) -> TapePanel:
@@ -90,3 +92,68 @@ def test_real_trades_through_the_market_state(qtbot):
     local = dt.datetime.fromtimestamp(m.last_trade.exchange_ms / 1000)
     assert w.rows()[0].texts[0].startswith(local.strftime("%H:%M:%S."))
     assert {r.colors[1] for r in w.rows()} == {theme.current().up, theme.current().down}
+
+
+def painted(w: TapePanel) -> list[str]:
+    """The trade lines Qt has the tape paint now (their keys), top-down."""
+    w.view.last_painted = []
+    QtCore.QCoreApplication.processEvents()
+    return [getattr(line, "key", "header") for line in w.view.last_painted]
+
+
+def test_one_widget_paints_each_price_in_its_aggressors_colour_and_only_what_changed(qtbot):
+    w = panel(qtbot, rows=10, size=(300, 400))
+    trades = [trade(1, 100.0, 0.01, Side.BUY), trade(2, 99.5, 0.01, Side.SELL)]
+    w.render(tape(trades, BTC, limit=10, tz=UTC))
+    assert w.view.findChildren(QtWidgets.QWidget) == []  # no widget per trade
+    image = w.view.grab().toImage()
+    t = theme.current()
+    sell, buy = w.rows()[:2]
+    price_column = QtCore.QRect(int(w.view.width() * 0.40), 0, int(w.view.width() * 0.30), w.view.line_height)
+    assert near(image, price_column.translated(0, sell.top), t.down) > 5
+    assert near(image, price_column.translated(0, sell.top), t.up) == 0
+    assert near(image, price_column.translated(0, buy.top), t.up) > 5
+    assert near(image, price_column.translated(0, buy.top), t.down) == 0
+    QtCore.QCoreApplication.processEvents()
+    assert painted(w) == []
+    w.render(tape(trades, BTC, limit=10, tz=UTC))  # a quiet tick: the same trades
+    assert painted(w) == []
+    trades.append(trade(3, 99.0, 0.01, Side.SELL))
+    w.render(tape(trades, BTC, limit=10, tz=UTC))
+    assert painted(w) == ["3"]  # the new trade; Qt moved the two below it down a line, the empty ones stay
+    assert on_screen(w) == w.view.grab().toImage()  # the same pixels as the whole tape painted afresh
+
+
+def on_screen(w: TapePanel) -> QtGui.QImage:
+    """The tape's pixels as the window shows them (its backing store), not painted again."""
+    image = w.screen().grabWindow(w.winId()).toImage()
+    return image.copy(QtCore.QRect(w.view.mapTo(w, QtCore.QPoint(0, 0)), w.view.size())).convertToFormat(
+        QtGui.QImage.Format.Format_RGB32)
+
+
+def test_a_push_moves_the_tape_down_as_painted_with_the_mouse_over_it_and_big_prints_changing(qtbot):
+    w = panel(qtbot, rows=30, size=(300, 400))
+    trades = [trade(i, 100.0 + i % 7, 0.01 * (1 + i % 5), Side.BUY if i % 3 else Side.SELL) for i in range(40)]
+    w.render(tape(trades, BTC, limit=30, tz=UTC, big_quantile=0.9))
+    QtCore.QCoreApplication.processEvents()
+    qtbot.mouseMove(w.view, w.rows()[4].geometry().center())  # the trader reads the fifth line
+    QtCore.QCoreApplication.processEvents()
+    for n in (3, 1, 6):
+        i = len(trades)
+        # bigger prints arrive: what counts as big moves, some older lines lose their emphasis
+        trades += [trade(i + j, 100.0 + j, 0.05 * (1 + j), Side.SELL if j % 2 else Side.BUY) for j in range(n)]
+        w.render(tape(trades, BTC, limit=30, tz=UTC, big_quantile=0.9))
+        got = painted(w)
+        assert set(got) >= {r.key for r in w.rows()[:n]} and len(got) < 25  # the new ones, not the whole tape
+        assert on_screen(w) == w.view.grab().toImage()
+
+
+def test_hovering_a_trade_shows_what_counts_as_big(qtbot):
+    w = panel(qtbot)
+    w.render(tape([trade(i, 100.0, 0.01 * (1 + i % 10), Side.BUY) for i in range(100)], BTC, limit=30))
+    at = w.rows()[3].geometry().center()
+    QtWidgets.QApplication.sendEvent(w.view, QtGui.QHelpEvent(QtCore.QEvent.Type.ToolTip, at,
+                                                              w.view.mapToGlobal(at)))
+    assert "percentile" in QtWidgets.QToolTip.text()
+    QtWidgets.QToolTip.hideText()
+    assert w.view.header.texts == ("Time", "Price", "Qty") and w.rows()[0].top == w.view.line_height
