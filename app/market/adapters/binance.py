@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from orjson import JSONDecodeError, loads
 
 from app.market.adapters import (
+    ID_MAX,
     PRICE_MAX,
     PRICE_MIN,
     QTY_MAX,
@@ -23,7 +25,6 @@ from app.market.adapters import (
     checked_time_ms,
     checked_trade_qty,
     decode_object,
-    reasoned,
 )
 from app.models import BookUpdate, Candle, MarketEvent, Quote, Side, Trade
 
@@ -47,7 +48,38 @@ def subscribe_message(streams: list[str], request_id: int) -> bytes:
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list[MarketEvent]:
-    return reasoned(_parse_payload, payload(raw), recv_ns)
+    # The hot path of the whole feed: every frame of every symbol comes through here. It does by hand what
+    # ``payload`` and ``reasoned`` do, with the most frequent kinds (bookTicker, then trades) first and their checks
+    # inlined; what a field trips on still becomes the same countable reason (``reasoned``'s mapping, below).
+    try:
+        msg = loads(raw)
+    except JSONDecodeError:
+        msg = decode_object(raw)  # raises with the precise reason (not UTF-8, not JSON)
+    if msg.__class__ is not dict:
+        raise ParseError("not_an_object", type(msg).__name__)
+    if "stream" in msg:
+        d = msg.get("data", msg)
+        if d.__class__ is not dict:
+            raise ParseError("bad_envelope", "data is not an object")
+    else:
+        d = msg
+    try:
+        kind = d.get("e")
+        if kind is None:
+            if "A" in d and "u" in d and "b" in d and "a" in d and "s" in d:  # spot bookTicker has no "e"
+                return [_quote(d, recv_ns)]
+            return _untyped(d, recv_ns)
+        if kind == "trade":
+            return [_trade(d, d["t"], recv_ns)]
+        if kind == "aggTrade":
+            return [_trade(d, d["a"], recv_ns)]
+        return _parse_payload(d, recv_ns)
+    except ParseError:
+        raise
+    except (KeyError, TypeError, AttributeError) as exc:  # as ``reasoned``: a field missing or of the wrong type
+        raise ParseError("bad_field", f"{type(exc).__name__}: {exc}") from None
+    except ValueError as exc:  # the right type, an unacceptable value
+        raise ParseError("bad_value", str(exc)) from None
 
 
 def payload(raw: bytes | str) -> dict[str, Any]:
@@ -69,54 +101,66 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
     if kind == "depthUpdate":
         return [
             BookUpdate(
-                symbol=_symbol(d["s"]),
-                bids=_levels(d["b"]),
-                asks=_levels(d["a"]),
-                first_id=checked_id(d["U"]),
-                last_id=checked_id(d["u"]),
-                is_snapshot=False,
-                exchange_ms=checked_time_ms(d["E"]),
-                recv_ns=recv_ns,
+                _symbol(d["s"]),
+                _levels(d["b"]),
+                _levels(d["a"]),
+                checked_id(d["U"]),
+                checked_id(d["u"]),
+                False,
+                checked_time_ms(d["E"]),
+                recv_ns,
             )
         ]
     if kind == "kline":
         k = d["k"]
         return [
             Candle(
-                symbol=_symbol(k["s"]),
-                timeframe=str(k["i"]),
-                open_ms=checked_time_ms(k["t"]),
-                open=_price(k["o"]),
-                high=_price(k["h"]),
-                low=_price(k["l"]),
-                close=_price(k["c"]),
-                volume=_qty(k["v"]),
-                trades=checked_id(k["n"]),
-                closed=_bool(k["x"], "x"),
-                exchange_ms=checked_time_ms(d["E"]),
-                recv_ns=recv_ns,
+                _symbol(k["s"]),
+                str(k["i"]),
+                checked_time_ms(k["t"]),
+                _price(k["o"]),
+                _price(k["h"]),
+                _price(k["l"]),
+                _price(k["c"]),
+                _qty(k["v"]),
+                checked_id(k["n"]),
+                _bool(k["x"], "x"),
+                checked_time_ms(d["E"]),
+                recv_ns,
             )
         ]
-    if kind is None and "u" in d and "b" in d and "a" in d and "s" in d:  # spot bookTicker has no "e"
-        return [
-            Quote(
-                symbol=_symbol(d["s"]),
-                bid=_price(d["b"]),
-                bid_qty=_qty(d["B"]),
-                ask=_price(d["a"]),
-                ask_qty=_qty(d["A"]),
-                update_id=checked_id(d["u"]),
-                exchange_ms=_optional_time(d.get("E")),
-                recv_ns=recv_ns,
-            )
-        ]
-    if kind is None and "lastUpdateId" in d:
+    if kind is None:
+        if "u" in d and "b" in d and "a" in d and "s" in d:
+            return [_quote(d, recv_ns)]
+        return _untyped(d, recv_ns)
+    raise ParseError("unknown_event", str(kind))
+
+
+def _untyped(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+    """A payload without ``"e"`` that is not a bookTicker: a REST depth snapshot or a reply to our SUBSCRIBE."""
+    if "u" in d and "b" in d and "a" in d and "s" in d:  # a bookTicker without its sizes: refused for "A"
+        return [_quote(d, recv_ns)]
+    if "lastUpdateId" in d:
         return [parse_depth_snapshot(d, d.get("s", ""), recv_ns)]
-    if kind is None and "id" in d and ("result" in d or "error" in d):
+    if "id" in d and ("result" in d or "error" in d):
         if d.get("error"):
             raise ParseError("request_error", str(d["error"]))
         return []  # reply to our SUBSCRIBE
-    raise ParseError("unknown_event", str(kind))
+    raise ParseError("unknown_event", "None")
+
+
+def _quote(d: dict[str, Any], recv_ns: int) -> Quote:
+    b, bq, a, aq = d["b"], d["B"], d["a"], d["A"]
+    bid, bid_qty, ask, ask_qty = float(b), float(bq), float(a), float(aq)
+    # One comparison chain for the four values (NaN fails it too); JSON booleans would pass float() as 1.0 / 0.0.
+    if not (PRICE_MIN < bid < PRICE_MAX and PRICE_MIN < ask < PRICE_MAX and 0.0 <= bid_qty < QTY_MAX
+            and 0.0 <= ask_qty < QTY_MAX) or bool in (b.__class__, bq.__class__, a.__class__, aq.__class__):
+        bid, bid_qty, ask, ask_qty = _price(b), _qty(bq), _price(a), _qty(aq)  # raises with the value at fault
+    u = d["u"]
+    if u.__class__ is not int or not 0 <= u <= ID_MAX:
+        u = checked_id(u)
+    e = d.get("E")
+    return Quote(_symbol(d["s"]), bid, bid_qty, ask, ask_qty, u, 0 if e is None else checked_time_ms(e), recv_ns)
 
 
 def parse_depth_snapshot(d: dict[str, Any], symbol: str, recv_ns: int) -> BookUpdate:
@@ -158,16 +202,17 @@ def parse_klines(rows: list[list[Any]], symbol: str, timeframe: str, recv_ns: in
 
 
 def _trade(d: dict[str, Any], trade_id: Any, recv_ns: int) -> Trade:
-    m = _bool(d["m"], "m")
-    return Trade(
-        symbol=_symbol(d["s"]),
-        price=_price(d["p"]),
-        qty=checked_trade_qty(float(d["q"]), d["q"]),
-        side=Side.SELL if m else Side.BUY,
-        trade_id=checked_id(trade_id),
-        exchange_ms=checked_time_ms(d["T"]),
-        recv_ns=recv_ns,
-    )
+    m, p, q, t = d["m"], d["p"], d["q"], d["T"]
+    price, qty = float(p), float(q)
+    if not (PRICE_MIN < price < PRICE_MAX and 0.0 < qty < QTY_MAX) or p.__class__ is bool or q.__class__ is bool:
+        price, qty = _price(p), checked_trade_qty(qty, q)  # raises with the value at fault
+    if m.__class__ is not bool:  # bool("false") would be True
+        raise TypeError("'m' is not a boolean")
+    if trade_id.__class__ is not int or not 0 <= trade_id <= ID_MAX:
+        trade_id = checked_id(trade_id)
+    if t.__class__ is not int or not 0 < t <= ID_MAX:
+        t = checked_time_ms(t)
+    return Trade(_symbol(d["s"]), price, qty, _SELL if m else _BUY, trade_id, t, recv_ns)
 
 
 def _bool(v: Any, name: str) -> bool:
@@ -177,7 +222,21 @@ def _bool(v: Any, name: str) -> bool:
 
 
 def _symbol(s: Any) -> str:
-    return checked_symbol(s)
+    # A feed names a handful of symbols, each on every frame: remember the ones already checked (bounded, so a
+    # hostile feed inventing names cannot grow it).
+    if s.__class__ is str:
+        known = _KNOWN_SYMBOLS.get(s)
+        if known is not None:
+            return known
+    s = checked_symbol(s)
+    if len(_KNOWN_SYMBOLS) < _KNOWN_SYMBOLS_MAX:
+        _KNOWN_SYMBOLS[s] = s
+    return s
+
+
+_KNOWN_SYMBOLS: dict[str, str] = {}
+_KNOWN_SYMBOLS_MAX = 4096
+_SELL, _BUY = Side.SELL, Side.BUY
 
 
 def _optional_time(v: Any) -> int:
