@@ -40,8 +40,9 @@ class TradeRow(Line):
         if row is None:
             return self.show_values(("", "", ""), (None, None, None))
         side = t.up if row.side is Side.BUY else t.down
+        # a narrow dock drops the hour, not the milliseconds: "09:39.312" rather than "18:09:39.3…"
         self.show_values((row.time_text, row.price_text, row.qty_text), (t.muted, side, side if row.big else None),
-                         bold=row.big, tint=side if row.big else None)
+                         bold=row.big, tint=side if row.big else None, short=(row.time_text[3:], "", ""))
         return True
 
 

@@ -157,3 +157,14 @@ def test_hovering_a_trade_shows_what_counts_as_big(qtbot):
     assert "percentile" in QtWidgets.QToolTip.text()
     QtWidgets.QToolTip.hideText()
     assert w.view.header.texts == ("Time", "Price", "Qty") and w.rows()[0].top == w.view.line_height
+
+
+def test_a_narrow_tape_drops_the_hour_not_the_milliseconds(qtbot):
+    w = panel(qtbot, rows=5, size=(230, 200))  # the Trades dock at 1280x720
+    w.render(tape([trade(1, 61837.63, 0.02, Side.BUY)], BTC, limit=5, tz=UTC))
+    top = w.rows()[0]
+    assert top.texts[0] == "00:00:01.255"  # the full time is what the line holds
+    assert top.drawn_texts() == ("00:01.255", "61,837.63", "0.02000")  # minutes, seconds, milliseconds: whole
+    w.resize(400, 200)
+    QtCore.QCoreApplication.processEvents()
+    assert top.drawn_texts()[0] == "00:00:01.255"  # room enough: the hour too
