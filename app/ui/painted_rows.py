@@ -1,10 +1,12 @@
 """Lines of right-aligned texts over size bars, all painted by one widget: the Order book ladder and the Trades tape.
 
-A dock of 40-60 small row widgets cost Qt ~30 µs a widget to paint (a painter, the style sheet's background, the
+A dock of 40-60 small row widgets cost Qt ~40 µs a widget to paint (a painter, the style sheet's background, the
 clip) at every 4 Hz refresh, outside the terminal's timed frames. Here a line is a plain object: a refresh sets its
-values, the widget collects the lines that changed and asks Qt once for their rectangles, and ``paintEvent`` draws
-only those lines, each text from a cache of glyph runs (``QStaticText``: shaped once per text and font, not at every
-paint) at a position measured once per text.
+values, the widget asks Qt once for the bands of the lines that changed, and ``paintEvent`` draws only those, over
+its own background (an opaque widget: Qt paints no parent under it). What a line draws is worked out at its first
+paint after a change (positions, bar widths, colours); a text's width is measured once, and a text drawn often (a
+price that stays) is shaped once (``QStaticText``). ``shift_down``: a tape whose lines all moved down has Qt move
+the painted pixels instead of painting them again.
 """
 
 from __future__ import annotations
