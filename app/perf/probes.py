@@ -20,6 +20,8 @@ import psutil
 from app.perf.metrics import Recorder
 
 LOOP_LAG = "loop_lag"
+LOOP_LAG_OWN = "loop_lag_own"  # the part of a lag the loop's thread was on the CPU for (LoopLagProbe.run)
+LOOP_LAG_OFF_CPU = "loop_lag_off_cpu"  # the part it was not
 
 
 class LoopLagProbe:
@@ -31,10 +33,13 @@ class LoopLagProbe:
     that error small at a cost of 50 wake-ups a second (a few µs each).
     """
 
-    def __init__(self, recorder: Recorder | None = None, interval_s: float = 0.02) -> None:
+    def __init__(self, recorder: Recorder | None = None, interval_s: float = 0.02,
+                 off_cpu: Recorder | None = None) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.recorder = recorder if recorder is not None else Recorder(LOOP_LAG)
+        self.off_cpu = off_cpu if off_cpu is not None else Recorder(LOOP_LAG_OFF_CPU)
+        self.own = Recorder(LOOP_LAG_OWN)
         self.interval_s = interval_s
         self.samples = 0
         self.last_ns = 0
@@ -42,13 +47,23 @@ class LoopLagProbe:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        """Each lag is also split by the CPU time the loop's thread had over the whole sleep: ``own`` =
+        min(lag, that CPU time), the most of the lag the terminal's own callbacks can have made (an upper bound:
+        the CPU time includes the work done while the probe slept), and ``off_cpu`` = the rest, the part the
+        thread was not running (other processes had the cores, the X server was waited for, another thread held
+        the GIL). What the trader feels is the lag; what the terminal can fix is at most ``own``."""
         interval_ns = int(self.interval_s * 1e9)
         clock, record = time.perf_counter_ns, self.recorder.record
+        cpu_clock, record_off, record_own = time.thread_time_ns, self.off_cpu.record, self.own.record
         while True:
             due = clock() + interval_ns
+            cpu0 = cpu_clock()
             await asyncio.sleep(self.interval_s)
             lag = max(0, clock() - due)
+            own = min(lag, cpu_clock() - cpu0)
             record(lag)
+            record_own(own)
+            record_off(lag - own)
             self.samples += 1
             self.last_ns = lag
             if lag > self.worst_ns:

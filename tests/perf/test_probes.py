@@ -106,3 +106,42 @@ def test_lag_probe_runs_on_the_qasync_loop_the_terminal_uses():
     finally:
         loop.close()
     assert worst >= 45_000_000
+
+
+async def _lag_of_one_block(block) -> probes.LoopLagProbe:
+    probe = probes.LoopLagProbe(Recorder("loop_lag"), interval_s=0.002)
+    probe.start()
+    await wait_until(lambda: probe.samples >= 3, what="a few unblocked samples")
+
+    async def hog():
+        block(0.05)
+
+    before = probe.samples
+    await asyncio.get_running_loop().create_task(hog())
+    await wait_until(lambda: probe.samples > before + 1, what="the probe to wake after the block")
+    await probe.stop()
+    return probe
+
+
+def _spin(seconds: float) -> None:
+    """Works for ``seconds`` of this thread's CPU time (however long the machine takes to give it that)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_a_lag_the_loop_spent_working_is_its_own():
+    probe = await _lag_of_one_block(_spin)  # the terminal's own work: its thread on the CPU all along
+    assert probe.own.snapshot("all").max >= 45_000_000
+    assert probe.own.snapshot("all").count == probe.off_cpu.snapshot("all").count == probe.samples
+
+
+@pytest.mark.asyncio
+async def test_a_lag_the_loop_spent_off_the_cpu_is_not_its_own():
+    # Sleeping is what a thread does while other programs have the cores or it waits for the X server: it is late
+    # all the same, but not because of its own work (the SLOW badge watches the own part).
+    probe = await _lag_of_one_block(time.sleep)
+    assert probe.recorder.snapshot("all").max >= 45_000_000
+    assert probe.off_cpu.snapshot("all").max >= 40_000_000
+    assert probe.own.snapshot("all").max < 10_000_000
