@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -46,12 +47,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import psutil
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -208,8 +209,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--xvfb", action="store_true",
                    help="a real window: start Xvfb and openbox, show the terminal there, stop them at the end")
     p.add_argument("--slow-callback-ms", type=float, default=0.0,
-                   help="log every loop callback that holds the loop longer than this (asyncio debug; slows the "
-                        "run: for finding the culprits, not for the figures)")
+                   help="count every turn of the loop (Qt event, asyncio callback, garbage collection) longer "
+                        "than this, by what ran (a diagnostic: it costs a few µs an event)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -266,6 +267,110 @@ class PaintTimer(QtCore.QObject):
         return True
 
 
+class SlowEvents:
+    """Every turn of the loop that holds it longer than ``limit_ms`` (wall), by what ran, with the CPU time the
+    loop's thread spent in it: a turn whose CPU time is far below its wall time was not the terminal's work (the
+    thread was preempted or waited). Qt events are timed in ``QApplication.notify`` (outermost only: a paint
+    inside a resize is the resize's), asyncio callbacks in ``Handle._run`` (under qasync they run inside a Qt
+    timer event, ``_SimpleTimer``, timed as a whole too); garbage collections apart. A diagnostic: it costs a few
+    µs an event."""
+
+    def __init__(self, limit_ms: float) -> None:
+        self.limit_ns = int(limit_ms * 1e6)
+        self.by_what: dict[str, list[float]] = {}  # what -> [count, wall ms, max wall ms, cpu ms, max cpu ms]
+
+    def add(self, what: str, wall_ns: int, cpu_ns: int) -> None:
+        e = self.by_what.setdefault(what, [0, 0.0, 0.0, 0.0, 0.0])
+        wall, cpu = wall_ns / 1e6, cpu_ns / 1e6
+        e[0] += 1
+        e[1] += wall
+        e[2] = max(e[2], wall)
+        e[3] += cpu
+        e[4] = max(e[4], cpu)
+
+    def top(self, n: int = 20) -> list[dict]:
+        rows = sorted(self.by_what.items(), key=lambda kv: -kv[1][3])[:n]  # by CPU: the terminal's own work
+        return [{"what": what, "count": c, "wall_ms": round(w, 1), "max_wall_ms": round(mw, 1),
+                 "cpu_ms": round(cpu, 1), "max_cpu_ms": round(mc, 1)} for what, (c, w, mw, cpu, mc) in rows]
+
+    def timed(self, what: Callable[[], str], run: Callable[[], object]):
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            return run()
+        finally:
+            dt = time.perf_counter_ns() - t0
+            if dt > self.limit_ns:
+                self.add(what(), dt, time.thread_time_ns() - c0)
+
+    def install(self) -> None:
+        """Times asyncio's callbacks and the garbage collector (the Qt side is ``timing_application``)."""
+        original = asyncio.events.Handle._run
+        slow = self
+
+        def _run(handle):
+            return slow.timed(lambda: _describe(handle), lambda: original(handle))
+
+        asyncio.events.Handle._run = _run
+        gc_started: list[tuple[int, int]] = []
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                gc_started[:] = [(time.perf_counter_ns(), time.thread_time_ns())]
+            elif gc_started:
+                (t0, c0), = gc_started
+                dt = time.perf_counter_ns() - t0
+                if dt > self.limit_ns:
+                    self.add(f"gc generation {info.get('generation')}", dt, time.thread_time_ns() - c0)
+
+        gc.callbacks.append(on_gc)
+
+
+def _describe(handle) -> str:
+    callback = handle._callback
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        return f"asyncio task {owner.get_name()!r} ({getattr(coro, '__qualname__', coro)})"
+    return f"asyncio callback {getattr(callback, '__qualname__', repr(callback))[:100]}"
+
+
+def _receiver(obj) -> str:
+    """A Qt receiver by class, object name, and for a graphics scene the widget that shows it."""
+    name = type(obj).__name__
+    try:
+        if obj.objectName():
+            name += f"({obj.objectName()})"
+        if isinstance(obj, QtWidgets.QGraphicsScene) and obj.views():
+            owner, chain = obj.views()[0], []
+            while owner is not None and len(chain) < 3:
+                chain.append(type(owner).__name__)
+                owner = owner.parent()
+            name += " in " + "/".join(chain)
+    except RuntimeError:  # deleted meanwhile
+        pass
+    return name
+
+
+def timing_application(slow: SlowEvents) -> QtWidgets.QApplication:
+    """A QApplication whose notify times each outermost event into ``slow``."""
+
+    class TimingApplication(QtWidgets.QApplication):
+        depth = 0
+
+        def notify(self, receiver, event) -> bool:
+            if TimingApplication.depth:
+                return super().notify(receiver, event)
+            TimingApplication.depth = 1
+            try:
+                kind = event.type()
+                return slow.timed(lambda: f"Qt {kind.name} -> {_receiver(receiver)}",
+                                  lambda: super(TimingApplication, self).notify(receiver, event))
+            finally:
+                TimingApplication.depth = 0
+
+    return TimingApplication(sys.argv[:1])
+
+
 def model_process(session) -> psutil.Process | None:
     """The local model's server process, as the terminal started it (its provider knows the pid)."""
     pid = getattr(getattr(session.provider, "process", None), "pid", None)
@@ -282,7 +387,7 @@ def _rss_mb(proc: psutil.Process | None) -> float | None:
         return None
 
 
-async def soak(args: argparse.Namespace, journal: Path) -> dict:
+async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None = None) -> dict:
     from app.config import Settings
     from app.perf.metrics import UI_FRAME, Metrics, Recorder, measure_record_cost
     from app.perf.probes import LoopLagProbe, ProcessProbe, open_sockets, task_count
@@ -290,11 +395,8 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
     from app.ui.log_dock import BufferingHandler
     from app.ui.main_window import MainWindow
 
-    if args.slow_callback_ms > 0:
-        loop = asyncio.get_running_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = args.slow_callback_ms / 1000
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    if slow is not None:
+        slow.install()
 
     record_cost = measure_record_cost(200_000)  # before the feed starts, on a quiet process
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
@@ -309,10 +411,11 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
     settings = Settings(symbols=symbols, sim_trades_per_s=cal["trades_per_s"], journal_path=journal, **chosen)
 
     metrics = Metrics()
-    lag_tee = Tee(metrics.recorder("loop_lag"))
-    lag = LoopLagProbe(lag_tee, interval_s=0.02)
+    lag_tee, off_tee = Tee(metrics.recorder("loop_lag")), Tee(metrics.recorder("loop_lag_off_cpu"))
+    lag = LoopLagProbe(lag_tee, interval_s=0.02, off_cpu=off_tee)
     proc = ProcessProbe(history=100_000)
     steady_lag, steady_frame, steady_paint = Recorder("loop_lag"), Recorder(UI_FRAME), Recorder("ui_paint")
+    steady_off = Recorder("loop_lag_off_cpu")
     paint_all = Recorder("ui_paint")
 
     session = Session(settings)
@@ -355,6 +458,9 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
             if warm is None and now >= warm_at:
                 warm = {"t": now, "frames": frames, "index": len(samples) - 1}
                 lag_tee.recorders.append(steady_lag)
+                off_tee.recorders.append(steady_off)
+                if slow is not None:
+                    slow.by_what.clear()  # the steady state's turns only
                 frame_tee.recorders.append(steady_frame)
                 paint_tee.recorders.append(steady_paint)
             if not args.json:
@@ -362,7 +468,7 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
                       f"msgs/s={rate:8.1f}  model={samples[-1]['model_rss_mb']} MB {badge}", file=sys.stderr,
                       flush=True)
             metrics.snapshot_all()  # read at the panel's pace: values reach the 1-minute window's 10 s slots in time
-            for rec in (steady_lag, steady_frame, steady_paint, paint_all):
+            for rec in (steady_lag, steady_off, steady_frame, steady_paint, paint_all):
                 rec.snapshot("1m")
             if len(samples) >= n_samples:
                 break
@@ -374,7 +480,8 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
         steady = samples[warm["index"]:] if warm else samples
         steady_s = (samples[-1]["t_s"] - steady[0]["t_s"]) or elapsed
         stats = session.decisions.stats
-        lag_s, frame_s, paint_s = (r.snapshot("all") for r in (steady_lag, steady_frame, steady_paint))
+        lag_s, off_s, frame_s, paint_s = (r.snapshot("all") for r in (steady_lag, steady_off, steady_frame,
+                                                                         steady_paint))
         ms = 1e6
         result = {
             "minutes": args.minutes,
@@ -391,6 +498,10 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
             "loop_lag_p50_ms": round(lag_s.p50 / ms, 2),
             "loop_lag_p99_ms": round(lag_s.p99 / ms, 2),
             "loop_lag_max_ms": round(lag_s.max / ms, 2),
+            # The part of each lag the loop's thread was off the CPU (other processes, the X server, the GIL):
+            # not the terminal's callbacks (LoopLagProbe).
+            "loop_lag_off_cpu_p50_ms": round(off_s.p50 / ms, 2),
+            "loop_lag_off_cpu_p99_ms": round(off_s.p99 / ms, 2),
             "ui_refresh_p50_ms": round(frame_s.p50 / ms, 2),
             "ui_refresh_p99_ms": round(frame_s.p99 / ms, 2),
             "ui_paint_p50_ms": round(paint_s.p50 / ms, 2),
@@ -432,6 +543,8 @@ async def soak(args: argparse.Namespace, journal: Path) -> dict:
             "decisions_answered": stats.decisions,
             "decision_errors": stats.errors,
             "decisions_per_badge": dict(stats.by_badge),
+            "slow_turns": slow.top() if slow is not None else None,
+            "slow_callback_ms": args.slow_callback_ms,
             "open_sockets": open_sockets(),
             "asyncio_tasks": task_count(),
             "record_cost": {k: round(v, 1) for k, v in record_cost.items()},
@@ -483,6 +596,8 @@ def print_table(r: dict) -> None:
                                      f"{r['frames']} frames, {r['events']} events)"),
         ("steady loop lag p50/p99/max", f"{r['loop_lag_p50_ms']:.2f} / {r['loop_lag_p99_ms']:.2f} / "
                                         f"{r['loop_lag_max_ms']:.2f} ms"),
+        ("steady lag off-CPU p50/p99", f"{r['loop_lag_off_cpu_p50_ms']:.2f} / {r['loop_lag_off_cpu_p99_ms']:.2f} ms "
+                                       "(the thread was not running: not the terminal's callbacks)"),
         ("steady UI refresh p50/p99", f"{r['ui_refresh_p50_ms']:.2f} / {r['ui_refresh_p99_ms']:.2f} ms"),
         ("steady UI paint p50/p99", f"{r['ui_paint_p50_ms']:.2f} / {r['ui_paint_p99_ms']:.2f} ms "
                                     f"({r['ui_paints']} paints)"),
@@ -516,6 +631,12 @@ def print_table(r: dict) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    if r["slow_turns"]:
+        print(f"\nturns of the loop over {r['slow_callback_ms']:g} ms, by the CPU time they took "
+              "(count; wall total / max; CPU total / max, ms)")
+        for x in r["slow_turns"]:
+            print(f"{x['count']:6d} {x['wall_ms']:9.1f} {x['max_wall_ms']:7.1f} {x['cpu_ms']:9.1f} "
+                  f"{x['max_cpu_ms']:7.1f}  {x['what']}")
 
 
 def _terminate_on_sigterm() -> None:
@@ -530,9 +651,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
     import qasync
     from PySide6 import QtWidgets
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    slow = SlowEvents(args.slow_callback_ms) if args.slow_callback_ms > 0 else None
+    app = QtWidgets.QApplication.instance() or (
+        timing_application(slow) if slow is not None else QtWidgets.QApplication(sys.argv[:1]))
     app.setQuitOnLastWindowClosed(False)
-    return qasync.run(soak(args, tmp / "journal.sqlite"))
+    return qasync.run(soak(args, tmp / "journal.sqlite", slow))
 
 
 def main(argv: list[str] | None = None) -> int:

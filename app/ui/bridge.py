@@ -32,13 +32,14 @@ class UiBridge(QtCore.QObject):
         self._frames_hist: deque[tuple[float, int]] = deque()
         self.frame_recorder = session.metrics.recorder(UI_FRAME)  # a soak may tee it
         self._timers = [
-            self._timer(1000 / session.settings.ui_refresh_hz, self.refresh_chart),
-            self._timer(SLOW_EVERY_S * 1000, self.refresh_panels),
-            self._timer(PERF_EVERY_S * 1000, self.refresh_perf, timed=False),
+            self._timer("ui-chart", 1000 / session.settings.ui_refresh_hz, self.refresh_chart),
+            self._timer("ui-panels", SLOW_EVERY_S * 1000, self.refresh_panels),
+            self._timer("ui-perf", PERF_EVERY_S * 1000, self.refresh_perf, timed=False),
         ]
 
-    def _timer(self, interval_ms: float, refresh, timed: bool = True) -> QtCore.QTimer:
+    def _timer(self, name: str, interval_ms: float, refresh, timed: bool = True) -> QtCore.QTimer:
         timer = QtCore.QTimer(self)
+        timer.setObjectName(name)  # what a profile of the loop's turns names
         timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         timer.setInterval(max(1, int(interval_ms)))
         timer.timeout.connect((lambda: self.timed(refresh)) if timed else refresh)
