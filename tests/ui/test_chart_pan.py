@@ -95,7 +95,7 @@ def test_a_pan_builds_only_the_chunk_it_moves_into_and_a_tick_builds_none(chart)
     zoom_to(chart, 5_000)
     chart.grab()
     built = chart.candles.chunks_built
-    for _ in range(10):  # 10 x 1 % of the view: 500 bars, under one chunk of 128 merged bars
+    for _ in range(10):  # 10 x 1 % of the view: 500 bars, under one chunk of 64 bars merged 12 to 1
         pan(chart, -0.01)
         chart.refresh(series)
         chart.grab()

@@ -89,12 +89,12 @@ class _SeriesItem(pg.GraphicsObject):
 
     The bars are cut into chunks of CHUNK_BARS drawn bars at fixed places (chunk c holds bars
     [c * CHUNK_BARS * k, (c + 1) * CHUNK_BARS * k) at merge factor k), each with its own cached paths. A paint draws
-    the chunks that meet the view: a pan only builds the chunk it moves into (at most one every CHUNK_BARS bars),
-    never the whole view again, and the overdraw beside the view is under a chunk each side. Merge groups start at
-    multiples of k, so the candles drawn do not depend on where the view starts (no flicker while panning)."""
+    the chunks that meet the view: a pan only builds the chunk it moves into (one every CHUNK_BARS drawn bars),
+    never the whole view again. Merge groups start at multiples of k, so the candles drawn do not depend on where the
+    view starts (no flicker while panning)."""
 
     MIN_BAR_PX = 3.0  # narrower than this and bars merge
-    CHUNK_BARS = 128  # drawn (merged) bars per cached chunk
+    CHUNK_BARS = 64  # drawn (merged) bars per cached chunk: the overdraw beside the view is under 64 a side
     MAX_CHUNKS = 32  # cached chunks kept; the ones farthest from the view go first
 
     def __init__(self) -> None:
