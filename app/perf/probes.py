@@ -34,12 +34,12 @@ class LoopLagProbe:
     """
 
     def __init__(self, recorder: Recorder | None = None, interval_s: float = 0.02,
-                 off_cpu: Recorder | None = None) -> None:
+                 off_cpu: Recorder | None = None, own: Recorder | None = None) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.recorder = recorder if recorder is not None else Recorder(LOOP_LAG)
         self.off_cpu = off_cpu if off_cpu is not None else Recorder(LOOP_LAG_OFF_CPU)
-        self.own = Recorder(LOOP_LAG_OWN)
+        self.own = own if own is not None else Recorder(LOOP_LAG_OWN)
         self.interval_s = interval_s
         self.samples = 0
         self.last_ns = 0
