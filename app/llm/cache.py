@@ -291,11 +291,12 @@ class _Group:
         self._arrays = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The live features, prices and bands of the entries as arrays (built again after a change)."""
+        """The live features (one row per feature), prices and bands of the entries as arrays (built again after a
+        change)."""
         if self._arrays is None:
             entries = self.entries
-            self._arrays = (np.array([e.live for e in entries], dtype=np.float64).reshape(len(entries), -1),
-                            np.array([e.price for e in entries], dtype=np.float64),
+            lives = np.array([e.live for e in entries], dtype=np.float64).reshape(len(entries), -1)
+            self._arrays = (np.ascontiguousarray(lives.T), np.array([e.price for e in entries], dtype=np.float64),
                             np.array([e.band for e in entries], dtype=np.float64))
         return self._arrays
 
@@ -330,10 +331,20 @@ def _nearest(group: _Group, query_live: tuple[float, ...], live: float, near: fl
     """The answers of a large group inside their price band at the least distance (at least ``near``), if it is at
     most ``limit``: the same arithmetic as the Python loop of ``_find``, on arrays."""
     lives, prices, bands = group.arrays()
-    d = np.abs(lives - np.array(query_live, dtype=np.float64)).max(axis=1)
-    np.maximum(d, near, out=d)
-    d[np.abs(live - prices) > bands] = np.inf  # the price left the answer's band
-    least = float(d.min())
+    q0, q1, q2 = query_live
+    # One feature at a time into one scratch array: a third less time than a 2-D difference and max(axis=1).
+    d = np.abs(lives[0] - q0)
+    t = np.empty_like(d)
+    for row, q in ((lives[1], q1), (lives[2], q2)):
+        np.subtract(row, q, out=t)
+        np.abs(t, out=t)
+        np.maximum(d, t, out=d)
+    if near:
+        np.maximum(d, near, out=d)
+    np.subtract(live, prices, out=t)
+    np.abs(t, out=t)
+    d[t > bands] = np.inf  # the price left the answer's band
+    least = float(d[int(d.argmin())])
     if not least <= limit:
         return None
     entries = group.entries
