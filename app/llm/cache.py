@@ -233,7 +233,7 @@ PartitionKey = tuple[str, str, str, str, PositionState, int]
 
 class _Entry:
     __slots__ = ("alive", "band", "cell", "closed", "decision", "digest", "expires_at", "live", "part", "price",
-                 "scaled", "seq", "stored_at")
+                 "scaled", "seq", "slot", "stored_at")
 
     def __init__(self, part: _Partition, digest: str, scaled: tuple[float, ...], cell: tuple[int, ...] | None,
                  decision: Decision, stored_at: float, expires_at: float, price: float, band: float,
@@ -247,6 +247,7 @@ class _Entry:
         self.band = band  # how far from ``price`` it may still be served as SIMILAR (price units; -1.0: never)
         self.cell = cell  # grid cell, None when a feature is not finite (then only a HIT can serve it)
         self.seq = seq  # order of storing: the first stored wins a tie of distance, age and cell
+        self.slot = -1  # its place in its _Group
         self.decision = decision
         self.stored_at = stored_at
         self.expires_at = expires_at
@@ -273,32 +274,44 @@ _VECTOR_MIN = 48
 
 class _Group:
     """The answers of one bar and signs whose closed-bar features are ``closed`` (scaled): a query is measured on
-    those once, and on each answer's live features."""
+    those once, and on each answer's live features. Order does not matter (``_wins_tie`` decides ties), so an answer
+    leaves by swapping the last into its place: O(1), and the same in the columns numpy reads, which a large group
+    keeps up to date as answers come and go rather than building them again at the next lookup."""
 
-    __slots__ = ("_arrays", "closed", "entries")
+    __slots__ = ("_columns", "closed", "entries")
 
     def __init__(self, closed: tuple[float, ...]) -> None:
         self.closed = closed
         self.entries: list[_Entry] = []
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Once the group is searched with numpy: one column per entry (in ``entries`` order), its live features,
+        # then its price and band; room for more entries beyond len(entries).
+        self._columns: np.ndarray | None = None
 
     def add(self, entry: _Entry) -> None:
+        entry.slot = len(self.entries)
         self.entries.append(entry)
-        self._arrays = None
+        columns = self._columns
+        if columns is not None:
+            if entry.slot == columns.shape[1]:
+                columns = self._columns = np.concatenate([columns, np.empty_like(columns)], axis=1)
+            columns[:, entry.slot] = (*entry.live, entry.price, entry.band)
 
     def remove(self, entry: _Entry) -> None:
-        self.entries.remove(entry)
-        self._arrays = None
+        entries = self.entries
+        last = entries.pop()
+        if last is not entry:
+            i = entry.slot
+            entries[i] = last
+            last.slot = i
+            if self._columns is not None:
+                self._columns[:, i] = self._columns[:, len(entries)]
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The live features (one row per feature), prices and bands of the entries as arrays (built again after a
-        change)."""
-        if self._arrays is None:
+    def columns(self) -> np.ndarray:
+        """The columns of the entries (``_columns``, as many as entries), made on the first numpy search."""
+        if self._columns is None:
             entries = self.entries
-            lives = np.array([e.live for e in entries], dtype=np.float64).reshape(len(entries), -1)
-            self._arrays = (np.ascontiguousarray(lives.T), np.array([e.price for e in entries], dtype=np.float64),
-                            np.array([e.band for e in entries], dtype=np.float64))
-        return self._arrays
+            self._columns = np.array([(*e.live, e.price, e.band) for e in entries], dtype=np.float64).T.copy()
+        return self._columns[:, :len(self.entries)]
 
 
 def _wins_tie(e: _Entry, best: _Entry) -> bool:
@@ -330,12 +343,12 @@ def _nearest(group: _Group, query_live: tuple[float, ...], live: float, near: fl
              limit: float) -> tuple[float, list[_Entry]] | None:
     """The answers of a large group inside their price band at the least distance (at least ``near``), if it is at
     most ``limit``: the same arithmetic as the Python loop of ``_find``, on arrays."""
-    lives, prices, bands = group.arrays()
+    l0, l1, l2, prices, bands = group.columns()
     q0, q1, q2 = query_live
     # One feature at a time into one scratch array: a third less time than a 2-D difference and max(axis=1).
-    d = np.abs(lives[0] - q0)
+    d = np.abs(l0 - q0)
     t = np.empty_like(d)
-    for row, q in ((lives[1], q1), (lives[2], q2)):
+    for row, q in ((l1, q1), (l2, q2)):
         np.subtract(row, q, out=t)
         np.abs(t, out=t)
         np.maximum(d, t, out=d)
