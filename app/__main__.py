@@ -329,8 +329,6 @@ def _ui_state(config_path: Path):
 
 
 async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
-    from app.session import Session
-    from app.trading.journal import JournalError
     from app.ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
@@ -348,18 +346,13 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
         except (ExchangeStartError, SimulatorPortInUse, RecordingError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    try:
-        session = Session(settings, live=live)
-    except JournalError as exc:  # a journal we must not touch (newer version, another account's, unreadable)
-        print(f"error: {exc}", file=sys.stderr)
-        await _release_live(live)
-        return 2
-    restored_state = _state_summary(session)  # what the journal gave back, before anything trades
     smoke_s, screenshot = args.smoke_test, args.screenshot
     # Automation runs (smoke test, start-up benchmark) neither read nor overwrite the trader's saved layout.
     automated = smoke_s is not None or args.exit_after_first_window
+    # The window's frame needs only the settings: it is on screen, saying "starting…", before the session (its
+    # trading, journal, decisions and feed modules, ~0.1-0.2 s of imports, and the journal's restore) is made.
     window = MainWindow(
-        session, handler, build_panels=False, ui_state=None if automated else _ui_state(args.config),
+        None, handler, settings=settings, build_panels=False, ui_state=None if automated else _ui_state(args.config),
         restore_view=args.symbol is None and args.timeframe is None,  # unless this run's flags chose them
         config_path=args.config, flag_overrides=getattr(args, "flag_overrides", None),
     )
@@ -372,15 +365,28 @@ async def run_terminal(settings, handler, args: argparse.Namespace) -> int:
     window.close_requested.connect(lambda: finish("closed"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: loop.call_soon_threadsafe(finish, "signal"))
-    # The window first, then the network: the trader sees the terminal (status "connecting") at once.
+    # The window first, then the session and the network: the trader sees the terminal ("starting…") at once.
     window.show()
     await _next_qt_turn()  # the show and first paint happen there; never processEvents() inside a task
     startup_s = _seconds_since_process_start()
+    from app.session import Session
+    from app.trading.journal import JournalError
+
+    try:
+        session = Session(settings, live=live)
+    except JournalError as exc:  # a journal we must not touch (newer version, another account's, unreadable)
+        print(f"error: {exc}", file=sys.stderr)
+        window.hide()
+        window.deleteLater()
+        await _release_live(live)
+        return 2
+    restored_state = _state_summary(session)  # what the journal gave back, before anything trades
+    window.attach_session(session)
     window.build_panels()  # after the first paint: the frame is on screen while the side panels are made
     if getattr(args, "ticket_qty", None):
         window.trading_panel.qty.setText(args.ticket_qty)
-    log.info("first window shown %.0f ms after process start, panels ready at %.0f ms", startup_s * 1000,
-             _seconds_since_process_start() * 1000)
+    log.info("first window shown %.0f ms after process start, session and panels ready at %.0f ms",
+             startup_s * 1000, _seconds_since_process_start() * 1000)
     window.show_settings_problems(args.settings_problems)
     from app.market.recording import RecordingError
     from app.market.sim.process import ExchangeStartError

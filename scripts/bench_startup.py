@@ -3,13 +3,19 @@
 
 Each run is a fresh process, offscreen; the time is from the process's creation (as the OS records it) to the
 window being shown and its first events processed. "Cold" drops the OS page cache before each run (needs root;
-otherwise reported as unavailable) so libraries are read from disk again. Medians over --runs.
+otherwise reported as unavailable) so libraries are read from disk again. Medians over --runs. The targets take
+turns (baseline, terminal, packaged, baseline, ...): on a shared machine the load drifts, and a ratio means
+something only when both sides ran under the same load.
 
 The terminal is measured from source (``python -m app``) and, when it has been built (./scripts/build), as the
 packaged executable (``--exe``, default dist/trading-terminal/trading-terminal), in the same run. Every run's
 settings, journal and logs go to one temporary directory (XDG_* point there), not to the home directory.
 
     .venv/bin/python scripts/bench_startup.py [--runs 7] [--exe PATH | --no-exe] [--json]
+
+``--json`` prints one object: medians in seconds (``baseline_warm_s``, ``terminal_warm_s``, ``packaged_warm_s``,
+the same for cold) and the ratios to the bare window: ``warm_ratio``, ``warm_packaged_ratio``, ``cold_ratio``,
+``cold_packaged_ratio`` (None when not measured; ``ratio_warm`` and ``packaged_ratio_warm`` are older names).
 """
 
 from __future__ import annotations
@@ -52,27 +58,31 @@ def drop_caches() -> bool:
         return False
 
 
-def run_once(cmd: list[str]) -> float:
+def run_once(cmd: list[str], cwd: Path = ROOT) -> float:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     # A trader's machine caches bytecode after the first run (pip did so for PySide6 and pyqtgraph at install);
     # PYTHONDONTWRITEBYTECODE in the caller's environment would make every run compile the app's sources again.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({name: str(Path(_home.name) / name.lower()) for name in XDG_DIRS})
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     for line in proc.stdout.splitlines():
         if line.startswith("first_window_s="):
             return float(line.split("=", 1)[1])
     raise RuntimeError(f"{cmd} printed no start-up time (exit {proc.returncode}): {proc.stderr[-500:]}")
 
 
-def measure(cmd: list[str], runs: int, cold: bool) -> list[float]:
-    out = []
-    run_once(cmd)  # warm-up: compiles bytecode, fills caches
+def measure(targets: dict[str, tuple[list[str], Path]], runs: int, cold: bool) -> dict[str, list[float]]:
+    """``runs`` samples per target, the targets in turn (one run each, then again), so that a change in the
+    machine's load falls on all of them alike; empty lists when the page cache cannot be dropped."""
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    for cmd, cwd in targets.values() if runs else ():
+        run_once(cmd, cwd)  # warm-up: compiles bytecode, fills caches
     for _ in range(runs):
-        if cold and not drop_caches():
-            return []
-        out.append(run_once(cmd))
-    return out
+        for name, (cmd, cwd) in targets.items():
+            if cold and not drop_caches():
+                return {name: [] for name in targets}
+            samples[name].append(run_once(cmd, cwd))
+    return samples
 
 
 def main() -> int:
@@ -82,29 +92,43 @@ def main() -> int:
     ap.add_argument("--exe", type=Path, metavar="PATH",
                     help=f"packaged executable to measure too (default {DEFAULT_EXE.relative_to(ROOT)} if built)")
     ap.add_argument("--no-exe", action="store_true", help="do not measure the packaged executable")
+    ap.add_argument("--warm-only", action="store_true", help="skip the cold runs (their figures are None)")
+    ap.add_argument("--compare", type=Path, metavar="DIR",
+                    help="before/after: also measure the terminal from another checkout (a git worktree at an earlier "
+                    "commit), in the same turns; reported as compare_* and compare_ratio_*")
+    ap.add_argument("--compare-exe", type=Path, metavar="PATH",
+                    help="the same for another packaged executable (compare_packaged_*)")
     args = ap.parse_args()
     exe = None if args.no_exe else args.exe or (DEFAULT_EXE if DEFAULT_EXE.is_file() else None)
     if exe is not None and not os.access(exe, os.X_OK):
         print(f"error: {exe} is not an executable (build it with ./scripts/build)", file=sys.stderr)
         return 2
     py = sys.executable
-    targets = {
-        "baseline": [py, "-c", BASELINE],
-        "terminal": [py, "-m", "app", "--exit-after-first-window"],
-    }
+    terminal = [py, "-m", "app", "--exit-after-first-window"]
+    targets = {"baseline": ([py, "-c", BASELINE], ROOT), "terminal": (terminal, ROOT)}
     if exe is not None:
-        targets["packaged"] = [str(Path(exe).resolve()), "--exit-after-first-window"]
-    results: dict[str, float | None] = {}
+        targets["packaged"] = ([str(Path(exe).resolve()), "--exit-after-first-window"], ROOT)
+    if args.compare is not None:  # another checkout's sources (python -m app run there), in the same turns
+        targets["compare"] = (terminal, args.compare.resolve())
+    if args.compare_exe is not None:
+        targets["compare_packaged"] = ([str(args.compare_exe.resolve()), "--exit-after-first-window"], ROOT)
+    results: dict[str, float | str | None] = {}
     for mode in ("warm", "cold"):
-        for name, cmd in targets.items():
-            samples = measure(cmd, args.runs, cold=mode == "cold")
+        skip = mode == "cold" and args.warm_only
+        for name, samples in measure(targets, 0 if skip else args.runs, cold=mode == "cold").items():
             results[f"{name}_{mode}_s"] = statistics.median(samples) if samples else None
     for mode in ("warm", "cold"):
         t, b = results[f"terminal_{mode}_s"], results[f"baseline_{mode}_s"]
-        results[f"ratio_{mode}"] = round(t / b, 2) if t and b else None
+        results[f"ratio_{mode}"] = results[f"{mode}_ratio"] = round(t / b, 2) if t and b else None
         if exe is not None:
             p = results[f"packaged_{mode}_s"]
-            results[f"packaged_ratio_{mode}"] = round(p / b, 2) if p and b else None
+            results[f"packaged_ratio_{mode}"] = results[f"{mode}_packaged_ratio"] = round(p / b, 2) if p and b else None
+        else:  # the keys are always there: None says the packaged executable was not measured
+            results[f"{mode}_packaged_ratio"] = None
+        for name in ("compare", "compare_packaged"):
+            if name in targets:
+                c = results[f"{name}_{mode}_s"]
+                results[f"{name}_ratio_{mode}"] = round(c / b, 2) if c and b else None
     if exe is not None:
         bundle = Path(exe).resolve().parent
         results["packaged_exe"] = str(exe)
@@ -117,15 +141,17 @@ def main() -> int:
         print(json.dumps(results))
         return 0
     print(f"start-up to first window, median of {args.runs} runs ({results['machine']}, Python {results['python']})")
-    print(f"{'':18}{'baseline':>12}{'terminal':>12}{'ratio':>8}")
+    print(f"{'':26}{'baseline':>12}{'terminal':>12}{'ratio':>8}")
     rows = [(mode, "terminal", "ratio") for mode in ("warm", "cold")]
     if exe is not None:
         rows += [(mode, "packaged", "packaged_ratio") for mode in ("warm", "cold")]
+    rows += [(mode, name, f"{name}_ratio") for name in ("compare", "compare_packaged") if name in targets
+             for mode in ("warm", "cold")]
     for mode, name, ratio in rows:
         b, t, r = results[f"baseline_{mode}_s"], results[f"{name}_{mode}_s"], results[f"{ratio}_{mode}"]
         fmt = lambda v: f"{v * 1000:10.0f}ms" if v else "       n/a"  # noqa: E731
-        label = mode if name == "terminal" else f"{mode}, packaged"
-        print(f"{label:18}{fmt(b):>12}{fmt(t):>12}{(f'{r:.2f}x' if r else 'n/a'):>8}")
+        label = mode if name == "terminal" else f"{mode}, {name.replace('_', ' ')}"
+        print(f"{label:26}{fmt(b):>12}{fmt(t):>12}{(f'{r:.2f}x' if r else 'n/a'):>8}")
     if exe is not None:
         print(f"packaged: {results['packaged_exe']} ({results['packaged_bundle_mb']:.0f} MB on disk)")
     return 0

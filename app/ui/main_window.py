@@ -1,5 +1,10 @@
 """Main window: the chart in the centre; decisions, orders/positions, performance and log as docks; a status bar
-with the data source, feed state and message rate."""
+with the data source, feed state and message rate.
+
+Start-up shows the window before anything heavy exists: the frame (chart, menus, status bar, empty docks) needs only
+the settings, so this module imports nothing of the session (trading, journal, decisions, feed), and ``app.__main__``
+makes the session after the first paint and hands it over with ``attach_session``.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.llm.local import provider_label, provider_tooltip
-from app.session import Session
-from app.trading.desk import ActionResult
 from app.ui import live_status, theme
-from app.ui.bridge import UiBridge
 from app.ui.chart.chart_widget import ChartWidget
 from app.ui.log_dock import BufferingHandler
 from app.ui.status_bar import StatusStrip
@@ -38,7 +39,10 @@ from app.view.status import (
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from app.config import Settings
+    from app.session import Session
     from app.ui.blotter import Blotter
+    from app.ui.bridge import UiBridge
     from app.ui.decisions import DecisionsPanel
     from app.ui.log_dock import LogView
     from app.ui.perf_panel import PerfPanel
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from app.ui.trading_panel import TradingPanel
     from app.view.model import ViewModel
 
+STARTING = "starting…"  # what the status bar and title say until the session exists
 PERF_MIN_HEIGHT = 140
 RENDER_LOG_EVERY_S = 60.0  # a panel that keeps failing is logged once a minute, counted every time
 UI_STATE_VERSION = 3  # bump when the docks change so an old saved layout is ignored rather than misapplied
@@ -63,18 +68,28 @@ def _placeholder(text: str) -> QtWidgets.QWidget:
 
 class MainWindow(QtWidgets.QMainWindow):
     close_requested = QtCore.Signal()
+    session: Session  # set by attach_session
+    bridge: UiBridge  # made by attach_session: the timers that refresh the window from the session
 
-    def __init__(self, session: Session, log_handler: BufferingHandler, *, build_panels: bool = True,
-                 ui_state: QtCore.QSettings | None = None, restore_view: bool = True,
+    def __init__(self, session: Session | None, log_handler: BufferingHandler, *, settings: Settings | None = None,
+                 build_panels: bool = True, ui_state: QtCore.QSettings | None = None, restore_view: bool = True,
                  config_path: Path | None = None, flag_overrides: dict[str, str] | None = None) -> None:
-        """``build_panels=False`` shows the chart, menus, status bar and empty dock frames only; the caller runs
-        ``build_panels()`` after the first paint, so the window appears before its side panels are built.
+        """``session=None`` (then ``settings`` is required) makes the frame from the settings alone, saying
+        "starting…"; ``attach_session()`` completes it once the session exists. ``build_panels=False`` shows the
+        chart, menus, status bar and empty dock frames only; the caller runs ``build_panels()`` after the first
+        paint (and after ``attach_session``), so the window appears before its side panels are built.
         ``ui_state`` keeps dock layout, geometry, symbol and timeframe between runs (None: nothing persisted);
         ``restore_view=False`` keeps the symbol and timeframe the command line chose. ``config_path`` is the
         settings file File > Settings edits (None: the menu item is disabled); ``flag_overrides``: the settings this
         run's command-line flags override (field -> "--model gpt-4o"), named by the settings dialog."""
         super().__init__()
-        self.session = session
+        if session is None and settings is None:
+            raise TypeError("MainWindow needs a session or, to show its frame before the session exists, settings")
+        s = session.settings if session is not None else settings
+        assert s is not None
+        self.settings = s
+        self.symbols: list[str] = list(s.feed_symbols())  # what the session streams (Session.symbols)
+        self.attached = False
         self.render_failures: dict[str, int] = {}  # panel -> refreshes that raised (logged once a minute)
         self._render_logged: dict[str, float] = {}
         self._log_handler = log_handler
@@ -82,14 +97,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config_path = config_path
         self.flag_overrides = dict(flag_overrides or {})
         self._dialogs: dict[str, QtWidgets.QDialog] = {}  # non-modal dialogs kept alive while open
-        s = session.settings
         self.setWindowTitle(self._title(s.symbol))
         self.resize(1440, 900)
         self.setDockOptions(
             QtWidgets.QMainWindow.DockOption.AnimatedDocks | QtWidgets.QMainWindow.DockOption.AllowTabbedDocks
         )
         self.symbol = s.symbol  # the symbol on screen: chart, ticket, decisions
-        self.chart = ChartWidget(timeframe=s.timeframe, symbols=session.symbols)
+        self.chart = ChartWidget(timeframe=s.timeframe, symbols=self.symbols)
         self.chart.set_symbol(s.symbol)
         self.chart.symbol_changed.connect(self.set_symbol)
         self.setCentralWidget(self.chart)
@@ -128,11 +142,44 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_menus()
         self._started = time.monotonic()
         self.panels_built = False
-        self.bridge = UiBridge(session, self, self)
         self._restore_ui_state(restore_view)
         self._fit_to_screen()
+        if session is not None:
+            self.attach_session(session)
         if build_panels:
             self.build_panels()
+
+    def attach_session(self, session: Session) -> None:
+        """The session, made after the frame was shown: what the frame said "starting…" about (broker, source,
+        model, auto-approve) and the timers that refresh the window from it. The panels come next
+        (``build_panels``)."""
+        if self.attached:
+            raise RuntimeError("the window has a session already")
+        from app.llm.local import provider_label, provider_tooltip
+        from app.ui.bridge import UiBridge
+
+        self.session = session
+        self.symbols = list(session.symbols)
+        self.attached = True
+        self.bridge = UiBridge(session, self, self)
+        self.setWindowTitle(self._title(self.symbol))
+        self.mode_label.setText(session.broker_label)
+        self.mode_label.setProperty("mode", "LIVE" if session.is_live else "PAPER")
+        self.mode_label.setToolTip(self._mode_tooltip())
+        for lab in (self.mode_label, self.feed_label):
+            lab.style().unpolish(lab)  # their properties changed: the theme's colours for them again
+            lab.style().polish(lab)
+        self.feed_label.setText("● CONNECTING")
+        self.source_label.setText(session.source_label)
+        p = session.provider
+        self.model_status.setText(provider_label(p))
+        self.model_status.setToolTip(provider_tooltip(p, session.model_fallback))
+        self._check_auto(session.desk.proposals.auto_approve)
+        self._show_auto_approve()
+        for action in self._session_actions:
+            action.setEnabled(True)
+        self.hotkey_actions["settings"].setEnabled(self.config_path is not None)
+        self.status_strip.fit()
 
     @functools.cached_property
     def view_model(self) -> ViewModel:
@@ -146,6 +193,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """The side panels, into the dock frames made by __init__ (about half of the window's construction)."""
         if self.panels_built:
             return
+        if not self.attached:
+            raise RuntimeError("build_panels() needs the session: attach_session() first")
         # Imported here, not at the top: defining the table models makes PySide6 build ~100 Qt enums (~15 ms),
         # which need not delay the first paint.
         from app.ui.blotter import Blotter
@@ -269,7 +318,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not restore_view:
             return
         symbol, timeframe = st.value("view/symbol"), st.value("view/timeframe")
-        if isinstance(symbol, str) and symbol in self.session.symbols:
+        if isinstance(symbol, str) and symbol in self.symbols:
             self.set_symbol(symbol)
         if isinstance(timeframe, str) and timeframe in self.chart._tf_buttons:
             self.chart.set_timeframe(timeframe)
@@ -285,6 +334,8 @@ class MainWindow(QtWidgets.QMainWindow):
         st.sync()
 
     def _title(self, symbol: str) -> str:
+        if not self.attached:
+            return f"AI Trading Terminal — {symbol} — {STARTING}"
         return f"AI Trading Terminal — {symbol} — {self.session.source_label} — {self.session.broker_label}"
 
     def _build_status_bar(self) -> None:
@@ -292,7 +343,6 @@ class MainWindow(QtWidgets.QMainWindow):
         symbol on screen, then faults, feed, risk, equity, the SLOW badge, pending proposals, the message rate, the
         data source and the model. At 1280 px the least important items are hidden whole; the prices never are."""
         sb = self.statusBar()
-        session = self.session
         self.status_strip = strip = StatusStrip()
 
         def label(name: str = "", text: str = "") -> QtWidgets.QLabel:
@@ -301,9 +351,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 lab.setObjectName(name)
             return lab
 
-        self.mode_label = label("brokerMode", session.broker_label)
-        self.mode_label.setProperty("mode", "LIVE" if session.is_live else "PAPER")
-        self.mode_label.setToolTip(self._mode_tooltip())
+        # Broker, source and model are the session's: "starting…" until attach_session (a few tenths of a second).
+        self.mode_label = label("brokerMode", STARTING.upper())
+        self.mode_label.setToolTip("The terminal is starting: the journal, the account and the feed come next")
         # Live only, red beside the label: orders sent with nobody confirming each; fills not arriving.
         self.auto_label = live_status.auto_badge()
         self.stream_label = live_status.stream_label()
@@ -311,7 +361,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # Red, naming the part that failed: the terminal never runs half-dead without saying so.
         self.fault_label = label("feedState")
         self.fault_label.setProperty("level", "bad")
-        self.feed_label = label("feedState", "● CONNECTING")
+        self.feed_label = label("feedState", f"● {STARTING.upper()}")
         self.feed_label.setProperty("level", "warn")
         self.risk_label = label("riskState")
         self.equity_label = label("priceLabel")
@@ -319,11 +369,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pending_label = label("pendingCount")
         self.pending_label.setToolTip("Proposals waiting for you in the Decisions dock")
         self.rate_label = label("", "0 msg/s")
-        self.source_label = label("sourceLabel", session.source_label)
+        self.source_label = label("sourceLabel")
         self.source_label.setToolTip("Where market data comes from")
-        p = session.provider
-        self.model_status = label("sourceLabel", provider_label(p))
-        self.model_status.setToolTip(provider_tooltip(p, session.model_fallback))
+        self.model_status = label("sourceLabel")
         self._status_labels = {"prices": self.price_label, "fault": self.fault_label, "feed": self.feed_label,
                                "risk": self.risk_label, "equity": self.equity_label, "slow": self.perf_badge,
                                "pending": self.pending_label, "rate": self.rate_label}
@@ -338,7 +386,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ):
             strip.add(lab, rank, wanted)
         sb.addWidget(strip, 1)
-        self.slow_watch = SlowWatch(session.settings.perf_thresholds_ms)
+        self.slow_watch = SlowWatch(self.settings.perf_thresholds_ms)
         self.status: StatusView | None = None
 
     def _mode_tooltip(self) -> str:
@@ -353,12 +401,13 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menus(self) -> None:
         """Menus; every key is bound from the one hotkey table (``Settings.hotkeys``, defaults in
         ``app.config.HOTKEY_ACTIONS``), which Help > Keyboard shortcuts lists."""
-        self.hotkeys: dict[str, str] = dict(self.session.settings.hotkeys)
+        self.hotkeys: dict[str, str] = dict(self.settings.hotkeys)
         self.hotkey_actions: dict[str, QtGui.QAction] = {}
+        # What needs the session (its desk, journal, model) is disabled until attach_session enables it.
+        self._session_actions: list[QtGui.QAction] = []
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        settings_action = self._action(file_menu, "settings", "&Settings…", self.open_settings)
-        settings_action.setEnabled(self.config_path is not None)
+        self._action(file_menu, "settings", "&Settings…", self.open_settings).setEnabled(False)
         file_menu.addAction("Open &log folder").triggered.connect(self._open_log_folder)
         file_menu.addSeparator()
         self._action(file_menu, "quit", "&Quit", self.close)
@@ -396,15 +445,19 @@ class MainWindow(QtWidgets.QMainWindow):
         trade.addSeparator()
         auto = self.auto_action = trade.addAction("Auto-approve within its strict limits")
         auto.setCheckable(True)
-        auto.setChecked(self.session.desk.proposals.auto_approve)
         auto.toggled.connect(self._set_auto_approve)
-        self._show_auto_approve()
         trade.addSeparator()
-        trade.addAction("Counterfactual report…").triggered.connect(self._show_report)
-        trade.addAction("Export journal to CSV").triggered.connect(self._export_csv)
+        report = trade.addAction("Counterfactual report…")
+        report.triggered.connect(self._show_report)
+        export = trade.addAction("Export journal to CSV")
+        export.triggered.connect(self._export_csv)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "keyboard_help", "&Keyboard shortcuts", self.open_keyboard_help)
-        help_menu.addAction("&About AI Trading Terminal").triggered.connect(self.open_about)
+        about = help_menu.addAction("&About AI Trading Terminal")
+        about.triggered.connect(self.open_about)
+        self._session_actions = [auto, report, export, about]
+        for action in self._session_actions:
+            action.setEnabled(False)
 
     def _action(self, menu: QtWidgets.QMenu, name: str, text: str, slot) -> QtGui.QAction:
         """A menu item bound to the hotkey table's key for ``name`` (none when the table leaves it empty)."""
@@ -441,6 +494,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _move_order(self, order_id: str, price) -> None:
         """A working order's line dragged on the chart: a limit moves its limit, a stop its stop (risk checks again)."""
+        from app.trading.desk import ActionResult
+
         row = next((r for r in self.view_model.chart_orders(self.symbol) if r.order_id == order_id), None)
         if row is None:
             self.trading_panel.show_result(ActionResult(False, f"order {order_id} is no longer working"))
@@ -569,7 +624,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_strip.apply(self.perf_badge, item)
 
     def set_symbol(self, symbol: str) -> None:
-        if symbol not in self.session.symbols or symbol == self.symbol:
+        if symbol not in self.symbols or symbol == self.symbol:
             return
         self.symbol = symbol
         self.chart.set_symbol(symbol)
@@ -596,6 +651,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._apply_auto_approve(on)
 
     def _apply_auto_approve(self, on: bool) -> None:
+        from app.trading.desk import ActionResult
+
         self.session.desk.set_auto_approve(on)
         log.warning("auto-approve %s (%s)", "ON" if on else "OFF", self.session.broker_label)
         self._check_auto(on)
@@ -618,6 +675,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_strip.want(self.stream_label, bool(text))
 
     def _export_csv(self) -> None:
+        from app.trading.desk import ActionResult
+
         folder = self.session.journal.path.parent / "export"
         try:
             paths = self.session.journal.export_csv(folder)
@@ -631,6 +690,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """The status bar now, then every panel. ``spread`` (the bridge's 4 Hz timer): each panel in a turn of the
         event loop of its own, timed as a UI frame of its own, so the feed is read between them and no single hold
         is the sum of all panels; False (tests, a tick): all of them now."""
+        from app.llm.local import provider_label, provider_tooltip
+
         self._show_status(rate)
         self._show_stream()
         p = self.session.decisions.provider
@@ -712,7 +773,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                     spread=spread, timed=self.bridge.timed)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self.bridge.stop()
+        if self.attached:
+            self.bridge.stop()
         self.save_ui_state()
         self.close_requested.emit()
         event.accept()
