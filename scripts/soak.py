@@ -211,6 +211,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-callback-ms", type=float, default=0.0,
                    help="count every turn of the loop (Qt event, asyncio callback, garbage collection) longer "
                         "than this, by what ran (a diagnostic: it costs a few µs an event)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="gc.freeze() once the warm-up is over (an experiment: what the terminal would gain by "
+                        "freezing its start-up objects; full collections then skip them)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -482,6 +485,8 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
                 own_tee.recorders.append(steady_own)
                 if slow is not None:
                     slow.by_what.clear()  # the steady state's turns only
+                if args.gc_freeze:
+                    gc.freeze()
                 frame_tee.recorders.append(steady_frame)
                 paint_tee.recorders.append(steady_paint)
             if not args.json:
@@ -496,6 +501,9 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
             next_at = min(deadline, t_start + len(samples) * args.sample_s)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         elapsed = time.monotonic() - t_start
+        slow_turns = slow.top() if slow is not None else None  # before the collections below, which it would count
+        if args.gc_freeze:
+            gc.unfreeze()  # the cost below is measured as without the option
         gc_cost = full_collection_cost()
         feed = session.feed
         subs = getattr(session.bus, "_subs", [])
@@ -508,6 +516,7 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
         result = {
             "minutes": args.minutes,
             "mode": "xvfb" if args.xvfb else "offscreen",
+            "gc_frozen_after_warmup": args.gc_freeze,
             "target_msgs_per_s": args.rate,
             "achieved_msgs_per_s": round((samples[-1]["frames"] - steady[0]["frames"]) / steady_s, 1),
             "achieved_msgs_per_s_whole_run": round(feed.frames / elapsed, 1),
@@ -567,7 +576,7 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
             "decisions_answered": stats.decisions,
             "decision_errors": stats.errors,
             "decisions_per_badge": dict(stats.by_badge),
-            "slow_turns": slow.top() if slow is not None else None,
+            "slow_turns": slow_turns,
             **gc_cost,
             "slow_callback_ms": args.slow_callback_ms,
             "open_sockets": open_sockets(),
