@@ -726,7 +726,7 @@ def print_report(r: Mapping[str, Any], ours: Outcome, baselines: Mapping[str, Ou
           f"answer age on screen p50 {fmt(r['answer_age_p50_s'], 1)} s, p99 {fmt(r['answer_age_p99_s'], 1)} s")
     print(f"lookup p50 / p99 {fmt(r['replay_lookup_p50_us'], 1)} / {fmt(r['replay_lookup_p99_us'], 1)} µs in the run; "
           f"dense ({r['live_entries']} live answers, {r['dense_lookups']} lookups that search, "
-          f"{r['lookup_gc_collections']:g} GC collections a run) p50 {fmt(r['lookup_p50_us'], 1)} µs, "
+          f"{r['lookup_gc_collections']:.1f} GC collections a run) p50 {fmt(r['lookup_p50_us'], 1)} µs, "
           f"p99 {fmt(r['lookup_p99_us'], 1)} µs (steady {fmt(r['lookup_p99_steady_us'], 1)} µs); "
           f"answers {r['dense_answers']} ({r['dense_answers_sha']}); "
           f"{r['bytes_per_entry']:.0f} B per entry ({r['index_bytes_per_entry']:.0f} B the index)")

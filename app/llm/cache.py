@@ -232,8 +232,8 @@ PartitionKey = tuple[str, str, str, str, PositionState, int]
 
 
 class _Entry:
-    __slots__ = ("alive", "band", "cell", "closed", "decision", "digest", "expires_at", "live", "part", "price",
-                 "scaled", "seq", "slot", "stored_at")
+    __slots__ = ("alive", "band", "cell", "decision", "digest", "expires_at", "live", "part", "price", "scaled",
+                 "seq", "slot", "stored_at")
 
     def __init__(self, part: _Partition, digest: str, scaled: tuple[float, ...], cell: tuple[int, ...] | None,
                  decision: Decision, stored_at: float, expires_at: float, price: float, band: float,
@@ -241,8 +241,7 @@ class _Entry:
         self.part = part
         self.digest = digest
         self.scaled = scaled  # features divided by their tolerances
-        self.closed = part.closed_of(scaled)  # ... the closed-bar ones, and the live ones (LIVE_FEATURES)
-        self.live = part.live_of(scaled)
+        self.live = part.live_of(scaled)  # ... the live ones (LIVE_FEATURES); its _Group holds the closed-bar ones
         self.price = price  # the live price the answer was made at
         self.band = band  # how far from ``price`` it may still be served as SIMILAR (price units; -1.0: never)
         self.cell = cell  # grid cell, None when a feature is not finite (then only a HIT can serve it)
@@ -425,19 +424,21 @@ class _Partition:
     def file(self, entry: _Entry) -> None:
         assert entry.cell is not None
         by_closed = self.groups.setdefault(entry.cell[:self.index_at], {})
-        group = by_closed.get(entry.closed)
+        closed = self.closed_of(entry.scaled)
+        group = by_closed.get(closed)
         if group is None:
-            group = by_closed[entry.closed] = _Group(entry.closed)
+            group = by_closed[closed] = _Group(closed)
         group.add(entry)
 
     def unfile(self, entry: _Entry) -> None:
         assert entry.cell is not None
         key = entry.cell[:self.index_at]
         by_closed = self.groups[key]
-        group = by_closed[entry.closed]
+        closed = self.closed_of(entry.scaled)
+        group = by_closed[closed]
         group.remove(entry)
         if not group.entries:
-            del by_closed[entry.closed]
+            del by_closed[closed]
             if not by_closed:
                 del self.groups[key]
 
