@@ -520,6 +520,7 @@ class Consumer:
         from app.models import BookUpdate
 
         sub, books = self.sub, self.books
+        only = next(iter(books)) if len(books) == 1 else ""
         while True:
             batch = await sub.next_batch()
             got_ns = time.perf_counter_ns()
@@ -533,7 +534,7 @@ class Consumer:
                 self.candle_rec.record(time.perf_counter_ns() - got_ns)
             for ev in batch:
                 if ev.__class__ is BookUpdate:
-                    book = books.get(ev.symbol)
+                    book = books.get(ev.symbol or only)  # a recorded REST snapshot names no symbol
                     if book is not None:
                         book.apply(ev)
             done_ns = time.perf_counter_ns()

@@ -33,23 +33,31 @@ class Subscription:
         self._fifo: deque[MarketEvent] = deque()
         self._latest: dict[tuple[type, str], MarketEvent] = {}
         self._ready = asyncio.Event()
+        self._woken = False  # mirrors self._ready.is_set()
 
     def put(self, event: MarketEvent) -> None:
+        # Once per event per subscriber (the feed's hot path): exact class tests, and the wake-up flag mirrored in
+        # a bool so the asyncio.Event is touched once per batch, not once per event.
         self.received += 1
-        if isinstance(event, CONFLATED):
-            key = (type(event), event.symbol)
-            if key in self._latest:
+        cls = event.__class__
+        if cls is Quote or cls is Candle:  # CONFLATED
+            key = (cls, event.symbol)
+            latest = self._latest
+            if key in latest:
                 self.conflated += 1
-            self._latest[key] = event
+            latest[key] = event
         else:
             fifo = self._fifo
-            if len(fifo) >= self.maxlen:
+            n = len(fifo)
+            if n >= self.maxlen:
                 fifo.popleft()
                 self.dropped += 1
+                n -= 1
             fifo.append(event)
-            if len(fifo) > self.high_water:
-                self.high_water = len(fifo)
-        if not self._ready.is_set():
+            if n >= self.high_water:
+                self.high_water = n + 1
+        if not self._woken:
+            self._woken = True
             self._ready.set()
 
     def drain(self) -> list[MarketEvent]:
@@ -60,6 +68,7 @@ class Subscription:
             out.extend(self._latest.values())
             self._latest.clear()
         self._ready.clear()
+        self._woken = False
         self.delivered += len(out)
         return out
 

@@ -255,15 +255,24 @@ class FeedConnection:
             _log_rejection(exc, stats.rejected_total)
             return
         stats.parsed += 1
+        if len(events) == 1:  # the usual frame: one event
+            ev = events[0]
+            if ev.exchange_ms:  # an event without a time (Binance spot bookTicker) has nothing to judge
+                self._screen_times(events)
+                if not events:
+                    return
+            if ev.__class__ is Trade:
+                events = self._sequence(events)
+                if not events:
+                    return
+            stats.events += 1
+            self._on_events(events)
+            return
         if not events:
             return
-        events, bad_times = self.exchange_time.screen(events)
-        if bad_times:  # each event with an implausible time dropped, counted; the rest of its frame goes on
-            stats.rejected.update(bad_times)
-            reason = next(iter(bad_times))
-            _log_rejection(ParseError(reason, f"{sum(bad_times.values())} event(s) of a frame"), stats.rejected_total)
-            if not events:
-                return
+        self._screen_times(events)
+        if not events:
+            return
         for ev in events:
             if ev.__class__ is Trade:
                 events = self._sequence(events)
@@ -272,6 +281,17 @@ class FeedConnection:
                 break
         stats.events += len(events)
         self._on_events(events)
+
+    def _screen_times(self, events: list[MarketEvent]) -> None:
+        """Drops (in place) the events with an implausible exchange time, counted by reason; the rest of the frame
+        goes on."""
+        kept, bad_times = self.exchange_time.screen(events)
+        if bad_times:
+            stats = self.stats
+            stats.rejected.update(bad_times)
+            reason = next(iter(bad_times))
+            _log_rejection(ParseError(reason, f"{sum(bad_times.values())} event(s) of a frame"), stats.rejected_total)
+            events[:] = kept
 
     def _sequence(self, events: list[MarketEvent]) -> list[MarketEvent]:
         """Drops trades already delivered and records gaps in the trade ids, per symbol, oldest trade first."""
