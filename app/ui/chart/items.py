@@ -175,7 +175,7 @@ class _SeriesItem(pg.GraphicsObject):
             return tuple(np.empty(0) for _ in range(6))
         span = self.CHUNK_BARS * k
         first, last = i0 // span, (i1 - 1) // span
-        parts = [self._chunks[c].bars for c in range(first, last + 1)]
+        parts = [self._chunk(c, span, k).bars for c in range(first, last + 1)]  # (rebuilt if dropped since)
         cut = slice(i0 // k - first * self.CHUNK_BARS, (i1 - 1) // k - first * self.CHUNK_BARS + 1)
         return tuple(np.concatenate(col)[cut] for col in zip(*parts, strict=True))
 
