@@ -125,14 +125,16 @@ PRICE_MOVE_FEATURES = frozenset(
 # The features the grid is built on: the three most selective on the capture with DEFAULT_TOLERANCES, i.e. the
 # smallest share of the entries alive together (last 75 s) that a lookup's two probe cells return ("probe
 # share" of `bench_cache.py --sweep`: ema_spread_pct 0.16, rsi 0.21, vwap_dist_pct 0.24; ret_1 0.79 and
-# volume_ratio 0.89 would be nearly useless). Three give 8 probes per lookup.
+# volume_ratio 0.89 would be nearly useless). The cells say which answers a query may be served (module docstring,
+# Index); the search itself walks the query's bar and checks the cells of the winner only, since within one bar the
+# closed-bar index features are the same for every answer and the cells hardly narrow it.
 DEFAULT_INDEX_FEATURES: tuple[str, ...] = ("ema_spread_pct", "rsi", "vwap_dist_pct")
 
 # Features whose sign must also agree (-, 0, +): ret_1 is the direction of the last bar ("turning up or down").
 # On 1 s bars it sits within a tick of zero most of the time (median 0, one tick = 0.000016 %), so no tolerance
 # separates up from down, and the rules' mean-reversion entries turn on exactly that sign. Without the sign, scale
 # 1 of the sweep serves 0.145 of the calls at agreement 0.766 (0.600 non-HOLD); with it, 0.059 at 1.000 (1.000).
-# The signs are part of the grid cell, so the check costs nothing at lookup.
+# The signs are part of the key of a bar's answers, so the check costs nothing at lookup.
 DEFAULT_SIGN_FEATURES: tuple[str, ...] = ("ret_1",)
 
 # The features that move with the live price or quote inside a bar; the others are computed on closed bars, so every
