@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 XVFB_SCREEN = "1600x1000x24"
 CALIBRATION_S = 20.0  # virtual seconds of generation per calibration point
-START_UP_S = 6.0  # from calibration to the feed running (measured: 4-8 s): the run starts about this much later
+START_UP_S = 2.0  # from calibration to the soak's start (measured 1.1-2.4 s): the run starts about this much later
 
 
 # ---------------------------------------------------------------------------------------------------------
