@@ -643,6 +643,7 @@ async def run(args: argparse.Namespace) -> dict:
             "published": bus.published_total, "delivered": sub.delivered, "conflated": sub.conflated,
             "dropped": sub.dropped, "queue_high_water": sub.high_water,
             "book_diffs_applied": sum(b.diffs_applied for b in books), "book_gaps": sum(b.gaps for b in books),
+            "book_diffs_waiting_for_snapshot": sum(b.ignored for b in books),
             "books_valid": f"{sum(b.is_valid for b in books)}/{len(books)}",
         }
         # The work the throughput skips, said beside it: events replaced by a newer one of their kind and symbol
@@ -723,7 +724,8 @@ def print_table(r: dict) -> None:
     print(f"  of {c['published']:,} events, {c['conflated']:,} ({100 * r['conflated_fraction']:.1f} %) were conflated: "
           f"quotes/candles replaced by a newer one before the consumer read them "
           f"({100 * r['conflated_fraction_of_quotes_and_candles']:.1f} % of those); every trade reached the candles "
-          f"and every depth diff the book ({c['book_diffs_applied']:,} applied)")
+          f"and every depth diff the book ({c['book_diffs_applied']:,} applied, "
+          f"{c['book_diffs_waiting_for_snapshot']:,} held for want of a snapshot, books valid {c['books_valid']})")
     g = r["gaps"]
     print(f"  trade id gaps: {g['reported_by_pipeline']} reported by the pipeline, {g['in_tape_per_pass']} in one pass "
           f"of the tape itself (passes are shifted per symbol to follow on without a gap)")

@@ -262,9 +262,17 @@ class FeedConnection:
                 if not events:
                     return
             if ev.__class__ is Trade:
-                events = self._sequence(events)
-                if not events:
-                    return
+                symbol, tid = ev.symbol, ev.trade_id  # type: ignore[union-attr]
+                if tid == self._last_trade_id.get(symbol, -2) + 1 and symbol in self._seen_since_connect:
+                    # The next trade of its symbol on this connection: what _sequence would conclude, sooner.
+                    self._last_trade_id[symbol] = tid
+                    self._last_trade_ms[symbol] = ev.exchange_ms  # type: ignore[union-attr]
+                    if self._id_jump_candidate:
+                        self._id_jump_candidate.pop(symbol, None)
+                else:
+                    events = self._sequence(events)
+                    if not events:
+                        return
             stats.events += 1
             self._on_events(events)
             return
