@@ -409,7 +409,8 @@ def _rss_mb(proc: psutil.Process | None) -> float | None:
         return None
 
 
-async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None = None) -> dict:
+async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None = None,
+               stop: StopRequest | None = None) -> dict:
     from app.config import Settings
     from app.perf.metrics import UI_FRAME, Metrics, Recorder, measure_record_cost
     from app.perf.probes import LoopLagProbe, ProcessProbe, open_sockets, task_count
@@ -417,6 +418,8 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
     from app.ui.log_dock import BufferingHandler
     from app.ui.main_window import MainWindow
 
+    stop = stop or StopRequest()
+    stop_event = stop.bind()
     if slow is not None:
         slow.install()
 
@@ -499,7 +502,10 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
             if len(samples) >= n_samples:
                 break
             next_at = min(deadline, t_start + len(samples) * args.sample_s)
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), max(0.0, next_at - time.monotonic()))
+            if stop_event.is_set():
+                raise Stopped(f"signal {stop.signum}")  # an Exception: a BaseException would escape into Qt
         elapsed = time.monotonic() - t_start
         slow_turns = slow.top() if slow is not None else None  # before the collections below, which it would count
         if args.gc_freeze:
@@ -677,14 +683,38 @@ def print_table(r: dict) -> None:
                   f"{x['max_cpu_ms']:7.1f}  {x['what']}")
 
 
-def _terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so the display and the exchange are stopped on the way out."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
+class Stopped(Exception):
+    """The run was asked to stop (Ctrl-C, SIGTERM)."""
 
 
-def run(args: argparse.Namespace, tmp: Path) -> dict:
+class StopRequest:
+    """Ctrl-C and SIGTERM end the run cleanly. Raising from the signal handler does not: under Qt the exception
+    surfaces inside whatever slot runs at that moment, where PySide prints it and goes on. So the handler asks
+    the soak's own loop to stop (it waits on ``event``), and the soak unwinds through its ``finally``: the
+    session, the exchange and the model stop, then the display."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.event: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handler)
+
+    def bind(self) -> asyncio.Event:
+        self.loop, self.event = asyncio.get_running_loop(), asyncio.Event()
+        if self.signum is not None:
+            self.event.set()
+        return self.event
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is not None:  # a second one: stop waiting for the clean way
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.signum = signum
+        if self.loop is not None and self.event is not None:
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+def run(args: argparse.Namespace, tmp: Path, stop: StopRequest) -> dict:
     os.environ.setdefault("QT_API", "pyside6")
     import qasync
     from PySide6 import QtWidgets
@@ -693,23 +723,23 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
     app = QtWidgets.QApplication.instance() or (
         timing_application(slow) if slow is not None else QtWidgets.QApplication(sys.argv[:1]))
     app.setQuitOnLastWindowClosed(False)
-    return qasync.run(soak(args, tmp / "journal.sqlite", slow))
+    return qasync.run(soak(args, tmp / "journal.sqlite", slow, stop))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    _terminate_on_sigterm()
+    stop = StopRequest()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         if args.xvfb:
             with x_display(Path(tmp)) as display:
                 os.environ["DISPLAY"] = display
                 os.environ["QT_QPA_PLATFORM"] = "xcb"
                 os.environ.pop("WAYLAND_DISPLAY", None)
-                result = run(args, Path(tmp))
+                result = run(args, Path(tmp), stop)
         else:
             os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-            result = run(args, Path(tmp))
+            result = run(args, Path(tmp), stop)
     if args.json:
         print(json.dumps(result))
     else:
@@ -718,4 +748,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (Stopped, KeyboardInterrupt) as stopped:
+        print(f"soak: stopped ({stopped}); the exchange, the model and the display are down", file=sys.stderr)
+        sys.exit(130)
