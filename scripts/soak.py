@@ -11,10 +11,10 @@ performance panel), and the loop lag is measured by a probe task on the same loo
 exchange runs in its own process, as in the terminal; RSS is the terminal's, the local model's is reported apart.
 
 ``--xvfb``: the script starts Xvfb (a free display, 1600x1000x24) and openbox itself, shows the window there (the
-xcb platform: real paints, real expose and flush), and stops both at the end, on Ctrl-C or a failure too (they
-also get SIGTERM if this process dies). In a real window the paint is not inside the bridge's refreshes (Qt paints
-in a turn of its own, after them): ``ui_paint`` times each repaint of the window, and ``ui_frame_p99_ms`` is the
-larger of the two p99s (a frame is not on screen until it is painted).
+xcb platform: real paints, real expose and flush), and stops both at the end, on Ctrl-C, SIGTERM or a failure too
+(they also get SIGTERM if this process dies). A UI frame is every turn of the loop spent on the UI: the bridge's
+refreshes and the repaints of the window (Qt paints in a turn of its own, after them); ``ui_refresh_*`` and
+``ui_paint_*`` are the two kinds apart.
 
 Steady state: the flat keys (``loop_lag_*``, ``ui_frame_*``, ``ui_paint_*``, ``achieved_msgs_per_s``,
 ``rss_growth_mb``, ``model_rss_*``) cover the run after the first ``--warmup`` fraction (start-up, history, first
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -247,29 +247,6 @@ class Tee:
             rec.record(ns)
 
 
-class PaintTimer(QtCore.QObject):
-    """Times each repaint of a top-level window: Qt paints every dirty widget of a window in one UpdateRequest on
-    it (and flushes it to the screen), in a turn of the loop of its own, after the refresh that changed them. The
-    filter delivers that event itself, between two clock reads."""
-
-    def __init__(self, recorder) -> None:
-        super().__init__()
-        self.recorder = recorder
-        self._inside = False
-
-    def eventFilter(self, obj, event) -> bool:
-        if self._inside or event.type() != QtCore.QEvent.Type.UpdateRequest:
-            return False
-        self._inside = True
-        t0 = time.perf_counter_ns()
-        try:
-            obj.event(event)
-        finally:
-            self.recorder.record(time.perf_counter_ns() - t0)
-            self._inside = False
-        return True
-
-
 class SlowEvents:
     """Every turn of the loop that holds it longer than ``limit_ms`` (wall), by what ran, with the CPU time the
     loop's thread spent in it: a turn whose CPU time is far below its wall time was not the terminal's work (the
@@ -412,7 +389,7 @@ def _rss_mb(proc: psutil.Process | None) -> float | None:
 async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None = None,
                stop: StopRequest | None = None) -> dict:
     from app.config import Settings
-    from app.perf.metrics import UI_FRAME, Metrics, Recorder, measure_record_cost
+    from app.perf.metrics import UI_FRAME, UI_PAINT, Metrics, Recorder, measure_record_cost
     from app.perf.probes import LoopLagProbe, ProcessProbe, open_sockets, task_count
     from app.session import Session
     from app.ui.log_dock import BufferingHandler
@@ -440,21 +417,20 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
     own_tee = Tee(metrics.recorder("loop_lag_own"))
     lag = LoopLagProbe(lag_tee, interval_s=0.02, off_cpu=off_tee, own=own_tee)
     proc = ProcessProbe(history=100_000)
-    steady_lag, steady_frame, steady_paint = Recorder("loop_lag"), Recorder(UI_FRAME), Recorder("ui_paint")
+    steady_lag, steady_frame, steady_paint = Recorder("loop_lag"), Recorder(UI_FRAME), Recorder(UI_PAINT)
+    steady_refresh = Recorder(UI_FRAME)
     steady_off, steady_own = Recorder("loop_lag_off_cpu"), Recorder("loop_lag_own")
-    paint_all = Recorder("ui_paint")
 
     session = Session(settings)
     window = MainWindow(session, BufferingHandler())
     bridge = window.bridge
-    frame_rec = session.metrics.recorder(UI_FRAME)  # the bridge times every UI refresh (chart, panels, perf)
-    frame_tee = Tee(frame_rec)
-    bridge.frame_recorder = frame_tee
-    paint_tee = Tee(paint_all)
-    paint_timer = PaintTimer(paint_tee)
+    # The bridge times every UI refresh (chart, panels, perf) and every repaint of the window, each a UI frame.
+    frame_rec, paint_all = session.metrics.recorder(UI_FRAME), session.metrics.recorder(UI_PAINT)
+    refresh_tee, paint_tee = Tee(frame_rec), Tee(frame_rec, paint_all)
+    bridge.frame_recorder = refresh_tee
+    bridge.paints.recorders = [paint_tee]
     if args.xvfb:
         window.resize(1600, 1000)
-    window.installEventFilter(paint_timer)
 
     window.show()
     await session.start()
@@ -490,14 +466,14 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
                     slow.by_what.clear()  # the steady state's turns only
                 if args.gc_freeze:
                     gc.freeze()
-                frame_tee.recorders.append(steady_frame)
-                paint_tee.recorders.append(steady_paint)
+                refresh_tee.recorders += [steady_refresh, steady_frame]
+                paint_tee.recorders += [steady_paint, steady_frame]
             if not args.json:
                 print(f"  t={now - t_start:7.1f}s  rss={s.rss_bytes / 1e6:8.1f} MB  cpu={s.cpu_percent:5.1f}%  "
                       f"msgs/s={rate:8.1f}  model={samples[-1]['model_rss_mb']} MB {badge}", file=sys.stderr,
                       flush=True)
             metrics.snapshot_all()  # read at the panel's pace: values reach the 1-minute window's 10 s slots in time
-            for rec in (steady_lag, steady_off, steady_own, steady_frame, steady_paint, paint_all):
+            for rec in (steady_lag, steady_off, steady_own, steady_frame, steady_refresh, steady_paint):
                 rec.snapshot("1m")
             if len(samples) >= n_samples:
                 break
@@ -516,8 +492,8 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
         steady = samples[warm["index"]:] if warm else samples
         steady_s = (samples[-1]["t_s"] - steady[0]["t_s"]) or elapsed
         stats = session.decisions.stats
-        lag_s, off_s, own_s, frame_s, paint_s = (r.snapshot("all") for r in (steady_lag, steady_off, steady_own,
-                                                                                steady_frame, steady_paint))
+        lag_s, off_s, own_s, frame_s, refresh_s, paint_s = (
+            r.snapshot("all") for r in (steady_lag, steady_off, steady_own, steady_frame, steady_refresh, steady_paint))
         ms = 1e6
         result = {
             "minutes": args.minutes,
@@ -541,13 +517,13 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
             "loop_lag_own_p99_ms": round(own_s.p99 / ms, 2),
             "loop_lag_off_cpu_p50_ms": round(off_s.p50 / ms, 2),
             "loop_lag_off_cpu_p99_ms": round(off_s.p99 / ms, 2),
-            "ui_refresh_p50_ms": round(frame_s.p50 / ms, 2),
-            "ui_refresh_p99_ms": round(frame_s.p99 / ms, 2),
+            "ui_refresh_p50_ms": round(refresh_s.p50 / ms, 2),
+            "ui_refresh_p99_ms": round(refresh_s.p99 / ms, 2),
             "ui_paint_p50_ms": round(paint_s.p50 / ms, 2),
             "ui_paint_p99_ms": round(paint_s.p99 / ms, 2),
             "ui_paints": paint_s.count,
-            "ui_frame_p50_ms": round(max(frame_s.p50, paint_s.p50) / ms, 2),
-            "ui_frame_p99_ms": round(max(frame_s.p99, paint_s.p99) / ms, 2),
+            "ui_frame_p50_ms": round(frame_s.p50 / ms, 2),  # refreshes and paints: every UI turn of the loop
+            "ui_frame_p99_ms": round(frame_s.p99 / ms, 2),
             "rss_growth_mb": growth([x["rss_mb"] for x in steady]),
             "model_pid": model.pid if model is not None else None,
             "model_rss_mb_start": next((x["model_rss_mb"] for x in steady if x["model_rss_mb"] is not None), None),
@@ -596,7 +572,6 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
     finally:
         await lag.stop()
         bridge.stop()
-        window.removeEventFilter(paint_timer)
         await session.stop()
         window.hide()
         window.deleteLater()
@@ -652,7 +627,7 @@ def print_table(r: dict) -> None:
         ("CPU mean", f"{r['cpu_mean_pct']:.1f} %"),
         *[(f"loop lag p50/p99/max ({w})", f"{lag[w]['p50'] / ms:.2f} / {lag[w]['p99'] / ms:.2f} / "
            f"{lag[w]['max'] / ms:.2f} ms ({lag[w]['count']} samples)") for w in ("all", "1m")],
-        *[(f"UI refresh p50/p99/max ({w})", f"{frame[w]['p50'] / ms:.2f} / {frame[w]['p99'] / ms:.2f} / "
+        *[(f"UI frame p50/p99/max ({w})", f"{frame[w]['p50'] / ms:.2f} / {frame[w]['p99'] / ms:.2f} / "
            f"{frame[w]['max'] / ms:.2f} ms ({frame[w]['count']} ticks)") for w in ("all", "1m")],
         *[(f"UI paint p50/p99/max ({w})", f"{paint[w]['p50'] / ms:.2f} / {paint[w]['p99'] / ms:.2f} / "
            f"{paint[w]['max'] / ms:.2f} ms ({paint[w]['count']} paints)") for w in ("all", "1m")],

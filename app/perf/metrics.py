@@ -47,7 +47,8 @@ from hdrh.histogram import HdrHistogram
 EXCHANGE_TO_RECEIVE = "exchange_to_receive"  # exchange timestamp -> our receipt (includes clock offset)
 RECEIVE_TO_BUS = "receive_to_bus"  # receipt -> delivered to a bus subscriber
 CANDLE_UPDATE = "candle_update"  # applying a batch to candles/indicators
-UI_FRAME = "ui_frame"  # one UI refresh tick
+UI_FRAME = "ui_frame"  # one turn of the loop spent on the UI: a refresh tick, or a repaint of the window
+UI_PAINT = "ui_paint"  # the repaints alone (Qt paints in a turn of its own, after the refresh that changed things)
 MODEL_HIT = "model_hit"  # decision served from the cache, exact key
 MODEL_SIMILAR = "model_similar"  # decision served from the cache, similar market
 MODEL_MISS = "model_miss"  # decision asked of the provider
@@ -56,7 +57,7 @@ APPROVE_TO_FILL = "approve_to_fill"
 TICK_TO_PROPOSAL = "tick_to_proposal"
 PROPOSAL_TO_FILL = "proposal_to_fill"
 STAGES = (
-    EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, CANDLE_UPDATE, UI_FRAME, MODEL_HIT, MODEL_SIMILAR, MODEL_MISS,
+    EXCHANGE_TO_RECEIVE, RECEIVE_TO_BUS, CANDLE_UPDATE, UI_FRAME, UI_PAINT, MODEL_HIT, MODEL_SIMILAR, MODEL_MISS,
     HUMAN_DECISION, APPROVE_TO_FILL, TICK_TO_PROPOSAL, PROPOSAL_TO_FILL,
 )
 
