@@ -7,8 +7,14 @@ warm-up (the local model's process apart), event-loop lag, UI frame time, the de
     .venv/bin/python scripts/soak.py --xvfb --minutes 2 --rate 5000 --decisions local --json
 
 In-process on purpose: the frame time is what the UI bridge records for each of its refreshes (chart, panels,
-performance panel), and the loop lag is measured by a probe task on the same loop as everything else. The built-in
-exchange runs in its own process, as in the terminal; RSS is the terminal's, the local model's is reported apart.
+performance panel) and repaints, and the loop lag is measured by a probe task on the same loop as everything else,
+split into the part the loop's thread was on the CPU for (at most what the terminal's own work made; the SLOW
+badge's input) and the part it was not (a busy machine). The built-in exchange runs in its own process, as in the
+terminal; RSS is the terminal's, the local model's (its pid from the terminal's provider) is reported apart.
+
+Finding what holds the loop: ``--slow-callback-ms 5`` counts every turn over 5 ms (Qt events, asyncio callbacks,
+garbage collections) with its wall and CPU time; ``--gc-freeze`` freezes the start-up objects after the warm-up (an
+experiment: full collections then skip them). The run ends with what one full collection costs, frozen or not.
 
 ``--xvfb``: the script starts Xvfb (a free display, 1600x1000x24) and openbox itself, shows the window there (the
 xcb platform: real paints, real expose and flush), and stops both at the end, on Ctrl-C, SIGTERM or a failure too
