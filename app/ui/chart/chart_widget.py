@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.market.candles import TIMEFRAMES, CandleSeries
 from app.market.instruments import Instrument, split_symbol
 from app.ui import theme
+from app.ui.chart.axes import TimeAxis
 from app.ui.chart.items import (
     CandlestickItem,
     LastPriceLine,
@@ -150,7 +151,7 @@ class ChartWidget(QtWidgets.QWidget):
         self.price_plot = self.glw.addPlot(row=0, col=0, enableMenu=False)
         self.volume_plot = self.glw.addPlot(row=1, col=0, enableMenu=False)
         self.osc_plot = self.glw.addPlot(row=2, col=0, enableMenu=False,
-                                         axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+                                         axisItems={"bottom": TimeAxis(orientation="bottom")})
         self.glw.ci.layout.setRowStretchFactor(0, 6)
         self.glw.ci.layout.setRowStretchFactor(1, 1)
         self.glw.ci.layout.setRowStretchFactor(2, 2)
@@ -254,14 +255,17 @@ class ChartWidget(QtWidgets.QWidget):
             self.osc_choice.setCurrentText(name)
         self._update_overlays()
 
-    def _update_overlays(self) -> None:
+    def _update_overlays(self, recompute: bool = True) -> None:
+        """The indicators over the bars in view. ``recompute=False`` (a pan, no new data): the values computed at
+        the last update are re-sliced (the forming bar's value still follows at OVERLAY_LIVE_HZ)."""
         if self._series is None or len(self._x) == 0:
             return
-        self._overlays_at = time.monotonic()
+        if recompute:
+            self._overlays_at = time.monotonic()
         (x0, x1), _ = self.price_plot.vb.viewRange()
         i0 = int(np.searchsorted(self._x, x0 - self.bar_s, side="left"))
         i1 = int(np.searchsorted(self._x, x1, side="right"))
-        self.overlays.update(self._x, self._series.arrays(), i0, i1, self.bar_s)
+        self.overlays.update(self._x, self._series.arrays(), i0, i1, self.bar_s, recompute=recompute)
 
     @property
     def bar_s(self) -> float:
@@ -337,13 +341,15 @@ class ChartWidget(QtWidgets.QWidget):
         if self.follow:
             self._apply_follow(force=not self._view_ready)
             self._view_ready = True
-        self._fit_y()
+        self._fit_y(overlays=False)  # the overlays follow below
         # The indicators' forming value moves little within a bar: recomputing and redrawing their curves at the
         # chart's 30 Hz was a third of each frame. They follow closed bars and view changes at once, the forming
         # bar at OVERLAY_LIVE_HZ.
         now = time.monotonic()
         if closed_changed or now - self._overlays_at >= 1.0 / OVERLAY_LIVE_HZ:
             self._update_overlays()
+        else:
+            self._update_overlays(recompute=False)  # a pan in the same frame as a tick: the curves follow the view
         return True
 
     def show_position(self, position, bracket, fills, mark: Decimal | None = None) -> None:
@@ -620,7 +626,9 @@ class ChartWidget(QtWidgets.QWidget):
             self._applying_range = False
         self._fit_y()
 
-    def _fit_y(self) -> None:
+    def _fit_y(self, overlays: bool = True) -> None:
+        """The y ranges to the bars in view; ``overlays``: the indicator curves to the view too (re-sliced: a zoom
+        or a follow step left them on the previous view until the next forming-bar update)."""
         a = self._series.arrays() if self._series is not None else None
         if a is None or len(self._x) == 0:
             return
@@ -639,12 +647,13 @@ class ChartWidget(QtWidgets.QWidget):
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-5)
         set_y_range(self.price_plot.vb, lo - pad, hi + pad)
         set_y_range(self.volume_plot.vb, 0.0, float(a.volume[i0:i1].max()) * 1.1 or 1.0)
+        if overlays:
+            self._update_overlays(recompute=False)
 
     def _update_y_if_panned(self) -> bool:
         (x0, x1), _ = self.price_plot.vb.viewRange()
         if (x0, x1) != self._last_xrange:
             self._fit_y()
-            self._update_overlays()
             return True
         return False
 

@@ -4,6 +4,10 @@ or MACD), all from app/market/indicators.py.
 Only the visible slice is drawn. Values are computed over the slice plus a warm-up tail long enough for the
 smoothing to forget its seed (the EMA weights of bars older than WARMUP are below 1e-6 for span 50), and VWAP from
 the start of the UTC day of the first visible bar, so what is drawn equals the value over the whole history.
+
+A pan does not recompute them: values are computed for a window three views wide around the view (plus its
+warm-up) and a pan inside it only re-slices them (computing and setting four curves was a tenth of a pan's frame).
+New or revised bars, the forming bar's update and a change of what is shown compute again.
 """
 
 from __future__ import annotations
@@ -49,25 +53,58 @@ class IndicatorOverlays:
         for item in (self.rsi, *self.rsi_levels, self.macd_hist, self.macd_line, self.macd_signal):
             osc_plot.addItem(item)
         self.values: dict[str, float] = {}  # the latest value of each shown indicator, for the read-out
+        self._window: _Window | None = None  # the computed values a pan re-slices
+        self._shown: tuple | None = None  # (window, i0, i1) last set on the curves
+        self.computed = 0  # how many times the values were computed (tests: a pan computes nothing)
 
-    def update(self, x: np.ndarray, a, i0: int, i1: int, bar_s: float) -> None:
-        """``x`` bar starts in seconds; ``a`` the CandleArrays; [i0, i1) the visible slice."""
+    def update(self, x: np.ndarray, a, i0: int, i1: int, bar_s: float, recompute: bool = True) -> None:
+        """``x`` bar starts in seconds; ``a`` the CandleArrays; [i0, i1) the visible slice. ``recompute=False`` (a pan):
+        the bars are those of the last update, so values computed then are re-sliced when they cover the view."""
         n = len(x)
         i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
         if i1 - i0 < 2:
             return
-        w0 = max(0, i0 - WARMUP)
-        close = a.close[w0:i1]
-        xs = x[i0:i1] + bar_s / 2
-        k = i0 - w0
+        settings = (self.show_ema, self.show_vwap, self.show_bollinger, self.oscillator, n, bar_s)
+        w = self._window
+        if recompute or w is None or w.settings != settings or i0 < w.c0 or i1 > w.c1:
+            w = self._window = self._compute(x, a, i0, i1, bar_s, settings)
+        elif self._shown == (w, i0, i1):
+            return  # nothing to set: the same bars in view
+        self._shown = (w, i0, i1)
+        s = slice(i0 - w.c0, i1 - w.c0)
+        xs = w.xs[s]
         self.values = {}
-        self._set(self.ema_fast, self.show_ema, xs, lambda: ind.ema(close, EMA_FAST)[k:], "ema_fast")
-        self._set(self.ema_slow, self.show_ema, xs, lambda: ind.ema(close, EMA_SLOW)[k:], "ema_slow")
-        self._set(self.vwap, self.show_vwap, xs, lambda: self._vwap(a, i0, i1), "vwap")
-        bands = ind.bollinger(close) if self.show_bollinger else None
+        self._set(self.ema_fast, self.show_ema, xs, w.get("ema_fast", s), "ema_fast")
+        self._set(self.ema_slow, self.show_ema, xs, w.get("ema_slow", s), "ema_slow")
+        self._set(self.vwap, self.show_vwap, xs, w.get("vwap", s), "vwap")
         for item, part in ((self.bb_upper, "upper"), (self.bb_lower, "lower"), (self.bb_mid, "middle")):
-            self._set(item, bands is not None, xs, lambda part=part: getattr(bands, part)[k:], None)
-        self._oscillator(close, xs, k, bar_s)
+            self._set(item, self.show_bollinger, xs, w.get(part, s), None)
+        self._oscillator(w, s, xs, bar_s)
+
+    def _compute(self, x: np.ndarray, a, i0: int, i1: int, bar_s: float, settings: tuple) -> _Window:
+        """Every shown indicator over [c0, c1): the view and a view's width either side (clipped to the bars),
+        from a warm-up of WARMUP bars before c0 (VWAP: from the start of c0's UTC day)."""
+        self.computed += 1
+        n = len(x)
+        c0, c1 = max(0, i0 - (i1 - i0)), min(n, i1 + (i1 - i0))
+        w0 = max(0, c0 - WARMUP)
+        close = a.close[w0:c1]
+        k = c0 - w0
+        out: dict[str, np.ndarray] = {}
+        if self.show_ema:
+            out["ema_fast"] = ind.ema(close, EMA_FAST)[k:]
+            out["ema_slow"] = ind.ema(close, EMA_SLOW)[k:]
+        if self.show_vwap:
+            out["vwap"] = self._vwap(a, c0, c1)
+        if self.show_bollinger:
+            bands = ind.bollinger(close)
+            out.update(upper=bands.upper[k:], lower=bands.lower[k:], middle=bands.middle[k:])
+        if self.oscillator == "RSI":
+            out["rsi"] = ind.rsi(close)[k:]
+        elif self.oscillator == "MACD":
+            m = ind.macd(close)
+            out.update(macd_line=m.line[k:], macd_signal=m.signal[k:], macd_hist=m.histogram[k:])
+        return _Window(settings, c0, c1, x[c0:c1] + bar_s / 2, out)
 
     def _vwap(self, a, i0: int, i1: int) -> np.ndarray:
         day0 = int(a.open_ms[i0]) // DAY_MS * DAY_MS
@@ -76,16 +113,15 @@ class IndicatorOverlays:
         v = ind.session_vwap(a.open_ms[s], a.high[s], a.low[s], a.close[s], a.volume[s])
         return v[i0 - d0:]
 
-    def _set(self, item: pg.PlotDataItem, show: bool, xs: np.ndarray, values, key: str | None) -> None:
+    def _set(self, item: pg.PlotDataItem, show: bool, xs: np.ndarray, y: np.ndarray | None, key: str | None) -> None:
         item.setVisible(show)
-        if not show:
+        if not show or y is None:
             return
-        y = values()
         item.setData(xs, y)
         if key is not None and len(y) and np.isfinite(y[-1]):
             self.values[key] = float(y[-1])
 
-    def _oscillator(self, close: np.ndarray, xs: np.ndarray, k: int, bar_s: float) -> None:
+    def _oscillator(self, w: _Window, s: slice, xs: np.ndarray, bar_s: float) -> None:
         rsi_on, macd_on = self.oscillator == "RSI", self.oscillator == "MACD"
         self.osc_plot.setVisible(rsi_on or macd_on)
         for item in (self.rsi, *self.rsi_levels):
@@ -93,14 +129,13 @@ class IndicatorOverlays:
         for item in (self.macd_line, self.macd_signal, self.macd_hist):
             item.setVisible(macd_on)
         if rsi_on:
-            y = ind.rsi(close)[k:]
+            y = w.get("rsi", s)
             self.rsi.setData(xs, y)
             set_y_range(self.osc_plot.vb, -2.0, 102.0)
             if len(y) and np.isfinite(y[-1]):
                 self.values["rsi"] = float(y[-1])
         elif macd_on:
-            m = ind.macd(close)
-            line, sig, hist = m.line[k:], m.signal[k:], m.histogram[k:]
+            line, sig, hist = w.get("macd_line", s), w.get("macd_signal", s), w.get("macd_hist", s)
             self.macd_line.setData(xs, line)
             self.macd_signal.setData(xs, sig)
             t = theme.current()
@@ -113,3 +148,16 @@ class IndicatorOverlays:
                 set_y_range(self.osc_plot.vb, lo - pad, hi + pad)
             if len(line) and np.isfinite(line[-1]):
                 self.values["macd"] = float(line[-1])
+
+
+class _Window:
+    """Indicator values computed over the bars [c0, c1), for the settings they were computed with."""
+
+    __slots__ = ("c0", "c1", "settings", "values", "xs")
+
+    def __init__(self, settings: tuple, c0: int, c1: int, xs: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        self.settings, self.c0, self.c1, self.xs, self.values = settings, c0, c1, xs, values
+
+    def get(self, key: str, s: slice) -> np.ndarray | None:
+        v = self.values.get(key)
+        return None if v is None else v[s]

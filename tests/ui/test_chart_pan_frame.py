@@ -1,0 +1,115 @@
+"""What a pan shows is what a fresh chart at that view shows: indicator curves (re-sliced, not recomputed, on a pan)
+equal a fresh computation, and the time axis with remembered labels is the same pixels as with labels formatted
+afresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtGui
+
+from app.market import indicators as ind
+from app.ui.chart import axes
+from app.ui.chart.chart_widget import ChartWidget
+from tests.ui.test_chart_pan import long_series, pan, zoom_to
+
+
+@pytest.fixture
+def chart(qtbot):
+    w = ChartWidget(timeframe="1m")
+    w.resize(1200, 700)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def curve(item):
+    x, y = item.getData()
+    return np.asarray(x), np.asarray(y)
+
+
+def fresh_indicators(series, chart: ChartWidget) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each curve the chart should show for its view, from indicators over the whole history."""
+    a = series.arrays()
+    x = a.open_ms.astype(np.float64) / 1000.0
+    (x0, x1), _ = chart.price_plot.vb.viewRange()
+    i0 = int(np.searchsorted(x, x0 - chart.bar_s, side="left"))
+    i1 = int(np.searchsorted(x, x1, side="right"))
+    xs = x[i0:i1] + chart.bar_s / 2
+    bands = ind.bollinger(a.close)
+    return {
+        "ema_fast": (xs, ind.ema(a.close, 20)[i0:i1]),
+        "ema_slow": (xs, ind.ema(a.close, 50)[i0:i1]),
+        "vwap": (xs, ind.session_vwap(a.open_ms, a.high, a.low, a.close, a.volume)[i0:i1]),
+        "bb_upper": (xs, bands.upper[i0:i1]),
+        "bb_lower": (xs, bands.lower[i0:i1]),
+        "rsi": (xs, ind.rsi(a.close)[i0:i1]),
+    }
+
+
+def assert_curves_fresh(chart: ChartWidget, series) -> None:
+    for name, (xs, ys) in fresh_indicators(series, chart).items():
+        x, y = curve(getattr(chart.overlays, name))
+        np.testing.assert_array_equal(x, xs, err_msg=name)
+        np.testing.assert_allclose(y, ys, rtol=1e-9, equal_nan=True, err_msg=name)
+
+
+def test_indicator_curves_after_pans_equal_a_fresh_computation_and_a_pan_computes_nothing_new(chart):
+    series = long_series()
+    chart.set_overlay("bollinger", True)
+    chart.refresh(series)
+    zoom_to(chart, 2000)
+    chart.set_follow(True)
+    chart.refresh(series)
+    assert_curves_fresh(chart, series)
+    computed = chart.overlays.computed
+    for share in (-0.05, -0.4, -0.9, 0.1):  # into history (past the computed window: a view wide each side), back
+        pan(chart, share)
+        chart.refresh(series)
+        assert_curves_fresh(chart, series)
+    assert 1 <= chart.overlays.computed - computed <= 2  # re-sliced inside the window, computed again only beyond it
+    before = chart.overlays.computed
+    pan(chart, -0.02)
+    chart.refresh(series)
+    assert chart.overlays.computed == before
+    # New bars after the pan: computed again, and still equal to a fresh computation.
+    last = series.last()
+    series.add_trade(last.open_ms + 60_000, last.close * 1.001, 0.5)
+    chart.refresh(series)
+    assert chart.overlays.computed == before + 1
+    assert_curves_fresh(chart, series)
+    chart.set_oscillator("MACD")
+    m = ind.macd(series.arrays().close)
+    x, y = curve(chart.overlays.macd_line)
+    i0 = int(np.searchsorted(series.arrays().open_ms / 1000.0, x[0] - chart.bar_s / 2))
+    np.testing.assert_allclose(y, m.line[i0:i0 + len(y)], rtol=1e-9)
+
+
+def render(chart: ChartWidget) -> QtGui.QImage:
+    image = QtGui.QImage(chart.size(), QtGui.QImage.Format.Format_RGB32)
+    chart.render(image)
+    return image
+
+
+def labels_formatted_afresh(chart: ChartWidget) -> QtGui.QImage:
+    """The same chart with the time axis' labels formatted again by pyqtgraph (nothing remembered)."""
+    ax = chart.osc_plot.getAxis("bottom")
+    ax._labels.clear()
+    ax.picture = None
+    ax.update()
+    return render(chart)
+
+
+@pytest.mark.parametrize("bars", [150, 5000])
+def test_remembered_time_labels_draw_the_same_pixels(chart, bars):
+    series = long_series()
+    chart.refresh(series)
+    zoom_to(chart, bars)
+    chart.refresh(series)
+    assert isinstance(chart.osc_plot.getAxis("bottom"), axes.TimeAxis)
+    for share in (0.0, -0.013, -0.031, 0.027, 0.017):  # back over ticks labelled before
+        pan(chart, share)
+        chart.refresh(series)
+        fast = render(chart)
+        assert fast == labels_formatted_afresh(chart), f"time axis differs after a pan of {share}"
