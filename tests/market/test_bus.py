@@ -61,3 +61,30 @@ async def test_next_batch_wakes_when_events_arrive():
     batch = await asyncio.wait_for(waiter, 1.0)
     assert [t.trade_id for t in batch] == [1, 2]
     assert sub.depth == 0 and sub.delivered == 2
+
+
+@pytest.mark.asyncio
+async def test_every_batch_after_a_drain_wakes_the_subscriber_again():
+    """The wake-up is signalled once per batch, not per event: after each drain, the next event must wake it."""
+    bus = EventBus()
+    sub = bus.subscribe("x")
+    for round_ in range(3):
+        waiter = asyncio.create_task(sub.next_batch())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        bus.publish([quote(round_), trade(round_), quote(round_ + 10)])
+        batch = await asyncio.wait_for(waiter, 1.0)
+        assert [type(e) for e in batch] == [Trade, Quote] and batch[1].update_id == round_ + 10
+    assert sub.received == 9 and sub.delivered == 6 and sub.conflated == 3
+
+
+def test_high_water_counts_the_longest_queue_even_when_full():
+    bus = EventBus()
+    sub = bus.subscribe("x", maxlen=5)
+    bus.publish([trade(i) for i in range(3)])
+    assert sub.high_water == 3
+    bus.publish([trade(i) for i in range(3, 12)])
+    assert sub.high_water == 5 and sub.dropped == 7 and sub.depth == 5
+    sub.drain()
+    bus.publish([trade(12)])
+    assert sub.high_water == 5
