@@ -16,10 +16,15 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.llm.cache import DEFAULT_PRICE_BAND_ATR, DEFAULT_TOLERANCES, FEATURE_NAMES, tolerances_for
 from app.market.candles import TIMEFRAMES
 
 DEFAULT_SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+
+# The settings are read before the first window; the decision cache (app.llm.cache, with its decision schema and
+# market features: ~30 ms of CPU at start-up) is imported only where a setting needs it, once the window is up. Its
+# price band's default is therefore written here too: app.llm.cache.DEFAULT_PRICE_BAND_ATR is the value, and
+# tests/test_startup_imports.py fails if the two differ.
+CACHE_PRICE_BAND_ATR_DEFAULT = 0.75
 
 # Options of one run (command-line flags), never read from or written to the settings file.
 PER_RUN_FIELDS = frozenset({"replay", "replay_speed", "record_path", "ws_url", "rest_url"})
@@ -162,7 +167,7 @@ class Settings(BaseModel):
     cache_max_entries: int = Field(default=5000, ge=1, le=1_000_000)
     cache_tolerances: dict[str, PositiveFinite] = Field(default_factory=dict)
     # A stored answer is served only while the price stays within this many ATRs of where it was asked.
-    cache_price_band_atr: float = Field(default=DEFAULT_PRICE_BAND_ATR, gt=0.0, le=100.0)
+    cache_price_band_atr: float = Field(default=CACHE_PRICE_BAND_ATR_DEFAULT, gt=0.0, le=100.0)
     # Live trading: orders go to the exchange account whose keys are in the environment or the OS keyring (never
     # this file), after a confirmation naming the exchange and the account (--confirm-live in scripted runs).
     # Off: paper. Without keys, with keys the exchange rejects, or declined: the terminal says why and runs paper.
@@ -230,6 +235,10 @@ class Settings(BaseModel):
     @field_validator("cache_tolerances")
     @classmethod
     def _known_features(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:  # the usual case: nothing to check, and no need to import the cache before the first window
+            return v
+        from app.llm.cache import FEATURE_NAMES
+
         unknown = [k for k in v if k not in FEATURE_NAMES]
         if unknown:
             raise ValueError(f"unknown cache feature {', '.join(map(repr, unknown))}: known are "
@@ -266,6 +275,8 @@ class Settings(BaseModel):
         asks on that timeframe only, so the cache sees no other."""
         if not self.cache_tolerances:
             return None
+        from app.llm.cache import DEFAULT_TOLERANCES, tolerances_for
+
         return tolerances_for(self.decision_timeframe, {**DEFAULT_TOLERANCES, **self.cache_tolerances})
 
     @field_validator("symbol")

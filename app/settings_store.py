@@ -38,7 +38,6 @@ import tomli_w
 from pydantic import ValidationError
 
 from app.config import DEFAULT_HOTKEYS, PER_RUN_FIELDS, Settings, parse_key
-from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
 
 APP_NAME = "ai-trading-terminal"
 FILE_NAME = "settings.toml"
@@ -215,6 +214,8 @@ def validate_file_data(data: Mapping[str, Any], path: Path) -> tuple[Settings, l
             problems.append(ConfigProblem(path, old, new))
     tolerances = data.get("cache_tolerances")
     if isinstance(tolerances, dict):  # an unknown feature is one bad entry, not a bad table
+        from app.llm.cache import FEATURE_NAMES  # only for a file that sets tolerances (see app.config)
+
         for key in [k for k in tolerances if k not in FEATURE_NAMES]:
             tolerances = {k: v for k, v in tolerances.items() if k != key}
             problems.append(ConfigProblem(path, f"cache_tolerances.{key}", "is not a cache feature (known: "
@@ -380,7 +381,12 @@ def render_settings(settings: Settings) -> str:
             if isinstance(default, dict):
                 tables += ["", f"# {HELP[name]}", f"[{name}]"]
                 # Every entry is shown; the cache's defaults are those of app/llm/cache.py (1m bars).
-                base = {n: DEFAULT_TOLERANCES[n] for n in FEATURE_NAMES} if name == "cache_tolerances" else default
+                if name == "cache_tolerances":
+                    from app.llm.cache import DEFAULT_TOLERANCES, FEATURE_NAMES
+
+                    base = {n: DEFAULT_TOLERANCES[n] for n in FEATURE_NAMES}
+                else:
+                    base = default
                 for key in [*base, *sorted(k for k in value if k not in base)]:
                     if key in value:
                         tables.append(_assign(key, value[key], commented=_same(value[key], base.get(key))))

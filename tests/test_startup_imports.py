@@ -41,8 +41,9 @@ sys.exit(rc)
 # the model clients and runtime, the feed, the journal, the session and its trading and decision stacks.
 DEFERRED = (
     "ccxt", "aiohttp", "xllamacpp", "openai", "httpx", "websockets", "sqlite3", "keyring", "pandas",
-    "app.session", "app.trading", "app.llm.local", "app.llm.providers", "app.llm.service", "app.market.connection",
-    "app.market.sim", "app.market.history", "app.perf.probes", "app.ui.bridge", "app.view.model",
+    "app.session", "app.trading", "app.llm.local", "app.llm.providers", "app.llm.service", "app.llm.cache",
+    "app.llm.schema", "app.market.features", "app.market.connection", "app.market.sim", "app.market.history",
+    "app.perf.probes", "app.ui.bridge", "app.view.model",
 )
 
 
@@ -71,3 +72,11 @@ def test_nothing_of_the_session_is_imported_before_the_first_window(tmp_path, fl
     # Taken at the right moment: the window is made of these.
     assert {"PySide6.QtWidgets", "pyqtgraph", "app.ui.main_window", "app.config"} <= modules
     assert _deferred_loaded(modules) == []
+
+
+def test_the_settings_default_price_band_is_the_caches():
+    # app.config writes the default rather than importing the cache before the first window.
+    from app.config import CACHE_PRICE_BAND_ATR_DEFAULT, Settings
+    from app.llm.cache import DEFAULT_PRICE_BAND_ATR
+
+    assert CACHE_PRICE_BAND_ATR_DEFAULT == DEFAULT_PRICE_BAND_ATR == Settings().cache_price_band_atr
