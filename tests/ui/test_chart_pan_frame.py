@@ -49,10 +49,12 @@ def fresh_indicators(series, chart: ChartWidget) -> dict[str, tuple[np.ndarray, 
 
 
 def assert_curves_fresh(chart: ChartWidget, series) -> None:
+    """Each curve holds the bars in view (and more either side, clipped by the view) with fresh values."""
     for name, (xs, ys) in fresh_indicators(series, chart).items():
         x, y = curve(getattr(chart.overlays, name))
-        np.testing.assert_array_equal(x, xs, err_msg=name)
-        np.testing.assert_allclose(y, ys, rtol=1e-9, equal_nan=True, err_msg=name)
+        j = int(np.searchsorted(x, xs[0]))
+        np.testing.assert_array_equal(x[j:j + len(xs)], xs, err_msg=name)
+        np.testing.assert_allclose(y[j:j + len(xs)], ys, rtol=1e-9, equal_nan=True, err_msg=name)
 
 
 def test_indicator_curves_after_pans_equal_a_fresh_computation_and_a_pan_computes_nothing_new(chart):
@@ -84,6 +86,47 @@ def test_indicator_curves_after_pans_equal_a_fresh_computation_and_a_pan_compute
     x, y = curve(chart.overlays.macd_line)
     i0 = int(np.searchsorted(series.arrays().open_ms / 1000.0, x[0] - chart.bar_s / 2))
     np.testing.assert_allclose(y, m.line[i0:i0 + len(y)], rtol=1e-9)
+    (_, x1), _ = chart.price_plot.vb.viewRange()
+    last_in_view = int(np.searchsorted(series.arrays().open_ms / 1000.0, x1, side="right")) - 1
+    assert chart.overlays.values["macd"] == pytest.approx(float(m.line[last_in_view]))  # the read-out's value
+
+
+def curves_only(chart: ChartWidget, x_range, y_range, osc_range) -> QtGui.QImage:
+    """The indicator curves alone at the given ranges (everything else hidden): what they put on screen."""
+    keep = {chart.overlays.ema_fast, chart.overlays.ema_slow, chart.overlays.vwap, chart.overlays.rsi}
+    for plot in (chart.price_plot, chart.osc_plot):
+        for item in plot.vb.addedItems:
+            if item not in keep:
+                item.setVisible(False)
+    chart.volume_plot.setVisible(False)
+    chart.price_plot.vb.setRange(xRange=x_range, yRange=y_range, padding=0)
+    chart.osc_plot.vb.setYRange(*osc_range, padding=0)
+    return render(chart)
+
+
+def test_curves_after_pans_show_the_pixels_of_a_fresh_chart(qtbot, chart):
+    series = long_series()
+    chart.refresh(series)
+    zoom_to(chart, 3000)
+    chart.set_follow(True)
+    chart.refresh(series)
+    for share in (-0.3, -0.27, 0.11, -0.013):
+        pan(chart, share)
+        chart.refresh(series)
+    (x0, x1), (y0, y1) = chart.price_plot.vb.viewRange()
+    fresh = ChartWidget(timeframe="1m")
+    fresh.resize(chart.size())
+    qtbot.addWidget(fresh)
+    fresh.show()
+    qtbot.waitExposed(fresh)
+    fresh.refresh(series)
+    fresh.set_follow(False)
+    fresh.price_plot.vb.setXRange(x0, x1, padding=0)
+    fresh.refresh(series)  # a fresh computation for this view
+    fresh._update_overlays()
+    assert fresh.overlays._window.c0 != chart.overlays._window.c0  # computed for another window
+    ranges = ((x0, x1), (y0, y1), (-2.0, 102.0))
+    assert curves_only(chart, *ranges) == curves_only(fresh, *ranges)
 
 
 def render(chart: ChartWidget) -> QtGui.QImage:

@@ -139,8 +139,9 @@ class IndicatorOverlays:
             self.macd_line.setData(xs, line)
             self.macd_signal.setData(xs, sig)
             t = theme.current()
+            up, down = pg.mkBrush(t.up_volume), pg.mkBrush(t.down_volume)  # two brushes, not one made per bar
             self.macd_hist.setOpts(x=xs, height=np.nan_to_num(hist), width=bar_s * 0.8,
-                                   brushes=[pg.mkBrush(t.up_volume if h >= 0 else t.down_volume) for h in hist])
+                                   brushes=[up if h >= 0 else down for h in hist.tolist()])
             finite = np.concatenate([line[np.isfinite(line)], sig[np.isfinite(sig)], hist[np.isfinite(hist)]])
             if finite.size:
                 lo, hi = float(finite.min()), float(finite.max())
