@@ -13,8 +13,9 @@ badge's input) and the part it was not (a busy machine). The built-in exchange r
 terminal; RSS is the terminal's, the local model's (its pid from the terminal's provider) is reported apart.
 
 Finding what holds the loop: ``--slow-callback-ms 5`` counts every turn over 5 ms (Qt events, asyncio callbacks,
-garbage collections) with its wall and CPU time; ``--gc-freeze`` freezes the start-up objects after the warm-up (an
-experiment: full collections then skip them). The run ends with what one full collection costs, frozen or not.
+garbage collections) with its wall and CPU time. Like the terminal, the run freezes its start-up objects once they
+have settled (app/perf/gc_policy.py; ``--no-gc-freeze`` leaves that out to see what full collections cost without it).
+The run ends with what one full collection costs, frozen or not.
 
 ``--xvfb``: the script starts Xvfb (a free display, 1600x1000x24) and openbox itself, shows the window there (the
 xcb platform: real paints, real expose and flush), and stops both at the end, on Ctrl-C, SIGTERM or a failure too
@@ -217,9 +218,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-callback-ms", type=float, default=0.0,
                    help="count every turn of the loop (Qt event, asyncio callback, garbage collection) longer "
                         "than this, by what ran (a diagnostic: it costs a few µs an event)")
-    p.add_argument("--gc-freeze", action="store_true",
-                   help="gc.freeze() once the warm-up is over (an experiment: what the terminal would gain by "
-                        "freezing its start-up objects; full collections then skip them)")
+    p.add_argument("--no-gc-freeze", action="store_true",
+                   help="leave out the terminal's freeze of its start-up objects (app/perf/gc_policy.py) to see what "
+                        "full garbage collections cost the loop without it")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -395,6 +396,7 @@ def _rss_mb(proc: psutil.Process | None) -> float | None:
 async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None = None,
                stop: StopRequest | None = None) -> dict:
     from app.config import Settings
+    from app.perf.gc_policy import SETTLE_S, freeze_long_lived
     from app.perf.metrics import UI_FRAME, UI_PAINT, Metrics, Recorder, measure_record_cost
     from app.perf.probes import LoopLagProbe, ProcessProbe, open_sockets, task_count
     from app.session import Session
@@ -441,6 +443,8 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
     window.show()
     await session.start()
     bridge.start()
+    if not args.no_gc_freeze:  # as the terminal does (app/__main__.py)
+        asyncio.get_running_loop().call_later(SETTLE_S, freeze_long_lived)
     lag.start()
 
     samples: list[dict] = []
@@ -470,8 +474,6 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
                 own_tee.recorders.append(steady_own)
                 if slow is not None:
                     slow.by_what.clear()  # the steady state's turns only
-                if args.gc_freeze:
-                    gc.freeze()
                 refresh_tee.recorders += [steady_refresh, steady_frame]
                 paint_tee.recorders += [steady_paint, steady_frame]
             if not args.json:
@@ -490,8 +492,8 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
                 raise Stopped(f"signal {stop.signum}")  # an Exception: a BaseException would escape into Qt
         elapsed = time.monotonic() - t_start
         slow_turns = slow.top() if slow is not None else None  # before the collections below, which it would count
-        if args.gc_freeze:
-            gc.unfreeze()  # the cost below is measured as without the option
+        if not args.no_gc_freeze:
+            gc.unfreeze()  # the cost below is measured as without the freeze
         gc_cost = full_collection_cost()
         feed = session.feed
         subs = getattr(session.bus, "_subs", [])
@@ -504,7 +506,7 @@ async def soak(args: argparse.Namespace, journal: Path, slow: SlowEvents | None 
         result = {
             "minutes": args.minutes,
             "mode": "xvfb" if args.xvfb else "offscreen",
-            "gc_frozen_after_warmup": args.gc_freeze,
+            "gc_frozen_after_s": None if args.no_gc_freeze else SETTLE_S,
             "target_msgs_per_s": args.rate,
             "achieved_msgs_per_s": round((samples[-1]["frames"] - steady[0]["frames"]) / steady_s, 1),
             "achieved_msgs_per_s_whole_run": round(feed.frames / elapsed, 1),
