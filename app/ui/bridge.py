@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore
 
 from app.perf.metrics import UI_FRAME, UI_PAINT
-from app.session import Session
+
+if TYPE_CHECKING:  # a type only: the bridge must not pull the session's modules in on its own
+    from app.session import Session
 
 SLOW_EVERY_S = 0.25
 PERF_EVERY_S = 1.0  # percentiles at 1 Hz: cheap, and as fast as they change
