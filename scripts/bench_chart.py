@@ -38,11 +38,13 @@ import psutil
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.ui.chart.items import CandlestickItem, LiveCandleItem, set_y_range
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+# This checkout's app, not the one the venv's editable install points at: run from a git worktree of another
+# commit, the script measured the main checkout's chart (a before/after comparison compared a tree with itself).
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 from bench_peers import use_peers  # noqa: E402
+
+from app.ui.chart.items import CandlestickItem, LiveCandleItem, set_y_range  # noqa: E402
 
 N_BARS = 100_000
 BAR_S = 60.0
@@ -103,6 +105,15 @@ def plot_widget(visible: int, x) -> pg.PlotWidget:
     return w
 
 
+def settle() -> None:
+    """Each row starts without what earlier rows left: their widgets are destroyed (``deleteLater`` waits for an
+    event loop this script does not run, so they stayed alive with their items and cached pixmaps) and Qt's pixmap
+    cache (10 MB, shared by every item with a cache mode) is emptied."""
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete.value)
+    QtGui.QPixmapCache.clear()
+    gc.collect()
+
+
 def render(w: QtWidgets.QWidget, image: QtGui.QImage) -> None:
     painter = QtGui.QPainter(image)
     w.render(painter)
@@ -150,6 +161,7 @@ def check_drawn(label: str, x, w: pg.PlotWidget, visible: int, drawn: int, merge
 
 
 def frames_ours(bars, visible: int, frames: int) -> tuple[list[float], list[float], dict]:
+    settle()
     x, o, h, lo, c, v = bars
     w = plot_widget(visible, x)
     item, live = CandlestickItem(), LiveCandleItem()
@@ -190,6 +202,7 @@ def frames_ours(bars, visible: int, frames: int) -> tuple[list[float], list[floa
 
 
 def frames_baseline(bars, visible: int, frames: int) -> tuple[list[float], list[float]]:
+    settle()
     x, o, h, lo, c, _v = bars
     w = plot_widget(visible, x)
     item = QPictureCandles()
@@ -228,6 +241,7 @@ def frames_full_chart(bars, visible: int, frames: int) -> tuple[list[float], lis
     from app.market.candles import CandleSeries
     from app.ui.chart.chart_widget import ChartWidget
 
+    settle()
     x, o, h, lo, c, v = bars
     series = CandleSeries("1m", capacity=len(x))
     open_ms = (x * 1000).astype(np.int64)
@@ -278,6 +292,7 @@ def frames_finplot(bars, visible: int, frames: int) -> tuple[list[float], list[f
     keyboard pan calls; a mouse drag pans with pyqtgraph and fits y at the end). x is the bar index in finplot."""
     if not use_peers():
         return None
+    settle()
     import finplot as fplt
     import pandas as pd
 
