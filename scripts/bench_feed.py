@@ -70,7 +70,8 @@ def _load_tape(paths: list[Path], repeat: int) -> list[bytes]:
     """The capture, then ``repeat - 1`` more passes that continue it: each symbol's trade ids and book update ids
     are shifted by that symbol's own span in one pass, and times by the tape's, so each pass follows the last
     without a gap in any symbol's ids or a jump in time (the terminal would rightly report a jump as a gap, reject an
-    implausible time or find the book stale). One shift for all symbols would open a gap per symbol at every seam."""
+    implausible time or find the book stale). One shift for all symbols would open a gap per symbol at every seam.
+    Only the first pass keeps a REST depth snapshot recorded inline."""
     import orjson
 
     base = [raw for path in paths for _, raw in iter_frames_of(path)]
@@ -80,7 +81,12 @@ def _load_tape(paths: list[Path], repeat: int) -> list[bytes]:
     spans = _spans([orjson.loads(r) for r in base])
     for k in range(1, repeat):
         for raw in base:
-            tape.append(orjson.dumps(_shifted(orjson.loads(raw), spans, k)))
+            msg = orjson.loads(raw)
+            if isinstance(msg, dict) and "lastUpdateId" in msg:
+                # A REST snapshot recorded inline is the answer to the recorder's request at the start; replayed in
+                # a later pass it would arrive older than the book (its diffs already applied) and break it.
+                continue
+            tape.append(orjson.dumps(_shifted(msg, spans, k)))
     return tape
 
 
@@ -126,6 +132,10 @@ def _spans(msgs: list[dict]) -> dict:
             symbols.add(symbol)
         for family, key in ids:
             v = d.get(key)
+            # The book's span is its diffs' (a bookTicker's id may run past the last diff's; counting it would open
+            # a gap in the diffs at every seam, and the book would wait for the next snapshot).
+            if family == "book" and d.get("e") != "depthUpdate":
+                continue
             if _int(v) and symbol:
                 lo[symbol, family] = min(lo.get((symbol, family), v), v)
                 hi[symbol, family] = max(hi.get((symbol, family), v), v)
