@@ -4,6 +4,11 @@ remembered) are the same pixels as pyqtgraph's own drawing."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6 import QtGui
@@ -172,3 +177,15 @@ def test_fast_axes_draw_the_same_pixels_as_pyqtgraph(chart, bars):
         fast = render(chart)
         assert fast == pyqtgraph_drawn(chart), f"axes differ after a pan of {share}"
         assert render(chart) == fast  # and back to the fast drawing
+
+
+
+def test_fast_axes_on_a_2x_screen_draw_the_same_pixels_as_pyqtgraph():
+    """On a 2x screen the axes' cached pixels are device pixels: a one-unit rectangle is two of them and a cosmetic
+    line one, so lines are drawn there. The pixel test again, in a process whose screen is 2x (Qt reads the scale
+    factor once, at start)."""
+    env = {**os.environ, "QT_SCALE_FACTOR": "2", "QT_QPA_PLATFORM": "offscreen"}
+    test = f"{__file__}::test_fast_axes_draw_the_same_pixels_as_pyqtgraph"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stdout[-2000:]

@@ -6,7 +6,8 @@ filled with the same colour. A one-pixel aliased line from (x0, y) to (x1, y) in
 floor(y) from column floor(x0) to floor(x1) (measured; rectangles placed from the unrounded coordinates miss it by a
 pixel near whole numbers), so each rectangle is placed on those whole device pixels, from the translation the
 painter has when the axis is painted (tests/ui/test_chart_pan_frame.py compares the rendered images with
-pyqtgraph's own drawing). A scaled or rotated painter (a high-DPI screen) draws the lines as pyqtgraph does.
+pyqtgraph's own drawing, at a device pixel ratio of 1 and 2). A scaled or rotated painter or a high-DPI device draws
+the lines as pyqtgraph does.
 
 The time axis also remembers each tick's label: a pan shows mostly the same ticks again, and formatting them (time
 zone, strftime) was about a fifth of its redraw. A label depends only on its value, the zoom level's format for the
@@ -29,7 +30,11 @@ class _RectLines:
 
     def paint(self, p, opt, widget) -> None:
         t = p.transform()  # (t.type() crashed PySide6 6.12 here)
-        offset = None if not self.use_rects or t.isScaling() or t.isRotating() else (t.dx(), t.dy())
+        device = p.device()
+        # A high-DPI device scales below the painter's transform (a 2x screen: a cosmetic line is one device pixel,
+        # a one-unit rectangle two): lines there.
+        hidpi = device is not None and device.devicePixelRatioF() != 1.0
+        offset = None if not self.use_rects or hidpi or t.isScaling() or t.isRotating() else (t.dx(), t.dy())
         if offset != self._offset:
             self._offset = offset
             self.picture = None  # recorded for another translation or kind of painter
