@@ -29,6 +29,18 @@ os.environ["TRADING_TERMINAL_DECISIONS"] = "rules"
 
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _market_events_write_once():
+    """Every test runs with the market events' fields write-once: the classes are not frozen (a frozen dataclass
+    costs several times more to build on the feed's hot path), so the tests are what holds the rule that nothing, UI,
+    trading or view model, mutates an event every subscriber shares (app/models.py)."""
+    from app.models import guard_market_events
+
+    guard_market_events(True)
+    yield
+    guard_market_events(False)
+
+
 @pytest.fixture(autouse=True)
 def _default_decimal_context():
     """Every test starts with Python's default decimal context, as the terminal does: a bare ccxt client a test

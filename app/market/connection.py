@@ -47,6 +47,10 @@ from app.models import FeedState, MarketEvent, Trade
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 32  # frames handled before the reader lets other tasks run
+# Bytes the socket is read in at a time (asyncio's default is 256 KiB). websockets splits a read into frames in
+# one callback, so a loopback burst of 256 KiB (~1,700 Binance frames) held the loop for tens of ms before the
+# reader's yields could help; 16 KiB is ~100 frames a turn and still far above a real exchange's packets.
+READ_CHUNK_BYTES = 16 * 1024
 
 # A trade id this far below the last one, first seen on a new connection, is a restarted id sequence (a new
 # simulator, an exchange reset), not a repeat: it is accepted and counted as a reset instead of dropping forever.
@@ -211,6 +215,7 @@ class FeedConnection:
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
+        _limit_reads(ws)
         self._seen_since_connect.clear()
         stats = self.stats
         stats.connected_since_ns = stats.last_frame_ns = time.perf_counter_ns()
@@ -411,3 +416,11 @@ def _log_rejection(exc: ParseError, total: int) -> None:
     # Rate-limited by count: the first few, then every 1000th, so a hostile feed cannot flood the log.
     if total <= 5 or total % 1000 == 0:
         log.warning("rejected frame #%d: %s", total, exc)
+
+
+def _limit_reads(ws: ClientConnection) -> None:
+    """Reads of at most READ_CHUNK_BYTES on a plain socket transport (asyncio's ``max_size``; a TLS transport reads
+    records of at most 16 KiB anyway)."""
+    transport = getattr(ws, "transport", None)
+    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = READ_CHUNK_BYTES

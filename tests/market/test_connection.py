@@ -167,3 +167,40 @@ async def test_unreachable_server_reports_reconnecting_with_the_reason():
         await wait_until(lambda: conn.stats.state is FeedState.RECONNECTING, what="reconnecting")
         await wait_until(lambda: "refused" in conn.stats.last_error.lower() or "Errno" in conn.stats.last_error,
                          what="the reason")
+
+
+@pytest.mark.asyncio
+async def test_a_burst_is_read_in_small_chunks_so_one_turn_of_the_loop_never_frames_thousands_of_messages():
+    from app.market.connection import READ_CHUNK_BYTES
+
+    burst = 3000  # ~600 KiB: asyncio alone would read it in 256 KiB gulps
+    reads: list[int] = []
+
+    def watch_reads(_ns: int) -> None:
+        ws = conn._ws
+        if ws is None:
+            return
+        received = ws.data_received
+
+        def counting(data: bytes) -> None:
+            reads.append(len(data))
+            received(data)
+
+        ws.data_received = counting
+
+    async def burst_handler(ws):
+        await ws.recv()
+        for i in range(1, burst + 1):
+            ws.protocol.send_text(trade_frame(i))  # queued, then written in one go: the reader gets one burst
+        ws.send_data()
+        await ws.wait_closed()
+
+    async with serve(burst_handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        out = Collector()
+        conn = FeedConnection(f"ws://127.0.0.1:{port}/ws", binance, out,
+                              subscribe=[binance.subscribe_message(["btcusdt@trade"], 7)], on_boundary=[watch_reads])
+        async with running(conn):
+            await wait_until(lambda: len(out.trade_ids) == burst, what="the whole burst")
+    assert out.trade_ids == list(range(1, burst + 1))
+    assert reads and max(reads) <= READ_CHUNK_BYTES
