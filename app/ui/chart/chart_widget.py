@@ -243,6 +243,11 @@ class ChartWidget(QtWidgets.QWidget):
         self.price_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.glw.viewport().installEventFilter(self)
         self.price_plot.vb.sigRangeChanged.connect(self._layout_labels)
+        # A resize changes how many bars merge into one drawn volume bar, so the volume pane's range with it: fitted
+        # once the layout has resized every pane (the x-linked ranges settle only then).
+        self._refit_timer = QtCore.QTimer(self, singleShot=True, interval=0)
+        self._refit_timer.timeout.connect(lambda: self._fit_y(overlays=False))
+        self.volume_plot.vb.sigResized.connect(self._refit_timer.start)
 
     # ----- public -------------------------------------------------------------------------------------------
     def set_overlay(self, key: str, on: bool) -> None:
@@ -647,9 +652,28 @@ class ChartWidget(QtWidgets.QWidget):
                 lo, hi = min(lo, line.truth), max(hi, line.truth)
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-5)
         set_y_range(self.price_plot.vb, lo - pad, hi + pad)
-        set_y_range(self.volume_plot.vb, 0.0, float(a.volume[i0:i1].max()) * 1.1 or 1.0)
+        set_y_range(self.volume_plot.vb, 0.0, self._drawn_volume_peak(a.volume, i0, i1) * 1.1 or 1.0)
         if overlays:
             self._update_overlays(recompute=False)
+
+    def _drawn_volume_peak(self, volume: np.ndarray, i0: int, i1: int) -> float:
+        """The tallest volume bar drawn for bars [i0, i1). Zoomed out, k closed bars are drawn as one with their
+        volumes summed (groups start at multiples of k, as VolumeItem merges them; the forming bar is drawn alone):
+        fitted to single bars, every drawn bar overflowed the pane and it was a solid band."""
+        vb = self.volume_plot.vb
+        vb.updateMatrix()  # the merge factor is the zoom's; the view's transform follows a range change at paint
+        k = self.volume.merge_factor(i0, i1)
+        if k == 1:
+            return float(volume[i0:i1].max())
+        m = len(volume) - 1  # closed bars
+        g0, hi = i0 // k * k, min(i1, m)
+        peak = 0.0
+        if hi > g0:
+            end = min(((hi - 1) // k + 1) * k, m)  # whole groups, as drawn
+            peak = float(np.add.reduceat(volume[g0:end], np.arange(0, end - g0, k)).max())
+        if i1 > m:
+            peak = max(peak, float(volume[m]))
+        return peak
 
     def _update_y_if_panned(self) -> bool:
         (x0, x1), _ = self.price_plot.vb.viewRange()
