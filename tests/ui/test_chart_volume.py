@@ -4,8 +4,14 @@ it was a solid band)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PySide6 import QtGui, QtWidgets
 
 from app.ui.chart.chart_widget import ChartWidget
 from tests.ui.test_chart_pan import long_series, pan, zoom_to
@@ -89,3 +95,54 @@ def test_at_normal_zoom_the_volume_range_is_the_tallest_single_bar_plus_a_tenth(
     j0, j1 = np.searchsorted(x, x0 - chart.bar_s), np.searchsorted(x, x1, side="right")
     assert volume_range(chart)[1] == pytest.approx(float(a.volume[j0:j1].max()) * 1.1, rel=0.003)
     assert_fills_the_pane(chart)
+
+
+def render(chart: ChartWidget) -> QtGui.QImage:
+    """The chart's pixels as the screen shows them (on a 2x screen, twice as many each way)."""
+    dpr = chart.devicePixelRatioF()
+    image = QtGui.QImage(chart.size() * dpr, QtGui.QImage.Format.Format_RGB32)
+    image.setDevicePixelRatio(dpr)
+    chart.render(image)
+    return image
+
+
+def uncached(chart: ChartWidget) -> QtGui.QImage:
+    """The chart with the volume bars painted afresh (no pixel cache)."""
+    chart.volume.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.NoCache)
+    try:
+        return render(chart)
+    finally:
+        chart.volume.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+
+@pytest.mark.parametrize("visible", [150, 5_000, 15_000])
+def test_the_cached_volume_bars_are_the_pixels_of_a_fresh_paint_after_ticks_pans_and_new_bars(chart, visible):
+    series = long_series()
+    chart.refresh(series)
+    zoom_to(chart, visible)
+    chart.refresh(series)
+    assert chart.volume.cacheMode() == QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache
+    render(chart)
+    last = series.last()
+    steps = [("tick", 0.0)] * 3 + [("pan", s) for s in (-0.013, -0.031, 0.0093, -0.0041, 0.27)] + [("bar", 0.0)]
+    for i, (what, share) in enumerate(steps):
+        if what == "pan":
+            pan(chart, share)
+        elif what == "tick":
+            series.add_trade(last.open_ms + 1_000 + i, last.close * (1 + 1e-4 * i), 5.0)
+        else:  # a new bar: the forming one closes (drawn by the closed bars' item from now on)
+            series.add_trade(last.open_ms + 60_000, last.close, 50.0)
+            chart.set_follow(True)
+        chart.refresh(series)
+        cached = render(chart)
+        assert cached == uncached(chart), f"volume pixels differ after {what} {share}"
+
+
+def test_the_cached_volume_bars_on_a_2x_screen_are_the_pixels_of_a_fresh_paint():
+    """The pixel test again in a process whose screen is 2x (Qt reads the scale factor once, at start): the cache
+    holds device pixels."""
+    env = {**os.environ, "QT_SCALE_FACTOR": "2", "QT_QPA_PLATFORM": "offscreen"}
+    test = f"{__file__}::test_the_cached_volume_bars_are_the_pixels_of_a_fresh_paint_after_ticks_pans_and_new_bars"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stdout[-2000:]

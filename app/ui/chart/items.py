@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui import theme
 
@@ -249,12 +249,22 @@ class VolumeItem(_SeriesItem):
         self._up_brush, self._down_brush = pg.mkBrush(t.up_volume), pg.mkBrush(t.down_volume)
         self._up_pen, self._down_pen = pg.mkPen(t.up_volume, width=1), pg.mkPen(t.down_volume, width=1)
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The closed bars' volumes change only with a new or revised bar, and their pane's range only when the view
+        # moves: a tick's repaint is a blit of these pixels (re-filling ~400 translucent bars at 5,000 in view was
+        # 1.3 ms a frame); a pan scrolls them and paints only the strip it uncovers.
+        self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
     def _compute_bounds(self) -> QtCore.QRectF:
         if len(self._x) == 0:
             return QtCore.QRectF()
-        return QtCore.QRectF(
-            float(self._x[0]), 0.0, float(self._x[-1] - self._x[0]) + self._bar_s, float(self._v.max())
-        )
+        # As tall and wide as the bars drawn at any zoom: k merged bars are one bar k bars wide (the newest group
+        # too, however few bars it holds) with their volumes summed. The cache and a repaint after new data cover
+        # only the bounds: single bars' left the merged bars above and right of them cut or stale.
+        n = len(self._x)
+        return QtCore.QRectF(float(self._x[0]), 0.0, float(self._x[-1] - self._x[0]) + self._bar_s * (n + 1),
+                             float(self._v.sum()))
 
     def _build(self, bars, width: float) -> tuple[QtGui.QPainterPath, ...]:
         x, o, _h, _l, c, v = bars
