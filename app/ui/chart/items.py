@@ -393,24 +393,37 @@ class LastPriceLine(pg.GraphicsObject):
         if self.tag is not None:
             self.tag.set(price, self._text, self._up_colour if up else self._down_colour)
         if moved:
-            self.prepareGeometryChange()
-            self._bounds = None
+            self._fit_bounds()
             self.update()
 
-    def viewTransformChanged(self) -> None:  # pyqtgraph calls this when the view pans or zooms
-        self.prepareGeometryChange()
-        self._bounds = None
+    def viewTransformChanged(self) -> None:  # pyqtgraph calls this when the view pans, zooms or is resized
+        self._fit_bounds()
         super().viewTransformChanged()
 
+    def _fit_bounds(self) -> None:
+        """Bounds holding the line: the view's width either side of it, a few pixels above and below the price. They
+        move only when the line leaves them: a new bounding rect has the scene re-index the item after every chart
+        refresh (pyqtgraph's pixelHeight through the device transform each time, ~2 ms a turn in a real window with
+        the curves'), and a pan or a small zoom or price step stays inside them."""
+        vb = self.getViewBox()
+        price = self._price
+        if vb is None or not np.isfinite(price) or vb.height() <= 0:
+            bounds = QtCore.QRectF()
+        else:
+            (x0, x1), (y0, y1) = vb.viewRange()
+            px = (y1 - y0) / vb.height()  # price per (logical) pixel
+            old = self._bounds
+            if (old is not None and not old.isEmpty() and old.left() <= x0 and old.right() >= x1
+                    and old.top() <= price - 2 * px and old.bottom() >= price + 2 * px and old.height() <= 16 * px):
+                return
+            width = x1 - x0
+            bounds = QtCore.QRectF(x0 - width, price - 4 * px, 3 * width, 8 * px)
+        if bounds != self._bounds:
+            self.prepareGeometryChange()  # (before the change: the scene reads the old bounds here)
+            self._bounds = bounds
+
     def boundingRect(self) -> QtCore.QRectF:
-        if self._bounds is None:
-            vr = self.viewRect()
-            if vr is None or not np.isfinite(self._price):
-                self._bounds = QtCore.QRectF()
-            else:
-                half = 2 * (self.pixelHeight() or 0.0)
-                self._bounds = QtCore.QRectF(vr.left(), self._price - half, vr.width(), 2 * half)
-        return self._bounds
+        return self._bounds if self._bounds is not None else QtCore.QRectF()
 
     def paint(self, p: QtGui.QPainter, *args) -> None:
         vr = self.viewRect()

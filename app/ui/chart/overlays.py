@@ -25,6 +25,68 @@ DAY_MS = 86_400_000
 EMA_FAST, EMA_SLOW = 20, 50
 
 
+class _SteadyBoundsCurve(pg.PlotCurveItem):
+    """pyqtgraph's curve, whose bounds survive a view change its data did not see.
+
+    pyqtgraph drops a curve's bounds at every view transform change (every pan step, every y refit) and has the scene
+    re-index it: the data's min and max again and its pixel vectors through the device transform, for each curve
+    after each chart refresh (with the last-price line's, ~2 ms a turn in a real window). Here the data's bounds are
+    kept (new data drops them, as before), padded by a few pixels from the view's range (no device transform), and
+    replaced only when they no longer hold the data and pen or are a quarter larger than needed."""
+
+    SLACK_PX = 4.0  # kept around the data (pyqtgraph pads by 0.7 px): a live tick's small refit stays inside
+
+    def boundingRect(self) -> QtCore.QRectF:
+        if self._boundingRect is None:
+            bounds = self._bounds_at_view(self.SLACK_PX)
+            if bounds is None:  # no data or no view yet: pyqtgraph's way
+                return super().boundingRect()
+            self._boundingRect = bounds
+        return self._boundingRect
+
+    def viewTransformChanged(self) -> None:
+        old = self._boundingRect
+        tight = self._bounds_at_view(self.pixelPadding())
+        if tight is None or old is None or old.isEmpty():
+            self.invalidateBounds()
+            self.prepareGeometryChange()
+            return
+        if old.contains(tight) and old.width() <= tight.width() * 1.25 and old.height() <= tight.height() * 1.25:
+            return
+        self.prepareGeometryChange()  # (before the change: the scene reads the old bounds here)
+        self._boundingRect = self._bounds_at_view(self.SLACK_PX)
+
+    def _bounds_at_view(self, pad_px: float) -> QtCore.QRectF | None:
+        """The data's (cached) bounds padded by ``pad_px`` logical pixels of the view (pyqtgraph pads by device
+        pixels, at most as many), from the view's range instead of the device transform."""
+        vb = self.getViewBox()
+        if vb is None or vb.width() <= 0 or vb.height() <= 0:
+            return None
+        (xmn, xmx), (ymn, ymx) = self.dataBounds(ax=0), self.dataBounds(ax=1)
+        if xmn is None or xmx is None or ymn is None or ymx is None:
+            return None
+        (x0, x1), (y0, y1) = vb.viewRange()
+        px, py = pad_px * (x1 - x0) / vb.width(), pad_px * (y1 - y0) / vb.height()
+        return QtCore.QRectF(xmn - px, ymn - py, xmx - xmn + 2 * px, ymx - ymn + 2 * py)
+
+
+class _SteadyCurve(pg.PlotDataItem):
+    """pyqtgraph's PlotDataItem drawing through a _SteadyBoundsCurve, without its dynamic range limit: that set the
+    curve's data again at every change of the y range (every refit a live tick makes) to clip values a million view
+    heights away, which indicators of the bars in view never are."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("dynamicRangeLimit", None)
+        super().__init__(*args, **kwargs)
+        plain = self.curve
+        plain.sigClicked.disconnect(self.sigClicked)
+        plain.setParentItem(None)
+        self.curve = _SteadyBoundsCurve()
+        self.curve.setParentItem(self)
+        self.curve.sigClicked.connect(self.sigClicked)
+        self.updateItems()  # the pen given to the constructor, on the new curve
+
+
 class IndicatorOverlays:
     def __init__(self, price_plot: pg.PlotItem, osc_plot: pg.PlotItem) -> None:
         t = theme.current()
@@ -34,21 +96,21 @@ class IndicatorOverlays:
         self.show_vwap = True
         self.show_bollinger = False
         self.oscillator = "RSI"  # "RSI" | "MACD" | "OFF"
-        self.ema_fast = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1), name=f"EMA {EMA_FAST}")
-        self.ema_slow = pg.PlotDataItem(pen=pg.mkPen("#bc8cff", width=1), name=f"EMA {EMA_SLOW}")
-        self.vwap = pg.PlotDataItem(pen=pg.mkPen(t.accent, width=1, style=QtCore.Qt.PenStyle.DashLine), name="VWAP")
+        self.ema_fast = _SteadyCurve(pen=pg.mkPen("#58a6ff", width=1), name=f"EMA {EMA_FAST}")
+        self.ema_slow = _SteadyCurve(pen=pg.mkPen("#bc8cff", width=1), name=f"EMA {EMA_SLOW}")
+        self.vwap = _SteadyCurve(pen=pg.mkPen(t.accent, width=1, style=QtCore.Qt.PenStyle.DashLine), name="VWAP")
         band_pen = pg.mkPen(t.muted, width=1)
-        self.bb_upper = pg.PlotDataItem(pen=band_pen)
-        self.bb_lower = pg.PlotDataItem(pen=band_pen)
-        self.bb_mid = pg.PlotDataItem(pen=pg.mkPen(t.muted, width=1, style=QtCore.Qt.PenStyle.DotLine))
+        self.bb_upper = _SteadyCurve(pen=band_pen)
+        self.bb_lower = _SteadyCurve(pen=band_pen)
+        self.bb_mid = _SteadyCurve(pen=pg.mkPen(t.muted, width=1, style=QtCore.Qt.PenStyle.DotLine))
         for item in (self.ema_fast, self.ema_slow, self.vwap, self.bb_upper, self.bb_lower, self.bb_mid):
             item.setZValue(3)
             price_plot.addItem(item, ignoreBounds=True)
-        self.rsi = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1))
+        self.rsi = _SteadyCurve(pen=pg.mkPen("#58a6ff", width=1))
         self.rsi_levels = [pg.InfiniteLine(angle=0, pos=v, pen=pg.mkPen(t.grid, style=QtCore.Qt.PenStyle.DashLine))
                            for v in (30.0, 70.0)]
-        self.macd_line = pg.PlotDataItem(pen=pg.mkPen("#58a6ff", width=1))
-        self.macd_signal = pg.PlotDataItem(pen=pg.mkPen(t.accent, width=1))
+        self.macd_line = _SteadyCurve(pen=pg.mkPen("#58a6ff", width=1))
+        self.macd_signal = _SteadyCurve(pen=pg.mkPen(t.accent, width=1))
         self.macd_hist = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(t.grid))
         for item in (self.rsi, *self.rsi_levels, self.macd_hist, self.macd_line, self.macd_signal):
             osc_plot.addItem(item)
