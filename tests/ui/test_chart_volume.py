@@ -78,7 +78,7 @@ def test_after_a_resize_that_changes_the_merge_the_volume_pane_still_fits(chart,
     k_before = chart.volume.merge_factor(*chart.volume.visible_slice())
     chart.resize(500, 700)
     qtbot.waitUntil(lambda: chart.volume.merge_factor(*chart.volume.visible_slice()) != k_before, timeout=2000)
-    assert_fills_the_pane(chart)
+    qtbot.waitUntil(lambda: assert_fills_the_pane(chart), timeout=2000)  # refitted once the layout settles
 
 
 def test_at_normal_zoom_the_volume_range_is_the_tallest_single_bar_plus_a_tenth(chart):

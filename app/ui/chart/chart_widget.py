@@ -660,9 +660,7 @@ class ChartWidget(QtWidgets.QWidget):
         """The tallest volume bar drawn for bars [i0, i1). Zoomed out, k closed bars are drawn as one with their
         volumes summed (groups start at multiples of k, as VolumeItem merges them; the forming bar is drawn alone):
         fitted to single bars, every drawn bar overflowed the pane and it was a solid band."""
-        vb = self.volume_plot.vb
-        vb.updateMatrix()  # the merge factor is the zoom's; the view's transform follows a range change at paint
-        k = self.volume.merge_factor(i0, i1)
+        k = self.volume.merge_factor(i0, i1)  # the zoom's (from the view's range: its transform follows at paint)
         if k == 1:
             return float(volume[i0:i1].max())
         m = len(volume) - 1  # closed bars

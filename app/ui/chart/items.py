@@ -141,8 +141,15 @@ class _SeriesItem(pg.GraphicsObject):
         i1 = int(np.searchsorted(x, vr.right() + margin, side="right"))
         return i0, i1
 
-    def merge_factor(self, i0: int, i1: int) -> int:
-        px = self.pixelWidth()  # view units (seconds) per device pixel
+    def merge_factor(self, i0: int = 0, i1: int = 0) -> int:
+        """Bars drawn as one at the view's zoom. From the view's range and width (what its transform will be at the
+        next paint), so the chart fits the volume pane to the same merge before the paint, without updating the
+        view's transform early (that signalled every item's transform change twice a refresh)."""
+        vb = self.getViewBox()
+        if vb is None or vb.width() <= 0:
+            return 1
+        (x0, x1), _ = vb.viewRange()
+        px = (x1 - x0) / vb.width()  # view units (seconds) per pixel
         if not px or not np.isfinite(px):
             return 1
         bar_px = self._bar_s / px
