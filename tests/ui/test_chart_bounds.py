@@ -18,6 +18,8 @@ def chart(qtbot):
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
+    if w.devicePixelRatioF() != 1:  # the offscreen platform grabs a 2x window at 1x: nothing to compare
+        pytest.skip("on-screen pixels are compared on a 1x screen")
     return w
 
 
