@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PySide6 import QtCore, QtGui
 
 from app.market.candles import CandleAggregator
 from app.models import Side, Trade
-from app.ui.chart.chart_widget import ChartWidget
 from app.ui.theme import DARK
 from tests.integration.test_cli import has_colour
 
@@ -25,16 +23,6 @@ def aggregator_with_trades(minutes: int = 300, seed: int = 7) -> CandleAggregato
         trades.append(Trade("BTCUSDT", round(price, 2), 0.01 + float(rng.random()), Side.BUY, i, T0 + i * 10_000, 0))
     agg.on_trades(trades)
     return agg
-
-
-@pytest.fixture
-def chart(qtbot):
-    w = ChartWidget(timeframe="1m")
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def paint(widget) -> QtGui.QImage:

@@ -12,12 +12,8 @@ from tests.ui.test_chart_pan import long_series, pan, zoom_to
 
 
 @pytest.fixture
-def chart(qtbot):
-    w = ChartWidget(timeframe="1m")
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
+def chart(chart):
+    w = chart
     if w.devicePixelRatioF() != 1:  # the offscreen platform grabs a 2x window at 1x: nothing to compare
         pytest.skip("on-screen pixels are compared on a 1x screen")
     return w

@@ -24,16 +24,6 @@ def long_series(n: int = N, seed: int = 3) -> CandleSeries:
     return series
 
 
-@pytest.fixture
-def chart(qtbot):
-    w = ChartWidget(timeframe="1m")
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 def pan(chart: ChartWidget, share: float) -> None:
     """A drag's step: the view moves by ``share`` of its width (negative: into history), the chart refreshes."""
     vb = chart.price_plot.vb

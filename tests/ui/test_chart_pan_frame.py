@@ -19,16 +19,6 @@ from app.ui.chart.chart_widget import ChartWidget
 from tests.ui.test_chart_pan import long_series, pan, zoom_to
 
 
-@pytest.fixture
-def chart(qtbot):
-    w = ChartWidget(timeframe="1m")
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 def curve(item):
     x, y = item.getData()
     return np.asarray(x), np.asarray(y)

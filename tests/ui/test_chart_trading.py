@@ -14,6 +14,7 @@ from app.models import Position
 from app.ui.chart import levels
 from app.ui.chart.chart_widget import ChartWidget
 from app.view.chart import ChartOrder, chart_orders
+from tests.ui.conftest import shown_chart
 from tests.ui.test_chart import aggregator_with_trades
 
 BTC = Instrument.from_steps("BTCUSDT", D("0.1"), D("0.001"))
@@ -21,11 +22,7 @@ BTC = Instrument.from_steps("BTCUSDT", D("0.1"), D("0.001"))
 
 @pytest.fixture
 def chart(qtbot):
-    w = ChartWidget(timeframe="1m", symbols=["BTCUSDT", "ETHUSDT"])
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
+    w = shown_chart(qtbot, symbols=["BTCUSDT", "ETHUSDT"])
     w.set_symbol("BTCUSDT")
     w.set_instrument(BTC)
     return w

@@ -17,16 +17,6 @@ from app.ui.chart.chart_widget import ChartWidget
 from tests.ui.test_chart_pan import long_series, pan, zoom_to
 
 
-@pytest.fixture
-def chart(qtbot):
-    w = ChartWidget(timeframe="1m")
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 def tallest_drawn_volume(chart: ChartWidget) -> float:
     """The tallest volume bar the last paint drew in view: the merged closed bars and the forming bar."""
     chart.grab()

@@ -15,17 +15,14 @@ from app.models import Fill, Liquidity, Position, Side
 from app.ui import theme
 from app.ui.chart.chart_widget import ChartWidget
 from app.view.chart import ChartOrder
+from tests.ui.conftest import shown_chart
 from tests.ui.test_chart import aggregator_with_trades
 from tests.ui.test_chart_trading import BTC, drag, orders_near, view_rect
 
 
 @pytest.fixture
 def chart(qtbot):
-    w = ChartWidget(timeframe="1m", symbols=["BTCUSDT", "ETHUSDT"])
-    w.resize(1200, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
+    w = shown_chart(qtbot, symbols=["BTCUSDT", "ETHUSDT"])
     w.set_symbol("BTCUSDT")
     w.set_instrument(BTC)
     return w
