@@ -184,6 +184,16 @@ def frames_ours(bars, visible: int, frames: int) -> tuple[list[float], list[floa
         render(w, image)
         ticks.append((clock() - t0) / 1e6)
     built = getattr(item, "chunks_built", 0)  # (absent before the chunked cache: a before/after run)
+    pans = timed_pans(w, x, lo, h, image, frames)
+    check_drawn(f"ours pan, {visible} visible", x, w, visible, item.drawn_bars, k)
+    drawn["chunks_built_pan"] = getattr(item, "chunks_built", 0) - built
+    w.close()
+    w.deleteLater()
+    return ticks, pans, drawn
+
+
+def timed_pans(w, x, lo, h, image, frames: int) -> list[float]:
+    """Times each pan of the plot (the view shifted by ``pan_steps``, y refitted, rendered), in ms."""
     pans = []
     vb = w.getViewBox()
     for share in pan_steps(frames):
@@ -194,11 +204,7 @@ def frames_ours(bars, visible: int, frames: int) -> tuple[list[float], list[floa
         fit_y(w, x, lo, h)
         render(w, image)
         pans.append((clock() - t0) / 1e6)
-    check_drawn(f"ours pan, {visible} visible", x, w, visible, item.drawn_bars, k)
-    drawn["chunks_built_pan"] = getattr(item, "chunks_built", 0) - built
-    w.close()
-    w.deleteLater()
-    return ticks, pans, drawn
+    return pans
 
 
 def frames_baseline(bars, visible: int, frames: int) -> tuple[list[float], list[float]]:
@@ -219,16 +225,7 @@ def frames_baseline(bars, visible: int, frames: int) -> tuple[list[float], list[
         ticks.append((clock() - t0) / 1e6)
     (x0, x1), _ = w.getViewBox().viewRange()
     assert abs(bars_in_view(x, x0, x1) - visible) <= 1, "QPicture baseline: the view does not hold the bars stated"
-    pans = []
-    vb = w.getViewBox()
-    for share in pan_steps(frames):
-        t0 = clock()
-        (x0, x1), _ = vb.viewRange()
-        d = (x1 - x0) * share
-        vb.setXRange(x0 + d, x1 + d, padding=0)
-        fit_y(w, x, lo, h)
-        render(w, image)  # the picture is not re-recorded: a pan replays it whole
-        pans.append((clock() - t0) / 1e6)
+    pans = timed_pans(w, x, lo, h, image, frames)  # the picture is not re-recorded: a pan replays it whole
     w.close()
     w.deleteLater()
     return ticks, pans

@@ -130,15 +130,14 @@ def _parse_payload(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
             )
         ]
     if kind is None:
-        if "u" in d and "b" in d and "a" in d and "s" in d:
-            return [_quote(d, recv_ns)]
         return _untyped(d, recv_ns)
     raise ParseError("unknown_event", str(kind))
 
 
 def _untyped(d: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
-    """A payload without ``"e"`` that is not a bookTicker: a REST depth snapshot or a reply to our SUBSCRIBE."""
-    if "u" in d and "b" in d and "a" in d and "s" in d:  # a bookTicker without its sizes: refused for "A"
+    """A payload without ``"e"``: a bookTicker (``parse`` takes whole ones first; one without its sizes is refused
+    here for the missing field), a REST depth snapshot, or a reply to our SUBSCRIBE."""
+    if "u" in d and "b" in d and "a" in d and "s" in d:
         return [_quote(d, recv_ns)]
     if "lastUpdateId" in d:
         return [parse_depth_snapshot(d, d.get("s", ""), recv_ns)]
